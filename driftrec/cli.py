@@ -1,0 +1,60 @@
+"""The ``driftrec`` command. Every subcommand explains itself with ``--help``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DESCRIPTION = """\
+driftrec: a streaming continual-learning recommender.
+
+  driftrec demo                 the whole pipeline in one process (no Kafka, no Redis)
+  driftrec eval                 drift tests: prequential evaluation with baselines
+  driftrec bench scorer|swap|learner   speed and memory figures
+  driftrec topics create        create the Kafka topics
+  driftrec replay LOG --to kafka       replay an event log into Kafka
+  driftrec scorer / learner     run the services against Kafka (+ Redis)
+  driftrec adapters list|rollback      inspect and roll back model versions
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from . import bench, demo, evaluation, services
+
+    parser = argparse.ArgumentParser(prog="driftrec", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in (demo, evaluation, bench, services):
+        mod.add_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("kafka", "aiokafka", "faust", "mode", "urllib3", "httpx", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from .settings import ConfigError
+    from learner import LearnerError
+    from state import StateError
+    from stream import LogFormatError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, LearnerError, StateError, LogFormatError, FileNotFoundError) as exc:
+        print(f"driftrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Service loops that wire the cores to transports and state, the same for the embedded
+runner and Kafka: the scorer worker and the learner worker."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from learner import Learner, TrainResult, write_artifact
+from scorer import BatchResult, Scorer, SwapManager
+from state import StateStore, StateWrite
+from stream import (DecodeCounts, Event, EventSink, EventSource, Item, Message, Record, dead_letter,
+                    decode, decode_item, topics)
+
+log = logging.getLogger("driftrec.runtime")
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Topic names, optionally under a prefix (tests isolate themselves this way)."""
+
+    prefix: str = ""
+
+    def _t(self, name: str) -> str:
+        return topics.prefixed(self.prefix, name)
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        return tuple(self._t(t) for t in topics.EVENT_TOPICS)
+
+    @property
+    def items(self) -> str:
+        return self._t(topics.ITEMS)
+
+    @property
+    def recs(self) -> str:
+        return self._t(topics.RECS)
+
+    @property
+    def adapters(self) -> str:
+        return self._t(topics.ADAPTERS)
+
+    @property
+    def dlq(self) -> str:
+        return self._t(topics.DLQ)
+
+    def for_type(self, event_type: str) -> str:
+        return self._t(topics.topic_for(event_type))
+
+
+def _key(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+@dataclass
+class WorkerStats:
+    counts: DecodeCounts = field(default_factory=DecodeCounts)
+    batches: int = 0
+    recs: int = 0
+    duplicates: int = 0
+    skipped_committed: int = 0
+    items: int = 0
+    batch_ms: list[float] = field(default_factory=list)
+
+
+class ScorerWorker:
+    """One batch at a time: decode -> dead-letter the bad -> scorer core -> send outputs
+    (recs.updates, events.dlq) -> commit state with offsets -> commit the consumer.
+
+    Records at offsets that the state already covers are skipped, so a restart after a
+    crash neither loses nor double-applies an event.
+    """
+
+    def __init__(self, scorer: Scorer, state: StateStore, sink: EventSink,
+                 names: TopicNames = TopicNames(), swaps: SwapManager | None = None,
+                 group: str = "scorer", clock: Callable[[], float] = time.time,
+                 on_batch: Callable[[BatchResult, float], None] | None = None) -> None:
+        self.scorer, self.state, self.sink, self.names = scorer, state, sink, names
+        self.swaps, self.group, self.clock = swaps, group, clock
+        self.stats = WorkerStats()
+        self.on_batch = on_batch
+        self._committed = {k: v for k, v in state.offsets(group).items()}
+
+    def start_offsets(self) -> dict[tuple[str, int], int]:
+        """Where to resume: the offsets stored with the state."""
+        out = {}
+        for k, v in self._committed.items():
+            t, p = k.rsplit(":", 1)
+            out[(t, int(p))] = v
+        return out
+
+    def handle(self, records: Sequence[Record]) -> dict[tuple[str, int], int]:
+        """Process one batch; returns the consumer offsets to commit."""
+        t0 = time.perf_counter()
+        st = self.stats
+        events: list[Event] = []
+        items: list[Item] = []
+        out: list[Message] = []
+        offsets: dict[str, int] = {}
+        for r in records:
+            k = _key(r.topic, r.partition)
+            if r.offset < self._committed.get(k, 0):
+                st.skipped_committed += 1
+                continue
+            offsets[k] = max(offsets.get(k, 0), r.offset + 1)
+            st.counts.consumed += 1
+            d = decode_item(r.value) if r.topic == self.names.items else decode(r.value)
+            if isinstance(d, Event):
+                events.append(d)
+            elif isinstance(d, Item):
+                items.append(d)
+            else:
+                st.counts.add_rejected(d)
+                out.append(dead_letter(d, r, self.names.dlq))
+        if items:
+            self.scorer.add_items(items)
+            if self.swaps is not None:
+                self.swaps.texts.update({i.item_id: i.text for i in items})
+            st.items += len(items)
+        users = self.state.get_many(sorted({e.user_id for e in events}))
+        result = self.scorer.learn_many(events, users)
+        st.counts.processed += len(events) + len(items)
+        st.duplicates += result.duplicates
+        now = int(self.clock() * 1000)
+        for rec in result.recs:
+            rec["emitted_ts"] = now
+            out.append(Message(self.names.recs, json.dumps(rec, separators=(",", ":")).encode(),
+                               rec["user_id"].encode()))
+        if out:
+            self.sink.send_many(out)
+        if offsets or result.users:
+            self.state.commit(StateWrite(result.users, result.item_pop, offsets, self.group))
+            self._committed.update(offsets)
+        st.recs += len(result.recs)
+        st.batches += 1
+        ms = (time.perf_counter() - t0) * 1000
+        st.batch_ms.append(ms)
+        if len(st.batch_ms) > 100_000:
+            del st.batch_ms[:50_000]
+        if self.on_batch:
+            self.on_batch(result, ms)
+        return {(k.rsplit(":", 1)[0], int(k.rsplit(":", 1)[1])): v for k, v in offsets.items()}
+
+    def run_once(self, source: EventSource, max_records: int, timeout_ms: int) -> int:
+        """Poll, handle, commit; then swap in a prepared version if one is ready."""
+        recs = source.poll(max_records, timeout_ms)
+        if recs:
+            offs = self.handle(recs)
+            if offs:
+                source.commit(offs)
+        if self.swaps is not None:
+            self.swaps.maybe_swap()
+        return len(recs)
+
+
+class LearnerWorker:
+    """Consumes events (and recs.updates for the hit signal), trains when due, writes the
+    artifact, registers it and announces it on the adapters topic."""
+
+    def __init__(self, learner: Learner, sink: EventSink, store_dir: str, registry: Any,
+                 base_model: str, names: TopicNames = TopicNames(),
+                 on_result: Callable[[TrainResult, dict[str, Any] | None], None] | None = None,
+                 version_prefix: str = "v") -> None:
+        self.learner, self.sink, self.store_dir = learner, sink, store_dir
+        self.registry, self.base_model, self.names = registry, base_model, names
+        self.on_result = on_result
+        self.version_prefix = version_prefix
+        self._topk: dict[str, set[str]] = {}
+        self.results: list[tuple[TrainResult, dict[str, Any] | None]] = []
+        self.seen = 0
+
+    def handle(self, records: Sequence[Record], train: bool = True) -> TrainResult | None:
+        events: list[Event] = []
+        items: list[Item] = []
+        for r in records:
+            if r.topic == self.names.recs:
+                try:
+                    rec = json.loads(r.value)
+                    self._topk[rec["user_id"]] = {x["item_id"] for x in rec["items"]}
+                except (ValueError, KeyError, TypeError):
+                    pass
+                continue
+            d = decode_item(r.value) if r.topic == self.names.items else decode(r.value)
+            if isinstance(d, Event):
+                events.append(d)
+            elif isinstance(d, Item):
+                items.append(d)
+        if items:
+            self.learner.add_items(items)
+        if events:
+            hits = [e.item_id in self._topk.get(e.user_id, ()) for e in events
+                    if e.type in ("like", "comment")]
+            self.learner.observe_hits(hits)
+            self.learner.observe_many(events)
+            self.seen += len(events)
+        if train:
+            return self.maybe_train()
+        return None
+
+    def maybe_train(self) -> TrainResult | None:
+        reason = self.learner.due()
+        if reason is None:
+            return None
+        return self.train(reason)
+
+    def train(self, reason: str) -> TrainResult:
+        from learner import new_version
+
+        res = self.learner.train(reason)
+        record = None
+        if res.accepted:
+            version = new_version(self.version_prefix)
+            enc = self.learner.encoder
+            record = write_artifact(self.store_dir, version, res.lora,
+                                    enc.lora_config if enc is not None else None,
+                                    res.table, self.base_model, res.window, res.metrics)
+            self.registry.register(record)
+            self.sink.send_many([Message(self.names.adapters, json.dumps(record).encode(),
+                                         version.encode())])
+            self.learner.accept(res)
+            log.info("published adapter %s (%s): val HR@10 %.4f -> %.4f", version, reason,
+                     res.metrics["val_hr_current"], res.metrics["val_hr_candidate"])
+        else:
+            log.info("candidate rejected by the gate (%s): val HR@10 %.4f -> %.4f", reason,
+                     res.metrics.get("val_hr_current", 0), res.metrics.get("val_hr_candidate", 0))
+        self.results.append((res, record))
+        if self.on_result:
+            self.on_result(res, record)
+        return res
+
+    def run_once(self, source: EventSource, max_records: int, timeout_ms: int) -> int:
+        recs = source.poll(max_records, timeout_ms)
+        if recs:
+            self.handle(recs, train=False)
+            offs: dict[tuple[str, int], int] = {}
+            for r in recs:
+                offs[(r.topic, r.partition)] = max(offs.get((r.topic, r.partition), 0), r.offset + 1)
+            source.commit(offs)
+        self.maybe_train()
+        return len(recs)
+
+
+def parse_announcement(value: bytes) -> Mapping[str, Any] | None:
+    try:
+        rec = json.loads(value)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) and "version" in rec and "uri" in rec else None

@@ -1,0 +1,195 @@
+"""Versioned adapter artifacts (DESIGN.md, "Hot-swap protocol", step 1).
+
+An artifact is a directory::
+
+    <store>/<version>/
+        adapter_model.safetensors   LoRA tensors (safetensors only, never pickle)
+        adapter_config.json         the LoRA config (checked before a swap)
+        items.safetensors           text vectors, learned residuals and biases of the catalog
+        item_ids.json               row order of items.safetensors
+        manifest.json               version, base model, window, metrics, sha256 of every file
+
+It is written under a temporary name and made visible by one atomic rename. The
+announcement's ``sha256`` is the manifest's own checksum.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ArtifactError
+
+FILES = ("adapter_model.safetensors", "adapter_config.json", "items.safetensors", "item_ids.json")
+
+
+@dataclass
+class ItemTable:
+    """The catalog as one model version sees it: score vectors = ``text + residual``."""
+
+    item_ids: list[str]
+    text: np.ndarray
+    residual: np.ndarray
+    bias: np.ndarray
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.item_ids)
+        if self.text.shape[0] != n or self.residual.shape != self.text.shape or self.bias.shape != (n,):
+            raise ArtifactError(f"item table shapes disagree: {n} ids, text {self.text.shape}, "
+                                f"residual {self.residual.shape}, bias {self.bias.shape}")
+        self._index = {i: k for k, i in enumerate(self.item_ids)}
+        self.vectors = (self.text + self.residual).astype(np.float32)
+
+    @classmethod
+    def from_text(cls, item_ids: list[str], text: np.ndarray) -> "ItemTable":
+        text = np.asarray(text, np.float32)
+        return cls(list(item_ids), text, np.zeros_like(text), np.zeros(len(item_ids), np.float32))
+
+    @property
+    def dim(self) -> int:
+        return int(self.text.shape[1])
+
+    def index(self, item_id: str) -> int:
+        return self._index.get(item_id, -1)
+
+    def with_items(self, item_ids: list[str], text: np.ndarray) -> "ItemTable":
+        """A copy with new items appended (zero residual and bias) or texts replaced."""
+        ids = list(self.item_ids)
+        t, r, b = self.text.copy(), self.residual.copy(), self.bias.copy()
+        new_rows = []
+        for iid, vec in zip(item_ids, text):
+            k = self._index.get(iid, -1)
+            if k >= 0:
+                t[k] = vec
+            else:
+                ids.append(iid)
+                new_rows.append(vec)
+        if new_rows:
+            nv = np.asarray(new_rows, np.float32)
+            t = np.vstack([t, nv])
+            r = np.vstack([r, np.zeros_like(nv)])
+            b = np.concatenate([b, np.zeros(len(nv), np.float32)])
+        return ItemTable(ids, t, r, b)
+
+
+@dataclass
+class Artifact:
+    """A loaded, verified artifact."""
+
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    lora: dict[str, Any]
+    lora_config: dict[str, Any] | None
+    items: ItemTable
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def new_version(prefix: str = "v") -> str:
+    """A sortable, unique version name: ``v<epoch ms>-<4 hex>``."""
+    return f"{prefix}{int(time.time() * 1000)}-{os.urandom(2).hex()}"
+
+
+def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[str, Any],
+                   lora_config: Mapping[str, Any] | None, items: ItemTable, base_model: str,
+                   window: Mapping[str, int], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Write an artifact and make it visible atomically; return its announcement record."""
+    from safetensors.numpy import save_file as save_np
+    from safetensors.torch import save_file as save_torch
+
+    root = Path(store)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / version
+    if final.exists():
+        raise ArtifactError(f"artifact {final} already exists; versions are immutable")
+    tmp = root / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_torch({k: v.contiguous() for k, v in lora.items()}, str(tmp / FILES[0]))
+    (tmp / FILES[1]).write_text(json.dumps(dict(lora_config) if lora_config else {}, sort_keys=True))
+    save_np({"text": items.text.astype(np.float32), "residual": items.residual.astype(np.float32),
+             "bias": items.bias.astype(np.float32)}, str(tmp / FILES[2]))
+    (tmp / FILES[3]).write_text(json.dumps(items.item_ids))
+    created = int(time.time() * 1000)
+    manifest = {"version": version, "base_model": base_model, "created_ts": created,
+                "window": dict(window), "metrics": dict(metrics), "dim": items.dim,
+                "n_items": len(items.item_ids), "lora_config": dict(lora_config) if lora_config else None,
+                "files": {f: sha256_file(tmp / f) for f in FILES}}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    for f in tmp.iterdir():  # durable before visible
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.rename(tmp, final)
+    return {"version": version, "uri": final.resolve().as_uri(), "sha256": sha256_file(final / "manifest.json"),
+            "base_model": base_model, "created_ts": created, "window": dict(window), "metrics": dict(metrics)}
+
+
+def _path_from_uri(uri: str) -> Path:
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    return Path(uri)
+
+
+def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
+                  expect_base: str | None = None,
+                  expect_lora: Mapping[str, Any] | None = None) -> Artifact:
+    """Verify checksums, shapes and compatibility, then load. Raises :class:`ArtifactError`."""
+    from safetensors import SafetensorError  # type: ignore[attr-defined]
+    from safetensors.numpy import load_file as load_np
+    from safetensors.torch import load_file as load_torch
+
+    version = str(record.get("version", "?"))
+    path = _path_from_uri(str(record.get("uri", "")))
+    mpath = path / "manifest.json"
+    if not mpath.exists():
+        raise ArtifactError(f"artifact {version}: {mpath} does not exist")
+    if record.get("sha256") and sha256_file(mpath) != record["sha256"]:
+        raise ArtifactError(f"artifact {version}: manifest checksum does not match the announcement")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except ValueError as exc:
+        raise ArtifactError(f"artifact {version}: manifest is not JSON: {exc}") from exc
+    for f in FILES:
+        want = manifest.get("files", {}).get(f)
+        if not (path / f).exists():
+            raise ArtifactError(f"artifact {version}: file {f} is missing")
+        if want != sha256_file(path / f):
+            raise ArtifactError(f"artifact {version}: checksum mismatch for {f}")
+    if expect_base and manifest.get("base_model") != expect_base:
+        raise ArtifactError(f"artifact {version}: base model {manifest.get('base_model')!r} "
+                            f"is not the serving base {expect_base!r}")
+    lora_config = json.loads((path / FILES[1]).read_text()) or None
+    if expect_lora is not None or lora_config is not None:
+        for key in ("r", "target_modules"):
+            a = (lora_config or {}).get(key)
+            b = (expect_lora or {}).get(key)
+            if lora_config and expect_lora is not None and a != b:
+                raise ArtifactError(f"artifact {version}: LoRA {key}={a!r} is not compatible with "
+                                    f"the serving encoder's {b!r}")
+    try:
+        lora = load_torch(str(path / FILES[0]))
+        arrays = load_np(str(path / FILES[2]))
+        ids = json.loads((path / FILES[3]).read_text())
+        table = ItemTable(ids, arrays["text"], arrays["residual"], arrays["bias"])
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"artifact {version}: cannot load: {exc}") from exc
+    if expect_dim is not None and table.dim != expect_dim:
+        raise ArtifactError(f"artifact {version}: item vectors have {table.dim} dims, the encoder {expect_dim}")
+    return Artifact(version, path, manifest, lora, lora_config, table)

@@ -1,0 +1,56 @@
+"""Learner settings (frozen, validated)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import LearnerError
+
+
+class LearnerConfigError(LearnerError, ValueError):
+    """A learner setting is wrong; the message names it."""
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Window, triggers, fine-tune and gate settings.
+
+    ``use_lora=False`` trains every learned part but the adapters (the ``no_lora``
+    ablation); ``train_items=False`` trains the adapters only.
+    """
+
+    window_events: int = 4096
+    window_ms: int | None = None
+    train_every: int = 2000
+    min_pairs: int = 128
+    drift: str | None = "adwin"
+    drift_cooldown: int = 500
+    batch_size: int = 256
+    epochs: int = 2
+    max_steps: int = 64
+    grad_items: int = 64
+    lr_lora: float = 1e-3
+    lr_items: float = 0.02
+    use_lora: bool = True
+    train_items: bool = True
+    val_share: float = 0.2
+    min_gain: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(field: str, why: str) -> None:
+            raise LearnerConfigError(f"LearnerConfig.{field} {why}")
+
+        if self.window_events < 8:
+            bad("window_events", "must be >= 8")
+        if self.train_every < 1:
+            bad("train_every", "must be >= 1")
+        if not 0 < self.val_share < 1:
+            bad("val_share", "must be in (0, 1)")
+        if self.batch_size < 2:
+            bad("batch_size", "must be >= 2 (in-batch negatives)")
+        if self.epochs < 1 or self.max_steps < 1:
+            bad("epochs", "and max_steps must be >= 1")
+        if not (self.use_lora or self.train_items):
+            bad("use_lora", "and train_items cannot both be off: nothing would be learned")
+        if self.drift not in (None, "adwin", "page_hinkley"):
+            bad("drift", "must be adwin, page_hinkley or None")

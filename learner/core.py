@@ -1,0 +1,306 @@
+"""The learner core: rolling window -> pairs -> LoRA + item micro-fine-tune -> gate.
+
+Pure over batches: it observes events already applied by the scorer, trains when a
+trigger fires and returns a :class:`TrainResult`; writing and announcing the artifact is
+the caller's job (see :mod:`learner.artifacts`).
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from stream import Event, Item
+
+from .artifacts import ItemTable
+from .config import LearnerConfig
+from .drift import HitRateDrift
+from .encoder import TextEncoder
+from .model import Representation, scores, top_k, user_vectors
+from .windows import RollingWindow
+
+
+@dataclass(frozen=True)
+class Pair:
+    """User context (history before the event) -> the engaged item."""
+
+    ctx_items: tuple[str, ...]
+    ctx_w: np.ndarray
+    target: str
+    ts: int
+    repeat: bool = False  # the user had engaged with the target before (never recommendable)
+
+
+@dataclass
+class TrainResult:
+    accepted: bool
+    table: ItemTable
+    lora: dict[str, Any]
+    metrics: dict[str, Any]
+    window: dict[str, int]
+    reason: str = ""
+
+
+@dataclass
+class _Hist:
+    items: deque[tuple[str, str, int]] = field(default_factory=deque)
+
+
+class Learner:
+    """Adapts the model to the recent stream.
+
+    Parameters
+    ----------
+    config : window, triggers, optimiser and gate settings
+    rep : the user representation shared with the scorer
+    table : the current version's item table (text vectors under the current adapter)
+    texts : item id -> text, the catalog the encoder reads
+    encoder : the trainable encoder (None = train item residuals and biases only)
+    """
+
+    def __init__(self, config: LearnerConfig, rep: Representation, table: ItemTable,
+                 texts: Mapping[str, str], encoder: TextEncoder | None = None) -> None:
+        self.config = config
+        self.rep = rep
+        self.table = table
+        self.texts = dict(texts)
+        self.encoder = encoder if config.use_lora else None
+        self._lora = encoder.lora_state() if (encoder is not None and config.use_lora) else {}
+        self.window: RollingWindow[Pair] = RollingWindow(config.window_events, config.window_ms)
+        self._hist: dict[str, deque[tuple[str, str, int]]] = {}
+        self._seen: dict[str, set[str]] = {}
+        self._pop: dict[str, float] = {}
+        self._since_train = 0
+        self._since_drift = 0
+        self._drift_pending = False
+        self.detector = HitRateDrift(config.drift) if config.drift else None
+        self.trainings = 0
+        self.last_ts = 0
+        self.n_events = 0
+
+    # ---- observing -------------------------------------------------------------------
+    def observe_many(self, events: Sequence[Event]) -> None:
+        """Record events (already applied by the scorer) into the window as pairs."""
+        rep = self.rep
+        for e in sorted(events, key=lambda x: x.ts):
+            h = self._hist.setdefault(e.user_id, deque(maxlen=rep.history))
+            seen = self._seen.setdefault(e.user_id, set())
+            repeat = e.item_id in seen
+            if h:
+                w = rep.weights([x[1] for x in h], [x[2] for x in h], e.ts)
+                pair = Pair(tuple(x[0] for x in h), w, e.item_id, e.ts, repeat)
+            else:
+                pair = Pair((), np.zeros(0, np.float32), e.item_id, e.ts, repeat)
+            self.window.add(e.ts, pair)
+            h.append((e.item_id, e.type, e.ts))
+            seen.add(e.item_id)
+            self._pop[e.item_id] = float(np.logaddexp(self._pop.get(e.item_id, -np.inf),
+                                                      rep.pop_increment(e.type, e.ts)))
+            self.last_ts = max(self.last_ts, e.ts)
+            self._since_train += 1
+            self._since_drift += 1
+            self.n_events += 1
+
+    def observe_hits(self, hits: Sequence[bool]) -> bool:
+        """Feed the live hit signal; returns True when drift was detected."""
+        if self.detector is None or not hits:
+            return False
+        fired = any(self.detector.update_many(hits))
+        if fired and self._since_drift >= self.config.drift_cooldown:
+            self._drift_pending = True
+        return fired
+
+    def due(self) -> str | None:
+        """Why a training should run now ("drift", "every_n") or None."""
+        if len(self.window) < self.config.min_pairs:
+            return None
+        if self._drift_pending:
+            return "drift"
+        if self._since_train >= self.config.train_every:
+            return "every_n"
+        return None
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        """New or changed catalog items, encoded under the current adapter."""
+        if not items:
+            return
+        for it in items:
+            self.texts[it.item_id] = it.text
+        enc = self.encoder
+        if enc is not None:
+            vecs = enc.encode([it.text for it in items])
+            self.table = self.table.with_items([it.item_id for it in items], vecs)
+        else:
+            known = [it for it in items if self.table.index(it.item_id) < 0]
+            if known:
+                raise ValueError("adding items without an encoder: give the learner the encoder")
+
+    # ---- training --------------------------------------------------------------------
+    def train(self, reason: str = "manual", progress: Any = None) -> TrainResult:
+        """Fine-tune on the window; gate the candidate against the current version."""
+        import torch
+
+        cfg, rep = self.config, self.rep
+        t0 = time.perf_counter()
+        self._since_train = 0
+        self._since_drift = 0
+        self._drift_pending = False
+        self.trainings += 1
+        torch.manual_seed(cfg.seed + self.trainings)
+        rng = np.random.default_rng(cfg.seed + self.trainings)
+        # Re-engagements cannot be recommended (seen items are excluded): not trained on.
+        pairs = [p.value for p in self.window
+                 if not p.value.repeat and self.table.index(p.value.target) >= 0]
+        lo, hi = self.window.span()
+        window = {"from_ts": lo, "to_ts": hi, "n_events": len(self.window)}
+        n_val = max(1, int(len(pairs) * cfg.val_share))
+        train_p, val_p = pairs[:-n_val], pairs[-n_val:]
+        cur = self.table
+        if len(train_p) < 2:
+            return TrainResult(False, cur, self._lora, {"pairs": len(pairs), "why": "too few pairs"},
+                               window, reason)
+        N, d = len(cur.item_ids), cur.dim
+        prior = torch.from_numpy(rep.pop_prior(self._pop_vector(cur), self.last_ts))
+        ctx_idx, ctx_w, tgt = self._tensors(train_p, cur)
+        T0 = torch.from_numpy(cur.text.copy())
+        R = torch.nn.Parameter(torch.from_numpy(cur.residual.copy()), requires_grad=cfg.train_items)
+        bias = torch.nn.Parameter(torch.from_numpy(cur.bias.copy()), requires_grad=cfg.train_items)
+        enc = self.encoder
+        groups = []
+        if enc is not None:
+            enc.model.train()
+            groups.append({"params": enc.lora_parameters(), "lr": cfg.lr_lora, "weight_decay": 0.0})
+        if cfg.train_items:
+            groups.append({"params": [R, bias], "lr": cfg.lr_items, "weight_decay": 0.0})
+        opt = torch.optim.Adam(groups)
+        dev = enc.device if enc is not None else "cpu"
+        texts = [self.texts.get(i, "") for i in cur.item_ids]
+        loss_before = self._loss(cur, ctx_idx, ctx_w, tgt, prior)
+        steps, losses = 0, []
+        B = min(cfg.batch_size, len(train_p))
+        for _epoch in range(cfg.epochs):
+            order = rng.permutation(len(train_p))
+            for s in range(0, len(order) - 1, B):
+                if steps >= cfg.max_steps:
+                    break
+                bi = torch.from_numpy(order[s:s + B])
+                T = T0
+                if enc is not None:
+                    g = np.unique(tgt[bi].numpy())
+                    if len(g) > cfg.grad_items:
+                        g = rng.choice(g, cfg.grad_items, replace=False)
+                    tg = enc.forward([texts[j] for j in g]).float().cpu()
+                    T = T0.index_put((torch.from_numpy(g),), tg)
+                V = T + R
+                loss = _softmax_loss(V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                steps += 1
+                if progress is not None:
+                    progress(steps)
+        train_s = time.perf_counter() - t0
+        lora: dict[str, Any] = {}
+        t1 = time.perf_counter()
+        text_new = cur.text
+        if enc is not None:
+            enc.model.eval()
+            lora = enc.lora_state()
+            text_new = enc.encode(texts)
+        cand = ItemTable(list(cur.item_ids), text_new, R.detach().numpy().copy(),
+                         bias.detach().numpy().copy())
+        encode_s = time.perf_counter() - t1
+        loss_after = self._loss(cand, ctx_idx, ctx_w, tgt, prior)
+        pop = self._pop_vector(cur)
+        m_cur = self.evaluate(val_p, cur, pop)
+        m_new = self.evaluate(val_p, cand, pop)
+        accepted = (m_new["hr"] > m_cur["hr"] + cfg.min_gain
+                    or (m_new["hr"] >= m_cur["hr"] and m_new["mrr"] > m_cur["mrr"] + cfg.min_gain))
+        metrics = {"reason": reason, "pairs": len(pairs), "train_pairs": len(train_p),
+                   "val_pairs": len(val_p), "steps": steps, "device": dev,
+                   "loss_before": round(loss_before, 5), "loss_after": round(loss_after, 5),
+                   "val_hr_current": round(m_cur["hr"], 5), "val_hr_candidate": round(m_new["hr"], 5),
+                   "val_mrr_current": round(m_cur["mrr"], 5), "val_mrr_candidate": round(m_new["mrr"], 5),
+                   "train_s": round(train_s, 3), "encode_s": round(encode_s, 3),
+                   "use_lora": enc is not None, "accepted": accepted}
+        if not accepted and enc is not None:
+            enc.load_lora_state(self._lora)  # back to the serving adapter
+        return TrainResult(accepted, cand, lora, metrics, window, reason)
+
+    def accept(self, result: TrainResult) -> None:
+        """Make an accepted result the learner's current version."""
+        self.table = result.table
+        if result.lora:
+            self._lora = result.lora
+
+    # ---- evaluation --------------------------------------------------------------------
+    def evaluate(self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray,
+                 k: int = 10) -> dict[str, float]:
+        """HR@k and MRR of next-item prediction for ``pairs`` under ``table``."""
+        if not pairs:
+            return {"hr": 0.0, "mrr": 0.0}
+        ctx_idx, ctx_w, tgt = self._arrays(pairs, table)
+        U = user_vectors(ctx_idx, ctx_w, table.vectors)
+        S = scores(U, table.vectors, table.bias, self.rep.pop_prior(pop, self.last_ts),
+                   self.rep.temperature)
+        rows = np.arange(len(pairs))
+        for b in range(len(pairs)):  # seen items cannot be recommended
+            ex = ctx_idx[b][ctx_idx[b] >= 0]
+            S[b, ex] = -np.inf
+        ts = S[rows, tgt]
+        rank = (S > ts[:, None]).sum(1)  # 0-based
+        return {"hr": float((rank < k).mean()), "mrr": float((1.0 / (rank + 1)).mean())}
+
+    # ---- helpers -----------------------------------------------------------------------
+    def _pop_vector(self, table: ItemTable) -> np.ndarray:
+        return np.array([self._pop.get(i, -np.inf) for i in table.item_ids], np.float64)
+
+    def _arrays(self, pairs: Sequence[Pair], table: ItemTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        H = max(1, max(len(p.ctx_items) for p in pairs))
+        idx = np.full((len(pairs), H), -1, np.int64)
+        w = np.zeros((len(pairs), H), np.float32)
+        for b, p in enumerate(pairs):
+            n = len(p.ctx_items)
+            if n:
+                idx[b, :n] = [table.index(i) for i in p.ctx_items]
+                w[b, :n] = p.ctx_w
+        tgt = np.array([table.index(p.target) for p in pairs], np.int64)
+        return idx, w, tgt
+
+    def _tensors(self, pairs: Sequence[Pair], table: ItemTable) -> tuple[Any, Any, Any]:
+        import torch
+
+        idx, w, tgt = self._arrays(pairs, table)
+        return torch.from_numpy(idx), torch.from_numpy(w), torch.from_numpy(tgt)
+
+    def _loss(self, table: ItemTable, ctx_idx: Any, ctx_w: Any, tgt: Any, prior: Any,
+              limit: int = 1024) -> float:
+        import torch
+
+        with torch.no_grad():
+            V = torch.from_numpy(table.vectors)
+            b = torch.from_numpy(table.bias)
+            n = min(limit, len(tgt))
+            return float(_softmax_loss(V, b, prior, ctx_idx[:n], ctx_w[:n], tgt[:n], self.rep.temperature))
+
+
+def _softmax_loss(V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: Any, tgt: Any,
+                  temperature: float) -> Any:
+    """Full-catalog softmax of (context -> target) with seen items masked, in torch."""
+    import torch
+
+    N, d = V.shape
+    Vp = torch.cat([V, V.new_zeros(1, d)])
+    idx = torch.where(ctx_idx >= 0, ctx_idx, torch.full_like(ctx_idx, N))
+    w = torch.where(ctx_idx >= 0, ctx_w, torch.zeros_like(ctx_w))
+    ctx = (w.unsqueeze(-1) * Vp[idx]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
+    logits = ctx @ V.T / temperature + bias + prior
+    mask = torch.zeros(logits.shape[0], N + 1, dtype=torch.bool)
+    seen = torch.where(idx == tgt.unsqueeze(1), torch.full_like(idx, N), idx)
+    mask.scatter_(1, seen, True)
+    logits = logits.masked_fill(mask[:, :N], float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, tgt)

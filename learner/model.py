@@ -1,0 +1,134 @@
+"""How users and items become scores: the one definition both scorer and learner use.
+
+user vector  u = sum_j w_j * v(item_j) / sum_j w_j  over the user's recent history, with
+             w_j = type_weight * 0.5 ** (age_j / half_life) * position_decay ** (rank from newest)
+             plus comment texts (encoded) as extra evidence
+score(i)     = u . v_i / temperature + bias_i + pop_weight * log1p(recent_popularity_i)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Representation:
+    """Parameters of the user representation and the score (shared by scorer and learner)."""
+
+    type_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"click": 1.0, "like": 2.0, "comment": 3.0})
+    half_life_ms: float = 7 * 24 * 3600 * 1000.0
+    position_decay: float = 0.9
+    history: int = 50
+    comment_weight: float = 1.0
+    temperature: float = 0.1
+    pop_weight: float = 0.5
+    pop_half_life_ms: float = 24 * 3600 * 1000.0
+
+    def __post_init__(self) -> None:
+        from .errors import LearnerError
+
+        if not 0 < self.position_decay <= 1:
+            raise LearnerError("position_decay must be in (0, 1]")
+        if self.half_life_ms <= 0 or self.pop_half_life_ms <= 0:
+            raise LearnerError("half-lives must be > 0 ms")
+        if self.temperature <= 0:
+            raise LearnerError("temperature must be > 0")
+
+    def weights(self, types: Sequence[str], ts: Sequence[int], now: int) -> np.ndarray:
+        """Weights of a history (oldest first) as seen at time ``now``.
+
+        Examples
+        --------
+        >>> r = Representation(half_life_ms=1000, position_decay=1.0)
+        >>> r.weights(["click", "like"], [0, 1000], now=1000).round(3).tolist()
+        [0.5, 2.0]
+        """
+        n = len(types)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        tw = np.array([self.type_weights.get(t, 1.0) for t in types], np.float64)
+        age = np.maximum(0, now - np.asarray(ts, np.float64))
+        pos = self.position_decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
+        return (tw * np.exp(-LN2 * age / self.half_life_ms) * pos).astype(np.float32)
+
+    def pop_increment(self, etype: str, ts: int) -> float:
+        """Log-space increment of an item's decayed popularity for one event."""
+        return math.log(max(self.type_weights.get(etype, 1.0), 1e-6)) + LN2 * ts / self.pop_half_life_ms
+
+    def pop_prior(self, log_acc: np.ndarray, now: int) -> np.ndarray:
+        """``pop_weight * log1p(popularity at now)`` from log accumulators (-inf = never seen).
+
+        Examples
+        --------
+        >>> r = Representation(pop_weight=1.0, pop_half_life_ms=1000)
+        >>> acc = np.array([-np.inf, r.pop_increment("click", 0)])
+        >>> r.pop_prior(acc, now=1000).round(3).tolist()
+        [0.0, 0.405]
+        """
+        if self.pop_weight == 0:
+            return np.zeros(len(log_acc), np.float32)
+        x = log_acc - LN2 * now / self.pop_half_life_ms
+        return (self.pop_weight * np.logaddexp(0.0, x)).astype(np.float32)
+
+
+def user_vectors(hist_idx: np.ndarray, hist_w: np.ndarray, item_vectors: np.ndarray,
+                 extra: np.ndarray | None = None, extra_w: np.ndarray | None = None) -> np.ndarray:
+    """Weighted mean of history item vectors, batched.
+
+    ``hist_idx`` is ``[B, H]`` row indices into ``item_vectors`` (-1 = padding or unknown
+    item), ``hist_w`` the matching weights. ``extra``/``extra_w`` add per-user evidence
+    (summed comment vectors and their total weight).
+
+    Examples
+    --------
+    >>> V = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    >>> user_vectors(np.array([[0, 1, -1]]), np.array([[1.0, 3.0, 9.0]]), V).tolist()
+    [[0.25, 0.75]]
+    """
+    w = np.where(hist_idx >= 0, hist_w, 0.0).astype(np.float32)
+    rows = item_vectors[np.maximum(hist_idx, 0)]  # [B, H, d]
+    num = np.einsum("bh,bhd->bd", w, rows)
+    den = w.sum(1)
+    if extra is not None and extra_w is not None:
+        num = num + extra
+        den = den + extra_w
+    return (num / np.maximum(den, 1e-9)[:, None]).astype(np.float32)
+
+
+def scores(users: np.ndarray, item_vectors: np.ndarray, bias: np.ndarray, prior: np.ndarray,
+           temperature: float) -> np.ndarray:
+    """``[B, N]`` scores: one matrix product per batch."""
+    s = users @ item_vectors.T
+    s *= 1.0 / temperature
+    s += bias
+    s += prior
+    return s
+
+
+def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` row indices and scores per row, best first, skipping ``exclude[b]``.
+
+    Examples
+    --------
+    >>> idx, _ = top_k(np.array([[0.1, 0.9, 0.5, 0.7]]), 2, exclude=[[1]])
+    >>> idx.tolist()
+    [[3, 2]]
+    """
+    s = s.copy() if exclude else s
+    for b, ex in enumerate(exclude):
+        if len(ex):
+            s[b, np.asarray(ex, dtype=np.int64)] = -np.inf
+    k = min(k, s.shape[1])
+    if k == 0:
+        return np.zeros((s.shape[0], 0), np.int64), np.zeros((s.shape[0], 0), s.dtype)
+    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    ps = np.take_along_axis(s, part, 1)
+    order = np.argsort(-ps, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, 1)
+    return idx, np.take_along_axis(ps, order, 1)

@@ -1,0 +1,28 @@
+"""Scorer settings (frozen, validated)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ScorerConfigError
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """``top_k``: recommendations per user; ``seen_limit``: how many seen items are kept
+    per user to exclude from recommendations; ``batch_size``/``batch_ms``: micro-batching.
+    ``targets``: event types counted as hits for the live hit-rate signal."""
+
+    top_k: int = 10
+    seen_limit: int = 500
+    batch_size: int = 256
+    batch_ms: int = 50
+    targets: tuple[str, ...] = ("like", "comment")
+    comment_cache: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ScorerConfigError("SCORER_TOP_K must be >= 1")
+        if self.seen_limit < 0:
+            raise ScorerConfigError("SCORER_SEEN_LIMIT must be >= 0")
+        if self.batch_size < 1 or self.batch_ms < 0:
+            raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")

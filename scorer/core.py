@@ -1,0 +1,247 @@
+"""The scorer core: apply a micro-batch of events, update user vectors, rank, emit changes.
+
+Pure: no Kafka, Redis, environment or wall clock. The caller reads user state before
+:meth:`Scorer.learn_many` and writes ``result.users`` (with its offsets) after it.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from learner import ItemTable, Representation, TextEncoder, scores, top_k, user_vectors
+from state import Interaction, UserState
+from stream import Event, Item
+
+from .config import ScorerConfig
+
+MAX_COMMENT_CHARS = 512
+
+
+@dataclass
+class ServingModel:
+    """One model version as the scorer serves it: the item table and (optionally) the
+    encoder with this version's adapter, used for new items and comment text."""
+
+    version: str
+    table: ItemTable
+    rep: Representation
+    encoder: TextEncoder | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced. ``hits`` lists (event, hit) for target events, where hit
+    means the item was in the user's last published top-k before the event."""
+
+    users: dict[str, UserState]
+    recs: list[dict[str, Any]]
+    item_pop: dict[str, float]
+    hits: list[tuple[Event, bool]]
+    applied: int
+    duplicates: int
+    version: str
+
+
+class Scorer:
+    """Real-time user representations and catalog ranking over micro-batches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from learner import ItemTable, Representation
+    >>> from state import UserState
+    >>> from stream import Event
+    >>> t = ItemTable.from_text(["a", "b", "c"], np.eye(3, dtype=np.float32))
+    >>> s = Scorer(ScorerConfig(top_k=2), ServingModel("v0", t, Representation(pop_weight=0)))
+    >>> r = s.learn_many([Event("e1", "like", "u1", "a", 1000)], {})
+    >>> [x["item_id"] for x in r.recs[0]["items"]]  # "a" is seen, so excluded
+    ['b', 'c']
+    >>> r.applied, r.users["u1"].n_events
+    (1, 1)
+    """
+
+    def __init__(self, config: ScorerConfig, model: ServingModel,
+                 item_pop: Mapping[str, float] | None = None) -> None:
+        self.config = config
+        self._model = model
+        self._pop_by_id: dict[str, float] = dict(item_pop or {})
+        self._pop = self._align_pop(model.table)
+        self._comment_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
+
+    # ---- model versions ----------------------------------------------------------------
+    @property
+    def model(self) -> ServingModel:
+        return self._model
+
+    @property
+    def version(self) -> str:
+        return self._model.version
+
+    def swap(self, model: ServingModel) -> ServingModel:
+        """Replace the serving model between two batches; returns the previous one."""
+        pop = self._align_pop(model.table)  # prepared before taking the lock
+        with self._lock:
+            old, self._model, self._pop = self._model, model, pop
+        return old
+
+    def _align_pop(self, table: ItemTable) -> np.ndarray:
+        return np.array([self._pop_by_id.get(i, -np.inf) for i in table.item_ids], np.float64)
+
+    def add_items(self, items: Sequence[Item]) -> int:
+        """Add or update catalog items, encoded under the serving version. Returns how many."""
+        if not items:
+            return 0
+        m = self._model
+        if m.encoder is None:
+            raise ValueError("adding items needs a serving model with an encoder")
+        vecs = m.encoder.encode([it.text for it in items])
+        table = m.table.with_items([it.item_id for it in items], vecs)
+        self.swap(ServingModel(m.version, table, m.rep, m.encoder, m.manifest))
+        return len(items)
+
+    # ---- the batch -------------------------------------------------------------------
+    def learn_many(self, events: Sequence[Event], users: Mapping[str, UserState]) -> BatchResult:
+        """Apply ``events`` (any order; applied by event time per user) to ``users``.
+
+        Events whose ``event_id`` the user already has are skipped (replays are harmless).
+        """
+        with self._lock:
+            return self._learn_many(events, users)
+
+    def _learn_many(self, events: Sequence[Event], users: Mapping[str, UserState]) -> BatchResult:
+        m, cfg, rep = self._model, self.config, self._model.rep
+        table = m.table
+        out: dict[str, UserState] = {}
+        hits: list[tuple[Event, bool]] = []
+        touched_pop: dict[str, float] = {}
+        applied = dups = 0
+        now_by_user: dict[str, int] = {}
+        for e in sorted(events, key=lambda x: x.ts):
+            st = out.get(e.user_id)
+            if st is None:
+                prev = users.get(e.user_id)
+                st = _copy(prev) if prev is not None else UserState(e.user_id)
+                out[e.user_id] = st
+            if st.has_event(e.event_id):
+                dups += 1
+                continue
+            if e.type in cfg.targets:
+                hits.append((e, e.item_id in st.topk))
+            text = e.text[:MAX_COMMENT_CHARS] if e.text else None
+            st.history.append(Interaction(e.event_id, e.type, e.item_id, e.ts, text))
+            if len(st.history) > rep.history:
+                del st.history[: len(st.history) - rep.history]
+            if cfg.seen_limit:
+                if e.item_id in st.seen:
+                    st.seen.remove(e.item_id)
+                st.seen.append(e.item_id)
+                if len(st.seen) > cfg.seen_limit:
+                    del st.seen[: len(st.seen) - cfg.seen_limit]
+            st.n_events += 1
+            st.last_event_id = e.event_id
+            now_by_user[e.user_id] = max(now_by_user.get(e.user_id, 0), e.ts)
+            k = table.index(e.item_id)
+            inc = rep.pop_increment(e.type, e.ts)
+            cur = self._pop_by_id.get(e.item_id, -np.inf)
+            new = float(np.logaddexp(cur, inc))
+            self._pop_by_id[e.item_id] = new
+            touched_pop[e.item_id] = new
+            if k >= 0:
+                self._pop[k] = new
+            applied += 1
+        recs: list[dict[str, Any]] = []
+        changed = [u for u in out if u in now_by_user]
+        if changed:
+            now = max(now_by_user.values())
+            states = [out[u] for u in changed]
+            ranked = self._rank(states, now, cfg.top_k)
+            last_event = {}
+            for e in events:
+                if e.user_id in now_by_user and e.ts == now_by_user[e.user_id]:
+                    last_event[e.user_id] = e
+            for st, (vec, items) in zip(states, ranked):
+                st.vector, st.version = vec, m.version
+                ids = [i for i, _ in items]
+                if ids != st.topk:
+                    st.topk = ids
+                    ev = last_event.get(st.user_id)
+                    recs.append({"user_id": st.user_id,
+                                 "items": [{"item_id": i, "score": round(float(s), 5)} for i, s in items],
+                                 "model_version": m.version,
+                                 "event_id": ev.event_id if ev else st.last_event_id,
+                                 "event_ts": ev.ts if ev else now})
+        return BatchResult(out, recs, touched_pop, hits, applied, dups, m.version)
+
+    # ---- ranking -----------------------------------------------------------------------
+    def rank_many(self, states: Sequence[UserState], now: int, k: int | None = None
+                  ) -> list[list[tuple[str, float]]]:
+        """Current top-k (item, score) for users in ``states`` at event time ``now``."""
+        with self._lock:
+            return [items for _, items in self._rank(states, now, k or self.config.top_k)]
+
+    def _rank(self, states: Sequence[UserState], now: int, k: int
+              ) -> list[tuple[np.ndarray, list[tuple[str, float]]]]:
+        m = self._model
+        U = self._user_vectors(states, now)
+        prior = m.rep.pop_prior(self._pop, now)
+        S = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature)
+        exclude = [[x for x in (m.table.index(i) for i in st.seen) if x >= 0] for st in states]
+        idx, sc = top_k(S, k, exclude)
+        ids = m.table.item_ids
+        out = []
+        for b in range(len(states)):
+            items = [(ids[j], float(s)) for j, s in zip(idx[b], sc[b]) if np.isfinite(s)]
+            out.append((U[b], items))
+        return out
+
+    def _user_vectors(self, states: Sequence[UserState], now: int) -> np.ndarray:
+        m, rep = self._model, self._model.rep
+        H = max((len(s.history) for s in states), default=0)
+        B, d = len(states), m.table.dim
+        idx = np.full((B, max(H, 1)), -1, np.int64)
+        w = np.zeros((B, max(H, 1)), np.float32)
+        extra = np.zeros((B, d), np.float32)
+        extra_w = np.zeros(B, np.float32)
+        todo: list[tuple[int, float, tuple[str, str], str]] = []
+        for b, st in enumerate(states):
+            h = st.history
+            if not h:
+                continue
+            wb = rep.weights([x.type for x in h], [x.ts for x in h], now)
+            idx[b, : len(h)] = [m.table.index(x.item_id) for x in h]
+            w[b, : len(h)] = wb
+            if m.encoder is not None and rep.comment_weight > 0:
+                for x, wx in zip(h, wb):
+                    if x.text:
+                        todo.append((b, float(wx) * rep.comment_weight, (m.version, x.event_id), x.text))
+        if todo:
+            self._comment_vectors(todo, extra, extra_w)
+        return user_vectors(idx, w, m.table.vectors, extra, extra_w)
+
+    def _comment_vectors(self, todo: list[tuple[int, float, tuple[str, str], str]],
+                         extra: np.ndarray, extra_w: np.ndarray) -> None:
+        cache = self._comment_cache
+        missing = {key: text for _, _, key, text in todo if key not in cache}
+        if missing:
+            assert self._model.encoder is not None
+            vecs = self._model.encoder.encode(list(missing.values()))
+            for key, v in zip(missing, vecs):
+                cache[key] = v
+            while len(cache) > self.config.comment_cache:
+                cache.popitem(last=False)
+        for b, wx, key, _ in todo:
+            v = cache.get(key)
+            if v is not None:
+                extra[b] += wx * v
+                extra_w[b] += wx
+
+
+def _copy(st: UserState) -> UserState:
+    return UserState(st.user_id, list(st.history), st.vector, st.version, list(st.topk),
+                     st.n_events, st.last_event_id, list(st.seen))

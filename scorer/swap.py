@@ -1,0 +1,127 @@
+"""Hot-swap: prepare a new version off the hot path, swap one reference between batches.
+
+DESIGN.md, "Hot-swap protocol", steps 2-4: verify checksums and compatibility, load,
+build the index in a background thread; the runtime calls :meth:`SwapManager.maybe_swap`
+between two batches, which replaces the serving model in one assignment. A bad artifact
+is rejected with a log line and the current version keeps serving.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from learner import ArtifactError, ItemTable, ModelLoadError, TextEncoder, load_artifact
+
+from .core import Scorer, ServingModel
+
+log = logging.getLogger("driftrec.scorer.swap")
+
+
+@dataclass
+class SwapEvent:
+    version: str
+    previous: str
+    prepare_s: float
+    swap_ms: float
+    at: float
+
+
+class SwapManager:
+    """Prepares announced versions in the background and swaps them in between batches.
+
+    Parameters
+    ----------
+    scorer : the scorer whose serving model is replaced
+    texts : item id -> text of the whole catalog (items the artifact lacks are encoded)
+    standby : a second encoder (same base) that the next version is loaded into, so the
+        serving one is never modified in place; after a swap the roles exchange
+    """
+
+    def __init__(self, scorer: Scorer, texts: Mapping[str, str] | None = None,
+                 standby: TextEncoder | None = None, background: bool = True) -> None:
+        self.scorer = scorer
+        self.texts = dict(texts or {})
+        self._standby = standby
+        self._background = background
+        self._lock = threading.Lock()
+        self._ready: ServingModel | None = None
+        self._thread: threading.Thread | None = None
+        self.swaps: list[SwapEvent] = []
+        self.rejected: list[tuple[str, str]] = []
+        self._prepare_s = 0.0
+        self.on_swap: Callable[[SwapEvent], None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def submit(self, record: Mapping[str, Any]) -> None:
+        """Start preparing ``record`` (an ``adapters`` announcement). Never raises for a bad
+        artifact: it is logged and listed in :attr:`rejected`."""
+        if self._background:
+            self.wait()
+            self._thread = threading.Thread(target=self._prepare, args=(dict(record),),
+                                            name="driftrec-swap-prepare", daemon=True)
+            self._thread.start()
+        else:
+            self._prepare(dict(record))
+
+    def wait(self, timeout: float | None = None) -> None:
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+    def _prepare(self, record: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        version = str(record.get("version", "?"))
+        cur = self.scorer.model
+        enc = self._standby if self._standby is not None else cur.encoder
+        try:
+            art = load_artifact(record, expect_dim=cur.table.dim,
+                                expect_base=cur.manifest.get("base_model") or None,
+                                expect_lora=enc.lora_config if enc is not None else None)
+            table = art.items
+            if enc is not None:
+                if art.lora:
+                    enc.load_lora_state(art.lora)
+                elif enc.lora_config:
+                    enc.reset_lora()
+                missing = [i for i in cur.table.item_ids if table.index(i) < 0 and i in self.texts]
+                if missing:
+                    table = table.with_items(missing, enc.encode([self.texts[i] for i in missing]))
+            model = ServingModel(version, table, cur.rep, enc, dict(art.manifest))
+        except (ArtifactError, ModelLoadError, OSError, ValueError) as exc:
+            log.error("rejected adapter %s: %s; still serving %s", version, exc, cur.version)
+            self.rejected.append((version, str(exc)))
+            return
+        with self._lock:
+            self._ready = model
+            self._prepare_s = time.perf_counter() - t0
+
+    def maybe_swap(self) -> SwapEvent | None:
+        """Between two batches: swap in a prepared version, if one is ready."""
+        with self._lock:
+            model, self._ready = self._ready, None
+            prep = self._prepare_s
+        if model is None:
+            return None
+        t0 = time.perf_counter()
+        old = self.scorer.swap(model)
+        ev = SwapEvent(model.version, old.version, prep, (time.perf_counter() - t0) * 1000, time.time())
+        if model.encoder is not None and old.encoder is not model.encoder:
+            self._standby = old.encoder  # the old serving encoder is free now
+        self.swaps.append(ev)
+        log.info("swapped in %s (was %s; prepared in %.2f s, swap %.3f ms)",
+                 ev.version, ev.previous, prep, ev.swap_ms)
+        if self.on_swap:
+            self.on_swap(ev)
+        return ev
+
+
+def base_model(version: str, table: ItemTable, rep: Any, encoder: TextEncoder | None,
+               base_name: str) -> ServingModel:
+    """The serving model of the base encoder (no adapter)."""
+    return ServingModel(version, table, rep, encoder, {"base_model": base_name, "version": version})

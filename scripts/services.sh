@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# driftrec local services: a single-node Apache Kafka (KRaft) broker and Redis,
+# both bound to 127.0.0.1 only. Used by humans and by CI (.ci/run).
+#
+#   scripts/services.sh up [kafka|redis]...   start (idempotent), print addresses
+#   scripts/services.sh down [kafka|redis]... stop what `up` started, remove data
+#   scripts/services.sh status                running/answering? exit 0 = all up
+#   scripts/services.sh env                   print `export ...` lines for eval
+#
+# Env knobs (defaults in brackets):
+#   KAFKA_VERSION [see DEFAULT_KAFKA_VERSION; scripts/KAFKA_COMPAT.md says why]
+#   KAFKA_PORT [9092]  KAFKA_CONTROLLER_PORT [9093]  REDIS_PORT [6379]
+#   KAFKA_HEAP_OPTS [-Xms256m -Xmx512m]
+#   DRIFTREC_CACHE [$HOME/.cache/driftrec]  jar cache: kafka-<version>/libs
+#   DRIFTREC_RUN   [/tmp/driftrec-services] data dirs, logs, pid files
+#   KAFKA_START_TIMEOUT [60]  REDIS_START_TIMEOUT [20]   seconds
+#
+# Kafka jars come from Maven Central once (mvn + scripts/kafka-pom.xml);
+# later runs reuse the cache. Redis comes from Debian (apt-get) if missing.
+set -Eeuo pipefail
+
+DEFAULT_KAFKA_VERSION=3.9.1
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KAFKA_VERSION="${KAFKA_VERSION:-$DEFAULT_KAFKA_VERSION}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
+REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-20}"
+DRIFTREC_CACHE="${DRIFTREC_CACHE:-${HOME:-/root}/.cache/driftrec}"
+DRIFTREC_RUN="${DRIFTREC_RUN:-/tmp/driftrec-services}"
+
+KAFKA_HOME="$DRIFTREC_CACHE/kafka-$KAFKA_VERSION"
+KAFKA_LIBS="$KAFKA_HOME/libs"
+KAFKA_RUN="$DRIFTREC_RUN/kafka"
+KAFKA_DATA="$KAFKA_RUN/data"
+KAFKA_PROPS="$KAFKA_RUN/server.properties"
+KAFKA_LOG="$KAFKA_RUN/kafka.log"
+KAFKA_PID="$KAFKA_RUN/kafka.pid"
+REDIS_RUN="$DRIFTREC_RUN/redis"
+REDIS_LOG="$REDIS_RUN/redis.log"
+REDIS_PID="$REDIS_RUN/redis.pid"
+
+KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+
+JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+
+log()  { printf '[services] %s\n' "$*" >&2; }
+die()  { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- helpers ---
+
+# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pid_alive PIDFILE PATTERN: pid file names a live process whose command line
+# contains PATTERN (guards against a recycled pid). Prints the pid.
+pid_alive() {
+  local pidfile=$1 pattern=$2 pid
+  [[ -s $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern" || return 1
+  echo "$pid"
+}
+
+find_python() {
+  local p
+  for p in "${DRIFTREC_PYTHON:-}" python3 "$DRIFTREC_CACHE/venv/bin/python"; do
+    [[ -n $p ]] && command -v "$p" >/dev/null 2>&1 && { echo "$p"; return 0; }
+  done
+  return 1
+}
+
+# kafka_answers: the broker on KAFKA_PORT answers ApiVersions and lists itself
+# in a Metadata response (i.e. it is started and unfenced). Stdlib-only Python,
+# so it works before any venv exists. Falls back to a TCP check without python.
+kafka_answers() {
+  local py
+  if ! py=$(find_python); then
+    port_open "$KAFKA_PORT"
+    return
+  fi
+  "$py" - "$KAFKA_PORT" <<'PY' 2>/dev/null
+import socket, struct, sys
+
+port = int(sys.argv[1])
+
+def recvn(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError
+        b += c
+    return b
+
+def call(s, key, ver, corr, body):
+    cid = b"driftrec-services"
+    msg = struct.pack(">hhih", key, ver, corr, len(cid)) + cid + body
+    s.sendall(struct.pack(">i", len(msg)) + msg)
+    data = recvn(s, struct.unpack(">i", recvn(s, 4))[0])
+    assert struct.unpack(">i", data[:4])[0] == corr
+    return data[4:]
+
+s = socket.create_connection(("127.0.0.1", port), timeout=3)
+s.settimeout(3)
+r = call(s, 18, 0, 1, b"")                       # ApiVersions v0
+err, n = struct.unpack(">hi", r[:6])
+assert err == 0, err
+ranges = {}
+for i in range(n):
+    k, lo, hi = struct.unpack(">hhh", r[6 + 6 * i: 12 + 6 * i])
+    ranges[k] = (lo, hi)
+lo, hi = ranges[3]                                # Metadata
+v = max(lo, 1)
+assert v <= min(hi, 8), (lo, hi)
+body = struct.pack(">i", -1)                      # all topics
+if v >= 4:
+    body += b"\x00"                               # allow_auto_topic_creation
+if v >= 8:
+    body += b"\x00\x00"                           # authorized operations flags
+r = call(s, 3, v, 2, body)
+off = 4 if v >= 3 else 0                          # throttle_time_ms
+nb = struct.unpack(">i", r[off:off + 4])[0]
+assert nb >= 1, "no live broker in metadata"
+PY
+}
+
+redis_answers() {
+  command -v redis-cli >/dev/null 2>&1 || { port_open "$REDIS_PORT"; return; }
+  [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+}
+
+# stop_pidfile NAME PIDFILE PATTERN: TERM, wait, KILL. Only our own process.
+stop_pidfile() {
+  local name=$1 pidfile=$2 pattern=$3 pid i
+  if pid=$(pid_alive "$pidfile" "$pattern"); then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 300; i++)); do         # up to 30 s
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name did not exit after TERM within 30 s; sending KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+  else
+    log "$name: not started by this script (no live pid in $pidfile); nothing to stop"
+  fi
+  rm -f "$pidfile"
+}
+
+# ------------------------------------------------------------------ kafka ---
+
+kafka_fetch() {
+  if [[ -f $KAFKA_HOME/.complete ]] && compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null; then
+    return 0
+  fi
+  command -v mvn >/dev/null 2>&1 ||
+    die "mvn not found; needed once to fetch Kafka $KAFKA_VERSION jars. Install it: apt-get update && apt-get install -y maven"
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIBS (one time)..."
+  local t0=$SECONDS tmp="$KAFKA_HOME/libs.tmp.$$"
+  mkdir -p "$KAFKA_HOME"
+  rm -rf "$tmp"
+  if ! mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/kafka-pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DoutputDirectory="$tmp" -DincludeScope=runtime \
+      >"$KAFKA_HOME/mvn.log" 2>&1; then
+    tail -n 30 "$KAFKA_HOME/mvn.log" >&2
+    rm -rf "$tmp"
+    die "mvn could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION (output above, full log $KAFKA_HOME/mvn.log). Check that the version exists on Maven Central (KAFKA_VERSION=$KAFKA_VERSION) and that Maven Central is reachable, then rerun."
+  fi
+  rm -rf "$KAFKA_LIBS"
+  mv "$tmp" "$KAFKA_LIBS"
+  touch "$KAFKA_HOME/.complete"
+  log "fetched $(ls "$KAFKA_LIBS" | wc -l) jars in $((SECONDS - t0)) s"
+}
+
+kafka_write_config() {
+  mkdir -p "$KAFKA_RUN"
+  cat >"$KAFKA_PROPS" <<EOF
+# generated by scripts/services.sh -- single-node KRaft broker+controller
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+log.retention.hours=24
+log.segment.bytes=67108864
+EOF
+  cat >"$KAFKA_RUN/log4j2.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.kafka_cfg.name = org.apache.kafka.common.config.AbstractConfig
+logger.kafka_cfg.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+EOF
+}
+
+kafka_up() {
+  local pid
+  if pid=$(pid_alive "$KAFKA_PID" "$KAFKA_PROPS"); then
+    if kafka_answers; then
+      log "kafka: already running (pid $pid) and answering on $KAFKA_BOOTSTRAP"
+      return 0
+    fi
+    log "kafka: pid $pid is running but not answering yet; waiting"
+    kafka_wait "$pid"
+    return
+  fi
+  if port_open "$KAFKA_PORT"; then
+    if kafka_answers; then
+      log "kafka: WARNING a Kafka broker not started by this script already answers on $KAFKA_BOOTSTRAP; using it as is ('down' will not stop it)"
+      return 0
+    fi
+    die "port $KAFKA_PORT is taken by a process that is not a Kafka broker. Stop it, or choose another port: KAFKA_PORT=19092 $0 up"
+  fi
+  if port_open "$KAFKA_CONTROLLER_PORT"; then
+    die "controller port $KAFKA_CONTROLLER_PORT is taken (a stale broker?). Stop that process (ss -ltnp | grep $KAFKA_CONTROLLER_PORT), or set KAFKA_CONTROLLER_PORT"
+  fi
+
+  command -v "$JAVA" >/dev/null 2>&1 ||
+    die "java not found; Kafka needs Java 17+. Install it (apt-get install -y openjdk-17-jre-headless) or set JAVA_HOME"
+  kafka_fetch
+
+  rm -rf "$KAFKA_DATA"
+  mkdir -p "$KAFKA_DATA"
+  kafka_write_config
+  local cp="$KAFKA_LIBS/*" cluster_id
+  cluster_id=$("$JAVA" -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
+  [[ -n $cluster_id ]] || die "kafka: could not generate a cluster id with kafka.tools.StorageTool (is $KAFKA_LIBS complete? delete $KAFKA_HOME to refetch)"
+  if ! "$JAVA" -Dlog4j2.configurationFile="$KAFKA_RUN/log4j2.properties" -cp "$cp" \
+        kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" >"$KAFKA_RUN/format.log" 2>&1; then
+    cat "$KAFKA_RUN/format.log" >&2
+    die "kafka: formatting KRaft storage in $KAFKA_DATA failed (output above)"
+  fi
+
+  log "kafka: starting Kafka $KAFKA_VERSION on $KAFKA_BOOTSTRAP (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT), log $KAFKA_LOG"
+  # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of JVM flags
+  nohup "$JAVA" $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_RUN/log4j2.properties" \
+    -Dkafka.logs.dir="$KAFKA_RUN" \
+    -cp "$cp" kafka.Kafka "$KAFKA_PROPS" \
+    </dev/null >"$KAFKA_LOG" 2>&1 &
+  pid=$!
+  echo "$pid" >"$KAFKA_PID"
+  kafka_wait "$pid"
+}
+
+kafka_wait() {
+  local pid=$1 t0=$SECONDS
+  while ((SECONDS - t0 < KAFKA_START_TIMEOUT)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 40 "$KAFKA_LOG" >&2 || true
+      rm -f "$KAFKA_PID"
+      die "kafka: the broker exited during startup (last log lines above; full log: $KAFKA_LOG)"
+    fi
+    if kafka_answers; then
+      log "kafka: ready on $KAFKA_BOOTSTRAP after $((SECONDS - t0)) s (pid $pid)"
+      return 0
+    fi
+    sleep 0.5
+  done
+  tail -n 40 "$KAFKA_LOG" >&2 || true
+  die "kafka: not answering on $KAFKA_BOOTSTRAP after ${KAFKA_START_TIMEOUT}s (pid $pid still running; log $KAFKA_LOG). Raise KAFKA_START_TIMEOUT, or run '$0 down' and retry"
+}
+
+kafka_down() {
+  stop_pidfile kafka "$KAFKA_PID" "$KAFKA_PROPS"
+  rm -rf "$KAFKA_DATA"
+}
+
+kafka_status() {
+  local pid
+  if pid=$(pid_alive "$KAFKA_PID" "$KAFKA_PROPS"); then
+    if kafka_answers; then
+      echo "kafka: running (pid $pid), answering on $KAFKA_BOOTSTRAP"; return 0
+    fi
+    echo "kafka: running (pid $pid) but NOT answering on $KAFKA_BOOTSTRAP (starting? see $KAFKA_LOG)"; return 1
+  fi
+  if kafka_answers; then
+    echo "kafka: answering on $KAFKA_BOOTSTRAP, but not started by this script"; return 0
+  fi
+  echo "kafka: not running (start it: $0 up)"; return 1
+}
+
+# ------------------------------------------------------------------ redis ---
+
+redis_install() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    die "redis-server not found. Install it (Debian: sudo apt-get install -y redis-server) and rerun"
+  fi
+  log "redis-server not found; installing it with apt-get (one time)..."
+  # Debian's package may try to start its own service; policy-rc.d keeps it
+  # from doing so (we run our own instance on REDIS_PORT).
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+  fi
+  local rc=0
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } >&2 || rc=$?
+  ((made_policy)) && rm -f "$policy"
+  ((rc == 0)) || die "apt-get install redis-server failed (exit $rc); install it by hand and rerun"
+  command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after apt-get install"
+}
+
+redis_up() {
+  local pid
+  if pid=$(pid_alive "$REDIS_PID" "redis-server"); then
+    if redis_answers; then
+      log "redis: already running (pid $pid) and answering on $REDIS_URL"
+      return 0
+    fi
+    redis_wait "$pid"
+    return
+  fi
+  if port_open "$REDIS_PORT"; then
+    if redis_answers; then
+      log "redis: WARNING a Redis not started by this script already answers on 127.0.0.1:$REDIS_PORT; using it as is ('down' will not stop it)"
+      return 0
+    fi
+    die "port $REDIS_PORT is taken by a process that is not Redis. Stop it, or choose another port: REDIS_PORT=16379 $0 up"
+  fi
+  redis_install
+  mkdir -p "$REDIS_RUN"
+  log "redis: starting on 127.0.0.1:$REDIS_PORT, log $REDIS_LOG"
+  nohup redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no \
+    --save '' --appendonly no --dir "$REDIS_RUN" \
+    </dev/null >"$REDIS_LOG" 2>&1 &
+  pid=$!
+  echo "$pid" >"$REDIS_PID"
+  redis_wait "$pid"
+}
+
+redis_wait() {
+  local pid=$1 t0=$SECONDS
+  while ((SECONDS - t0 < REDIS_START_TIMEOUT)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$REDIS_LOG" >&2 || true
+      rm -f "$REDIS_PID"
+      die "redis: redis-server exited during startup (log above: $REDIS_LOG)"
+    fi
+    if redis_answers; then
+      log "redis: ready on $REDIS_URL (pid $pid)"
+      return 0
+    fi
+    sleep 0.2
+  done
+  die "redis: no PONG on 127.0.0.1:$REDIS_PORT after ${REDIS_START_TIMEOUT}s (log $REDIS_LOG)"
+}
+
+redis_down() {
+  stop_pidfile redis "$REDIS_PID" "redis-server"
+  rm -rf "$REDIS_RUN"/*.rdb "$REDIS_RUN"/appendonly* 2>/dev/null || true
+}
+
+redis_status() {
+  local pid
+  if pid=$(pid_alive "$REDIS_PID" "redis-server"); then
+    if redis_answers; then
+      echo "redis: running (pid $pid), answering on $REDIS_URL"; return 0
+    fi
+    echo "redis: running (pid $pid) but NOT answering PING on port $REDIS_PORT"; return 1
+  fi
+  if redis_answers; then
+    echo "redis: answering on $REDIS_URL, but not started by this script"; return 0
+  fi
+  echo "redis: not running (start it: $0 up)"; return 1
+}
+
+# ------------------------------------------------------------------- main ---
+
+print_env() {
+  echo "export KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+  echo "export REDIS_URL=$REDIS_URL"
+}
+
+usage() {
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+select_services() {
+  SERVICES=()
+  local s
+  for s in "$@"; do
+    case $s in
+      kafka|redis) SERVICES+=("$s") ;;
+      *) printf '[services] unknown service %q (expected kafka or redis)\n' "$s" >&2; exit 2 ;;
+    esac
+  done
+  ((${#SERVICES[@]})) || SERVICES=(kafka redis)
+}
+
+main() {
+  local cmd=${1:-}
+  [[ $# -gt 0 ]] && shift
+  case $cmd in
+    up)
+      select_services "$@"
+      mkdir -p "$DRIFTREC_RUN"
+      local s
+      for s in "${SERVICES[@]}"; do "${s}_up"; done
+      echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP REDIS_URL=$REDIS_URL"
+      ;;
+    down)
+      select_services "$@"
+      local s
+      for s in "${SERVICES[@]}"; do "${s}_down"; done
+      rmdir "$KAFKA_RUN" "$REDIS_RUN" "$DRIFTREC_RUN" 2>/dev/null || true
+      ;;
+    status)
+      local rc=0
+      kafka_status || rc=3
+      redis_status || rc=3
+      return $rc
+      ;;
+    env) print_env ;;
+    -h|--help|help) usage ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

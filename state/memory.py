@@ -1,0 +1,117 @@
+"""The embedded backend: in memory, optionally persisted to a JSON file (``file://PATH``)."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .errors import StateUnavailable
+from .model import StateWrite, UserState
+
+
+class MemoryStateStore:
+    """Users, popularity, offsets and the model registry in dictionaries.
+
+    With ``path`` set, every ``flush_every`` commits (and on :meth:`close`) the whole state
+    is written to ``path`` by one atomic rename, and read back on start.
+
+    Examples
+    --------
+    >>> s = MemoryStateStore()
+    >>> s.commit(StateWrite(users={"u1": UserState("u1", n_events=1)}, offsets={"t:0": 5}))
+    >>> s.get_many(["u1", "nobody"])["u1"].n_events, s.offsets("scorer")
+    (1, {'t:0': 5})
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, flush_every: int = 50) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[str, UserState] = {}
+        self._pop: dict[str, float] = {}
+        self._offsets: dict[str, dict[str, int]] = {}
+        self._records: list[dict[str, Any]] = []
+        self._current: str | None = None
+        self._path = Path(path) if path else None
+        self._flush_every = flush_every
+        self._since_flush = 0
+        if self._path and self._path.exists():
+            self._load()
+
+    # UserStore
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+        with self._lock:
+            return {u: self._users[u] for u in user_ids if u in self._users}
+
+    def commit(self, write: StateWrite) -> None:
+        with self._lock:
+            self._users.update(write.users)
+            self._pop.update(write.item_pop)
+            if write.offsets:
+                self._offsets.setdefault(write.group, {}).update(write.offsets)
+            self._since_flush += 1
+            if self._path and self._since_flush >= self._flush_every:
+                self._flush()
+
+    # OffsetStore / ItemStatsStore
+    def offsets(self, group: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._offsets.get(group, {}))
+
+    def item_pop(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._pop)
+
+    # ModelRegistry
+    def register(self, record: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._records = [r for r in self._records if r["version"] != record["version"]]
+            self._records.append(dict(record))
+
+    def records(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._records]
+
+    def set_current(self, version: str) -> None:
+        with self._lock:
+            self._current = version
+
+    def current(self) -> str | None:
+        with self._lock:
+            return self._current
+
+    def users(self) -> dict[str, UserState]:
+        """All users (tests, reports)."""
+        with self._lock:
+            return dict(self._users)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._path:
+                self._flush()
+
+    # persistence
+    def _flush(self) -> None:
+        assert self._path is not None
+        doc = {"users": {u: s.to_json() for u, s in self._users.items()}, "pop": self._pop,
+               "offsets": self._offsets, "records": self._records, "current": self._current}
+        tmp = self._path.with_suffix(self._path.suffix + ".tmp")
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, self._path)
+        except OSError as exc:
+            raise StateUnavailable(f"cannot write state file {self._path}: {exc}; check the path and disk") from exc
+        self._since_flush = 0
+
+    def _load(self) -> None:
+        assert self._path is not None
+        try:
+            doc = json.loads(self._path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StateUnavailable(f"cannot read state file {self._path}: {exc}; delete it to start afresh") from exc
+        self._users = {u: UserState.from_json(u, d) for u, d in doc.get("users", {}).items()}
+        self._pop = {k: float(v) for k, v in doc.get("pop", {}).items()}
+        self._offsets = doc.get("offsets", {})
+        self._records = doc.get("records", [])
+        self._current = doc.get("current")

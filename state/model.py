@@ -1,0 +1,89 @@
+"""Plain values the state backends store: user state and a batch's write."""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple, NewType
+
+import numpy as np
+
+UserId = NewType("UserId", str)
+ItemId = NewType("ItemId", str)
+
+#: How many interactions of a user are kept (the user vector is derived from them).
+DEFAULT_HISTORY = 50
+MAX_STORED_TEXT = 512
+
+
+class Interaction(NamedTuple):
+    """One applied event in a user's history (oldest first)."""
+
+    event_id: str
+    type: str
+    item_id: str
+    ts: int
+    text: str | None = None
+
+
+@dataclass
+class UserState:
+    """Everything the scorer keeps for a user.
+
+    ``vector`` was computed under model ``version`` and is recomputed from ``history``
+    when the serving version differs. ``topk`` is the last published top-k.
+    """
+
+    user_id: str
+    history: list[Interaction] = field(default_factory=list)
+    vector: np.ndarray | None = None
+    version: str = ""
+    topk: list[str] = field(default_factory=list)
+    n_events: int = 0
+    last_event_id: str = ""
+    seen: list[str] = field(default_factory=list)
+
+    def has_event(self, event_id: str) -> bool:
+        return event_id == self.last_event_id or any(h.event_id == event_id for h in self.history)
+
+    # --- serialisation: JSON for the small parts, float32 bytes for the vector ---------
+    def meta_json(self) -> str:
+        return json.dumps({"h": [list(h) for h in self.history], "ver": self.version,
+                           "k": self.topk, "n": self.n_events, "last": self.last_event_id,
+                           "s": self.seen},
+                          separators=(",", ":"), ensure_ascii=False)
+
+    def vector_bytes(self) -> bytes:
+        return b"" if self.vector is None else np.asarray(self.vector, np.float32).tobytes()
+
+    @classmethod
+    def from_parts(cls, user_id: str, meta: str | bytes, vec: bytes | None) -> "UserState":
+        d = json.loads(meta)
+        return cls(user_id, [Interaction(*h) for h in d["h"]],
+                   np.frombuffer(vec, np.float32).copy() if vec else None,
+                   d.get("ver", ""), list(d.get("k", [])), int(d.get("n", 0)), d.get("last", ""), list(d.get("s", [])))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"meta": self.meta_json(), "vec": base64.b64encode(self.vector_bytes()).decode()}
+
+    @classmethod
+    def from_json(cls, user_id: str, d: Mapping[str, str]) -> "UserState":
+        return cls.from_parts(user_id, d["meta"], base64.b64decode(d["vec"]) if d.get("vec") else None)
+
+    def same_as(self, other: "UserState") -> bool:
+        """Equal content (vectors compared bit for bit as float32)."""
+        return self.meta_json() == other.meta_json() and self.vector_bytes() == other.vector_bytes()
+
+
+@dataclass
+class StateWrite:
+    """What one batch produced, written atomically with the consumer offsets it covers.
+
+    ``offsets`` maps ``"topic:partition"`` to the next offset to read for ``group``.
+    ``item_pop`` holds the new decayed-popularity accumulators of the items it touched.
+    """
+
+    users: Mapping[str, UserState] = field(default_factory=dict)
+    item_pop: Mapping[str, float] = field(default_factory=dict)
+    offsets: Mapping[str, int] = field(default_factory=dict)
+    group: str = "scorer"

@@ -1,0 +1,42 @@
+"""The state ports: small protocols every backend implements (memory, file, Redis)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol, Sequence
+
+from .model import StateWrite, UserState
+
+
+class UserStore(Protocol):
+    """User state in batches; a write carries its consumer offsets, atomically."""
+
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]: ...
+
+    def commit(self, write: StateWrite) -> None: ...
+
+
+class OffsetStore(Protocol):
+    """Consumer offsets committed with the state (``"topic:partition" -> next offset``)."""
+
+    def offsets(self, group: str) -> dict[str, int]: ...
+
+
+class ItemStatsStore(Protocol):
+    """Decayed popularity accumulators per item (log space), written by ``commit``."""
+
+    def item_pop(self) -> dict[str, float]: ...
+
+
+class ModelRegistry(Protocol):
+    """Adapter versions announced by the learner and the pointer to the serving one."""
+
+    def register(self, record: Mapping[str, Any]) -> None: ...
+
+    def records(self) -> list[dict[str, Any]]: ...
+
+    def set_current(self, version: str) -> None: ...
+
+
+class StateStore(UserStore, OffsetStore, ItemStatsStore, Protocol):
+    """What the scorer needs from one backend."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,18 @@
+"""stream: the wire. Event and item schemas, validation, topics, transports, replay, DLQ."""
+from __future__ import annotations
+
+from . import topics
+from .deadletter import dead_letter
+from .events import (EVENT_TYPES, REASONS, DecodeCounts, Event, Item, ItemId, Rejected, UserId,
+                     decode, decode_item, encode, encode_item)
+from .memory import MemoryBroker, MemorySource
+from .ports import EventSink, EventSource, Message, Record
+from .readers import FORMATS, Log, LogFormatError, read_log, write_jsonl
+from .synthetic import SCENARIOS, SyntheticStream, generate
+
+__all__ = [
+    "EVENT_TYPES", "FORMATS", "REASONS", "SCENARIOS", "DecodeCounts", "Event", "EventSink",
+    "EventSource", "Item", "ItemId", "Log", "LogFormatError", "MemoryBroker", "MemorySource",
+    "Message", "Record", "Rejected", "SyntheticStream", "UserId", "dead_letter", "decode",
+    "decode_item", "encode", "encode_item", "generate", "read_log", "topics", "write_jsonl",
+]

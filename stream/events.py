@@ -1,0 +1,232 @@
+"""Event and item schemas, validation and (de)serialisation (DESIGN.md, "Events").
+
+Bad data is not an exception here: :func:`decode` returns :class:`Rejected` with a stable
+reason code from :data:`REASONS`, and the transport sends it to ``events.dlq``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, NewType, Union
+
+UserId = NewType("UserId", str)
+ItemId = NewType("ItemId", str)
+
+EVENT_TYPES: tuple[str, ...] = ("click", "like", "comment")
+MAX_ID_LEN = 128
+MAX_TEXT_LEN = 4096
+#: Records larger than this are rejected before parsing.
+MAX_RECORD_BYTES = 64 * 1024
+
+#: Every reason code a record can be dead-lettered with, and what it means.
+REASONS: dict[str, str] = {
+    "oversized": f"record is larger than {MAX_RECORD_BYTES} bytes",
+    "bad_encoding": "record is not UTF-8",
+    "bad_json": "record is not valid JSON",
+    "not_an_object": "record is JSON but not an object",
+    "missing_event_id": "field event_id is missing",
+    "bad_event_id": "event_id must be a string of 1..128 characters",
+    "missing_type": "field type is missing",
+    "unknown_type": "type is not one of click, like, comment",
+    "missing_user_id": "field user_id is missing",
+    "bad_user_id": "user_id must be a string of 1..128 characters",
+    "missing_item_id": "field item_id is missing",
+    "bad_item_id": "item_id must be a string of 1..128 characters",
+    "missing_ts": "field ts is missing",
+    "bad_timestamp": "ts must be an integer (epoch milliseconds) >= 0",
+    "missing_text": "a comment needs a non-empty text",
+    "bad_text": "text must be a string of at most 4096 characters",
+    "missing_text_item": "an item needs a string text",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One user interaction. ``meta`` keeps any extra fields of the record."""
+
+    event_id: str
+    type: str
+    user_id: UserId
+    item_id: ItemId
+    ts: int
+    text: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = dict(self.meta)
+        d.update(event_id=self.event_id, type=self.type, user_id=self.user_id,
+                 item_id=self.item_id, ts=self.ts)
+        if self.text is not None:
+            d["text"] = self.text
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A catalog item; ``text`` is what the encoder reads."""
+
+    item_id: ItemId
+    text: str
+    ts: int = 0
+    tags: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"item_id": self.item_id, "text": self.text, "ts": self.ts}
+        if self.tags:
+            d["tags"] = list(self.tags)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that failed decoding: the original bytes, a reason code and a detail."""
+
+    raw: bytes
+    reason: str
+    detail: str
+    stage: str = "decode"
+
+
+Decoded = Union[Event, Rejected]
+
+
+def encode(event: Event) -> bytes:
+    """Serialise an event as compact UTF-8 JSON.
+
+    Examples
+    --------
+    >>> encode(Event("e1", "click", UserId("u1"), ItemId("i1"), 5))
+    b'{"event_id":"e1","type":"click","user_id":"u1","item_id":"i1","ts":5}'
+    """
+    return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_item(item: Item) -> bytes:
+    """Serialise an item as compact UTF-8 JSON."""
+    return json.dumps(item.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _parse(raw: bytes | str) -> tuple[dict[str, Any] | None, Rejected | None]:
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if len(data) > MAX_RECORD_BYTES:
+        return None, Rejected(data, "oversized", f"{len(data)} bytes > {MAX_RECORD_BYTES}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, Rejected(data, "bad_encoding", str(exc))
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        return None, Rejected(data, "bad_json", str(exc)[:200])
+    if not isinstance(obj, dict):
+        return None, Rejected(data, "not_an_object", f"got {type(obj).__name__}")
+    return obj, None
+
+
+def _check_id(obj: dict[str, Any], name: str, data: bytes) -> Rejected | None:
+    if name not in obj or obj[name] is None:
+        return Rejected(data, f"missing_{name}", f"{name} is required")
+    v = obj[name]
+    if not isinstance(v, str) or not (1 <= len(v) <= MAX_ID_LEN):
+        short = "event_id" if name == "event_id" else name
+        return Rejected(data, f"bad_{short}", f"{name}={v!r:.80} must be a string of 1..{MAX_ID_LEN} chars")
+    return None
+
+
+def decode(raw: bytes | str) -> Decoded:
+    """Validate one record and return an :class:`Event`, or :class:`Rejected` with a reason.
+
+    Examples
+    --------
+    >>> decode(b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":7}').type
+    'like'
+    >>> decode(b'{"event_id":"e1","type":"like","item_id":"i","ts":7}').reason
+    'missing_user_id'
+    >>> decode(b'not json').reason
+    'bad_json'
+    >>> decode(b'{"event_id":"e","type":"comment","user_id":"u","item_id":"i","ts":1}').reason
+    'missing_text'
+    """
+    obj, rej = _parse(raw)
+    if rej is not None:
+        return rej
+    assert obj is not None
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    for name in ("event_id",):
+        r = _check_id(obj, name, data)
+        if r:
+            return r
+    if "type" not in obj or obj["type"] is None:
+        return Rejected(data, "missing_type", "type is required")
+    etype = obj["type"]
+    if etype not in EVENT_TYPES:
+        return Rejected(data, "unknown_type", f"type={etype!r:.40}; known: {', '.join(EVENT_TYPES)}")
+    for name in ("user_id", "item_id"):
+        r = _check_id(obj, name, data)
+        if r:
+            return r
+    if "ts" not in obj or obj["ts"] is None:
+        return Rejected(data, "missing_ts", "ts (epoch ms) is required")
+    ts = obj["ts"]
+    if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
+        return Rejected(data, "bad_timestamp", f"ts={ts!r:.40} must be a non-negative integer (epoch ms)")
+    text = obj.get("text")
+    if etype == "comment":
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return Rejected(data, "missing_text", "a comment needs a non-empty text")
+        if not isinstance(text, str) or len(text) > MAX_TEXT_LEN:
+            return Rejected(data, "bad_text", f"text must be a string of at most {MAX_TEXT_LEN} chars")
+    else:
+        text = None  # ignored for other types (DESIGN.md)
+    meta = {k: v for k, v in obj.items()
+            if k not in ("event_id", "type", "user_id", "item_id", "ts", "text")}
+    return Event(obj["event_id"], etype, UserId(obj["user_id"]), ItemId(obj["item_id"]),
+                 int(ts), text, meta)
+
+
+def decode_item(raw: bytes | str) -> Item | Rejected:
+    """Validate one catalog record.
+
+    Examples
+    --------
+    >>> decode_item(b'{"item_id":"m1","text":"Toy Story (1995) Animation"}').text
+    'Toy Story (1995) Animation'
+    >>> decode_item(b'{"item_id":"m1"}').reason
+    'missing_text_item'
+    """
+    obj, rej = _parse(raw)
+    if rej is not None:
+        return rej
+    assert obj is not None
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    r = _check_id(obj, "item_id", data)
+    if r:
+        return r
+    text = obj.get("text")
+    if not isinstance(text, str):
+        return Rejected(data, "missing_text_item", "an item needs a string text")
+    if len(text) > MAX_TEXT_LEN:
+        return Rejected(data, "bad_text", f"text must be at most {MAX_TEXT_LEN} chars")
+    ts = obj.get("ts", 0)
+    if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
+        return Rejected(data, "bad_timestamp", f"ts={ts!r:.40} must be a non-negative integer")
+    tags = obj.get("tags") or ()
+    return Item(ItemId(obj["item_id"]), text, int(ts), tuple(str(t) for t in tags))
+
+
+@dataclass
+class DecodeCounts:
+    """Running reconciliation: consumed = processed + dead_lettered, per reason."""
+
+    consumed: int = 0
+    processed: int = 0
+    dead_lettered: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add_rejected(self, r: Rejected) -> None:
+        self.dead_lettered += 1
+        self.by_reason[r.reason] = self.by_reason.get(r.reason, 0) + 1
+
+    @property
+    def reconciled(self) -> bool:
+        return self.consumed == self.processed + self.dead_lettered
