@@ -1,0 +1,191 @@
+"""The Redis backend of the state protocol.
+
+Layout (every key under a namespace, ``driftrec`` unless the URL says ``?prefix=NAME``)::
+
+    {ns}:users:meta          hash  user_id -> JSON (history, version, top-k, counters)
+    {ns}:users:vec           hash  user_id -> float32 bytes of the user vector
+    {ns}:pop                 hash  item_id -> decayed popularity accumulator (log space, repr)
+    {ns}:offsets:{group}     hash  "topic:partition" -> next offset to read
+    {ns}:registry            hash  version -> announcement record (JSON)
+    {ns}:registry:order      list  versions in registration order
+    {ns}:current             string  the serving version
+
+Reads of a batch are one round trip (a pipeline of two HMGETs). A batch's write — users,
+item popularity and the consumer offsets it covers — is one MULTI/EXEC transaction, so
+after a crash either all of it is there or none of it is: the scorer resumes at the stored
+offsets and neither loses nor double-applies an event.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from .errors import StateConfigError, StateUnavailable
+from .model import StateWrite, UserState
+
+DEFAULT_NAMESPACE = "driftrec"
+
+
+@contextlib.contextmanager
+def map_redis_errors(where: str) -> Iterator[None]:
+    """Translate redis-py exceptions into :class:`StateUnavailable` (chained)."""
+    import redis.exceptions as rex
+
+    try:
+        yield
+    except (rex.ConnectionError, rex.TimeoutError) as exc:
+        raise StateUnavailable(
+            f"cannot reach Redis at {where}: {exc}. Start it (scripts/services.sh up redis) "
+            f"or point STATE_URL at a running server") from exc
+    except rex.ResponseError as exc:
+        raise StateUnavailable(
+            f"Redis at {where} refused a command: {exc}. Check that it is a Redis >= 6 "
+            f"server that accepts writes (not a read-only replica, not out of memory)") from exc
+    except rex.RedisError as exc:
+        raise StateUnavailable(f"Redis at {where} failed: {exc}; check the server log") from exc
+
+
+def _s(x: bytes | str) -> str:
+    return x.decode() if isinstance(x, bytes) else x
+
+
+class RedisStateStore:
+    """User state, item popularity, offsets and the model registry in Redis.
+
+    Parameters
+    ----------
+    client : a ``redis.Redis`` (bytes responses, i.e. ``decode_responses=False``)
+    namespace : the key prefix; tests use a unique one each
+    where : how to name the server in error messages
+    """
+
+    def __init__(self, client: Any, namespace: str = DEFAULT_NAMESPACE, where: str = "redis") -> None:
+        self._r = client
+        self.ns = namespace
+        self.where = where
+        self._k_meta = f"{namespace}:users:meta"
+        self._k_vec = f"{namespace}:users:vec"
+        self._k_pop = f"{namespace}:pop"
+        self._k_reg = f"{namespace}:registry"
+        self._k_order = f"{namespace}:registry:order"
+        self._k_cur = f"{namespace}:current"
+
+    @classmethod
+    def from_url(cls, url: str, check: bool = True) -> "RedisStateStore":
+        """``redis://host:port/db[?prefix=NAME]`` (also ``rediss://``, ``unix://``)."""
+        import redis
+
+        parts = urlsplit(url)
+        q = parse_qs(parts.query)
+        ns = (q.pop("prefix", [DEFAULT_NAMESPACE]) or [DEFAULT_NAMESPACE])[0]
+        if not ns or any(c in ns for c in " \n{}"):
+            raise StateConfigError(f"STATE_URL {url!r}: prefix must be a non-empty name without spaces or braces")
+        rest = "&".join(f"{k}={v}" for k, vs in q.items() for v in vs)
+        clean = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
+        try:
+            client = redis.Redis.from_url(clean, socket_timeout=10, socket_connect_timeout=5,
+                                          health_check_interval=30)
+        except ValueError as exc:
+            raise StateConfigError(f"STATE_URL {url!r} is not a Redis URL: {exc}") from exc
+        where = parts.netloc or clean
+        store = cls(client, ns, where)
+        if check:
+            with map_redis_errors(where):
+                client.ping()
+        return store
+
+    # ---- UserStore ---------------------------------------------------------------------
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+        if not user_ids:
+            return {}
+        ids = list(user_ids)
+        with map_redis_errors(self.where):
+            pipe = self._r.pipeline(transaction=False)
+            pipe.hmget(self._k_meta, ids)
+            pipe.hmget(self._k_vec, ids)
+            metas, vecs = pipe.execute()
+        return {u: UserState.from_parts(u, m, v or None)
+                for u, m, v in zip(ids, metas, vecs) if m is not None}
+
+    def commit(self, write: StateWrite) -> None:
+        """Users, popularity and offsets in one MULTI/EXEC transaction."""
+        if not (write.users or write.item_pop or write.offsets):
+            return
+        with map_redis_errors(self.where):
+            pipe = self._r.pipeline(transaction=True)
+            if write.users:
+                pipe.hset(self._k_meta, mapping={u: s.meta_json() for u, s in write.users.items()})
+                pipe.hset(self._k_vec, mapping={u: s.vector_bytes() for u, s in write.users.items()})
+            if write.item_pop:
+                pipe.hset(self._k_pop, mapping={i: repr(float(v)) for i, v in write.item_pop.items()})
+            if write.offsets:
+                pipe.hset(self._offsets_key(write.group), mapping={k: int(v) for k, v in write.offsets.items()})
+            pipe.execute()
+
+    # ---- OffsetStore / ItemStatsStore ----------------------------------------------------
+    def _offsets_key(self, group: str) -> str:
+        return f"{self.ns}:offsets:{group}"
+
+    def offsets(self, group: str) -> dict[str, int]:
+        with map_redis_errors(self.where):
+            raw = self._r.hgetall(self._offsets_key(group))
+        return {_s(k): int(v) for k, v in raw.items()}
+
+    def item_pop(self) -> dict[str, float]:
+        with map_redis_errors(self.where):
+            raw = self._r.hgetall(self._k_pop)
+        return {_s(k): float(v) for k, v in raw.items()}
+
+    # ---- ModelRegistry -------------------------------------------------------------------
+    def register(self, record: Mapping[str, Any]) -> None:
+        version = str(record["version"])
+        with map_redis_errors(self.where):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.lrem(self._k_order, 0, version)
+            pipe.rpush(self._k_order, version)
+            pipe.hset(self._k_reg, version, json.dumps(dict(record), sort_keys=True))
+            pipe.execute()
+
+    def records(self) -> list[dict[str, Any]]:
+        with map_redis_errors(self.where):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.lrange(self._k_order, 0, -1)
+            pipe.hgetall(self._k_reg)
+            order, recs = pipe.execute()
+        by_version = {_s(k): json.loads(v) for k, v in recs.items()}
+        return [by_version[_s(v)] for v in order if _s(v) in by_version]
+
+    def set_current(self, version: str) -> None:
+        with map_redis_errors(self.where):
+            self._r.set(self._k_cur, version)
+
+    def current(self) -> str | None:
+        with map_redis_errors(self.where):
+            v = self._r.get(self._k_cur)
+        return None if v is None else _s(v)
+
+    # ---- reports, tests, lifecycle -------------------------------------------------------
+    def users(self) -> dict[str, UserState]:
+        """All users (tests, reports); one HGETALL per hash."""
+        with map_redis_errors(self.where):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hgetall(self._k_meta)
+            pipe.hgetall(self._k_vec)
+            metas, vecs = pipe.execute()
+        vec_by = {_s(k): v for k, v in vecs.items()}
+        return {_s(u): UserState.from_parts(_s(u), m, vec_by.get(_s(u)) or None) for u, m in metas.items()}
+
+    def drop(self) -> int:
+        """Delete every key of this namespace (tests); returns how many."""
+        n = 0
+        with map_redis_errors(self.where):
+            keys = list(self._r.scan_iter(match=f"{self.ns}:*", count=500))
+            for i in range(0, len(keys), 500):
+                n += self._r.delete(*keys[i:i + 500])
+        return n
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._r.close()
