@@ -1,8 +1,555 @@
-"""(being written)"""
+"""The Kafka services: ``driftrec topics create | replay | scorer | learner | adapters``.
+
+They wire the same cores as the embedded runner (:class:`~driftrec.runtime.ScorerWorker`,
+:class:`~driftrec.runtime.LearnerWorker`) to the Kafka transport (``stream.kafka``) and a
+state backend picked by ``STATE_URL`` (Redis in production).
+
+Exactly-once application: the scorer stores its consumer offsets in the same state
+transaction as the user state they produced; on start (and on every partition assignment)
+it seeks to those offsets, rebuilds the catalog from the ``items`` topic up to the stored
+items offsets, loads the registry's current version, and the worker skips any record the
+state already covers. Kafka's own committed offsets are only a hint for monitoring.
+"""
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
+from .settings import Settings
+
+log = logging.getLogger("driftrec.services")
+
+SCORER_GROUP = "driftrec-scorer"
+LEARNER_GROUP = "driftrec-learner"
+
+
+# ---------------------------------------------------------------- arguments ---
+def _common(p: argparse.ArgumentParser, state: bool = True, model: bool = False) -> None:
+    g = p.add_argument_group("connections (flags override the environment)")
+    g.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (KAFKA_BOOTSTRAP)")
+    g.add_argument("--topic-prefix", metavar="NAME", help="namespace for every topic (TOPIC_PREFIX)")
+    if state:
+        g.add_argument("--state", metavar="URL", help="state backend, e.g. redis://127.0.0.1:6379/0 (STATE_URL)")
+    if model:
+        g.add_argument("--model", metavar="PATH", help="encoder model directory (DRIFTREC_MODEL)")
+        g.add_argument("--artifacts", metavar="DIR", help="artifact store directory (ARTIFACT_DIR)")
+        g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="DRIFTREC_DEVICE")
+        g.add_argument("--metrics-port", type=int, metavar="PORT",
+                       help="serve Prometheus metrics on PORT (METRICS_PORT; 0 = off)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    o = {"kafka_bootstrap": getattr(args, "bootstrap", None), "topic_prefix": getattr(args, "topic_prefix", None),
+         "state_url": getattr(args, "state", None), "model": getattr(args, "model", None),
+         "artifact_dir": getattr(args, "artifacts", None), "device": getattr(args, "device", None),
+         "metrics_port": getattr(args, "metrics_port", None)}
+    return Settings.from_env(**o)
+
+
+def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Stream errors become a one-line message and exit status 2 (the CLI handles the rest)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from stream.errors import StreamError
+
+        try:
+            return fn(args)
+        except StreamError as exc:
+            print(f"driftrec {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def add_parser(sub: Any) -> None:
-    return None
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("topics", help="Kafka topic bootstrap", formatter_class=fmt,
+                       description="Create the driftrec topics (idempotent): events.clicks, events.likes, "
+                                   "events.comments, items (compacted), adapters (compacted, 1 partition), "
+                                   "recs.updates, events.dlq.")
+    tsub = p.add_subparsers(dest="topics_command", metavar="ACTION")
+    c = tsub.add_parser("create", help="create missing topics")
+    _common(c, state=False)
+    c.add_argument("--partitions", type=int, default=3, help="partitions of the keyed topics (default 3)")
+    c.add_argument("--retention-hours", type=float, default=24 * 7, help="retention of events/recs (default 168)")
+    c.set_defaults(func=_guard(cmd_topics_create))
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    p = sub.add_parser("replay", help="replay an event log into Kafka", formatter_class=fmt,
+                       description="Send a recorded log to Kafka: the catalog to `items` first, then events "
+                                   "keyed by user_id to their per-type topic, paced by event time.\n\n"
+                                   "  driftrec replay events.jsonl --items items.jsonl --to kafka --speed 60\n"
+                                   "  driftrec replay ml-100k --format movielens --to kafka --rate 1000")
+    p.add_argument("log_path", nargs="?", metavar="LOG", help="the event log (or use --log)")
+    p.add_argument("--log", dest="log_opt", metavar="PATH", help="the event log")
+    p.add_argument("--format", default="jsonl", choices=["jsonl", "csv", "movielens"])
+    p.add_argument("--items", metavar="PATH", help="item catalog JSONL (jsonl/csv formats)")
+    p.add_argument("--to", default="kafka", choices=["kafka"], help="destination (kafka)")
+    p.add_argument("--speed", type=float, default=0.0,
+                   help="event-time speed-up: 0 = as fast as possible (default), 60 = 60x real time")
+    p.add_argument("--rate", type=float, default=0.0, help="a steady N events/s instead of event-time pacing")
+    p.add_argument("--limit", type=int, default=0, help="send only the first N events (by time)")
+    p.add_argument("--restamp", action="store_true",
+                   help="set each event's ts to the wall-clock send time (latency measurements)")
+    p.add_argument("--create-topics", action="store_true", help="create missing topics first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(p, state=False)
+    p.set_defaults(func=_guard(cmd_replay))
+
+    p = sub.add_parser("scorer", help="run the scorer service (Kafka + state)", formatter_class=fmt,
+                       description="Consume events.* and items, update user state, publish recs.updates, "
+                                   "dead-letter bad records to events.dlq, hot-swap announced adapters.")
+    _common(p, model=True)
+    p.add_argument("--runtime", choices=["kafka", "faust"], default="kafka",
+                   help="kafka: kafka-python poll loop (default); faust: the faust-streaming app")
+    p.add_argument("--group", default=SCORER_GROUP, help=f"consumer group (default {SCORER_GROUP})")
+    p.add_argument("--exit-when-idle", type=float, default=0.0, metavar="S",
+                   help="exit after S seconds without records (tests, batch jobs)")
+    p.add_argument("--max-seconds", type=float, default=0.0, help="exit after this long (0 = run until stopped)")
+    p.set_defaults(func=_guard(cmd_scorer))
+
+    p = sub.add_parser("learner", help="run the learner service (Kafka + artifact store)", formatter_class=fmt,
+                       description="Consume events.* on its own group, fine-tune LoRA adapters when due, write "
+                                   "artifacts to ARTIFACT_DIR, register and announce them on `adapters`.")
+    _common(p, model=True)
+    p.add_argument("--group", default=LEARNER_GROUP, help=f"consumer group (default {LEARNER_GROUP})")
+    p.add_argument("--exit-when-idle", type=float, default=0.0, metavar="S",
+                   help="exit after S seconds without records")
+    p.add_argument("--train-on-exit", action="store_true", help="train once more before exiting (tests)")
+    p.set_defaults(func=_guard(cmd_learner))
+
+    p = sub.add_parser("adapters", help="list model versions, roll back", formatter_class=fmt,
+                       description="  driftrec adapters list\n  driftrec adapters rollback VERSION   "
+                                   "re-announce VERSION; running scorers swap to it")
+    asub = p.add_subparsers(dest="adapters_command", metavar="ACTION")
+    a = asub.add_parser("list", help="registered versions; * marks the serving one")
+    _common(a)
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(func=_guard(cmd_adapters_list))
+    a = asub.add_parser("rollback", help="re-announce an earlier version")
+    _common(a)
+    a.add_argument("version", metavar="VERSION")
+    a.set_defaults(func=_guard(cmd_adapters_rollback))
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+# ------------------------------------------------------------------- topics ---
+def all_topics(names: TopicNames) -> list[str]:
+    return [*names.events, names.items, names.recs, names.adapters, names.dlq]
+
+
+def ensure_topics(bootstrap: str, names: TopicNames, partitions: int = 3,
+                  retention_ms: int | None = None) -> dict[str, str]:
+    from stream.kafka import RETENTION_MS, create_topics
+
+    return create_topics(bootstrap, all_topics(names), partitions,
+                         compacted=[names.items, names.adapters], dlq=names.dlq,
+                         retention_ms=retention_ms or RETENTION_MS, single_partition=[names.adapters])
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    out = ensure_topics(s.kafka_bootstrap, TopicNames(s.topic_prefix), args.partitions,
+                        int(args.retention_hours * 3600 * 1000))
+    for name, what in out.items():
+        print(f"{name}: {what}")
+    return 0
+
+
+# ------------------------------------------------------------------- replay ---
+def cmd_replay(args: argparse.Namespace) -> int:
+    from stream import read_log
+    from stream.replay import replay_to_kafka
+
+    path = args.log_path or args.log_opt
+    if not path:
+        print("driftrec replay: error: give the log: driftrec replay LOG --to kafka", file=sys.stderr)
+        return 2
+    s = _settings(args)
+    lg = read_log(path, args.format, args.items)
+    events = sorted(lg.events, key=lambda e: e.ts)
+    if args.limit:
+        events = events[: args.limit]
+    if lg.rejected:
+        reasons: dict[str, int] = {}
+        for r in lg.rejected:
+            reasons[r.reason] = reasons.get(r.reason, 0) + 1
+        log.warning("%d lines of %s are not valid events and are not sent: %s", len(lg.rejected), path, reasons)
+    names = TopicNames(s.topic_prefix)
+    if args.create_topics:
+        ensure_topics(s.kafka_bootstrap, names)
+    st = replay_to_kafka(events, lg.items, s.kafka_bootstrap, s.topic_prefix, args.speed, args.rate,
+                         args.restamp, progress=not args.no_progress)
+    print(json.dumps({"items": st.items, "events": st.events, "by_topic": st.by_topic,
+                      "seconds": round(st.seconds, 3), "events_per_s": round(st.rate, 1),
+                      "max_behind_ms": round(st.max_behind_ms, 1), "not_sent_invalid": len(lg.rejected)}))
+    return 0
+
+
+# ------------------------------------------------------------------- scorer ---
+def load_catalog(bootstrap: str, topic: str) -> list[Any]:
+    """The latest valid item per key of the (compacted) items topic."""
+    from stream import Item, decode_item
+    from stream.kafka import read_topic
+
+    catalog: dict[str, Item] = {}
+    bad = 0
+    for r in read_topic(bootstrap, topic):
+        d = decode_item(r.value)
+        if isinstance(d, Item):
+            catalog[d.item_id] = d
+        else:
+            bad += 1
+    if bad:
+        log.warning("%d invalid records on %s ignored for the catalog (the scorer dead-letters them)", bad, topic)
+    return list(catalog.values())
+
+
+class AdapterWatcher:
+    """Reads new announcements on the adapters topic (no group; from the end at start)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        from stream.kafka import map_kafka_errors
+
+        self.bootstrap, self.topic = bootstrap, topic
+        with map_kafka_errors(bootstrap, f"watch {topic}"):
+            self._c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None,
+                                    enable_auto_commit=False, client_id="driftrec-adapters",
+                                    fetch_max_wait_ms=10)
+            parts = self._c.partitions_for_topic(topic) or {0}
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            self._c.assign(tps)
+            self._c.seek_to_end(*tps)
+            for tp in tps:  # resolve the end now: later announcements are new
+                self._c.position(tp)
+
+    def poll(self, timeout_ms: int = 0) -> list[dict[str, Any]]:
+        from stream.kafka import map_kafka_errors
+
+        with map_kafka_errors(self.bootstrap, f"poll {self.topic}"):
+            got = self._c.poll(timeout_ms=timeout_ms, max_records=100)
+        out = []
+        for recs in got.values():
+            for r in recs:
+                rec = parse_announcement(r.value or b"")
+                if rec is None:
+                    log.error("ignoring a malformed announcement on %s at offset %d", self.topic, r.offset)
+                else:
+                    out.append(dict(rec))
+        return out
+
+    def close(self) -> None:
+        try:
+            self._c.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+
+class ScorerService:
+    """Everything the scorer process holds, built in the order that makes a restart exact.
+
+    The faust runtime reuses it: it calls :meth:`handle` per micro-batch and
+    :meth:`between_batches` after each.
+    """
+
+    def __init__(self, settings: Settings, group: str = SCORER_GROUP, metrics: Any = None) -> None:
+        import numpy as np
+
+        from learner import ItemTable
+        from state import open_state
+        from stream.kafka import KafkaSink
+
+        from .factory import base_table, load_encoder, make_scorer
+
+        self.settings, self.group, self.metrics = settings, group, metrics
+        self.names = names = TopicNames(settings.topic_prefix)
+        b = settings.kafka_bootstrap
+        self.state = open_state(settings.state_url)
+        stored = self.state.offsets(group)
+        self.watcher = AdapterWatcher(b, names.adapters)
+        # The catalog: the items topic is compacted, i.e. a table; start with all of it.
+        # Item records consumed later (at or past the stored offsets) update it live.
+        items = load_catalog(b, names.items)
+        self.encoder = load_encoder(settings.model, settings.lora_r, settings.max_len, settings.device)
+        standby = load_encoder(settings.model, settings.lora_r, settings.max_len, settings.device)
+        if items:
+            table = base_table(self.encoder, items, settings.cache_dir)
+        else:
+            table = ItemTable.from_text([], np.zeros((0, self.encoder.dim), np.float32))
+        self.scorer, self.swaps = make_scorer(self.encoder, table, settings.rep, settings.scorer, standby,
+                                              {i.item_id: i.text for i in items}, self.state.item_pop(),
+                                              background=True)
+        self._load_current()
+        self.swaps.on_swap = self._swapped
+        self.sink = KafkaSink(b)
+        self.worker = ScorerWorker(self.scorer, self.state, self.sink, names, self.swaps, group)
+        if metrics is not None:
+            metrics.set_version(self.scorer.version)
+        log.info("scorer ready: %d items, version %s, resuming at %s", len(items), self.scorer.version,
+                 stored or "the beginning")
+
+    def _load_current(self) -> None:
+        cur = getattr(self.state, "current", lambda: None)()
+        if not cur or cur == self.scorer.version:
+            return
+        rec = next((r for r in self.state.records() if r.get("version") == cur), None)
+        if rec is None:
+            log.error("registry points at %s but has no record of it; serving %s", cur, self.scorer.version)
+            return
+        self.swaps.submit(rec)
+        self.swaps.wait()
+        if self.swaps.maybe_swap() is None:
+            log.error("could not load the registry's current version %s; serving %s", cur, self.scorer.version)
+
+    def _swapped(self, ev: Any) -> None:
+        self.state.set_current(ev.version)
+        if self.metrics is not None:
+            self.metrics.swaps.inc()
+            self.metrics.set_version(ev.version)
+
+    # the two hooks every runtime calls
+    def start_offsets(self) -> dict[tuple[str, int], int]:
+        out = {}
+        for k, v in self.state.offsets(self.group).items():
+            t, p = k.rsplit(":", 1)
+            out[(t, int(p))] = v
+        return out
+
+    def on_assign(self, tps: list[tuple[str, int]]) -> None:
+        # Another instance may have advanced the stored offsets before this assignment.
+        self.worker._committed = dict(self.state.offsets(self.group))  # noqa: SLF001
+
+    def handle(self, records: list[Any]) -> dict[tuple[str, int], int]:
+        t0 = time.perf_counter()
+        offs = self.worker.handle(records)
+        if self.metrics is not None:
+            self.metrics.observe_scorer(self.worker.stats, time.perf_counter() - t0)
+        return offs
+
+    def between_batches(self) -> None:
+        for rec in self.watcher.poll(0):
+            log.info("announcement of %s; preparing it", rec.get("version"))
+            n_rej = len(self.swaps.rejected)
+            self.swaps.submit(rec)
+            if self.metrics is not None and len(self.swaps.rejected) > n_rej:
+                self.metrics.swaps_rejected.inc()
+        self.swaps.maybe_swap()
+
+    def summary(self) -> dict[str, Any]:
+        st = self.worker.stats
+        c = st.counts
+        return {"consumed": c.consumed, "processed": c.processed, "dead_lettered": c.dead_lettered,
+                "by_reason": dict(c.by_reason), "recs": st.recs, "skipped_committed": st.skipped_committed,
+                "duplicates": st.duplicates, "batches": st.batches, "version": self.scorer.version,
+                "swaps": [s.version for s in self.swaps.swaps]}
+
+    def close(self) -> None:
+        self.watcher.close()
+        self.sink.close()
+        self.state.close()
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.flag = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(sig, lambda *_: self.flag.set())
+            except ValueError:  # not the main thread (tests)
+                pass
+
+
+def cmd_scorer(args: argparse.Namespace) -> int:
+    from .metrics import Metrics
+
+    s = _settings(args)
+    metrics = Metrics("scorer")
+    metrics.serve(s.metrics_port)
+    if args.runtime == "faust":
+        from stream.faust_app import run_faust_scorer
+
+        svc = ScorerService(s, args.group, metrics)
+        try:
+            run_faust_scorer(svc, s.kafka_bootstrap, svc.names, args.group, s.scorer.batch_size,
+                             s.scorer.batch_ms, exit_when_idle=args.exit_when_idle)
+        finally:
+            print(json.dumps(svc.summary()))
+            svc.close()
+        return 0
+    run_scorer(s, args.group, metrics, args.exit_when_idle, args.max_seconds)
+    return 0
+
+
+def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit_when_idle: float = 0.0,
+               max_seconds: float = 0.0, stop: threading.Event | None = None) -> dict[str, Any]:
+    """The kafka-python runtime: poll a micro-batch, ``ScorerWorker.run_once``, repeat.
+    Returns the run's summary (also printed as one JSON line)."""
+    from stream.kafka import KafkaSource
+
+    svc = ScorerService(s, group, metrics)
+    names = svc.names
+    stop = stop or _Stop().flag
+    source = KafkaSource(s.kafka_bootstrap, [*names.events, names.items], group,
+                         start_offsets=svc.start_offsets, on_assign=svc.on_assign, default_offset=0,
+                         client_id=f"driftrec-scorer-{group}")
+    t_start = last = time.monotonic()
+    next_lag = 0.0
+    try:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            n = svc.worker.run_once(source, s.scorer.batch_size, max(1, s.scorer.batch_ms))
+            now = time.monotonic()
+            if n:
+                last = now
+                if metrics is not None:
+                    metrics.observe_scorer(svc.worker.stats, time.perf_counter() - t0)
+            svc.between_batches()
+            if metrics is not None and now >= next_lag:
+                metrics.lag.set(source.lag())
+                next_lag = now + 1.0
+            if exit_when_idle and now - last > exit_when_idle and source.assignment():
+                if not svc.swaps.busy:
+                    svc.swaps.maybe_swap()
+                    break
+            if max_seconds and now - t_start > max_seconds:
+                break
+    finally:
+        source.close()
+        summary = svc.summary()
+        print(json.dumps(summary), flush=True)
+        svc.close()
+    return summary
+
+
+# ------------------------------------------------------------------ learner ---
+def cmd_learner(args: argparse.Namespace) -> int:
+    from .metrics import Metrics
+
+    s = _settings(args)
+    metrics = Metrics("learner")
+    metrics.serve(s.metrics_port)
+    return run_learner(s, args.group, metrics, args.exit_when_idle, args.train_on_exit)
+
+
+def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, exit_when_idle: float = 0.0,
+                train_on_exit: bool = False, stop: threading.Event | None = None) -> int:
+    import numpy as np
+
+    from learner import ItemTable
+    from state import open_state
+    from stream.kafka import KafkaSink, KafkaSource
+
+    from .factory import base_table, load_encoder, make_learner
+
+    names = TopicNames(s.topic_prefix)
+    b = s.kafka_bootstrap
+    state = open_state(s.state_url)
+    items = load_catalog(b, names.items)
+    enc = load_encoder(s.model, s.lora_r, s.max_len, s.device)
+    table = (base_table(enc, items, s.cache_dir) if items
+             else ItemTable.from_text([], np.zeros((0, enc.dim), np.float32)))
+    lrn = make_learner(s.learner, s.rep, table, {i.item_id: i.text for i in items}, enc)
+
+    def on_result(res: Any, record: Any) -> None:
+        if metrics is None:
+            return
+        metrics.training.observe(float(res.metrics.get("train_s", 0.0)) + float(res.metrics.get("encode_s", 0.0)))
+        (metrics.published if record is not None else metrics.gate_rejected).inc()
+        if record is not None:
+            metrics.set_version(record["version"])
+
+    sink = KafkaSink(b)
+    worker = LearnerWorker(lrn, sink, s.artifact_dir, state, enc.base_model, names, on_result=on_result)
+    # Items already in the catalog were loaded above; the group starts at the beginning of events.
+    source = KafkaSource(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner")
+    stop = stop or _Stop().flag
+    last = time.monotonic()
+    try:
+        while not stop.is_set():
+            n = worker.run_once(source, 1000, 200)
+            now = time.monotonic()
+            if n:
+                last = now
+                if metrics is not None:
+                    metrics.events.labels("processed").inc(n)
+            if exit_when_idle and now - last > exit_when_idle and source.assignment():
+                break
+        if train_on_exit and len(lrn.window) >= 2:
+            worker.train("manual")
+    finally:
+        source.close()
+        sink.close()
+        state.close()
+        print(json.dumps({"seen": worker.seen, "trainings": len(worker.results),
+                          "published": [r["version"] for _, r in worker.results if r]}), flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------- adapters ---
+def cmd_adapters_list(args: argparse.Namespace) -> int:
+    from state import open_state
+
+    s = _settings(args)
+    st = open_state(s.state_url)
+    try:
+        recs = st.records()
+        cur = getattr(st, "current", lambda: None)()
+    finally:
+        st.close()
+    if args.json:
+        print(json.dumps({"current": cur, "versions": recs}, indent=1))
+        return 0
+    if not recs:
+        print("no adapter versions registered (serving: base)")
+        return 0
+    print(f"  {'version':<28} {'created':<20} {'events':>7}  val HR@10 (current -> candidate)")
+    for r in recs:
+        mark = "*" if r.get("version") == cur else " "
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.get("created_ts", 0) / 1000))
+        m = r.get("metrics", {})
+        hr = f"{m.get('val_hr_current', float('nan')):.4f} -> {m.get('val_hr_candidate', float('nan')):.4f}"
+        print(f"{mark} {r['version']:<28} {created:<20} {r.get('window', {}).get('n_events', 0):>7}  {hr}")
+    return 0
+
+
+def cmd_adapters_rollback(args: argparse.Namespace) -> int:
+    from stream import Message
+    from state import open_state
+    from stream.kafka import KafkaSink
+
+    from learner.artifacts import _path_from_uri  # the one place that reads announcement URIs
+
+    s = _settings(args)
+    st = open_state(s.state_url)
+    try:
+        recs = st.records()
+    finally:
+        st.close()
+    rec = next((r for r in recs if r.get("version") == args.version), None)
+    if rec is None:
+        known = ", ".join(r["version"] for r in recs) or "none"
+        print(f"driftrec adapters rollback: error: version {args.version!r} is not registered (known: {known})",
+              file=sys.stderr)
+        return 2
+    if not (_path_from_uri(rec["uri"]) / "manifest.json").exists():
+        print(f"driftrec adapters rollback: error: the artifact of {args.version} is gone ({rec['uri']})",
+              file=sys.stderr)
+        return 2
+    names = TopicNames(s.topic_prefix)
+    sink = KafkaSink(s.kafka_bootstrap)
+    try:
+        sink.send_many([Message(names.adapters, json.dumps(rec).encode(), args.version.encode())])
+    finally:
+        sink.close()
+    print(f"re-announced {args.version} on {names.adapters}; running scorers swap to it between two batches")
+    return 0

@@ -1,0 +1,316 @@
+"""The Kafka transport (kafka-python) behind the same ports as the embedded one.
+
+- :class:`KafkaSource` is an :class:`~stream.ports.EventSource`: a consumer in a group,
+  auto-commit off; the caller commits after its outputs and its state are durable. When
+  partitions are assigned it seeks to the offsets stored with the state (``start_offsets``),
+  which are the source of truth for exactly-once application.
+- :class:`KafkaSink` is an :class:`~stream.ports.EventSink`: ``send_many`` returns once the
+  broker acknowledged every message (``acks=all``) and raises :class:`StreamUnavailable`
+  otherwise.
+- :func:`create_topics` bootstraps the layout: partitions, compaction for ``items`` and
+  ``adapters``, time retention for the rest.
+
+Every kafka-python exception is translated in :func:`map_kafka_errors`.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from .errors import StreamConfigError, StreamUnavailable
+from .ports import Message, Record
+from .topics import COMPACTED, DLQ
+
+log = logging.getLogger("driftrec.stream.kafka")
+
+DAY_MS = 24 * 3600 * 1000
+#: Retention of the non-compacted topics (events, recs.updates) and of the dead letters.
+RETENTION_MS = 7 * DAY_MS
+DLQ_RETENTION_MS = 30 * DAY_MS
+
+
+@contextlib.contextmanager
+def map_kafka_errors(bootstrap: str, what: str = "Kafka") -> Iterator[None]:
+    """Translate kafka-python exceptions into stream errors (chained)."""
+    import kafka.errors as ke
+
+    try:
+        yield
+    except ke.NoBrokersAvailable as exc:
+        raise StreamUnavailable(
+            f"no Kafka broker answers at {bootstrap} ({what}). Start one (scripts/services.sh up kafka "
+            f"or docker compose up kafka) or set KAFKA_BOOTSTRAP") from exc
+    except (ke.KafkaTimeoutError, ke.KafkaConnectionError, ke.NodeNotReadyError,
+            ke.RequestTimedOutError) as exc:
+        raise StreamUnavailable(f"Kafka at {bootstrap} did not answer in time ({what}): {exc}; "
+                                f"is the broker up and its advertised listener reachable?") from exc
+    except ke.UnknownTopicOrPartitionError as exc:
+        raise StreamConfigError(f"a topic is missing on {bootstrap} ({what}): {exc}; "
+                                f"run `driftrec topics create`") from exc
+    except ke.KafkaError as exc:
+        raise StreamUnavailable(f"Kafka at {bootstrap} failed ({what}): {exc!r}") from exc
+
+
+def _to_record(r: Any) -> Record:
+    headers = tuple((k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in (r.headers or ()))
+    return Record(r.topic, r.partition, r.offset, r.key, r.value if r.value is not None else b"",
+                  headers, r.timestamp or 0)
+
+
+class KafkaSource:
+    """A group consumer that polls :class:`Record` batches and commits explicitly.
+
+    Parameters
+    ----------
+    bootstrap : ``host:port[,host:port]``
+    topics : the topics to subscribe to
+    group : the consumer group (``None``: no group, no commits; tests and tools)
+    start_offsets : called on every partition assignment; ``(topic, partition) -> offset``
+        to seek to (the offsets stored with the state). Partitions it does not name start
+        at the group's committed offset, or at the beginning.
+    on_assign : called with the assigned ``(topic, partition)`` pairs, after seeking
+    default_offset : where partitions that ``start_offsets`` does not name start (``None``:
+        the group's committed offset; ``0``: the beginning, for a state-driven consumer)
+    """
+
+    def __init__(self, bootstrap: str, topics: Sequence[str], group: str | None,
+                 start_offsets: Callable[[], Mapping[tuple[str, int], int]] | None = None,
+                 on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
+                 default_offset: int | None = None, client_id: str = "driftrec", **config: Any) -> None:
+        from kafka import KafkaConsumer
+        from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+        self.bootstrap, self.topics, self.group = bootstrap, list(topics), group
+        self._start_offsets = start_offsets
+        self._on_assign = on_assign
+        self._default_offset = default_offset
+        opts: dict[str, Any] = dict(bootstrap_servers=bootstrap.split(","), group_id=group,
+                                    client_id=client_id, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", max_poll_records=1000,
+                                    fetch_max_wait_ms=20, fetch_min_bytes=1,
+                                    session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
+                                    max_poll_interval_ms=600_000, request_timeout_ms=30_000)
+        opts.update(config)
+        with map_kafka_errors(bootstrap, "consumer"):
+            self._c = KafkaConsumer(**opts)
+        source = self
+
+        class _Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                pass
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                source._assigned(list(assigned))
+
+        with map_kafka_errors(bootstrap, "subscribe"):
+            self._wait_for_metadata()
+            self._c.subscribe(topics=self.topics, listener=_Listener())
+
+    def _wait_for_metadata(self, timeout_s: float = 15.0) -> None:
+        """Know every topic's partitions before joining, so the first assignment is whole
+        (an assignment computed without them is empty until the next metadata refresh)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._c.topics()  # refreshes cluster metadata
+            missing = [t for t in self.topics if not self._c.partitions_for_topic(t)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise StreamConfigError(f"topics {missing} do not exist on {self.bootstrap}; "
+                                        f"run `driftrec topics create` (with the same TOPIC_PREFIX)")
+            time.sleep(0.2)
+
+    def _assigned(self, tps: list[Any]) -> None:
+        want = dict(self._start_offsets()) if self._start_offsets else {}
+        for tp in tps:
+            off = want.get((tp.topic, tp.partition), self._default_offset)
+            if off is not None:
+                self._c.seek(tp, off)
+        log.info("assigned %s", ", ".join(f"{tp.topic}:{tp.partition}" for tp in tps) or "nothing")
+        if self._on_assign:
+            self._on_assign([(tp.topic, tp.partition) for tp in tps])
+
+    def poll(self, max_records: int = 500, timeout_ms: int = 100) -> list[Record]:
+        with map_kafka_errors(self.bootstrap, "poll"):
+            got = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
+        out = [_to_record(r) for recs in got.values() for r in recs]
+        return out
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        if not offsets or self.group is None:
+            return
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        with map_kafka_errors(self.bootstrap, "commit"):
+            self._c.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return sorted((tp.topic, tp.partition) for tp in self._c.assignment())
+
+    def lag(self) -> int:
+        """Records between this consumer's positions and the ends of its partitions."""
+        tps = list(self._c.assignment())
+        if not tps:
+            return 0
+        with map_kafka_errors(self.bootstrap, "lag"):
+            ends = self._c.end_offsets(tps)
+            return sum(max(0, ends[tp] - self._c.position(tp)) for tp in tps)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._c.close(autocommit=False)
+
+
+class KafkaSink:
+    """A producer whose ``send_many`` waits for every acknowledgement (``acks=all``)."""
+
+    def __init__(self, bootstrap: str, timeout_s: float = 30.0, client_id: str = "driftrec",
+                 **config: Any) -> None:
+        from kafka import KafkaProducer
+
+        self.bootstrap, self.timeout_s = bootstrap, timeout_s
+        opts: dict[str, Any] = dict(bootstrap_servers=bootstrap.split(","), client_id=client_id,
+                                    acks="all", linger_ms=2, retries=5, max_in_flight_requests_per_connection=1,
+                                    batch_size=256 * 1024, request_timeout_ms=int(timeout_s * 1000))
+        opts.update(config)
+        with map_kafka_errors(bootstrap, "producer"):
+            self._p = KafkaProducer(**opts)
+
+    def send_many(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+        with map_kafka_errors(self.bootstrap, f"send {len(messages)} messages"):
+            futs = [self._p.send(m.topic, value=m.value, key=m.key, headers=list(m.headers) or None)
+                    for m in messages]
+            self._p.flush(timeout=self.timeout_s)
+            for f in futs:
+                f.get(timeout=self.timeout_s)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._p.close(timeout=5)
+
+
+def topic_configs(name: str, compacted: Iterable[str] = COMPACTED, dlq: str = DLQ,
+                  retention_ms: int = RETENTION_MS) -> dict[str, str]:
+    """The config of one topic: compaction for the latest-value-per-key topics, retention
+    for the logs (longer for the dead letters, which someone has to look at).
+
+    Examples
+    --------
+    >>> topic_configs("t1.items", compacted=["t1.items"])["cleanup.policy"]
+    'compact'
+    >>> topic_configs("events.likes")["retention.ms"] == str(RETENTION_MS)
+    True
+    """
+    if name in set(compacted):
+        return {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+    return {"cleanup.policy": "delete",
+            "retention.ms": str(DLQ_RETENTION_MS if name == dlq else retention_ms)}
+
+
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3,
+                  compacted: Iterable[str] = COMPACTED, dlq: str = DLQ,
+                  retention_ms: int = RETENTION_MS, replication: int = 1,
+                  single_partition: Iterable[str] = ()) -> dict[str, str]:
+    """Create topics that do not exist yet; returns ``name -> "created" | "exists"``.
+
+    ``single_partition`` topics (the adapters announcements, whose order matters) get one
+    partition whatever ``partitions`` says.
+    """
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    names = list(dict.fromkeys(names))
+    compacted, single = set(compacted), set(single_partition)
+    with map_kafka_errors(bootstrap, "create topics"):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="driftrec-admin",
+                                 request_timeout_ms=30_000)
+        try:
+            existing = set(admin.list_topics())
+            todo = [NewTopic(n, 1 if n in single else partitions, replication,
+                             topic_configs=topic_configs(n, compacted, dlq, retention_ms))
+                    for n in names if n not in existing]
+            out = {n: "exists" for n in names if n in existing}
+            if todo:
+                import kafka.errors as ke
+
+                try:
+                    admin.create_topics(todo, timeout_ms=30_000)
+                except ke.TopicAlreadyExistsError:
+                    pass
+                for t in todo:
+                    out[t.name] = "created"
+                _wait_for_topics(admin, [t.name for t in todo])
+        finally:
+            admin.close()
+    return out
+
+
+def _wait_for_topics(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if set(names) <= set(admin.list_topics()):
+            return
+        time.sleep(0.1)
+    raise StreamUnavailable(f"topics {names} were not visible {timeout_s:.0f} s after creation")
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """``partition -> end offset`` of a topic (no group involved)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    with map_kafka_errors(bootstrap, f"end offsets of {topic}"):
+        c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="driftrec-tool")
+        try:
+            parts = c.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            return {tp.partition: o for tp, o in c.end_offsets(tps).items()} if tps else {}
+        finally:
+            c.close()
+
+
+def read_topic(bootstrap: str, topic: str, until: Mapping[int, int] | None = None,
+               timeout_s: float = 30.0) -> list[Record]:
+    """Every record of ``topic`` from the beginning up to ``until`` (partition -> offset;
+    default: the end offsets now), without a group. For bootstrapping the catalog and the
+    registry, for tools and tests."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    with map_kafka_errors(bootstrap, f"read {topic}"):
+        c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="driftrec-reader",
+                          enable_auto_commit=False, group_id=None, fetch_max_wait_ms=20)
+        try:
+            parts = c.partitions_for_topic(topic)
+            if parts is None:  # metadata may need a moment for a new topic
+                c.topics()
+                parts = c.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                return []
+            ends = dict(c.end_offsets(tps))
+            if until is not None:
+                ends = {tp: min(ends[tp], until.get(tp.partition, 0)) for tp in tps}
+            tps = [tp for tp in tps if ends[tp] > 0]
+            if not tps:
+                return []
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            out: list[Record] = []
+            deadline = time.monotonic() + timeout_s
+            while any(c.position(tp) < ends[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    raise StreamUnavailable(f"reading {topic} from {bootstrap} took over {timeout_s:.0f} s")
+                for tp, recs in c.poll(timeout_ms=200, max_records=5000).items():
+                    out.extend(_to_record(r) for r in recs if r.offset < ends[tp])
+            return out
+        finally:
+            c.close()
+
+
+def unique_prefix(base: str = "t") -> str:
+    """A fresh topic namespace (tests, benchmarks)."""
+    return f"{base}{uuid.uuid4().hex[:10]}"

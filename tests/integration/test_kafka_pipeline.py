@@ -1,0 +1,297 @@
+"""The Kafka runtime end to end, against the real broker and redis-server.
+
+Run: ``scripts/services.sh up && pytest -m integration tests/integration``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from stream import Event, Message, encode, encode_item, generate
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+# ---------------------------------------------------------------- helpers ---
+def _sink(bootstrap):
+    from stream.kafka import KafkaSink
+
+    return KafkaSink(bootstrap)
+
+
+def _produce_items(bootstrap, names, items):
+    s = _sink(bootstrap)
+    s.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in items])
+    s.close()
+
+
+def _event_messages(names, events):
+    return [Message(names.for_type(e.type), encode(e), e.user_id.encode()) for e in events]
+
+
+def _store(url):
+    from state.redis import RedisStateStore
+
+    return RedisStateStore.from_url(url)
+
+
+def _run_scorer(settings, group, idle=2.0, **kw):
+    from driftrec.services import run_scorer
+
+    return run_scorer(settings, group, None, exit_when_idle=idle, stop=threading.Event(), **kw)
+
+
+def _headers(rec):
+    return {k: v.decode() for k, v in rec.headers}
+
+
+def _wait(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _stream(n_events, n_users, n_items, seed=3):
+    s = generate("abrupt", n_events=n_events, n_users=n_users, n_items=n_items, seed=seed)
+    return s.events, s.items
+
+
+def _covered(store, group, names):
+    return sum(v for k, v in store.offsets(group).items() if not k.startswith(names.items + ":"))
+
+
+# ------------------------------------------------------------------ tests ---
+def test_malformed_goes_to_dlq_good_is_scored_offset_committed(settings, topics, state_url):
+    from kafka import KafkaConsumer, TopicPartition
+
+    from stream.kafka import read_topic
+
+    b, names = settings.kafka_bootstrap, topics
+    _, items = _stream(10, 2, 20)
+    _produce_items(b, names, items)
+    good = Event("e-good", "like", "u1", items[0].item_id, 1_700_000_000_000)
+    bad = b'{"event_id": "e-bad", "type": "like", "user_id": "u1"'
+    s = _sink(b)
+    s.send_many([Message(names.for_type("like"), bad, b"u1"), Message(names.for_type("like"), encode(good), b"u1")])
+    s.close()
+
+    summary = _run_scorer(settings, "g1")
+    assert summary["dead_lettered"] == 1 and summary["by_reason"] == {"bad_json": 1}
+    assert summary["consumed"] == summary["processed"] + summary["dead_lettered"] == len(items) + 2
+
+    dlq = read_topic(b, names.dlq)
+    assert len(dlq) == 1 and dlq[0].value == bad
+    h = _headers(dlq[0])
+    assert h["reason"] == "bad_json" and h["source_topic"] == names.for_type("like")
+    likes = [r for r in read_topic(b, names.for_type("like"))]
+    assert int(h["offset"]) == next(r.offset for r in likes if r.value == bad)
+    part = int(h["partition"])
+
+    store = _store(state_url)
+    u1 = store.get_many(["u1"])["u1"]
+    assert u1.n_events == 1 and u1.last_event_id == "e-good" and u1.topk
+    recs = [json.loads(r.value) for r in read_topic(b, names.recs)]
+    assert [r["event_id"] for r in recs] == ["e-good"] and recs[0]["user_id"] == "u1"
+    assert [x["item_id"] for x in recs[0]["items"]] == u1.topk
+    # the offset is committed: in the state (the source of truth) and in the group
+    assert store.offsets("g1")[f"{names.for_type('like')}:{part}"] == 2
+    c = KafkaConsumer(bootstrap_servers=b, group_id="g1", enable_auto_commit=False)
+    assert c.committed(TopicPartition(names.for_type("like"), part)) == 2
+    c.close()
+
+
+MALFORMED = [
+    (b"{oops", "bad_json"),
+    (b'{"event_id":"m2","type":"like","item_id":"i1","ts":5}', "missing_user_id"),
+    (b'{"event_id":"m3","type":"hover","user_id":"u","item_id":"i1","ts":5}', "unknown_type"),
+    (b'{"event_id":"m4","type":"click","user_id":"u","item_id":"i1","ts":"soon"}', "bad_timestamp"),
+    (b"[1, 2]", "not_an_object"),
+]
+
+
+def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_url):
+    from stream.kafka import read_topic
+
+    b, names = settings.kafka_bootstrap, topics
+    events, items = _stream(400, 30, 100)
+    _produce_items(b, names, items)
+    msgs, expected_reason = [], {}
+    for i, e in enumerate(events):
+        msgs.append(_event_messages(names, [e])[0])
+        if i % 10 == 0:  # a known share malformed: 40 of 440
+            raw, reason = MALFORMED[(i // 10) % len(MALFORMED)]
+            if raw.startswith(b'{"'):
+                raw = raw.replace(b'"m', f'"m{i}-'.encode())
+            else:  # unique bytes, same reason
+                raw = b"[%d]" % i if reason == "not_an_object" else raw + b"%d" % i
+            expected_reason[raw] = reason
+            msgs.append(Message(names.for_type("click"), raw, e.user_id.encode()))
+    s = _sink(b)
+    s.send_many(msgs)
+    s.close()
+    n_bad = len(expected_reason)
+
+    summary = _run_scorer(settings, "g2")
+    n = len(events) + n_bad + len(items)
+    assert summary["consumed"] == n == summary["processed"] + summary["dead_lettered"]
+    assert summary["dead_lettered"] == n_bad
+    want = {}
+    for r in expected_reason.values():
+        want[r] = want.get(r, 0) + 1
+    assert summary["by_reason"] == want
+
+    dlq = read_topic(b, names.dlq)
+    assert len(dlq) == n_bad
+    for r in dlq:
+        h = _headers(r)
+        assert h["reason"] == expected_reason[r.value], (r.value, h)
+        assert h["source_topic"] == names.for_type("click") and "detail" in h and "offset" in h
+
+    store = _store(state_url)
+    users = store.users()
+    assert sum(u.n_events for u in users.values()) == len(events)
+    assert set(users) == {e.user_id for e in events}
+    last: dict[str, dict] = {}
+    for r in read_topic(b, names.recs):  # one user's updates are on one partition, in order
+        rec = json.loads(r.value)
+        last[rec["user_id"]] = rec
+    for uid, st in users.items():
+        assert st.topk, uid
+        assert uid in last, f"no recs.updates for {uid} whose top-k changed"
+        assert [x["item_id"] for x in last[uid]["items"]] == st.topk
+
+
+def _artifact(settings, items, version):
+    """An adapter artifact as the learner writes it (learner.write_artifact)."""
+    from driftrec.factory import base_table, load_encoder
+    from learner import ItemTable, write_artifact
+
+    enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
+    t = base_table(enc, items, None)
+    rng = np.random.default_rng(0)
+    table = ItemTable(t.item_ids, t.text, (rng.normal(size=t.text.shape) * 0.05).astype(np.float32),
+                      np.zeros(len(t.item_ids), np.float32))
+    return write_artifact(settings.artifact_dir, version, enc.lora_state(), enc.lora_config, table,
+                          enc.base_model, {"from_ts": 0, "to_ts": 1, "n_events": 1}, {"val_hr_candidate": 0.5})
+
+
+def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, state_url):
+    from driftrec.services import run_scorer
+    from stream.kafka import read_topic
+
+    b, names = settings.kafka_bootstrap, topics
+    events, items = _stream(600, 40, 120, seed=5)
+    first, second = events[:300], events[300:]
+    _produce_items(b, names, items)
+    s = _sink(b)
+    s.send_many(_event_messages(names, first))
+    store = _store(state_url)
+    stop = threading.Event()
+    out: dict = {}
+    th = threading.Thread(target=lambda: out.update(run_scorer(settings, "g3", None, stop=stop)), daemon=True)
+    th.start()
+    try:
+        _wait(lambda: _covered(store, "g3", names) == len(first), 60, "the first half")
+        rec = _artifact(settings, items, "v-mid-1")
+        store.register(rec)  # as the learner does, then announces
+        s.send_many([Message(names.adapters, json.dumps(rec).encode(), b"v-mid-1")])
+        _wait(lambda: store.current() == "v-mid-1", 60, "the swap")
+        s.send_many(_event_messages(names, second))
+        _wait(lambda: _covered(store, "g3", names) == len(events), 60, "the second half")
+    finally:
+        stop.set()
+        th.join(60)
+        s.close()
+    assert out["swaps"] == ["v-mid-1"] and out["version"] == "v-mid-1"
+    assert out["duplicates"] == 0 and out["dead_lettered"] == 0
+    users = store.users()
+    assert sum(u.n_events for u in users.values()) == len(events)
+    by_user: dict[str, list[str]] = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e.event_id)
+    for uid, st in users.items():
+        ids = [h.event_id for h in st.history]
+        assert len(ids) == len(set(ids)) and sorted(ids) == sorted(by_user[uid])
+        assert st.version == "v-mid-1" or uid not in {e.user_id for e in second}
+    first_ids, second_ids = {e.event_id for e in first}, {e.event_id for e in second}
+    recs = [json.loads(r.value) for r in read_topic(b, names.recs)]
+    assert {r["model_version"] for r in recs if r["event_id"] in first_ids} == {"base"}
+    assert {r["model_version"] for r in recs if r["event_id"] in second_ids} == {"v-mid-1"}
+
+
+def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_env, topics, state_url, redis_url,
+                                                             prefix):
+    from driftrec.services import run_scorer
+
+    b, names = settings.kafka_bootstrap, topics
+    events, items = _stream(1500, 60, 150, seed=11)
+    # One input topic: a user's events then sit on one partition in ts order, so every run
+    # sees them in the same order whatever its batch boundaries. (Across the three event
+    # topics the interleaving of one user's events is up to the broker's fetches, and a
+    # history is kept in applied order: the same set of events, but not the same list.)
+    events = [replace(e, type="click", text=None) for e in events]
+    _produce_items(b, names, items)
+    env = dict(service_env, SCORER_BATCH_SIZE="16")
+    cmd = [sys.executable, "-m", "driftrec.cli", "scorer", "--group", "g-run"]
+    store = _store(state_url)
+
+    def producer():
+        s = _sink(b)
+        for i in range(0, len(events), 30):  # ~600 events/s
+            s.send_many(_event_messages(names, events[i:i + 30]))
+            time.sleep(0.05)
+        s.close()
+
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait(lambda: any(k.startswith(names.items) for k in store.offsets("g-run")) or p.poll() is not None,
+              90, "the scorer to consume the catalog")
+        assert p.poll() is None, p.stderr.read().decode()[-3000:]
+        th = threading.Thread(target=producer, daemon=True)
+        th.start()
+        _wait(lambda: _covered(store, "g-run", names) >= len(events) // 3, 60, "a third of the stream")
+        os.kill(p.pid, signal.SIGKILL)
+        assert p.wait(10) == -signal.SIGKILL
+        killed_at = _covered(store, "g-run", names)
+        assert killed_at < len(events), "the scorer finished before the kill; the test proves nothing"
+        th.join(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.stdout.close()
+        p.stderr.close()
+    r = subprocess.run(cmd + ["--exit-when-idle", "3"], env=env, capture_output=True, timeout=150)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    summary = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert summary["consumed"] + killed_at >= len(events) and summary["dead_lettered"] == 0
+
+    ref_url = f"{redis_url}?prefix={prefix}-ref"
+    ref_settings = replace(settings, state_url=ref_url)
+    run_scorer(ref_settings, "g-ref", None, exit_when_idle=2.0, stop=threading.Event())
+    ref = _store(ref_url)
+
+    got, want = store.users(), ref.users()
+    assert set(got) == set(want) == {e.user_id for e in events}
+    for uid, w in want.items():
+        g = got[uid]
+        assert g.history == w.history, uid  # every event applied exactly once, in order
+        assert (g.n_events, g.last_event_id, g.seen, g.version) == (w.n_events, w.last_event_id, w.seen, w.version)
+        np.testing.assert_allclose(g.vector, w.vector, rtol=1e-4, atol=1e-5)
+    assert sum(u.n_events for u in got.values()) == len(events)
+    gp, wp = store.item_pop(), ref.item_pop()
+    assert set(gp) == set(wp)
+    np.testing.assert_allclose([gp[k] for k in sorted(wp)], [wp[k] for k in sorted(wp)], rtol=1e-12)
+    run_offsets = {k: v for k, v in store.offsets("g-run").items()}
+    assert run_offsets == ref.offsets("g-ref")
