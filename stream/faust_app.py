@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import tempfile
 import time
 from typing import Any, Callable, Sequence
 
@@ -51,7 +53,8 @@ def make_app(hooks: Any, bootstrap: str, input_topics: Sequence[str], group: str
                                store="memory://", web_enabled=False, topic_disable_leader=True,
                                consumer_auto_offset_reset="earliest", producer_acks=-1,
                                broker_commit_every=batch_size, broker_commit_interval=1.0,
-                               topic_allow_declare=False, autodiscover=False)
+                               topic_allow_declare=False, autodiscover=False,
+                               datadir=os.path.join(tempfile.gettempdir(), "driftrec-faust", group))
     cfg.update(app_config)
     app = faust.App(group, **cfg)
     topic = app.topic(*input_topics, value_serializer="raw", key_serializer="raw", allow_empty=True)
