@@ -188,14 +188,21 @@ class Learner:
                     break
                 bi = torch.from_numpy(order[s:s + B])
                 T = T0
+                g_t = None
                 if enc is not None:
-                    g = np.unique(tgt[bi].numpy())
-                    if len(g) > cfg.grad_items:
-                        g = rng.choice(g, cfg.grad_items, replace=False)
+                    # Fresh (trainable) text vectors for the batch's targets and the newest
+                    # context item of each pair; the rest of the catalog uses cached vectors.
+                    g = _grad_items(tgt[bi].numpy(), ctx_idx[bi].numpy(), cfg.grad_items, rng)
+                    g_t = torch.from_numpy(g)
                     tg = enc.forward([texts[j] for j in g]).float().cpu()
-                    T = T0.index_put((torch.from_numpy(g),), tg)
+                    T = T0.index_put((g_t,), tg)
                 V = T + R
                 loss = _softmax_loss(V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature)
+                if g_t is not None:
+                    # In-batch negatives: the same loss over fresh vectors only, so the
+                    # adapters are not trained against stale vectors.
+                    loss = loss + _softmax_loss(V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi],
+                                                rep.temperature, columns=g_t)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -251,9 +258,12 @@ class Learner:
         for b in range(len(pairs)):  # seen items cannot be recommended
             ex = ctx_idx[b][ctx_idx[b] >= 0]
             S[b, ex] = -np.inf
-        ts = S[rows, tgt]
-        rank = (S > ts[:, None]).sum(1)  # 0-based
-        return {"hr": float((rank < k).mean()), "mrr": float((1.0 / (rank + 1)).mean())}
+        ts = S[rows, tgt][:, None]
+        greater = (S > ts).sum(1)
+        equal = np.maximum((S == ts).sum(1), 1)  # ties are broken at random: expected values
+        hr = np.clip((k - greater) / equal, 0.0, 1.0)
+        mrr = 1.0 / (greater + (equal + 1) / 2.0)
+        return {"hr": float(hr.mean()), "mrr": float(mrr.mean())}
 
     # ---- helpers -----------------------------------------------------------------------
     def _pop_vector(self, table: ItemTable) -> np.ndarray:
@@ -288,9 +298,24 @@ class Learner:
             return float(_softmax_loss(V, b, prior, ctx_idx[:n], ctx_w[:n], tgt[:n], self.rep.temperature))
 
 
+def _grad_items(tgt: np.ndarray, ctx_idx: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Items whose text vectors get gradients in a step: targets first, then newest context items."""
+    targets = np.unique(tgt)
+    if len(targets) > limit:
+        return np.sort(rng.choice(targets, limit, replace=False))
+    valid = ctx_idx >= 0
+    last = np.where(valid.any(1), ctx_idx[np.arange(len(ctx_idx)), np.maximum(valid.sum(1) - 1, 0)], -1)
+    ctx = np.setdiff1d(np.unique(last[last >= 0]), targets)
+    room = limit - len(targets)
+    if len(ctx) > room:
+        ctx = rng.choice(ctx, room, replace=False)
+    return np.sort(np.concatenate([targets, ctx]).astype(np.int64))
+
+
 def _softmax_loss(V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: Any, tgt: Any,
-                  temperature: float) -> Any:
-    """Full-catalog softmax of (context -> target) with seen items masked, in torch."""
+                  temperature: float, columns: Any = None) -> Any:
+    """Softmax of (context -> target) with seen items masked, in torch: over the whole
+    catalog, or over ``columns`` (sorted item rows that contain every target)."""
     import torch
 
     N, d = V.shape
@@ -298,9 +323,12 @@ def _softmax_loss(V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: Any, tgt: 
     idx = torch.where(ctx_idx >= 0, ctx_idx, torch.full_like(ctx_idx, N))
     w = torch.where(ctx_idx >= 0, ctx_w, torch.zeros_like(ctx_w))
     ctx = (w.unsqueeze(-1) * Vp[idx]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
-    logits = ctx @ V.T / temperature + bias + prior
-    mask = torch.zeros(logits.shape[0], N + 1, dtype=torch.bool)
+    mask = torch.zeros(ctx.shape[0], N + 1, dtype=torch.bool)
     seen = torch.where(idx == tgt.unsqueeze(1), torch.full_like(idx, N), idx)
     mask.scatter_(1, seen, True)
-    logits = logits.masked_fill(mask[:, :N], float("-inf"))
-    return torch.nn.functional.cross_entropy(logits, tgt)
+    if columns is None:
+        logits = ctx @ V.T / temperature + bias + prior
+        return torch.nn.functional.cross_entropy(logits.masked_fill(mask[:, :N], float("-inf")), tgt)
+    logits = ctx @ V[columns].T / temperature + bias[columns] + prior[columns]
+    logits = logits.masked_fill(mask[:, columns], float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, torch.searchsorted(columns, tgt))

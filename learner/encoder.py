@@ -59,7 +59,11 @@ class TextEncoder:
         if Path(path).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
+        import transformers
         from transformers import AutoModel, AutoTokenizer
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
 
         self.path = path
         self.device = pick_device(device)
@@ -166,7 +170,10 @@ def make_tiny_model(path: str | os.PathLike[str], words: Sequence[str] = (), hid
     (2, 32)
     """
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    import transformers
+    from transformers import BertConfig, BertModel
+
+    transformers.utils.logging.disable_progress_bar()
 
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
@@ -179,7 +186,18 @@ def make_tiny_model(path: str | os.PathLike[str], words: Sequence[str] = (), hid
         if w not in vocab:
             vocab.append(w)
     (p / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(p / "vocab.txt"), do_lower_case=True)
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]",
+                                  cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     tok.save_pretrained(str(p))
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,

@@ -13,13 +13,17 @@
 #   KAFKA_HEAP_OPTS [-Xms256m -Xmx512m]
 #   DRIFTREC_CACHE [$HOME/.cache/driftrec]  jar cache: kafka-<version>/libs
 #   DRIFTREC_RUN   [/tmp/driftrec-services] data dirs, logs, pid files
-#   KAFKA_START_TIMEOUT [60]  REDIS_START_TIMEOUT [20]   seconds
+#   KAFKA_START_TIMEOUT [90]  REDIS_START_TIMEOUT [20]   seconds
 #
 # Kafka jars come from Maven Central once (mvn + scripts/kafka-pom.xml);
 # later runs reuse the cache. Redis comes from Debian (apt-get) if missing.
+# Exit codes: 0 ok; 1 failed (the message says what to do); 2 usage error;
+#             3 (status) a service is not running/answering.
+# `up` prints KAFKA_BOOTSTRAP=... REDIS_URL=... on stdout; progress on stderr.
+# `down` keeps the logs in $DRIFTREC_RUN/{kafka,redis}/ for post-mortems.
 set -Eeuo pipefail
 
-DEFAULT_KAFKA_VERSION=3.9.1
+DEFAULT_KAFKA_VERSION=4.3.1   # see scripts/KAFKA_COMPAT.md before changing
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KAFKA_VERSION="${KAFKA_VERSION:-$DEFAULT_KAFKA_VERSION}"
@@ -27,7 +31,7 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
-KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-20}"
 DRIFTREC_CACHE="${DRIFTREC_CACHE:-${HOME:-/root}/.cache/driftrec}"
 DRIFTREC_RUN="${DRIFTREC_RUN:-/tmp/driftrec-services}"
@@ -179,7 +183,7 @@ kafka_fetch() {
   rm -rf "$KAFKA_LIBS"
   mv "$tmp" "$KAFKA_LIBS"
   touch "$KAFKA_HOME/.complete"
-  log "fetched $(ls "$KAFKA_LIBS" | wc -l) jars in $((SECONDS - t0)) s"
+  log "fetched $(find "$KAFKA_LIBS" -name "*.jar" | wc -l) jars in $((SECONDS - t0)) s"
 }
 
 kafka_write_config() {
@@ -258,7 +262,18 @@ kafka_up() {
   mkdir -p "$KAFKA_DATA"
   kafka_write_config
   local cp="$KAFKA_LIBS/*" cluster_id
-  cluster_id=$("$JAVA" -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
+  # Kafka cluster ids are 16 random bytes, url-safe base64 without padding
+  # (what `kafka-storage random-uuid` prints); python saves a JVM start.
+  local py
+  if py=$(find_python); then
+    cluster_id=$("$py" -c 'import base64, uuid
+while True:
+    u = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not u.startswith("-"):
+        print(u); break')
+  else
+    cluster_id=$("$JAVA" -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
+  fi
   [[ -n $cluster_id ]] || die "kafka: could not generate a cluster id with kafka.tools.StorageTool (is $KAFKA_LIBS complete? delete $KAFKA_HOME to refetch)"
   if ! "$JAVA" -Dlog4j2.configurationFile="$KAFKA_RUN/log4j2.properties" -cp "$cp" \
         kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" >"$KAFKA_RUN/format.log" 2>&1; then
@@ -409,8 +424,8 @@ print_env() {
 }
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
+  exit "${1:-2}"
 }
 
 select_services() {
@@ -449,7 +464,7 @@ main() {
       return $rc
       ;;
     env) print_env ;;
-    -h|--help|help) usage ;;
+    -h|--help|help) usage 0 ;;
     *) usage ;;
   esac
 }

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from learner import (ItemTable, Learner, LearnerConfig, LearnerConfigError, Representation,
+                     RollingWindow, TextEncoder)
+from stream import Event
+from stream.synthetic import VOCAB
+
+
+def planted(n_users: int = 240, per_topic: int = 60, seed: int = 0
+            ) -> tuple[dict[str, str], list[Event]]:
+    """Every user engages with a football item, then with a cooking item: a text-level
+    pattern that text similarity alone ranks badly (football texts are near football texts)."""
+    rng = np.random.default_rng(seed)
+    texts = {}
+    for topic in ("football", "cooking", "music", "travel"):
+        for j in range(per_topic):
+            texts[f"{topic}-{j}"] = " ".join(rng.choice(VOCAB[topic], 5))
+    events, ts = [], 0
+    for u in range(n_users):
+        for topic in ("football", "cooking"):
+            item = f"{topic}-{rng.integers(0, per_topic)}"
+            events.append(Event(f"e{len(events)}", "like", f"u{u}", item, ts))
+            ts += 1000
+    return texts, events
+
+
+@pytest.fixture()
+def setup(tiny_model: str):
+    texts, events = planted()
+    enc = TextEncoder(tiny_model, lora_r=8, lora_alpha=16)
+    enc.reset_lora()
+    ids = sorted(texts)
+    table = ItemTable.from_text(ids, enc.encode([texts[i] for i in ids]))
+    return texts, events, enc, table
+
+
+def test_lora_fine_tune_lowers_loss_on_planted_pattern_and_passes_gate(setup) -> None:
+    texts, events, enc, table = setup
+    rep = Representation(pop_weight=0.0, position_decay=0.5)
+    cfg = LearnerConfig(window_events=4096, min_pairs=16, train_items=False, use_lora=True,
+                        lr_lora=1e-2, epochs=10, max_steps=200, batch_size=64, drift=None)
+    ln = Learner(cfg, rep, table, texts, enc)
+    ln.observe_many(events)
+    before = {n: p.detach().clone() for n, p in enc.model.named_parameters() if "lora_B" in n}
+    res = ln.train("test")
+    m = res.metrics
+    assert m["loss_after"] < m["loss_before"] - 0.1, m
+    assert res.accepted, m
+    assert m["val_mrr_candidate"] > m["val_mrr_current"]
+    assert res.lora and all(k.startswith("base_model") or "lora_" in k for k in res.lora)
+    changed = [n for n, p in enc.model.named_parameters() if "lora_B" in n and not (p == before[n]).all()]
+    assert changed, "LoRA weights did not move"
+    # residuals were not trained in this configuration
+    assert np.all(res.table.residual == 0)
+
+
+def test_item_residuals_learn_co_engagement_without_lora(setup) -> None:
+    texts, events, _, table = setup
+    cfg = LearnerConfig(min_pairs=16, use_lora=False, epochs=4, drift=None)
+    ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, None)
+    ln.observe_many(events)
+    res = ln.train("test")
+    assert res.metrics["loss_after"] < res.metrics["loss_before"]
+    assert res.lora == {} and np.abs(res.table.residual).sum() > 0
+
+
+def test_gate_rejects_a_useless_candidate(setup) -> None:
+    texts, events, enc, table = setup
+    # learning rate zero: the candidate equals the current version, so it is not better
+    cfg = LearnerConfig(min_pairs=16, lr_lora=0.0, lr_items=0.0, drift=None, epochs=1)
+    ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, enc)
+    ln.observe_many(events)
+    res = ln.train("test")
+    assert not res.accepted
+    assert ln.table is table  # the current version is unchanged
+
+
+def test_triggers_every_n_and_min_pairs(setup) -> None:
+    texts, events, enc, table = setup
+    ln = Learner(LearnerConfig(train_every=100, min_pairs=50, drift=None), Representation(), table, texts, None
+                 ) if False else Learner(LearnerConfig(train_every=100, min_pairs=50, drift=None,
+                                                        use_lora=False), Representation(), table, texts)
+    ln.observe_many(events[:40])
+    assert ln.due() is None  # too few pairs
+    ln.observe_many(events[40:100])
+    assert ln.due() == "every_n"
+
+
+def test_drift_trigger() -> None:
+    t = ItemTable.from_text(["a"], np.ones((1, 4), np.float32))
+    ln = Learner(LearnerConfig(min_pairs=8, train_every=10_000, drift="adwin", drift_cooldown=0,
+                               use_lora=False), Representation(), t, {"a": "x"})
+    ln.observe_many([Event(f"e{n}", "like", "u", "a", n) for n in range(20)])
+    ln.observe_hits([True] * 1000 + [False] * 1000)
+    assert ln.due() == "drift"
+
+
+def test_window_bounds_by_count_and_age() -> None:
+    w: RollingWindow[int] = RollingWindow(max_events=5, max_age_ms=50)
+    for t in range(10):
+        w.add(t, t)
+    assert [x.value for x in w] == [5, 6, 7, 8, 9]
+    w.add(100, 100)
+    assert [x.value for x in w] == [100]
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(LearnerConfigError, match="val_share"):
+        LearnerConfig(val_share=1.5)
+    with pytest.raises(LearnerConfigError, match="nothing would be learned"):
+        LearnerConfig(use_lora=False, train_items=False)

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stream import REASONS, Event, decode, decode_item, encode, dead_letter, Record
+from stream.events import MAX_RECORD_BYTES, MAX_TEXT_LEN, DecodeCounts
+
+GOOD = {"event_id": "e1", "type": "like", "user_id": "u1", "item_id": "i1", "ts": 1_700_000_000_000}
+
+
+def raw(**changes: object) -> bytes:
+    d = dict(GOOD)
+    for k, v in changes.items():
+        if v is ...:
+            d.pop(k)
+        else:
+            d[k] = v
+    return json.dumps(d).encode()
+
+
+def test_good_event_roundtrips_and_keeps_meta() -> None:
+    e = decode(raw(app="ios", text="ignored for likes"))
+    assert isinstance(e, Event)
+    assert (e.event_id, e.type, e.user_id, e.item_id, e.ts) == ("e1", "like", "u1", "i1", GOOD["ts"])
+    assert e.text is None and e.meta == {"app": "ios"}
+    assert decode(encode(e)) == e
+
+
+def test_comment_keeps_text() -> None:
+    e = decode(raw(type="comment", text="great goal"))
+    assert isinstance(e, Event) and e.text == "great goal"
+
+
+CASES = [
+    (b"x" * (MAX_RECORD_BYTES + 1), "oversized"),
+    (b"\xff\xfe{}", "bad_encoding"),
+    (b"{nope", "bad_json"),
+    (b"[1,2]", "not_an_object"),
+    (raw(event_id=...), "missing_event_id"),
+    (raw(event_id=""), "bad_event_id"),
+    (raw(event_id="x" * 129), "bad_event_id"),
+    (raw(type=...), "missing_type"),
+    (raw(type="share"), "unknown_type"),
+    (raw(user_id=...), "missing_user_id"),
+    (raw(user_id=7), "bad_user_id"),
+    (raw(item_id=...), "missing_item_id"),
+    (raw(item_id=["a"]), "bad_item_id"),
+    (raw(ts=...), "missing_ts"),
+    (raw(ts="2024-01-01"), "bad_timestamp"),
+    (raw(ts=-1), "bad_timestamp"),
+    (raw(ts=True), "bad_timestamp"),
+    (raw(ts=1.5), "bad_timestamp"),
+    (raw(type="comment"), "missing_text"),
+    (raw(type="comment", text="  "), "missing_text"),
+    (raw(type="comment", text="x" * (MAX_TEXT_LEN + 1)), "bad_text"),
+    (raw(type="comment", text=5), "bad_text"),
+]
+
+
+@pytest.mark.parametrize("data,reason", CASES, ids=[c[1] + str(i) for i, c in enumerate(CASES)])
+def test_every_reason(data: bytes, reason: str) -> None:
+    r = decode(data)
+    assert not isinstance(r, Event)
+    assert r.reason == reason
+    assert r.raw == data  # the original bytes, unchanged
+    assert r.detail
+
+
+def test_every_event_reason_is_tested_and_documented() -> None:
+    tested = {reason for _, reason in CASES}
+    item_only = {"missing_text_item"}
+    assert tested | item_only == set(REASONS)
+
+
+def test_item_validation() -> None:
+    it = decode_item(b'{"item_id":"m1","text":"Heat (1995) Action","tags":["a"],"ts":3}')
+    assert it.item_id == "m1" and it.tags == ("a",) and it.ts == 3
+    assert decode_item(b'{"item_id":"m1"}').reason == "missing_text_item"
+    assert decode_item(b'{"text":"x"}').reason == "missing_item_id"
+
+
+def test_dead_letter_headers() -> None:
+    rej = decode(raw(user_id=...))
+    m = dead_letter(rej, Record("events.likes", 2, 41, b"k", rej.raw), "events.dlq")
+    h = dict(m.headers)
+    assert m.topic == "events.dlq" and m.value == rej.raw and m.key == b"k"
+    assert h["reason"] == b"missing_user_id" and h["source_topic"] == b"events.likes"
+    assert h["partition"] == b"2" and h["offset"] == b"41" and h["detail"]
+
+
+def test_counts_reconcile() -> None:
+    c = DecodeCounts()
+    for data in [raw(), b"{", raw(type="x"), raw(event_id="e2")]:
+        c.consumed += 1
+        d = decode(data)
+        if isinstance(d, Event):
+            c.processed += 1
+        else:
+            c.add_rejected(d)
+    assert c.reconciled and c.processed == 2 and c.by_reason == {"bad_json": 1, "unknown_type": 1}
