@@ -5,7 +5,7 @@ An artifact is a directory::
     <store>/<version>/
         adapter_model.safetensors   LoRA tensors (safetensors only, never pickle)
         adapter_config.json         the LoRA config (checked before a swap)
-        items.safetensors           text vectors, learned residuals and biases of the catalog
+        items.safetensors           text vectors, residuals, biases and context vectors of the catalog
         item_ids.json               row order of items.safetensors
         manifest.json               version, base model, window, metrics, sha256 of every file
 
@@ -32,26 +32,43 @@ FILES = ("adapter_model.safetensors", "adapter_config.json", "items.safetensors"
 
 @dataclass
 class ItemTable:
-    """The catalog as one model version sees it: score vectors = ``text + residual``."""
+    """The catalog as one model version sees it.
+
+    Two sides, so that "users of A go on to B" is expressible (a single shared vector per
+    item can only say "A is like A"):
+
+    - target side: ``vectors = text + residual`` (text under this version's adapter plus a
+      learned residual) and a learned ``bias``: what is ranked;
+    - context side: ``context`` (base-encoder text plus a learned context residual): what a
+      user's history is made of.
+    """
 
     item_ids: list[str]
     text: np.ndarray
     residual: np.ndarray
     bias: np.ndarray
+    context: np.ndarray | None = None
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
-        if self.text.shape[0] != n or self.residual.shape != self.text.shape or self.bias.shape != (n,):
+        if self.context is None:
+            self.context = np.asarray(self.text, np.float32).copy()
+        if (self.text.shape[0] != n or self.residual.shape != self.text.shape
+                or self.bias.shape != (n,) or self.context.shape != self.text.shape):
             raise ArtifactError(f"item table shapes disagree: {n} ids, text {self.text.shape}, "
-                                f"residual {self.residual.shape}, bias {self.bias.shape}")
+                                f"residual {self.residual.shape}, bias {self.bias.shape}, "
+                                f"context {self.context.shape}")
         self._index = {i: k for k, i in enumerate(self.item_ids)}
         self.vectors = (self.text + self.residual).astype(np.float32)
+        self.context = np.ascontiguousarray(self.context, np.float32)
 
     @classmethod
     def from_text(cls, item_ids: list[str], text: np.ndarray) -> "ItemTable":
+        """The base version: text vectors on both sides, nothing learned yet."""
         text = np.asarray(text, np.float32)
-        return cls(list(item_ids), text, np.zeros_like(text), np.zeros(len(item_ids), np.float32))
+        return cls(list(item_ids), text, np.zeros_like(text), np.zeros(len(item_ids), np.float32),
+                   text.copy())
 
     @property
     def dim(self) -> int:
@@ -60,24 +77,32 @@ class ItemTable:
     def index(self, item_id: str) -> int:
         return self._index.get(item_id, -1)
 
-    def with_items(self, item_ids: list[str], text: np.ndarray) -> "ItemTable":
-        """A copy with new items appended (zero residual and bias) or texts replaced."""
+    def with_items(self, item_ids: list[str], text: np.ndarray,
+                   base_text: np.ndarray | None = None) -> "ItemTable":
+        """A copy with new items appended (nothing learned for them yet) or texts replaced.
+
+        ``text`` is under this version's adapter (target side), ``base_text`` under the base
+        encoder (context side; defaults to ``text``)."""
+        base_text = text if base_text is None else base_text
         ids = list(self.item_ids)
-        t, r, b = self.text.copy(), self.residual.copy(), self.bias.copy()
-        new_rows = []
-        for iid, vec in zip(item_ids, text):
+        assert self.context is not None
+        t, r, b, c = self.text.copy(), self.residual.copy(), self.bias.copy(), self.context.copy()
+        new_t, new_c = [], []
+        for iid, vec, cvec in zip(item_ids, text, base_text):
             k = self._index.get(iid, -1)
             if k >= 0:
                 t[k] = vec
             else:
                 ids.append(iid)
-                new_rows.append(vec)
-        if new_rows:
-            nv = np.asarray(new_rows, np.float32)
+                new_t.append(vec)
+                new_c.append(cvec)
+        if new_t:
+            nv = np.asarray(new_t, np.float32)
             t = np.vstack([t, nv])
             r = np.vstack([r, np.zeros_like(nv)])
             b = np.concatenate([b, np.zeros(len(nv), np.float32)])
-        return ItemTable(ids, t, r, b)
+            c = np.vstack([c, np.asarray(new_c, np.float32)])
+        return ItemTable(ids, t, r, b, c)
 
 
 @dataclass
@@ -122,8 +147,10 @@ def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[st
     tmp.mkdir()
     save_torch({k: v.contiguous() for k, v in lora.items()}, str(tmp / FILES[0]))
     (tmp / FILES[1]).write_text(json.dumps(dict(lora_config) if lora_config else {}, sort_keys=True))
+    assert items.context is not None
     save_np({"text": items.text.astype(np.float32), "residual": items.residual.astype(np.float32),
-             "bias": items.bias.astype(np.float32)}, str(tmp / FILES[2]))
+             "bias": items.bias.astype(np.float32), "context": items.context.astype(np.float32)},
+            str(tmp / FILES[2]))
     (tmp / FILES[3]).write_text(json.dumps(items.item_ids))
     created = int(time.time() * 1000)
     manifest = {"version": version, "base_model": base_model, "created_ts": created,
@@ -187,7 +214,7 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
         lora = load_torch(str(path / FILES[0]))
         arrays = load_np(str(path / FILES[2]))
         ids = json.loads((path / FILES[3]).read_text())
-        table = ItemTable(ids, arrays["text"], arrays["residual"], arrays["bias"])
+        table = ItemTable(ids, arrays["text"], arrays["residual"], arrays["bias"], arrays["context"])
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise ArtifactError(f"artifact {version}: cannot load: {exc}") from exc
     if expect_dim is not None and table.dim != expect_dim:

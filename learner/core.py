@@ -131,8 +131,9 @@ class Learner:
             self.texts[it.item_id] = it.text
         enc = self.encoder
         if enc is not None:
-            vecs = enc.encode([it.text for it in items])
-            self.table = self.table.with_items([it.item_id for it in items], vecs)
+            texts = [it.text for it in items]
+            self.table = self.table.with_items([it.item_id for it in items], enc.encode(texts),
+                                               enc.encode(texts, base=True))
         else:
             known = [it for it in items if self.table.index(it.item_id) < 0]
             if known:
@@ -168,13 +169,15 @@ class Learner:
         T0 = torch.from_numpy(cur.text.copy())
         R = torch.nn.Parameter(torch.from_numpy(cur.residual.copy()), requires_grad=cfg.train_items)
         bias = torch.nn.Parameter(torch.from_numpy(cur.bias.copy()), requires_grad=cfg.train_items)
+        assert cur.context is not None
+        C = torch.nn.Parameter(torch.from_numpy(cur.context.copy()), requires_grad=cfg.train_items)
         enc = self.encoder
         groups = []
         if enc is not None:
             enc.model.train()
             groups.append({"params": enc.lora_parameters(), "lr": cfg.lr_lora, "weight_decay": 0.0})
         if cfg.train_items:
-            groups.append({"params": [R, bias], "lr": cfg.lr_items, "weight_decay": 0.0})
+            groups.append({"params": [R, bias, C], "lr": cfg.lr_items, "weight_decay": 0.0})
         opt = torch.optim.Adam(groups)
         dev = enc.device if enc is not None else "cpu"
         texts = [self.texts.get(i, "") for i in cur.item_ids]
@@ -190,19 +193,23 @@ class Learner:
                 T = T0
                 g_t = None
                 if enc is not None:
-                    # Fresh (trainable) text vectors for the batch's targets and the newest
-                    # context item of each pair; the rest of the catalog uses cached vectors.
-                    g = _grad_items(tgt[bi].numpy(), ctx_idx[bi].numpy(), cfg.grad_items, rng)
-                    g_t = torch.from_numpy(g)
+                    # Fresh (trainable) target-side text vectors for the batch's targets; the
+                    # rest of the catalog uses the cached vectors of the current adapter.
+                    g = np.unique(tgt[bi].numpy())
+                    if len(g) > cfg.grad_items:
+                        g = np.sort(rng.choice(g, cfg.grad_items, replace=False))
+                    g_t = torch.from_numpy(g.astype(np.int64))
                     tg = enc.forward([texts[j] for j in g]).float().cpu()
                     T = T0.index_put((g_t,), tg)
                 V = T + R
-                loss = _softmax_loss(V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature)
+                args = (C, V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature)
+                loss = _softmax_loss(*args)
                 if g_t is not None:
-                    # In-batch negatives: the same loss over fresh vectors only, so the
-                    # adapters are not trained against stale vectors.
-                    loss = loss + _softmax_loss(V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi],
-                                                rep.temperature, columns=g_t)
+                    # In-batch negatives over fresh vectors only, so that the adapters are
+                    # not trained against stale vectors (targets outside g are skipped).
+                    keep = torch.isin(tgt[bi], g_t)
+                    if bool(keep.all()):
+                        loss = loss + _softmax_loss(*args, columns=g_t)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -219,7 +226,7 @@ class Learner:
             lora = enc.lora_state()
             text_new = enc.encode(texts)
         cand = ItemTable(list(cur.item_ids), text_new, R.detach().numpy().copy(),
-                         bias.detach().numpy().copy())
+                         bias.detach().numpy().copy(), C.detach().numpy().copy())
         encode_s = time.perf_counter() - t1
         loss_after = self._loss(cand, ctx_idx, ctx_w, tgt, prior)
         pop = self._pop_vector(cur)
@@ -251,7 +258,8 @@ class Learner:
         if not pairs:
             return {"hr": 0.0, "mrr": 0.0}
         ctx_idx, ctx_w, tgt = self._arrays(pairs, table)
-        U = user_vectors(ctx_idx, ctx_w, table.vectors)
+        assert table.context is not None
+        U = user_vectors(ctx_idx, ctx_w, table.context)
         S = scores(U, table.vectors, table.bias, self.rep.pop_prior(pop, self.last_ts),
                    self.rep.temperature)
         rows = np.arange(len(pairs))
@@ -292,37 +300,24 @@ class Learner:
         import torch
 
         with torch.no_grad():
-            V = torch.from_numpy(table.vectors)
-            b = torch.from_numpy(table.bias)
             n = min(limit, len(tgt))
-            return float(_softmax_loss(V, b, prior, ctx_idx[:n], ctx_w[:n], tgt[:n], self.rep.temperature))
+            return float(_softmax_loss(torch.from_numpy(table.context), torch.from_numpy(table.vectors),
+                                       torch.from_numpy(table.bias), prior, ctx_idx[:n], ctx_w[:n],
+                                       tgt[:n], self.rep.temperature))
 
 
-def _grad_items(tgt: np.ndarray, ctx_idx: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """Items whose text vectors get gradients in a step: targets first, then newest context items."""
-    targets = np.unique(tgt)
-    if len(targets) > limit:
-        return np.sort(rng.choice(targets, limit, replace=False))
-    valid = ctx_idx >= 0
-    last = np.where(valid.any(1), ctx_idx[np.arange(len(ctx_idx)), np.maximum(valid.sum(1) - 1, 0)], -1)
-    ctx = np.setdiff1d(np.unique(last[last >= 0]), targets)
-    room = limit - len(targets)
-    if len(ctx) > room:
-        ctx = rng.choice(ctx, room, replace=False)
-    return np.sort(np.concatenate([targets, ctx]).astype(np.int64))
-
-
-def _softmax_loss(V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: Any, tgt: Any,
+def _softmax_loss(C: Any, V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: Any, tgt: Any,
                   temperature: float, columns: Any = None) -> Any:
-    """Softmax of (context -> target) with seen items masked, in torch: over the whole
-    catalog, or over ``columns`` (sorted item rows that contain every target)."""
+    """Softmax of (user context -> target) with seen items masked, in torch: over the whole
+    catalog, or over ``columns`` (sorted item rows that contain every target). The context is
+    the weighted mean of context-side vectors ``C``; candidates are target-side ``V``."""
     import torch
 
     N, d = V.shape
-    Vp = torch.cat([V, V.new_zeros(1, d)])
+    Cp = torch.cat([C, C.new_zeros(1, d)])
     idx = torch.where(ctx_idx >= 0, ctx_idx, torch.full_like(ctx_idx, N))
     w = torch.where(ctx_idx >= 0, ctx_w, torch.zeros_like(ctx_w))
-    ctx = (w.unsqueeze(-1) * Vp[idx]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
+    ctx = (w.unsqueeze(-1) * Cp[idx]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
     mask = torch.zeros(ctx.shape[0], N + 1, dtype=torch.bool)
     seen = torch.where(idx == tgt.unsqueeze(1), torch.full_like(idx, N), idx)
     mask.scatter_(1, seen, True)

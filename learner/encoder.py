@@ -107,15 +107,21 @@ class TextEncoder:
         pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 128, progress: Any = None) -> np.ndarray:
-        """Unit vectors for ``texts`` as float32 numpy, without gradients."""
+    def encode(self, texts: Sequence[str], batch_size: int = 128, progress: Any = None,
+               base: bool = False) -> np.ndarray:
+        """Unit vectors for ``texts`` as float32 numpy, without gradients.
+
+        ``base=True`` encodes with the adapters switched off (the context side)."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        import contextlib
+
         torch = self._torch
         out = []
         # Sort by length so padding is small; restore the order at the end.
         order = np.argsort([len(t) for t in texts], kind="stable")
-        with torch.inference_mode():
+        off = self.model.disable_adapter() if (base and self.lora_config) else contextlib.nullcontext()
+        with torch.inference_mode(), off:
             for s in range(0, len(texts), batch_size):
                 idx = order[s:s + batch_size]
                 out.append(self.forward([texts[i] for i in idx]).float().cpu().numpy())

@@ -68,7 +68,7 @@ class Representation:
         --------
         >>> r = Representation(pop_weight=1.0, pop_half_life_ms=1000)
         >>> acc = np.array([-np.inf, r.pop_increment("click", 0)])
-        >>> r.pop_prior(acc, now=1000).round(3).tolist()
+        >>> [round(float(x), 3) for x in r.pop_prior(acc, now=1000)]
         [0.0, 0.405]
         """
         if self.pop_weight == 0:

@@ -71,7 +71,7 @@ class Scorer:
         self._model = model
         self._pop_by_id: dict[str, float] = dict(item_pop or {})
         self._pop = self._align_pop(model.table)
-        self._comment_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._comment_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
 
     # ---- model versions ----------------------------------------------------------------
@@ -100,8 +100,9 @@ class Scorer:
         m = self._model
         if m.encoder is None:
             raise ValueError("adding items needs a serving model with an encoder")
-        vecs = m.encoder.encode([it.text for it in items])
-        table = m.table.with_items([it.item_id for it in items], vecs)
+        texts = [it.text for it in items]
+        table = m.table.with_items([it.item_id for it in items], m.encoder.encode(texts),
+                                   m.encoder.encode(texts, base=True))
         self.swap(ServingModel(m.version, table, m.rep, m.encoder, m.manifest))
         return len(items)
 
@@ -208,7 +209,7 @@ class Scorer:
         w = np.zeros((B, max(H, 1)), np.float32)
         extra = np.zeros((B, d), np.float32)
         extra_w = np.zeros(B, np.float32)
-        todo: list[tuple[int, float, tuple[str, str], str]] = []
+        todo: list[tuple[int, float, str, str]] = []
         for b, st in enumerate(states):
             h = st.history
             if not h:
@@ -219,18 +220,20 @@ class Scorer:
             if m.encoder is not None and rep.comment_weight > 0:
                 for x, wx in zip(h, wb):
                     if x.text:
-                        todo.append((b, float(wx) * rep.comment_weight, (m.version, x.event_id), x.text))
+                        todo.append((b, float(wx) * rep.comment_weight, x.event_id, x.text))
         if todo:
             self._comment_vectors(todo, extra, extra_w)
-        return user_vectors(idx, w, m.table.vectors, extra, extra_w)
+        assert m.table.context is not None
+        return user_vectors(idx, w, m.table.context, extra, extra_w)
 
-    def _comment_vectors(self, todo: list[tuple[int, float, tuple[str, str], str]],
+    def _comment_vectors(self, todo: list[tuple[int, float, str, str]],
                          extra: np.ndarray, extra_w: np.ndarray) -> None:
         cache = self._comment_cache
         missing = {key: text for _, _, key, text in todo if key not in cache}
         if missing:
             assert self._model.encoder is not None
-            vecs = self._model.encoder.encode(list(missing.values()))
+            # comments are context-side evidence: the base encoder's space
+            vecs = self._model.encoder.encode(list(missing.values()), base=True)
             for key, v in zip(missing, vecs):
                 cache[key] = v
             while len(cache) > self.config.comment_cache:

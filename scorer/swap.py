@@ -91,7 +91,8 @@ class SwapManager:
                     enc.reset_lora()
                 missing = [i for i in cur.table.item_ids if table.index(i) < 0 and i in self.texts]
                 if missing:
-                    table = table.with_items(missing, enc.encode([self.texts[i] for i in missing]))
+                    texts = [self.texts[i] for i in missing]
+                    table = table.with_items(missing, enc.encode(texts), enc.encode(texts, base=True))
             model = ServingModel(version, table, cur.rep, enc, dict(art.manifest))
         except (ArtifactError, ModelLoadError, OSError, ValueError) as exc:
             log.error("rejected adapter %s: %s; still serving %s", version, exc, cur.version)

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from learner import ArtifactError, ItemTable, Representation, TextEncoder, load_artifact, write_artifact
+from scorer import Scorer, ScorerConfig, ServingModel, SwapManager
+from state import MemoryStateStore, StateWrite
+from stream import Event
+
+IDS = [f"i{j}" for j in range(20)]
+
+
+def base_table(d: int = 8, seed: int = 0) -> ItemTable:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(len(IDS), d)).astype(np.float32)
+    return ItemTable.from_text(IDS, v / np.linalg.norm(v, axis=1, keepdims=True))
+
+
+def publish(store: Path, version: str, seed: int) -> dict:
+    t = base_table(seed=seed)
+    t = ItemTable(t.item_ids, t.text, t.residual + 0.1, t.bias + 0.01, t.context)
+    return write_artifact(store, version, {}, None, t, "none", {"from_ts": 0, "to_ts": 1, "n_events": 2},
+                          {"val_hr_candidate": 0.5})
+
+
+def make_scorer() -> tuple[Scorer, SwapManager]:
+    model = ServingModel("base", base_table(), Representation(pop_weight=0.0), None, {"base_model": "none"})
+    s = Scorer(ScorerConfig(top_k=5), model)
+    return s, SwapManager(s, background=True)
+
+
+def test_artifact_roundtrip_and_layout(tmp_path: Path) -> None:
+    rec = publish(tmp_path, "v1", seed=1)
+    files = sorted(p.name for p in (tmp_path / "v1").iterdir())
+    assert files == ["adapter_config.json", "adapter_model.safetensors", "item_ids.json",
+                     "items.safetensors", "manifest.json"]
+    assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())  # atomic rename
+    art = load_artifact(rec, expect_dim=8)
+    assert art.version == "v1" and art.items.item_ids == IDS
+    assert np.allclose(art.items.vectors, base_table(seed=1).text + 0.1)
+    manifest = json.loads((tmp_path / "v1" / "manifest.json").read_text())
+    assert set(manifest["files"]) == set(files) - {"manifest.json"}
+
+
+def test_tampered_artifact_is_rejected_and_old_version_keeps_serving(tmp_path: Path) -> None:
+    s, swaps = make_scorer()
+    rec = publish(tmp_path, "v1", seed=1)
+    f = tmp_path / "v1" / "items.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum mismatch for items.safetensors"):
+        load_artifact(rec)
+    swaps.submit(rec)
+    swaps.wait()
+    assert swaps.maybe_swap() is None
+    assert s.version == "base"
+    assert swaps.rejected and "checksum" in swaps.rejected[0][1]
+    r = s.learn_many([Event("e1", "like", "u1", "i1", 1)], {})
+    assert r.version == "base" and r.applied == 1
+
+
+def test_wrong_shape_and_incompatible_base_are_rejected(tmp_path: Path) -> None:
+    rec = publish(tmp_path, "v1", seed=1)
+    with pytest.raises(ArtifactError, match="dims"):
+        load_artifact(rec, expect_dim=16)
+    with pytest.raises(ArtifactError, match="base model"):
+        load_artifact(rec, expect_base="all-MiniLM-L6-v2")
+    bad = dict(rec, sha256="0" * 64)
+    with pytest.raises(ArtifactError, match="announcement"):
+        load_artifact(bad)
+
+
+def test_hot_swap_mid_stream_drops_and_duplicates_nothing(tmp_path: Path) -> None:
+    s, swaps = make_scorer()
+    state = MemoryStateStore()
+    rng = np.random.default_rng(0)
+    events = [Event(f"e{n}", "like", f"u{rng.integers(0, 30)}", IDS[rng.integers(0, 20)], n)
+              for n in range(3000)]
+    recs = [publish(tmp_path, f"v{k}", seed=k) for k in range(1, 4)]
+    versions_per_batch: list[set[str]] = []
+    applied = 0
+    submitted = 0
+    for b in range(0, len(events), 50):
+        batch = events[b:b + 50]
+        r = s.learn_many(batch, state.get_many([e.user_id for e in batch]))
+        state.commit(StateWrite(r.users, r.item_pop, {"t:0": b + len(batch)}))
+        applied += r.applied
+        assert r.duplicates == 0
+        versions_per_batch.append({r.version} | {x["model_version"] for x in r.recs})
+        if b in (500, 1500, 2500):
+            swaps.submit(recs[submitted])
+            submitted += 1
+        swaps.maybe_swap()
+    swaps.wait()
+    swaps.maybe_swap()
+    assert applied == len(events)  # nothing dropped
+    users = state.users()
+    assert sum(u.n_events for u in users.values()) == len(events)  # nothing applied twice
+    assert all(len(v) == 1 for v in versions_per_batch)  # one version per batch
+    assert [e.version for e in swaps.swaps] == ["v1", "v2", "v3"]
+    assert s.version == "v3"
+
+
+def test_swap_waits_for_the_running_batch() -> None:
+    s, swaps = make_scorer()
+    new = ServingModel("v9", base_table(seed=9), s.model.rep, None, {})
+    started, release = threading.Event(), threading.Event()
+    orig = s._learn_many
+
+    def slow(events, users):  # type: ignore[no-untyped-def]
+        started.set()
+        release.wait(5)
+        return orig(events, users)
+
+    s._learn_many = slow  # type: ignore[method-assign]
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(s.learn_many([Event("e", "like", "u", "i1", 1)], {})))
+    t.start()
+    started.wait(5)
+    swapper = threading.Thread(target=s.swap, args=(new,))
+    swapper.start()
+    swapper.join(0.2)
+    assert swapper.is_alive()  # blocked until the batch ends
+    release.set()
+    t.join(5)
+    swapper.join(5)
+    assert out[0].version == "base" and s.version == "v9"
+
+
+def test_swap_loads_lora_into_the_standby_encoder(tmp_path: Path, tiny_model: str) -> None:
+    serving = TextEncoder(tiny_model, lora_r=2)
+    standby = TextEncoder(tiny_model, lora_r=2)
+    trainer = TextEncoder(tiny_model, lora_r=2)
+    texts = {i: f"goal pasta {i}" for i in IDS}
+    table = ItemTable.from_text(IDS, serving.encode([texts[i] for i in IDS]))
+    with_lora = {k: v + 0.05 for k, v in trainer.lora_state().items()}
+    rec = write_artifact(tmp_path, "v1", with_lora, trainer.lora_config, table, serving.base_model,
+                         {"from_ts": 0, "to_ts": 0, "n_events": 0}, {})
+    model = ServingModel("base", table, Representation(), serving, {"base_model": serving.base_model})
+    s = Scorer(ScorerConfig(), model)
+    swaps = SwapManager(s, texts, standby)
+    swaps.submit(rec)
+    swaps.wait()
+    ev = swaps.maybe_swap()
+    assert ev is not None and s.version == "v1"
+    assert s.model.encoder is standby and swaps._standby is serving
+    got = standby.lora_state()
+    assert all(np.allclose(got[k].numpy(), with_lora[k].numpy()) for k in with_lora)
+    # an artifact with a different LoRA rank is incompatible
+    other = TextEncoder(tiny_model, lora_r=4)
+    rec2 = write_artifact(tmp_path, "v2", other.lora_state(), other.lora_config, table,
+                          serving.base_model, {"from_ts": 0, "to_ts": 0, "n_events": 0}, {})
+    swaps.submit(rec2)
+    swaps.wait()
+    assert swaps.maybe_swap() is None and s.version == "v1"
+    assert "not compatible" in swaps.rejected[-1][1]
