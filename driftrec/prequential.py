@@ -1,0 +1,247 @@
+"""The prequential (test-then-train) loop of the drift tests, pure over events.
+
+DESIGN.md, "Evaluation protocol": in event-time order, before a target event (like and
+comment by default) is applied, every system is asked for the user's *current* top-k
+(a fresh ranking, seen items excluded); it is a hit when the event's item is in it. Then
+the event is applied to every system.
+
+To stay exact and still batch the work, the stream is cut into conflict-free
+micro-batches: a batch ends before a user would appear twice (or at ``max_batch``).
+Every target event of a batch is scored from the pre-batch state (no user in it has
+another event in the batch, so this equals scoring each event just before it), then the
+whole batch is applied to every system. Nothing is learned from an event before it is
+scored, and a learner only sees events already applied.
+
+Examples
+--------
+>>> from stream import Event
+>>> class Fixed:
+...     name = "fixed"
+...     def rank_many(self, users, now, k): return [["a", "b"] for _ in users]
+...     def learn_many(self, events): pass
+>>> ev = [Event("1", "like", "u", "b", 1), Event("2", "click", "u", "c", 2),
+...       Event("3", "like", "v", "z", 3)]
+>>> res = run(ev, [Fixed()], k=2)
+>>> res.systems["fixed"].positions.tolist()  # b at position 1, z missed
+[1, -1]
+>>> {m: round(v, 3) for m, v in metrics(res.systems["fixed"].positions, 2).items()}
+{'hr': 0.5, 'ndcg': 0.315, 'mrr': 0.25}
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from stream import Event
+
+DEFAULT_TARGETS = ("like", "comment")
+
+
+class Recommender(Protocol):
+    """What the loop needs of a system (optional: a ``swaps`` list, grown on hot-swaps)."""
+
+    name: str
+
+    def rank_many(self, users: Sequence[str], now: int, k: int) -> list[list[str]]:
+        """Current top-``k`` item ids per user, best first, items the user has seen excluded."""
+        ...
+
+    def learn_many(self, events: Sequence[Event]) -> None:
+        """Apply a batch of events (no user twice)."""
+        ...
+
+
+@dataclass
+class SystemRun:
+    """One system's record: ``positions[t]`` is the 0-based rank of target ``t``'s item in
+    the system's top-k (-1 = miss); ``swaps`` the event positions of its hot-swaps."""
+
+    name: str
+    positions: np.ndarray
+    swaps: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class PrequentialRun:
+    n_events: int
+    k: int
+    target_index: np.ndarray  # position in the stream of every target event
+    target_ts: np.ndarray
+    systems: dict[str, SystemRun]
+    n_batches: int = 0
+
+
+def conflict_free(events: Sequence[Event], max_batch: int = 256) -> Iterator[list[Event]]:
+    """Consecutive runs of events with no user twice, at most ``max_batch`` long.
+
+    Examples
+    --------
+    >>> ev = [Event(str(i), "click", u, "x", i) for i, u in enumerate("abacd")]
+    >>> [[e.user_id for e in b] for b in conflict_free(ev)]
+    [['a', 'b'], ['a', 'c', 'd']]
+    """
+    batch: list[Event] = []
+    users: set[str] = set()
+    for e in events:
+        if e.user_id in users or len(batch) >= max_batch:
+            yield batch
+            batch, users = [], set()
+        batch.append(e)
+        users.add(e.user_id)
+    if batch:
+        yield batch
+
+
+def run(events: Sequence[Event], systems: Sequence[Recommender], k: int = 10,
+        targets: Sequence[str] = DEFAULT_TARGETS, max_batch: int = 256,
+        progress: Callable[[int], None] | None = None) -> PrequentialRun:
+    """Test-then-train every system over ``events`` (sorted by ``ts``) in one pass."""
+    import time
+
+    tset = set(targets)
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names):
+        raise ValueError(f"system names must be unique: {names}")
+    pos: dict[str, list[int]] = {n: [] for n in names}
+    swaps: dict[str, list[int]] = {n: [] for n in names}
+    secs = {n: 0.0 for n in names}
+    t_index: list[int] = []
+    t_ts: list[int] = []
+    done = 0
+    n_batches = 0
+    for batch in conflict_free(events, max_batch):
+        n_batches += 1
+        tg = [e for e in batch if e.type in tset]
+        if tg:
+            t_index.extend(done + i for i, e in enumerate(batch) if e.type in tset)
+            t_ts.extend(e.ts for e in tg)
+            users = [e.user_id for e in tg]
+            now = batch[0].ts
+            for s in systems:
+                t0 = time.perf_counter()
+                ranked = s.rank_many(users, now, k)
+                secs[s.name] += time.perf_counter() - t0
+                out = pos[s.name]
+                for e, items in zip(tg, ranked):
+                    try:
+                        out.append(list(items[:k]).index(e.item_id))
+                    except ValueError:
+                        out.append(-1)
+        for s in systems:
+            before = len(getattr(s, "swaps", ()))
+            t0 = time.perf_counter()
+            s.learn_many(batch)
+            secs[s.name] += time.perf_counter() - t0
+            grown = len(getattr(s, "swaps", ())) - before
+            swaps[s.name].extend([done + len(batch)] * max(0, grown))
+        done += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    runs = {n: SystemRun(n, np.asarray(pos[n], np.int64), swaps[n], secs[n]) for n in names}
+    return PrequentialRun(done, k, np.asarray(t_index, np.int64), np.asarray(t_ts, np.int64),
+                          runs, n_batches)
+
+
+# ---- metrics -------------------------------------------------------------------------
+def metrics(positions: np.ndarray, k: int) -> dict[str, float]:
+    """HR@k, NDCG@k and MRR@k (reciprocal rank, 0 beyond k) from 0-based positions."""
+    p = np.asarray(positions)
+    if p.size == 0:
+        return {"hr": 0.0, "ndcg": 0.0, "mrr": 0.0}
+    hit = (p >= 0) & (p < k)
+    pp = np.where(hit, p, 0).astype(np.float64)
+    return {"hr": float(hit.mean()),
+            "ndcg": float(np.where(hit, 1.0 / np.log2(pp + 2.0), 0.0).mean()),
+            "mrr": float(np.where(hit, 1.0 / (pp + 1.0), 0.0).mean())}
+
+
+def sliding_hr(positions: np.ndarray, k: int, window: int) -> np.ndarray:
+    """HR@k over the trailing ``window`` targets at every target (shorter at the start).
+
+    Examples
+    --------
+    >>> sliding_hr(np.array([0, -1, 0, 0]), 10, 2).tolist()
+    [1.0, 0.5, 0.5, 1.0]
+    """
+    hit = ((positions >= 0) & (positions < k)).astype(np.float64)
+    c = np.concatenate([[0.0], np.cumsum(hit)])
+    i = np.arange(1, len(hit) + 1)
+    lo = np.maximum(0, i - window)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def tumbling(positions: np.ndarray, k: int, window: int) -> list[dict[str, float]]:
+    """Metrics per consecutive block of ``window`` targets (the last may be shorter)."""
+    return [dict(metrics(positions[s:s + window], k), start=s, n=len(positions[s:s + window]))
+            for s in range(0, len(positions), window)]
+
+
+def recovery(positions: np.ndarray, k: int, window: int, target_index: np.ndarray,
+             shift_index: int, level: float = 0.9, min_targets: int | None = None
+             ) -> dict[str, Any]:
+    """Events after the shift until the windowed HR@k regains ``level`` of its pre-shift value.
+
+    The pre-shift level is HR@k over the last ``window`` targets before the shift. After
+    it, the windowed HR counts post-shift targets only (the trailing ``window`` of them,
+    at least ``min_targets``, default ``window // 4``, so that one lucky hit is not a
+    recovery). ``events`` is the number of events from the shift to the target at which
+    it first holds (None if never; 0 if the level never dropped below the bar).
+
+    Examples
+    --------
+    >>> p = np.array([0] * 8 + [-1] * 4 + [0] * 8)
+    >>> r = recovery(p, 10, 4, np.arange(20), shift_index=8, min_targets=2)
+    >>> r["pre"], r["events"]
+    (1.0, 8)
+    """
+    hit = ((positions >= 0) & (positions < k)).astype(np.float64)
+    before = hit[target_index < shift_index]
+    after = hit[target_index >= shift_index]
+    after_idx = target_index[target_index >= shift_index]
+    out: dict[str, Any] = {"pre": None, "events": None, "targets": None, "min_after": None}
+    if before.size == 0 or after.size == 0:
+        return out
+    pre = float(before[-window:].mean())
+    out["pre"] = pre
+    m = min_targets if min_targets is not None else max(1, window // 4)
+    c = np.concatenate([[0.0], np.cumsum(after)])
+    i = np.arange(1, len(after) + 1)
+    lo = np.maximum(0, i - window)
+    wh = (c[i] - c[lo]) / (i - lo)
+    ok = (i >= min(m, len(after))) & (wh >= level * pre)
+    valid = wh[i >= min(m, len(after))]
+    out["min_after"] = float(valid.min()) if valid.size else None
+    if pre == 0.0:
+        out["events"], out["targets"] = 0, 0
+        return out
+    j = np.flatnonzero(ok)
+    if j.size:
+        t = int(j[0])
+        out["events"] = int(after_idx[t] - shift_index + 1)
+        out["targets"] = t + 1
+    return out
+
+
+def shift_index_of(events: Sequence[Event], shift_ts: int | None) -> int | None:
+    """Position of the first event at or after ``shift_ts`` in the (sorted) stream."""
+    if shift_ts is None:
+        return None
+    for n, e in enumerate(events):
+        if e.ts >= shift_ts:
+            return n
+    return len(events)
+
+
+def auto_window(n_targets: int) -> int:
+    """A window of about 1/20 of the targets, between 100 and 1000.
+
+    Examples
+    --------
+    >>> auto_window(55_000), auto_window(8_000), auto_window(500)
+    (1000, 400, 100)
+    """
+    return int(min(1000, max(100, math.ceil(n_targets / 20 / 50) * 50)))

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from driftrec import baselines as B
+from stream import Event
+
+
+def ev(n: int, user: str, item: str, etype: str = "click") -> Event:
+    return Event(f"e{n}", etype, user, item, 1000 + n)
+
+
+def test_popularity_ranks_by_count_and_excludes_seen() -> None:
+    p = B.Popularity(["a", "b", "c", "d"])
+    p.learn_many([ev(0, "u", "b"), ev(1, "v", "b"), ev(2, "w", "c")])
+    assert p.rank_many(["x", "u"], 0, 2) == [["b", "c"], ["c", "a"]]
+
+
+def test_recent_popularity_prefers_recent_events() -> None:
+    p = B.RecentPopularity(["a", "b"], half_life=1.0)
+    p.learn_many([ev(0, "u", "a"), ev(1, "v", "a"), ev(2, "w", "b")])
+    # a: 0.25 + 0.5, b: 1.0
+    assert p.rank_many(["x"], 0, 2) == [["b", "a"]]
+    g = B.Popularity(["a", "b"])
+    g.learn_many([ev(0, "u", "a"), ev(1, "v", "a"), ev(2, "w", "b")])
+    assert g.rank_many(["x"], 0, 2) == [["a", "b"]]
+
+
+def test_unknown_items_join_the_catalog() -> None:
+    p = B.Popularity(["a"])
+    p.learn_many([ev(0, "u", "new"), ev(1, "v", "new")])
+    assert p.rank_many(["x"], 0, 1) == [["new"]]
+
+
+def test_item_knn_follows_co_engagement() -> None:
+    k = B.ItemKNN(["a", "b", "c", "d"])
+    # Users who engage a also engage b; c is popular but never with a.
+    k.learn_many([ev(0, "u1", "a"), ev(1, "u2", "c"), ev(2, "u3", "c")])
+    k.learn_many([ev(3, "u1", "b"), ev(4, "u2", "d"), ev(5, "u3", "d")])
+    k.learn_many([ev(6, "u4", "a")])
+    assert k.rank_many(["u4"], 0, 1) == [["b"]]
+    assert "a" not in k.rank_many(["u4"], 0, 4)[0]
+    # A user without history gets popularity.
+    assert k.rank_many(["new"], 0, 1)[0][0] in ("a", "c", "d")  # two users each
+
+
+def test_river_mf_learns_and_excludes_seen() -> None:
+    m = B.RiverMF([f"i{j}" for j in range(8)], n_factors=4, seed=1)
+    for r in range(30):
+        m.learn_many([ev(r * 3 + j, f"u{j}", f"i{(r + j) % 4}") for j in range(3)])
+    top = m.rank_many(["u0", "nobody"], 0, 3)
+    assert len(top[1]) == 3
+    assert not set(top[0]) & {"i0", "i1", "i2", "i3"}  # u0 has seen all of these
