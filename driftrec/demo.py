@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = factory.load_encoder(model, settings.lora_r, settings.max_len, args.device)
     with tqdm(total=len(stream.items), desc="encode catalog", unit="item", file=err) as bar:
         table = factory.base_table(enc, stream.items, settings.cache_dir, progress=bar.update)
+        bar.update(len(stream.items) - bar.n)  # cached vectors need no encoding
     texts = {i.item_id: i.text for i in stream.items}
     rep = settings.rep
     scorer, swaps = factory.make_scorer(enc, table, rep, settings.scorer, standby, texts)
@@ -130,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.2)
     # let a training that is running finish so its swap is part of the run
-    pipe.wait_idle(timeout=180, learner_too=True)
+    if pipe.training.is_set():
+        print("waiting for the running fine-tune to finish ...", file=err)
+    pipe.finish(timeout=300)
     pipe.stop()
     state.close()
     summary = _summary(args, stream, pipe, time.perf_counter() - t_start)

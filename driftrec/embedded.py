@@ -61,6 +61,10 @@ class EmbeddedPipeline:
                                              names, on_result=self._on_result)
                                if learner is not None else None)
         self._stop = threading.Event()
+        self._draining = threading.Event()  # no new trainings (the run is ending)
+        self._ads: Any = None
+        self._lsrc: Any = None
+        self._learner_rounds = 0  # completed poll(+train) rounds of the learner thread
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
         self.training = threading.Event()
@@ -100,9 +104,11 @@ class EmbeddedPipeline:
             src.seek({(self.names.items, p): o
                       for p, o in self.broker.end_offsets(self.names.items).items()})
         ads = self.broker.consumer([self.names.adapters], "scorer-adapters")
+        self._ads = ads
         self._spawn("driftrec-scorer", self._scorer_loop, src, ads)
         if self.learner_worker is not None:
             lsrc = self.broker.consumer(list(self.names.events) + [self.names.recs], "learner")
+            self._lsrc = lsrc
             self._spawn("driftrec-learner", self._learner_loop, lsrc)
 
     def _spawn(self, name: str, fn: Callable[..., None], *args: Any) -> None:
@@ -131,19 +137,23 @@ class EmbeddedPipeline:
         lw = self.learner_worker
         assert lw is not None
         while not self._stop.is_set():
+            # Drain what is there before training: a learner that fell behind trains once on
+            # the newest window instead of once per backlog chunk.
             recs = src.poll(2048, 100)
-            if recs:
+            while recs:
                 lw.handle(recs, train=False)
                 offs: dict[tuple[str, int], int] = {}
                 for r in recs:
                     offs[(r.topic, r.partition)] = r.offset + 1
                 src.commit(offs)
-            if lw.learner.due() is not None:
+                recs = src.poll(2048, 0) if not self._stop.is_set() else []
+            if not self._draining.is_set() and lw.learner.due() is not None:
                 self.training.set()
                 try:
                     lw.maybe_train()
                 finally:
                     self.training.clear()
+            self._learner_rounds += 1
 
     def check(self) -> None:
         if self._errors:
@@ -161,15 +171,32 @@ class EmbeddedPipeline:
         return total
 
     def wait_idle(self, timeout: float = 60.0, learner_too: bool = False) -> bool:
-        """Wait until the scorer has consumed everything (and the learner finished training)."""
+        """Wait until the scorer has consumed everything; with ``learner_too`` also until the
+        learner has seen everything, made its training decision, and any new version has been
+        swapped in."""
         deadline = time.monotonic() + timeout
+        mark: int | None = None
         while time.monotonic() < deadline:
             self.check()
-            busy = self.training.is_set() or self.scorer_worker.swaps.busy  # type: ignore[union-attr]
-            if self.lag() == 0 and (not learner_too or not busy):
-                return True
-            time.sleep(0.05)
+            if self.lag() == 0:
+                if not learner_too or self.learner_worker is None:
+                    return True
+                swaps = self.scorer_worker.swaps
+                quiet = (not self.training.is_set() and self._lsrc.lag() == 0
+                         and not swaps.busy and self._ads.lag() == 0)  # type: ignore[union-attr]
+                if not quiet:
+                    mark = None
+                elif mark is None:
+                    mark = self._learner_rounds
+                elif self._learner_rounds >= mark + 2:  # a whole round began after all was seen
+                    return True
+            time.sleep(0.02)
         return False
+
+    def finish(self, timeout: float = 300.0) -> bool:
+        """End of input: start no new training, let a running one finish and be swapped in."""
+        self._draining.set()
+        return self.wait_idle(timeout, learner_too=True)
 
     def stop(self) -> None:
         self._stop.set()

@@ -114,6 +114,11 @@ class ScorerWorker:
             else:
                 st.counts.add_rejected(d)
                 out.append(dead_letter(d, r, self.names.dlq))
+        n_items = len(items)
+        if items and self.swaps is not None:
+            # the items topic is a table: re-reading it must not re-encode what is known
+            known = self.swaps.texts
+            items = [i for i in items if known.get(i.item_id) != i.text]
         if items:
             self.scorer.add_items(items)
             if self.swaps is not None:
@@ -121,7 +126,7 @@ class ScorerWorker:
             st.items += len(items)
         users = self.state.get_many(sorted({e.user_id for e in events}))
         result = self.scorer.learn_many(events, users)
-        st.counts.processed += len(events) + len(items)
+        st.counts.processed += len(events) + n_items
         st.duplicates += result.duplicates
         now = int(self.clock() * 1000)
         for rec in result.recs:

@@ -29,7 +29,7 @@ class LearnerConfig:
     max_steps: int = 64
     grad_items: int = 64
     lr_lora: float = 1e-3
-    lr_items: float = 0.02
+    lr_items: float = 0.003
     use_lora: bool = True
     train_items: bool = True
     val_share: float = 0.2

@@ -56,11 +56,13 @@ class SwapManager:
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """A version is being prepared or is ready and waits for the next batch boundary."""
+        return (self._thread is not None and self._thread.is_alive()) or self._ready is not None
 
     def submit(self, record: Mapping[str, Any]) -> None:
         """Start preparing ``record`` (an ``adapters`` announcement). Never raises for a bad
         artifact: it is logged and listed in :attr:`rejected`."""
+        log.info("preparing adapter %s", record.get("version"))
         if self._background:
             self.wait()
             self._thread = threading.Thread(target=self._prepare, args=(dict(record),),

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite: installs driftrec with its test extras (into the active virtualenv,
+# or ${DRIFTREC_VENV:-.venv}), starts a real Kafka broker and redis-server on localhost
+# (scripts/services.sh), runs pytest (unit, contract, integration, doctests) and stops the
+# services again. Extra arguments go to pytest, e.g. scripts/test.sh -m "not integration".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  VENV="${DRIFTREC_VENV:-.venv}"
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating virtualenv $VENV" >&2
+    python3 -m venv "$VENV"
+  fi
+  # shellcheck disable=SC1091
+  . "$VENV/bin/activate"
+fi
+echo "installing driftrec[test] into $VIRTUAL_ENV (quick when already there)" >&2
+python -m pip install -q --disable-pip-version-check -e ".[test]"
+
+started=0
+if [ "${DRIFTREC_SKIP_SERVICES:-0}" != "1" ]; then
+  scripts/services.sh up >/dev/null
+  eval "$(scripts/services.sh env)"
+  started=1
+fi
+cleanup() { if [ "$started" = 1 ]; then scripts/services.sh down >&2 || true; fi; }
+trap cleanup EXIT
+
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+set +e
+python -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+exit $rc
