@@ -1,8 +1,280 @@
-"""(being written)"""
+"""``driftrec bench scorer|swap|learner``: speed and memory figures of the real cores.
+
+- ``scorer``: events/s and per-batch p50/p99 latency of :meth:`scorer.Scorer.learn_many`
+  (embedded, no transport) on a synthetic catalog (default 10,000 items x 384 dims, random
+  unit vectors) and 10,000 users; also the machine's own matrix-product rate measured on
+  the spot, and the events/s bound it puts on brute-force ranking of this catalog.
+- ``swap``: a steady stream through the scorer in one thread while artifacts written with
+  :func:`learner.write_artifact` are prepared by :class:`scorer.SwapManager` and swapped
+  in between batches: the serving pause (largest idle gap between consecutive batches),
+  and events dropped or applied twice (events in vs applied).
+- ``learner``: one micro-fine-tune of a 4,096-event window (:meth:`learner.Learner.train`)
+  with the default encoder (or ``--model``) on cuda or cpu, whichever is there: seconds
+  per fine-tune and per step, peak memory.
+
+Each prints a table; ``--json`` adds the figures as JSON on the last line.
+"""
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from stream import Event
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _events(rng: np.random.Generator, n: int, n_users: int, n_items: int, t0: int = 1_700_000_000_000,
+            prefix: str = "e") -> list[Event]:
+    users = rng.integers(0, n_users, n)
+    items = np.minimum(rng.zipf(1.3, n) - 1, n_items - 1)  # popular head, long tail
+    types = np.where(rng.random(n) < 0.7, "click", "like")
+    return [Event(f"{prefix}{k}", str(types[k]), f"u{users[k]}", f"i{items[k]}", t0 + k * 10)
+            for k in range(n)]
+
+
+def _peak_rss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024.0 if sys.platform != "darwin" else r / (1024.0 * 1024.0)
+
+
+def matmul_rate(batch: int, n_items: int, dim: int, repeat: int = 5) -> dict[str, float]:
+    """GFLOP/s of ``U @ V.T`` (float32, [batch, dim] x [dim, n_items]) on this machine and the
+    events/s bound it puts on brute-force ranking (one user row per event)."""
+    rng = np.random.default_rng(1)
+    U, V = _unit(rng, batch, dim), _unit(rng, n_items, dim)
+    U @ V.T
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        U @ V.T
+        best = min(best, time.perf_counter() - t0)
+    gflops = 2.0 * batch * n_items * dim / best / 1e9
+    return {"gflops": round(gflops, 1), "bound_events_per_s": round(batch / best, 0)}
+
+
+def _scorer(n_items: int, dim: int, seed: int = 0) -> Any:
+    from learner import ItemTable, Representation
+    from scorer import Scorer, ScorerConfig, ServingModel
+
+    rng = np.random.default_rng(seed)
+    table = ItemTable.from_text([f"i{j}" for j in range(n_items)], _unit(rng, n_items, dim))
+    return Scorer(ScorerConfig(), ServingModel("base", table, Representation(), None,
+                                               {"base_model": "bench", "version": "base"}))
+
+
+# ---- scorer --------------------------------------------------------------------------------
+def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_events: int = 60_000,
+                 batch: int = 1024, warm_events: int = 20_000, seed: int = 0) -> dict[str, Any]:
+    """Events/s and per-batch latency of ``Scorer.learn_many`` on a warm user population."""
+    sc = _scorer(n_items, dim, seed)
+    rng = np.random.default_rng(seed + 1)
+    users: dict[str, Any] = {}
+    # Warm-up: every user gets some history (their vectors are built from it).
+    for s in range(0, warm_events, batch):
+        r = sc.learn_many(_events(rng, min(batch, warm_events - s), n_users, n_items, prefix=f"w{s}-"), users)
+        users.update(r.users)
+    evs = _events(rng, n_events, n_users, n_items, t0=1_800_000_000_000)
+    lat = []
+    applied = 0
+    t_all = time.perf_counter()
+    for s in range(0, n_events, batch):
+        b = evs[s:s + batch]
+        t0 = time.perf_counter()
+        r = sc.learn_many(b, users)
+        lat.append(time.perf_counter() - t0)
+        users.update(r.users)
+        applied += r.applied
+    wall = time.perf_counter() - t_all
+    bound = matmul_rate(batch, n_items, dim)
+    eps = applied / wall
+    return {"bench": "scorer", "items": n_items, "dim": dim, "users": n_users, "events": applied,
+            "batch": batch, "events_per_s": round(eps, 0),
+            "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 2),
+            "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 2),
+            "matmul_gflops": bound["gflops"], "bound_events_per_s": bound["bound_events_per_s"],
+            "share_of_bound": round(eps / bound["bound_events_per_s"], 3),
+            "peak_rss_mb": round(_peak_rss_mb(), 0)}
+
+
+# ---- swap ----------------------------------------------------------------------------------
+def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_events: int = 60_000,
+               batch: int = 256, swaps: int = 5, rate: float = 4_000.0, seed: int = 0) -> dict[str, Any]:
+    """Serving pause and lost/duplicated events while versions are hot-swapped.
+
+    The stream is steady: batch ``n`` is released at ``n * batch / rate`` seconds (or as
+    soon as the previous one is done, when the scorer falls behind)."""
+    from learner import ItemTable, write_artifact
+    from scorer import SwapManager
+
+    sc = _scorer(n_items, dim, seed)
+    mgr = SwapManager(sc, background=True)
+    rng = np.random.default_rng(seed + 2)
+    evs = _events(rng, n_events, n_users, n_items)
+    # The learner's side (writing artifacts) is done up front; announcing, preparing (in
+    # SwapManager's background thread) and swapping happen while the stream is served.
+    store = tempfile.mkdtemp(prefix="driftrec-bench-swap-")
+    base = sc.model.table
+    records = []
+    for v in range(swaps):
+        r = np.random.default_rng(v)
+        table = ItemTable(list(base.item_ids), base.text, 0.01 * _unit(r, n_items, dim),
+                          r.standard_normal(n_items).astype(np.float32) * 0.01, base.context)
+        records.append(write_artifact(store, f"v{v + 1}", {}, None, table, "bench",
+                                      {"from_ts": 0, "to_ts": 0, "n_events": 0}, {}))
+    n_batches = -(-n_events // batch)
+    announce = {int((v + 1) * n_batches / (swaps + 1)): rec for v, rec in enumerate(records)}
+    users: dict[str, Any] = {}
+    ends: list[float] = []
+    starts: list[float] = []
+    applied = dups = 0
+    swap_at: list[int] = []
+
+    def serve() -> None:
+        nonlocal applied, dups
+        t_start = time.perf_counter()
+        for n, s in enumerate(range(0, n_events, batch)):
+            if n in announce:
+                mgr.submit(announce[n])  # returns at once; prepared in the background
+            wait = t_start + s / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            if mgr.maybe_swap() is not None:
+                swap_at.append(len(ends))
+            starts.append(time.perf_counter())
+            r = sc.learn_many(evs[s:s + batch], users)
+            ends.append(time.perf_counter())
+            users.update(r.users)
+            applied += r.applied
+            dups += r.duplicates
+
+    t = threading.Thread(target=serve, name="bench-serve")
+    t.start()
+    t.join()
+    mgr.wait()
+    gaps = np.array([s - e for s, e in zip(starts[1:], ends[:-1])]) * 1e3
+    dur = np.array([e - s for s, e in zip(starts, ends)]) * 1e3
+    at_swap = [gaps[i - 1] for i in swap_at if 0 < i <= len(gaps)]
+    return {"bench": "swap", "items": n_items, "dim": dim, "rate": rate, "events_in": n_events,
+            "applied": applied,
+            "dropped": n_events - applied - dups, "duplicated": dups, "batch": batch,
+            "swaps": len(mgr.swaps), "rejected": len(mgr.rejected),
+            "max_pause_ms": round(float(gaps.max()) if gaps.size else 0.0, 3),
+            "max_pause_at_swap_ms": round(float(max(at_swap)) if at_swap else 0.0, 3),
+            "median_gap_ms": round(float(np.median(gaps)) if gaps.size else 0.0, 3),
+            "swap_ms": round(max((s.swap_ms for s in mgr.swaps), default=0.0), 3),
+            "prepare_s": round(max((s.prepare_s for s in mgr.swaps), default=0.0), 3),
+            "batch_p50_ms": round(float(np.median(dur)), 2), "batch_max_ms": round(float(dur.max()), 2)}
+
+
+# ---- learner -------------------------------------------------------------------------------
+def bench_learner(model: str | None = None, window: int = 4096, device: str = "auto",
+                  n_items: int = 1_600, seed: int = 0, use_lora: bool = True,
+                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """One micro-fine-tune of a ``window``-event window (synthetic stream, real encoder)."""
+    import torch
+
+    from learner import ItemTable, Learner, LearnerConfig, Representation, TextEncoder
+    from stream.synthetic import generate
+
+    s = generate("abrupt", n_events=window, n_items=n_items, seed=seed)
+    enc = TextEncoder(model, lora_r=8 if use_lora else 0, device=device)
+    t0 = time.perf_counter()
+    table = ItemTable.from_text([it.item_id for it in s.items], enc.encode([it.text for it in s.items]))
+    encode_s = time.perf_counter() - t0
+    cfg = LearnerConfig(window_events=window, train_every=window, drift=None, use_lora=use_lora, seed=seed)
+    L = Learner(cfg, Representation(), table, {it.item_id: it.text for it in s.items}, enc)
+    L.observe_many(s.events)
+    if enc.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t1 = time.perf_counter()
+    res = L.train("bench", progress=progress)
+    wall = time.perf_counter() - t1
+    m = res.metrics
+    steps = int(m.get("steps", 0)) or 1
+    out = {"bench": "learner", "device": enc.device, "model": enc.base_model, "window": window,
+           "items": n_items, "use_lora": use_lora, "finetune_s": round(wall, 2),
+           "train_s": m.get("train_s"), "encode_catalog_s": m.get("encode_s"), "steps": steps,
+           "s_per_step": round(float(m.get("train_s", wall)) / steps, 3),
+           "initial_encode_s": round(encode_s, 2), "accepted": res.accepted,
+           "peak_rss_mb": round(_peak_rss_mb(), 0)}
+    if enc.device.startswith("cuda"):
+        out["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 0)
+    return out
+
+
+# ---- the command ---------------------------------------------------------------------------
+LABELS = {
+    "events_per_s": "events/s", "p50_ms": "batch p50 (ms)", "p99_ms": "batch p99 (ms)",
+    "matmul_gflops": "matrix product (GFLOP/s)", "bound_events_per_s": "ranking bound (events/s)",
+    "share_of_bound": "share of the bound", "max_pause_ms": "max pause between batches (ms)",
+    "max_pause_at_swap_ms": "pause at a swap (ms)", "median_gap_ms": "median pause (ms)",
+    "finetune_s": "micro-fine-tune (s)", "s_per_step": "per step (s)",
+    "peak_rss_mb": "peak RSS (MB)", "cuda_max_allocated_mb": "CUDA max allocated (MB)",
+}
+
+
+def format_table(res: dict[str, Any]) -> str:
+    w = max(len(LABELS.get(k, k)) for k in res)
+    return "\n".join(f"{LABELS.get(k, k):<{w}}  {v}" for k, v in res.items())
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    kind = args.what
+    if kind == "scorer":
+        res = bench_scorer(args.items or 10_000, args.dim, args.users, args.events or 60_000, args.batch or 1024)
+    elif kind == "swap":
+        res = bench_swap(args.items or 10_000, args.dim, args.users, args.events or 60_000, args.batch or 256,
+                         args.swaps, args.rate)
+    else:
+        from tqdm import tqdm
+
+        from learner import LearnerConfig
+
+        total = LearnerConfig().max_steps
+        with tqdm(total=total, desc="fine-tune steps", file=sys.stderr, disable=args.json and not sys.stderr.isatty(),
+                  leave=False) as bar:
+            res = bench_learner(args.model, args.window, args.device, args.items or 1_600,
+                                use_lora=not args.no_lora, progress=lambda n: bar.update(n - bar.n))
+    print(f"driftrec bench {kind}")
+    print(format_table(res))
+    if args.json:
+        print(json.dumps(res, separators=(",", ":")))
+    return 0
 
 
 def add_parser(sub: Any) -> None:
-    return None
+    p = sub.add_parser("bench", help="speed and memory figures: scorer, swap, learner",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("scorer", "swap", "learner"))
+    p.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+    p.add_argument("--items", type=int, default=None,
+                   help="catalog size (scorer/swap: 10000; learner: 1600)")
+    p.add_argument("--dim", type=int, default=384, help="vector dimensions (scorer/swap)")
+    p.add_argument("--users", type=int, default=10_000, help="users (scorer/swap)")
+    p.add_argument("--events", type=int, default=None, help="events to time (scorer/swap: 60000)")
+    p.add_argument("--batch", type=int, default=None, help="micro-batch size (scorer 1024, swap 256)")
+    p.add_argument("--swaps", type=int, default=5, help="hot-swaps during the swap bench")
+    p.add_argument("--rate", type=float, default=4_000.0, help="swap: steady stream rate, events/s")
+    p.add_argument("--window", type=int, default=4096, help="learner window in events")
+    p.add_argument("--model", default=None, help="encoder path (learner; default all-MiniLM-L6-v2)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda (learner)")
+    p.add_argument("--no-lora", action="store_true", help="learner: train items only (no adapters)")
+    p.set_defaults(func=cmd_bench)
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - convenience
+    from .cli import main as cli_main
+
+    return cli_main(["bench", *(argv or [])])

@@ -111,8 +111,13 @@ def scores(users: np.ndarray, item_vectors: np.ndarray, bias: np.ndarray, prior:
     return s
 
 
-def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
+          inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` row indices and scores per row, best first, skipping ``exclude[b]``.
+
+    ``inplace=True`` lets it write the exclusions into ``s`` (saves a copy of a fresh
+    score matrix). Large matrices use ``torch.topk`` (several times faster than
+    ``argpartition`` on 1024 x 10,000).
 
     Examples
     --------
@@ -120,14 +125,21 @@ def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = ()) -> tuple
     >>> idx.tolist()
     [[3, 2]]
     """
-    s = s.copy() if exclude else s
-    for b, ex in enumerate(exclude):
-        if len(ex):
-            s[b, np.asarray(ex, dtype=np.int64)] = -np.inf
+    if exclude and any(len(ex) for ex in exclude):
+        s = s if inplace else s.copy()
+        rows = np.concatenate([np.full(len(ex), b, np.int64) for b, ex in enumerate(exclude)])
+        cols = np.concatenate([np.asarray(ex, dtype=np.int64) for ex in exclude])
+        s[rows, cols] = -np.inf
     k = min(k, s.shape[1])
     if k == 0:
         return np.zeros((s.shape[0], 0), np.int64), np.zeros((s.shape[0], 0), s.dtype)
-    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    if s.size >= 1 << 18:
+        import torch
+
+        _, part_t = torch.topk(torch.from_numpy(np.ascontiguousarray(s)), k, dim=1, sorted=False)
+        part = part_t.numpy()
+    else:
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
     ps = np.take_along_axis(s, part, 1)
     order = np.argsort(-ps, axis=1, kind="stable")
     idx = np.take_along_axis(part, order, 1)

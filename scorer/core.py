@@ -193,7 +193,7 @@ class Scorer:
         prior = m.rep.pop_prior(self._pop, now)
         S = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature)
         exclude = [[x for x in (m.table.index(i) for i in st.seen) if x >= 0] for st in states]
-        idx, sc = top_k(S, k, exclude)
+        idx, sc = top_k(S, k, exclude, inplace=True)  # S is ours: no copy
         ids = m.table.item_ids
         out = []
         for b in range(len(states)):

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import json
+
+from driftrec import bench
+
+
+def test_bench_scorer_tiny() -> None:
+    r = bench.bench_scorer(n_items=300, dim=16, n_users=50, n_events=600, batch=64, warm_events=200)
+    assert r["events"] == 600 and r["events_per_s"] > 0
+    assert 0 < r["p50_ms"] <= r["p99_ms"]
+    assert r["bound_events_per_s"] > 0 and r["share_of_bound"] > 0
+
+
+def test_bench_swap_tiny_drops_and_duplicates_nothing() -> None:
+    r = bench.bench_swap(n_items=300, dim=16, n_users=50, n_events=4000, batch=32, swaps=2,
+                         rate=8000.0)
+    assert r["applied"] == r["events_in"] == 4000
+    assert r["dropped"] == 0 and r["duplicated"] == 0 and r["rejected"] == 0
+    assert r["swaps"] >= 1 and r["max_pause_ms"] >= 0
+
+
+def test_bench_learner_tiny(tiny_model: str) -> None:
+    r = bench.bench_learner(tiny_model, window=256, device="cpu", n_items=80)
+    assert r["device"] == "cpu" and r["steps"] >= 1 and r["finetune_s"] > 0 and r["peak_rss_mb"] > 0
+
+
+def test_bench_command_json(capsys) -> None:
+    from driftrec.cli import main
+
+    assert main(["bench", "scorer", "--items", "200", "--dim", "8", "--users", "20", "--events", "256",
+                 "--batch", "64", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(out[-1])["bench"] == "scorer"
