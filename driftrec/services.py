@@ -13,7 +13,9 @@ state already covers. Kafka's own committed offsets are only a hint for monitori
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import logging
 import signal
 import sys
@@ -50,7 +52,11 @@ def _settings(args: argparse.Namespace) -> Settings:
          "state_url": getattr(args, "state", None), "model": getattr(args, "model", None),
          "artifact_dir": getattr(args, "artifacts", None), "device": getattr(args, "device", None),
          "metrics_port": getattr(args, "metrics_port", None)}
-    return Settings.from_env(**o)
+    s = Settings.from_env(**o)
+    if "SCORER_COMMENTS" not in os.environ:
+        # a service keeps comment encoding off its hot path (the core's default is sync)
+        s = dataclasses.replace(s, scorer=dataclasses.replace(s.scorer, comments="async"))
+    return s
 
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

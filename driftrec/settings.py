@@ -26,7 +26,7 @@ class Settings:
     Environment: ``STATE_URL`` (memory:// | file:///path | redis://host:port/db),
     ``KAFKA_BOOTSTRAP``, ``TOPIC_PREFIX``, ``ARTIFACT_DIR``, ``DRIFTREC_MODEL`` (local model
     path; default the bundled all-MiniLM-L6-v2), ``DRIFTREC_DEVICE`` (auto|cpu|cuda),
-    ``SCORER_TOP_K``, ``SCORER_BATCH_SIZE``, ``SCORER_BATCH_MS``, ``LEARNER_WINDOW``,
+    ``SCORER_TOP_K``, ``SCORER_BATCH_SIZE``, ``SCORER_BATCH_MS``, ``SCORER_COMMENTS``, ``LEARNER_WINDOW``,
     ``LEARNER_TRAIN_EVERY``, ``LEARNER_LORA_R``, ``METRICS_PORT``, ``DRIFTREC_CACHE``.
     """
 
@@ -70,7 +70,8 @@ class Settings:
             metrics_port=num("METRICS_PORT", 0),
             scorer=replace(base.scorer, top_k=num("SCORER_TOP_K", base.scorer.top_k),
                            batch_size=num("SCORER_BATCH_SIZE", base.scorer.batch_size),
-                           batch_ms=num("SCORER_BATCH_MS", base.scorer.batch_ms)),
+                           batch_ms=num("SCORER_BATCH_MS", base.scorer.batch_ms),
+                           comments=env.get("SCORER_COMMENTS", base.scorer.comments)),
             learner=replace(base.learner, window_events=num("LEARNER_WINDOW", base.learner.window_events),
                             train_every=num("LEARNER_TRAIN_EVERY", base.learner.train_every)),
         )

@@ -10,7 +10,10 @@ from .errors import ScorerConfigError
 class ScorerConfig:
     """``top_k``: recommendations per user; ``seen_limit``: how many seen items are kept
     per user to exclude from recommendations; ``batch_size``/``batch_ms``: micro-batching.
-    ``targets``: event types counted as hits for the live hit-rate signal."""
+    ``targets``: event types counted as hits for the live hit-rate signal.
+    ``comments``: how comment text becomes evidence: ``sync`` (encoded inside the batch;
+    deterministic), ``async`` (encoded off the hot path, used from the user's next update
+    on; what the services use) or ``off``."""
 
     top_k: int = 10
     seen_limit: int = 500
@@ -18,11 +21,14 @@ class ScorerConfig:
     batch_ms: int = 50
     targets: tuple[str, ...] = ("like", "comment")
     comment_cache: int = 20_000
+    comments: str = "sync"
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ScorerConfigError("SCORER_TOP_K must be >= 1")
         if self.seen_limit < 0:
             raise ScorerConfigError("SCORER_SEEN_LIMIT must be >= 0")
+        if self.comments not in ("sync", "async", "off"):
+            raise ScorerConfigError("SCORER_COMMENTS must be sync, async or off")
         if self.batch_size < 1 or self.batch_ms < 0:
             raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")

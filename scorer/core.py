@@ -72,6 +72,7 @@ class Scorer:
         self._pop_by_id: dict[str, float] = dict(item_pop or {})
         self._pop = self._align_pop(model.table)
         self._comment_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._comments: _CommentWorker | None = None
         self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
 
     # ---- model versions ----------------------------------------------------------------
@@ -217,7 +218,7 @@ class Scorer:
             wb = rep.weights([x.type for x in h], [x.ts for x in h], now)
             idx[b, : len(h)] = [m.table.index(x.item_id) for x in h]
             w[b, : len(h)] = wb
-            if m.encoder is not None and rep.comment_weight > 0:
+            if m.encoder is not None and rep.comment_weight > 0 and self.config.comments != "off":
                 for x, wx in zip(h, wb):
                     if x.text:
                         todo.append((b, float(wx) * rep.comment_weight, x.event_id, x.text))
@@ -231,18 +232,68 @@ class Scorer:
         cache = self._comment_cache
         missing = {key: text for _, _, key, text in todo if key not in cache}
         if missing:
-            assert self._model.encoder is not None
-            # comments are context-side evidence: the base encoder's space
-            vecs = self._model.encoder.encode(list(missing.values()), base=True)
-            for key, v in zip(missing, vecs):
-                cache[key] = v
-            while len(cache) > self.config.comment_cache:
-                cache.popitem(last=False)
+            if self.config.comments == "async":
+                self._comment_worker().submit(missing)
+            else:
+                self._store_comments(missing)
         for b, wx, key, _ in todo:
             v = cache.get(key)
-            if v is not None:
+            if v is not None:  # async: included from the user's next update on
                 extra[b] += wx * v
                 extra_w[b] += wx
+
+    def _store_comments(self, texts: Mapping[str, str]) -> None:
+        encoder = self._model.encoder
+        if encoder is None or not texts:
+            return
+        # comments are context-side evidence: the base encoder's space (any version)
+        vecs = encoder.encode(list(texts.values()), base=True)
+        cache = self._comment_cache
+        for key, v in zip(texts, vecs):
+            cache[key] = v
+        while len(cache) > self.config.comment_cache:
+            cache.popitem(last=False)
+
+    def _comment_worker(self) -> "_CommentWorker":
+        if self._comments is None:
+            self._comments = _CommentWorker(self._store_comments)
+        return self._comments
+
+
+class _CommentWorker:
+    """Encodes comment texts off the scorer's thread (``ScorerConfig.comments="async"``)."""
+
+    def __init__(self, store: Any) -> None:
+        import queue
+
+        self._store = store
+        self._q: "queue.Queue[dict[str, str]]" = queue.Queue(maxsize=1000)
+        self._pending: set[str] = set()
+        self._t = threading.Thread(target=self._run, name="driftrec-comments", daemon=True)
+        self._t.start()
+
+    def submit(self, texts: Mapping[str, str]) -> None:
+        new = {k: v for k, v in texts.items() if k not in self._pending}
+        if new:
+            self._pending.update(new)
+            try:
+                self._q.put_nowait(new)
+            except Exception:  # queue full: drop the evidence rather than stall serving
+                self._pending.difference_update(new)
+
+    def _run(self) -> None:
+        while True:
+            batch = self._q.get()
+            while not self._q.empty() and len(batch) < 256:
+                batch.update(self._q.get_nowait())
+            try:
+                self._store(batch)
+            except Exception:  # pragma: no cover - logged, never kills serving
+                import logging
+
+                logging.getLogger("driftrec.scorer").exception("comment encoding failed")
+            finally:
+                self._pending.difference_update(batch)
 
 
 def _copy(st: UserState) -> UserState:
