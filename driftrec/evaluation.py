@@ -274,6 +274,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     lcfg = st.learner if args.train_every is None else replace(st.learner, train_every=args.train_every)
     lcfg = replace(lcfg, seed=args.seed)
+    if args.drift is not None:
+        lcfg = replace(lcfg, drift=None if args.drift == "none" else args.drift)
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     quiet = args.no_progress
     bar = tqdm(total=len(items), desc="encoding catalog", unit="item", file=sys.stderr, disable=quiet,
@@ -336,6 +338,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", default=None, help="local encoder path (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--device", default=None, help="auto|cpu|cuda")
     p.add_argument("--train-every", type=int, default=None, help="events between trainings")
+    p.add_argument("--drift", choices=("adwin", "page_hinkley", "none"), default=None,
+                   help="the learner's drift trigger (default: the settings', adwin)")
     p.add_argument("--window", type=int, default=None,
                    help="target events per window (default: about 1/20 of the targets, 100..1000)")
     p.add_argument("--targets", default=",".join(pq.DEFAULT_TARGETS), help="event types scored: %(default)s")
