@@ -51,6 +51,35 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     p.set_defaults(func=run)
 
+    g = sub.add_parser(
+        "generate", help="write a synthetic stream (events.jsonl + items.jsonl) to a folder",
+        description="Write the demo's synthetic stream as files, to replay into Kafka "
+                    "(driftrec replay DIR/events.jsonl --items DIR/items.jsonl --to kafka) or to "
+                    "evaluate (driftrec eval --log DIR/events.jsonl --items DIR/items.jsonl).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g.add_argument("out", help="folder to write events.jsonl, items.jsonl and shift.json to")
+    g.add_argument("--scenario", choices=["abrupt", "gradual", "coengagement"], default="abrupt")
+    g.add_argument("--events", type=int, default=12_000)
+    g.add_argument("--users", type=int, default=300)
+    g.add_argument("--items", type=int, default=1_200)
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=generate_files)
+
+
+def generate_files(args: argparse.Namespace) -> int:
+    from stream import generate, write_jsonl
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = generate(args.scenario, n_events=args.events, n_users=args.users, n_items=args.items,
+                 seed=args.seed)
+    n = write_jsonl(out / "events.jsonl", s.events)
+    m = write_jsonl(out / "items.jsonl", s.items)
+    (out / "shift.json").write_text(json.dumps({"scenario": s.scenario, "shift_ts": s.shift_ts,
+                                                "shifted_users": len(s.shifted_users)}))
+    print(f"wrote {n} events and {m} items to {out} (shift at ts {s.shift_ts})")
+    return 0
+
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace

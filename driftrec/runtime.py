@@ -235,16 +235,22 @@ class LearnerWorker:
             self.on_result(res, record)
         return res
 
-    def run_once(self, source: EventSource, max_records: int, timeout_ms: int) -> int:
+    def run_once(self, source: EventSource, max_records: int, timeout_ms: int,
+                 drain_limit: int = 100_000) -> int:
+        """Poll and observe everything available (a learner that fell behind trains once on
+        the newest window, not once per backlog chunk), then train if due."""
+        n = 0
         recs = source.poll(max_records, timeout_ms)
-        if recs:
+        while recs:
             self.handle(recs, train=False)
             offs: dict[tuple[str, int], int] = {}
             for r in recs:
                 offs[(r.topic, r.partition)] = max(offs.get((r.topic, r.partition), 0), r.offset + 1)
             source.commit(offs)
+            n += len(recs)
+            recs = source.poll(max_records, 0) if n < drain_limit else []
         self.maybe_train()
-        return len(recs)
+        return n
 
 
 def parse_announcement(value: bytes) -> Mapping[str, Any] | None:

@@ -29,6 +29,7 @@ from .settings import Settings
 log = logging.getLogger("driftrec.services")
 
 SCORER_GROUP = "driftrec-scorer"
+STATUS_EVERY_S = 10.0
 LEARNER_GROUP = "driftrec-learner"
 
 
@@ -140,7 +141,7 @@ def add_parser(sub: Any) -> None:
     _common(a)
     a.add_argument("--json", action="store_true", help="print JSON")
     a.set_defaults(func=_guard(cmd_adapters_list))
-    a = asub.add_parser("rollback", help="re-announce an earlier version")
+    a = asub.add_parser("rollback", help="re-announce an earlier version (or 'base': no adapter)")
     _common(a)
     a.add_argument("version", metavar="VERSION")
     a.set_defaults(func=_guard(cmd_adapters_rollback))
@@ -408,8 +409,10 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     source = KafkaSource(s.kafka_bootstrap, [*names.events, names.items], group,
                          start_offsets=svc.start_offsets, on_assign=svc.on_assign, default_offset=0,
                          client_id=f"driftrec-scorer-{group}")
-    t_start = last = time.monotonic()
+    t_start = last = last_status = time.monotonic()
     next_lag = 0.0
+    next_status = t_start + STATUS_EVERY_S
+    last_count = 0
     try:
         while not stop.is_set():
             t0 = time.perf_counter()
@@ -423,6 +426,12 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
             if metrics is not None and now >= next_lag:
                 metrics.lag.set(source.lag())
                 next_lag = now + 1.0
+            if now >= next_status:  # progress for a person reading the log
+                c = svc.worker.stats.counts
+                log.info("scorer: %d consumed (%.0f/s), %d processed, %d dead-lettered, %d recs, "
+                         "version %s", c.consumed, (c.consumed - last_count) / (now - last_status),
+                         c.processed, c.dead_lettered, svc.worker.stats.recs, svc.scorer.version)
+                last_count, last_status, next_status = c.consumed, now, now + STATUS_EVERY_S
             if exit_when_idle and now - last > exit_when_idle and source.assignment():
                 if not svc.swaps.busy:
                     svc.swaps.maybe_swap()
@@ -479,11 +488,17 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
     source = KafkaSource(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner")
     stop = stop or _Stop().flag
-    last = time.monotonic()
+    last = last_status = time.monotonic()
+    seen_at_status = 0
     try:
         while not stop.is_set():
             n = worker.run_once(source, 1000, 200)
             now = time.monotonic()
+            if now - last_status >= STATUS_EVERY_S:
+                log.info("learner: %d events seen (%.0f/s), window %d, %d trainings, %d published",
+                         worker.seen, (worker.seen - seen_at_status) / (now - last_status),
+                         len(lrn.window), len(worker.results), sum(1 for _, r in worker.results if r))
+                last_status, seen_at_status = now, worker.seen
             if n:
                 last = now
                 if metrics is not None:
@@ -541,13 +556,18 @@ def cmd_adapters_rollback(args: argparse.Namespace) -> int:
         recs = st.records()
     finally:
         st.close()
+    from scorer.swap import BASE_RECORD
+
     rec = next((r for r in recs if r.get("version") == args.version), None)
-    if rec is None:
+    if args.version == BASE_RECORD["version"]:
+        rec = dict(BASE_RECORD)  # the base encoder, no adapter, nothing learned
+    elif rec is None:
         known = ", ".join(r["version"] for r in recs) or "none"
         print(f"driftrec adapters rollback: error: version {args.version!r} is not registered (known: {known})",
               file=sys.stderr)
         return 2
-    if not (_path_from_uri(rec["uri"]) / "manifest.json").exists():
+    if rec is not BASE_RECORD and rec["uri"] != BASE_RECORD["uri"] and not (
+            _path_from_uri(rec["uri"]) / "manifest.json").exists():
         print(f"driftrec adapters rollback: error: the artifact of {args.version} is gone ({rec['uri']})",
               file=sys.stderr)
         return 2

@@ -19,6 +19,9 @@ from .core import Scorer, ServingModel
 
 log = logging.getLogger("driftrec.scorer.swap")
 
+#: The announcement that rolls back to the base encoder (no adapter, nothing learned).
+BASE_RECORD = {"version": "base", "uri": "base:"}
+
 
 @dataclass
 class SwapEvent:
@@ -43,6 +46,7 @@ class SwapManager:
     def __init__(self, scorer: Scorer, texts: Mapping[str, str] | None = None,
                  standby: TextEncoder | None = None, background: bool = True) -> None:
         self.scorer = scorer
+        self._base = scorer.model  # what ``BASE_RECORD`` rolls back to
         self.texts = dict(texts or {})
         self._standby = standby
         self._background = background
@@ -82,20 +86,23 @@ class SwapManager:
         cur = self.scorer.model
         enc = self._standby if self._standby is not None else cur.encoder
         try:
-            art = load_artifact(record, expect_dim=cur.table.dim,
-                                expect_base=cur.manifest.get("base_model") or None,
-                                expect_lora=enc.lora_config if enc is not None else None)
-            table = art.items
+            if record.get("uri") == BASE_RECORD["uri"]:
+                table, lora, manifest = self._base.table, {}, dict(self._base.manifest)
+            else:
+                art = load_artifact(record, expect_dim=cur.table.dim,
+                                    expect_base=cur.manifest.get("base_model") or None,
+                                    expect_lora=enc.lora_config if enc is not None else None)
+                table, lora, manifest = art.items, art.lora, dict(art.manifest)
             if enc is not None:
-                if art.lora:
-                    enc.load_lora_state(art.lora)
+                if lora:
+                    enc.load_lora_state(lora)
                 elif enc.lora_config:
                     enc.reset_lora()
                 missing = [i for i in cur.table.item_ids if table.index(i) < 0 and i in self.texts]
                 if missing:
                     texts = [self.texts[i] for i in missing]
                     table = table.with_items(missing, enc.encode(texts), enc.encode(texts, base=True))
-            model = ServingModel(version, table, cur.rep, enc, dict(art.manifest))
+            model = ServingModel(version, table, cur.rep, enc, manifest)
         except (ArtifactError, ModelLoadError, OSError, ValueError) as exc:
             log.error("rejected adapter %s: %s; still serving %s", version, exc, cur.version)
             self.rejected.append((version, str(exc)))

@@ -160,3 +160,16 @@ def test_swap_loads_lora_into_the_standby_encoder(tmp_path: Path, tiny_model: st
     swaps.wait()
     assert swaps.maybe_swap() is None and s.version == "v1"
     assert "not compatible" in swaps.rejected[-1][1]
+
+
+def test_rollback_to_an_earlier_version_and_to_base(tmp_path: Path) -> None:
+    from scorer.swap import BASE_RECORD
+
+    s, swaps = make_scorer()
+    v1, v2 = publish(tmp_path, "v1", seed=1), publish(tmp_path, "v2", seed=2)
+    for rec in (v1, v2, v1, BASE_RECORD):
+        swaps.submit(rec)
+        swaps.wait()
+        assert swaps.maybe_swap() is not None
+    assert [e.version for e in swaps.swaps] == ["v1", "v2", "v1", "base"]
+    assert s.version == "base" and np.array_equal(s.model.table.vectors, base_table().vectors)
