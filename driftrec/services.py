@@ -262,6 +262,16 @@ class AdapterWatcher:
             pass
 
 
+def _limit_threads(n: int) -> None:
+    """Small matrix products on a busy machine run faster on one BLAS/torch thread than on
+    several that spin against each other; a scorer scales out with processes (partitions)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    torch.set_num_threads(n)
+
+
 class ScorerService:
     """Everything the scorer process holds, built in the order that makes a restart exact.
 
@@ -279,6 +289,7 @@ class ScorerService:
         from .factory import base_table, load_encoder, make_scorer
 
         self.settings, self.group, self.metrics = settings, group, metrics
+        _limit_threads(int(os.environ.get("SCORER_THREADS", "1")))
         self.names = names = TopicNames(settings.topic_prefix)
         b = settings.kafka_bootstrap
         self.state = open_state(settings.state_url)

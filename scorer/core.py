@@ -193,7 +193,8 @@ class Scorer:
         U = self._user_vectors(states, now)
         prior = m.rep.pop_prior(self._pop, now)
         S = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature)
-        exclude = [[x for x in (m.table.index(i) for i in st.seen) if x >= 0] for st in states]
+        get = m.table._index.get  # hot loop: a bound method, not a call per item
+        exclude = [[x for x in [get(i, -1) for i in st.seen] if x >= 0] for st in states]
         idx, sc = top_k(S, k, exclude, inplace=True)  # S is ours: no copy
         ids = m.table.item_ids
         out = []
@@ -211,12 +212,13 @@ class Scorer:
         extra = np.zeros((B, d), np.float32)
         extra_w = np.zeros(B, np.float32)
         todo: list[tuple[int, float, str, str]] = []
+        get = m.table._index.get
         for b, st in enumerate(states):
             h = st.history
             if not h:
                 continue
             wb = rep.weights([x.type for x in h], [x.ts for x in h], now)
-            idx[b, : len(h)] = [m.table.index(x.item_id) for x in h]
+            idx[b, : len(h)] = [get(x.item_id, -1) for x in h]
             w[b, : len(h)] = wb
             if m.encoder is not None and rep.comment_weight > 0 and self.config.comments != "off":
                 for x, wx in zip(h, wb):
