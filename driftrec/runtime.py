@@ -248,7 +248,8 @@ class LearnerWorker:
                 offs[(r.topic, r.partition)] = max(offs.get((r.topic, r.partition), 0), r.offset + 1)
             source.commit(offs)
             n += len(recs)
-            recs = source.poll(max_records, 0) if n < drain_limit else []
+            # not 0 ms: see stream.kafka.KafkaSource.poll
+            recs = source.poll(max_records, 50) if n < drain_limit else []
         self.maybe_train()
         return n
 

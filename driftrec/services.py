@@ -244,7 +244,7 @@ class AdapterWatcher:
         from stream.kafka import map_kafka_errors
 
         with map_kafka_errors(self.bootstrap, f"poll {self.topic}"):
-            got = self._c.poll(timeout_ms=timeout_ms, max_records=100)
+            got = self._c.poll(timeout_ms=max(1, timeout_ms), max_records=100)  # see KafkaSource.poll
         out = []
         for recs in got.values():
             for r in recs:
@@ -401,7 +401,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
             run_faust_scorer(svc, s.kafka_bootstrap, svc.names, args.group, s.scorer.batch_size,
                              s.scorer.batch_ms, exit_when_idle=args.exit_when_idle)
         finally:
-            print(json.dumps(svc.summary()))
+            print("\n" + json.dumps(svc.summary()), flush=True)  # own line (faust's terminal codes)
             svc.close()
         return 0
     run_scorer(s, args.group, metrics, args.exit_when_idle, args.max_seconds)
@@ -443,7 +443,7 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
                          "version %s", c.consumed, (c.consumed - last_count) / (now - last_status),
                          c.processed, c.dead_lettered, svc.worker.stats.recs, svc.scorer.version)
                 last_count, last_status, next_status = c.consumed, now, now + STATUS_EVERY_S
-            if exit_when_idle and now - last > exit_when_idle and source.assignment():
+            if exit_when_idle and now - last > exit_when_idle and source.assignment() and source.lag() == 0:
                 if not svc.swaps.busy:
                     svc.swaps.maybe_swap()
                     break
@@ -497,14 +497,19 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     sink = KafkaSink(b)
     worker = LearnerWorker(lrn, sink, s.artifact_dir, state, enc.base_model, names, on_result=on_result)
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
-    source = KafkaSource(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner")
+    # Training blocks polling for tens of seconds: a long session keeps the member in its group.
+    source = KafkaSource(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner",
+                         session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
     stop = stop or _Stop().flag
     last = last_status = time.monotonic()
     seen_at_status = 0
     try:
         while not stop.is_set():
+            trained = len(worker.results)
             n = worker.run_once(source, 1000, 200)
             now = time.monotonic()
+            if len(worker.results) != trained:
+                last = now  # time spent training is not idle time
             if now - last_status >= STATUS_EVERY_S:
                 log.info("learner: %d events seen (%.0f/s), window %d, %d trainings, %d published",
                          worker.seen, (worker.seen - seen_at_status) / (now - last_status),
@@ -514,7 +519,7 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
                 last = now
                 if metrics is not None:
                     metrics.events.labels("processed").inc(n)
-            if exit_when_idle and now - last > exit_when_idle and source.assignment():
+            if exit_when_idle and now - last > exit_when_idle and source.assignment() and source.lag() == 0:
                 break
         if train_on_exit and len(lrn.window) >= 2:
             worker.train("manual")

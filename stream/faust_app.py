@@ -93,7 +93,12 @@ def run_faust_scorer(hooks: Any, bootstrap: str, names: Any, group: str, batch_s
                 log.info("idle for %.1f s; stopping", exit_when_idle)
                 worker._schedule_shutdown(signal.SIGTERM)  # the worker's own clean-stop path
 
+    os.makedirs(str(app.conf.datadir), exist_ok=True)
     try:
         worker.execute_from_commandline()
-    except SystemExit:
-        pass
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    crash = getattr(app, "crash_reason", None) or getattr(worker, "crash_reason", None)
+    if crash is not None:
+        raise RuntimeError(f"the faust scorer stopped on an error: {crash!r}") from crash

@@ -135,7 +135,10 @@ class KafkaSource:
 
     def poll(self, max_records: int = 500, timeout_ms: int = 100) -> list[Record]:
         with map_kafka_errors(self.bootstrap, "poll"):
-            got = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
+            # Seen with kafka-python 3.0.12: a group member whose last polls before a long
+            # pause (a learner's fine-tune) used a 0-1 ms timeout received nothing after the
+            # pause; callers that drain use >= 50 ms (LearnerWorker.run_once).
+            got = self._c.poll(timeout_ms=max(1, timeout_ms), max_records=max_records)
         out = [_to_record(r) for recs in got.values() for r in recs]
         return out
 

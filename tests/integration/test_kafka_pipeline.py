@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,3 +296,58 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_e
     np.testing.assert_allclose([gp[k] for k in sorted(wp)], [wp[k] for k in sorted(wp)], rtol=1e-12)
     run_offsets = {k: v for k, v in store.offsets("g-run").items()}
     assert run_offsets == ref.offsets("g-ref")
+
+
+def test_faust_runtime_reconciles_and_dead_letters(settings, service_env, topics, state_url):
+    """The faust-streaming scorer app: same core, same contract (a subprocess: faust owns
+    its event loop and signal handlers)."""
+    from stream.kafka import read_topic
+
+    b, names = settings.kafka_bootstrap, topics
+    events, items = _stream(300, 25, 80, seed=5)
+    _produce_items(b, names, items)
+    bad = [(b"{nope", "bad_json"), (b'{"event_id":"f2","type":"like","item_id":"i1","ts":5}', "missing_user_id")]
+    s = _sink(b)
+    s.send_many(_event_messages(names, events) + [Message(names.for_type("like"), raw, b"u0") for raw, _ in bad])
+    s.close()
+    cmd = [sys.executable, "-m", "driftrec.cli", "scorer", "--runtime", "faust", "--group", "g-faust",
+           "--exit-when-idle", "4"]
+    r = subprocess.run(cmd, env=service_env, capture_output=True, timeout=200)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    lines = r.stdout.decode().strip().splitlines()
+    json_lines = [ln for ln in lines if ln.startswith("{")]
+    assert json_lines, (lines[-5:], r.stderr.decode()[-3000:])
+    summary = json.loads(json_lines[-1])
+    n = len(events) + len(bad) + len(items)
+    assert summary["consumed"] == n == summary["processed"] + summary["dead_lettered"]
+    dlq = read_topic(b, names.dlq)
+    assert sorted(_headers(m)["reason"] for m in dlq) == sorted(reason for _, reason in bad)
+    store = _store(state_url)
+    assert sum(u.n_events for u in store.users().values()) == len(events)
+    assert read_topic(b, names.recs)
+
+
+def test_learner_service_trains_and_announces(settings, service_env, topics, state_url):
+    """`driftrec learner` on its own group: it trains on the stream, writes an artifact and
+    announces it (when its gate passes) or records the rejection."""
+    from state.redis import RedisStateStore
+    from stream.kafka import read_topic
+
+    b, names = settings.kafka_bootstrap, topics
+    events, items = _stream(1200, 40, 120, seed=7)
+    _produce_items(b, names, items)
+    s = _sink(b)
+    s.send_many(_event_messages(names, events))
+    s.close()
+    env = dict(service_env, LEARNER_TRAIN_EVERY="500")
+    cmd = [sys.executable, "-m", "driftrec.cli", "learner", "--exit-when-idle", "3", "--train-on-exit"]
+    r = subprocess.run(cmd, env=env, capture_output=True, timeout=200)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert out["seen"] == len(events) and out["trainings"] >= 1
+    announced = [json.loads(m.value)["version"] for m in read_topic(b, names.adapters)]
+    assert announced == out["published"]
+    registry = [rec["version"] for rec in RedisStateStore.from_url(state_url).records()]
+    assert registry == out["published"]
+    for v in out["published"]:
+        assert (Path(settings.artifact_dir) / v / "manifest.json").exists()
