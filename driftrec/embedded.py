@@ -63,6 +63,7 @@ class EmbeddedPipeline:
         self._stop = threading.Event()
         self._draining = threading.Event()  # no new trainings (the run is ending)
         self._ads: Any = None
+        self._ads_lock = threading.Lock()
         self._lsrc: Any = None
         self._learner_rounds = 0  # completed poll(+train) rounds of the learner thread
         self._threads: list[threading.Thread] = []
@@ -127,10 +128,11 @@ class EmbeddedPipeline:
     def _scorer_loop(self, src: Any, ads: Any) -> None:
         w = self.scorer_worker
         while not self._stop.is_set():
-            for r in ads.poll(16, 0):
-                rec = parse_announcement(r.value)
-                if rec is not None:
-                    w.swaps.submit(rec)  # type: ignore[union-attr]
+            with self._ads_lock:  # wait_idle must not see "consumed" before "submitted"
+                for r in ads.poll(16, 0):
+                    rec = parse_announcement(r.value)
+                    if rec is not None:
+                        w.swaps.submit(rec)  # type: ignore[union-attr]
             w.run_once(src, self.batch_size, self.batch_ms)
 
     def _learner_loop(self, src: Any) -> None:
@@ -182,8 +184,9 @@ class EmbeddedPipeline:
                 if not learner_too or self.learner_worker is None:
                     return True
                 swaps = self.scorer_worker.swaps
-                quiet = (not self.training.is_set() and self._lsrc.lag() == 0
-                         and not swaps.busy and self._ads.lag() == 0)  # type: ignore[union-attr]
+                with self._ads_lock:
+                    quiet = (not self.training.is_set() and self._lsrc.lag() == 0
+                             and not swaps.busy and self._ads.lag() == 0)  # type: ignore[union-attr]
                 if not quiet:
                     mark = None
                 elif mark is None:
