@@ -106,8 +106,7 @@ def scores(users: np.ndarray, item_vectors: np.ndarray, bias: np.ndarray, prior:
     """``[B, N]`` scores: one matrix product per batch."""
     s = users @ item_vectors.T
     s *= 1.0 / temperature
-    s += bias
-    s += prior
+    s += bias + prior  # one pass over the [B, N] matrix, not two
     return s
 
 

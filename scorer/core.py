@@ -197,11 +197,10 @@ class Scorer:
         exclude = [[x for x in [get(i, -1) for i in st.seen] if x >= 0] for st in states]
         idx, sc = top_k(S, k, exclude, inplace=True)  # S is ours: no copy
         ids = m.table.item_ids
-        out = []
-        for b in range(len(states)):
-            items = [(ids[j], float(s)) for j, s in zip(idx[b], sc[b]) if np.isfinite(s)]
-            out.append((U[b], items))
-        return out
+        idx_l, sc_l = idx.tolist(), sc.tolist()  # python scalars once, not per element
+        neg_inf = float("-inf")
+        return [(U[b], [(ids[j], s) for j, s in zip(idx_l[b], sc_l[b]) if s != neg_inf])
+                for b in range(len(states))]
 
     def _user_vectors(self, states: Sequence[UserState], now: int) -> np.ndarray:
         m, rep = self._model, self._model.rep
