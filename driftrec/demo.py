@@ -32,12 +32,7 @@ def add_parser(sub: Any) -> None:
                     "social-media stream with a shift in user interest. Shows progress, prints a "
                     "summary table and writes a report folder (summary.json, hr.png).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--scenario", choices=["abrupt", "gradual", "coengagement"], default="abrupt",
-                   help="which drift the synthetic stream has")
-    p.add_argument("--events", type=int, default=12_000, help="events in the stream")
-    p.add_argument("--users", type=int, default=300, help="synthetic users")
-    p.add_argument("--items", type=int, default=1_200, help="synthetic catalog size")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    _stream_args(p)
     p.add_argument("--rate", type=float, default=150.0,
                    help="events per second fed to the scorer (0 = as fast as possible)")
     p.add_argument("--malformed", type=float, default=0.005,
@@ -58,12 +53,18 @@ def add_parser(sub: Any) -> None:
                     "evaluate (driftrec eval --log DIR/events.jsonl --items DIR/items.jsonl).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g.add_argument("out", help="folder to write events.jsonl, items.jsonl and shift.json to")
-    g.add_argument("--scenario", choices=["abrupt", "gradual", "coengagement"], default="abrupt")
-    g.add_argument("--events", type=int, default=12_000)
-    g.add_argument("--users", type=int, default=300)
-    g.add_argument("--items", type=int, default=1_200)
-    g.add_argument("--seed", type=int, default=0)
+    _stream_args(g)
     g.set_defaults(func=generate_files)
+
+
+def _stream_args(p: argparse.ArgumentParser) -> None:
+    """The synthetic stream's flags, the same for demo and generate."""
+    p.add_argument("--scenario", choices=["abrupt", "gradual", "coengagement"], default="abrupt",
+                   help="which drift the synthetic stream has")
+    p.add_argument("--events", type=int, default=12_000, help="events in the stream")
+    p.add_argument("--users", type=int, default=300, help="synthetic users")
+    p.add_argument("--items", type=int, default=1_200, help="synthetic catalog size")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 def generate_files(args: argparse.Namespace) -> int:
