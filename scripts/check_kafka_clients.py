@@ -267,7 +267,10 @@ def faust_worker(topic: str, app_id: str, n: int) -> None:
 
     import faust
 
+    import tempfile
+
     app = faust.App(app_id, broker=f"kafka://{BOOTSTRAP}", store="memory://",
+                    datadir=tempfile.mkdtemp(prefix=f"{app_id}-"),  # not in the working tree
                     web_enabled=False, topic_partitions=1,
                     broker_commit_interval=0.5, consumer_auto_offset_reset="earliest")
     src = app.topic(topic, value_serializer="raw", key_serializer="raw")
