@@ -232,15 +232,26 @@ class Learner:
         pop = self._pop_vector(cur)
         m_cur = self.evaluate(val_p, cur, pop)
         m_new = self.evaluate(val_p, cand, pop)
-        accepted = (m_new["hr"] > m_cur["hr"] + cfg.min_gain
-                    or (m_new["hr"] >= m_cur["hr"] and m_new["mrr"] > m_cur["mrr"] + cfg.min_gain))
+        adapter_update = "none"
+        if enc is not None:
+            # The adapters must earn their place: the same item parts with the serving
+            # adapter's text vectors compete with the candidate; the better one goes on.
+            items_only = ItemTable(list(cur.item_ids), cur.text, cand.residual, cand.bias, cand.context)
+            m_items = self.evaluate(val_p, items_only, pop)
+            if _better(m_items, m_new, 0.0):
+                cand, m_new, lora, adapter_update = items_only, m_items, dict(self._lora), "dropped"
+                enc.load_lora_state(self._lora)
+            else:
+                adapter_update = "kept"
+        accepted = _better(m_new, m_cur, cfg.min_gain)
         metrics = {"reason": reason, "pairs": len(pairs), "train_pairs": len(train_p),
                    "val_pairs": len(val_p), "steps": steps, "device": dev,
                    "loss_before": round(loss_before, 5), "loss_after": round(loss_after, 5),
                    "val_hr_current": round(m_cur["hr"], 5), "val_hr_candidate": round(m_new["hr"], 5),
                    "val_mrr_current": round(m_cur["mrr"], 5), "val_mrr_candidate": round(m_new["mrr"], 5),
                    "train_s": round(train_s, 3), "encode_s": round(encode_s, 3),
-                   "use_lora": enc is not None, "accepted": accepted}
+                   "use_lora": enc is not None, "adapter_update": adapter_update,
+                   "accepted": accepted}
         if not accepted and enc is not None:
             enc.load_lora_state(self._lora)  # back to the serving adapter
         return TrainResult(accepted, cand, lora, metrics, window, reason)
@@ -304,6 +315,11 @@ class Learner:
             return float(_softmax_loss(torch.from_numpy(table.context), torch.from_numpy(table.vectors),
                                        torch.from_numpy(table.bias), prior, ctx_idx[:n], ctx_w[:n],
                                        tgt[:n], self.rep.temperature))
+
+
+def _better(a: Mapping[str, float], b: Mapping[str, float], gain: float) -> bool:
+    """``a`` beats ``b`` on validation: higher HR@10, or equal HR@10 and higher MRR."""
+    return a["hr"] > b["hr"] + gain or (a["hr"] >= b["hr"] and a["mrr"] > b["mrr"] + gain)
 
 
 def _softmax_loss(C: Any, V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: Any, tgt: Any,
