@@ -112,3 +112,18 @@ def test_config_errors_name_the_field() -> None:
         LearnerConfig(val_share=1.5)
     with pytest.raises(LearnerConfigError, match="nothing would be learned"):
         LearnerConfig(use_lora=False, train_items=False)
+
+
+def test_a_harmful_adapter_update_is_dropped_and_item_parts_still_ship(setup) -> None:
+    texts, events, enc, table = setup
+    before = enc.lora_state()
+    # a destructive adapter learning rate: the item parts alone must win the comparison
+    cfg = LearnerConfig(min_pairs=16, lr_lora=3.0, lr_items=0.01, epochs=3, drift=None)
+    ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, enc)
+    ln.observe_many(events)
+    res = ln.train("test")
+    assert res.metrics["adapter_update"] == "dropped", res.metrics
+    assert all(np.array_equal(res.lora[k].numpy(), before[k].numpy()) for k in before)
+    assert all(np.array_equal(v.numpy(), before[k].numpy()) for k, v in enc.lora_state().items())
+    assert np.array_equal(res.table.text, table.text)  # serving adapter's text vectors
+    assert np.abs(res.table.residual).sum() > 0  # the item parts did train
