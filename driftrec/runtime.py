@@ -54,6 +54,15 @@ def _key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
+def _positions(offsets: Mapping[str, int]) -> dict[tuple[str, int], int]:
+    """``{"topic:partition": offset}`` (as stored with the state) -> ``{(topic, partition): offset}``."""
+    out = {}
+    for k, v in offsets.items():
+        t, p = k.rsplit(":", 1)
+        out[(t, int(p))] = v
+    return out
+
+
 @dataclass
 class WorkerStats:
     counts: DecodeCounts = field(default_factory=DecodeCounts)
@@ -84,12 +93,10 @@ class ScorerWorker:
         self._committed = {k: v for k, v in state.offsets(group).items()}
 
     def start_offsets(self) -> dict[tuple[str, int], int]:
-        """Where to resume: the offsets stored with the state."""
-        out = {}
-        for k, v in self._committed.items():
-            t, p = k.rsplit(":", 1)
-            out[(t, int(p))] = v
-        return out
+        """Where to resume: the offsets stored with the state, read afresh (another instance
+        may have advanced them before a partition moved here)."""
+        self._committed = dict(self.state.offsets(self.group))
+        return _positions(self._committed)
 
     def handle(self, records: Sequence[Record]) -> dict[tuple[str, int], int]:
         """Process one batch; returns the consumer offsets to commit."""
@@ -146,7 +153,7 @@ class ScorerWorker:
             del st.batch_ms[:50_000]
         if self.on_batch:
             self.on_batch(result, ms)
-        return {(k.rsplit(":", 1)[0], int(k.rsplit(":", 1)[1])): v for k, v in offsets.items()}
+        return _positions(offsets)
 
     def run_once(self, source: EventSource, max_records: int, timeout_ms: int) -> int:
         """Poll, handle, commit; then swap in a prepared version if one is ready."""

@@ -337,15 +337,7 @@ class ScorerService:
 
     # the two hooks every runtime calls
     def start_offsets(self) -> dict[tuple[str, int], int]:
-        out = {}
-        for k, v in self.state.offsets(self.group).items():
-            t, p = k.rsplit(":", 1)
-            out[(t, int(p))] = v
-        return out
-
-    def on_assign(self, tps: list[tuple[str, int]]) -> None:
-        # Another instance may have advanced the stored offsets before this assignment.
-        self.worker._committed = dict(self.state.offsets(self.group))  # noqa: SLF001
+        return self.worker.start_offsets()
 
     def handle(self, records: list[Any]) -> dict[tuple[str, int], int]:
         t0 = time.perf_counter()
@@ -418,7 +410,7 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     names = svc.names
     stop = stop or _Stop().flag
     source = KafkaSource(s.kafka_bootstrap, [*names.events, names.items], group,
-                         start_offsets=svc.start_offsets, on_assign=svc.on_assign, default_offset=0,
+                         start_offsets=svc.start_offsets, default_offset=0,
                          client_id=f"driftrec-scorer-{group}")
     t_start = last = last_status = time.monotonic()
     next_lag = 0.0
