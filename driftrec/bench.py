@@ -203,10 +203,16 @@ def bench_learner(model: str | None = None, window: int = 4096, device: str = "a
     wall = time.perf_counter() - t1
     m = res.metrics
     steps = int(m.get("steps", 0)) or 1
+    lora_steps = int(m.get("lora_steps", 0))
+    items_s = float(m.get("items_s", 0.0))
     out = {"bench": "learner", "device": enc.device, "model": enc.base_model, "window": window,
            "items": n_items, "use_lora": use_lora, "finetune_s": round(wall, 2),
-           "train_s": m.get("train_s"), "encode_catalog_s": m.get("encode_s"), "steps": steps,
+           "train_s": m.get("train_s"), "items_stage_s": round(items_s, 2),
+           "encode_catalog_s": m.get("encode_s"), "steps": steps,
+           "item_steps": m.get("item_steps"), "lora_steps": lora_steps,
            "s_per_step": round(float(m.get("train_s", wall)) / steps, 3),
+           "s_per_lora_step": round((float(m.get("train_s", wall)) - items_s) / lora_steps, 3)
+           if lora_steps else None,
            "initial_encode_s": round(encode_s, 2), "accepted": res.accepted,
            "peak_rss_mb": round(_peak_rss_mb(), 0)}
     if enc.device.startswith("cuda"):
@@ -221,6 +227,7 @@ LABELS = {
     "share_of_bound": "share of the bound", "max_pause_ms": "max pause between batches (ms)",
     "max_pause_at_swap_ms": "pause at a swap (ms)", "median_gap_ms": "median pause (ms)",
     "finetune_s": "micro-fine-tune (s)", "s_per_step": "per step (s)",
+    "items_stage_s": "item-parts stage (s)", "s_per_lora_step": "per adapter step (s)",
     "peak_rss_mb": "peak RSS (MB)", "cuda_max_allocated_mb": "CUDA max allocated (MB)",
 }
 
@@ -242,7 +249,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         from learner import LearnerConfig
 
-        total = LearnerConfig().max_steps
+        c = LearnerConfig()
+        per_epoch = -(-int(args.window * (1 - c.val_share)) // c.batch_size)
+        total = min(c.item_max_steps, c.epochs * per_epoch) + (
+            0 if args.no_lora else min(c.max_steps, c.epochs * per_epoch))
         with tqdm(total=total, desc="fine-tune steps", file=sys.stderr, disable=args.json and not sys.stderr.isatty(),
                   leave=False) as bar:
             res = bench_learner(args.model, args.window, args.device, args.items or 1_600,

@@ -273,6 +273,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     events, items, shift_ts, source = load_stream(args)
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     lcfg = st.learner if args.train_every is None else replace(st.learner, train_every=args.train_every)
+    if args.lora_every is not None:
+        lcfg = replace(lcfg, lora_every=args.lora_every)
     lcfg = replace(lcfg, seed=args.seed)
     if args.drift is not None:
         lcfg = replace(lcfg, drift=None if args.drift == "none" else args.drift)
@@ -338,6 +340,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", default=None, help="local encoder path (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--device", default=None, help="auto|cpu|cuda")
     p.add_argument("--train-every", type=int, default=None, help="events between trainings")
+    p.add_argument("--lora-every", type=int, default=None,
+                   help="fine-tune the adapters on every n-th training (and on drift); the item "
+                        "parts train every time (default LEARNER_LORA_EVERY or 1)")
     p.add_argument("--drift", choices=("adwin", "page_hinkley", "none"), default=None,
                    help="the learner's drift trigger (default: the settings', adwin)")
     p.add_argument("--window", type=int, default=None,

@@ -73,7 +73,8 @@ class Settings:
                            batch_ms=num("SCORER_BATCH_MS", base.scorer.batch_ms),
                            comments=env.get("SCORER_COMMENTS", base.scorer.comments)),
             learner=replace(base.learner, window_events=num("LEARNER_WINDOW", base.learner.window_events),
-                            train_every=num("LEARNER_TRAIN_EVERY", base.learner.train_every)),
+                            train_every=num("LEARNER_TRAIN_EVERY", base.learner.train_every),
+                            lora_every=num("LEARNER_LORA_EVERY", base.learner.lora_every)),
         )
         known = {f.name for f in fields(cls)}
         bad = set(overrides) - known

@@ -15,7 +15,9 @@ class LearnerConfig:
     """Window, triggers, fine-tune and gate settings.
 
     ``use_lora=False`` trains every learned part but the adapters (the ``no_lora``
-    ablation); ``train_items=False`` trains the adapters only.
+    ablation); ``train_items=False`` trains the adapters only. Each training fits the
+    item parts first (at most ``item_max_steps`` steps), then the adapters on top (at most
+    ``max_steps``) on every ``lora_every``-th training and on every drift trigger.
     """
 
     window_events: int = 4096
@@ -27,6 +29,8 @@ class LearnerConfig:
     batch_size: int = 256
     epochs: int = 2
     max_steps: int = 64
+    item_max_steps: int = 512
+    lora_every: int = 1
     grad_items: int = 64
     lr_lora: float = 1e-3
     lr_items: float = 0.003
@@ -48,8 +52,10 @@ class LearnerConfig:
             bad("val_share", "must be in (0, 1)")
         if self.batch_size < 2:
             bad("batch_size", "must be >= 2 (in-batch negatives)")
-        if self.epochs < 1 or self.max_steps < 1:
-            bad("epochs", "and max_steps must be >= 1")
+        if self.epochs < 1 or self.max_steps < 1 or self.item_max_steps < 1:
+            bad("epochs", ", max_steps and item_max_steps must be >= 1")
+        if self.lora_every < 1:
+            bad("lora_every", "must be >= 1")
         if not (self.use_lora or self.train_items):
             bad("use_lora", "and train_items cannot both be off: nothing would be learned")
         if self.drift not in (None, "adwin", "page_hinkley"):

@@ -141,7 +141,17 @@ class Learner:
 
     # ---- training --------------------------------------------------------------------
     def train(self, reason: str = "manual", progress: Any = None) -> TrainResult:
-        """Fine-tune on the window; gate the candidate against the current version."""
+        """Fine-tune on the window in two stages; gate the candidate against the current version.
+
+        1. The item parts (target residuals and biases, context vectors) on the window: cheap,
+           every training.
+        2. The LoRA adapters on top of those item parts (held fixed), every ``lora_every``-th
+           training and on every drift trigger. The adapter update must beat stage 1 alone
+           on validation, else it is dropped and the serving adapter stays: what the
+           adapters add is measured against the same item parts, not assumed.
+
+        The better candidate must then beat the current version (``min_gain``).
+        """
         import torch
 
         cfg, rep = self.config, self.rep
@@ -163,96 +173,110 @@ class Learner:
         if len(train_p) < 2:
             return TrainResult(False, cur, self._lora, {"pairs": len(pairs), "why": "too few pairs"},
                                window, reason)
-        N, d = len(cur.item_ids), cur.dim
         prior = torch.from_numpy(rep.pop_prior(self._pop_vector(cur), self.last_ts))
         ctx_idx, ctx_w, tgt = self._tensors(train_p, cur)
         T0 = torch.from_numpy(cur.text.copy())
-        R = torch.nn.Parameter(torch.from_numpy(cur.residual.copy()), requires_grad=cfg.train_items)
-        bias = torch.nn.Parameter(torch.from_numpy(cur.bias.copy()), requires_grad=cfg.train_items)
+        R = torch.nn.Parameter(torch.from_numpy(cur.residual.copy()))
+        bias = torch.nn.Parameter(torch.from_numpy(cur.bias.copy()))
         assert cur.context is not None
-        C = torch.nn.Parameter(torch.from_numpy(cur.context.copy()), requires_grad=cfg.train_items)
+        C = torch.nn.Parameter(torch.from_numpy(cur.context.copy()))
         enc = self.encoder
-        groups = []
-        if enc is not None:
-            enc.model.train()
-            groups.append({"params": enc.lora_parameters(), "lr": cfg.lr_lora, "weight_decay": 0.0})
-        if cfg.train_items:
-            groups.append({"params": [R, bias, C], "lr": cfg.lr_items, "weight_decay": 0.0})
-        opt = torch.optim.Adam(groups)
         dev = enc.device if enc is not None else "cpu"
-        texts = [self.texts.get(i, "") for i in cur.item_ids]
-        loss_before = self._loss(cur, ctx_idx, ctx_w, tgt, prior)
-        steps, losses = 0, []
         B = min(cfg.batch_size, len(train_p))
-        for _epoch in range(cfg.epochs):
-            order = rng.permutation(len(train_p))
-            for s in range(0, len(order) - 1, B):
-                if steps >= cfg.max_steps:
-                    break
-                bi = torch.from_numpy(order[s:s + B])
-                T = T0
-                g_t = None
-                if enc is not None:
-                    # Fresh (trainable) target-side text vectors for the batch's targets; the
-                    # rest of the catalog uses the cached vectors of the current adapter.
-                    g = np.unique(tgt[bi].numpy())
-                    if len(g) > cfg.grad_items:
-                        g = np.sort(rng.choice(g, cfg.grad_items, replace=False))
-                    g_t = torch.from_numpy(g.astype(np.int64))
-                    tg = enc.forward([texts[j] for j in g]).float().cpu()
-                    T = T0.index_put((g_t,), tg)
-                V = T + R
-                args = (C, V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature)
-                loss = _softmax_loss(*args)
-                if g_t is not None:
-                    # In-batch negatives over fresh vectors only, so that the adapters are
-                    # not trained against stale vectors (targets outside g are skipped).
-                    keep = torch.isin(tgt[bi], g_t)
-                    if bool(keep.all()):
-                        loss = loss + _softmax_loss(*args, columns=g_t)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                steps += 1
-                if progress is not None:
-                    progress(steps)
-        train_s = time.perf_counter() - t0
-        lora: dict[str, Any] = {}
-        t1 = time.perf_counter()
-        text_new = cur.text
-        if enc is not None:
-            enc.model.eval()
-            lora = enc.lora_state()
-            text_new = enc.encode(texts)
-        cand = ItemTable(list(cur.item_ids), text_new, R.detach().numpy().copy(),
-                         bias.detach().numpy().copy(), C.detach().numpy().copy())
-        encode_s = time.perf_counter() - t1
-        loss_after = self._loss(cand, ctx_idx, ctx_w, tgt, prior)
+        steps, losses = 0, []
+        loss_before = self._loss(cur, ctx_idx, ctx_w, tgt, prior)
+
+        def batches(cap: int) -> Any:
+            n = 0
+            for _epoch in range(cfg.epochs):
+                order = rng.permutation(len(train_p))
+                for s in range(0, len(order) - 1, B):
+                    if n >= cap:
+                        return
+                    n += 1
+                    yield torch.from_numpy(order[s:s + B])
+
+        def step(opt: Any, loss: Any) -> None:
+            nonlocal steps
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            steps += 1
+            if progress is not None:
+                progress(steps)
+
+        # ---- stage 1: item parts -----------------------------------------------------------
+        item_steps = 0
+        if cfg.train_items:
+            opt = torch.optim.Adam([R, bias, C], lr=cfg.lr_items)
+            for bi in batches(cfg.item_max_steps):
+                step(opt, _softmax_loss(C, T0 + R, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi],
+                                        rep.temperature))
+                item_steps += 1
+        for p in (R, bias, C):
+            p.requires_grad_(False)
+        items_only = ItemTable(list(cur.item_ids), cur.text, R.numpy().copy(), bias.numpy().copy(),
+                               C.numpy().copy())
+        items_s = time.perf_counter() - t0
         pop = self._pop_vector(cur)
         m_cur = self.evaluate(val_p, cur, pop)
-        m_new = self.evaluate(val_p, cand, pop)
-        adapter_update = "none"
-        if enc is not None:
-            # The adapters must earn their place: the same item parts with the serving
-            # adapter's text vectors compete with the candidate; the better one goes on.
-            items_only = ItemTable(list(cur.item_ids), cur.text, cand.residual, cand.bias, cand.context)
-            m_items = self.evaluate(val_p, items_only, pop)
-            if _better(m_items, m_new, 0.0):
-                cand, m_new, lora, adapter_update = items_only, m_items, dict(self._lora), "dropped"
-                enc.load_lora_state(self._lora)
+        m_items = self.evaluate(val_p, items_only, pop)
+        cand, m_new, lora = items_only, m_items, dict(self._lora)
+
+        # ---- stage 2: adapters on top of the new item parts ------------------------------------
+        adapter_update, lora_steps, encode_s = "none", 0, 0.0
+        run_lora = enc is not None and (reason == "drift" or not cfg.train_items
+                                        or self.trainings % cfg.lora_every == 0)
+        if enc is not None and not run_lora:
+            adapter_update = "skipped"
+        if run_lora:
+            assert enc is not None
+            texts = [self.texts.get(i, "") for i in cur.item_ids]
+            enc.model.train()
+            opt = torch.optim.Adam(enc.lora_parameters(), lr=cfg.lr_lora)
+            for bi in batches(cfg.max_steps):
+                # Fresh (trainable) target-side text vectors for the batch's targets; the
+                # rest of the catalog uses the cached vectors of the serving adapter.
+                g = np.unique(tgt[bi].numpy())
+                if len(g) > cfg.grad_items:
+                    g = np.sort(rng.choice(g, cfg.grad_items, replace=False))
+                g_t = torch.from_numpy(g.astype(np.int64))
+                tg = enc.forward([texts[j] for j in g]).float().cpu()
+                V = T0.index_put((g_t,), tg) + R
+                args = (C, V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature)
+                loss = _softmax_loss(*args)
+                # In-batch negatives over fresh vectors only, so that the adapters are
+                # not trained against stale vectors (targets outside g are skipped).
+                if bool(torch.isin(tgt[bi], g_t).all()):
+                    loss = loss + _softmax_loss(*args, columns=g_t)
+                step(opt, loss)
+                lora_steps += 1
+            enc.model.eval()
+            t1 = time.perf_counter()
+            with_lora = ItemTable(list(cur.item_ids), enc.encode(texts), items_only.residual,
+                                  items_only.bias, items_only.context)
+            encode_s = time.perf_counter() - t1
+            m_lora = self.evaluate(val_p, with_lora, pop)
+            if _better(m_lora, m_items, 0.0):
+                cand, m_new, lora, adapter_update = with_lora, m_lora, enc.lora_state(), "kept"
             else:
-                adapter_update = "kept"
+                adapter_update = "dropped"
+                enc.load_lora_state(self._lora)  # back to the serving adapter
+        train_s = time.perf_counter() - t0 - encode_s
+        loss_after = self._loss(cand, ctx_idx, ctx_w, tgt, prior)
         accepted = _better(m_new, m_cur, cfg.min_gain)
         metrics = {"reason": reason, "pairs": len(pairs), "train_pairs": len(train_p),
-                   "val_pairs": len(val_p), "steps": steps, "device": dev,
+                   "val_pairs": len(val_p), "steps": steps, "item_steps": item_steps,
+                   "lora_steps": lora_steps, "device": dev,
                    "loss_before": round(loss_before, 5), "loss_after": round(loss_after, 5),
                    "val_hr_current": round(m_cur["hr"], 5), "val_hr_candidate": round(m_new["hr"], 5),
                    "val_mrr_current": round(m_cur["mrr"], 5), "val_mrr_candidate": round(m_new["mrr"], 5),
-                   "train_s": round(train_s, 3), "encode_s": round(encode_s, 3),
+                   "val_hr_items_only": round(m_items["hr"], 5),
+                   "train_s": round(train_s, 3), "items_s": round(items_s, 3), "encode_s": round(encode_s, 3),
                    "use_lora": enc is not None, "adapter_update": adapter_update,
                    "accepted": accepted}
-        if not accepted and enc is not None:
+        if not accepted and enc is not None and adapter_update == "kept":
             enc.load_lora_state(self._lora)  # back to the serving adapter
         return TrainResult(accepted, cand, lora, metrics, window, reason)
 
@@ -330,10 +354,11 @@ def _softmax_loss(C: Any, V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: An
     import torch
 
     N, d = V.shape
-    Cp = torch.cat([C, C.new_zeros(1, d)])
     idx = torch.where(ctx_idx >= 0, ctx_idx, torch.full_like(ctx_idx, N))
     w = torch.where(ctx_idx >= 0, ctx_w, torch.zeros_like(ctx_w))
-    ctx = (w.unsqueeze(-1) * Cp[idx]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
+    # the weighted history as a [B, N] weight matrix: one product instead of a [B, H, d] gather
+    W = w.new_zeros(ctx_idx.shape[0], N + 1).scatter_add_(1, idx, w)[:, :N]
+    ctx = (W @ C) / w.sum(1, keepdim=True).clamp(min=1e-9)
     mask = torch.zeros(ctx.shape[0], N + 1, dtype=torch.bool)
     seen = torch.where(idx == tgt.unsqueeze(1), torch.full_like(idx, N), idx)
     mask.scatter_(1, seen, True)

@@ -127,3 +127,17 @@ def test_a_harmful_adapter_update_is_dropped_and_item_parts_still_ship(setup) ->
     assert all(np.array_equal(v.numpy(), before[k].numpy()) for k, v in enc.lora_state().items())
     assert np.array_equal(res.table.text, table.text)  # serving adapter's text vectors
     assert np.abs(res.table.residual).sum() > 0  # the item parts did train
+
+
+def test_adapters_train_on_every_nth_training_and_on_drift(setup) -> None:
+    texts, events, enc, table = setup
+    cfg = LearnerConfig(min_pairs=16, lora_every=2, epochs=1, max_steps=2, drift=None)
+    ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, enc)
+    ln.observe_many(events)
+    first = ln.train("every_n").metrics
+    assert first["adapter_update"] == "skipped" and first["lora_steps"] == 0
+    assert first["item_steps"] > 0
+    second = ln.train("every_n").metrics
+    assert second["adapter_update"] in ("kept", "dropped") and second["lora_steps"] == 2
+    third = ln.train("drift").metrics  # a drift trigger always refits the adapters
+    assert third["lora_steps"] == 2
