@@ -5,7 +5,8 @@ An artifact is a directory::
     <store>/<version>/
         adapter_model.safetensors   LoRA tensors (safetensors only, never pickle)
         adapter_config.json         the LoRA config (checked before a swap)
-        items.safetensors           text vectors, residuals, biases and context vectors of the catalog
+        items.safetensors           text vectors, residuals, biases, context vectors and
+                                    co-engagement neighbours of the catalog
         item_ids.json               row order of items.safetensors
         manifest.json               version, base model, window, metrics, sha256 of every file
 
@@ -40,7 +41,9 @@ class ItemTable:
     - target side: ``vectors = text + residual`` (text under this version's adapter plus a
       learned residual) and a learned ``bias``: what is ranked;
     - context side: ``context`` (base-encoder text plus a learned context residual): what a
-      user's history is made of.
+      user's history is made of;
+    - co-engagement: optional top neighbours per item (``nbr_idx``, ``nbr_w``: cosine of
+      co-engagement counts, see :mod:`learner.cooc`), added to scores with ``cooc_weight``.
     """
 
     item_ids: list[str]
@@ -48,6 +51,9 @@ class ItemTable:
     residual: np.ndarray
     bias: np.ndarray
     context: np.ndarray | None = None
+    nbr_idx: np.ndarray | None = None
+    nbr_w: np.ndarray | None = None
+    cooc_weight: float = 0.0
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +65,10 @@ class ItemTable:
             raise ArtifactError(f"item table shapes disagree: {n} ids, text {self.text.shape}, "
                                 f"residual {self.residual.shape}, bias {self.bias.shape}, "
                                 f"context {self.context.shape}")
+        if (self.nbr_idx is None) != (self.nbr_w is None) or (
+                self.nbr_idx is not None and self.nbr_w is not None
+                and (self.nbr_idx.shape != self.nbr_w.shape or self.nbr_idx.shape[0] != n)):
+            raise ArtifactError("item table neighbours: nbr_idx and nbr_w must both be [n_items, m]")
         self._index = {i: k for k, i in enumerate(self.item_ids)}
         self.vectors = (self.text + self.residual).astype(np.float32)
         self.context = np.ascontiguousarray(self.context, np.float32)
@@ -102,7 +112,17 @@ class ItemTable:
             r = np.vstack([r, np.zeros_like(nv)])
             b = np.concatenate([b, np.zeros(len(nv), np.float32)])
             c = np.vstack([c, np.asarray(new_c, np.float32)])
-        return ItemTable(ids, t, r, b, c)
+        ni, nw = self.nbr_idx, self.nbr_w
+        if ni is not None and nw is not None and len(ids) > ni.shape[0]:
+            pad = len(ids) - ni.shape[0]
+            ni = np.vstack([ni, np.full((pad, ni.shape[1]), -1, ni.dtype)])
+            nw = np.vstack([nw, np.zeros((pad, nw.shape[1]), nw.dtype)])
+        return ItemTable(ids, t, r, b, c, ni, nw, self.cooc_weight)
+
+    def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> "ItemTable":
+        """The same item parts with other co-engagement neighbours and weight."""
+        return ItemTable(self.item_ids, self.text, self.residual, self.bias, self.context,
+                         nbr_idx, nbr_w, float(weight))
 
 
 @dataclass
@@ -148,9 +168,13 @@ def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[st
     save_torch({k: v.contiguous() for k, v in lora.items()}, str(tmp / FILES[0]))
     (tmp / FILES[1]).write_text(json.dumps(dict(lora_config) if lora_config else {}, sort_keys=True))
     assert items.context is not None
-    save_np({"text": items.text.astype(np.float32), "residual": items.residual.astype(np.float32),
-             "bias": items.bias.astype(np.float32), "context": items.context.astype(np.float32)},
-            str(tmp / FILES[2]))
+    arrays = {"text": items.text.astype(np.float32), "residual": items.residual.astype(np.float32),
+              "bias": items.bias.astype(np.float32), "context": items.context.astype(np.float32),
+              "cooc_weight": np.array([items.cooc_weight], np.float32)}
+    if items.nbr_idx is not None and items.nbr_w is not None:
+        arrays["nbr_idx"] = items.nbr_idx.astype(np.int32)
+        arrays["nbr_w"] = items.nbr_w.astype(np.float32)
+    save_np(arrays, str(tmp / FILES[2]))
     (tmp / FILES[3]).write_text(json.dumps(items.item_ids))
     created = int(time.time() * 1000)
     manifest = {"version": version, "base_model": base_model, "created_ts": created,
@@ -214,7 +238,9 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
         lora = load_torch(str(path / FILES[0]))
         arrays = load_np(str(path / FILES[2]))
         ids = json.loads((path / FILES[3]).read_text())
-        table = ItemTable(ids, arrays["text"], arrays["residual"], arrays["bias"], arrays["context"])
+        cw = arrays.get("cooc_weight")
+        table = ItemTable(ids, arrays["text"], arrays["residual"], arrays["bias"], arrays["context"],
+                          arrays.get("nbr_idx"), arrays.get("nbr_w"), float(cw[0]) if cw is not None else 0.0)
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise ArtifactError(f"artifact {version}: cannot load: {exc}") from exc
     if expect_dim is not None and table.dim != expect_dim:

@@ -18,6 +18,8 @@ class LearnerConfig:
     ablation); ``train_items=False`` trains the adapters only. Each training fits the
     item parts first (at most ``item_max_steps`` steps), then the adapters on top (at most
     ``max_steps``) on every ``lora_every``-th training and on every drift trigger.
+    ``cooc_neighbours`` > 0 ships each item's top co-engaged neighbours with every version,
+    weighted by the best of ``cooc_weights`` (or 0) on validation (see :mod:`learner.cooc`).
     """
 
     window_events: int = 4096
@@ -31,6 +33,9 @@ class LearnerConfig:
     max_steps: int = 64
     item_max_steps: int = 512
     lora_every: int = 1
+    cooc_neighbours: int = 50
+    cooc_history: int = 50
+    cooc_weights: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     grad_items: int = 64
     lr_lora: float = 1e-3
     lr_items: float = 0.003
@@ -54,6 +59,8 @@ class LearnerConfig:
             bad("batch_size", "must be >= 2 (in-batch negatives)")
         if self.epochs < 1 or self.max_steps < 1 or self.item_max_steps < 1:
             bad("epochs", ", max_steps and item_max_steps must be >= 1")
+        if self.cooc_neighbours < 0 or self.cooc_history < 1:
+            bad("cooc_neighbours", "must be >= 0 (0 = off) and cooc_history >= 1")
         if self.lora_every < 1:
             bad("lora_every", "must be >= 1")
         if not (self.use_lora or self.train_items):

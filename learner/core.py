@@ -17,6 +17,7 @@ from stream import Event, Item
 
 from .artifacts import ItemTable
 from .config import LearnerConfig
+from .cooc import CoEngagement, add_cooc
 from .drift import HitRateDrift
 from .encoder import TextEncoder
 from .model import Representation, scores, top_k, user_vectors
@@ -77,6 +78,10 @@ class Learner:
         self._since_drift = 0
         self._drift_pending = False
         self.detector = HitRateDrift(config.drift) if config.drift else None
+        self.cooc = CoEngagement(config.cooc_history) if config.cooc_neighbours else None
+        # (ts, item, items it was paired with) of recent engagements: validation builds its
+        # neighbours without the events it scores
+        self._cooc_log: deque[tuple[int, str, tuple[str, ...]]] = deque(maxlen=config.window_events)
         self.trainings = 0
         self.last_ts = 0
         self.n_events = 0
@@ -96,6 +101,10 @@ class Learner:
                 pair = Pair((), np.zeros(0, np.float32), e.item_id, e.ts, repeat)
             self.window.add(e.ts, pair)
             h.append((e.item_id, e.type, e.ts))
+            if self.cooc is not None:
+                paired = self.cooc.observe(e.user_id, e.item_id)
+                if paired is not None:
+                    self._cooc_log.append((e.ts, e.item_id, paired))
             seen.add(e.item_id)
             self._pop[e.item_id] = float(np.logaddexp(self._pop.get(e.item_id, -np.inf),
                                                       rep.pop_increment(e.type, e.ts)))
@@ -263,6 +272,9 @@ class Learner:
             else:
                 adapter_update = "dropped"
                 enc.load_lora_state(self._lora)  # back to the serving adapter
+        cooc_w = 0.0
+        if self.cooc is not None:
+            cand, m_new, cooc_w = self._with_cooc(cand, m_new, val_p, pop)
         train_s = time.perf_counter() - t0 - encode_s
         loss_after = self._loss(cand, ctx_idx, ctx_w, tgt, prior)
         accepted = _better(m_new, m_cur, cfg.min_gain)
@@ -272,7 +284,7 @@ class Learner:
                    "loss_before": round(loss_before, 5), "loss_after": round(loss_after, 5),
                    "val_hr_current": round(m_cur["hr"], 5), "val_hr_candidate": round(m_new["hr"], 5),
                    "val_mrr_current": round(m_cur["mrr"], 5), "val_mrr_candidate": round(m_new["mrr"], 5),
-                   "val_hr_items_only": round(m_items["hr"], 5),
+                   "val_hr_items_only": round(m_items["hr"], 5), "cooc_weight": cooc_w,
                    "train_s": round(train_s, 3), "items_s": round(items_s, 3), "encode_s": round(encode_s, 3),
                    "use_lora": enc is not None, "adapter_update": adapter_update,
                    "accepted": accepted}
@@ -286,6 +298,27 @@ class Learner:
         if result.lora:
             self._lora = result.lora
 
+    def _with_cooc(self, cand: ItemTable, m_cand: dict[str, float], val_p: Sequence[Pair],
+                   pop: np.ndarray) -> tuple[ItemTable, dict[str, float], float]:
+        """Pick the co-engagement weight on validation (neighbours built without the
+        validation events, so none is scored with its own pair), ship fresh neighbours."""
+        cfg, co = self.config, self.cooc
+        assert co is not None
+        ids = cand.item_ids
+        undo = [x for x in self._cooc_log if x[0] >= val_p[0].ts] if val_p else []
+        for _, item, paired in undo:
+            co.forget(item, paired)
+        v_idx, v_w = co.neighbours(ids, cfg.cooc_neighbours)
+        for _, item, paired in undo:
+            co.forget(item, paired, sign=1.0)
+        best_w, best_m = 0.0, m_cand
+        for wgt in cfg.cooc_weights:
+            m = self.evaluate(val_p, cand.with_cooc(v_idx, v_w, wgt), pop)
+            if _better(m, best_m, 0.0):
+                best_w, best_m = float(wgt), m
+        n_idx, n_w = co.neighbours(ids, cfg.cooc_neighbours)
+        return cand.with_cooc(n_idx, n_w, best_w), best_m, best_w
+
     # ---- evaluation --------------------------------------------------------------------
     def evaluate(self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray,
                  k: int = 10) -> dict[str, float]:
@@ -297,6 +330,8 @@ class Learner:
         U = user_vectors(ctx_idx, ctx_w, table.context)
         S = scores(U, table.vectors, table.bias, self.rep.pop_prior(pop, self.last_ts),
                    self.rep.temperature)
+        if table.cooc_weight and table.nbr_idx is not None and table.nbr_w is not None:
+            add_cooc(S, ctx_idx, ctx_w, table.nbr_idx, table.nbr_w, table.cooc_weight)
         rows = np.arange(len(pairs))
         for b in range(len(pairs)):  # seen items cannot be recommended
             ex = ctx_idx[b][ctx_idx[b] >= 0]

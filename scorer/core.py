@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from learner import ItemTable, Representation, TextEncoder, scores, top_k, user_vectors
+from learner import ItemTable, Representation, TextEncoder, add_cooc, scores, top_k, user_vectors
 from state import Interaction, UserState
 from stream import Event, Item
 
@@ -190,9 +190,12 @@ class Scorer:
     def _rank(self, states: Sequence[UserState], now: int, k: int
               ) -> list[tuple[np.ndarray, list[tuple[str, float]]]]:
         m = self._model
-        U = self._user_vectors(states, now)
+        U, hist_idx, hist_w = self._user_vectors(states, now)
         prior = m.rep.pop_prior(self._pop, now)
         S = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature)
+        t = m.table
+        if t.cooc_weight and t.nbr_idx is not None and t.nbr_w is not None:
+            add_cooc(S, hist_idx, hist_w, t.nbr_idx, t.nbr_w, t.cooc_weight)
         get = m.table._index.get  # hot loop: a bound method, not a call per item
         exclude = [[x for x in [get(i, -1) for i in st.seen] if x >= 0] for st in states]
         idx, sc = top_k(S, k, exclude, inplace=True)  # S is ours: no copy
@@ -202,7 +205,9 @@ class Scorer:
         return [(U[b], [(ids[j], s) for j, s in zip(idx_l[b], sc_l[b]) if s != neg_inf])
                 for b in range(len(states))]
 
-    def _user_vectors(self, states: Sequence[UserState], now: int) -> np.ndarray:
+    def _user_vectors(self, states: Sequence[UserState], now: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """User vectors, and the history rows and weights they were made of."""
         m, rep = self._model, self._model.rep
         H = max((len(s.history) for s in states), default=0)
         B, d = len(states), m.table.dim
@@ -226,7 +231,7 @@ class Scorer:
         if todo:
             self._comment_vectors(todo, extra, extra_w)
         assert m.table.context is not None
-        return user_vectors(idx, w, m.table.context, extra, extra_w)
+        return user_vectors(idx, w, m.table.context, extra, extra_w), idx, w
 
     def _comment_vectors(self, todo: list[tuple[int, float, str, str]],
                          extra: np.ndarray, extra_w: np.ndarray) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from learner import (ItemTable, Learner, LearnerConfig, LearnerConfigError, Representation,
-                     RollingWindow, TextEncoder)
+                     RollingWindow, TextEncoder, load_artifact, write_artifact)
 from stream import Event
 from stream.synthetic import VOCAB
 
@@ -70,7 +70,7 @@ def test_item_residuals_learn_co_engagement_without_lora(setup) -> None:
 def test_gate_rejects_a_useless_candidate(setup) -> None:
     texts, events, enc, table = setup
     # learning rate zero: the candidate equals the current version, so it is not better
-    cfg = LearnerConfig(min_pairs=16, lr_lora=0.0, lr_items=0.0, drift=None, epochs=1)
+    cfg = LearnerConfig(min_pairs=16, lr_lora=0.0, lr_items=0.0, drift=None, epochs=1, cooc_neighbours=0)
     ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, enc)
     ln.observe_many(events)
     res = ln.train("test")
@@ -141,3 +141,36 @@ def test_adapters_train_on_every_nth_training_and_on_drift(setup) -> None:
     assert second["adapter_update"] in ("kept", "dropped") and second["lora_steps"] == 2
     third = ln.train("drift").metrics  # a drift trigger always refits the adapters
     assert third["lora_steps"] == 2
+
+
+def test_co_engagement_neighbours_ship_with_a_weight_picked_on_validation(setup, tmp_path) -> None:
+    texts, events, _, table = setup
+    # nothing trainable moves (lr 0): only the mined co-engagement can lift validation
+    cfg = LearnerConfig(min_pairs=16, use_lora=False, lr_items=0.0, epochs=1, drift=None)
+    ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, None)
+    ln.observe_many(events)
+    res = ln.train("test")
+    m = res.metrics
+    assert m["cooc_weight"] > 0 and res.accepted, m
+    assert m["val_hr_candidate"] > m["val_hr_items_only"]
+    t = res.table
+    assert t.nbr_idx is not None and t.nbr_idx.shape == (len(t.item_ids), cfg.cooc_neighbours)
+    # it travels in the artifact
+    rec = write_artifact(str(tmp_path), "v1", {}, None, t, "tiny", res.window, m)
+    back = load_artifact(rec).items
+    assert back.cooc_weight == t.cooc_weight
+    assert np.array_equal(back.nbr_idx, t.nbr_idx) and np.array_equal(back.nbr_w, t.nbr_w)
+    # the scorer uses it: after a football item, the neighbours (cooking items) rank first
+    from scorer import Scorer, ScorerConfig, ServingModel
+
+    rep0 = Representation(pop_weight=0.0)
+    plain = Scorer(ScorerConfig(top_k=10), ServingModel("v0", t.with_cooc(None, None, 0.0), rep0))
+    mined = Scorer(ScorerConfig(top_k=10), ServingModel("v1", t, rep0))
+    ev = [Event("x1", "like", "new-user", "football-0", events[-1].ts + 1)]
+    share = [sum(r["item_id"].startswith("cooking") for r in s.learn_many(ev, {}).recs[0]["items"])
+             for s in (plain, mined)]
+    assert share[1] > share[0], share
+    off = LearnerConfig(min_pairs=16, use_lora=False, lr_items=0.0, epochs=1, drift=None, cooc_neighbours=0)
+    ln0 = Learner(off, Representation(pop_weight=0.0), table, texts, None)
+    ln0.observe_many(events)
+    assert ln0.train("test").metrics["cooc_weight"] == 0.0
