@@ -342,7 +342,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--train-every", type=int, default=None, help="events between trainings")
     p.add_argument("--lora-every", type=int, default=None,
                    help="fine-tune the adapters on every n-th training (and on drift); the item "
-                        "parts train every time (default LEARNER_LORA_EVERY or 1)")
+                        "parts train every time (default LEARNER_LORA_EVERY or 5)")
     p.add_argument("--drift", choices=("adwin", "page_hinkley", "none"), default=None,
                    help="the learner's drift trigger (default: the settings', adwin)")
     p.add_argument("--window", type=int, default=None,

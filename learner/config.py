@@ -24,7 +24,7 @@ class LearnerConfig:
 
     window_events: int = 4096
     window_ms: int | None = None
-    train_every: int = 2000
+    train_every: int = 1000
     min_pairs: int = 128
     drift: str | None = "adwin"
     drift_cooldown: int = 500
@@ -32,7 +32,7 @@ class LearnerConfig:
     epochs: int = 2
     max_steps: int = 64
     item_max_steps: int = 512
-    lora_every: int = 1
+    lora_every: int = 5
     cooc_neighbours: int = 50
     cooc_history: int = 50
     cooc_weights: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
