@@ -64,12 +64,15 @@ def matmul_rate(batch: int, n_items: int, dim: int, repeat: int = 5) -> dict[str
     return {"gflops": round(gflops, 1), "bound_events_per_s": round(batch / best, 0)}
 
 
-def _scorer(n_items: int, dim: int, seed: int = 0) -> Any:
+def _scorer(n_items: int, dim: int, seed: int = 0, cooc: int = 50) -> Any:
     from learner import ItemTable, Representation
     from scorer import Scorer, ScorerConfig, ServingModel
 
     rng = np.random.default_rng(seed)
     table = ItemTable.from_text([f"i{j}" for j in range(n_items)], _unit(rng, n_items, dim))
+    if cooc:  # as served after a training: co-engagement neighbours in the score
+        nbr = rng.integers(0, n_items, (n_items, cooc)).astype(np.int32)
+        table = table.with_cooc(nbr, rng.random((n_items, cooc)).astype(np.float32), 2.0)
     return Scorer(ScorerConfig(), ServingModel("base", table, Representation(), None,
                                                {"base_model": "bench", "version": "base"}))
 
@@ -100,6 +103,7 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
     bound = matmul_rate(batch, n_items, dim)
     eps = applied / wall
     return {"bench": "scorer", "items": n_items, "dim": dim, "users": n_users, "events": applied,
+            "cooc_neighbours": 50,
             "batch": batch, "events_per_s": round(eps, 0),
             "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 2),
             "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 2),
@@ -130,7 +134,8 @@ def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_e
     for v in range(swaps):
         r = np.random.default_rng(v)
         table = ItemTable(list(base.item_ids), base.text, 0.01 * _unit(r, n_items, dim),
-                          r.standard_normal(n_items).astype(np.float32) * 0.01, base.context)
+                          r.standard_normal(n_items).astype(np.float32) * 0.01, base.context,
+                          base.nbr_idx, base.nbr_w, base.cooc_weight)
         records.append(write_artifact(store, f"v{v + 1}", {}, None, table, "bench",
                                       {"from_ts": 0, "to_ts": 0, "n_events": 0}, {}))
     n_batches = -(-n_events // batch)
