@@ -87,6 +87,7 @@ class KafkaSource:
         self._start_offsets = start_offsets
         self._on_assign = on_assign
         self._default_offset = default_offset
+        self._to_commit: dict[tuple[str, int], int] = {}
         opts: dict[str, Any] = dict(bootstrap_servers=bootstrap.split(","), group_id=group,
                                     client_id=client_id, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=1000,
@@ -143,13 +144,38 @@ class KafkaSource:
         return out
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit the group's offsets without waiting for the coordinator (they are a hint
+        for monitoring and for consumers without state: the scorer's source of truth is the
+        offsets stored with its state); :meth:`close` commits the latest ones and waits."""
         if not offsets or self.group is None:
             return
+        self._to_commit.update(offsets)
+        with map_kafka_errors(self.bootstrap, "commit"):
+            self._c.commit_async(self._offsets(offsets), callback=self._committed)
+
+    @staticmethod
+    def _offsets(offsets: Mapping[tuple[str, int], int]) -> dict[Any, Any]:
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        with map_kafka_errors(self.bootstrap, "commit"):
-            self._c.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+        return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+
+    def _committed(self, offsets: Any, response: Any) -> None:
+        if isinstance(response, Exception):
+            log.warning("group offset commit failed (the next one supersedes it): %r", response)
+
+    def commit_sync(self) -> None:
+        """Commit the latest offsets given to :meth:`commit` and wait for the coordinator."""
+        if not self._to_commit or self.group is None:
+            return
+        mine = set(self.assignment())
+        offs = {tp: o for tp, o in self._to_commit.items() if tp in mine}
+        if offs:
+            with map_kafka_errors(self.bootstrap, "commit"):
+                self._c.commit(self._offsets(offs))
+
+    def partition_count(self, topic: str) -> int:
+        return len(self._c.partitions_for_topic(topic) or ())
 
     def assignment(self) -> list[tuple[str, int]]:
         return sorted((tp.topic, tp.partition) for tp in self._c.assignment())
@@ -164,8 +190,40 @@ class KafkaSource:
             return sum(max(0, ends[tp] - self._c.position(tp)) for tp in tps)
 
     def close(self) -> None:
+        try:
+            self.commit_sync()
+        except Exception as exc:  # noqa: BLE001 - a hint only; the state holds the truth
+            log.warning("final group offset commit failed: %s", exc)
         with contextlib.suppress(Exception):
             self._c.close(autocommit=False)
+
+
+def _cached_partitioner() -> Any:
+    """kafka-python's default partitioner (murmur2 of the key, as the Java client) with a
+    memo of key -> partition: its murmur2 is pure Python, and a scorer sends to the same
+    users again and again."""
+    from kafka.partitioner.default import DefaultPartitioner
+
+    class CachedPartitioner(DefaultPartitioner):
+        def __init__(self) -> None:
+            self._memo: dict[tuple[str, bytes, int], int] = {}
+
+        def partition(self, topic, key, serialized_key, value, serialized_value, cluster):  # type: ignore[no-untyped-def]
+            if serialized_key is None:
+                return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+            parts = cluster.partitions_for_topic(topic)
+            if not parts:
+                return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+            k = (topic, bytes(serialized_key), len(parts))
+            p = self._memo.get(k)
+            if p is None or p not in parts:
+                p = super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+                if len(self._memo) >= 1_000_000:
+                    self._memo.clear()
+                self._memo[k] = p
+            return p
+
+    return CachedPartitioner()
 
 
 class KafkaSink:
@@ -178,7 +236,8 @@ class KafkaSink:
         self.bootstrap, self.timeout_s = bootstrap, timeout_s
         opts: dict[str, Any] = dict(bootstrap_servers=bootstrap.split(","), client_id=client_id,
                                     acks="all", linger_ms=2, retries=5, max_in_flight_requests_per_connection=1,
-                                    batch_size=256 * 1024, request_timeout_ms=int(timeout_s * 1000))
+                                    batch_size=256 * 1024, request_timeout_ms=int(timeout_s * 1000),
+                                    partitioner=_cached_partitioner())
         opts.update(config)
         with map_kafka_errors(bootstrap, "producer"):
             self._p = KafkaProducer(**opts)
