@@ -252,7 +252,7 @@ class AdapterWatcher:
         with map_kafka_errors(bootstrap, f"watch {topic}"):
             self._c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None,
                                     enable_auto_commit=False, client_id="driftrec-adapters",
-                                    fetch_max_wait_ms=10)
+                                    fetch_max_wait_ms=500)
             parts = self._c.partitions_for_topic(topic) or {0}
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
             self._c.assign(tps)

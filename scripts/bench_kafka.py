@@ -153,7 +153,9 @@ def main() -> int:
 
         arrivals: list[tuple[str, int, float]] = []
         stop = threading.Event()
-        c = KafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None, fetch_max_wait_ms=5,
+        # fetch_min_bytes=1: the broker answers a fetch as soon as an update is there; the
+        # max wait only bounds an empty long poll (short ones cost the 2 shared cores CPU)
+        c = KafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None, fetch_max_wait_ms=100,
                           fetch_min_bytes=1)
         tps = [TopicPartition(names.recs, q) for q in sorted(c.partitions_for_topic(names.recs) or {0})]
         c.assign(tps)

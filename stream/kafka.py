@@ -88,10 +88,13 @@ class KafkaSource:
         self._on_assign = on_assign
         self._default_offset = default_offset
         self._to_commit: dict[tuple[str, int], int] = {}
+        # fetch_min_bytes=1: the broker answers a fetch as soon as one record is there, so
+        # fetch_max_wait_ms only bounds an empty long poll; short ones cost CPU (an idle
+        # scorer used 19 % of a core with 20 ms, 5 % with 200 ms and the adapters at 500 ms)
         opts: dict[str, Any] = dict(bootstrap_servers=bootstrap.split(","), group_id=group,
                                     client_id=client_id, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=1000,
-                                    fetch_max_wait_ms=20, fetch_min_bytes=1,
+                                    fetch_max_wait_ms=200, fetch_min_bytes=1,
                                     session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
                                     max_poll_interval_ms=600_000, request_timeout_ms=30_000)
         opts.update(config)
