@@ -549,8 +549,9 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     worker = LearnerWorker(lrn, sink, s.artifact_dir, state, enc.base_model, names, on_result=on_result)
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
     # Training blocks polling for tens of seconds: a long session keeps the member in its group.
+    # its group offsets are where it resumes: commit every drained poll (async; sync on close)
     source = KafkaSource(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner",
-                         session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
+                         commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
     stop = stop or _Stop().flag
     last = last_status = time.monotonic()
     seen_at_status = 0
