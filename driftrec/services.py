@@ -304,7 +304,7 @@ class ScorerService:
 
         from learner import ItemTable
         from state import open_state
-        from stream.kafka import KafkaSink
+        from stream.kafka import AioKafkaBatchSink, KafkaSink
 
         from .factory import base_table, load_encoder, make_scorer
 
@@ -330,7 +330,12 @@ class ScorerService:
                                               background=True)
         self._load_current()
         self.swaps.on_swap = self._swapped
-        self.sink = KafkaSink(b)
+        # recs.updates and events.dlq: aiokafka's batch API (C-built record batches, ~5x less
+        # CPU per message than kafka-python's send); SCORER_PRODUCER=kafka-python switches back
+        if os.environ.get("SCORER_PRODUCER", "aiokafka") == "kafka-python":
+            self.sink: Any = KafkaSink(b)
+        else:
+            self.sink = AioKafkaBatchSink(b)
         self.worker = ScorerWorker(self.scorer, self.state, self.sink, names, self.swaps, group,
                                    cache_users=int(os.environ.get("SCORER_CACHE_USERS", "200000")))
         if metrics is not None:

@@ -72,8 +72,8 @@ def group_members(bootstrap: str, group: str) -> int:
         a.close()
 
 
-def start_scorer(env: dict[str, str], group: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "driftrec.cli", "scorer", "--group", group],
+def start_scorer(env: dict[str, str], group: str, runtime: str = "kafka") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "driftrec.cli", "scorer", "--group", group, "--runtime", runtime],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
@@ -98,6 +98,7 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--runtime", choices=["kafka", "faust"], default="kafka", help="the scorer's runtime")
     ap.add_argument("--scorers", type=int, default=1,
                     help="scorer processes in one consumer group (scale-out; default 1)")
     args = ap.parse_args()
@@ -134,7 +135,7 @@ def main() -> int:
     sink.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in s.items])
     st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False)
     out["replay_backlog_per_s"] = round(st.rate)
-    procs = [start_scorer(env, "bench") for _ in range(args.scorers)]
+    procs = [start_scorer(env, "bench", args.runtime) for _ in range(args.scorers)]
     p = procs[0]
     try:
         if args.scorers > 1:  # measure from when every member has joined (use a large --events)

@@ -269,6 +269,106 @@ class KafkaSink:
             self._p.close(timeout=5)
 
 
+class AioKafkaBatchSink:
+    """An :class:`~stream.ports.EventSink` with the same contract as :class:`KafkaSink`
+    (``send_many`` returns once the broker acknowledged every message, ``acks=all``; raises
+    :class:`StreamUnavailable` otherwise) that hands each partition's messages to
+    aiokafka's batch API: the record batch is built in C, ~7 us of CPU per message
+    against ~40 us for kafka-python's ``send``. Keys go to the same partitions as with
+    kafka-python and the Java client (murmur2). aiokafka runs on its own event loop in a
+    daemon thread; ``send_many`` blocks the caller until the acknowledgements are in.
+    """
+
+    def __init__(self, bootstrap: str, timeout_s: float = 30.0, client_id: str = "driftrec",
+                 max_batch_bytes: int = 1 << 20) -> None:
+        import asyncio
+        import threading
+
+        from aiokafka import AIOKafkaProducer
+
+        self.bootstrap, self.timeout_s = bootstrap, timeout_s
+        self._partitioner = _cached_partitioner()
+        self._parts: dict[str, list[int]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="driftrec-sink", daemon=True)
+        self._thread.start()
+
+        async def start() -> Any:
+            p = AIOKafkaProducer(bootstrap_servers=bootstrap.split(","), client_id=client_id, acks="all",
+                                 linger_ms=0, max_batch_size=max_batch_bytes,
+                                 request_timeout_ms=int(timeout_s * 1000), enable_idempotence=False)
+            await p.start()
+            return p
+
+        try:
+            self._p = self._run(start(), "producer")
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            raise
+
+    def _run(self, coro: Any, what: str) -> Any:
+        import asyncio
+        import concurrent.futures
+
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return fut.result(self.timeout_s + 5)
+        except concurrent.futures.TimeoutError as exc:
+            fut.cancel()
+            raise StreamUnavailable(f"Kafka at {self.bootstrap} did not answer in time ({what})") from exc
+        except StreamUnavailable:
+            raise
+        except Exception as exc:  # aiokafka's errors (connection, timeouts, broker errors)
+            raise StreamUnavailable(f"Kafka at {self.bootstrap} failed ({what}): {exc!r}") from exc
+
+    async def _partitions(self, topic: str) -> list[int]:
+        parts = self._parts.get(topic)
+        if parts is None:
+            parts = self._parts[topic] = sorted(await self._p.partitions_for(topic))
+        return parts
+
+    async def _send(self, messages: Sequence[Message]) -> None:
+        import asyncio
+        import random
+
+        from kafka.partitioner.default import murmur2
+
+        memo = self._partitioner._memo
+        batches: dict[tuple[str, int], list[Any]] = {}
+        for m in messages:
+            parts = await self._partitions(m.topic)
+            if m.key is None:
+                q = random.choice(parts)
+            else:
+                k = (m.topic, m.key, len(parts))
+                q = memo.get(k)
+                if q is None:
+                    q = memo[k] = parts[(murmur2(m.key) & 0x7FFFFFFF) % len(parts)]
+            bs = batches.get((m.topic, q))
+            if bs is None:
+                bs = batches[(m.topic, q)] = [self._p.create_batch()]
+            headers = list(m.headers)
+            if bs[-1].append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
+                bs.append(self._p.create_batch())
+                if bs[-1].append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
+                    raise StreamConfigError(f"a {len(m.value)}-byte message does not fit a batch for {m.topic}")
+        futs = []
+        for (topic, q), bs in batches.items():
+            for b in bs:  # in order: aiokafka keeps one pending batch per partition
+                futs.append(await self._p.send_batch(b, topic, partition=q))
+        await asyncio.gather(*futs)
+
+    def send_many(self, messages: Sequence[Message]) -> None:
+        if messages:
+            self._run(self._send(messages), f"send {len(messages)} messages")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(self._p.stop(), "close")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
 def topic_configs(name: str, compacted: Iterable[str] = COMPACTED, dlq: str = DLQ,
                   retention_ms: int = RETENTION_MS) -> dict[str, str]:
     """The config of one topic: compaction for the latest-value-per-key topics, retention
