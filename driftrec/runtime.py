@@ -5,16 +5,31 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from learner import Learner, TrainResult, write_artifact
 from scorer import BatchResult, Scorer, SwapManager
-from state import StateStore, StateWrite
+from state import StateStore, StateWrite, UserState
 from stream import (DecodeCounts, Event, EventSink, EventSource, Item, Message, Record, dead_letter,
                     decode, decode_item, topics)
 
+try:  # C JSON encoder for recs.updates (one message per changed user per batch)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _orjson = None
+
 log = logging.getLogger("driftrec.runtime")
+
+
+def _rec_bytes(rec: Mapping[str, Any]) -> bytes:
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(rec)
+        except TypeError:  # what orjson refuses (a lone surrogate in an id), the stdlib writes
+            pass
+    return json.dumps(rec, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -80,23 +95,61 @@ class ScorerWorker:
 
     Records at offsets that the state already covers are skipped, so a restart after a
     crash neither loses nor double-applies an event.
+
+    ``cache_users`` > 0 keeps a write-through cache of that many user states (least
+    recently used out): a user's state is read from the store once, then served from the
+    cache, which is updated only after a successful state commit. That is only correct
+    while this worker is the only writer of its users, i.e. while it owns every partition
+    their events can arrive on: the caller turns it on with :meth:`set_cache_valid` after
+    each assignment it has checked (the cache is emptied on every assignment).
     """
 
     def __init__(self, scorer: Scorer, state: StateStore, sink: EventSink,
                  names: TopicNames = TopicNames(), swaps: SwapManager | None = None,
                  group: str = "scorer", clock: Callable[[], float] = time.time,
-                 on_batch: Callable[[BatchResult, float], None] | None = None) -> None:
+                 on_batch: Callable[[BatchResult, float], None] | None = None,
+                 cache_users: int = 0) -> None:
         self.scorer, self.state, self.sink, self.names = scorer, state, sink, names
         self.swaps, self.group, self.clock = swaps, group, clock
         self.stats = WorkerStats()
         self.on_batch = on_batch
         self._committed = {k: v for k, v in state.offsets(group).items()}
+        self.cache_users = cache_users
+        self._cache: OrderedDict[str, UserState] = OrderedDict()
+        self._cache_on = False
 
     def start_offsets(self) -> dict[tuple[str, int], int]:
         """Where to resume: the offsets stored with the state, read afresh (another instance
-        may have advanced them before a partition moved here)."""
+        may have advanced them before a partition moved here). Called on every partition
+        assignment: the user cache is emptied and off until :meth:`set_cache_valid`."""
+        self._cache.clear()
+        self._cache_on = False
         self._committed = dict(self.state.offsets(self.group))
         return _positions(self._committed)
+
+    def set_cache_valid(self, valid: bool) -> None:
+        """Whether this worker is now the only writer of the users of its partitions."""
+        self._cache.clear()
+        self._cache_on = bool(valid) and self.cache_users > 0
+
+    def _get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+        if not self._cache_on:
+            return self.state.get_many(user_ids)
+        cache = self._cache
+        out = {u: cache[u] for u in user_ids if u in cache}
+        if len(out) < len(user_ids):
+            out.update(self.state.get_many([u for u in user_ids if u not in out]))
+        return out
+
+    def _cache_put(self, users: Mapping[str, UserState]) -> None:
+        if not self._cache_on:
+            return
+        cache = self._cache
+        for u, st in users.items():
+            cache[u] = st
+            cache.move_to_end(u)
+        while len(cache) > self.cache_users:
+            cache.popitem(last=False)
 
     def handle(self, records: Sequence[Record]) -> dict[tuple[str, int], int]:
         """Process one batch; returns the consumer offsets to commit."""
@@ -131,20 +184,20 @@ class ScorerWorker:
             if self.swaps is not None:
                 self.swaps.texts.update({i.item_id: i.text for i in items})
             st.items += len(items)
-        users = self.state.get_many(sorted({e.user_id for e in events}))
+        users = self._get_users(sorted({e.user_id for e in events}))
         result = self.scorer.learn_many(events, users)
         st.counts.processed += len(events) + n_items
         st.duplicates += result.duplicates
         now = int(self.clock() * 1000)
         for rec in result.recs:
             rec["emitted_ts"] = now
-            out.append(Message(self.names.recs, json.dumps(rec, separators=(",", ":")).encode(),
-                               rec["user_id"].encode()))
+            out.append(Message(self.names.recs, _rec_bytes(rec), rec["user_id"].encode()))
         if out:
             self.sink.send_many(out)
         if offsets or result.users:
             self.state.commit(StateWrite(result.users, result.item_pop, offsets, self.group))
             self._committed.update(offsets)
+            self._cache_put(result.users)
         st.recs += len(result.recs)
         st.batches += 1
         ms = (time.perf_counter() - t0) * 1000

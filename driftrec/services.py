@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
 from .settings import Settings
@@ -30,6 +30,10 @@ log = logging.getLogger("driftrec.services")
 
 SCORER_GROUP = "driftrec-scorer"
 STATUS_EVERY_S = 10.0
+#: How often the scorer looks for adapter announcements (between two batches).
+ADAPTER_POLL_S = 0.1
+#: The services' micro-batch limit (SCORER_BATCH_SIZE overrides; the core's default is 256).
+SERVICE_BATCH_SIZE = 4096
 LEARNER_GROUP = "driftrec-learner"
 
 
@@ -57,7 +61,23 @@ def _settings(args: argparse.Namespace) -> Settings:
     if "SCORER_COMMENTS" not in os.environ:
         # a service keeps comment encoding off its hot path (the core's default is sync)
         s = dataclasses.replace(s, scorer=dataclasses.replace(s.scorer, comments="async"))
+    if not os.environ.get("SCORER_BATCH_SIZE"):
+        # a poll returns what is there, up to this: small batches when live, large ones
+        # (a user's events coalesced, fixed costs shared) when there is a backlog
+        s = dataclasses.replace(s, scorer=dataclasses.replace(s.scorer, batch_size=SERVICE_BATCH_SIZE))
     return s
+
+
+def tune_gc() -> None:
+    """For a long-running service process: move everything loaded at start (torch,
+    transformers, the catalog) out of the collector's sight and collect the young
+    generation less often. A batch allocates tens of thousands of small containers,
+    and with the default thresholds each full collection walked the whole heap."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -232,7 +252,7 @@ class AdapterWatcher:
         with map_kafka_errors(bootstrap, f"watch {topic}"):
             self._c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None,
                                     enable_auto_commit=False, client_id="driftrec-adapters",
-                                    fetch_max_wait_ms=10)
+                                    fetch_max_wait_ms=500)
             parts = self._c.partitions_for_topic(topic) or {0}
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
             self._c.assign(tps)
@@ -284,7 +304,7 @@ class ScorerService:
 
         from learner import ItemTable
         from state import open_state
-        from stream.kafka import KafkaSink
+        from stream.kafka import AioKafkaBatchSink, KafkaSink
 
         from .factory import base_table, load_encoder, make_scorer
 
@@ -295,6 +315,7 @@ class ScorerService:
         self.state = open_state(settings.state_url)
         stored = self.state.offsets(group)
         self.watcher = AdapterWatcher(b, names.adapters)
+        self._next_watch = 0.0
         # The catalog: the items topic is compacted, i.e. a table; start with all of it.
         # Item records consumed later (at or past the stored offsets) update it live.
         items = load_catalog(b, names.items)
@@ -309,8 +330,14 @@ class ScorerService:
                                               background=True)
         self._load_current()
         self.swaps.on_swap = self._swapped
-        self.sink = KafkaSink(b)
-        self.worker = ScorerWorker(self.scorer, self.state, self.sink, names, self.swaps, group)
+        # recs.updates and events.dlq: aiokafka's batch API (C-built record batches, ~5x less
+        # CPU per message than kafka-python's send); SCORER_PRODUCER=kafka-python switches back
+        if os.environ.get("SCORER_PRODUCER", "aiokafka") == "kafka-python":
+            self.sink: Any = KafkaSink(b)
+        else:
+            self.sink = AioKafkaBatchSink(b)
+        self.worker = ScorerWorker(self.scorer, self.state, self.sink, names, self.swaps, group,
+                                   cache_users=int(os.environ.get("SCORER_CACHE_USERS", "200000")))
         if metrics is not None:
             metrics.set_version(self.scorer.version)
         log.info("scorer ready: %d items, version %s, resuming at %s", len(items), self.scorer.version,
@@ -347,13 +374,21 @@ class ScorerService:
         return offs
 
     def between_batches(self) -> None:
+        now = time.monotonic()
+        # each poll of the announcements consumer costs CPU (kafka-python); 10 a second
+        # is plenty for a hot-swap, which happens between two batches either way
+        if now >= self._next_watch:
+            self._next_watch = now + ADAPTER_POLL_S
+            self._announcements()
+        self.swaps.maybe_swap()
+
+    def _announcements(self) -> None:
         for rec in self.watcher.poll(0):
             log.info("announcement of %s; preparing it", rec.get("version"))
             n_rej = len(self.swaps.rejected)
             self.swaps.submit(rec)
             if self.metrics is not None and len(self.swaps.rejected) > n_rej:
                 self.metrics.swaps_rejected.inc()
-        self.swaps.maybe_swap()
 
     def summary(self) -> dict[str, Any]:
         st = self.worker.stats
@@ -389,6 +424,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         from stream.faust_app import run_faust_scorer
 
         svc = ScorerService(s, args.group, metrics)
+        tune_gc()
         try:
             run_faust_scorer(svc, s.kafka_bootstrap, svc.names, args.group, s.scorer.batch_size,
                              s.scorer.batch_ms, exit_when_idle=args.exit_when_idle)
@@ -396,21 +432,49 @@ def cmd_scorer(args: argparse.Namespace) -> int:
             print("\n" + json.dumps(svc.summary()), flush=True)  # own line (faust's terminal codes)
             svc.close()
         return 0
-    run_scorer(s, args.group, metrics, args.exit_when_idle, args.max_seconds)
+    run_scorer(s, args.group, metrics, args.exit_when_idle, args.max_seconds, own_process=True)
     return 0
 
 
+def owns_its_users(assigned: list[tuple[str, int]], event_topics: Sequence[str],
+                   partition_count: Callable[[str], int]) -> bool:
+    """Whether an assignment makes this scorer the only writer of its users: the event
+    topics have one partition count (a user's key maps to the same partition number on
+    each) and the same partition numbers of each are assigned here.
+
+    >>> owns_its_users([("c", 0), ("l", 0), ("i", 1)], ["c", "l"], lambda t: 3)
+    True
+    >>> owns_its_users([("c", 0), ("l", 1)], ["c", "l"], lambda t: 3)
+    False
+    >>> owns_its_users([("c", 0), ("l", 0)], ["c", "l"], {"c": 3, "l": 6}.get)
+    False
+    """
+    parts = {t: frozenset(p for tt, p in assigned if tt == t) for t in event_topics}
+    if len({partition_count(t) for t in event_topics}) != 1:
+        return False
+    return len(set(parts.values())) == 1
+
+
 def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit_when_idle: float = 0.0,
-               max_seconds: float = 0.0, stop: threading.Event | None = None) -> dict[str, Any]:
+               max_seconds: float = 0.0, stop: threading.Event | None = None,
+               own_process: bool = False) -> dict[str, Any]:
     """The kafka-python runtime: poll a micro-batch, ``ScorerWorker.run_once``, repeat.
-    Returns the run's summary (also printed as one JSON line)."""
+    Returns the run's summary (also printed as one JSON line). ``own_process``: the
+    process is this service's (the CLI), so it may tune the garbage collector."""
     from stream.kafka import KafkaSource
 
     svc = ScorerService(s, group, metrics)
+    if own_process:
+        tune_gc()
     names = svc.names
     stop = stop or _Stop().flag
+    source: Any = None
+
+    def assigned(tps: list[tuple[str, int]]) -> None:
+        svc.worker.set_cache_valid(owns_its_users(tps, names.events, source.partition_count))
+
     source = KafkaSource(s.kafka_bootstrap, [*names.events, names.items], group,
-                         start_offsets=svc.start_offsets, default_offset=0,
+                         start_offsets=svc.start_offsets, on_assign=assigned, default_offset=0,
                          client_id=f"driftrec-scorer-{group}")
     t_start = last = last_status = time.monotonic()
     next_lag = 0.0
@@ -490,8 +554,9 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     worker = LearnerWorker(lrn, sink, s.artifact_dir, state, enc.base_model, names, on_result=on_result)
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
     # Training blocks polling for tens of seconds: a long session keeps the member in its group.
+    # its group offsets are where it resumes: commit every drained poll (async; sync on close)
     source = KafkaSource(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner",
-                         session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
+                         commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
     stop = stop or _Stop().flag
     last = last_status = time.monotonic()
     seen_at_status = 0

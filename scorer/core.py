@@ -5,6 +5,7 @@ Pure: no Kafka, Redis, environment or wall clock. The caller reads user state be
 """
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from state import Interaction, UserState
 from stream import Event, Item
 
 from .config import ScorerConfig
+
+_LN2 = math.log(2.0)  # as learner.model.LN2
 
 MAX_COMMENT_CHARS = 512
 
@@ -217,6 +220,17 @@ class Scorer:
         extra_w = np.zeros(B, np.float32)
         todo: list[tuple[int, float, str, str]] = []
         get = m.table._index.get
+        comments = m.encoder is not None and rep.comment_weight > 0 and self.config.comments != "off"
+        flat = _flat_weights(rep, states, now)
+        if flat is not None:  # every history at once: the same numbers, no per-user numpy calls
+            hist, rows, cols, wf = flat
+            idx[rows, cols] = [get(x.item_id, -1) for x in hist]
+            w[rows, cols] = wf
+            if comments:
+                rl = rows.tolist()
+                todo = [(rl[j], float(wf[j]) * rep.comment_weight, x.event_id, x.text)
+                        for j, x in enumerate(hist) if x.text]
+            states = ()  # done
         for b, st in enumerate(states):
             h = st.history
             if not h:
@@ -224,7 +238,7 @@ class Scorer:
             wb = rep.weights([x.type for x in h], [x.ts for x in h], now)
             idx[b, : len(h)] = [get(x.item_id, -1) for x in h]
             w[b, : len(h)] = wb
-            if m.encoder is not None and rep.comment_weight > 0 and self.config.comments != "off":
+            if comments:
                 for x, wx in zip(h, wb):
                     if x.text:
                         todo.append((b, float(wx) * rep.comment_weight, x.event_id, x.text))
@@ -300,6 +314,36 @@ class _CommentWorker:
                 logging.getLogger("driftrec.scorer").exception("comment encoding failed")
             finally:
                 self._pending.difference_update(batch)
+
+
+def _flat_weights(rep: Representation, states: Sequence[UserState], now: int
+                  ) -> tuple[list[Interaction], np.ndarray, np.ndarray, np.ndarray] | None:
+    """:meth:`Representation.weights` of every user's history in one pass over the
+    concatenated histories: ``(interactions, rows, cols, weights)``, or ``None`` where the
+    caller must ask ``rep.weights`` per user: a representation whose ``weights`` is not
+    the stock one, or a result that differs from it on the first history (checked every
+    batch, so a change to the formula can only make the scorer slower, never different).
+    The arithmetic is that of ``Representation.weights``, element by element.
+    """
+    if type(rep).weights is not Representation.weights or len(states) < 2:
+        return None
+    lens = [len(s.history) for s in states]
+    hist = [x for s in states for x in s.history]
+    if not hist:
+        return None
+    n = np.asarray(lens, np.int64)
+    rows = np.repeat(np.arange(len(states)), n)
+    cols = np.arange(len(hist)) - np.repeat(np.cumsum(n) - n, n)
+    tww = rep.type_weights
+    tw = np.array([tww.get(x.type, 1.0) for x in hist], np.float64)
+    age = np.maximum(0, now - np.asarray([x.ts for x in hist], np.float64))
+    pos = rep.position_decay ** (np.repeat(n, n) - 1 - cols).astype(np.float64)
+    wf = (tw * np.exp(-_LN2 * age / rep.half_life_ms) * pos).astype(np.float32)
+    b0 = next(b for b, k in enumerate(lens) if k)
+    h0 = states[b0].history
+    if not np.array_equal(wf[: len(h0)], rep.weights([x.type for x in h0], [x.ts for x in h0], now)):
+        return None
+    return hist, rows, cols, wf
 
 
 def _copy(st: UserState) -> UserState:

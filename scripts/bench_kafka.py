@@ -58,8 +58,22 @@ def covered(store, group: str, names) -> int:
     return sum(v for k, v in store.offsets(group).items() if not k.startswith(names.items + ":"))
 
 
-def start_scorer(env: dict[str, str], group: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "driftrec.cli", "scorer", "--group", group],
+def group_members(bootstrap: str, group: str) -> int:
+    """Members of a stable consumer group (0 while it rebalances or cannot be described)."""
+    from kafka.admin import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        d = a.describe_groups([group])[group]
+        return len(d.get("members") or []) if d.get("group_state") == "Stable" else 0
+    except Exception:  # noqa: BLE001 - a progress probe
+        return 0
+    finally:
+        a.close()
+
+
+def start_scorer(env: dict[str, str], group: str, runtime: str = "kafka") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "driftrec.cli", "scorer", "--group", group, "--runtime", runtime],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
@@ -84,6 +98,9 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--runtime", choices=["kafka", "faust"], default="kafka", help="the scorer's runtime")
+    ap.add_argument("--scorers", type=int, default=1,
+                    help="scorer processes in one consumer group (scale-out; default 1)")
     args = ap.parse_args()
 
     from driftrec.runtime import TopicNames
@@ -99,7 +116,8 @@ def main() -> int:
     n_lat = int(args.rate * args.seconds)
     s = generate("abrupt", n_events=args.events + n_lat, n_users=args.users, n_items=args.items, seed=7)
     backlog, live = s.events[: args.events], s.events[args.events:]
-    out: dict = {"broker": args.bootstrap, "partitions": args.partitions, "model": args.model or "bundled MiniLM"}
+    out: dict = {"broker": args.bootstrap, "partitions": args.partitions, "scorers": args.scorers,
+                 "model": args.model or "bundled MiniLM"}
 
     # 1. raw rates
     raw_topic = f"{prefix}.raw"
@@ -117,8 +135,12 @@ def main() -> int:
     sink.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in s.items])
     st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False)
     out["replay_backlog_per_s"] = round(st.rate)
-    p = start_scorer(env, "bench")
+    procs = [start_scorer(env, "bench", args.runtime) for _ in range(args.scorers)]
+    p = procs[0]
     try:
+        if args.scorers > 1:  # measure from when every member has joined (use a large --events)
+            wait_for(lambda: group_members(args.bootstrap, "bench") >= args.scorers
+                     or any(q.poll() is not None for q in procs), 300)
         wait_for(lambda: covered(store, "bench", names) > 0 or p.poll() is not None, 300)
         t0 = time.perf_counter()
         c0 = covered(store, "bench", names)
@@ -132,7 +154,9 @@ def main() -> int:
 
         arrivals: list[tuple[str, int, float]] = []
         stop = threading.Event()
-        c = KafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None, fetch_max_wait_ms=5,
+        # fetch_min_bytes=1: the broker answers a fetch as soon as an update is there; the
+        # max wait only bounds an empty long poll (short ones cost the 2 shared cores CPU)
+        c = KafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None, fetch_max_wait_ms=100,
                           fetch_min_bytes=1)
         tps = [TopicPartition(names.recs, q) for q in sorted(c.partitions_for_topic(names.recs) or {0})]
         c.assign(tps)
@@ -165,11 +189,13 @@ def main() -> int:
                          "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
                          "latency_ms_max": round(float(lat.max()), 1) if lat.size else None}
     finally:
-        p.terminate()
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        for q in procs:
+            q.terminate()
+        for q in procs:
+            try:
+                q.wait(20)
+            except subprocess.TimeoutExpired:
+                q.kill()
         sink.close()
         store.drop()
         try:

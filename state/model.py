@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple, NewType
 
 import numpy as np
+
+try:  # C JSON codec; its output for these dicts (strings, ints) is byte-identical to json.dumps
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _orjson = None
 
 UserId = NewType("UserId", str)
 ItemId = NewType("ItemId", str)
@@ -14,6 +20,9 @@ ItemId = NewType("ItemId", str)
 #: How many interactions of a user are kept (the user vector is derived from them).
 DEFAULT_HISTORY = 50
 MAX_STORED_TEXT = 512
+
+
+_event_id_of = operator.itemgetter(0)  # Interaction.event_id, at C speed
 
 
 class Interaction(NamedTuple):
@@ -44,21 +53,36 @@ class UserState:
     seen: list[str] = field(default_factory=list)
 
     def has_event(self, event_id: str) -> bool:
-        return event_id == self.last_event_id or any(h.event_id == event_id for h in self.history)
+        return event_id == self.last_event_id or event_id in map(_event_id_of, self.history)
 
     # --- serialisation: JSON for the small parts, float32 bytes for the vector ---------
+    def _meta(self) -> dict[str, Any]:
+        return {"h": [list(h) for h in self.history], "ver": self.version, "k": self.topk, "n": self.n_events,
+                "last": self.last_event_id, "s": self.seen}
+
+    def meta_bytes(self) -> bytes:
+        """The JSON of everything but the vector, UTF-8 (what the Redis backend stores)."""
+        if _orjson is not None:
+            try:
+                return _orjson.dumps(self._meta())
+            except TypeError:  # e.g. a lone surrogate in a comment: the stdlib path decides
+                pass
+        return self.meta_json().encode()
+
     def meta_json(self) -> str:
-        return json.dumps({"h": [list(h) for h in self.history], "ver": self.version,
-                           "k": self.topk, "n": self.n_events, "last": self.last_event_id,
-                           "s": self.seen},
-                          separators=(",", ":"), ensure_ascii=False)
+        if _orjson is not None:
+            try:
+                return _orjson.dumps(self._meta()).decode()
+            except TypeError:
+                pass
+        return json.dumps(self._meta(), separators=(",", ":"), ensure_ascii=False)
 
     def vector_bytes(self) -> bytes:
         return b"" if self.vector is None else np.asarray(self.vector, np.float32).tobytes()
 
     @classmethod
     def from_parts(cls, user_id: str, meta: str | bytes, vec: bytes | None) -> "UserState":
-        d = json.loads(meta)
+        d = _loads(meta)
         return cls(user_id, [Interaction(*h) for h in d["h"]],
                    np.frombuffer(vec, np.float32).copy() if vec else None,
                    d.get("ver", ""), list(d.get("k", [])), int(d.get("n", 0)), d.get("last", ""), list(d.get("s", [])))
@@ -73,6 +97,15 @@ class UserState:
     def same_as(self, other: "UserState") -> bool:
         """Equal content (vectors compared bit for bit as float32)."""
         return self.meta_json() == other.meta_json() and self.vector_bytes() == other.vector_bytes()
+
+
+def _loads(meta: str | bytes) -> Any:
+    if _orjson is not None:
+        try:
+            return _orjson.loads(meta)
+        except _orjson.JSONDecodeError:  # whatever orjson refuses, the stdlib parser decides
+            pass
+    return json.loads(meta)
 
 
 @dataclass

@@ -116,7 +116,7 @@ class RedisStateStore:
         with map_redis_errors(self.where):
             pipe = self._r.pipeline(transaction=True)
             if write.users:
-                pipe.hset(self._k_meta, mapping={u: s.meta_json() for u, s in write.users.items()})
+                pipe.hset(self._k_meta, mapping={u: s.meta_bytes() for u, s in write.users.items()})
                 pipe.hset(self._k_vec, mapping={u: s.vector_bytes() for u, s in write.users.items()})
             if write.item_pop:
                 pipe.hset(self._k_pop, mapping={i: repr(float(v)) for i, v in write.item_pop.items()})

@@ -74,12 +74,14 @@ class KafkaSource:
     on_assign : called with the assigned ``(topic, partition)`` pairs, after seeking
     default_offset : where partitions that ``start_offsets`` does not name start (``None``:
         the group's committed offset; ``0``: the beginning, for a state-driven consumer)
+    commit_interval_s : how often :meth:`commit` sends the group's offsets (asynchronously)
     """
 
     def __init__(self, bootstrap: str, topics: Sequence[str], group: str | None,
                  start_offsets: Callable[[], Mapping[tuple[str, int], int]] | None = None,
                  on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
-                 default_offset: int | None = None, client_id: str = "driftrec", **config: Any) -> None:
+                 default_offset: int | None = None, client_id: str = "driftrec",
+                 commit_interval_s: float = 1.0, **config: Any) -> None:
         from kafka import KafkaConsumer
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
@@ -87,10 +89,16 @@ class KafkaSource:
         self._start_offsets = start_offsets
         self._on_assign = on_assign
         self._default_offset = default_offset
+        self._to_commit: dict[tuple[str, int], int] = {}
+        self.commit_interval_s = commit_interval_s
+        self._next_commit = 0.0
+        # fetch_min_bytes=1: the broker answers a fetch as soon as one record is there, so
+        # fetch_max_wait_ms only bounds an empty long poll; short ones cost CPU (an idle
+        # scorer used 19 % of a core with 20 ms, 5 % with 200 ms and the adapters at 500 ms)
         opts: dict[str, Any] = dict(bootstrap_servers=bootstrap.split(","), group_id=group,
                                     client_id=client_id, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=1000,
-                                    fetch_max_wait_ms=20, fetch_min_bytes=1,
+                                    fetch_max_wait_ms=200, fetch_min_bytes=1,
                                     session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
                                     max_poll_interval_ms=600_000, request_timeout_ms=30_000)
         opts.update(config)
@@ -143,13 +151,43 @@ class KafkaSource:
         return out
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit the group's offsets without waiting for the coordinator, at most every
+        ``commit_interval_s`` (they are a hint for monitoring and lag: the scorer's source
+        of truth is the offsets stored with its state); :meth:`close` commits the latest
+        ones and waits."""
         if not offsets or self.group is None:
             return
+        self._to_commit.update(offsets)
+        now = time.monotonic()
+        if now < self._next_commit:
+            return
+        self._next_commit = now + self.commit_interval_s
+        with map_kafka_errors(self.bootstrap, "commit"):
+            self._c.commit_async(self._offsets(self._to_commit), callback=self._committed)
+
+    @staticmethod
+    def _offsets(offsets: Mapping[tuple[str, int], int]) -> dict[Any, Any]:
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        with map_kafka_errors(self.bootstrap, "commit"):
-            self._c.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+        return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+
+    def _committed(self, offsets: Any, response: Any) -> None:
+        if isinstance(response, Exception):
+            log.warning("group offset commit failed (the next one supersedes it): %r", response)
+
+    def commit_sync(self) -> None:
+        """Commit the latest offsets given to :meth:`commit` and wait for the coordinator."""
+        if not self._to_commit or self.group is None:
+            return
+        mine = set(self.assignment())
+        offs = {tp: o for tp, o in self._to_commit.items() if tp in mine}
+        if offs:
+            with map_kafka_errors(self.bootstrap, "commit"):
+                self._c.commit(self._offsets(offs))
+
+    def partition_count(self, topic: str) -> int:
+        return len(self._c.partitions_for_topic(topic) or ())
 
     def assignment(self) -> list[tuple[str, int]]:
         return sorted((tp.topic, tp.partition) for tp in self._c.assignment())
@@ -164,8 +202,40 @@ class KafkaSource:
             return sum(max(0, ends[tp] - self._c.position(tp)) for tp in tps)
 
     def close(self) -> None:
+        try:
+            self.commit_sync()
+        except Exception as exc:  # noqa: BLE001 - a hint only; the state holds the truth
+            log.warning("final group offset commit failed: %s", exc)
         with contextlib.suppress(Exception):
             self._c.close(autocommit=False)
+
+
+def _cached_partitioner() -> Any:
+    """kafka-python's default partitioner (murmur2 of the key, as the Java client) with a
+    memo of key -> partition: its murmur2 is pure Python, and a scorer sends to the same
+    users again and again."""
+    from kafka.partitioner.default import DefaultPartitioner
+
+    class CachedPartitioner(DefaultPartitioner):
+        def __init__(self) -> None:
+            self._memo: dict[tuple[str, bytes, int], int] = {}
+
+        def partition(self, topic, key, serialized_key, value, serialized_value, cluster):  # type: ignore[no-untyped-def]
+            if serialized_key is None:
+                return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+            parts = cluster.partitions_for_topic(topic)
+            if not parts:
+                return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+            k = (topic, bytes(serialized_key), len(parts))
+            p = self._memo.get(k)
+            if p is None or p not in parts:
+                p = super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+                if len(self._memo) >= 1_000_000:
+                    self._memo.clear()
+                self._memo[k] = p
+            return p
+
+    return CachedPartitioner()
 
 
 class KafkaSink:
@@ -178,7 +248,8 @@ class KafkaSink:
         self.bootstrap, self.timeout_s = bootstrap, timeout_s
         opts: dict[str, Any] = dict(bootstrap_servers=bootstrap.split(","), client_id=client_id,
                                     acks="all", linger_ms=2, retries=5, max_in_flight_requests_per_connection=1,
-                                    batch_size=256 * 1024, request_timeout_ms=int(timeout_s * 1000))
+                                    batch_size=256 * 1024, request_timeout_ms=int(timeout_s * 1000),
+                                    partitioner=_cached_partitioner())
         opts.update(config)
         with map_kafka_errors(bootstrap, "producer"):
             self._p = KafkaProducer(**opts)
@@ -196,6 +267,106 @@ class KafkaSink:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._p.close(timeout=5)
+
+
+class AioKafkaBatchSink:
+    """An :class:`~stream.ports.EventSink` with the same contract as :class:`KafkaSink`
+    (``send_many`` returns once the broker acknowledged every message, ``acks=all``; raises
+    :class:`StreamUnavailable` otherwise) that hands each partition's messages to
+    aiokafka's batch API: the record batch is built in C, ~7 us of CPU per message
+    against ~40 us for kafka-python's ``send``. Keys go to the same partitions as with
+    kafka-python and the Java client (murmur2). aiokafka runs on its own event loop in a
+    daemon thread; ``send_many`` blocks the caller until the acknowledgements are in.
+    """
+
+    def __init__(self, bootstrap: str, timeout_s: float = 30.0, client_id: str = "driftrec",
+                 max_batch_bytes: int = 1 << 20) -> None:
+        import asyncio
+        import threading
+
+        from aiokafka import AIOKafkaProducer
+
+        self.bootstrap, self.timeout_s = bootstrap, timeout_s
+        self._partitioner = _cached_partitioner()
+        self._parts: dict[str, list[int]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="driftrec-sink", daemon=True)
+        self._thread.start()
+
+        async def start() -> Any:
+            p = AIOKafkaProducer(bootstrap_servers=bootstrap.split(","), client_id=client_id, acks="all",
+                                 linger_ms=0, max_batch_size=max_batch_bytes,
+                                 request_timeout_ms=int(timeout_s * 1000), enable_idempotence=False)
+            await p.start()
+            return p
+
+        try:
+            self._p = self._run(start(), "producer")
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            raise
+
+    def _run(self, coro: Any, what: str) -> Any:
+        import asyncio
+        import concurrent.futures
+
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return fut.result(self.timeout_s + 5)
+        except concurrent.futures.TimeoutError as exc:
+            fut.cancel()
+            raise StreamUnavailable(f"Kafka at {self.bootstrap} did not answer in time ({what})") from exc
+        except StreamUnavailable:
+            raise
+        except Exception as exc:  # aiokafka's errors (connection, timeouts, broker errors)
+            raise StreamUnavailable(f"Kafka at {self.bootstrap} failed ({what}): {exc!r}") from exc
+
+    async def _partitions(self, topic: str) -> list[int]:
+        parts = self._parts.get(topic)
+        if parts is None:
+            parts = self._parts[topic] = sorted(await self._p.partitions_for(topic))
+        return parts
+
+    async def _send(self, messages: Sequence[Message]) -> None:
+        import asyncio
+        import random
+
+        from kafka.partitioner.default import murmur2
+
+        memo = self._partitioner._memo
+        batches: dict[tuple[str, int], list[Any]] = {}
+        for m in messages:
+            parts = await self._partitions(m.topic)
+            if m.key is None:
+                q = random.choice(parts)
+            else:
+                k = (m.topic, m.key, len(parts))
+                q = memo.get(k)
+                if q is None:
+                    q = memo[k] = parts[(murmur2(m.key) & 0x7FFFFFFF) % len(parts)]
+            bs = batches.get((m.topic, q))
+            if bs is None:
+                bs = batches[(m.topic, q)] = [self._p.create_batch()]
+            headers = list(m.headers)
+            if bs[-1].append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
+                bs.append(self._p.create_batch())
+                if bs[-1].append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
+                    raise StreamConfigError(f"a {len(m.value)}-byte message does not fit a batch for {m.topic}")
+        futs = []
+        for (topic, q), bs in batches.items():
+            for b in bs:  # in order: aiokafka keeps one pending batch per partition
+                futs.append(await self._p.send_batch(b, topic, partition=q))
+        await asyncio.gather(*futs)
+
+    def send_many(self, messages: Sequence[Message]) -> None:
+        if messages:
+            self._run(self._send(messages), f"send {len(messages)} messages")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(self._p.stop(), "close")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
 
 
 def topic_configs(name: str, compacted: Iterable[str] = COMPACTED, dlq: str = DLQ,

@@ -351,3 +351,29 @@ def test_learner_service_trains_and_announces(settings, service_env, topics, sta
     assert registry == out["published"]
     for v in out["published"]:
         assert (Path(settings.artifact_dir) / v / "manifest.json").exists()
+
+
+def test_batch_sink_acks_keeps_headers_and_partitions_like_kafka_python(kafka_bootstrap, topics):
+    from stream.kafka import AioKafkaBatchSink, KafkaSink, read_topic
+
+    msgs = [Message(topics.recs, b"v%d" % i, b"user-%d" % (i % 37), (("reason", b"r%d" % i),) if i % 5 == 0 else ())
+            for i in range(300)]
+    a = AioKafkaBatchSink(kafka_bootstrap)
+    try:
+        a.send_many(msgs[:150])
+        a.send_many(msgs[150:])  # returns once acknowledged: everything is readable now
+    finally:
+        a.close()
+    k = KafkaSink(kafka_bootstrap)
+    k.send_many([Message(topics.dlq, m.value, m.key) for m in msgs])
+    k.close()
+    got, ref = read_topic(kafka_bootstrap, topics.recs), read_topic(kafka_bootstrap, topics.dlq)
+    assert sorted(r.value for r in got) == sorted(m.value for m in msgs)
+    assert {r.key: r.partition for r in got} == {r.key: r.partition for r in ref}  # same murmur2 placement
+    by_value = {r.value: r for r in got}
+    for m in msgs:
+        assert by_value[m.value].headers == m.headers
+    # per key, in send order
+    for key in {m.key for m in msgs}:
+        assert [r.value for r in sorted(got, key=lambda r: r.offset) if r.key == key] == \
+               [m.value for m in msgs if m.key == key]

@@ -100,3 +100,36 @@ def test_counts_reconcile() -> None:
         else:
             c.add_rejected(d)
     assert c.reconciled and c.processed == 2 and c.by_reason == {"bad_json": 1, "unknown_type": 1}
+
+
+TRICKY = [
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":NaN}',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":123456789012345678901234567890}',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":18446744073709551615}',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":1e3}',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5,"x":1.5,"y":{"a":[1,2]}}',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5,"big":1e400}',
+    b'{"event_id":"e1","type":"comment","user_id":"u","item_id":"i","ts":5,"text":"\\ud800 lone"}',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5,"user_id":"u2"}',
+    b'\xef\xbb\xbf{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5}',
+    b' {"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5}\n',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5} x',
+    b'{"event_id":"\xc3\xa9\xe2\x82\xac","type":"like","user_id":"u","item_id":"i","ts":5,"n":null,"b":true}',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5,"t":"\xed\xa0\x80"}',
+    b'"just a string"',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5,"deep":' + b'[' * 200 + b']' * 200 + b'}',
+]
+
+
+@pytest.mark.parametrize("data", [c for c, _ in CASES] + TRICKY)
+def test_fast_json_path_decides_exactly_as_the_stdlib(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stream.events as ev
+
+    fast = ev.decode(data)
+    monkeypatch.setattr(ev, "_orjson", None)
+    slow = ev.decode(data)
+    assert type(fast) is type(slow)
+    if isinstance(slow, Event):
+        assert fast == slow and fast.meta == slow.meta and type(fast.ts) is type(slow.ts)
+    else:
+        assert (fast.reason, fast.detail, fast.raw) == (slow.reason, slow.detail, slow.raw)
