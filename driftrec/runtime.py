@@ -244,7 +244,7 @@ class LearnerWorker:
                 try:
                     rec = json.loads(r.value)
                     self._topk[rec["user_id"]] = {x["item_id"] for x in rec["items"]}
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     pass
                 continue
             d = decode_item(r.value) if r.topic == self.names.items else decode(r.value)
@@ -317,6 +317,6 @@ class LearnerWorker:
 def parse_announcement(value: bytes) -> Mapping[str, Any] | None:
     try:
         rec = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return rec if isinstance(rec, dict) and "version" in rec and "uri" in rec else None

@@ -138,8 +138,16 @@ def _parse(raw: bytes | str) -> tuple[dict[str, Any] | None, Rejected | None]:
         obj = json.loads(text)
     except ValueError as exc:
         return None, Rejected(data, "bad_json", str(exc)[:200])
+    except RecursionError:
+        return None, Rejected(data, "bad_json", "values nested too deeply to parse")
     if not isinstance(obj, dict):
         return None, Rejected(data, "not_an_object", f"got {type(obj).__name__}")
+    try:  # JSON escapes can spell lone surrogates, which no UTF-8 store or topic accepts
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return None, Rejected(data, "bad_encoding", f"a string holds a lone surrogate: {exc}"[:200])
+    except RecursionError:
+        return None, Rejected(data, "bad_json", "values nested too deeply to parse")
     return obj, None
 
 

@@ -133,3 +133,17 @@ def test_fast_json_path_decides_exactly_as_the_stdlib(data: bytes, monkeypatch: 
         assert fast == slow and fast.meta == slow.meta and type(fast.ts) is type(slow.ts)
     else:
         assert (fast.reason, fast.detail, fast.raw) == (slow.reason, slow.detail, slow.raw)
+
+
+def test_poison_records_are_rejected_not_raised() -> None:
+    # nested deeper than the parser's recursion limit (yet under the size limit): a reason,
+    # not an exception that would kill the scorer on this record at every restart
+    deep = b'{"event_id":"e","type":"like","user_id":"u","item_id":"i","ts":1,"x":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    assert len(deep) < MAX_RECORD_BYTES
+    r = decode(deep)
+    assert r.reason == "bad_json" and "nested" in r.detail, r.detail
+    # a lone surrogate spelled as a JSON escape would later fail every UTF-8 write
+    lone = b'{"event_id":"e","type":"comment","user_id":"u","item_id":"i","ts":1,"text":"hi \\ud800"}'
+    assert decode(lone).reason == "bad_encoding"
+    ok = b'{"event_id":"e","type":"comment","user_id":"u","item_id":"i","ts":1,"text":"hi \\ud83d\\ude00"}'
+    assert decode(ok).text == "hi \U0001F600"
