@@ -174,6 +174,12 @@ def summarise(res: pq.PrequentialRun, systems: Sequence[Any], window: int,
             d["swaps"] = len(r.swaps)
             d["trainings"] = len(s.trainings)
             d["train_s"] = round(s.train_s, 1)
+            ups = [t.get("adapter_update") for t in s.trainings]
+            if any(u in ("kept", "dropped") for u in ups):  # what the adapters added
+                d["adapter_rounds"] = sum(u in ("kept", "dropped") for u in ups)
+                d["adapters_kept"] = ups.count("kept")
+            d["cooc_weight_last"] = next((t["cooc_weight"] for t in reversed(s.trainings)
+                                          if t.get("accepted") and "cooc_weight" in t), None)
         if getattr(s, "artifact_roundtrip", None) is not None:
             d["artifact_roundtrip"] = s.artifact_roundtrip
         out["systems"][s.name] = d
