@@ -198,7 +198,10 @@ def bench_learner(model: str | None = None, window: int = 4096, device: str = "a
     t0 = time.perf_counter()
     table = ItemTable.from_text([it.item_id for it in s.items], enc.encode([it.text for it in s.items]))
     encode_s = time.perf_counter() - t0
-    cfg = LearnerConfig(window_events=window, train_every=window, drift=None, use_lora=use_lora, seed=seed)
+    # lora_every=1: a full fine-tune, item parts then adapters (the default trains the
+    # adapters on every 5th training only)
+    cfg = LearnerConfig(window_events=window, train_every=window, drift=None, use_lora=use_lora, seed=seed,
+                        lora_every=1)
     L = Learner(cfg, Representation(), table, {it.item_id: it.text for it in s.items}, enc)
     L.observe_many(s.events)
     if enc.device.startswith("cuda"):

@@ -89,8 +89,15 @@ class Scorer:
 
     def swap(self, model: ServingModel) -> ServingModel:
         """Replace the serving model between two batches; returns the previous one."""
-        pop = self._align_pop(model.table)  # prepared before taking the lock
+        ids, cur = model.table.item_ids, self._model.table.item_ids
+        # same rows (the usual case: a new version of the same catalog): the live popularity
+        # vector carries over as it is; else it is realigned before taking the lock
+        pop = None if (ids is cur or ids == cur) else self._align_pop(model.table)
         with self._lock:
+            if pop is None and self._model.table.item_ids == ids:
+                pop = self._pop
+            elif pop is None:  # the catalog changed meanwhile (add_items)
+                pop = self._align_pop(model.table)
             old, self._model, self._pop = self._model, model, pop
         return old
 
