@@ -118,7 +118,7 @@ def test_a_harmful_adapter_update_is_dropped_and_item_parts_still_ship(setup) ->
     texts, events, enc, table = setup
     before = enc.lora_state()
     # a destructive adapter learning rate: the item parts alone must win the comparison
-    cfg = LearnerConfig(min_pairs=16, lr_lora=3.0, lr_items=0.01, epochs=3, drift=None)
+    cfg = LearnerConfig(min_pairs=16, lr_lora=3.0, lr_items=0.01, epochs=3, drift=None, lora_every=1)
     ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, enc)
     ln.observe_many(events)
     res = ln.train("test")
