@@ -5,7 +5,6 @@ Pure: no Kafka, Redis, environment or wall clock. The caller reads user state be
 """
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -14,12 +13,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from learner import ItemTable, Representation, TextEncoder, add_cooc, scores, top_k, user_vectors
+from learner.model import LN2
 from state import Interaction, UserState
 from stream import Event, Item
 
 from .config import ScorerConfig
 
-_LN2 = math.log(2.0)  # as learner.model.LN2
 
 MAX_COMMENT_CHARS = 512
 
@@ -89,15 +88,13 @@ class Scorer:
 
     def swap(self, model: ServingModel) -> ServingModel:
         """Replace the serving model between two batches; returns the previous one."""
-        ids, cur = model.table.item_ids, self._model.table.item_ids
-        # same rows (the usual case: a new version of the same catalog): the live popularity
-        # vector carries over as it is; else it is realigned before taking the lock
-        pop = None if (ids is cur or ids == cur) else self._align_pop(model.table)
+        ids = model.table.item_ids
+        # A new version of the same catalog (the usual case) keeps the live popularity
+        # vector; another catalog gets it realigned, before taking the lock.
+        pop = None if ids == self._model.table.item_ids else self._align_pop(model.table)
         with self._lock:
-            if pop is None and self._model.table.item_ids == ids:
-                pop = self._pop
-            elif pop is None:  # the catalog changed meanwhile (add_items)
-                pop = self._align_pop(model.table)
+            if pop is None:
+                pop = self._pop if ids == self._model.table.item_ids else self._align_pop(model.table)
             old, self._model, self._pop = self._model, model, pop
         return old
 
@@ -345,7 +342,7 @@ def _flat_weights(rep: Representation, states: Sequence[UserState], now: int
     tw = np.array([tww.get(x.type, 1.0) for x in hist], np.float64)
     age = np.maximum(0, now - np.asarray([x.ts for x in hist], np.float64))
     pos = rep.position_decay ** (np.repeat(n, n) - 1 - cols).astype(np.float64)
-    wf = (tw * np.exp(-_LN2 * age / rep.half_life_ms) * pos).astype(np.float32)
+    wf = (tw * np.exp(-LN2 * age / rep.half_life_ms) * pos).astype(np.float32)
     b0 = next(b for b, k in enumerate(lens) if k)
     h0 = states[b0].history
     if not np.array_equal(wf[: len(h0)], rep.weights([x.type for x in h0], [x.ts for x in h0], now)):
