@@ -461,7 +461,7 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     """The kafka-python runtime: poll a micro-batch, ``ScorerWorker.run_once``, repeat.
     Returns the run's summary (also printed as one JSON line). ``own_process``: the
     process is this service's (the CLI), so it may tune the garbage collector."""
-    from stream.kafka import KafkaSource
+    from stream.kafka import group_source
 
     svc = ScorerService(s, group, metrics)
     if own_process:
@@ -473,9 +473,13 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     def assigned(tps: list[tuple[str, int]]) -> None:
         svc.worker.set_cache_valid(owns_its_users(tps, names.events, source.partition_count))
 
-    source = KafkaSource(s.kafka_bootstrap, [*names.events, names.items], group,
-                         start_offsets=svc.start_offsets, on_assign=assigned, default_offset=0,
-                         client_id=f"driftrec-scorer-{group}")
+    try:
+        source = group_source(s.kafka_bootstrap, [*names.events, names.items], group,
+                              start_offsets=svc.start_offsets, on_assign=assigned, default_offset=0,
+                              client_id=f"driftrec-scorer-{group}")
+    except BaseException:
+        svc.close()
+        raise
     t_start = last = last_status = time.monotonic()
     next_lag = 0.0
     next_status = t_start + STATUS_EVERY_S
@@ -529,7 +533,7 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
 
     from learner import ItemTable
     from state import open_state
-    from stream.kafka import KafkaSink, KafkaSource
+    from stream.kafka import KafkaSink, group_source
 
     from .factory import base_table, load_encoder, make_learner
 
@@ -555,7 +559,7 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
     # Training blocks polling for tens of seconds: a long session keeps the member in its group.
     # its group offsets are where it resumes: commit every drained poll (async; sync on close)
-    source = KafkaSource(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner",
+    source = group_source(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner",
                          commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
     stop = stop or _Stop().flag
     last = last_status = time.monotonic()

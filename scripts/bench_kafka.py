@@ -170,7 +170,8 @@ def main() -> int:
                     now = time.time() * 1000
                     for r in recs:
                         d = json.loads(r.value)
-                        arrivals.append((d["event_id"], d["event_ts"], now))
+                        # r.timestamp: when the scorer's producer made the update's batch
+                        arrivals.append((d["event_id"], d["event_ts"], now, r.timestamp))
 
         th = threading.Thread(target=listen, daemon=True)
         th.start()
@@ -182,12 +183,23 @@ def main() -> int:
         th.join(5)
         c.close()
         live_ids = {e.event_id for e in live}
-        lat = np.array([now - ts for eid, ts, now in arrivals if eid in live_ids])
+        mine = [(ts, now, made) for eid, ts, now, made in arrivals if eid in live_ids]
+        lat = np.array([now - ts for ts, now, _ in mine])
+        # where the time goes: event sent -> update made (replay, broker, scorer), and
+        # update made -> update read (the scorer's produce + this consumer's fetch)
+        made = np.array([made - ts for ts, _, made in mine])
+        read = np.array([now - made for _, now, made in mine])
         out["steady"] = {"target_per_s": args.rate, "sent_per_s": round(st.rate, 1), "events": len(live),
                          "max_send_behind_ms": round(st.max_behind_ms, 1), "updates": int(lat.size),
                          "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
                          "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
                          "latency_ms_max": round(float(lat.max()), 1) if lat.size else None}
+        if lat.size:
+            out["steady"]["breakdown_ms"] = {
+                "sent_to_update_made_p50": round(float(np.percentile(made, 50)), 1),
+                "sent_to_update_made_p99": round(float(np.percentile(made, 99)), 1),
+                "update_made_to_read_p50": round(float(np.percentile(read, 50)), 1),
+                "update_made_to_read_p99": round(float(np.percentile(read, 99)), 1)}
     finally:
         for q in procs:
             q.terminate()

@@ -55,13 +55,13 @@ def _headers(rec):
     return {k: v.decode() for k, v in rec.headers}
 
 
-def _wait(pred, timeout, what):
+def _wait(pred, timeout, what, diagnose=lambda: ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}. {diagnose()}")
 
 
 def _stream(n_events, n_users, n_items, seed=3):
@@ -233,7 +233,7 @@ def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, 
 
 
 def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_env, topics, state_url, redis_url,
-                                                             prefix):
+                                                             prefix, tmp_path):
     from driftrec.services import run_scorer
 
     b, names = settings.kafka_bootstrap, topics
@@ -255,14 +255,22 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_e
             time.sleep(0.05)
         s.close()
 
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The killed run's output goes to a file, never an unread pipe: a full pipe blocks the
+    # scorer on its next log line.
+    log_path = tmp_path / "scorer-killed.log"
+
+    def log_tail() -> str:
+        return "scorer log tail:\n" + log_path.read_text(errors="replace")[-3000:]
+
+    with open(log_path, "wb") as log_file:
+        p = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         _wait(lambda: any(k.startswith(names.items) for k in store.offsets("g-run")) or p.poll() is not None,
-              90, "the scorer to consume the catalog")
-        assert p.poll() is None, p.stderr.read().decode()[-3000:]
+              90, "the scorer to consume the catalog", log_tail)
+        assert p.poll() is None, log_tail()
         th = threading.Thread(target=producer, daemon=True)
         th.start()
-        _wait(lambda: _covered(store, "g-run", names) >= len(events) // 3, 60, "a third of the stream")
+        _wait(lambda: _covered(store, "g-run", names) >= len(events) // 3, 60, "a third of the stream", log_tail)
         os.kill(p.pid, signal.SIGKILL)
         assert p.wait(10) == -signal.SIGKILL
         killed_at = _covered(store, "g-run", names)
@@ -271,8 +279,6 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_e
     finally:
         if p.poll() is None:
             p.kill()
-        p.stdout.close()
-        p.stderr.close()
     r = subprocess.run(cmd + ["--exit-when-idle", "3"], env=env, capture_output=True, timeout=150)
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     summary = json.loads(r.stdout.decode().strip().splitlines()[-1])
