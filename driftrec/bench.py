@@ -246,7 +246,10 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from .process import tune_gc
+
     kind = args.what
+    tune_gc()  # as the services run
     if kind == "scorer":
         res = bench_scorer(args.items or 10_000, args.dim, args.users, args.events or 60_000, args.batch or 1024)
     elif kind == "swap":

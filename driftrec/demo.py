@@ -93,9 +93,11 @@ def run(args: argparse.Namespace) -> int:
 
     from . import factory
     from .embedded import EmbeddedPipeline
+    from .process import tune_gc
     from .runtime import TopicNames
     from .settings import Settings
 
+    tune_gc()
     t_start = time.perf_counter()
     settings = Settings.from_env()
     report = Path(args.report or f"reports/demo-{args.scenario}")

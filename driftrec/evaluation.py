@@ -272,8 +272,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from learner import LearnerConfig, Representation
     from tqdm import tqdm
 
+    from .process import tune_gc
     from .settings import Settings
 
+    tune_gc()
     t_start = time.perf_counter()
     st = Settings.from_env()
     events, items, shift_ts, source = load_stream(args)

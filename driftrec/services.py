@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from .process import tune_gc
 from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
 from .settings import Settings
 
@@ -66,18 +67,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         # (a user's events coalesced, fixed costs shared) when there is a backlog
         s = dataclasses.replace(s, scorer=dataclasses.replace(s.scorer, batch_size=SERVICE_BATCH_SIZE))
     return s
-
-
-def tune_gc() -> None:
-    """For a long-running service process: move everything loaded at start (torch,
-    transformers, the catalog) out of the collector's sight and collect the young
-    generation less often. A batch allocates tens of thousands of small containers,
-    and with the default thresholds each full collection walked the whole heap."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

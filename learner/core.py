@@ -6,6 +6,7 @@ the caller's job (see :mod:`learner.artifacts`).
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from .config import LearnerConfig
 from .cooc import CoEngagement, add_cooc
 from .drift import HitRateDrift
 from .encoder import TextEncoder
-from .model import Representation, scores, top_k, user_vectors
+from .model import Representation, logaddexp, scores, top_k, user_vectors
 from .windows import RollingWindow
 
 
@@ -106,8 +107,7 @@ class Learner:
                 if paired is not None:
                     self._cooc_log.append((e.ts, e.item_id, paired))
             seen.add(e.item_id)
-            self._pop[e.item_id] = float(np.logaddexp(self._pop.get(e.item_id, -np.inf),
-                                                      rep.pop_increment(e.type, e.ts)))
+            self._pop[e.item_id] = logaddexp(self._pop.get(e.item_id, -math.inf), rep.pop_increment(e.type, e.ts))
             self.last_ts = max(self.last_ts, e.ts)
             self._since_train += 1
             self._since_drift += 1

