@@ -1,16 +1,18 @@
-"""The Kafka transport (kafka-python) behind the same ports as the embedded one.
+"""The Kafka transport behind the same ports as the embedded one.
 
-- :class:`KafkaSource` is an :class:`~stream.ports.EventSource`: a consumer in a group,
-  auto-commit off; the caller commits after its outputs and its state are durable. When
-  partitions are assigned it seeks to the offsets stored with the state (``start_offsets``),
-  which are the source of truth for exactly-once application.
-- :class:`KafkaSink` is an :class:`~stream.ports.EventSink`: ``send_many`` returns once the
-  broker acknowledged every message (``acks=all``) and raises :class:`StreamUnavailable`
-  otherwise.
+- :class:`AioKafkaSource` (aiokafka; what the services use, see :func:`group_source`) and
+  :class:`KafkaSource` (kafka-python) are :class:`~stream.ports.EventSource` s: a consumer
+  in a group, auto-commit off; the caller commits after its outputs and its state are
+  durable. When partitions are assigned it seeks to the offsets stored with the state
+  (``start_offsets``), which are the source of truth for exactly-once application.
+- :class:`KafkaSink` (kafka-python) and :class:`AioKafkaBatchSink` (aiokafka's batch API)
+  are :class:`~stream.ports.EventSink` s: ``send_many`` returns once the broker
+  acknowledged every message (``acks=all``) and raises :class:`StreamUnavailable` otherwise.
 - :func:`create_topics` bootstraps the layout: partitions, compaction for ``items`` and
   ``adapters``, time retention for the rest.
 
-Every kafka-python exception is translated in :func:`map_kafka_errors`.
+Every kafka-python exception is translated in :func:`map_kafka_errors`; aiokafka's where
+they are awaited.
 """
 from __future__ import annotations
 
