@@ -233,35 +233,22 @@ class AdapterWatcher:
     """Reads new announcements on the adapters topic (no group; from the end at start)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-
-        from stream.kafka import map_kafka_errors
+        from stream.kafka import AioKafkaSource
 
         self.bootstrap, self.topic = bootstrap, topic
-        with map_kafka_errors(bootstrap, f"watch {topic}"):
-            self._c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None,
-                                    enable_auto_commit=False, client_id="driftrec-adapters",
-                                    fetch_max_wait_ms=500)
-            parts = self._c.partitions_for_topic(topic) or {0}
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            self._c.assign(tps)
-            self._c.seek_to_end(*tps)
-            for tp in tps:  # resolve the end now: later announcements are new
-                self._c.position(tp)
+        # an empty long poll waits up to 500 ms on aiokafka's thread, not on the scorer's
+        self._c = AioKafkaSource(bootstrap, [topic], None, default_offset="end",
+                                 client_id="driftrec-adapters", fetch_max_wait_ms=500)
+        self._c.poll(100, 0)  # positions the partitions at their ends now
 
     def poll(self, timeout_ms: int = 0) -> list[dict[str, Any]]:
-        from stream.kafka import map_kafka_errors
-
-        with map_kafka_errors(self.bootstrap, f"poll {self.topic}"):
-            got = self._c.poll(timeout_ms=max(1, timeout_ms), max_records=100)  # see KafkaSource.poll
         out = []
-        for recs in got.values():
-            for r in recs:
-                rec = parse_announcement(r.value or b"")
-                if rec is None:
-                    log.error("ignoring a malformed announcement on %s at offset %d", self.topic, r.offset)
-                else:
-                    out.append(dict(rec))
+        for r in self._c.poll(100, timeout_ms):
+            rec = parse_announcement(r.value or b"")
+            if rec is None:
+                log.error("ignoring a malformed announcement on %s at offset %d", self.topic, r.offset)
+            else:
+                out.append(dict(rec))
         return out
 
     def close(self) -> None:
