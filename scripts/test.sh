@@ -2,7 +2,8 @@
 # The whole test suite: installs driftrec with its test extras (into the active virtualenv,
 # or ${DRIFTREC_VENV:-.venv}), starts a real Kafka broker and redis-server on localhost
 # (scripts/services.sh), runs pytest (unit, contract, integration, doctests) and stops the
-# services again. Extra arguments go to pytest, e.g. scripts/test.sh -m "not integration".
+# services again (unless both were already running before it). Extra arguments go to
+# pytest, e.g. scripts/test.sh -m "not integration".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +21,13 @@ python -m pip install -q --disable-pip-version-check -e ".[test]"
 
 started=0
 if [ "${DRIFTREC_SKIP_SERVICES:-0}" != "1" ]; then
+  # services someone already had running stay running afterwards; only what this run
+  # started is stopped again
+  if ! scripts/services.sh status >/dev/null 2>&1; then
+    started=1
+  fi
   scripts/services.sh up >/dev/null
   eval "$(scripts/services.sh env)"
-  started=1
 fi
 cleanup() { if [ "$started" = 1 ]; then scripts/services.sh down >&2 || true; fi; }
 trap cleanup EXIT
