@@ -66,7 +66,28 @@ def _to_record(r: Any) -> Record:
                   headers, r.timestamp or 0)
 
 
-class KafkaSource:
+class _GroupOffsetHints:
+    """The group offsets of a source: a hint for monitoring and lag (the state holds the
+    offsets that count), sent at most every ``commit_interval_s``."""
+
+    group: str | None
+    commit_interval_s: float
+    _to_commit: dict[tuple[str, int], int]
+    _next_commit: float
+
+    def _commit_due(self, offsets: Mapping[tuple[str, int], int]) -> bool:
+        """Remember ``offsets``; whether it is time to send the latest ones."""
+        if not offsets or self.group is None:
+            return False
+        self._to_commit.update(offsets)
+        now = time.monotonic()
+        if now < self._next_commit:
+            return False
+        self._next_commit = now + self.commit_interval_s
+        return True
+
+
+class KafkaSource(_GroupOffsetHints):
     """A group consumer that polls :class:`Record` batches and commits explicitly.
 
     Parameters
@@ -161,13 +182,8 @@ class KafkaSource:
         ``commit_interval_s`` (they are a hint for monitoring and lag: the scorer's source
         of truth is the offsets stored with its state); :meth:`close` commits the latest
         ones and waits."""
-        if not offsets or self.group is None:
+        if not self._commit_due(offsets):
             return
-        self._to_commit.update(offsets)
-        now = time.monotonic()
-        if now < self._next_commit:
-            return
-        self._next_commit = now + self.commit_interval_s
         with map_kafka_errors(self.bootstrap, "commit"):
             self._c.commit_async(self._offsets(self._to_commit), callback=self._committed)
 
@@ -375,7 +391,7 @@ class AioKafkaBatchSink:
         self._thread.join(5)
 
 
-class AioKafkaSource:
+class AioKafkaSource(_GroupOffsetHints):
     """The :class:`KafkaSource` contract on aiokafka's consumer: records are parsed in C
     (a few us each against ~20 us with kafka-python), heartbeats and fetches run on
     aiokafka's own event loop in a daemon thread, and the group protocol is aiokafka's.
@@ -581,13 +597,8 @@ class AioKafkaSource:
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """As :meth:`KafkaSource.commit`: a hint for monitoring and lag, sent without waiting
         at most every ``commit_interval_s``; the state holds the offsets that count."""
-        if not offsets or self.group is None:
+        if not self._commit_due(offsets):
             return
-        self._to_commit.update(offsets)
-        now = time.monotonic()
-        if now < self._next_commit:
-            return
-        self._next_commit = now + self.commit_interval_s
         import asyncio
 
         offs = self._offsets(self._to_commit)

@@ -73,6 +73,19 @@ def _covered(store, group, names):
     return sum(v for k, v in store.offsets(group).items() if not k.startswith(names.items + ":"))
 
 
+def _members(bootstrap, group):
+    from kafka.admin import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        d = a.describe_groups([group])[group]
+        return len(d.get("members") or []) if d.get("group_state") == "Stable" else 0
+    except Exception:  # noqa: BLE001 - polled until it answers
+        return 0
+    finally:
+        a.close()
+
+
 # ------------------------------------------------------------------ tests ---
 def test_malformed_goes_to_dlq_good_is_scored_offset_committed(settings, topics, state_url):
     from kafka import KafkaConsumer, TopicPartition
@@ -302,6 +315,61 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_e
     np.testing.assert_allclose([gp[k] for k in sorted(wp)], [wp[k] for k in sorted(wp)], rtol=1e-12)
     run_offsets = {k: v for k, v in store.offsets("g-run").items()}
     assert run_offsets == ref.offsets("g-ref")
+
+
+def test_second_scorer_joins_mid_stream_each_event_applied_once(settings, topics, state_url):
+    """Scale-out: a second scorer joins the group mid-stream; the partitions are split
+    between the two and every event is still applied exactly once."""
+    from driftrec.services import run_scorer
+
+    b, names = settings.kafka_bootstrap, topics
+    events, items = _stream(800, 50, 100, seed=21)
+    first, second = events[:400], events[400:]
+    _produce_items(b, names, items)
+    sink = _sink(b)
+    sink.send_many(_event_messages(names, first))
+    store = _store(state_url)
+
+    def covered():
+        return _covered(store, "g-scale", names)
+
+    stops, outs, threads = [], [], []
+
+    def start():
+        stop, out = threading.Event(), {}
+        th = threading.Thread(target=lambda: out.update(run_scorer(settings, "g-scale", None, stop=stop)),
+                              daemon=True)
+        th.start()
+        stops.append(stop)
+        outs.append(out)
+        threads.append(th)
+
+    try:
+        start()
+        _wait(lambda: covered() == len(first), 90, "the first scorer to apply the first half")
+        start()
+        _wait(lambda: _members(b, "g-scale") == 2, 90, "the group to settle with two members")
+        sink.send_many(_event_messages(names, second))
+        _wait(lambda: covered() == len(events), 90, "the two scorers to apply the second half")
+    finally:
+        for stop in stops:
+            stop.set()
+        for th in threads:
+            th.join(60)
+        sink.close()
+    assert len(outs) == 2 and all(o for o in outs), "a scorer did not finish"
+    assert sum(o["dead_lettered"] for o in outs) == 0
+    # both did part of the second half: the split is real
+    assert all(o["processed"] > 0 for o in outs)
+    users = store.users()
+    assert sum(u.n_events for u in users.values()) == len(events)
+    by_user: dict[str, list[str]] = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e.event_id)
+    for uid, st in users.items():
+        ids = [h.event_id for h in st.history]  # the newest ones (histories are capped)
+        assert st.n_events == len(by_user[uid]), uid
+        assert len(ids) == len(set(ids)) and set(ids) <= set(by_user[uid]), uid
 
 
 def test_faust_runtime_reconciles_and_dead_letters(settings, service_env, topics, state_url):
