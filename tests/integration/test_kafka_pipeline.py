@@ -86,6 +86,31 @@ def _members(bootstrap, group):
         a.close()
 
 
+def _first_half_on_topics(bootstrap, names, n_events, n_users, n_items, seed):
+    """A stream whose catalog and first half are on the topics:
+    ``(events, items, first, second, an open sink)``."""
+    events, items = _stream(n_events, n_users, n_items, seed=seed)
+    first, second = events[: n_events // 2], events[n_events // 2:]
+    _produce_items(bootstrap, names, items)
+    sink = _sink(bootstrap)
+    sink.send_many(_event_messages(names, first))
+    return events, items, first, second, sink
+
+
+def _assert_each_event_once(users, events):
+    """Every event applied exactly once: per-user counts add up and no event is twice in a
+    history (histories keep the newest ones). Returns user -> event ids."""
+    assert sum(u.n_events for u in users.values()) == len(events)
+    by_user: dict[str, list[str]] = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e.event_id)
+    for uid, st in users.items():
+        ids = [h.event_id for h in st.history]
+        assert st.n_events == len(by_user[uid]), uid
+        assert len(ids) == len(set(ids)) and set(ids) <= set(by_user[uid]), uid
+    return by_user
+
+
 # ------------------------------------------------------------------ tests ---
 def test_malformed_goes_to_dlq_good_is_scored_offset_committed(settings, topics, state_url):
     from kafka import KafkaConsumer, TopicPartition
@@ -206,11 +231,7 @@ def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, 
     from stream.kafka import read_topic
 
     b, names = settings.kafka_bootstrap, topics
-    events, items = _stream(600, 40, 120, seed=5)
-    first, second = events[:300], events[300:]
-    _produce_items(b, names, items)
-    s = _sink(b)
-    s.send_many(_event_messages(names, first))
+    events, items, first, second, s = _first_half_on_topics(b, names, 600, 40, 120, seed=5)
     store = _store(state_url)
     stop = threading.Event()
     out: dict = {}
@@ -231,13 +252,9 @@ def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, 
     assert out["swaps"] == ["v-mid-1"] and out["version"] == "v-mid-1"
     assert out["duplicates"] == 0 and out["dead_lettered"] == 0
     users = store.users()
-    assert sum(u.n_events for u in users.values()) == len(events)
-    by_user: dict[str, list[str]] = {}
-    for e in events:
-        by_user.setdefault(e.user_id, []).append(e.event_id)
+    by_user = _assert_each_event_once(users, events)
     for uid, st in users.items():
-        ids = [h.event_id for h in st.history]
-        assert len(ids) == len(set(ids)) and sorted(ids) == sorted(by_user[uid])
+        assert sorted(h.event_id for h in st.history) == sorted(by_user[uid])
         assert st.version == "v-mid-1" or uid not in {e.user_id for e in second}
     first_ids, second_ids = {e.event_id for e in first}, {e.event_id for e in second}
     recs = [json.loads(r.value) for r in read_topic(b, names.recs)]
@@ -323,11 +340,7 @@ def test_second_scorer_joins_mid_stream_each_event_applied_once(settings, topics
     from driftrec.services import run_scorer
 
     b, names = settings.kafka_bootstrap, topics
-    events, items = _stream(800, 50, 100, seed=21)
-    first, second = events[:400], events[400:]
-    _produce_items(b, names, items)
-    sink = _sink(b)
-    sink.send_many(_event_messages(names, first))
+    events, _, first, second, sink = _first_half_on_topics(b, names, 800, 50, 100, seed=21)
     store = _store(state_url)
 
     def covered():
@@ -361,15 +374,7 @@ def test_second_scorer_joins_mid_stream_each_event_applied_once(settings, topics
     assert sum(o["dead_lettered"] for o in outs) == 0
     # both did part of the second half: the split is real
     assert all(o["processed"] > 0 for o in outs)
-    users = store.users()
-    assert sum(u.n_events for u in users.values()) == len(events)
-    by_user: dict[str, list[str]] = {}
-    for e in events:
-        by_user.setdefault(e.user_id, []).append(e.event_id)
-    for uid, st in users.items():
-        ids = [h.event_id for h in st.history]  # the newest ones (histories are capped)
-        assert st.n_events == len(by_user[uid]), uid
-        assert len(ids) == len(set(ids)) and set(ids) <= set(by_user[uid]), uid
+    _assert_each_event_once(store.users(), events)
 
 
 def test_faust_runtime_reconciles_and_dead_letters(settings, service_env, topics, state_url):
