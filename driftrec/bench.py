@@ -1,4 +1,4 @@
-"""``driftrec bench scorer|swap|learner``: speed and memory figures of the real cores.
+"""``driftrec bench scorer|swap|learner|kafka``: speed and memory figures of the real cores.
 
 - ``scorer``: events/s and per-batch p50/p99 latency of :meth:`scorer.Scorer.learn_many`
   (embedded, no transport) on a synthetic catalog (default 10,000 items x 384 dims, random
@@ -11,6 +11,9 @@
 - ``learner``: one micro-fine-tune of a 4,096-event window (:meth:`learner.Learner.train`)
   with the default encoder (or ``--model``) on cuda or cpu, whichever is there: seconds
   per fine-tune and per step, peak memory.
+- ``kafka``: on the running broker and Redis (``scripts/services.sh up``): raw client
+  rates, the scorer service draining a backlog, and event-to-update latency at a steady
+  rate (see :mod:`driftrec.bench_kafka`).
 
 Each prints a table; ``--json`` adds the figures as JSON on the last line.
 """
@@ -251,10 +254,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     kind = args.what
     tune_gc()  # as the services run
     if kind == "scorer":
-        res = bench_scorer(args.items or 10_000, args.dim, args.users, args.events or 60_000, args.batch or 1024)
+        res = bench_scorer(args.items, args.dim, args.users, args.events, args.batch)
     elif kind == "swap":
-        res = bench_swap(args.items or 10_000, args.dim, args.users, args.events or 60_000, args.batch or 256,
-                         args.swaps, args.rate)
+        res = bench_swap(args.items, args.dim, args.users, args.events, args.batch, args.swaps, args.rate)
+    elif kind == "kafka":
+        from .bench_kafka import run
+
+        res = run(args)
+        print("driftrec bench kafka")
+        print(json.dumps(res, indent=1))
+        if args.json:
+            print(json.dumps(res, separators=(",", ":")))
+        return 0
     else:
         from tqdm import tqdm
 
@@ -266,7 +277,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             0 if args.no_lora else min(c.max_steps, c.epochs * per_epoch))
         with tqdm(total=total, desc="fine-tune steps", file=sys.stderr, disable=args.json and not sys.stderr.isatty(),
                   leave=False) as bar:
-            res = bench_learner(args.model, args.window, args.device, args.items or 1_600,
+            res = bench_learner(args.model, args.window, args.device, args.items,
                                 use_lora=not args.no_lora, progress=lambda n: bar.update(n - bar.n))
     print(f"driftrec bench {kind}")
     print(format_table(res))
@@ -276,23 +287,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("bench", help="speed and memory figures: scorer, swap, learner",
+    p = sub.add_parser("bench", help="speed and memory figures: scorer, swap, learner, kafka",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("scorer", "swap", "learner"))
-    p.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
-    p.add_argument("--items", type=int, default=None,
-                   help="catalog size (scorer/swap: 10000; learner: 1600)")
-    p.add_argument("--dim", type=int, default=384, help="vector dimensions (scorer/swap)")
-    p.add_argument("--users", type=int, default=10_000, help="users (scorer/swap)")
-    p.add_argument("--events", type=int, default=None, help="events to time (scorer/swap: 60000)")
-    p.add_argument("--batch", type=int, default=None, help="micro-batch size (scorer 1024, swap 256)")
-    p.add_argument("--swaps", type=int, default=5, help="hot-swaps during the swap bench")
-    p.add_argument("--rate", type=float, default=4_000.0, help="swap: steady stream rate, events/s")
-    p.add_argument("--window", type=int, default=4096, help="learner window in events")
-    p.add_argument("--model", default=None, help="encoder path (learner; default all-MiniLM-L6-v2)")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda (learner)")
-    p.add_argument("--no-lora", action="store_true", help="learner: train items only (no adapters)")
-    p.set_defaults(func=cmd_bench)
+    benches = p.add_subparsers(dest="what", metavar="BENCH", required=True)
+    helps = {"scorer": "events/s and batch latency of the scorer core (embedded)",
+             "swap": "serving pause and lost/duplicated events during hot-swaps",
+             "learner": "seconds per micro-fine-tune of a 4,096-event window, peak memory"}
+    for name, text in helps.items():
+        q = benches.add_parser(name, help=text, description=text)
+        q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+        if name in ("scorer", "swap"):
+            q.add_argument("--items", type=int, default=10_000, help="catalog size")
+            q.add_argument("--dim", type=int, default=384, help="vector dimensions")
+            q.add_argument("--users", type=int, default=10_000, help="users")
+            q.add_argument("--events", type=int, default=60_000, help="events to time")
+            q.add_argument("--batch", type=int, default=1024 if name == "scorer" else 256, help="micro-batch size")
+        if name == "swap":
+            q.add_argument("--swaps", type=int, default=5, help="hot-swaps during the run")
+            q.add_argument("--rate", type=float, default=4_000.0, help="steady stream rate, events/s")
+        if name == "learner":
+            q.add_argument("--items", type=int, default=1_600, help="catalog size (re-encoded after training)")
+            q.add_argument("--window", type=int, default=4096, help="window in events")
+            q.add_argument("--model", default=None, help="encoder path (default all-MiniLM-L6-v2)")
+            q.add_argument("--device", default="auto", help="auto|cpu|cuda")
+            q.add_argument("--no-lora", action="store_true", help="train the item parts only (no adapters)")
+        q.set_defaults(func=cmd_bench)
+    from . import bench_kafka
+
+    text = "replay -> Kafka -> scorer -> recs.updates throughput and latency, raw client rates"
+    q = benches.add_parser("kafka", help=text, description=bench_kafka.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+    bench_kafka.add_arguments(q)
+    q.set_defaults(func=cmd_bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - convenience

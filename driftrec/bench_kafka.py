@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""`driftrec bench kafka`: Kafka figures on the running broker + Redis (scripts/services.sh up).
+
+1. raw kafka-python produce rate (acks=all) and consume rate on the same broker;
+2. scorer throughput: a backlog replayed into Kafka, then `driftrec scorer` (a separate
+   process, Redis state) drains it: events/s from its first to its last commit;
+3. event-to-update latency at a steady rate (default 1,000 events/s): replay with
+   `--restamp` (event ts = send time), a consumer of recs.updates notes when each update
+   arrives; latency = arrival - ts of the event that triggered the update (p50/p99), split
+   at the update record's creation (its Kafka timestamp).
+
+    driftrec bench kafka [--model PATH] [--events 20000] [--rate 1000] [--seconds 20] [--json]
+
+Uses its own topic prefix and Redis namespace, removed afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout the scorer subprocess imports
+
+
+def raw_rates(bootstrap: str, topic: str, n: int, payload: bytes) -> dict[str, float]:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=512 * 1024)
+    t0 = time.perf_counter()
+    for i in range(n):
+        p.send(topic, key=b"u%d" % (i % 1000), value=payload)
+    p.flush()
+    produce = n / (time.perf_counter() - t0)
+    p.close()
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                      max_poll_records=5000, fetch_max_wait_ms=20)
+    tps = [TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or {0})]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    got, t0 = 0, time.perf_counter()
+    while got < n:
+        got += sum(len(v) for v in c.poll(timeout_ms=500, max_records=5000).values())
+    consume = n / (time.perf_counter() - t0)
+    c.close()
+    return {"produce_per_s": round(produce), "consume_per_s": round(consume), "messages": n,
+            "bytes": len(payload)}
+
+
+def covered(store, group: str, names) -> int:
+    return sum(v for k, v in store.offsets(group).items() if not k.startswith(names.items + ":"))
+
+
+def group_members(bootstrap: str, group: str) -> int:
+    """Members of a stable consumer group (0 while it rebalances or cannot be described)."""
+    from kafka.admin import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        d = a.describe_groups([group])[group]
+        return len(d.get("members") or []) if d.get("group_state") == "Stable" else 0
+    except Exception:  # noqa: BLE001 - a progress probe
+        return 0
+    finally:
+        a.close()
+
+
+def start_scorer(env: dict[str, str], group: str, runtime: str = "kafka") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "driftrec.cli", "scorer", "--group", group, "--runtime", runtime],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def wait_for(pred, timeout: float) -> None:
+    t = time.monotonic() + timeout
+    while time.monotonic() < t:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise TimeoutError("benchmark step timed out")
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags of the Kafka bench (shared by `driftrec bench kafka` and the script)."""
+    ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+                    help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or %(default)s)")
+    ap.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                    help="Redis for the scorer's state (default: $REDIS_URL or %(default)s)")
+    ap.add_argument("--model", default=os.environ.get("DRIFTREC_MODEL"), help="encoder (default: bundled MiniLM)")
+    ap.add_argument("--events", type=int, default=20_000, help="backlog size for the throughput run")
+    ap.add_argument("--raw", type=int, default=100_000, help="messages for the raw rates")
+    ap.add_argument("--rate", type=float, default=1000.0, help="steady rate of the latency run")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
+    ap.add_argument("--users", type=int, default=2000, help="users in the synthetic stream")
+    ap.add_argument("--items", type=int, default=2000, help="catalog size")
+    ap.add_argument("--partitions", type=int, default=3, help="partitions of each topic")
+    ap.add_argument("--runtime", choices=["kafka", "faust"], default="kafka", help="the scorer's runtime")
+    ap.add_argument("--scorers", type=int, default=1,
+                    help="scorer processes in one consumer group (scale-out; default 1)")
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Runs the three measurements; returns the figures."""
+    from driftrec.runtime import TopicNames
+    from driftrec.services import all_topics, ensure_topics
+    from state.redis import RedisStateStore
+    from stream import Message, encode, encode_item, generate
+    from stream.kafka import KafkaSink, create_topics
+    from stream.replay import replay_to_kafka
+
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    names = TopicNames(prefix)
+    ensure_topics(args.bootstrap, names, args.partitions)
+    n_lat = int(args.rate * args.seconds)
+    s = generate("abrupt", n_events=args.events + n_lat, n_users=args.users, n_items=args.items, seed=7)
+    backlog, live = s.events[: args.events], s.events[args.events:]
+    out: dict = {"broker": args.bootstrap, "partitions": args.partitions, "scorers": args.scorers,
+                 "model": args.model or "bundled MiniLM"}
+
+    # 1. raw rates
+    raw_topic = f"{prefix}.raw"
+    create_topics(args.bootstrap, [raw_topic], args.partitions)
+    out["raw"] = raw_rates(args.bootstrap, raw_topic, args.raw, encode(s.events[0]))
+
+    state_url = f"{args.redis}?prefix={prefix}"
+    store = RedisStateStore.from_url(state_url)
+    env = dict(os.environ, KAFKA_BOOTSTRAP=args.bootstrap, STATE_URL=state_url, TOPIC_PREFIX=prefix,
+               DRIFTREC_DEVICE="cpu", PYTHONPATH=str(ROOT), ARTIFACT_DIR=f"/tmp/{prefix}-artifacts")
+    if args.model:
+        env["DRIFTREC_MODEL"] = args.model
+    # 2. throughput on a backlog (items first, so the scorer starts with the catalog)
+    sink = KafkaSink(args.bootstrap)
+    sink.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in s.items])
+    st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False)
+    out["replay_backlog_per_s"] = round(st.rate)
+    procs = [start_scorer(env, "bench", args.runtime) for _ in range(args.scorers)]
+    p = procs[0]
+    try:
+        if args.scorers > 1:  # measure from when every member has joined (use a large --events)
+            wait_for(lambda: group_members(args.bootstrap, "bench") >= args.scorers
+                     or any(q.poll() is not None for q in procs), 300)
+        wait_for(lambda: covered(store, "bench", names) > 0 or p.poll() is not None, 300)
+        t0 = time.perf_counter()
+        c0 = covered(store, "bench", names)
+        wait_for(lambda: covered(store, "bench", names) >= len(backlog), 600)
+        dt = time.perf_counter() - t0
+        out["scorer_backlog"] = {"events": len(backlog) - c0, "seconds": round(dt, 2),
+                                 "events_per_s": round((len(backlog) - c0) / dt)}
+
+        # 3. latency at a steady rate, same scorer process (warm)
+        from kafka import KafkaConsumer, TopicPartition
+
+        arrivals: list[tuple[str, int, float]] = []
+        stop = threading.Event()
+        # fetch_min_bytes=1: the broker answers a fetch as soon as an update is there; the
+        # max wait only bounds an empty long poll (short ones cost the 2 shared cores CPU)
+        c = KafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None, fetch_max_wait_ms=100,
+                          fetch_min_bytes=1)
+        tps = [TopicPartition(names.recs, q) for q in sorted(c.partitions_for_topic(names.recs) or {0})]
+        c.assign(tps)
+        c.seek_to_end(*tps)
+        for tp in tps:
+            c.position(tp)
+
+        def listen() -> None:
+            while not stop.is_set():
+                for recs in c.poll(timeout_ms=50).values():
+                    now = time.time() * 1000
+                    for r in recs:
+                        d = json.loads(r.value)
+                        # r.timestamp: when the scorer's producer made the update's batch
+                        arrivals.append((d["event_id"], d["event_ts"], now, r.timestamp))
+
+        th = threading.Thread(target=listen, daemon=True)
+        th.start()
+        before = covered(store, "bench", names)
+        st = replay_to_kafka(live, [], args.bootstrap, prefix, rate=args.rate, restamp=True, progress=False)
+        wait_for(lambda: covered(store, "bench", names) >= before + len(live), 120)
+        time.sleep(0.5)
+        stop.set()
+        th.join(5)
+        c.close()
+        live_ids = {e.event_id for e in live}
+        mine = [(ts, now, made) for eid, ts, now, made in arrivals if eid in live_ids]
+        lat = np.array([now - ts for ts, now, _ in mine])
+        # where the time goes: event sent -> update made (replay, broker, scorer), and
+        # update made -> update read (the scorer's produce + this consumer's fetch)
+        made = np.array([made - ts for ts, _, made in mine])
+        read = np.array([now - made for _, now, made in mine])
+        out["steady"] = {"target_per_s": args.rate, "sent_per_s": round(st.rate, 1), "events": len(live),
+                         "max_send_behind_ms": round(st.max_behind_ms, 1), "updates": int(lat.size),
+                         "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
+                         "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
+                         "latency_ms_max": round(float(lat.max()), 1) if lat.size else None}
+        if lat.size:
+            out["steady"]["breakdown_ms"] = {
+                "sent_to_update_made_p50": round(float(np.percentile(made, 50)), 1),
+                "sent_to_update_made_p99": round(float(np.percentile(made, 99)), 1),
+                "update_made_to_read_p50": round(float(np.percentile(read, 50)), 1),
+                "update_made_to_read_p99": round(float(np.percentile(read, 99)), 1)}
+    finally:
+        for q in procs:
+            q.terminate()
+        for q in procs:
+            try:
+                q.wait(20)
+            except subprocess.TimeoutExpired:
+                q.kill()
+        sink.close()
+        store.drop()
+        try:
+            from kafka.admin import KafkaAdminClient
+
+            a = KafkaAdminClient(bootstrap_servers=args.bootstrap)
+            a.delete_topics([*all_topics(names), raw_topic])
+            a.close()
+        except Exception:  # noqa: BLE001 - cleanup is best effort
+            pass
+    raw_c = out["raw"]["consume_per_s"]
+    out["scorer_vs_raw_consume"] = round(out["scorer_backlog"]["events_per_s"] / raw_c, 3)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    print(json.dumps(run(ap.parse_args(argv)), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
