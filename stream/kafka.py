@@ -574,7 +574,7 @@ class AioKafkaSource(_GroupOffsetHints):
                 with contextlib.suppress(asyncio.CancelledError):
                     await t_get
                 return {}
-            got = t_get.result()
+            got = self._only_ready(t_get.result())
             n = sum(len(v) for v in got.values())
             if n and n < max_records and self.top_up_ms and not self._pending:
                 # What getmany returned was fetched while the caller handled the previous
@@ -585,14 +585,27 @@ class AioKafkaSource(_GroupOffsetHints):
                     more = await asyncio.wait_for(
                         self._c.getmany(timeout_ms=self.top_up_ms, max_records=max_records - n),
                         self.top_up_ms / 1000 + 0.05)
-                    for tp, recs in more.items():
+                    for tp, recs in self._only_ready(more).items():
                         got.setdefault(tp, []).extend(recs)
             return got
 
+        # Rebalance work queued during the poll waits for the next one: a revocation must
+        # not happen before the caller has handled (and committed) what this poll returns.
         got = self._run(get(), "poll")
-        if self._pending:
-            self._apply_pending()
         return [_to_record(r) for recs in got.values() for r in recs]
+
+    def _only_ready(self, got: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """(On the loop.) Records of positioned partitions only. aiokafka hands out records
+        of a new assignment as soon as it is made, from the group's offsets, while the
+        seek to the state's offsets still waits for the caller: those records are not
+        returned, and their partition is rewound so that nothing is skipped either way."""
+        ready, out = self._ready, {}
+        for tp, recs in got.items():
+            if (tp.topic, tp.partition) in ready:
+                out[tp] = recs
+            elif recs and tp in self._c.assignment():
+                self._c.seek(tp, recs[0].offset)
+        return out
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """As :meth:`KafkaSource.commit`: a hint for monitoring and lag, sent without waiting
