@@ -536,7 +536,7 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     # Training blocks polling for tens of seconds: a long session keeps the member in its group.
     # its group offsets are where it resumes: commit every drained poll (async; sync on close)
     source = group_source(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner",
-                         commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
+                          commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
     stop = stop or _Stop().flag
     last = last_status = time.monotonic()
     seen_at_status = 0
