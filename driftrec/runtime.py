@@ -89,6 +89,14 @@ class WorkerStats:
     batch_ms: list[float] = field(default_factory=list)
 
 
+@dataclass
+class _InFlight:
+    """A batch whose outputs are sent and whose state waits for their acknowledgement."""
+
+    wait: Callable[[], None]
+    write: StateWrite
+
+
 class ScorerWorker:
     """One batch at a time: decode -> dead-letter the bad -> scorer core -> send outputs
     (recs.updates, events.dlq) -> commit state with offsets -> commit the consumer.
@@ -102,13 +110,21 @@ class ScorerWorker:
     while this worker is the only writer of its users, i.e. while it owns every partition
     their events can arrive on: the caller turns it on with :meth:`set_cache_valid` after
     each assignment it has checked (the cache is emptied on every assignment).
+
+    ``pipeline=True`` (a sink with ``send_many_async``) overlaps the broker's acknowledgement
+    of a batch's outputs with the work on the next batch: batch N's outputs are sent, then
+    batch N+1 is polled and scored (reading batch N's users from the batch in flight), and
+    only then are N's acknowledgements awaited and N's state committed with its offsets.
+    The order that makes restarts exact is kept (outputs acknowledged, then state with
+    offsets, then the group's offsets hint); at most one batch is in flight, and the caller
+    finishes it with :meth:`flush` when it goes idle, loses partitions or stops.
     """
 
     def __init__(self, scorer: Scorer, state: StateStore, sink: EventSink,
                  names: TopicNames = TopicNames(), swaps: SwapManager | None = None,
                  group: str = "scorer", clock: Callable[[], float] = time.time,
                  on_batch: Callable[[BatchResult, float], None] | None = None,
-                 cache_users: int = 0) -> None:
+                 cache_users: int = 0, pipeline: bool = False) -> None:
         self.scorer, self.state, self.sink, self.names = scorer, state, sink, names
         self.swaps, self.group, self.clock = swaps, group, clock
         self.stats = WorkerStats()
@@ -117,11 +133,14 @@ class ScorerWorker:
         self.cache_users = cache_users
         self._cache: OrderedDict[str, UserState] = OrderedDict()
         self._cache_on = False
+        self.pipeline = pipeline and hasattr(sink, "send_many_async")
+        self._inflight: _InFlight | None = None
 
     def start_offsets(self) -> dict[tuple[str, int], int]:
         """Where to resume: the offsets stored with the state, read afresh (another instance
         may have advanced them before a partition moved here). Called on every partition
         assignment: the user cache is emptied and off until :meth:`set_cache_valid`."""
+        self.flush()
         self._cache.clear()
         self._cache_on = False
         self._committed = dict(self.state.offsets(self.group))
@@ -133,10 +152,13 @@ class ScorerWorker:
         self._cache_on = bool(valid) and self.cache_users > 0
 
     def _get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
-        if not self._cache_on:
-            return self.state.get_many(user_ids)
-        cache = self._cache
-        out = {u: cache[u] for u in user_ids if u in cache}
+        out: dict[str, UserState] = {}
+        if self._inflight is not None:  # newer than the store and the cache
+            fresh = self._inflight.write.users
+            out = {u: fresh[u] for u in user_ids if u in fresh}
+        if self._cache_on:
+            cache = self._cache
+            out.update({u: cache[u] for u in user_ids if u in cache and u not in out})
         if len(out) < len(user_ids):
             out.update(self.state.get_many([u for u in user_ids if u not in out]))
         return out
@@ -192,12 +214,18 @@ class ScorerWorker:
         for rec in result.recs:
             rec["emitted_ts"] = now
             out.append(Message(self.names.recs, _rec_bytes(rec), rec["user_id"].encode()))
-        if out:
-            self.sink.send_many(out)
-        if offsets or result.users:
-            self.state.commit(StateWrite(result.users, result.item_pop, offsets, self.group))
-            self._committed.update(offsets)
-            self._cache_put(result.users)
+        write = StateWrite(result.users, result.item_pop, offsets, self.group)
+        if self.pipeline:
+            wait = self.sink.send_many_async(out)  # type: ignore[attr-defined]
+            done = self.flush()  # the previous batch: acknowledged by now, as a rule
+            if offsets or result.users:
+                self._inflight = _InFlight(wait, write)
+            else:
+                wait()
+        else:
+            if out:
+                self.sink.send_many(out)
+            done = self._commit(write)
         st.recs += len(result.recs)
         st.batches += 1
         ms = (time.perf_counter() - t0) * 1000
@@ -206,15 +234,31 @@ class ScorerWorker:
             del st.batch_ms[:50_000]
         if self.on_batch:
             self.on_batch(result, ms)
-        return _positions(offsets)
+        return done
+
+    def _commit(self, write: StateWrite) -> dict[tuple[str, int], int]:
+        if not (write.offsets or write.users):
+            return {}
+        self.state.commit(write)
+        self._committed.update(write.offsets)
+        self._cache_put(write.users)
+        return _positions(write.offsets)
+
+    def flush(self) -> dict[tuple[str, int], int]:
+        """Finish the batch in flight (``pipeline``): wait for its outputs' acknowledgement,
+        commit its state with its offsets. Returns the consumer offsets now covered."""
+        f, self._inflight = self._inflight, None
+        if f is None:
+            return {}
+        f.wait()
+        return self._commit(f.write)
 
     def run_once(self, source: EventSource, max_records: int, timeout_ms: int) -> int:
         """Poll, handle, commit; then swap in a prepared version if one is ready."""
         recs = source.poll(max_records, timeout_ms)
-        if recs:
-            offs = self.handle(recs)
-            if offs:
-                source.commit(offs)
+        offs = self.handle(recs) if recs else self.flush()  # idle: nothing waits in flight
+        if offs:
+            source.commit(offs)
         if self.swaps is not None:
             self.swaps.maybe_swap()
         return len(recs)

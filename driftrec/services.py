@@ -449,10 +449,15 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     def assigned(tps: list[tuple[str, int]]) -> None:
         svc.worker.set_cache_valid(owns_its_users(tps, names.events, source.partition_count))
 
+    def revoked(tps: list[tuple[str, int]]) -> None:
+        source.commit(svc.worker.flush())  # the batch in flight is committed before they go
+
+    # a batch's updates are acknowledged while the next batch is scored (SCORER_PIPELINE=0: not)
+    svc.worker.pipeline = os.environ.get("SCORER_PIPELINE", "1") != "0" and hasattr(svc.sink, "send_many_async")
     try:
         source = group_source(s.kafka_bootstrap, [*names.events, names.items], group,
-                              start_offsets=svc.start_offsets, on_assign=assigned, default_offset=0,
-                              client_id=f"driftrec-scorer-{group}")
+                              start_offsets=svc.start_offsets, on_assign=assigned, on_revoke=revoked,
+                              default_offset=0, client_id=f"driftrec-scorer-{group}")
     except BaseException:
         svc.close()
         raise
@@ -486,6 +491,10 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
             if max_seconds and now - t_start > max_seconds:
                 break
     finally:
+        try:
+            source.commit(svc.worker.flush())
+        except Exception as exc:  # noqa: BLE001 - reprocessed after a restart, nothing lost
+            log.warning("the last batch was not committed (it is reprocessed on restart): %s", exc)
         source.close()
         summary = svc.summary()
         print(json.dumps(summary), flush=True)

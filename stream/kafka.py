@@ -99,6 +99,8 @@ class KafkaSource(_GroupOffsetHints):
         to seek to (the offsets stored with the state). Partitions it does not name start
         at the group's committed offset, or at the beginning.
     on_assign : called with the assigned ``(topic, partition)`` pairs, after seeking
+    on_revoke : called with the revoked ``(topic, partition)`` pairs before they go, between
+        two batches (a caller with work in flight finishes it there)
     default_offset : where partitions that ``start_offsets`` does not name start (``None``:
         the group's committed offset; ``0``: the beginning, for a state-driven consumer)
     commit_interval_s : how often :meth:`commit` sends the group's offsets (asynchronously)
@@ -108,13 +110,14 @@ class KafkaSource(_GroupOffsetHints):
                  start_offsets: Callable[[], Mapping[tuple[str, int], int]] | None = None,
                  on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
                  default_offset: int | None = None, client_id: str = "driftrec",
-                 commit_interval_s: float = 1.0, **config: Any) -> None:
+                 commit_interval_s: float = 1.0,
+                 on_revoke: Callable[[list[tuple[str, int]]], None] | None = None, **config: Any) -> None:
         from kafka import KafkaConsumer
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
         self.bootstrap, self.topics, self.group = bootstrap, list(topics), group
         self._start_offsets = start_offsets
-        self._on_assign = on_assign
+        self._on_assign, self._on_revoke = on_assign, on_revoke
         self._default_offset = default_offset
         self._to_commit: dict[tuple[str, int], int] = {}
         self.commit_interval_s = commit_interval_s
@@ -135,7 +138,8 @@ class KafkaSource(_GroupOffsetHints):
 
         class _Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
-                pass
+                if source._on_revoke:
+                    source._on_revoke([(tp.topic, tp.partition) for tp in revoked])
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 source._assigned(list(assigned))
@@ -330,18 +334,8 @@ class AioKafkaBatchSink:
 
     def _run(self, coro: Any, what: str) -> Any:
         import asyncio
-        import concurrent.futures
 
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return fut.result(self.timeout_s + 5)
-        except concurrent.futures.TimeoutError as exc:
-            fut.cancel()
-            raise StreamUnavailable(f"Kafka at {self.bootstrap} did not answer in time ({what})") from exc
-        except StreamUnavailable:
-            raise
-        except Exception as exc:  # aiokafka's errors (connection, timeouts, broker errors)
-            raise StreamUnavailable(f"Kafka at {self.bootstrap} failed ({what}): {exc!r}") from exc
+        return self._result(asyncio.run_coroutine_threadsafe(coro, self._loop), what)
 
     async def _partitions(self, topic: str) -> list[int]:
         parts = self._parts.get(topic)
@@ -384,6 +378,35 @@ class AioKafkaBatchSink:
         if messages:
             self._run(self._send(messages), f"send {len(messages)} messages")
 
+    def send_many_async(self, messages: Sequence[Message]) -> Callable[[], None]:
+        """Start sending ``messages``; returns a function that blocks until the broker has
+        acknowledged all of them (raising :class:`StreamUnavailable` as ``send_many`` does).
+        Messages of one partition keep the order of the calls."""
+        import asyncio
+
+        if not messages:
+            return lambda: None
+        fut = asyncio.run_coroutine_threadsafe(self._send(messages), self._loop)
+        what = f"send {len(messages)} messages"
+
+        def wait() -> None:
+            self._result(fut, what)
+
+        return wait
+
+    def _result(self, fut: Any, what: str) -> Any:
+        import concurrent.futures
+
+        try:
+            return fut.result(self.timeout_s + 5)
+        except concurrent.futures.TimeoutError as exc:
+            fut.cancel()
+            raise StreamUnavailable(f"Kafka at {self.bootstrap} did not answer in time ({what})") from exc
+        except StreamUnavailable:
+            raise
+        except Exception as exc:  # aiokafka's errors (connection, timeouts, broker errors)
+            raise StreamUnavailable(f"Kafka at {self.bootstrap} failed ({what}): {exc!r}") from exc
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._run(self._p.stop(), "close")
@@ -415,7 +438,7 @@ class AioKafkaSource(_GroupOffsetHints):
                  on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
                  default_offset: int | str | None = None, client_id: str = "driftrec",
                  commit_interval_s: float = 1.0, timeout_s: float = 30.0, top_up_ms: int = 3,
-                 **config: Any) -> None:
+                 on_revoke: Callable[[list[tuple[str, int]]], None] | None = None, **config: Any) -> None:
         import asyncio
         import concurrent.futures
         import threading
@@ -426,6 +449,7 @@ class AioKafkaSource(_GroupOffsetHints):
         self.bootstrap, self.topics, self.group = bootstrap, list(topics), group
         self.timeout_s, self.top_up_ms = timeout_s, top_up_ms
         self._start_offsets, self._on_assign, self._default_offset = start_offsets, on_assign, default_offset
+        self._on_revoke = on_revoke
         self._to_commit: dict[tuple[str, int], int] = {}
         self.commit_interval_s = commit_interval_s
         self._next_commit = 0.0
@@ -528,6 +552,8 @@ class AioKafkaSource(_GroupOffsetHints):
             try:
                 keys = [(tp.topic, tp.partition) for tp in tps]
                 if kind == "revoke":
+                    if self._on_revoke:  # the caller finishes what it has in flight for them
+                        self._on_revoke(keys)
                     self._ready.difference_update(keys)
                     self._commit_now({k: o for k, o in self._to_commit.items() if k in set(keys)})
                     for k in keys:
