@@ -103,6 +103,12 @@ def replay_to_kafka(events: Sequence[Event], items: Sequence[Item], bootstrap: s
 
             bar = tqdm(total=len(evs), unit="ev", file=sys.stderr, desc="replay", mininterval=0.5,
                        dynamic_ncols=True)
+        with map_kafka_errors(bootstrap, "replay metadata"):
+            # the event topics' metadata before the clock starts: otherwise the first send
+            # waits for it (~300 ms here) and a paced replay then sends that time's events
+            # in one burst
+            for t in sorted({topics.prefixed(prefix, topics.topic_for(e.type)) for e in evs}):
+                producer.partitions_for(t)
         pacer = Pacer(speed, rate, evs[0].ts if evs else 0)
         pending: list[Any] = []
         with map_kafka_errors(bootstrap, "replay events"):
