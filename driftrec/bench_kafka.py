@@ -5,8 +5,8 @@
 2. scorer throughput: a backlog replayed into Kafka, then `driftrec scorer` (a separate
    process, Redis state) drains it: events/s from its first to its last commit;
 3. event-to-update latency at a steady rate (default 1,000 events/s): replay with
-   `--restamp` (event ts = send time), a consumer of recs.updates notes when each update
-   arrives; latency = arrival - ts of the event that triggered the update (p50/p99), split
+   `--restamp` (event ts = send time), a probe (a consumer of recs.updates in a process of
+   its own) notes when each update arrives; latency = arrival - ts of the event that triggered the update (p50/p99), split
    at the update record's creation (its Kafka timestamp).
 
     driftrec bench kafka [--model PATH] [--events 20000] [--rate 1000] [--seconds 20] [--json]
@@ -20,7 +20,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -77,11 +77,58 @@ def start_scorer(env: dict[str, str], group: str, runtime: str = "kafka") -> sub
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wait_for(pred, timeout: float) -> None:
+def probe(bootstrap: str, topic: str, out_path: str, ready_path: str, stop_path: str,
+          max_seconds: float = 900.0) -> None:
+    """The latency probe, in a process of its own (so that it shares no interpreter lock
+    with the replay that timestamps the events): reads ``topic`` from its end and writes
+    ``[event_id, event_ts, read_ms, update_record_ts]`` per update, one JSON line each, to
+    ``out_path`` once ``stop_path`` exists. ``ready_path`` is created when it is positioned."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    # fetch_min_bytes=1: the broker answers a fetch as soon as an update is there; the
+    # max wait only bounds an empty long poll (short ones cost the 2 shared cores CPU)
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=100, fetch_min_bytes=1)
+    tps = [TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or {0})]
+    c.assign(tps)
+    c.seek_to_end(*tps)
+    for tp in tps:
+        c.position(tp)
+    Path(ready_path).touch()
+    arrivals: list[tuple[str, int, float, int]] = []
+    t_end = time.monotonic() + max_seconds
+    while not os.path.exists(stop_path) and time.monotonic() < t_end:
+        for recs in c.poll(timeout_ms=50).values():
+            now = time.time() * 1000
+            for r in recs:
+                d = json.loads(r.value)
+                # r.timestamp: when the scorer's producer made the update's batch
+                arrivals.append((d["event_id"], d["event_ts"], now, r.timestamp))
+    c.close()
+    tmp = out_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(a) + "\n" for a in arrivals)
+    os.replace(tmp, out_path)
+
+
+def start_probe(env: dict[str, str], bootstrap: str, topic: str, workdir: str) -> tuple[subprocess.Popen, dict[str, str]]:
+    paths = {k: os.path.join(workdir, k) for k in ("arrivals.jsonl", "ready", "stop")}
+    code = ("import sys; from driftrec.bench_kafka import probe; "
+            "probe(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])")
+    p = subprocess.Popen([sys.executable, "-c", code, bootstrap, topic, paths["arrivals.jsonl"], paths["ready"],
+                          paths["stop"]], env=env, stdout=subprocess.DEVNULL)
+    return p, paths
+
+
+def wait_for(pred, timeout: float, procs: list[subprocess.Popen] = ()) -> None:
+    """Until ``pred()``; fails at once if one of ``procs`` (the scorers) has exited."""
     t = time.monotonic() + timeout
     while time.monotonic() < t:
         if pred():
             return
+        dead = [q for q in procs if q.poll() is not None]
+        if dead:
+            raise RuntimeError(f"a scorer process exited with status {dead[0].returncode} during the "
+                               f"benchmark; run `driftrec scorer` with the same settings to see why")
         time.sleep(0.02)
     raise TimeoutError("benchmark step timed out")
 
@@ -120,6 +167,10 @@ def run(args: argparse.Namespace) -> dict:
     n_lat = int(args.rate * args.seconds)
     s = generate("abrupt", n_events=args.events + n_lat, n_users=args.users, n_items=args.items, seed=7)
     backlog, live = s.events[: args.events], s.events[args.events:]
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the generated stream stays out of the collector's walks (steady pacing)
     out: dict = {"broker": args.bootstrap, "partitions": args.partitions, "scorers": args.scorers,
                  "model": args.model or "bundled MiniLM"}
 
@@ -140,15 +191,13 @@ def run(args: argparse.Namespace) -> dict:
     st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False)
     out["replay_backlog_per_s"] = round(st.rate)
     procs = [start_scorer(env, "bench", args.runtime) for _ in range(args.scorers)]
-    p = procs[0]
     try:
         if args.scorers > 1:  # measure from when every member has joined (use a large --events)
-            wait_for(lambda: group_members(args.bootstrap, "bench") >= args.scorers
-                     or any(q.poll() is not None for q in procs), 300)
-        wait_for(lambda: covered(store, "bench", names) > 0 or p.poll() is not None, 300)
+            wait_for(lambda: group_members(args.bootstrap, "bench") >= args.scorers, 300, procs)
+        wait_for(lambda: covered(store, "bench", names) > 0, 300, procs)
         t0 = time.perf_counter()
         c0 = covered(store, "bench", names)
-        wait_for(lambda: covered(store, "bench", names) >= len(backlog), 600)
+        wait_for(lambda: covered(store, "bench", names) >= len(backlog), 600, procs)
         dt = time.perf_counter() - t0
         timed = len(backlog) - c0
         out["scorer_backlog"] = {"events": timed, "seconds": round(dt, 2),
@@ -156,39 +205,22 @@ def run(args: argparse.Namespace) -> dict:
         if not timed:  # the clock starts at the first commit, which already covered it all
             out["scorer_backlog"]["note"] = "backlog drained in one batch: use a larger --events"
 
-        # 3. latency at a steady rate, same scorer process (warm)
-        from kafka import KafkaConsumer, TopicPartition
-
-        arrivals: list[tuple[str, int, float]] = []
-        stop = threading.Event()
-        # fetch_min_bytes=1: the broker answers a fetch as soon as an update is there; the
-        # max wait only bounds an empty long poll (short ones cost the 2 shared cores CPU)
-        c = KafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None, fetch_max_wait_ms=100,
-                          fetch_min_bytes=1)
-        tps = [TopicPartition(names.recs, q) for q in sorted(c.partitions_for_topic(names.recs) or {0})]
-        c.assign(tps)
-        c.seek_to_end(*tps)
-        for tp in tps:
-            c.position(tp)
-
-        def listen() -> None:
-            while not stop.is_set():
-                for recs in c.poll(timeout_ms=50).values():
-                    now = time.time() * 1000
-                    for r in recs:
-                        d = json.loads(r.value)
-                        # r.timestamp: when the scorer's producer made the update's batch
-                        arrivals.append((d["event_id"], d["event_ts"], now, r.timestamp))
-
-        th = threading.Thread(target=listen, daemon=True)
-        th.start()
+        # 3. latency at a steady rate, same scorer process (warm); the probe that reads the
+        # updates is a process of its own
+        work = tempfile.mkdtemp(prefix=f"{prefix}-probe-")
+        pr, paths = start_probe(env, args.bootstrap, names.recs, work)
+        scorers = list(procs)
+        procs.append(pr)
+        wait_for(lambda: os.path.exists(paths["ready"]) or pr.poll() is not None, 60, scorers)
+        if pr.poll() is not None:
+            raise RuntimeError(f"the latency probe exited with status {pr.returncode}")
         before = covered(store, "bench", names)
         st = replay_to_kafka(live, [], args.bootstrap, prefix, rate=args.rate, restamp=True, progress=False)
-        wait_for(lambda: covered(store, "bench", names) >= before + len(live), 120)
+        wait_for(lambda: covered(store, "bench", names) >= before + len(live), 120, scorers)
         time.sleep(0.5)
-        stop.set()
-        th.join(5)
-        c.close()
+        Path(paths["stop"]).touch()
+        pr.wait(30)
+        arrivals = [tuple(json.loads(line)) for line in open(paths["arrivals.jsonl"])]
         live_ids = {e.event_id for e in live}
         mine = [(ts, now, made) for eid, ts, now, made in arrivals if eid in live_ids]
         lat = np.array([now - ts for ts, now, _ in mine])
