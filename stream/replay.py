@@ -84,9 +84,12 @@ def replay_to_kafka(events: Sequence[Event], items: Sequence[Item], bootstrap: s
     own = producer is None
     with map_kafka_errors(bootstrap, "replay producer"):
         if own:
+            # idempotent: per-partition order holds with several requests in flight (and a
+            # retry cannot duplicate), so one slow acknowledgement does not hold back the next
+            # requests (with one in flight, a paced replay queued behind every slow one)
             producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), client_id="driftrec-replay",
-                                     acks="all", linger_ms=5, batch_size=512 * 1024,
-                                     max_in_flight_requests_per_connection=1, retries=5)
+                                     acks="all", linger_ms=5, batch_size=512 * 1024, enable_idempotence=True,
+                                     max_in_flight_requests_per_connection=5, retries=5)
     t0 = time.monotonic()
     try:
         with map_kafka_errors(bootstrap, "replay items"):
