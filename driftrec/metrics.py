@@ -12,6 +12,11 @@ driftrec_dead_letters_total{reason} counter     dead-lettered records by reason 
 driftrec_recs_updates_total         counter     recs.updates messages published
 driftrec_consumer_lag               gauge       records between the consumer and the log end
 driftrec_batch_seconds              histogram   wall time of one micro-batch
+driftrec_event_age_seconds          histogram   per batch: age of its oldest record (now minus
+                                                the record's Kafka timestamp) when the batch's
+                                                updates are made, i.e. the event-to-update
+                                                latency of its slowest event (producer clocks
+                                                permitting); large while a backlog drains
 driftrec_model_version_info         info        the serving model version
 driftrec_model_swaps_total          counter     hot-swaps performed
 driftrec_swaps_rejected_total       counter     announced versions rejected (bad artifact)
@@ -28,6 +33,7 @@ from typing import Any
 
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 TRAIN_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+AGE_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class Metrics:
@@ -46,6 +52,9 @@ class Metrics:
                          registry=r)
         self.batch = Histogram("driftrec_batch_seconds", "Wall time of one micro-batch",
                                buckets=BATCH_BUCKETS, registry=r)
+        self.age = Histogram("driftrec_event_age", "Per batch: age of its oldest record when its updates "
+                             "are made (event-to-update latency of its slowest event)", unit="seconds",
+                             buckets=AGE_BUCKETS, registry=r)
         self.version = Info("driftrec_model_version", "The serving model version", registry=r)
         self.swaps = Counter("driftrec_model_swaps", "Hot-swaps performed", registry=r)
         self.swaps_rejected = Counter("driftrec_swaps_rejected", "Announced versions rejected", registry=r)
@@ -82,6 +91,9 @@ class Metrics:
                 self.dead_letters.labels(reason).inc(delta)
                 self._seen[key] = n
         self.batch.observe(batch_s)
+        age = getattr(stats, "oldest_age_ms", None)
+        if age is not None:
+            self.age.observe(max(0.0, age) / 1000.0)
         if lag is not None:
             self.lag.set(lag)
 

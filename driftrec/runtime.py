@@ -87,6 +87,9 @@ class WorkerStats:
     skipped_committed: int = 0
     items: int = 0
     batch_ms: list[float] = field(default_factory=list)
+    #: the last batch's oldest record: its age (now - its Kafka timestamp) when the batch's
+    #: updates were made, in ms; None when its records carry no timestamp
+    oldest_age_ms: float | None = None
 
 
 @dataclass
@@ -211,6 +214,8 @@ class ScorerWorker:
         st.counts.processed += len(events) + n_items
         st.duplicates += result.duplicates
         now = int(self.clock() * 1000)
+        stamped = [r.timestamp_ms for r in records if r.timestamp_ms > 0]
+        st.oldest_age_ms = float(now - min(stamped)) if stamped else None
         for rec in result.recs:
             rec["emitted_ts"] = now
             out.append(Message(self.names.recs, _rec_bytes(rec), rec["user_id"].encode()))

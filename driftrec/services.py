@@ -480,9 +480,11 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
                 next_lag = now + 1.0
             if now >= next_status:  # progress for a person reading the log
                 c = svc.worker.stats.counts
+                age = svc.worker.stats.oldest_age_ms
                 log.info("scorer: %d consumed (%.0f/s), %d processed, %d dead-lettered, %d recs, "
-                         "version %s", c.consumed, (c.consumed - last_count) / (now - last_status),
-                         c.processed, c.dead_lettered, svc.worker.stats.recs, svc.scorer.version)
+                         "version %s, last batch's oldest event %s old", c.consumed,
+                         (c.consumed - last_count) / (now - last_status), c.processed, c.dead_lettered,
+                         svc.worker.stats.recs, svc.scorer.version, "?" if age is None else f"{age:.0f} ms")
                 last_count, last_status, next_status = c.consumed, now, now + STATUS_EVERY_S
             if exit_when_idle and now - last > exit_when_idle and source.assignment() and source.lag() == 0:
                 if not svc.swaps.busy:

@@ -45,10 +45,10 @@ def _store(url):
     return RedisStateStore.from_url(url)
 
 
-def _run_scorer(settings, group, idle=2.0, **kw):
+def _run_scorer(settings, group, idle=2.0, metrics=None, **kw):
     from driftrec.services import run_scorer
 
-    return run_scorer(settings, group, None, exit_when_idle=idle, stop=threading.Event(), **kw)
+    return run_scorer(settings, group, metrics, exit_when_idle=idle, stop=threading.Event(), **kw)
 
 
 def _headers(rec):
@@ -182,9 +182,23 @@ def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_u
     s.close()
     n_bad = len(expected_reason)
 
-    summary = _run_scorer(settings, "g2")
+    from driftrec.metrics import Metrics
+
+    t_sent = time.time()
+    metrics = Metrics("scorer")
+    summary = _run_scorer(settings, "g2", metrics=metrics)
     n = len(events) + n_bad + len(items)
     assert summary["consumed"] == n == summary["processed"] + summary["dead_lettered"]
+    # the metrics agree with the summary; every batch observed its oldest record's age: all
+    # records were produced before the scorer started (model loading alone takes longer
+    # than the smallest bucket), and well within the test's own running time
+    m = {x.name + x.labels.get("outcome", "") + x.labels.get("le", ""): x.value
+         for f in metrics.registry.collect() for x in f.samples}
+    assert m["driftrec_events_totalprocessed"] == summary["processed"]
+    assert m["driftrec_events_totaldead_lettered"] == n_bad
+    assert m["driftrec_event_age_seconds_count"] == summary["batches"] > 0
+    assert m["driftrec_event_age_seconds_bucket0.01"] == 0
+    assert m["driftrec_event_age_seconds_sum"] / summary["batches"] < time.time() - t_sent + 5
     assert summary["dead_lettered"] == n_bad
     want = {}
     for r in expected_reason.values():
