@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -52,6 +53,7 @@ class SwapManager:
         self._background = background
         self._lock = threading.Lock()
         self._ready: ServingModel | None = None
+        self._same_as: Any = None  # weakref to the table the ready model's ids were compared with
         self._thread: threading.Thread | None = None
         self.swaps: list[SwapEvent] = []
         self.rejected: list[tuple[str, str]] = []
@@ -107,19 +109,22 @@ class SwapManager:
             log.error("rejected adapter %s: %s; still serving %s", version, exc, cur.version)
             self.rejected.append((version, str(exc)))
             return
+        # compared here, off the serving thread; the swap only checks it is still that table
+        same_as = weakref.ref(cur.table) if model.table.item_ids == cur.table.item_ids else None
         with self._lock:
-            self._ready = model
+            self._ready, self._same_as = model, same_as
             self._prepare_s = time.perf_counter() - t0
 
     def maybe_swap(self) -> SwapEvent | None:
         """Between two batches: swap in a prepared version, if one is ready."""
         with self._lock:
             model, self._ready = self._ready, None
+            same_as, self._same_as = self._same_as, None
             prep = self._prepare_s
         if model is None:
             return None
         t0 = time.perf_counter()
-        old = self.scorer.swap(model)
+        old = self.scorer.swap(model, same_as() if same_as is not None else None)
         ev = SwapEvent(model.version, old.version, prep, (time.perf_counter() - t0) * 1000, time.time())
         if model.encoder is not None and old.encoder is not model.encoder:
             self._standby = old.encoder  # the old serving encoder is free now

@@ -173,3 +173,32 @@ def test_rollback_to_an_earlier_version_and_to_base(tmp_path: Path) -> None:
         assert swaps.maybe_swap() is not None
     assert [e.version for e in swaps.swaps] == ["v1", "v2", "v1", "base"]
     assert s.version == "base" and np.array_equal(s.model.table.vectors, base_table().vectors)
+
+
+def test_swap_keeps_popularity_only_for_the_catalog_it_was_checked_against() -> None:
+    s, _ = make_scorer()
+    s.learn_many([Event("e1", "like", "u", "i3", 1_000)], {})
+    live = s._pop.copy()
+    assert np.isfinite(live[3])
+    same = ServingModel("v1", base_table(seed=1), s.model.rep, None, {})
+    s.swap(same, same_catalog_as=s.model.table)  # checked off the serving thread: kept as is
+    assert s._pop is not None and np.array_equal(s._pop, live)
+    # a claim about a table that is no longer served is not trusted: the ids are compared
+    other_ids = IDS[::-1]
+    v = base_table(seed=2)
+    other = ServingModel("v2", ItemTable.from_text(other_ids, v.text), s.model.rep, None, {})
+    stale = ItemTable.from_text(IDS, v.text)
+    s.swap(other, same_catalog_as=stale)
+    assert s._pop[other_ids.index("i3")] == live[3] and np.isneginf(s._pop[3])
+
+
+def test_swap_manager_compares_ids_off_the_serving_thread(tmp_path: Path) -> None:
+    s, swaps = make_scorer()
+    calls: list = []
+    orig = s.swap
+    s.swap = lambda model, same_catalog_as=None: (calls.append(same_catalog_as), orig(model, same_catalog_as))[1]  # type: ignore[method-assign]
+    served = s.model.table
+    swaps.submit(publish(tmp_path, "v1", seed=1))
+    swaps.wait()
+    assert swaps.maybe_swap() is not None
+    assert len(calls) == 1 and calls[0] is served and s.version == "v1"
