@@ -6,8 +6,9 @@
    process, Redis state) drains it: events/s from its first to its last commit;
 3. event-to-update latency at a steady rate (default 1,000 events/s): replay with
    `--restamp` (event ts = send time), a probe (a consumer of recs.updates in a process of
-   its own) notes when each update arrives; latency = arrival - ts of the event that triggered the update (p50/p99), split
-   at the update record's creation (its Kafka timestamp).
+   its own) notes when each update arrives; latency = arrival - ts of the event that
+   triggered the update (p50/p99), split at the update record's creation (its Kafka
+   timestamp).
 
     driftrec bench kafka [--model PATH] [--events 20000] [--rate 1000] [--seconds 20] [--json]
 
