@@ -120,6 +120,11 @@ def start_probe(env: dict[str, str], bootstrap: str, topic: str, workdir: str) -
     return p, paths
 
 
+def say(msg: str) -> None:
+    """Progress for the person waiting (stderr: stdout carries the figures)."""
+    print(f"[bench kafka] {msg}", file=sys.stderr, flush=True)
+
+
 def wait_for(pred, timeout: float, procs: list[subprocess.Popen] = ()) -> None:
     """Until ``pred()``; fails at once if one of ``procs`` (the scorers) has exited."""
     t = time.monotonic() + timeout
@@ -178,6 +183,7 @@ def run(args: argparse.Namespace) -> dict:
     # 1. raw rates
     raw_topic = f"{prefix}.raw"
     create_topics(args.bootstrap, [raw_topic], args.partitions)
+    say(f"1/3 raw kafka-python rates: producing and consuming {args.raw:,} messages")
     out["raw"] = raw_rates(args.bootstrap, raw_topic, args.raw, encode(s.events[0]))
 
     state_url = f"{args.redis}?prefix={prefix}"
@@ -189,6 +195,8 @@ def run(args: argparse.Namespace) -> dict:
     # 2. throughput on a backlog (items first, so the scorer starts with the catalog)
     sink = KafkaSink(args.bootstrap)
     sink.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in s.items])
+    say(f"2/3 scorer throughput: replaying a backlog of {len(backlog):,} events, then starting "
+        f"{args.scorers} scorer process(es) to drain it")
     st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False)
     out["replay_backlog_per_s"] = round(st.rate)
     procs = [start_scorer(env, "bench", args.runtime) for _ in range(args.scorers)]
@@ -198,6 +206,7 @@ def run(args: argparse.Namespace) -> dict:
         wait_for(lambda: covered(store, "bench", names) > 0, 300, procs)
         t0 = time.perf_counter()
         c0 = covered(store, "bench", names)
+        say("scorer consuming; the clock runs from its first commit to the backlog's end")
         wait_for(lambda: covered(store, "bench", names) >= len(backlog), 600, procs)
         dt = time.perf_counter() - t0
         timed = len(backlog) - c0
@@ -216,6 +225,7 @@ def run(args: argparse.Namespace) -> dict:
         if pr.poll() is not None:
             raise RuntimeError(f"the latency probe exited with status {pr.returncode}")
         before = covered(store, "bench", names)
+        say(f"3/3 latency: {len(live):,} events at a steady {args.rate:,.0f}/s ({args.seconds:.0f} s)")
         st = replay_to_kafka(live, [], args.bootstrap, prefix, rate=args.rate, restamp=True, progress=False)
         wait_for(lambda: covered(store, "bench", names) >= before + len(live), 120, scorers)
         time.sleep(0.5)

@@ -470,3 +470,23 @@ def test_batch_sink_acks_keeps_headers_and_partitions_like_kafka_python(kafka_bo
     for key in {m.key for m in msgs}:
         assert [r.value for r in sorted(got, key=lambda r: r.offset) if r.key == key] == \
                [m.value for m in msgs if m.key == key]
+
+
+def test_bench_kafka_runs_end_to_end(kafka_bootstrap, redis_url, tiny_model):
+    """`driftrec bench kafka` as a user runs it (small): every stage reports its figures and
+    its progress. No timing is asserted."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    p = subprocess.run([sys.executable, "-m", "driftrec.cli", "bench", "kafka", "--bootstrap", kafka_bootstrap,
+                        "--redis", redis_url, "--model", tiny_model, "--events", "3000", "--raw", "2000",
+                        "--seconds", "3", "--rate", "300", "--users", "200", "--items", "300", "--json"],
+                       capture_output=True, text=True, env=env, timeout=220)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["raw"]["produce_per_s"] > 0 and res["raw"]["consume_per_s"] > 0
+    backlog = res["scorer_backlog"]
+    assert backlog["events"] <= 3000 and (backlog["events_per_s"] or backlog.get("note"))
+    steady = res["steady"]
+    assert steady["events"] == 900 and 0 < steady["updates"] <= 900
+    assert 0 < steady["latency_ms_p50"] <= steady["latency_ms_p99"] <= steady["latency_ms_max"]
+    assert [ln for ln in p.stderr.splitlines() if ln.startswith("[bench kafka] ")][:1]
+    assert "3/3 latency" in p.stderr
