@@ -8,8 +8,8 @@ from __future__ import annotations
 import operator
 import threading
 from collections import OrderedDict
-from itertools import chain, repeat
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any, Mapping, Sequence
 
 import numpy as np
