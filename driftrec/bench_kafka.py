@@ -17,8 +17,10 @@ Uses its own topic prefix and Redis namespace, removed afterwards.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -173,8 +175,6 @@ def run(args: argparse.Namespace) -> dict:
     n_lat = int(args.rate * args.seconds)
     s = generate("abrupt", n_events=args.events + n_lat, n_users=args.users, n_items=args.items, seed=7)
     backlog, live = s.events[: args.events], s.events[args.events:]
-    import gc
-
     gc.collect()
     gc.freeze()  # the generated stream stays out of the collector's walks (steady pacing)
     out: dict = {"broker": args.bootstrap, "partitions": args.partitions, "scorers": args.scorers,
@@ -200,6 +200,7 @@ def run(args: argparse.Namespace) -> dict:
     st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False)
     out["replay_backlog_per_s"] = round(st.rate)
     procs = [start_scorer(env, "bench", args.runtime) for _ in range(args.scorers)]
+    workdirs: list[str] = [env["ARTIFACT_DIR"]]
     try:
         if args.scorers > 1:  # measure from when every member has joined (use a large --events)
             wait_for(lambda: group_members(args.bootstrap, "bench") >= args.scorers, 300, procs)
@@ -218,6 +219,7 @@ def run(args: argparse.Namespace) -> dict:
         # 3. latency at a steady rate, same scorer process (warm); the probe that reads the
         # updates is a process of its own
         work = tempfile.mkdtemp(prefix=f"{prefix}-probe-")
+        workdirs.append(work)
         pr, paths = start_probe(env, args.bootstrap, names.recs, work)
         scorers = list(procs)
         procs.append(pr)
@@ -260,6 +262,8 @@ def run(args: argparse.Namespace) -> dict:
                 q.kill()
         sink.close()
         store.drop()
+        for w in workdirs:
+            shutil.rmtree(w, ignore_errors=True)
         try:
             from kafka.admin import KafkaAdminClient
 
