@@ -456,8 +456,8 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     def revoked(tps: list[tuple[str, int]]) -> None:
         source.commit(svc.worker.flush())  # the batch in flight is committed before they go
 
-    # a batch's updates are acknowledged while the next batch is scored (SCORER_PIPELINE=0: not)
-    svc.worker.pipeline = os.environ.get("SCORER_PIPELINE", "1") != "0" and hasattr(svc.sink, "send_many_async")
+    # SCORER_PIPELINE=1: a batch's updates are acknowledged while the next batch is scored
+    svc.worker.pipeline = os.environ.get("SCORER_PIPELINE", "0") == "1" and hasattr(svc.sink, "send_many_async")
     try:
         source = group_source(s.kafka_bootstrap, [*names.events, names.items], group,
                               start_offsets=svc.start_offsets, on_assign=assigned, on_revoke=revoked,

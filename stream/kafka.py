@@ -315,6 +315,7 @@ class AioKafkaBatchSink:
         self.bootstrap, self.timeout_s = bootstrap, timeout_s
         self._partitioner = _cached_partitioner()
         self._parts: dict[str, list[int]] = {}
+        self._order: Any = None  # asyncio.Lock: calls enqueue their batches one after another
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="driftrec-sink", daemon=True)
         self._thread.start()
@@ -349,6 +350,8 @@ class AioKafkaBatchSink:
 
         from kafka.partitioner.default import murmur2
 
+        if self._order is None:  # created on the loop that uses it
+            self._order = asyncio.Lock()
         memo = self._partitioner._memo
         batches: dict[tuple[str, int], list[Any]] = {}
         for m in messages:
@@ -369,9 +372,14 @@ class AioKafkaBatchSink:
                 if bs[-1].append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
                     raise StreamConfigError(f"a {len(m.value)}-byte message does not fit a batch for {m.topic}")
         futs = []
-        for (topic, q), bs in batches.items():
-            for b in bs:  # in order: aiokafka keeps one pending batch per partition
-                futs.append(await self._p.send_batch(b, topic, partition=q))
+        # One call's batches are all enqueued before the next call's (the lock is fair):
+        # enqueueing waits while a partition has an unsent batch, and a later call that
+        # finds that partition free would otherwise slip its batch in ahead of an earlier
+        # call still waking up (send_many_async calls overlap in the scorer's pipeline).
+        async with self._order:
+            for (topic, q), bs in batches.items():
+                for b in bs:  # in order: aiokafka keeps one pending batch per partition
+                    futs.append(await self._p.send_batch(b, topic, partition=q))
         await asyncio.gather(*futs)
 
     def send_many(self, messages: Sequence[Message]) -> None:
