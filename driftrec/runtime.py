@@ -117,7 +117,9 @@ class ScorerWorker:
     ``pipeline=True`` (a sink with ``send_many_async``) overlaps the broker's acknowledgement
     of a batch's outputs with the work on the next batch: batch N's outputs are sent, then
     batch N+1 is polled and scored (reading batch N's users from the batch in flight), and
-    only then are N's acknowledgements awaited and N's state committed with its offsets.
+    only then are N's acknowledgements awaited and N's state committed with its offsets,
+    before N+1's outputs are sent (one batch's outputs in flight at a time: per-key order
+    on the output topics holds even when the producer retries).
     The order that makes restarts exact is kept (outputs acknowledged, then state with
     offsets, then the group's offsets hint); at most one batch is in flight, and the caller
     finishes it with :meth:`flush` when it goes idle, loses partitions or stops.
@@ -221,8 +223,11 @@ class ScorerWorker:
             out.append(Message(self.names.recs, _rec_bytes(rec), rec["user_id"].encode()))
         write = StateWrite(result.users, result.item_pop, offsets, self.group)
         if self.pipeline:
+            # The previous batch first: its acknowledgements came in while this batch was
+            # scored, as a rule. Its commit comes before this batch's sends, so two batches'
+            # outputs are never in flight together (a retried send could overtake otherwise).
+            done = self.flush()
             wait = self.sink.send_many_async(out)  # type: ignore[attr-defined]
-            done = self.flush()  # the previous batch: acknowledged by now, as a rule
             if offsets or result.users:
                 self._inflight = _InFlight(wait, write)
             else:

@@ -315,7 +315,6 @@ class AioKafkaBatchSink:
         self.bootstrap, self.timeout_s = bootstrap, timeout_s
         self._partitioner = _cached_partitioner()
         self._parts: dict[str, list[int]] = {}
-        self._order: Any = None  # asyncio.Lock: calls enqueue their batches one after another
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="driftrec-sink", daemon=True)
         self._thread.start()
@@ -350,8 +349,6 @@ class AioKafkaBatchSink:
 
         from kafka.partitioner.default import murmur2
 
-        if self._order is None:  # created on the loop that uses it
-            self._order = asyncio.Lock()
         memo = self._partitioner._memo
         batches: dict[tuple[str, int], list[Any]] = {}
         for m in messages:
@@ -372,14 +369,9 @@ class AioKafkaBatchSink:
                 if bs[-1].append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
                     raise StreamConfigError(f"a {len(m.value)}-byte message does not fit a batch for {m.topic}")
         futs = []
-        # One call's batches are all enqueued before the next call's (the lock is fair):
-        # enqueueing waits while a partition has an unsent batch, and a later call that
-        # finds that partition free would otherwise slip its batch in ahead of an earlier
-        # call still waking up (send_many_async calls overlap in the scorer's pipeline).
-        async with self._order:
-            for (topic, q), bs in batches.items():
-                for b in bs:  # in order: aiokafka keeps one pending batch per partition
-                    futs.append(await self._p.send_batch(b, topic, partition=q))
+        for (topic, q), bs in batches.items():
+            for b in bs:  # in order: aiokafka keeps one pending batch per partition
+                futs.append(await self._p.send_batch(b, topic, partition=q))
         await asyncio.gather(*futs)
 
     def send_many(self, messages: Sequence[Message]) -> None:
@@ -389,7 +381,9 @@ class AioKafkaBatchSink:
     def send_many_async(self, messages: Sequence[Message]) -> Callable[[], None]:
         """Start sending ``messages``; returns a function that blocks until the broker has
         acknowledged all of them (raising :class:`StreamUnavailable` as ``send_many`` does).
-        Messages of one partition keep the order of the calls."""
+        Per-partition order across calls holds only if each call's function has returned
+        before the next call: overlapping sends can be reordered (a retried request, or
+        batches enqueued as their callers wake up; the producer is not idempotent)."""
         import asyncio
 
         if not messages:

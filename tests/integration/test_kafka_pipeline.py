@@ -496,37 +496,3 @@ def test_bench_kafka_runs_end_to_end(kafka_bootstrap, redis_url, tiny_model):
     assert [ln for ln in p.stderr.splitlines() if ln.startswith("[bench kafka] ")][:1]
     assert "3/3 latency" in p.stderr
 
-
-def test_batch_sink_async_sends_keep_the_order_of_the_calls(kafka_bootstrap, topics):
-    """Overlapping ``send_many_async`` calls (the scorer's pipeline): per key, the topic holds
-    the messages in the order of the calls, whatever the acknowledgements' timing."""
-    from stream.kafka import AioKafkaBatchSink, read_topic
-
-    a = AioKafkaBatchSink(kafka_bootstrap)
-    sent: list[Message] = []
-    switch = sys.getswitchinterval()
-    # the serving thread keeps the interpreter lock for long stretches (as a busy scorer
-    # does), so the sink's loop thread resumes its waiting sends late
-    sys.setswitchinterval(0.02)
-    try:
-        waits = []
-        rng = np.random.default_rng(0)
-        for call in range(300):  # each call: one message per key, keys spread over partitions
-            msgs = [Message(topics.recs, b"%d:%d" % (call, u), b"user-%d" % u) for u in range(12)]
-            sent.extend(msgs)
-            waits.append(a.send_many_async(msgs))
-            if len(waits) > 1:  # as the worker does: send N+1, then wait for N
-                waits.pop(0)()
-            t_busy = time.perf_counter() + rng.random() * 0.003  # the next batch's scoring
-            while time.perf_counter() < t_busy:
-                pass
-        for w in waits:
-            w()
-    finally:
-        sys.setswitchinterval(switch)
-        a.close()
-    got = read_topic(kafka_bootstrap, topics.recs)
-    assert len(got) == len(sent)
-    for u in range(12):
-        key = b"user-%d" % u
-        assert [r.value for r in got if r.key == key] == [m.value for m in sent if m.key == key]

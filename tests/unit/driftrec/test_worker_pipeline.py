@@ -66,14 +66,15 @@ def test_state_is_committed_after_its_outputs_are_acknowledged() -> None:
     w, store, _, log = _pipelined(0)
     batches = _batches()
     returned = [w.handle(b) for b in batches[:3]]
-    # batch 0 is committed while batch 1 is handled, after batch 1's outputs went out
+    # batch 0 is committed while batch 1 is handled, before batch 1's outputs go out
     assert returned[0] == {}
     assert returned[1] == {(NAMES.for_type("like"), 0): 15}
     kinds = [k for k, _ in log]
-    assert kinds == ["sent", "sent", "acked", "commit", "sent", "acked", "commit"]
-    # each commit follows the acknowledgement of the same batch's outputs
+    # a batch's outputs go out only after the previous batch's were acknowledged and its
+    # state committed: never two batches' outputs in flight
+    assert kinds == ["sent", "acked", "commit", "sent", "acked", "commit", "sent"]
     acked = [n for k, n in log if k == "acked"]
-    assert acked == [0, 1]  # the log positions of batch 0's and batch 1's sends
+    assert acked == [0, 3]  # the log positions of batch 0's and batch 1's sends
     # the store lags one batch; flush closes the gap and returns what it covered
     assert store.offsets("g") == {f"{NAMES.for_type('like')}:0": 30}
     assert w.flush() == {(NAMES.for_type("like"), 0): 45}
