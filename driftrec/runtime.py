@@ -138,8 +138,13 @@ class ScorerWorker:
         self.cache_users = cache_users
         self._cache: OrderedDict[str, UserState] = OrderedDict()
         self._cache_on = False
-        self.pipeline = pipeline and hasattr(sink, "send_many_async")
         self._inflight: _InFlight | None = None
+        self.set_pipeline(pipeline)
+
+    def set_pipeline(self, on: bool) -> None:
+        """Pipeline batches (see the class) if ``on`` and the sink can send asynchronously."""
+        self.flush()
+        self.pipeline = bool(on) and hasattr(self.sink, "send_many_async")
 
     def start_offsets(self) -> dict[tuple[str, int], int]:
         """Where to resume: the offsets stored with the state, read afresh (another instance

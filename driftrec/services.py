@@ -457,7 +457,7 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
         source.commit(svc.worker.flush())  # the batch in flight is committed before they go
 
     # SCORER_PIPELINE=1: a batch's updates are acknowledged while the next batch is scored
-    svc.worker.pipeline = os.environ.get("SCORER_PIPELINE", "0") == "1" and hasattr(svc.sink, "send_many_async")
+    svc.worker.set_pipeline(os.environ.get("SCORER_PIPELINE", "0") == "1")
     try:
         source = group_source(s.kafka_bootstrap, [*names.events, names.items], group,
                               start_offsets=svc.start_offsets, on_assign=assigned, on_revoke=revoked,
