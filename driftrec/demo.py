@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from stream import SCENARIOS
+
 log = logging.getLogger("driftrec.demo")
 
 MALFORMED = [
@@ -59,7 +61,7 @@ def add_parser(sub: Any) -> None:
 
 def _stream_args(p: argparse.ArgumentParser) -> None:
     """The synthetic stream's flags, the same for demo and generate."""
-    p.add_argument("--scenario", choices=["abrupt", "gradual", "coengagement"], default="abrupt",
+    p.add_argument("--scenario", choices=SCENARIOS, default="abrupt",
                    help="which drift the synthetic stream has")
     p.add_argument("--events", type=int, default=12_000, help="events in the stream")
     p.add_argument("--users", type=int, default=300, help="synthetic users")

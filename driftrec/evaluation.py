@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from stream import Event, Item
+from stream import SCENARIOS, Event, Item
 
 from . import prequential as pq
 
@@ -337,7 +337,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="drift tests: prequential evaluation with baselines",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--scenario", choices=("abrupt", "gradual", "coengagement"), default=None,
+    src.add_argument("--scenario", choices=SCENARIOS, default=None,
                      help="a synthetic stream with a known shift (default: abrupt)")
     src.add_argument("--log", help="an event log (JSONL, CSV or the MovieLens folder)")
     p.add_argument("--format", choices=("jsonl", "csv", "movielens"), default="jsonl")

@@ -9,6 +9,12 @@ the scenario moves interests:
 - ``coengagement``: after engaging with item *i* of topic A, users of A go on to a fixed
   partner item of topic B, whose text is unlike A's: text similarity alone cannot follow
   this, learning from the stream can.
+- ``fresh``: as in a content app where new posts keep arriving. Two thirds of each topic's
+  items are fresh: nobody engages with them before the shift. After it, users of topic A
+  go on from an item of A to a fresh item of topic B (drawn uniformly, so each is engaged
+  only a few times). What follows this is a relation between the two topics' *texts*;
+  item-level learning (a residual or co-engagement per item) sees each fresh item too
+  rarely to learn it, so this is the scenario where adapting the text encoder can pay.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import numpy as np
 
 from .events import Event, Item, ItemId, UserId
 
-SCENARIOS = ("abrupt", "gradual", "coengagement")
+SCENARIOS = ("abrupt", "gradual", "coengagement", "fresh")
 
 VOCAB: dict[str, list[str]] = {
     "football": "goal striker penalty league keeper derby transfer midfield offside stadium coach fans kickoff trophy".split(),
@@ -74,6 +80,10 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
     items = [Item(ItemId(f"i{j}"), _text(rng, VOCAB[topics[item_topic[j]]], 6), start_ts)
              for j in range(n_items)]
     by_topic = [np.flatnonzero(item_topic == t) for t in range(T)]
+    fresh_by_topic: list[np.ndarray] = [np.zeros(0, np.int64)] * T
+    if scenario == "fresh":  # a third of each topic is the back catalog, the rest is fresh
+        fresh_by_topic = [ix[len(ix) // 3:] for ix in by_topic]
+        by_topic = [ix[: max(1, len(ix) // 3)] for ix in by_topic]
     pop = [1.0 / np.arange(1, len(ix) + 1) ** 0.8 for ix in by_topic]
     pop = [p / p.sum() for p in pop]
     # Partner items for co-engagement: topic t's items map to items of topic (t + T/2) % T.
@@ -116,9 +126,13 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
         elif scenario == "gradual" and after and shifted[u]:
             a = min(1.0, (n - shift_idx) / ramp)
             mix = (1 - a) * mix_old[u] + a * mix_new[u]
-        if (scenario == "coengagement" and after and shifted[u] and last_item[u] >= 0
-                and item_topic[last_item[u]] == main[u] and rng.random() < 0.8):
+        hop = (after and shifted[u] and last_item[u] >= 0 and item_topic[last_item[u]] == main[u]
+               and scenario in ("coengagement", "fresh") and rng.random() < 0.8)
+        if hop and scenario == "coengagement":
             j = int(partner[last_item[u]])
+        elif hop:  # fresh: any fresh item of the partner topic
+            pool = fresh_by_topic[(int(main[u]) + T // 2) % T]
+            j = int(pool[rng.integers(0, len(pool))]) if len(pool) else int(partner[last_item[u]])
         else:
             t = int(rng.choice(T, p=mix))
             j = int(rng.choice(by_topic[t], p=pop[t]))

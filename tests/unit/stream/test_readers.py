@@ -96,3 +96,18 @@ def test_coengagement_moves_users_to_partner_items() -> None:
     before = [e for e in s.events if e.ts < s.shift_ts]
     after = [e for e in s.events if e.ts >= s.shift_ts]
     assert repeats(after) > repeats(before) + 0.1
+
+
+def test_fresh_items_are_untouched_before_the_shift_and_rarely_engaged_after() -> None:
+    s = generate("fresh", n_events=8000, n_users=80, n_items=480, seed=2)
+    before = [e for e in s.events if e.ts < s.shift_ts - 2_000]  # ts jitter is +-1 s
+    after = [e for e in s.events if e.ts >= s.shift_ts + 2_000]
+    old = {e.item_id for e in before}
+    assert len(old) <= len(s.items) // 3 + 8  # only the back catalog before the shift
+    fresh_hits = [e for e in after if e.item_id not in old]
+    assert fresh_hits and all(e.user_id in s.shifted_users for e in fresh_hits)
+    per_item: dict[str, int] = {}
+    for e in fresh_hits:
+        per_item[e.item_id] = per_item.get(e.item_id, 0) + 1
+    assert len(per_item) > len(s.items) // 4  # spread over many fresh items...
+    assert sorted(per_item.values())[len(per_item) // 2] <= 4  # ...each engaged only a few times
