@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from stream import SCENARIOS
+from stream import SCENARIO_HELP, SCENARIOS
 
 log = logging.getLogger("driftrec.demo")
 
@@ -62,7 +62,7 @@ def add_parser(sub: Any) -> None:
 def _stream_args(p: argparse.ArgumentParser) -> None:
     """The synthetic stream's flags, the same for demo and generate."""
     p.add_argument("--scenario", choices=SCENARIOS, default="abrupt",
-                   help="which drift the synthetic stream has")
+                   help="which drift the synthetic stream has. " + SCENARIO_HELP)
     p.add_argument("--events", type=int, default=12_000, help="events in the stream")
     p.add_argument("--users", type=int, default=300, help="synthetic users")
     p.add_argument("--items", type=int, default=1_200, help="synthetic catalog size")

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from stream import SCENARIOS, Event, Item
+from stream import SCENARIO_HELP, SCENARIOS, Event, Item
 
 from . import prequential as pq
 
@@ -338,7 +338,7 @@ def add_parser(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scenario", choices=SCENARIOS, default=None,
-                     help="a synthetic stream with a known shift (default: abrupt)")
+                     help="a synthetic stream with a known shift (default: abrupt). " + SCENARIO_HELP)
     src.add_argument("--log", help="an event log (JSONL, CSV or the MovieLens folder)")
     p.add_argument("--format", choices=("jsonl", "csv", "movielens"), default="jsonl")
     p.add_argument("--items", help="the item catalog for JSONL and CSV logs")

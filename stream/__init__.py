@@ -8,10 +8,10 @@ from .events import (EVENT_TYPES, REASONS, DecodeCounts, Event, Item, ItemId, Re
 from .memory import MemoryBroker, MemorySource
 from .ports import EventSink, EventSource, Message, Record
 from .readers import FORMATS, Log, LogFormatError, read_log, write_jsonl
-from .synthetic import SCENARIOS, SyntheticStream, generate
+from .synthetic import SCENARIO_HELP, SCENARIOS, SyntheticStream, generate
 
 __all__ = [
-    "EVENT_TYPES", "FORMATS", "REASONS", "SCENARIOS", "DecodeCounts", "Event", "EventSink",
+    "EVENT_TYPES", "FORMATS", "REASONS", "SCENARIOS", "SCENARIO_HELP", "DecodeCounts", "Event", "EventSink",
     "EventSource", "Item", "ItemId", "Log", "LogFormatError", "MemoryBroker", "MemorySource",
     "Message", "Record", "Rejected", "SyntheticStream", "UserId", "dead_letter", "decode",
     "decode_item", "encode", "encode_item", "generate", "read_log", "topics", "write_jsonl",

@@ -26,6 +26,11 @@ from .events import Event, Item, ItemId, UserId
 
 SCENARIOS = ("abrupt", "gradual", "coengagement", "fresh")
 
+#: One line per scenario, for ``--help`` (argparse text: ``%%`` is a percent sign).
+SCENARIO_HELP = ("abrupt: a share of users switch topics at the shift; gradual: they drift over 30%% "
+                 "of the stream; coengagement: users go on from an item of topic A to a fixed partner "
+                 "item of topic B; fresh: as coengagement, but to any fresh, rarely engaged item of topic B (cold items)")
+
 VOCAB: dict[str, list[str]] = {
     "football": "goal striker penalty league keeper derby transfer midfield offside stadium coach fans kickoff trophy".split(),
     "cooking": "recipe garlic oven pasta simmer bake spices dough kitchen chef sauce roast flavour butter".split(),
