@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from learner import ItemTable, Representation, TextEncoder, add_cooc, scores, top_k, user_vectors
+from learner import ItemTable, Representation, TextEncoder, add_cooc, top_k, user_vectors
 from learner.model import LN2, logaddexp
 from state import Interaction, UserState
 from stream import Event, Item
@@ -79,6 +79,7 @@ class Scorer:
         self._comments: _CommentWorker | None = None
         self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
         self._buf: np.ndarray | None = None  # the score matrix, reused batch after batch
+        self._aug: tuple[np.ndarray, np.ndarray] | None = None  # (vectors, [vectors | bias+prior])
 
     # ---- model versions ----------------------------------------------------------------
     @property
@@ -217,7 +218,7 @@ class Scorer:
         buf = self._buf
         if buf is None or buf.shape[0] < B or buf.shape[1] != N:
             buf = self._buf = np.empty((max(B, 64), N), np.float32)
-        S = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature, out=buf[:B])
+        S = self._scores(U, m, prior, buf[:B])
         t = m.table
         if t.cooc_weight and t.nbr_idx is not None and t.nbr_w is not None:
             add_cooc(S, hist_idx, hist_w, t.nbr_idx, t.nbr_w, t.cooc_weight)
@@ -239,6 +240,24 @@ class Scorer:
         neg_inf = float("-inf")
         return [(U[b], [(ids[j], s) for j, s in zip(idx_l[b], sc_l[b]) if s != neg_inf])
                 for b in range(len(states))]
+
+    def _scores(self, U: np.ndarray, m: ServingModel, prior: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """:func:`learner.scores` as one matrix product: the item side carries ``bias +
+        prior`` as an extra column and the user side a 1, so that the 40 MB score matrix
+        is not passed over a second time to add them (the sums agree to float32 rounding)."""
+        t = m.table
+        N, d = t.vectors.shape
+        aug = self._aug
+        if aug is None or aug[0] is not t.vectors:  # a new version: one copy of its vectors
+            X = np.empty((N, d + 1), np.float32)
+            X[:, :d] = t.vectors
+            self._aug = aug = (t.vectors, X)
+        X = aug[1]
+        np.add(t.bias, prior, out=X[:, d], casting="unsafe")
+        Ua = np.empty((len(U), d + 1), np.float32)
+        np.multiply(U, np.float32(1.0 / m.rep.temperature), out=Ua[:, :d], casting="unsafe")
+        Ua[:, d] = 1.0
+        return np.matmul(Ua, X.T, out=out)
 
     def _user_vectors(self, states: Sequence[UserState], now: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

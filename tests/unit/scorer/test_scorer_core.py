@@ -104,3 +104,27 @@ def test_unknown_items_are_kept_in_history() -> None:
 def test_config_validation_names_the_setting() -> None:
     with pytest.raises(ScorerConfigError, match="SCORER_TOP_K"):
         ScorerConfig(top_k=0)
+
+
+def test_scores_in_one_product_agree_with_learner_scores_across_swaps() -> None:
+    from learner import scores
+
+    rng = np.random.default_rng(0)
+    ids = [f"i{j}" for j in range(300)]
+
+    def version(seed: int) -> ServingModel:
+        r = np.random.default_rng(seed)
+        t = ItemTable(ids, r.standard_normal((300, 16)).astype(np.float32),
+                      np.zeros((300, 16), np.float32), r.standard_normal(300).astype(np.float32))
+        return ServingModel(f"v{seed}", t, Representation(temperature=0.2))
+
+    s = Scorer(ScorerConfig(), version(1))
+    U = rng.standard_normal((7, 16)).astype(np.float32)
+    prior = rng.standard_normal(300).astype(np.float32)
+    for seed in (1, 2, 1):  # a new version's vectors replace the cached item side
+        if s.version != f"v{seed}":
+            s.swap(version(seed))
+        m = s.model
+        got = s._scores(U, m, prior, np.empty((7, 300), np.float32))
+        want = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
