@@ -188,14 +188,15 @@ class Scorer:
             for e in events:
                 if e.user_id in now_by_user and e.ts == now_by_user[e.user_id]:
                     last_event[e.user_id] = e
-            for st, (vec, items) in zip(states, ranked):
-                st.vector, st.version = vec, m.version
-                ids = [i for i, _ in items]
+            U, id_rows, score_rows = ranked
+            for b, st in enumerate(states):
+                st.vector, st.version = U[b], m.version
+                ids = id_rows[b]
                 if ids != st.topk:
                     st.topk = ids
                     ev = last_event.get(st.user_id)
                     recs.append({"user_id": st.user_id,
-                                 "items": [{"item_id": i, "score": s} for i, s in items],
+                                 "items": [{"item_id": i, "score": s} for i, s in zip(ids, score_rows[b])],
                                  "model_version": m.version,
                                  "event_id": ev.event_id if ev else st.last_event_id,
                                  "event_ts": ev.ts if ev else now})
@@ -206,11 +207,13 @@ class Scorer:
                   ) -> list[list[tuple[str, float]]]:
         """Current top-k (item, score) for users in ``states`` at event time ``now``."""
         with self._lock:
-            return [items for _, items in self._rank(states, now, k or self.config.top_k)]
+            _, id_rows, score_rows = self._rank(states, now, k or self.config.top_k)
+            return [list(zip(i, sc)) for i, sc in zip(id_rows, score_rows)]
 
     def _rank(self, states: Sequence[UserState], now: int, k: int, digits: int | None = None
-              ) -> list[tuple[np.ndarray, list[tuple[str, float]]]]:
-        """Vectors and top-k of ``states``; ``digits``: scores rounded to that many decimals."""
+              ) -> tuple[np.ndarray, list[list[str]], list[list[float]]]:
+        """User vectors ``[B, d]`` of ``states``, and per user the top-k item ids and their
+        scores, best first; ``digits``: scores rounded to that many decimals."""
         m = self._model
         U, hist_idx, hist_w = self._user_vectors(states, now)
         prior = m.rep.pop_prior(self._pop, now)
@@ -237,9 +240,13 @@ class Scorer:
         if digits is not None:
             sc = np.round(sc, digits)
         idx_l, sc_l = idx.tolist(), sc.tolist()  # python scalars once, not per element
-        neg_inf = float("-inf")
-        return [(U[b], [(ids[j], s) for j, s in zip(idx_l[b], sc_l[b]) if s != neg_inf])
-                for b in range(len(states))]
+        ids_of = ids.__getitem__
+        id_rows = [list(map(ids_of, row)) for row in idx_l]
+        if sc.size:  # a row with fewer than k rankable items ends in -inf (best first): cut it
+            for b in np.flatnonzero(np.isneginf(sc[:, -1])).tolist():
+                n = int((sc[b] != -np.inf).sum())
+                id_rows[b], sc_l[b] = id_rows[b][:n], sc_l[b][:n]
+        return U, id_rows, sc_l
 
     def _scores(self, U: np.ndarray, m: ServingModel, prior: np.ndarray, out: np.ndarray) -> np.ndarray:
         """:func:`learner.scores` as one matrix product: the item side carries ``bias +

@@ -128,3 +128,12 @@ def test_scores_in_one_product_agree_with_learner_scores_across_swaps() -> None:
         got = s._scores(U, m, prior, np.empty((7, 300), np.float32))
         want = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_fewer_rankable_items_than_k_gives_a_shorter_list() -> None:
+    s = scorer(k=3)  # 6 items
+    evs = [ev(n, f"i{n}", n * 1000) for n in range(5)]  # five of them seen
+    r = s.learn_many(evs, {})
+    assert [x["item_id"] for x in r.recs[0]["items"]] == ["i5"]
+    assert r.users["u1"].topk == ["i5"]
+    assert s.rank_many([r.users["u1"]], 10_000) == [[("i5", r.recs[0]["items"][0]["score"])]]
