@@ -152,7 +152,7 @@ def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_e
     users: dict[str, Any] = {}
     ends: list[float] = []
     starts: list[float] = []
-    released: list[float] = []  # when each batch's events were all there (its release time)
+    released: list[float] = []  # each batch's release time (when its first event is due)
     applied = dups = 0
     swap_at: list[int] = []
 

@@ -14,7 +14,7 @@ the scenario moves interests:
   go on from an item of A to a fresh item of topic B (drawn uniformly, so each is engaged
   only a few times). What follows this is a relation between the two topics' *texts*;
   item-level learning (a residual or co-engagement per item) sees each fresh item too
-  rarely to learn it, so this is the scenario where adapting the text encoder can pay.
+  rarely to learn it: the scenario that gives adapting the text encoder its best chance.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ SCENARIOS = ("abrupt", "gradual", "coengagement", "fresh")
 #: One line per scenario, for ``--help`` (argparse text: ``%%`` is a percent sign).
 SCENARIO_HELP = ("abrupt: a share of users switch topics at the shift; gradual: they drift over 30%% "
                  "of the stream; coengagement: users go on from an item of topic A to a fixed partner "
-                 "item of topic B; fresh: as coengagement, but to any fresh, rarely engaged item of topic B (cold items)")
+                 "item of topic B; fresh: as coengagement, but to any fresh, rarely engaged item of "
+                 "topic B (cold items)")
 
 VOCAB: dict[str, list[str]] = {
     "football": "goal striker penalty league keeper derby transfer midfield offside stadium coach fans kickoff trophy".split(),
