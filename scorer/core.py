@@ -142,65 +142,84 @@ class Scorer:
         table = m.table
         out: dict[str, UserState] = {}
         hits: list[tuple[Event, bool]] = []
-        touched_pop: dict[str, float] = {}
-        applied = dups = 0
-        now_by_user: dict[str, int] = {}
-        for e in sorted(events, key=lambda x: x.ts):
-            st = out.get(e.user_id)
+        dups = 0
+        last_event: dict[str, Event] = {}  # per user: the newest applied event (ties: the later one)
+        pop_events: list[Event] = []
+        targets, history, seen_limit = cfg.targets, rep.history, cfg.seen_limit
+        for e in sorted(events, key=_ts_attr):  # stable: equal times keep their order
+            uid = e.user_id
+            st = out.get(uid)
             if st is None:
-                prev = users.get(e.user_id)
-                st = _copy(prev) if prev is not None else UserState(e.user_id)
-                out[e.user_id] = st
+                prev = users.get(uid)
+                st = _copy(prev) if prev is not None else UserState(uid)
+                out[uid] = st
             if st.has_event(e.event_id):
                 dups += 1
                 continue
-            if e.type in cfg.targets:
-                hits.append((e, e.item_id in st.topk))
+            item = e.item_id
+            if e.type in targets:
+                hits.append((e, item in st.topk))
             text = e.text[:MAX_COMMENT_CHARS] if e.text else None
-            st.history.append(Interaction(e.event_id, e.type, e.item_id, e.ts, text))
-            if len(st.history) > rep.history:
-                del st.history[: len(st.history) - rep.history]
-            if cfg.seen_limit:
-                if e.item_id in st.seen:
-                    st.seen.remove(e.item_id)
-                st.seen.append(e.item_id)
-                if len(st.seen) > cfg.seen_limit:
-                    del st.seen[: len(st.seen) - cfg.seen_limit]
+            h = st.history
+            h.append(Interaction(e.event_id, e.type, item, e.ts, text))
+            if len(h) > history:
+                del h[: len(h) - history]
+            if seen_limit:
+                seen = st.seen
+                if item in seen:
+                    seen.remove(item)
+                seen.append(item)
+                if len(seen) > seen_limit:
+                    del seen[: len(seen) - seen_limit]
             st.n_events += 1
             st.last_event_id = e.event_id
-            now_by_user[e.user_id] = max(now_by_user.get(e.user_id, 0), e.ts)
-            k = table.index(e.item_id)
-            inc = rep.pop_increment(e.type, e.ts)
-            cur = self._pop_by_id.get(e.item_id, -np.inf)
-            new = logaddexp(cur, inc)
-            self._pop_by_id[e.item_id] = new
-            touched_pop[e.item_id] = new
-            if k >= 0:
-                self._pop[k] = new
-            applied += 1
+            last_event[uid] = e  # events come in time order: the last one is the newest
+            pop_events.append(e)
+        applied = len(pop_events)
+        touched_pop = self._update_pop(pop_events, rep, table)
         recs: list[dict[str, Any]] = []
-        changed = [u for u in out if u in now_by_user]
-        if changed:
-            now = max(now_by_user.values())
-            states = [out[u] for u in changed]
-            ranked = self._rank(states, now, cfg.top_k, digits=5)
-            last_event = {}
-            for e in events:
-                if e.user_id in now_by_user and e.ts == now_by_user[e.user_id]:
-                    last_event[e.user_id] = e
-            U, id_rows, score_rows = ranked
+        if last_event:
+            now = max(e.ts for e in last_event.values())
+            states = [st for u, st in out.items() if u in last_event]
+            U, id_rows, score_rows = self._rank(states, now, cfg.top_k, digits=5)
+            version = m.version
             for b, st in enumerate(states):
-                st.vector, st.version = U[b], m.version
+                # a copy of the row: a view would keep the whole batch's matrix alive for as
+                # long as any of its users is not updated again (the embedded store keeps
+                # these objects)
+                st.vector, st.version = U[b].copy(), version
                 ids = id_rows[b]
                 if ids != st.topk:
                     st.topk = ids
-                    ev = last_event.get(st.user_id)
+                    ev = last_event[st.user_id]
                     recs.append({"user_id": st.user_id,
                                  "items": [{"item_id": i, "score": s} for i, s in zip(ids, score_rows[b])],
-                                 "model_version": m.version,
-                                 "event_id": ev.event_id if ev else st.last_event_id,
-                                 "event_ts": ev.ts if ev else now})
+                                 "model_version": version,
+                                 "event_id": ev.event_id,
+                                 "event_ts": ev.ts})
         return BatchResult(out, recs, touched_pop, hits, applied, dups, m.version)
+
+    def _update_pop(self, events: Sequence[Event], rep: Representation, table: ItemTable) -> dict[str, float]:
+        """Add ``events`` (in time order) to the items' decayed popularity; returns the new
+        values of the items they touched."""
+        touched: dict[str, float] = {}
+        if not events:
+            return touched
+        by_id = self._pop_by_id
+        get = by_id.get
+        inc_of = rep.pop_increment
+        neg_inf = -np.inf
+        for e in events:
+            item = e.item_id
+            new = logaddexp(get(item, neg_inf), inc_of(e.type, e.ts))
+            by_id[item] = new
+            touched[item] = new
+        cols = np.fromiter(map(table._index.get, touched, repeat(-1)), np.int64, count=len(touched))
+        known = cols >= 0
+        if known.any():
+            vals = np.fromiter(touched.values(), np.float64, count=len(touched))
+            self._pop[cols[known]] = vals[known]
+        return touched
 
     # ---- ranking -----------------------------------------------------------------------
     def rank_many(self, states: Sequence[UserState], now: int, k: int | None = None
@@ -423,6 +442,7 @@ def _flat_weights(rep: Representation, states: Sequence[UserState], now: int
 
 
 _type_of, _item_of, _ts_of = (operator.itemgetter(k) for k in (1, 2, 3))  # Interaction fields, at C speed
+_ts_attr = operator.attrgetter("ts")  # Event.ts
 
 
 def _copy(st: UserState) -> UserState:

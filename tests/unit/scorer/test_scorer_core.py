@@ -137,3 +137,21 @@ def test_fewer_rankable_items_than_k_gives_a_shorter_list() -> None:
     assert [x["item_id"] for x in r.recs[0]["items"]] == ["i5"]
     assert r.users["u1"].topk == ["i5"]
     assert s.rank_many([r.users["u1"]], 10_000) == [[("i5", r.recs[0]["items"][0]["score"])]]
+
+
+def test_user_vectors_own_their_memory() -> None:
+    # A row view would keep the batch's whole [B, d] matrix alive for as long as any of
+    # its users keeps it: the embedded store holds these states for the life of the process.
+    s = scorer()
+    r = s.learn_many([ev(n, f"i{n % 6}", n, user=f"u{n}") for n in range(5)], {})
+    assert len(r.users) == 5
+    assert all(st.vector.base is None and st.vector.flags.owndata for st in r.users.values())
+
+
+def test_update_names_the_users_newest_applied_event() -> None:
+    s = scorer()
+    first = s.learn_many([ev(1, "i0", 10)], {})
+    # e1 again (skipped as already applied), at the same time as the newest applied one
+    r = s.learn_many([ev(2, "i1", 20), ev(3, "i2", 25), Event("e1", "like", "u1", "i0", 25)], first.users)
+    assert r.duplicates == 1 and r.applied == 2
+    assert [(x["event_id"], x["event_ts"]) for x in r.recs] == [("e3", 25)]
