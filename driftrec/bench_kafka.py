@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """`driftrec bench kafka`: Kafka figures on the running broker + Redis (scripts/services.sh up).
 
-1. raw kafka-python produce rate (acks=all) and consume rate on the same broker;
+1. raw kafka-python produce rate (acks=all) and consume rate on the same broker; and the
+   scorer core alone on the same backlog, in this process (no Kafka, no Redis, no decoding;
+   the service's batch size, threads and model): the ceiling of any runtime around it;
 2. scorer throughput: a backlog replayed into Kafka, then `driftrec scorer` (a separate
    process, Redis state) drains it: events/s from its first to its last commit;
 3. event-to-update latency at a steady rate (default 1,000 events/s): replay with
@@ -55,6 +57,35 @@ def raw_rates(bootstrap: str, topic: str, n: int, payload: bytes) -> dict[str, f
     c.close()
     return {"produce_per_s": round(produce), "consume_per_s": round(consume), "messages": n,
             "bytes": len(payload)}
+
+
+def core_rate(settings, items, events) -> dict[str, float]:
+    """Events/s of the scorer core alone over ``events``, as the scorer service builds it
+    (its settings: model, catalog encoding, batch size, comment mode, thread limit), with a
+    dictionary for state: an upper bound on what the service can do with the same events
+    (it also decodes them, reads and commits state, and produces the updates)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from driftrec.factory import base_table, load_encoder, make_scorer
+
+    enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
+    table = base_table(enc, items, settings.cache_dir)
+    scorer, _ = make_scorer(enc, table, settings.rep, settings.scorer, background=False)
+    threads, bs = torch.get_num_threads(), settings.scorer.batch_size
+    n = int(os.environ.get("SCORER_THREADS", "1"))  # as the service (driftrec.services)
+    users: dict = {}
+    try:
+        with threadpool_limits(n):
+            torch.set_num_threads(n)
+            t0 = time.perf_counter()
+            for i in range(0, len(events), bs):
+                users.update(scorer.learn_many(events[i:i + bs], users).users)
+            dt = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    return {"events": len(events), "batch": bs, "threads": n, "seconds": round(dt, 2),
+            "events_per_s": round(len(events) / dt)}
 
 
 def covered(store, group: str, names) -> int:
@@ -185,6 +216,10 @@ def run(args: argparse.Namespace) -> dict:
     create_topics(args.bootstrap, [raw_topic], args.partitions)
     say(f"1/3 raw kafka-python rates: producing and consuming {args.raw:,} messages")
     out["raw"] = raw_rates(args.bootstrap, raw_topic, args.raw, encode(s.events[0]))
+    say(f"1/3 the scorer core alone on the {len(backlog):,}-event backlog (no transport, no state store)")
+    from driftrec.services import _settings
+
+    out["core_only"] = core_rate(_settings(argparse.Namespace(model=args.model)), s.items, backlog)
 
     state_url = f"{args.redis}?prefix={prefix}"
     store = RedisStateStore.from_url(state_url)
@@ -275,6 +310,7 @@ def run(args: argparse.Namespace) -> dict:
     raw_c = out["raw"]["consume_per_s"]
     eps = out["scorer_backlog"]["events_per_s"]
     out["scorer_vs_raw_consume"] = round(eps / raw_c, 3) if eps else None
+    out["core_only_vs_raw_consume"] = round(out["core_only"]["events_per_s"] / raw_c, 3)
     return out
 
 

@@ -488,6 +488,9 @@ def test_bench_kafka_runs_end_to_end(kafka_bootstrap, redis_url, tiny_model):
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["raw"]["produce_per_s"] > 0 and res["raw"]["consume_per_s"] > 0
+    core = res["core_only"]  # the scorer core alone on the same backlog, the service's batch size
+    assert core["events"] == 3000 and core["events_per_s"] > 0 and core["batch"] == 4096
+    assert res["core_only_vs_raw_consume"] > 0
     backlog = res["scorer_backlog"]
     assert backlog["events"] <= 3000 and (backlog["events_per_s"] or backlog.get("note"))
     steady = res["steady"]
