@@ -60,6 +60,27 @@ def _grow(a: np.ndarray, n: int, fill: float = 0.0) -> np.ndarray:
     return new
 
 
+def stable_top(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-``k`` columns of ``S`` and their scores, best first; equal scores in
+    catalog (column) order, so that a baseline's list does not depend on how a selection
+    algorithm happens to order ties (counts tie often: many items have the same number of
+    events). ``1 <= k <= S.shape[1]``; no NaN.
+
+    Examples
+    --------
+    >>> stable_top(np.array([[1.0, 2.0, 1.0, 2.0, 1.0]]), 3)[0].tolist()
+    [[1, 3, 0]]
+    """
+    B = S.shape[0]
+    kth = -np.partition(-S, k - 1, axis=1)[:, k - 1:k]  # each row's k-th largest value
+    above, tied = S > kth, S == kth
+    need = k - above.sum(1, keepdims=True)  # how many of the tied ones make the cut: the first
+    cols = np.nonzero(above | (tied & (np.cumsum(tied, axis=1) <= need)))[1].reshape(B, k)
+    ps = np.take_along_axis(S, cols, 1)
+    order = np.argsort(-ps, axis=1, kind="stable")  # cols ascending: ties stay in column order
+    return np.take_along_axis(cols, order, 1), np.take_along_axis(ps, order, 1)
+
+
 class _Base:
     """Seen-item bookkeeping and top-k over a score matrix, shared by the baselines."""
 
@@ -90,11 +111,8 @@ class _Base:
         kk = min(k, n)
         if kk == 0:
             return [[] for _ in users]
-        part = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
-        ps = np.take_along_axis(S, part, 1)
-        order = np.argsort(-ps, axis=1, kind="stable")
-        idx = np.take_along_axis(part, order, 1)
-        ok = np.isfinite(np.take_along_axis(ps, order, 1))
+        idx, ps = stable_top(S, kk)
+        ok = np.isfinite(ps)
         ids = self.cat.ids
         return [[ids[j] for j, g in zip(row, good) if g] for row, good in zip(idx, ok)]
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import numpy as np
+
 from driftrec import baselines as B
 from stream import Event
 
@@ -49,3 +51,20 @@ def test_river_mf_learns_and_excludes_seen() -> None:
     top = m.rank_many(["u0", "nobody"], 0, 3)
     assert len(top[1]) == 3
     assert not set(top[0]) & {"i0", "i1", "i2", "i3"}  # u0 has seen all of these
+
+
+def test_top_k_breaks_ties_in_catalog_order() -> None:
+    rng = np.random.default_rng(0)
+    for k in (1, 3, 10, 40):
+        S = rng.integers(0, 3, (50, 40)).astype(np.float64)  # counts: ties everywhere
+        S[rng.random(S.shape) < 0.2] = -np.inf  # seen items
+        idx, ps = B.stable_top(S, k)
+        ref = np.argsort(-S, axis=1, kind="stable")[:, :k]
+        assert np.array_equal(idx, ref)
+        assert np.array_equal(ps, np.take_along_axis(S, ref, 1))
+
+
+def test_popularity_lists_tied_items_in_catalog_order() -> None:
+    p = B.Popularity([f"i{j}" for j in range(30)])
+    p.learn_many([Event(f"e{j}", "click", "u0", f"i{j}", j) for j in (25, 3, 17)])  # one event each
+    assert p.rank_many(["u1"], 100, 5)[0] == ["i3", "i17", "i25", "i0", "i1"]
