@@ -47,6 +47,36 @@ def test_artifact_roundtrip_and_layout(tmp_path: Path) -> None:
     assert set(manifest["files"]) == set(files) - {"manifest.json"}
 
 
+def test_artifact_arrays_come_back_exact_and_writable(tmp_path: Path) -> None:
+    t = base_table(seed=3)
+    rng = np.random.default_rng(3)
+    t = ItemTable(t.item_ids, t.text, t.residual + 0.1, rng.normal(size=len(IDS)).astype(np.float32), t.context)
+    t = t.with_cooc(rng.integers(0, len(IDS), (len(IDS), 4)).astype(np.int32),
+                    rng.random((len(IDS), 4)).astype(np.float32), 2.5)
+    rec = write_artifact(tmp_path, "v1", {}, None, t, "none", {"from_ts": 0, "to_ts": 1, "n_events": 2}, {})
+    back = load_artifact(rec).items
+    for name in ("text", "residual", "bias", "context", "nbr_idx", "nbr_w"):
+        a, b = getattr(t, name), getattr(back, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+        assert b.flags.writeable, name  # copies, not views of the file's bytes
+    assert back.cooc_weight == 2.5
+
+
+def test_a_truncated_items_file_is_an_artifact_error(tmp_path: Path) -> None:
+    rec = publish(tmp_path, "v1", seed=1)
+    f = tmp_path / "v1" / "items.safetensors"
+    f.write_bytes(f.read_bytes()[:-8])
+    manifest_path = tmp_path / "v1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    import hashlib
+
+    manifest["files"]["items.safetensors"] = hashlib.sha256(f.read_bytes()).hexdigest()  # checksums agree
+    manifest_path.write_text(json.dumps(manifest))
+    rec = dict(rec, sha256=hashlib.sha256(manifest_path.read_bytes()).hexdigest())
+    with pytest.raises(ArtifactError, match="cannot load"):
+        load_artifact(rec)
+
+
 def test_tampered_artifact_is_rejected_and_old_version_keeps_serving(tmp_path: Path) -> None:
     s, swaps = make_scorer()
     rec = publish(tmp_path, "v1", seed=1)
