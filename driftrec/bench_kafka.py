@@ -68,12 +68,13 @@ def core_rate(settings, items, events) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
     from driftrec.factory import base_table, load_encoder, make_scorer
+    from driftrec.services import scorer_threads
 
     enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
     table = base_table(enc, items, settings.cache_dir)
     scorer, _ = make_scorer(enc, table, settings.rep, settings.scorer, background=False)
     threads, bs = torch.get_num_threads(), settings.scorer.batch_size
-    n = int(os.environ.get("SCORER_THREADS", "1"))  # as the service (driftrec.services)
+    n = scorer_threads()  # as the service
     users: dict = {}
     try:
         with threadpool_limits(n):

@@ -262,6 +262,11 @@ class AdapterWatcher:
             pass
 
 
+def scorer_threads() -> int:
+    """BLAS/torch threads of a scorer process (``SCORER_THREADS``, default 1)."""
+    return int(os.environ.get("SCORER_THREADS", "1"))
+
+
 def _limit_threads(n: int) -> None:
     """Small matrix products on a busy machine run faster on one BLAS/torch thread than on
     several that spin against each other; a scorer scales out with processes (partitions)."""
@@ -289,7 +294,7 @@ class ScorerService:
         from .factory import base_table, load_encoder, make_scorer
 
         self.settings, self.group, self.metrics = settings, group, metrics
-        _limit_threads(int(os.environ.get("SCORER_THREADS", "1")))
+        _limit_threads(scorer_threads())
         self.names = names = TopicNames(settings.topic_prefix)
         b = settings.kafka_bootstrap
         self.state = open_state(settings.state_url)
