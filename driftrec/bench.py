@@ -68,7 +68,7 @@ def matmul_rate(batch: int, n_items: int, dim: int, repeat: int = 5) -> dict[str
     return {"gflops": round(gflops, 1), "bound_events_per_s": round(batch / best, 0)}
 
 
-def _scorer(n_items: int, dim: int, seed: int = 0, cooc: int = 50) -> Any:
+def _scorer(n_items: int, dim: int, seed: int = 0, cooc: int = 50, precision: str = "auto") -> Any:
     from learner import ItemTable, Representation
     from scorer import Scorer, ScorerConfig, ServingModel
 
@@ -77,15 +77,20 @@ def _scorer(n_items: int, dim: int, seed: int = 0, cooc: int = 50) -> Any:
     if cooc:  # as served after a training: co-engagement neighbours in the score
         nbr = rng.integers(0, n_items, (n_items, cooc)).astype(np.int32)
         table = table.with_cooc(nbr, rng.random((n_items, cooc)).astype(np.float32), 2.0)
-    return Scorer(ScorerConfig(), ServingModel("base", table, Representation(), None,
+    return Scorer(ScorerConfig(rank_precision=precision), ServingModel("base", table, Representation(), None,
                                                {"base_model": "bench", "version": "base"}))
 
 
 # ---- scorer --------------------------------------------------------------------------------
 def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_events: int = 60_000,
-                 batch: int = 1024, warm_events: int = 20_000, seed: int = 0) -> dict[str, Any]:
-    """Events/s and per-batch latency of ``Scorer.learn_many`` on a warm user population."""
-    sc = _scorer(n_items, dim, seed)
+                 batch: int = 1024, warm_events: int = 20_000, seed: int = 0, precision: str = "auto"
+                 ) -> dict[str, Any]:
+    """Events/s and per-batch latency of ``Scorer.learn_many`` on a warm user population.
+    ``precision``: the scorer's ``rank_precision`` (``auto``: bfloat16 first pass where the
+    CPU has it natively)."""
+    from scorer.ranking import resolve_precision
+
+    sc = _scorer(n_items, dim, seed, precision=precision)
     rng = np.random.default_rng(seed + 1)
     users: dict[str, Any] = {}
     # Warm-up: every user gets some history (their vectors are built from it).
@@ -106,8 +111,10 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
     wall = time.perf_counter() - t_all
     bound = matmul_rate(batch, n_items, dim)
     eps = applied / wall
+    st = sc._ranker.stats if sc._ranker is not None else None
     return {"bench": "scorer", "items": n_items, "dim": dim, "users": n_users, "events": applied,
-            "cooc_neighbours": 50,
+            "cooc_neighbours": 50, "rank_precision": resolve_precision(precision),
+            "rows_ranked_again": round(st.fallback_rows / st.rows, 4) if st and st.rows else 0.0,
             "batch": batch, "events_per_s": round(eps, 0),
             "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 2),
             "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 2),
@@ -248,8 +255,9 @@ def bench_learner(model: str | None = None, window: int = 4096, device: str = "a
 # ---- the command ---------------------------------------------------------------------------
 LABELS = {
     "events_per_s": "events/s", "p50_ms": "batch p50 (ms)", "p99_ms": "batch p99 (ms)",
-    "matmul_gflops": "matrix product (GFLOP/s)", "bound_events_per_s": "ranking bound (events/s)",
-    "share_of_bound": "share of the bound", "max_pause_ms": "max pause: a released batch waiting (ms)",
+    "matmul_gflops": "matrix product (GFLOP/s)", "bound_events_per_s": "float32 ranking bound (events/s)",
+    "share_of_bound": "share of the float32 bound", "rank_precision": "ranking first pass",
+    "rows_ranked_again": "rows ranked again in float32 (share)", "max_pause_ms": "max pause: a released batch waiting (ms)",
     "max_pause_at_swap_ms": "pause at a swap (ms)", "median_gap_ms": "median pause (ms)",
     "max_gap_incl_idle_ms": "max gap incl. idle ahead of the stream (ms)",
     "finetune_s": "micro-fine-tune (s)", "s_per_step": "per step (s)",
@@ -269,7 +277,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     kind = args.what
     tune_gc()  # as the services run
     if kind == "scorer":
-        res = bench_scorer(args.items, args.dim, args.users, args.events, args.batch)
+        res = bench_scorer(args.items, args.dim, args.users, args.events, args.batch, precision=args.precision)
     elif kind == "swap":
         res = bench_swap(args.items, args.dim, args.users, args.events, args.batch, args.swaps, args.rate)
     elif kind == "kafka":
@@ -317,6 +325,10 @@ def add_parser(sub: Any) -> None:
             q.add_argument("--users", type=int, default=10_000, help="users")
             q.add_argument("--events", type=int, default=60_000, help="events to time")
             q.add_argument("--batch", type=int, default=1024 if name == "scorer" else 256, help="micro-batch size")
+        if name == "scorer":
+            q.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                           help="first pass of the ranking (SCORER_RANK_PRECISION; auto: bfloat16 where the "
+                                "CPU has it natively; the ranking is exact either way)")
         if name == "swap":
             q.add_argument("--swaps", type=int, default=5, help="hot-swaps during the run")
             q.add_argument("--rate", type=float, default=4_000.0, help="steady stream rate, events/s")

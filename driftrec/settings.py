@@ -26,8 +26,8 @@ class Settings:
     Environment: ``STATE_URL`` (memory:// | file:///path | redis://host:port/db),
     ``KAFKA_BOOTSTRAP``, ``TOPIC_PREFIX``, ``ARTIFACT_DIR``, ``DRIFTREC_MODEL`` (local model
     path; default the bundled all-MiniLM-L6-v2), ``DRIFTREC_DEVICE`` (auto|cpu|cuda),
-    ``SCORER_TOP_K``, ``SCORER_BATCH_SIZE``, ``SCORER_BATCH_MS``, ``SCORER_COMMENTS``, ``LEARNER_WINDOW``,
-    ``LEARNER_TRAIN_EVERY``, ``LEARNER_LORA_R``, ``METRICS_PORT``, ``DRIFTREC_CACHE``.
+    ``SCORER_TOP_K``, ``SCORER_BATCH_SIZE``, ``SCORER_BATCH_MS``, ``SCORER_COMMENTS``,
+    ``SCORER_RANK_PRECISION``, ``LEARNER_WINDOW``, ``LEARNER_TRAIN_EVERY``, ``LEARNER_LORA_R``, ``METRICS_PORT``, ``DRIFTREC_CACHE``.
     """
 
     state_url: str = "memory://"
@@ -71,7 +71,8 @@ class Settings:
             scorer=replace(base.scorer, top_k=num("SCORER_TOP_K", base.scorer.top_k),
                            batch_size=num("SCORER_BATCH_SIZE", base.scorer.batch_size),
                            batch_ms=num("SCORER_BATCH_MS", base.scorer.batch_ms),
-                           comments=env.get("SCORER_COMMENTS", base.scorer.comments)),
+                           comments=env.get("SCORER_COMMENTS", base.scorer.comments),
+                           rank_precision=env.get("SCORER_RANK_PRECISION", base.scorer.rank_precision)),
             learner=replace(base.learner, window_events=num("LEARNER_WINDOW", base.learner.window_events),
                             train_every=num("LEARNER_TRAIN_EVERY", base.learner.train_every),
                             lora_every=num("LEARNER_LORA_EVERY", base.learner.lora_every)),

@@ -13,7 +13,10 @@ class ScorerConfig:
     ``targets``: event types counted as hits for the live hit-rate signal.
     ``comments``: how comment text becomes evidence: ``sync`` (encoded inside the batch;
     deterministic), ``async`` (encoded off the hot path, used from the user's next update
-    on; what the services use) or ``off``."""
+    on; what the services use) or ``off``.
+    ``rank_precision``: the first pass over large score matrices: ``float32``, ``bfloat16``
+    (candidates from a bfloat16 product, ranked exactly; see :mod:`scorer.ranking`) or
+    ``auto`` (bfloat16 where the CPU multiplies it natively)."""
 
     top_k: int = 10
     seen_limit: int = 500
@@ -22,6 +25,7 @@ class ScorerConfig:
     targets: tuple[str, ...] = ("like", "comment")
     comment_cache: int = 20_000
     comments: str = "sync"
+    rank_precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -30,5 +34,7 @@ class ScorerConfig:
             raise ScorerConfigError("SCORER_SEEN_LIMIT must be >= 0")
         if self.comments not in ("sync", "async", "off"):
             raise ScorerConfigError("SCORER_COMMENTS must be sync, async or off")
+        if self.rank_precision not in ("auto", "float32", "bfloat16"):
+            raise ScorerConfigError("SCORER_RANK_PRECISION must be auto, float32 or bfloat16")
         if self.batch_size < 1 or self.batch_ms < 0:
             raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")

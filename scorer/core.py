@@ -20,6 +20,7 @@ from state import Interaction, UserState
 from stream import Event, Item
 
 from .config import ScorerConfig
+from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, resolve_precision
 
 
 MAX_COMMENT_CHARS = 512
@@ -80,6 +81,9 @@ class Scorer:
         self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
         self._buf: np.ndarray | None = None  # the score matrix, reused batch after batch
         self._aug: tuple[np.ndarray, np.ndarray] | None = None  # (vectors, [vectors | bias+prior])
+        self._precision = resolve_precision(config.rank_precision)
+        self._ranker: Bf16Ranker | None = None
+        self._crange: tuple[Any, float, float] | None = None  # (nbr_w, down, up)
 
     # ---- model versions ----------------------------------------------------------------
     @property
@@ -240,21 +244,44 @@ class Scorer:
         buf = self._buf
         if buf is None or buf.shape[0] < B or buf.shape[1] != N:
             buf = self._buf = np.empty((max(B, 64), N), np.float32)
-        S = self._scores(U, m, prior, buf[:B])
         t = m.table
-        if t.cooc_weight and t.nbr_idx is not None and t.nbr_w is not None:
-            add_cooc(S, hist_idx, hist_w, t.nbr_idx, t.nbr_w, t.cooc_weight)
-        # seen items out: every user's seen list mapped to rows in one C-level pass
+        cooc = bool(t.cooc_weight) and t.nbr_idx is not None and t.nbr_w is not None
+        # seen items out: every user's seen list mapped to columns in one C-level pass
         seen = [st.seen for st in states]
         lens = np.fromiter(map(len, seen), np.int64, count=B)
         n_seen = int(lens.sum())
         if n_seen:
-            cols = np.fromiter(map(m.table._index.get, chain.from_iterable(seen), repeat(-1)), np.int64,
-                               count=n_seen)
-            rows = np.repeat(np.arange(B), lens)
-            known = cols >= 0
-            S[rows[known], cols[known]] = -np.inf
-        idx, sc = top_k(S, k, inplace=True)  # S is ours: no copy
+            seen_cols = np.fromiter(map(t._index.get, chain.from_iterable(seen), repeat(-1)), np.int64,
+                                    count=n_seen)
+            seen_rows = np.repeat(np.arange(B), lens)
+            known = seen_cols >= 0
+            seen_rows, seen_cols = seen_rows[known], seen_cols[known]
+
+        def finish(S: np.ndarray, rows: np.ndarray | None) -> None:
+            """Co-engagement and seen items of ``states[rows]`` (all when None) into ``S``."""
+            hi, hw = (hist_idx, hist_w) if rows is None else (hist_idx[rows], hist_w[rows])
+            if cooc:
+                add_cooc(S, hi, hw, t.nbr_idx, t.nbr_w, t.cooc_weight)
+            if n_seen:
+                if rows is None:
+                    S[seen_rows, seen_cols] = -np.inf
+                else:
+                    pos = np.full(B, -1, np.int64)
+                    pos[rows] = np.arange(len(rows))
+                    r = pos[seen_rows]
+                    S[r[r >= 0], seen_cols[r >= 0]] = -np.inf
+
+        Ua, X = self._operands(U, m, prior)
+        crange = self._cooc_range(t, m.rep) if cooc else (0.0, 0.0)
+        if (self._precision == "bfloat16" and B * N >= MIN_CELLS and N > k + MAX_MARGIN
+                and crange is not None):
+            if self._ranker is None:
+                self._ranker = Bf16Ranker()
+            idx, sc = self._ranker.topk(Ua, X, t.vectors, buf[:B], k, finish, crange)
+        else:
+            S = np.matmul(Ua, X.T, out=buf[:B])
+            finish(S, None)
+            idx, sc = top_k(S, k, inplace=True)  # S is ours: no copy
         ids = m.table.item_ids
         if digits is not None:
             sc = np.round(sc, digits)
@@ -267,10 +294,24 @@ class Scorer:
                 id_rows[b], sc_l[b] = id_rows[b][:n], sc_l[b][:n]
         return U, id_rows, sc_l
 
-    def _scores(self, U: np.ndarray, m: ServingModel, prior: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """:func:`learner.scores` as one matrix product: the item side carries ``bias +
-        prior`` as an extra column and the user side a 1, so that the 40 MB score matrix
-        is not passed over a second time to add them (the sums agree to float32 rounding)."""
+    def _cooc_range(self, t: ItemTable, rep: Representation) -> tuple[float, float] | None:
+        """How far co-engagement can move a score (down, up), for the bfloat16 pass's
+        bound; ``None`` where it is not bounded by the neighbour weights alone (a negative
+        type weight: :func:`learner.add_cooc` normalises history weights by their sum)."""
+        if any(v < 0 for v in rep.type_weights.values()):
+            return None
+        cached = self._crange
+        if cached is None or cached[0] is not t.nbr_w:
+            w, lo, hi = float(t.cooc_weight), float(np.min(t.nbr_w)), float(np.max(t.nbr_w))
+            ends = (w * lo, w * hi)
+            self._crange = cached = (t.nbr_w, max(0.0, -min(ends)), max(0.0, max(ends)))
+        return cached[1], cached[2]
+
+    def _operands(self, U: np.ndarray, m: ServingModel, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`learner.scores` as one matrix product ``Ua @ X.T``: the item side carries
+        ``bias + prior`` as an extra column and the user side a 1, so that the 40 MB score
+        matrix is not passed over a second time to add them (the sums agree to float32
+        rounding)."""
         t = m.table
         N, d = t.vectors.shape
         aug = self._aug
@@ -283,7 +324,7 @@ class Scorer:
         Ua = np.empty((len(U), d + 1), np.float32)
         np.multiply(U, np.float32(1.0 / m.rep.temperature), out=Ua[:, :d], casting="unsafe")
         Ua[:, d] = 1.0
-        return np.matmul(Ua, X.T, out=out)
+        return Ua, X
 
     def _user_vectors(self, states: Sequence[UserState], now: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -125,7 +125,8 @@ def test_scores_in_one_product_agree_with_learner_scores_across_swaps() -> None:
         if s.version != f"v{seed}":
             s.swap(version(seed))
         m = s.model
-        got = s._scores(U, m, prior, np.empty((7, 300), np.float32))
+        Ua, X = s._operands(U, m, prior)
+        got = Ua @ X.T
         want = scores(U, m.table.vectors, m.table.bias, prior, m.rep.temperature)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 

@@ -1,0 +1,183 @@
+"""Exact top-k of a large score matrix with a bfloat16 first pass.
+
+The score matrix ``S = Ua @ X.T (+ co-engagement, seen items at -inf)`` dominates a batch.
+On CPUs that multiply bfloat16 natively (x86 ``avx512_bf16`` / ``amx_bf16``) the product
+takes half the time of the float32 one. Its results are rounded, so they only *select*
+candidates; the ranking is exact:
+
+1. ``A = bf16(Ua) @ bf16(X).T`` (float32 accumulation, bfloat16 result), copied into the
+   float32 score buffer, co-engagement added, seen items set to ``-inf``.
+2. The ``C = k + margin`` best columns of each row by these approximate scores.
+3. Their exact scores: the float32 dot products of those ``C`` items (gathered), plus the
+   co-engagement part, which is the approximate score minus ``A`` (the same addition).
+4. A row is *certified* when its k-th best exact score exceeds the largest score any other
+   item could have: the C-th approximate score plus a bound on the rounding error of step 1
+   (below). Rows that are not certified are ranked again in float32, in full.
+
+The bound, for an item ``j`` outside the candidates (``S_j <= S_C``): with ``Uh, Xh`` the
+bfloat16 roundings, ``Ul = Ua - Uh``, ``Xl = X - Xh`` and ``acc`` the float32 sum,
+
+- ``|Ua.X_j - acc_j| <= |Uh||Xl_j| + |Ul||X_j| + gamma (|Uh||Xh_j|)`` (Cauchy-Schwarz on
+  the rounding residuals; ``gamma = 2 D 2^-24`` covers float32 accumulation), computed
+  apart for the item columns and the ``bias + prior`` column (whose user entry is 1,
+  exact in bfloat16);
+- ``|acc_j - A_j| <= eps |A_j|`` with ``eps = 1.01 * 2^-8`` (one rounding to bfloat16);
+  ``A_j`` is at most ``|S_C| + max(cmin, cmax)`` in size where ``cmin``/``cmax`` bound the
+  co-engagement part below/above.
+
+The result is the float32 ranking up to float32 rounding: scores agree with the float32
+path to ~1e-6 and items within that of each other may swap places, as they may between
+two BLAS builds.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+EPS_BF16 = 1.01 * 2.0 ** -8
+#: The smallest score matrix (rows x columns) worth a bfloat16 pass.
+MIN_CELLS = 1 << 21
+#: Candidates beyond k to start with; doubled (up to MAX_MARGIN) while more than
+#: 2 % of a batch's rows are not certified.
+MARGIN, MAX_MARGIN = 6, 64
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (Linux x86: ``avx512_bf16`` or
+    ``amx_bf16`` in ``/proc/cpuinfo``). Elsewhere bfloat16 may be emulated, and slower."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+    return False
+
+
+def resolve_precision(setting: str) -> str:
+    """``auto`` -> ``bfloat16`` where :func:`native_bf16`, else ``float32``."""
+    if setting == "auto":
+        return "bfloat16" if native_bf16() else "float32"
+    return setting
+
+
+@dataclass
+class _Side:
+    """The item side of one model version in bfloat16, and its norms for the bound."""
+
+    vectors: np.ndarray  # the float32 vectors it was made from (identity = version)
+    Xh: object  # torch bfloat16 [N, d + 1]; column d rewritten each batch
+    n_x: float  # max |X_j[:d]|
+    n_xh: float  # max |Xh_j[:d]|
+    n_xl: float  # max |X_j[:d] - Xh_j[:d]|
+
+
+@dataclass
+class RankStats:
+    batches: int = 0
+    rows: int = 0
+    fallback_rows: int = 0
+
+
+class Bf16Ranker:
+    """Certified exact top-k over ``[Ua | 1] @ [X | bias + prior].T`` (see the module doc).
+
+    ``finish(S, rows)``: adds co-engagement and seen exclusions to the float32 score rows
+    ``rows`` of ``S`` in place (``S`` holds just those rows, in that order); the same
+    function must serve both passes so that their scores agree.
+    """
+
+    def __init__(self) -> None:
+        self._side: _Side | None = None
+        self._A = None  # torch bfloat16 buffer [rows, N]
+        self.margin = MARGIN
+        self.stats = RankStats()
+
+    def _item_side(self, X: np.ndarray, vectors: np.ndarray):
+        import torch
+
+        side = self._side
+        d = X.shape[1] - 1
+        if side is None or side.vectors is not vectors or side.Xh.shape[0] != X.shape[0]:
+            Xt = torch.from_numpy(X)
+            Xh = Xt.bfloat16()
+            v = Xt[:, :d]
+            vh = Xh[:, :d].float()
+            side = self._side = _Side(vectors, Xh, float(v.norm(dim=1).max()), float(vh.norm(dim=1).max()),
+                                      float((v - vh).norm(dim=1).max()))
+        else:
+            side.Xh[:, d].copy_(torch.from_numpy(X[:, d]))
+        return side
+
+    def topk(self, Ua: np.ndarray, X: np.ndarray, vectors: np.ndarray, S: np.ndarray, k: int,
+             finish: Callable[[np.ndarray, np.ndarray | None], None],
+             cooc_range: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (indices, scores), best first, of every row. ``S``: a float32
+        ``[B, N]`` buffer to work in; ``vectors``: the version's item vectors (``X``'s
+        bfloat16 copy is kept while they stay the same); ``cooc_range``: how far
+        ``finish`` can move a score down and up (``-cmin <= added <= cmax``)."""
+        import torch
+
+        from learner import top_k
+        from learner.model import TOPK_BLOCK, _blocked_topk
+
+        B, D = Ua.shape
+        N = X.shape[0]
+        d = D - 1
+        C = min(k + self.margin, N)
+        side = self._item_side(X, vectors)
+        Ut = torch.from_numpy(Ua)
+        Uh = Ut.bfloat16()
+        A = self._A
+        if A is None or A.shape[0] < B or A.shape[1] != N:
+            A = self._A = torch.empty((max(B, 64), N), dtype=torch.bfloat16)
+        A = A[:B]
+        torch.matmul(Uh, side.Xh.T, out=A)
+        St = torch.from_numpy(S)
+        St.copy_(A)
+        finish(S, None)
+        if N >= 16 * TOPK_BLOCK:
+            cand, approx = _blocked_topk(St, C, TOPK_BLOCK)
+        else:
+            approx, cand = torch.topk(St, C, dim=1, sorted=True)
+        Xt = torch.from_numpy(X)
+        G = Xt.index_select(0, cand.reshape(-1)).view(B, C, D)
+        dot = torch.bmm(Ut.unsqueeze(1), G.transpose(1, 2)).squeeze(1)
+        finite = torch.isfinite(approx)
+        exact = torch.where(finite, approx - A.gather(1, cand).float() + dot, approx)
+        exact, order = torch.sort(exact, dim=1, descending=True, stable=True)
+        cand = cand.gather(1, order)
+        idx, val = cand[:, :k], exact[:, :k]
+        # the bound on any other item's exact score
+        uh = Uh[:, :d].float()
+        n_uh = uh.norm(dim=1)
+        n_ul = (Ut[:, :d] - uh).norm(dim=1)
+        bp = torch.from_numpy(X[:, d])
+        bph = side.Xh[:, d].float()
+        alpha = (n_uh * side.n_xl + n_ul * side.n_x + float((bp - bph).abs().max())
+                 + 2 * D * 2.0 ** -24 * (n_uh * side.n_xh + float(bph.abs().max())))
+        s_c = approx[:, -1]
+        cmin, cmax = cooc_range
+        bound = s_c + alpha + EPS_BF16 * (s_c.abs() + max(cmin, cmax)) + 1e-5 * (s_c.abs() + cmax + 1.0)
+        ok = (val[:, -1] > bound) | torch.isneginf(s_c) | (C >= N)
+        idx_n, val_n = idx.numpy().copy(), val.numpy().copy()
+        redo = np.flatnonzero(~ok.numpy())
+        if redo.size:  # exact float32 ranking of these rows
+            Sr = np.matmul(Ua[redo], X.T)
+            finish(Sr, redo)
+            ri, rv = top_k(Sr, k, inplace=True)
+            idx_n[redo], val_n[redo] = ri, rv
+            if redo.size > 0.02 * B:
+                self.margin = min(max(2 * self.margin, MARGIN), MAX_MARGIN)
+        self.stats.batches += 1
+        self.stats.rows += B
+        self.stats.fallback_rows += int(redo.size)
+        return idx_n, val_n

@@ -1,0 +1,136 @@
+"""The bfloat16 first pass ranks exactly what the float32 path ranks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from learner import ItemTable, Representation, add_cooc, top_k
+from scorer import Scorer, ScorerConfig, ScorerConfigError, ServingModel
+from scorer.ranking import Bf16Ranker, resolve_precision
+from stream import Event
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _model(n: int = 4096, d: int = 64, cooc: bool = True, neg: bool = False) -> ServingModel:
+    rng = np.random.default_rng(0)
+    t = ItemTable([f"i{j}" for j in range(n)], _unit(rng, n, d), np.zeros((n, d), np.float32),
+                  rng.standard_normal(n).astype(np.float32) * 0.3)
+    if cooc:
+        w = rng.random((n, 20)).astype(np.float32) - (0.5 if neg else 0.0)
+        t = t.with_cooc(rng.integers(0, n, (n, 20)).astype(np.int32), w, 2.0)
+    return ServingModel("v1", t, Representation())
+
+
+def _events(n_users: int, n_items: int, per_user: int = 6, seed: int = 1) -> list[Event]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n_users * per_user):
+        out.append(Event(f"e{k}", "like" if k % 3 else "click", f"u{k % n_users}",
+                         f"i{int(rng.integers(0, n_items))}", 1_000_000 + k))
+    return out
+
+
+@pytest.mark.parametrize("cooc,neg", [(False, False), (True, False), (True, True)])
+def test_bfloat16_pass_gives_the_float32_ranking(cooc: bool, neg: bool) -> None:
+    evs = _events(600, 4096)
+    got = {}
+    for precision in ("float32", "bfloat16"):
+        s = Scorer(ScorerConfig(top_k=10, rank_precision=precision), _model(cooc=cooc, neg=neg))
+        r = s.learn_many(evs, {})
+        got[precision] = {x["user_id"]: x["items"] for x in r.recs}
+        if precision == "bfloat16":
+            assert s._ranker is not None and s._ranker.stats.rows == 600  # the bf16 pass ran
+    assert got["float32"].keys() == got["bfloat16"].keys()
+    for u, want in got["float32"].items():
+        have = got["bfloat16"][u]
+        assert [x["item_id"] for x in have] == [x["item_id"] for x in want], u
+        np.testing.assert_allclose([x["score"] for x in have], [x["score"] for x in want], atol=2e-5)
+
+
+def _near_ties(n: int = 2048, d: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Items whose scores differ by far less than bfloat16 can tell apart (1e-4 steps
+    around 4), so that the approximate order of the best ones is noise."""
+    rng = np.random.default_rng(3)
+    X = np.zeros((n, d + 1), np.float32)
+    X[:, :d] = _unit(rng, n, d) * 0.01
+    X[:, 0] = 1.0 + 1e-4 * rng.permutation(n)  # the ranking is this column
+    Ua = np.zeros((256, d + 1), np.float32)
+    Ua[:, 0] = 4.0 + rng.random(256).astype(np.float32)
+    Ua[:, 1:d] = rng.standard_normal((256, d - 1)).astype(np.float32) * 0.01
+    Ua[:, d] = 1.0
+    return Ua, X
+
+
+def test_rows_the_bound_cannot_certify_are_ranked_again_in_float32() -> None:
+    Ua, X = _near_ties()
+    want_i, want_v = top_k(Ua @ X.T, 10)
+    r = Bf16Ranker()
+    r.margin = 0  # candidates = k: almost no row can be certified
+    S = np.empty((len(Ua), len(X)), np.float32)
+    idx, val = r.topk(Ua, X, X[:, :-1], S, 10, lambda S, rows: None)
+    assert r.stats.fallback_rows > 0
+    np.testing.assert_array_equal(idx, want_i)
+    np.testing.assert_allclose(val, want_v, rtol=1e-6)
+    # the case discriminates: bfloat16 scores alone get these rows wrong
+    import torch
+
+    approx = (torch.from_numpy(Ua).bfloat16() @ torch.from_numpy(X).bfloat16().T).float().numpy()
+    assert (top_k(approx, 10)[0] != want_i).any(axis=1).mean() > 0.5
+    assert r.margin > 0  # too many rows redone: more candidates next time
+
+
+def test_certified_rows_skip_the_float32_pass() -> None:
+    rng = np.random.default_rng(5)
+    X = np.concatenate([_unit(rng, 4096, 64), np.zeros((4096, 1), np.float32)], 1)
+    Ua = np.concatenate([10 * _unit(rng, 512, 64), np.ones((512, 1), np.float32)], 1)
+    r = Bf16Ranker()
+    idx, _ = r.topk(Ua, X, X[:, :-1], np.empty((512, 4096), np.float32), 10, lambda S, rows: None)
+    np.testing.assert_array_equal(idx, top_k(Ua @ X.T, 10)[0])
+    assert r.stats.fallback_rows < 0.05 * 512
+
+
+def test_finish_applies_to_the_rows_it_is_given() -> None:
+    """co-engagement and seen items reach the redone rows as they reached the first pass"""
+    Ua, X = _near_ties()
+    rng = np.random.default_rng(9)
+    hist_idx = rng.integers(0, len(X), (len(Ua), 5))
+    hist_w = rng.random((len(Ua), 5)).astype(np.float32)
+    nbr_idx = rng.integers(0, len(X), (len(X), 8))
+    nbr_w = rng.random((len(X), 8)).astype(np.float32)
+    seen = rng.integers(0, len(X), (len(Ua), 30))
+
+    def finish(S: np.ndarray, rows: np.ndarray | None) -> None:
+        r = np.arange(len(Ua)) if rows is None else rows
+        add_cooc(S, hist_idx[r], hist_w[r], nbr_idx, nbr_w, 0.01)
+        S[np.repeat(np.arange(len(r)), seen.shape[1]), seen[r].ravel()] = -np.inf
+
+    S0 = Ua @ X.T
+    finish(S0, None)
+    want_i, _ = top_k(S0, 10)
+    r = Bf16Ranker()
+    r.margin = 0
+    idx, _ = r.topk(Ua, X, X[:, :-1], np.empty_like(S0), 10, finish, (0.0, 0.01))
+    assert r.stats.fallback_rows > 0
+    np.testing.assert_array_equal(idx, want_i)
+
+
+def test_rank_precision_setting() -> None:
+    assert resolve_precision("float32") == "float32"
+    assert resolve_precision("auto") in ("float32", "bfloat16")
+    with pytest.raises(ScorerConfigError, match="SCORER_RANK_PRECISION"):
+        ScorerConfig(rank_precision="fp8")
+
+
+def test_small_batches_and_negative_type_weights_stay_in_float32() -> None:
+    s = Scorer(ScorerConfig(rank_precision="bfloat16"), _model())
+    s.learn_many(_events(20, 4096), {})  # 20 x 4096 cells: not worth a bfloat16 pass
+    assert s._ranker is None
+    m = _model()
+    neg = ServingModel("v2", m.table, Representation(type_weights={"click": 1.0, "like": -1.0}))
+    s = Scorer(ScorerConfig(rank_precision="bfloat16"), neg)
+    s.learn_many(_events(600, 4096), {})
+    assert s._ranker is None
