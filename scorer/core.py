@@ -81,8 +81,9 @@ class Scorer:
         self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
         self._buf: np.ndarray | None = None  # the score matrix, reused batch after batch
         self._aug: tuple[np.ndarray, np.ndarray] | None = None  # (vectors, [vectors | bias+prior])
+        self._next_aug: tuple[np.ndarray, np.ndarray] | None = None  # built by prepare()
         self._precision = resolve_precision(config.rank_precision)
-        self._ranker: Bf16Ranker | None = None
+        self._ranker = Bf16Ranker() if self._precision == "bfloat16" else None
         self._crange: tuple[Any, float, float] | None = None  # (nbr_w, down, up)
 
     # ---- model versions ----------------------------------------------------------------
@@ -273,10 +274,8 @@ class Scorer:
 
         Ua, X = self._operands(U, m, prior)
         crange = self._cooc_range(t, m.rep) if cooc else (0.0, 0.0)
-        if (self._precision == "bfloat16" and B * N >= MIN_CELLS and N > k + MAX_MARGIN
+        if (self._ranker is not None and B * N >= MIN_CELLS and N > k + MAX_MARGIN
                 and crange is not None):
-            if self._ranker is None:
-                self._ranker = Bf16Ranker()
             idx, sc = self._ranker.topk(Ua, X, t.vectors, buf[:B], k, finish, crange)
         else:
             S = np.matmul(Ua, X.T, out=buf[:B])
@@ -307,18 +306,35 @@ class Scorer:
             self._crange = cached = (t.nbr_w, max(0.0, -min(ends)), max(0.0, max(ends)))
         return cached[1], cached[2]
 
+    def prepare(self, model: ServingModel) -> None:
+        """Build the item-side operands of ``model`` before :meth:`swap` serves it (may run
+        on another thread: :class:`SwapManager` calls it while preparing a version), so that
+        its first batch does not build them (a 15 MB copy, and the bfloat16 side)."""
+        t = model.table
+        aug = (t.vectors, self._augmented(t.vectors))
+        self._next_aug = aug
+        if self._ranker is not None and len(t.item_ids) > self.config.top_k + MAX_MARGIN:
+            self._ranker.prepare(aug[1], t.vectors)
+
+    @staticmethod
+    def _augmented(vectors: np.ndarray) -> np.ndarray:
+        N, d = vectors.shape
+        X = np.empty((N, d + 1), np.float32)
+        X[:, :d] = vectors
+        return X
+
     def _operands(self, U: np.ndarray, m: ServingModel, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:func:`learner.scores` as one matrix product ``Ua @ X.T``: the item side carries
         ``bias + prior`` as an extra column and the user side a 1, so that the 40 MB score
         matrix is not passed over a second time to add them (the sums agree to float32
         rounding)."""
         t = m.table
-        N, d = t.vectors.shape
+        d = t.vectors.shape[1]
         aug = self._aug
         if aug is None or aug[0] is not t.vectors:  # a new version: one copy of its vectors
-            X = np.empty((N, d + 1), np.float32)
-            X[:, :d] = t.vectors
-            self._aug = aug = (t.vectors, X)
+            nxt = self._next_aug
+            aug = nxt if nxt is not None and nxt[0] is t.vectors else (t.vectors, self._augmented(t.vectors))
+            self._aug, self._next_aug = aug, None
         X = aug[1]
         np.add(t.bias, prior, out=X[:, d], casting="unsafe")
         Ua = np.empty((len(U), d + 1), np.float32)

@@ -105,6 +105,7 @@ class SwapManager:
                     texts = [self.texts[i] for i in missing]
                     table = table.with_items(missing, enc.encode(texts), enc.encode(texts, base=True))
             model = ServingModel(version, table, cur.rep, enc, manifest)
+            self.scorer.prepare(model)
         except (ArtifactError, ModelLoadError, OSError, ValueError) as exc:
             log.error("rejected adapter %s: %s; still serving %s", version, exc, cur.version)
             self.rejected.append((version, str(exc)))

@@ -15,7 +15,7 @@ def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _model(n: int = 4096, d: int = 64, cooc: bool = True, neg: bool = False) -> ServingModel:
+def _model(n: int = 8192, d: int = 64, cooc: bool = True, neg: bool = False) -> ServingModel:
     rng = np.random.default_rng(0)
     t = ItemTable([f"i{j}" for j in range(n)], _unit(rng, n, d), np.zeros((n, d), np.float32),
                   rng.standard_normal(n).astype(np.float32) * 0.3)
@@ -36,7 +36,7 @@ def _events(n_users: int, n_items: int, per_user: int = 6, seed: int = 1) -> lis
 
 @pytest.mark.parametrize("cooc,neg", [(False, False), (True, False), (True, True)])
 def test_bfloat16_pass_gives_the_float32_ranking(cooc: bool, neg: bool) -> None:
-    evs = _events(600, 4096)
+    evs = _events(600, 8192)
     got = {}
     for precision in ("float32", "bfloat16"):
         s = Scorer(ScorerConfig(top_k=10, rank_precision=precision), _model(cooc=cooc, neg=neg))
@@ -127,10 +127,34 @@ def test_rank_precision_setting() -> None:
 
 def test_small_batches_and_negative_type_weights_stay_in_float32() -> None:
     s = Scorer(ScorerConfig(rank_precision="bfloat16"), _model())
-    s.learn_many(_events(20, 4096), {})  # 20 x 4096 cells: not worth a bfloat16 pass
-    assert s._ranker is None
+    s.learn_many(_events(20, 8192), {})  # 20 x 8192 cells: not worth a bfloat16 pass
+    assert s._ranker is not None and s._ranker.stats.rows == 0
     m = _model()
     neg = ServingModel("v2", m.table, Representation(type_weights={"click": 1.0, "like": -1.0}))
     s = Scorer(ScorerConfig(rank_precision="bfloat16"), neg)
-    s.learn_many(_events(600, 4096), {})
-    assert s._ranker is None
+    s.learn_many(_events(600, 8192), {})
+    assert s._ranker is not None and s._ranker.stats.rows == 0
+
+
+def test_a_swapped_in_version_finds_its_item_side_prepared(tmp_path) -> None:
+    """SwapManager builds the next version's operands off the serving thread"""
+    from learner import write_artifact
+    from scorer import SwapManager
+
+    m = _model(cooc=False)
+    s = Scorer(ScorerConfig(rank_precision="bfloat16"), m)
+    s.learn_many(_events(600, 8192), {})
+    rng = np.random.default_rng(7)
+    t = m.table
+    new = ItemTable(list(t.item_ids), t.text, 0.1 * _unit(rng, len(t.item_ids), t.dim), t.bias, t.context)
+    rec = write_artifact(str(tmp_path), "v2", {}, None, new, "test", {"from_ts": 0, "to_ts": 0, "n_events": 0}, {})
+    mgr = SwapManager(s, background=True)
+    mgr.submit(rec)
+    mgr.wait()
+    assert not mgr.rejected
+    ready = s._ranker._next
+    assert ready is not None and s._next_aug is not None
+    assert mgr.maybe_swap() is not None
+    assert ready.vectors is s.model.table.vectors
+    s.learn_many(_events(600, 8192, seed=2), {})
+    assert s._ranker._side is ready and s._aug is not None and s._aug[0] is s.model.table.vectors
