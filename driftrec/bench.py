@@ -3,7 +3,8 @@
 - ``scorer``: events/s and per-batch p50/p99 latency of :meth:`scorer.Scorer.learn_many`
   (embedded, no transport) on a synthetic catalog (default 10,000 items x 384 dims, random
   unit vectors) and 10,000 users; also the machine's own matrix-product rate measured on
-  the spot, and the events/s bound it puts on brute-force ranking of this catalog.
+  the spot, and the events/s bound it puts on brute-force ranking of this catalog (float32;
+  and bfloat16 where the scorer's first pass ran in it, see :mod:`scorer.ranking`).
 - ``swap``: a steady stream through the scorer in one thread while artifacts written with
   :func:`learner.write_artifact` are prepared by :class:`scorer.SwapManager` and swapped
   in between batches: the serving pause (largest idle gap between consecutive batches),
@@ -53,16 +54,28 @@ def _peak_rss_mb() -> float:
     return r / 1024.0 if sys.platform != "darwin" else r / (1024.0 * 1024.0)
 
 
-def matmul_rate(batch: int, n_items: int, dim: int, repeat: int = 5) -> dict[str, float]:
-    """GFLOP/s of ``U @ V.T`` (float32, [batch, dim] x [dim, n_items]) on this machine and the
-    events/s bound it puts on brute-force ranking (one user row per event)."""
+def matmul_rate(batch: int, n_items: int, dim: int, repeat: int = 5, dtype: str = "float32") -> dict[str, float]:
+    """GFLOP/s of ``U @ V.T`` (``[batch, dim] x [dim, n_items]``; float32 with numpy, or
+    bfloat16 with torch) on this machine and the events/s bound it puts on brute-force
+    ranking (one user row per event)."""
     rng = np.random.default_rng(1)
     U, V = _unit(rng, batch, dim), _unit(rng, n_items, dim)
-    U @ V.T
+    if dtype == "bfloat16":
+        import torch
+
+        Ut, Vt = torch.from_numpy(U).bfloat16(), torch.from_numpy(V).bfloat16()
+        out = torch.empty((batch, n_items), dtype=torch.bfloat16)
+
+        def product() -> None:
+            torch.matmul(Ut, Vt.T, out=out)
+    else:
+        def product() -> None:
+            U @ V.T
+    product()
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        U @ V.T
+        product()
         best = min(best, time.perf_counter() - t0)
     gflops = 2.0 * batch * n_items * dim / best / 1e9
     return {"gflops": round(gflops, 1), "bound_events_per_s": round(batch / best, 0)}
@@ -112,6 +125,11 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
     bound = matmul_rate(batch, n_items, dim)
     eps = applied / wall
     st = sc._ranker.stats if sc._ranker is not None else None
+    bf16: dict[str, Any] = {}
+    if st is not None and st.rows:  # the bfloat16 pass ran: the bound of its product too
+        b = matmul_rate(batch, n_items, dim, dtype="bfloat16")
+        bf16 = {"bf16_matmul_gflops": b["gflops"], "bf16_bound_events_per_s": b["bound_events_per_s"],
+                "share_of_bf16_bound": round(eps / b["bound_events_per_s"], 3)}
     return {"bench": "scorer", "items": n_items, "dim": dim, "users": n_users, "events": applied,
             "cooc_neighbours": 50, "rank_precision": resolve_precision(precision),
             "rows_ranked_again": round(st.fallback_rows / st.rows, 4) if st and st.rows else 0.0,
@@ -120,7 +138,7 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
             "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 2),
             "matmul_gflops": bound["gflops"], "bound_events_per_s": bound["bound_events_per_s"],
             "share_of_bound": round(eps / bound["bound_events_per_s"], 3),
-            "peak_rss_mb": round(_peak_rss_mb(), 0)}
+            **bf16, "peak_rss_mb": round(_peak_rss_mb(), 0)}
 
 
 # ---- swap ----------------------------------------------------------------------------------
@@ -257,7 +275,9 @@ LABELS = {
     "events_per_s": "events/s", "p50_ms": "batch p50 (ms)", "p99_ms": "batch p99 (ms)",
     "matmul_gflops": "matrix product (GFLOP/s)", "bound_events_per_s": "float32 ranking bound (events/s)",
     "share_of_bound": "share of the float32 bound", "rank_precision": "ranking first pass",
-    "rows_ranked_again": "rows ranked again in float32 (share)", "max_pause_ms": "max pause: a released batch waiting (ms)",
+    "rows_ranked_again": "rows ranked again in float32 (share)",
+    "bf16_matmul_gflops": "bfloat16 matrix product (GFLOP/s)",
+    "bf16_bound_events_per_s": "bfloat16 product bound (events/s)", "share_of_bf16_bound": "share of that bound", "max_pause_ms": "max pause: a released batch waiting (ms)",
     "max_pause_at_swap_ms": "pause at a swap (ms)", "median_gap_ms": "median pause (ms)",
     "max_gap_incl_idle_ms": "max gap incl. idle ahead of the stream (ms)",
     "finetune_s": "micro-fine-tune (s)", "s_per_step": "per step (s)",
