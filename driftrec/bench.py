@@ -143,7 +143,8 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
 
 # ---- swap ----------------------------------------------------------------------------------
 def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_events: int = 60_000,
-               batch: int = 256, swaps: int = 5, rate: float = 4_000.0, seed: int = 0) -> dict[str, Any]:
+               batch: int = 256, swaps: int = 5, rate: float = 4_000.0, seed: int = 0,
+               precision: str = "auto") -> dict[str, Any]:
     """Serving pause and lost/duplicated events while versions are hot-swapped.
 
     The stream is steady: batch ``n`` is released at ``n * batch / rate`` seconds (or as
@@ -154,7 +155,7 @@ def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_e
     from learner import ItemTable, write_artifact
     from scorer import SwapManager
 
-    sc = _scorer(n_items, dim, seed)
+    sc = _scorer(n_items, dim, seed, precision=precision)
     mgr = SwapManager(sc, background=True)
     rng = np.random.default_rng(seed + 2)
     evs = _events(rng, n_events, n_users, n_items)
@@ -218,6 +219,7 @@ def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_e
             "swaps": len(mgr.swaps), "rejected": len(mgr.rejected),
             "max_pause_ms": round(float(gaps.max()) if gaps.size else 0.0, 3),
             "max_pause_at_swap_ms": round(float(max(at_swap)) if at_swap else 0.0, 3),
+            "pauses_at_swaps_ms": [round(float(x), 3) for x in at_swap],
             "median_gap_ms": round(float(np.median(gaps)) if gaps.size else 0.0, 3),
             "max_gap_incl_idle_ms": round(float(idle.max()) if idle.size else 0.0, 3),
             "swap_ms": round(max((s.swap_ms for s in mgr.swaps), default=0.0), 3),
@@ -299,7 +301,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if kind == "scorer":
         res = bench_scorer(args.items, args.dim, args.users, args.events, args.batch, precision=args.precision)
     elif kind == "swap":
-        res = bench_swap(args.items, args.dim, args.users, args.events, args.batch, args.swaps, args.rate)
+        res = bench_swap(args.items, args.dim, args.users, args.events, args.batch, args.swaps, args.rate,
+                         precision=args.precision)
     elif kind == "kafka":
         from .bench_kafka import run
 
@@ -345,7 +348,6 @@ def add_parser(sub: Any) -> None:
             q.add_argument("--users", type=int, default=10_000, help="users")
             q.add_argument("--events", type=int, default=60_000, help="events to time")
             q.add_argument("--batch", type=int, default=1024 if name == "scorer" else 256, help="micro-batch size")
-        if name == "scorer":
             q.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
                            help="first pass of the ranking (SCORER_RANK_PRECISION; auto: bfloat16 where the "
                                 "CPU has it natively; the ranking is exact either way)")
