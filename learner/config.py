@@ -20,6 +20,9 @@ class LearnerConfig:
     ``max_steps``) on every ``lora_every``-th training and on every drift trigger.
     ``cooc_neighbours`` > 0 ships each item's top co-engaged neighbours with every version,
     weighted by the best of ``cooc_weights`` (or 0) on validation (see :mod:`learner.cooc`).
+    ``lora_gate_z``: an adapter update is kept only if it beats the item parts alone on
+    the validation pairs by this many standard errors of the per-pair difference (1.64: a
+    one-sided 95 % test; 0: any win).
     """
 
     window_events: int = 4096
@@ -43,6 +46,7 @@ class LearnerConfig:
     train_items: bool = True
     val_share: float = 0.2
     min_gain: float = 0.0
+    lora_gate_z: float = 1.64
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,6 +65,8 @@ class LearnerConfig:
             bad("epochs", ", max_steps and item_max_steps must be >= 1")
         if self.cooc_neighbours < 0 or self.cooc_history < 1:
             bad("cooc_neighbours", "must be >= 0 (0 = off) and cooc_history >= 1")
+        if self.lora_gate_z < 0:
+            bad("lora_gate_z", "must be >= 0")
         if self.lora_every < 1:
             bad("lora_every", "must be >= 1")
         if not (self.use_lora or self.train_items):

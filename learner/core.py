@@ -156,8 +156,9 @@ class Learner:
            every training.
         2. The LoRA adapters on top of those item parts (held fixed), every ``lora_every``-th
            training and on every drift trigger. The adapter update must beat stage 1 alone
-           on validation, else it is dropped and the serving adapter stays: what the
-           adapters add is measured against the same item parts, not assumed.
+           on the same validation pairs by ``lora_gate_z`` standard errors, else it is
+           dropped and the serving adapter stays: what the adapters add is measured against
+           the same item parts, not assumed.
 
         The better candidate must then beat the current version (``min_gain``).
         """
@@ -267,7 +268,9 @@ class Learner:
                                   items_only.bias, items_only.context)
             encode_s = time.perf_counter() - t1
             m_lora = self.evaluate(val_p, with_lora, pop)
-            if _better(m_lora, m_items, 0.0):
+            gate = _paired_gain(self.evaluate_each(val_p, with_lora, pop),
+                                self.evaluate_each(val_p, items_only, pop), cfg.lora_gate_z)
+            if gate:
                 cand, m_new, lora, adapter_update = with_lora, m_lora, enc.lora_state(), "kept"
             else:
                 adapter_update = "dropped"
@@ -325,6 +328,12 @@ class Learner:
         """HR@k and MRR of next-item prediction for ``pairs`` under ``table``."""
         if not pairs:
             return {"hr": 0.0, "mrr": 0.0}
+        hr, mrr = self.evaluate_each(pairs, table, pop, k)
+        return {"hr": float(hr.mean()), "mrr": float(mrr.mean())}
+
+    def evaluate_each(self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray,
+                      k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair: HR@k (expected over ties) and reciprocal rank."""
         ctx_idx, ctx_w, tgt = self._arrays(pairs, table)
         assert table.context is not None
         U = user_vectors(ctx_idx, ctx_w, table.context)
@@ -341,7 +350,7 @@ class Learner:
         equal = np.maximum((S == ts).sum(1), 1)  # ties are broken at random: expected values
         hr = np.clip((k - greater) / equal, 0.0, 1.0)
         mrr = 1.0 / (greater + (equal + 1) / 2.0)
-        return {"hr": float(hr.mean()), "mrr": float(mrr.mean())}
+        return hr, mrr
 
     # ---- helpers -----------------------------------------------------------------------
     def _pop_vector(self, table: ItemTable) -> np.ndarray:
@@ -379,6 +388,20 @@ class Learner:
 def _better(a: Mapping[str, float], b: Mapping[str, float], gain: float) -> bool:
     """``a`` beats ``b`` on validation: higher HR@10, or equal HR@10 and higher MRR."""
     return a["hr"] > b["hr"] + gain or (a["hr"] >= b["hr"] and a["mrr"] > b["mrr"] + gain)
+
+
+def _paired_gain(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], z: float) -> bool:
+    """``a`` beats ``b`` on the same validation pairs by more than ``z`` standard errors of
+    the per-pair difference: HR@10, or reciprocal rank where no pair's HR@10 differs. A
+    win of a few pairs out of hundreds is noise; taking it costs on the events that follow.
+    ``z = 0``: any win."""
+    for x, y in zip(a, b):
+        d = np.asarray(x, np.float64) - np.asarray(y, np.float64)
+        if d.size == 0 or not d.any():
+            continue
+        se = float(d.std(ddof=1)) / np.sqrt(d.size) if d.size > 1 else 0.0
+        return float(d.mean()) > z * se and float(d.mean()) > 0
+    return False
 
 
 def _softmax_loss(C: Any, V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: Any, tgt: Any,

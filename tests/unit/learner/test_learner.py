@@ -174,3 +174,25 @@ def test_co_engagement_neighbours_ship_with_a_weight_picked_on_validation(setup,
     ln0 = Learner(off, Representation(pop_weight=0.0), table, texts, None)
     ln0.observe_many(events)
     assert ln0.train("test").metrics["cooc_weight"] == 0.0
+
+
+def test_adapter_gate_wants_a_win_beyond_noise() -> None:
+    from learner.core import _paired_gain
+
+    rng = np.random.default_rng(0)
+    base = (rng.random(800) < 0.2).astype(float)
+    noisy = base.copy()
+    noisy[np.flatnonzero(base == 0)[:20]] = 1.0  # 20 pairs gained, 16 lost: +4 of 800
+    noisy[np.flatnonzero(base == 1)[:16]] = 0.0
+    rr = np.zeros(800)
+    assert noisy.mean() > base.mean()
+    assert not _paired_gain((noisy, rr), (base, rr), 1.64)  # within noise: not taken
+    assert _paired_gain((noisy, rr), (base, rr), 0.0)  # z = 0: any win
+    clear = base.copy()
+    clear[np.flatnonzero(base == 0)[:60]] = 1.0  # 60 more hits, none lost
+    assert _paired_gain((clear, rr), (base, rr), 1.64)
+    assert not _paired_gain((base, rr), (clear, rr), 1.64)
+    # equal HR on every pair: reciprocal ranks decide, by the same rule
+    better_rr = rng.random(800) * 0.1 + 0.5
+    assert _paired_gain((base, better_rr), (base, better_rr - 0.05), 1.64)
+    assert not _paired_gain((base, rr), (base, rr), 0.0)  # no difference at all: no win
