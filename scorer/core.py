@@ -333,8 +333,11 @@ class Scorer:
         aug = self._aug
         if aug is None or aug[0] is not t.vectors:  # a new version: one copy of its vectors
             nxt = self._next_aug
-            aug = nxt if nxt is not None and nxt[0] is t.vectors else (t.vectors, self._augmented(t.vectors))
-            self._aug, self._next_aug = aug, None
+            if nxt is not None and nxt[0] is t.vectors:
+                aug, self._next_aug = nxt, None  # prepared (one for a later version stays)
+            else:
+                aug = (t.vectors, self._augmented(t.vectors))
+            self._aug = aug
         X = aug[1]
         np.add(t.bias, prior, out=X[:, d], casting="unsafe")
         Ua = np.empty((len(U), d + 1), np.float32)

@@ -125,8 +125,9 @@ class Bf16Ranker:
         if side is None or side.vectors is not vectors or side.Xh.shape[0] != X.shape[0]:
             nxt = self._next
             ok = nxt is not None and nxt.vectors is vectors and nxt.Xh.shape[0] == X.shape[0]
+            if ok:
+                self._next = None  # used (one prepared for a later version stays)
             side = self._side = nxt if ok else self._build(X, vectors)
-            self._next = None
         d = X.shape[1] - 1
         side.Xh[:, d].copy_(torch.from_numpy(X[:, d]))  # bias + prior change every batch
         return side
