@@ -45,8 +45,10 @@ def plot_windowed_hr(path: str | os.PathLike[str],
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for name, (x, y) in series.items():
+        # the full system on top, its ablation dashed: where they coincide both stay visible
         ax.plot(list(x), list(y), label=name, color=COLOURS.get(name),
-                linewidth=2.0 if name == "driftrec" else 1.2)
+                linewidth=2.0 if name == "driftrec" else 1.2, zorder=3 if name == "driftrec" else 2,
+                linestyle=(0, (4, 3)) if name == "driftrec_no_lora" else "-")
     if shift is not None:
         ax.axvline(shift, color="black", linestyle="--", linewidth=1.0, label="shift")
     if len(swaps):
