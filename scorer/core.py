@@ -84,7 +84,7 @@ class Scorer:
         self._next_aug: tuple[np.ndarray, np.ndarray] | None = None  # built by prepare()
         self._precision = resolve_precision(config.rank_precision)
         self._ranker = Bf16Ranker() if self._precision == "bfloat16" else None
-        self._crange: tuple[Any, float, float] | None = None  # (nbr_w, down, up)
+        self._crange: tuple[Any, float, float, float] | None = None  # (nbr_w, weight, down, up)
 
     # ---- model versions ----------------------------------------------------------------
     @property
@@ -300,11 +300,11 @@ class Scorer:
         if any(v < 0 for v in rep.type_weights.values()):
             return None
         cached = self._crange
-        if cached is None or cached[0] is not t.nbr_w:
-            w, lo, hi = float(t.cooc_weight), float(np.min(t.nbr_w)), float(np.max(t.nbr_w))
-            ends = (w * lo, w * hi)
-            self._crange = cached = (t.nbr_w, max(0.0, -min(ends)), max(0.0, max(ends)))
-        return cached[1], cached[2]
+        w = float(t.cooc_weight)
+        if cached is None or cached[0] is not t.nbr_w or cached[1] != w:
+            ends = (w * float(np.min(t.nbr_w)), w * float(np.max(t.nbr_w)))
+            self._crange = cached = (t.nbr_w, w, max(0.0, -min(ends)), max(0.0, max(ends)))
+        return cached[2], cached[3]
 
     def prepare(self, model: ServingModel) -> None:
         """Build the item-side operands of ``model`` before :meth:`swap` serves it (may run
