@@ -27,7 +27,8 @@ class Settings:
     ``KAFKA_BOOTSTRAP``, ``TOPIC_PREFIX``, ``ARTIFACT_DIR``, ``DRIFTREC_MODEL`` (local model
     path; default the bundled all-MiniLM-L6-v2), ``DRIFTREC_DEVICE`` (auto|cpu|cuda),
     ``SCORER_TOP_K``, ``SCORER_BATCH_SIZE``, ``SCORER_BATCH_MS``, ``SCORER_COMMENTS``,
-    ``SCORER_RANK_PRECISION``, ``LEARNER_WINDOW``, ``LEARNER_TRAIN_EVERY``, ``LEARNER_LORA_R``, ``METRICS_PORT``, ``DRIFTREC_CACHE``.
+    ``SCORER_RANK_PRECISION``, ``LEARNER_WINDOW``, ``LEARNER_TRAIN_EVERY``, ``LEARNER_LORA_R``,
+    ``METRICS_PORT``, ``DRIFTREC_CACHE``.
     """
 
     state_url: str = "memory://"

@@ -231,7 +231,8 @@ class Learner:
         items_s = time.perf_counter() - t0
         pop = self._pop_vector(cur)
         m_cur = self.evaluate(val_p, cur, pop)
-        m_items = self.evaluate(val_p, items_only, pop)
+        e_items = self.evaluate_each(val_p, items_only, pop)
+        m_items = _means(e_items)
         cand, m_new, lora = items_only, m_items, dict(self._lora)
 
         # ---- stage 2: adapters on top of the new item parts ------------------------------------
@@ -267,10 +268,9 @@ class Learner:
             with_lora = ItemTable(list(cur.item_ids), enc.encode(texts), items_only.residual,
                                   items_only.bias, items_only.context)
             encode_s = time.perf_counter() - t1
-            m_lora = self.evaluate(val_p, with_lora, pop)
-            gate = _paired_gain(self.evaluate_each(val_p, with_lora, pop),
-                                self.evaluate_each(val_p, items_only, pop), cfg.lora_gate_z)
-            if gate:
+            e_lora = self.evaluate_each(val_p, with_lora, pop)
+            m_lora = _means(e_lora)
+            if _paired_gain(e_lora, e_items, cfg.lora_gate_z):
                 cand, m_new, lora, adapter_update = with_lora, m_lora, enc.lora_state(), "kept"
             else:
                 adapter_update = "dropped"
@@ -328,12 +328,13 @@ class Learner:
         """HR@k and MRR of next-item prediction for ``pairs`` under ``table``."""
         if not pairs:
             return {"hr": 0.0, "mrr": 0.0}
-        hr, mrr = self.evaluate_each(pairs, table, pop, k)
-        return {"hr": float(hr.mean()), "mrr": float(mrr.mean())}
+        return _means(self.evaluate_each(pairs, table, pop, k))
 
     def evaluate_each(self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray,
                       k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Per pair: HR@k (expected over ties) and reciprocal rank."""
+        if not pairs:
+            return np.zeros(0), np.zeros(0)
         ctx_idx, ctx_w, tgt = self._arrays(pairs, table)
         assert table.context is not None
         U = user_vectors(ctx_idx, ctx_w, table.context)
@@ -388,6 +389,11 @@ class Learner:
 def _better(a: Mapping[str, float], b: Mapping[str, float], gain: float) -> bool:
     """``a`` beats ``b`` on validation: higher HR@10, or equal HR@10 and higher MRR."""
     return a["hr"] > b["hr"] + gain or (a["hr"] >= b["hr"] and a["mrr"] > b["mrr"] + gain)
+
+
+def _means(each: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    hr, mrr = each
+    return {"hr": float(hr.mean()) if hr.size else 0.0, "mrr": float(mrr.mean()) if mrr.size else 0.0}
 
 
 def _paired_gain(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], z: float) -> bool:
