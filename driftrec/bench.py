@@ -101,8 +101,6 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
     """Events/s and per-batch latency of ``Scorer.learn_many`` on a warm user population.
     ``precision``: the scorer's ``rank_precision`` (``auto``: bfloat16 first pass where the
     CPU has it natively)."""
-    from scorer.ranking import resolve_precision
-
     sc = _scorer(n_items, dim, seed, precision=precision)
     rng = np.random.default_rng(seed + 1)
     users: dict[str, Any] = {}
@@ -131,7 +129,7 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
         bf16 = {"bf16_matmul_gflops": b["gflops"], "bf16_bound_events_per_s": b["bound_events_per_s"],
                 "share_of_bf16_bound": round(eps / b["bound_events_per_s"], 3)}
     return {"bench": "scorer", "items": n_items, "dim": dim, "users": n_users, "events": applied,
-            "cooc_neighbours": 50, "rank_precision": resolve_precision(precision),
+            "cooc_neighbours": 50, "rank_precision": sc.rank_precision,
             "rows_ranked_again": round(st.fallback_rows / st.rows, 4) if st and st.rows else 0.0,
             "batch": batch, "events_per_s": round(eps, 0),
             "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 2),

@@ -325,8 +325,8 @@ class ScorerService:
                                    cache_users=int(os.environ.get("SCORER_CACHE_USERS", "200000")))
         if metrics is not None:
             metrics.set_version(self.scorer.version)
-        log.info("scorer ready: %d items, version %s, resuming at %s", len(items), self.scorer.version,
-                 stored or "the beginning")
+        log.info("scorer ready: %d items, version %s, ranking first pass %s, resuming at %s", len(items),
+                 self.scorer.version, self.scorer.rank_precision, stored or "the beginning")
 
     def _load_current(self) -> None:
         cur = getattr(self.state, "current", lambda: None)()

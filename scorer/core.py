@@ -95,6 +95,12 @@ class Scorer:
     def version(self) -> str:
         return self._model.version
 
+    @property
+    def rank_precision(self) -> str:
+        """The first pass of large rankings: ``bfloat16`` or ``float32`` (the resolved
+        ``ScorerConfig.rank_precision``)."""
+        return self._precision
+
     def swap(self, model: ServingModel, same_catalog_as: ItemTable | None = None) -> ServingModel:
         """Replace the serving model between two batches; returns the previous one.
 

@@ -121,6 +121,7 @@ def test_finish_applies_to_the_rows_it_is_given() -> None:
 def test_rank_precision_setting() -> None:
     assert resolve_precision("float32") == "float32"
     assert resolve_precision("auto") in ("float32", "bfloat16")
+    assert Scorer(ScorerConfig(rank_precision="float32"), _model()).rank_precision == "float32"
     with pytest.raises(ScorerConfigError, match="SCORER_RANK_PRECISION"):
         ScorerConfig(rank_precision="fp8")
 
