@@ -31,7 +31,7 @@ two BLAS builds.
 """
 from __future__ import annotations
 
-import os
+import functools
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -46,6 +46,7 @@ MIN_CELLS = 1 << 22
 MARGIN, MAX_MARGIN = 6, 64
 
 
+@functools.lru_cache(maxsize=1)
 def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (Linux x86: ``avx512_bf16`` or
     ``amx_bf16`` in ``/proc/cpuinfo``). Elsewhere bfloat16 may be emulated, and slower."""
