@@ -122,7 +122,7 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
     wall = time.perf_counter() - t_all
     bound = matmul_rate(batch, n_items, dim)
     eps = applied / wall
-    st = sc._ranker.stats if sc._ranker is not None else None
+    st = sc.rank_stats
     bf16: dict[str, Any] = {}
     if st is not None and st.rows:  # the bfloat16 pass ran: the bound of its product too
         b = matmul_rate(batch, n_items, dim, dtype="bfloat16")
@@ -277,7 +277,8 @@ LABELS = {
     "share_of_bound": "share of the float32 bound", "rank_precision": "ranking first pass",
     "rows_ranked_again": "rows ranked again in float32 (share)",
     "bf16_matmul_gflops": "bfloat16 matrix product (GFLOP/s)",
-    "bf16_bound_events_per_s": "bfloat16 product bound (events/s)", "share_of_bf16_bound": "share of that bound", "max_pause_ms": "max pause: a released batch waiting (ms)",
+    "bf16_bound_events_per_s": "bfloat16 product bound (events/s)", "share_of_bf16_bound": "share of that bound",
+    "max_pause_ms": "max pause: a released batch waiting (ms)",
     "max_pause_at_swap_ms": "pause at a swap (ms)", "median_gap_ms": "median pause (ms)",
     "max_gap_incl_idle_ms": "max gap incl. idle ahead of the stream (ms)",
     "finetune_s": "micro-fine-tune (s)", "s_per_step": "per step (s)",

@@ -20,7 +20,7 @@ from state import Interaction, UserState
 from stream import Event, Item
 
 from .config import ScorerConfig
-from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, resolve_precision
+from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, resolve_precision
 
 
 MAX_COMMENT_CHARS = 512
@@ -100,6 +100,12 @@ class Scorer:
         """The first pass of large rankings: ``bfloat16`` or ``float32`` (the resolved
         ``ScorerConfig.rank_precision``)."""
         return self._precision
+
+    @property
+    def rank_stats(self) -> RankStats | None:
+        """Batches and rows ranked with the bfloat16 first pass, and the rows of them ranked
+        again in float32 (``None`` where the first pass is float32)."""
+        return self._ranker.stats if self._ranker is not None else None
 
     def swap(self, model: ServingModel, same_catalog_as: ItemTable | None = None) -> ServingModel:
         """Replace the serving model between two batches; returns the previous one.

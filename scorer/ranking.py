@@ -83,6 +83,8 @@ class _Side:
 
 @dataclass
 class RankStats:
+    """Counts of the bfloat16 first pass: batches, rows, and rows ranked again in float32."""
+
     batches: int = 0
     rows: int = 0
     fallback_rows: int = 0

@@ -43,7 +43,7 @@ def test_bfloat16_pass_gives_the_float32_ranking(cooc: bool, neg: bool) -> None:
         r = s.learn_many(evs, {})
         got[precision] = {x["user_id"]: x["items"] for x in r.recs}
         if precision == "bfloat16":
-            assert s._ranker is not None and s._ranker.stats.rows == 600  # the bf16 pass ran
+            assert s.rank_stats is not None and s.rank_stats.rows == 600  # the bf16 pass ran
     assert got["float32"].keys() == got["bfloat16"].keys()
     for u, want in got["float32"].items():
         have = got["bfloat16"][u]
