@@ -103,6 +103,39 @@ class CoEngagement:
         return idx, w
 
 
+def cooc_entries(hist_idx: np.ndarray, hist_w: np.ndarray, nbr_idx: np.ndarray, nbr_w: np.ndarray,
+                 weight: float, recent: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`add_cooc` adds, as ``(rows, columns, values)`` in row order (float32
+    values; a column may repeat within a row: the additions are summed in this order).
+
+    Examples
+    --------
+    >>> r, c, v = cooc_entries(np.array([[0, -1]]), np.array([[2.0, 5.0]]),
+    ...                        np.array([[1, 2], [0, -1], [0, -1]]),
+    ...                        np.array([[0.5, 0.25], [0.5, 0], [0.25, 0]], np.float32), 2.0)
+    >>> r.tolist(), c.tolist(), v.tolist()
+    ([0, 0], [1, 2], [1.0, 0.5])
+    """
+    valid = (hist_idx >= 0) & (hist_idx < nbr_idx.shape[0])
+    w = np.where(valid, hist_w, 0.0)
+    if w.shape[1] > recent:  # the user's newest (heaviest) items carry the signal
+        sel = np.argpartition(-w, recent - 1, axis=1)[:, :recent]
+        hist_idx = np.take_along_axis(hist_idx, sel, 1)
+        w = np.take_along_axis(w, sel, 1)
+        valid = np.take_along_axis(valid, sel, 1) & (w > 0)
+    den = w.sum(1, keepdims=True)
+    w = w / np.maximum(den, 1e-9)
+    b_of, h_of = np.nonzero(valid)
+    if b_of.size == 0 or weight == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    items = hist_idx[b_of, h_of]
+    ni = nbr_idx[items]  # [K, m]
+    nv = nbr_w[items] * (weight * w[b_of, h_of])[:, None]
+    ok = ni >= 0
+    rows = np.broadcast_to(b_of[:, None], ni.shape)[ok]
+    return rows.astype(np.int64, copy=False), ni[ok].astype(np.int64), nv[ok].astype(np.float32)
+
+
 def add_cooc(S: np.ndarray, hist_idx: np.ndarray, hist_w: np.ndarray, nbr_idx: np.ndarray,
              nbr_w: np.ndarray, weight: float, recent: int = 10) -> np.ndarray:
     """``S[b, j] += weight * sum_h w_bh cos(h, j)`` over the ``recent`` heaviest history
@@ -117,28 +150,17 @@ def add_cooc(S: np.ndarray, hist_idx: np.ndarray, hist_w: np.ndarray, nbr_idx: n
     """
     if weight == 0 or S.size == 0:
         return S
-    B, N = S.shape
     if not S.flags.c_contiguous:
         raise ValueError("add_cooc writes into S in place: S must be C-contiguous")
-    valid = (hist_idx >= 0) & (hist_idx < nbr_idx.shape[0])
-    w = np.where(valid, hist_w, 0.0)
-    if w.shape[1] > recent:  # the user's newest (heaviest) items carry the signal
-        sel = np.argpartition(-w, recent - 1, axis=1)[:, :recent]
-        hist_idx = np.take_along_axis(hist_idx, sel, 1)
-        w = np.take_along_axis(w, sel, 1)
-        valid = np.take_along_axis(valid, sel, 1) & (w > 0)
-    den = w.sum(1, keepdims=True)
-    w = w / np.maximum(den, 1e-9)
-    b_of, h_of = np.nonzero(valid)
-    if b_of.size == 0:
-        return S
-    items = hist_idx[b_of, h_of]
-    ni = nbr_idx[items]  # [K, m]
-    nv = nbr_w[items] * (weight * w[b_of, h_of])[:, None]
-    ok = ni >= 0
-    flat = (b_of[:, None] * N + ni)[ok]
+    rows, cols, vals = cooc_entries(hist_idx, hist_w, nbr_idx, nbr_w, weight, recent)
+    if rows.size:
+        add_entries(S, rows, cols, vals)
+    return S
+
+
+def add_entries(S: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+    """``S[rows[e], cols[e]] += vals[e]`` for every ``e`` in order (repeats add up), in place."""
     import torch  # index_add_ is several times faster than np.add.at
 
-    torch.from_numpy(S).view(-1).index_add_(0, torch.from_numpy(flat.astype(np.int64)),
-                                            torch.from_numpy(nv[ok].astype(S.dtype)))
-    return S
+    flat = rows * S.shape[1] + cols
+    torch.from_numpy(S).view(-1).index_add_(0, torch.from_numpy(flat), torch.from_numpy(vals.astype(S.dtype, copy=False)))

@@ -14,16 +14,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from learner import ItemTable, Representation, TextEncoder, add_cooc, top_k, user_vectors
+from learner import ItemTable, Representation, TextEncoder, cooc_entries, top_k, user_vectors
 from learner.model import LN2, logaddexp
 from state import Interaction, UserState
 from stream import Event, Item
 
 from .config import ScorerConfig
-from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, resolve_precision
+from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, resolve_precision
 
 
 MAX_COMMENT_CHARS = 512
+#: The largest batch a scorer service takes (``driftrec.services.SERVICE_BATCH_SIZE``).
+MAX_BATCH = 4096
 
 
 @dataclass
@@ -84,6 +86,10 @@ class Scorer:
         self._next_aug: tuple[np.ndarray, np.ndarray] | None = None  # built by prepare()
         self._precision = resolve_precision(config.rank_precision)
         self._ranker = Bf16Ranker() if self._precision == "bfloat16" else None
+        if self._ranker is not None and len(model.table.item_ids) * MAX_BATCH >= MIN_CELLS:
+            from ._select import warm
+
+            warm()  # a catalog this large will see the bfloat16 pass
         self._crange: tuple[Any, float, float, float] | None = None  # (nbr_w, weight, down, up)
 
     # ---- model versions ----------------------------------------------------------------
@@ -254,44 +260,32 @@ class Scorer:
         U, hist_idx, hist_w = self._user_vectors(states, now)
         prior = m.rep.pop_prior(self._pop, now)
         B, N = len(states), len(m.table.item_ids)
-        buf = self._buf
-        if buf is None or buf.shape[0] < B or buf.shape[1] != N:
-            buf = self._buf = np.empty((max(B, 64), N), np.float32)
         t = m.table
         cooc = bool(t.cooc_weight) and t.nbr_idx is not None and t.nbr_w is not None
         # seen items out: every user's seen list mapped to columns in one C-level pass
         seen = [st.seen for st in states]
         lens = np.fromiter(map(len, seen), np.int64, count=B)
         n_seen = int(lens.sum())
+        seen_rc = None
         if n_seen:
             seen_cols = np.fromiter(map(t._index.get, chain.from_iterable(seen), repeat(-1)), np.int64,
                                     count=n_seen)
             seen_rows = np.repeat(np.arange(B), lens)
             known = seen_cols >= 0
-            seen_rows, seen_cols = seen_rows[known], seen_cols[known]
-
-        def finish(S: np.ndarray, rows: np.ndarray | None) -> None:
-            """Co-engagement and seen items of ``states[rows]`` (all when None) into ``S``."""
-            hi, hw = (hist_idx, hist_w) if rows is None else (hist_idx[rows], hist_w[rows])
-            if cooc:
-                add_cooc(S, hi, hw, t.nbr_idx, t.nbr_w, t.cooc_weight)
-            if n_seen:
-                if rows is None:
-                    S[seen_rows, seen_cols] = -np.inf
-                else:
-                    pos = np.full(B, -1, np.int64)
-                    pos[rows] = np.arange(len(rows))
-                    r = pos[seen_rows]
-                    S[r[r >= 0], seen_cols[r >= 0]] = -np.inf
-
+            seen_rc = seen_rows[known], seen_cols[known]
+        cooc_e = cooc_entries(hist_idx, hist_w, t.nbr_idx, t.nbr_w, t.cooc_weight) if cooc else None
+        adds = RowAdds.build(B, cooc_e, seen_rc)
         Ua, X = self._operands(U, m, prior)
         crange = self._cooc_range(t, m.rep) if cooc else (0.0, 0.0)
         if (self._ranker is not None and B * N >= MIN_CELLS and N > k + MAX_MARGIN
                 and crange is not None):
-            idx, sc = self._ranker.topk(Ua, X, t.vectors, buf[:B], k, finish, crange)
+            idx, sc = self._ranker.topk(Ua, X, t.vectors, k, adds, crange)
         else:
+            buf = self._buf
+            if buf is None or buf.shape[0] < B or buf.shape[1] != N:
+                buf = self._buf = np.empty((max(B, 64), N), np.float32)
             S = np.matmul(Ua, X.T, out=buf[:B])
-            finish(S, None)
+            adds.apply(S)
             idx, sc = top_k(S, k, inplace=True)  # S is ours: no copy
         ids = m.table.item_ids
         if digits is not None:

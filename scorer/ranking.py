@@ -5,11 +5,13 @@ On CPUs that multiply bfloat16 natively (x86 ``avx512_bf16`` / ``amx_bf16``) the
 takes half the time of the float32 one. Its results are rounded, so they only *select*
 candidates; the ranking is exact:
 
-1. ``A = bf16(Ua) @ bf16(X).T`` (float32 accumulation, bfloat16 result), copied into the
-   float32 score buffer, co-engagement added, seen items set to ``-inf``.
+1. ``A = bf16(Ua) @ bf16(X).T`` (float32 accumulation, bfloat16 result); per row, widened
+   to float32, co-engagement added, seen items set to ``-inf`` (:class:`RowAdds`).
 2. The ``C = k + margin`` best columns of each row by these approximate scores.
-3. Their exact scores: the float32 dot products of those ``C`` items (gathered), plus the
+3. Their exact scores: the float32 dot products of those ``C`` items, plus the
    co-engagement part, which is the approximate score minus ``A`` (the same addition).
+
+Steps 1-3 after the product run compiled, one row at a time (:mod:`scorer._select`).
 4. A row is *certified* when its k-th best exact score exceeds the largest score any other
    item could have: the C-th approximate score plus a bound on the rounding error of step 1
    (below). Rows that are not certified are ranked again in float32, in full.
@@ -34,7 +36,6 @@ from __future__ import annotations
 import functools
 import sys
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -71,6 +72,52 @@ def resolve_precision(setting: str) -> str:
 
 
 @dataclass
+class RowAdds:
+    """What a batch adds to its rows of the product: co-engagement (``cptr, ccols,
+    cvals``: by row, CSR, added in order) and seen items (``sptr, scols``: set to
+    ``-inf`` after). Both ranking passes apply the same additions, so their scores agree."""
+
+    cptr: np.ndarray
+    ccols: np.ndarray
+    cvals: np.ndarray
+    sptr: np.ndarray
+    scols: np.ndarray
+
+    @classmethod
+    def build(cls, B: int, cooc: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+              seen: tuple[np.ndarray, np.ndarray] | None = None) -> "RowAdds":
+        """From ``(rows, columns, values)`` and ``(rows, columns)``, each in row order."""
+        def ptr(rows: np.ndarray) -> np.ndarray:
+            p = np.zeros(B + 1, np.int64)
+            np.cumsum(np.bincount(rows, minlength=B), out=p[1:])
+            return p
+
+        z = np.zeros(0, np.int64)
+        cr, cc, cv = cooc if cooc is not None else (z, z, np.zeros(0, np.float32))
+        sr, sc = seen if seen is not None else (z, z)
+        return cls(ptr(cr), np.ascontiguousarray(cc, np.int64), np.ascontiguousarray(cv, np.float32),
+                   ptr(sr), np.ascontiguousarray(sc, np.int64))
+
+    def apply(self, S: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Into the float32 rows ``rows`` of the batch (all when None), held by ``S`` in
+        that order, in place."""
+        from learner import add_entries
+
+        def take(ptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (row in S, entry)
+            sel = np.arange(len(ptr) - 1) if rows is None else np.asarray(rows, np.int64)
+            lens = ptr[sel + 1] - ptr[sel]
+            first = np.repeat(ptr[sel] - np.cumsum(lens) + lens, lens)
+            return np.repeat(np.arange(len(sel)), lens), first + np.arange(int(lens.sum()))
+
+        r, e = take(self.cptr)
+        if e.size:
+            add_entries(S, r, self.ccols[e], self.cvals[e])
+        r, e = take(self.sptr)
+        if e.size:
+            S[r, self.scols[e]] = -np.inf
+
+
+@dataclass
 class _Side:
     """The item side of one model version in bfloat16, and its norms for the bound."""
 
@@ -91,12 +138,8 @@ class RankStats:
 
 
 class Bf16Ranker:
-    """Certified exact top-k over ``[Ua | 1] @ [X | bias + prior].T`` (see the module doc).
-
-    ``finish(S, rows)``: adds co-engagement and seen exclusions to the float32 score rows
-    ``rows`` of ``S`` in place (``S`` holds just those rows, in that order); the same
-    function must serve both passes so that their scores agree.
-    """
+    """Certified exact top-k over ``[Ua | 1] @ [X | bias + prior].T`` plus the batch's
+    :class:`RowAdds` (see the module doc)."""
 
     def __init__(self) -> None:
         self._side: _Side | None = None
@@ -135,17 +178,17 @@ class Bf16Ranker:
         side.Xh[:, d].copy_(torch.from_numpy(X[:, d]))  # bias + prior change every batch
         return side
 
-    def topk(self, Ua: np.ndarray, X: np.ndarray, vectors: np.ndarray, S: np.ndarray, k: int,
-             finish: Callable[[np.ndarray, np.ndarray | None], None],
+    def topk(self, Ua: np.ndarray, X: np.ndarray, vectors: np.ndarray, k: int, adds: RowAdds,
              cooc_range: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` (indices, scores), best first, of every row. ``S``: a float32
-        ``[B, N]`` buffer to work in; ``vectors``: the version's item vectors (``X``'s
-        bfloat16 copy is kept while they stay the same); ``cooc_range``: how far
-        ``finish`` can move a score down and up (``-cmin <= added <= cmax``)."""
+        """Top-``k`` (indices, scores), best first, of every row. ``vectors``: the
+        version's item vectors (``X``'s bfloat16 copy is kept while they stay the same);
+        ``cooc_range``: how far the co-engagement additions can move a score down and up
+        (``-cmin <= added <= cmax``)."""
         import torch
 
         from learner import top_k
-        from learner.model import TOPK_BLOCK, _blocked_topk
+
+        from ._select import select
 
         B, D = Ua.shape
         N = X.shape[0]
@@ -159,21 +202,12 @@ class Bf16Ranker:
             A = self._A = torch.empty((max(B, 64), N), dtype=torch.bfloat16)
         A = A[:B]
         torch.matmul(Uh, side.Xh.T, out=A)
-        St = torch.from_numpy(S)
-        St.copy_(A)
-        finish(S, None)
-        if N >= 16 * TOPK_BLOCK:
-            cand, approx = _blocked_topk(St, C, TOPK_BLOCK)
-        else:
-            approx, cand = torch.topk(St, C, dim=1, sorted=True)
-        Xt = torch.from_numpy(X)
-        G = Xt.index_select(0, cand.reshape(-1)).view(B, C, D)
-        dot = torch.bmm(Ut.unsqueeze(1), G.transpose(1, 2)).squeeze(1)
-        finite = torch.isfinite(approx)
-        exact = torch.where(finite, approx - A.gather(1, cand).float() + dot, approx)
-        exact, order = torch.sort(exact, dim=1, descending=True, stable=True)
-        cand = cand.gather(1, order)
-        idx, val = cand[:, :k], exact[:, :k]
+        cand, approx, exact = select(A.view(torch.int16).numpy().view(np.uint16), adds.cptr, adds.ccols,
+                                     adds.cvals, adds.sptr, adds.scols, C, Ua, X, torch.get_num_threads())
+        order = np.argsort(-exact, axis=1, kind="stable")
+        idx = np.take_along_axis(cand, order[:, :k], 1)
+        val = np.take_along_axis(exact, order[:, :k], 1)
+        approx = torch.from_numpy(approx)
         # the bound on any other item's exact score
         uh = Uh[:, :d].float()
         n_uh = uh.norm(dim=1)
@@ -185,12 +219,12 @@ class Bf16Ranker:
         s_c = approx[:, -1]
         cmin, cmax = cooc_range
         bound = s_c + alpha + EPS_BF16 * (s_c.abs() + max(cmin, cmax)) + 1e-5 * (s_c.abs() + cmax + 1.0)
-        ok = (val[:, -1] > bound) | torch.isneginf(s_c) | (C >= N)
-        idx_n, val_n = idx.numpy().copy(), val.numpy().copy()
+        ok = (torch.from_numpy(val[:, -1]) > bound) | torch.isneginf(s_c) | (C >= N)
+        idx_n, val_n = idx, val
         redo = np.flatnonzero(~ok.numpy())
         if redo.size:  # exact float32 ranking of these rows
             Sr = np.matmul(Ua[redo], X.T)
-            finish(Sr, redo)
+            adds.apply(Sr, redo)
             ri, rv = top_k(Sr, k, inplace=True)
             idx_n[redo], val_n[redo] = ri, rv
             if redo.size > 0.02 * B:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learner import ItemTable, Representation, add_cooc, top_k
+from learner import ItemTable, Representation, add_cooc, cooc_entries, top_k
 from scorer import Scorer, ScorerConfig, ScorerConfigError, ServingModel
-from scorer.ranking import Bf16Ranker, resolve_precision
+from scorer.ranking import Bf16Ranker, RowAdds, resolve_precision
 from stream import Event
 
 
@@ -70,8 +70,7 @@ def test_rows_the_bound_cannot_certify_are_ranked_again_in_float32() -> None:
     want_i, want_v = top_k(Ua @ X.T, 10)
     r = Bf16Ranker()
     r.margin = 0  # candidates = k: almost no row can be certified
-    S = np.empty((len(Ua), len(X)), np.float32)
-    idx, val = r.topk(Ua, X, X[:, :-1], S, 10, lambda S, rows: None)
+    idx, val = r.topk(Ua, X, X[:, :-1], 10, RowAdds.build(len(Ua)))
     assert r.stats.fallback_rows > 0
     np.testing.assert_array_equal(idx, want_i)
     np.testing.assert_allclose(val, want_v, rtol=1e-6)
@@ -88,12 +87,12 @@ def test_certified_rows_skip_the_float32_pass() -> None:
     X = np.concatenate([_unit(rng, 4096, 64), np.zeros((4096, 1), np.float32)], 1)
     Ua = np.concatenate([10 * _unit(rng, 512, 64), np.ones((512, 1), np.float32)], 1)
     r = Bf16Ranker()
-    idx, _ = r.topk(Ua, X, X[:, :-1], np.empty((512, 4096), np.float32), 10, lambda S, rows: None)
+    idx, _ = r.topk(Ua, X, X[:, :-1], 10, RowAdds.build(len(Ua)))
     np.testing.assert_array_equal(idx, top_k(Ua @ X.T, 10)[0])
     assert r.stats.fallback_rows < 0.05 * 512
 
 
-def test_finish_applies_to_the_rows_it_is_given() -> None:
+def test_additions_reach_the_rows_ranked_again() -> None:
     """co-engagement and seen items reach the redone rows as they reached the first pass"""
     Ua, X = _near_ties()
     rng = np.random.default_rng(9)
@@ -102,20 +101,38 @@ def test_finish_applies_to_the_rows_it_is_given() -> None:
     nbr_idx = rng.integers(0, len(X), (len(X), 8))
     nbr_w = rng.random((len(X), 8)).astype(np.float32)
     seen = rng.integers(0, len(X), (len(Ua), 30))
-
-    def finish(S: np.ndarray, rows: np.ndarray | None) -> None:
-        r = np.arange(len(Ua)) if rows is None else rows
-        add_cooc(S, hist_idx[r], hist_w[r], nbr_idx, nbr_w, 0.01)
-        S[np.repeat(np.arange(len(r)), seen.shape[1]), seen[r].ravel()] = -np.inf
+    seen_rc = (np.repeat(np.arange(len(Ua)), seen.shape[1]), seen.ravel())
+    adds = RowAdds.build(len(Ua), cooc_entries(hist_idx, hist_w, nbr_idx, nbr_w, 0.01), seen_rc)
 
     S0 = Ua @ X.T
-    finish(S0, None)
+    add_cooc(S0, hist_idx, hist_w, nbr_idx, nbr_w, 0.01)
+    S0[seen_rc] = -np.inf
     want_i, _ = top_k(S0, 10)
     r = Bf16Ranker()
     r.margin = 0
-    idx, _ = r.topk(Ua, X, X[:, :-1], np.empty_like(S0), 10, finish, (0.0, 0.01))
+    idx, _ = r.topk(Ua, X, X[:, :-1], 10, adds, (0.0, 0.01))
     assert r.stats.fallback_rows > 0
     np.testing.assert_array_equal(idx, want_i)
+
+
+def test_row_additions_apply_to_the_rows_given() -> None:
+    rng = np.random.default_rng(4)
+    B, N = 7, 50
+    cr = np.sort(rng.integers(0, B, 40))
+    cooc = (cr, rng.integers(0, N, 40), rng.random(40).astype(np.float32))
+    sr = np.sort(rng.integers(0, B, 12))
+    seen = (sr, rng.integers(0, N, 12))
+    adds = RowAdds.build(B, cooc, seen)
+    want = np.zeros((B, N), np.float32)
+    np.add.at(want, (cooc[0], cooc[1]), cooc[2])
+    want[seen] = -np.inf
+    full = np.zeros((B, N), np.float32)
+    adds.apply(full)
+    np.testing.assert_allclose(full, want, rtol=1e-6)
+    rows = np.array([5, 1, 3])
+    part = np.zeros((3, N), np.float32)
+    adds.apply(part, rows)
+    np.testing.assert_allclose(part, want[rows], rtol=1e-6)
 
 
 def test_rank_precision_setting() -> None:
@@ -169,3 +186,23 @@ def test_co_engagement_range_follows_the_weight_with_the_same_neighbours() -> No
     t2 = m.table.with_cooc(m.table.nbr_idx, m.table.nbr_w, 8.0)  # the same arrays, weight 4x
     lo2, hi2 = s._cooc_range(t2, m.rep)
     assert lo2 == pytest.approx(4 * lo) and hi2 == pytest.approx(4 * hi)
+
+
+def test_fewer_blocks_than_candidates_a_tail_and_rows_almost_all_seen() -> None:
+    """the compiled pass on a catalog of fewer than C blocks of 64 (every column is a
+    candidate), columns past the last whole block, and a row with 3 unseen items"""
+    rng = np.random.default_rng(11)
+    N, d = 500, 16
+    X = np.concatenate([_unit(rng, N, d), 0.1 * rng.standard_normal((N, 1)).astype(np.float32)], 1)
+    Ua = np.concatenate([3 * _unit(rng, 128, d), np.ones((128, 1), np.float32)], 1)
+    rows = [np.zeros(N - 3, np.int64), np.repeat(np.arange(1, 128), 20)]
+    cols = [rng.permutation(N)[: N - 3], rng.integers(0, N, 127 * 20)]
+    seen = (np.concatenate(rows), np.concatenate(cols))
+    S0 = Ua @ X.T
+    S0[seen] = -np.inf
+    want_i, want_v = top_k(S0, 10)
+    r = Bf16Ranker()
+    idx, val = r.topk(Ua, X, X[:, :-1], 10, RowAdds.build(len(Ua), seen=seen))
+    assert np.isneginf(val[0, 3:]).all() and set(idx[0, :3]) == set(want_i[0, :3])
+    np.testing.assert_array_equal(idx[1:], want_i[1:])
+    np.testing.assert_allclose(val[1:], want_v[1:], rtol=1e-5)
