@@ -58,6 +58,9 @@ def make_scorer(encoder: TextEncoder | None, table: ItemTable, rep: Representati
     base = encoder.base_model if encoder is not None else "none"
     model = ServingModel(BASE_VERSION, table, rep, encoder, {"base_model": base, "version": BASE_VERSION})
     scorer = Scorer(config, model, item_pop)
+    if not scorer.ranking_ready():
+        log.info("compiling the scorer's ranking pass (once per machine, ~15 s; cached after)")
+    scorer.wait_ready()  # before the first batch, not during it
     return scorer, SwapManager(scorer, texts or {}, standby, background)
 
 

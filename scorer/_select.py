@@ -121,6 +121,15 @@ def warm() -> None:
         threading.Thread(target=kernel, name="driftrec-rank-compile", daemon=True).start()
 
 
+def compiled_in_cache() -> bool:
+    """Whether the row function is loaded, or numba's disk cache has it (no compiling)."""
+    if _compiled is not None:
+        return True
+    import pathlib
+
+    return any(pathlib.Path(__file__).parent.glob("__pycache__/_select._rows-*.nbi"))
+
+
 def select(A16: np.ndarray, cptr: np.ndarray, ccols: np.ndarray, cvals: np.ndarray, sptr: np.ndarray,
            scols: np.ndarray, C: int, Ua: np.ndarray, X: np.ndarray, threads: int = 1
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

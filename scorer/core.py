@@ -86,11 +86,31 @@ class Scorer:
         self._next_aug: tuple[np.ndarray, np.ndarray] | None = None  # built by prepare()
         self._precision = resolve_precision(config.rank_precision)
         self._ranker = Bf16Ranker() if self._precision == "bfloat16" else None
-        if self._ranker is not None and len(model.table.item_ids) * MAX_BATCH >= MIN_CELLS:
+        if self._compiled_pass():
             from ._select import warm
 
             warm()  # a catalog this large will see the bfloat16 pass
         self._crange: tuple[Any, float, float, float] | None = None  # (nbr_w, weight, down, up)
+
+    def _compiled_pass(self) -> bool:
+        return self._ranker is not None and len(self._model.table.item_ids) * MAX_BATCH >= MIN_CELLS
+
+    def ranking_ready(self) -> bool:
+        """False while the compiled part of the bfloat16 ranking still has to be compiled
+        (the first time on a machine, ~15 s; numba caches it on disk)."""
+        if not self._compiled_pass():
+            return True
+        from ._select import compiled_in_cache
+
+        return compiled_in_cache()
+
+    def wait_ready(self) -> None:
+        """Block until the ranking's compiled part is loaded (started in the background
+        by the constructor), so that the first large batch does not wait for it."""
+        if self._compiled_pass():
+            from ._select import kernel
+
+            kernel()
 
     # ---- model versions ----------------------------------------------------------------
     @property
