@@ -5,8 +5,8 @@ One pass per row over the bfloat16 product instead of five over a float32 copy o
 candidates' vectors: the row is widened to float32 in a per-thread buffer that stays in
 cache, its additions applied, and only the ``C`` best columns leave it, with their exact
 dot products. In a ``driftrec bench scorer`` batch (1,024 x 10,000) this part took ~18 ms
-in torch and numpy and takes ~10 ms here on 2 threads (6 ms alone: right after the
-product, its OpenMP threads still spin for a while); the score buffer (40 MB) is gone.
+in torch and numpy and takes ~10 ms here on 2 threads (6 ms when the product and the
+item vectors are still in cache); the float32 score buffer (40 MB) is gone.
 
 The function releases the GIL (``nogil``): :func:`select` splits the rows between threads.
 It is compiled once per machine and cached on disk (the first use takes ~15 s).
