@@ -24,8 +24,6 @@ from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, reso
 
 
 MAX_COMMENT_CHARS = 512
-#: The largest batch a scorer service takes (``driftrec.services.SERVICE_BATCH_SIZE``).
-MAX_BATCH = 4096
 
 
 @dataclass
@@ -93,7 +91,11 @@ class Scorer:
         self._crange: tuple[Any, float, float, float] | None = None  # (nbr_w, weight, down, up)
 
     def _compiled_pass(self) -> bool:
-        return self._ranker is not None and len(self._model.table.item_ids) * MAX_BATCH >= MIN_CELLS
+        """Whether batches of ``config.batch_size`` events will take the bfloat16 pass
+        (and its compiled part). A larger batch given to :meth:`learn_many` may take it
+        too, and then loads it first."""
+        return (self._ranker is not None
+                and len(self._model.table.item_ids) * self.config.batch_size >= MIN_CELLS)
 
     def ranking_ready(self) -> bool:
         """False while the compiled part of the bfloat16 ranking still has to be compiled

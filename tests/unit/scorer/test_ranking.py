@@ -206,3 +206,15 @@ def test_fewer_blocks_than_candidates_a_tail_and_rows_almost_all_seen() -> None:
     assert np.isneginf(val[0, 3:]).all() and set(idx[0, :3]) == set(want_i[0, :3])
     np.testing.assert_array_equal(idx[1:], want_i[1:])
     np.testing.assert_allclose(val[1:], want_v[1:], rtol=1e-5)
+
+
+def test_the_compiled_pass_is_loaded_up_front_when_the_configured_batches_take_it() -> None:
+    import scorer._select as sel
+
+    m = _model()  # 8,192 items: batches of 512 or more take the bfloat16 pass
+    assert not Scorer(ScorerConfig(rank_precision="bfloat16", batch_size=256), m)._compiled_pass()
+    assert not Scorer(ScorerConfig(rank_precision="float32", batch_size=4096), m)._compiled_pass()
+    s = Scorer(ScorerConfig(rank_precision="bfloat16", batch_size=1024), m)
+    assert s._compiled_pass()
+    s.wait_ready()
+    assert sel._compiled is not None and s.ranking_ready()
