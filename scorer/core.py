@@ -87,7 +87,7 @@ class Scorer:
         if self._compiled_pass():
             from ._select import warm
 
-            warm()  # a catalog this large will see the bfloat16 pass
+            warm()  # batches of the configured size will take the bfloat16 pass
         self._crange: tuple[Any, float, float, float] | None = None  # (nbr_w, weight, down, up)
 
     def _compiled_pass(self) -> bool:

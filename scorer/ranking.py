@@ -10,11 +10,11 @@ candidates; the ranking is exact:
 2. The ``C = k + margin`` best columns of each row by these approximate scores.
 3. Their exact scores: the float32 dot products of those ``C`` items, plus the
    co-engagement part, which is the approximate score minus ``A`` (the same addition).
-
-Steps 1-3 after the product run compiled, one row at a time (:mod:`scorer._select`).
 4. A row is *certified* when its k-th best exact score exceeds the largest score any other
    item could have: the C-th approximate score plus a bound on the rounding error of step 1
    (below). Rows that are not certified are ranked again in float32, in full.
+
+Steps 1-3 after the product run compiled, one row at a time (:mod:`scorer._select`).
 
 The bound, for an item ``j`` outside the candidates (``S_j <= S_C``): with ``Uh, Xh`` the
 bfloat16 roundings, ``Ul = Ua - Uh``, ``Xl = X - Xh`` and ``acc`` the float32 sum,
@@ -103,17 +103,19 @@ class RowAdds:
         that order, in place."""
         from learner import add_entries
 
-        def take(ptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (row in S, entry)
-            sel = np.arange(len(ptr) - 1) if rows is None else np.asarray(rows, np.int64)
+        def take(ptr: np.ndarray) -> tuple[np.ndarray, np.ndarray | slice]:  # (row in S, entries)
+            if rows is None:  # every entry, in order
+                return np.repeat(np.arange(len(ptr) - 1), np.diff(ptr)), slice(None)
+            sel = np.asarray(rows, np.int64)
             lens = ptr[sel + 1] - ptr[sel]
             first = np.repeat(ptr[sel] - np.cumsum(lens) + lens, lens)
             return np.repeat(np.arange(len(sel)), lens), first + np.arange(int(lens.sum()))
 
         r, e = take(self.cptr)
-        if e.size:
+        if r.size:
             add_entries(S, r, self.ccols[e], self.cvals[e])
         r, e = take(self.sptr)
-        if e.size:
+        if r.size:
             S[r, self.scols[e]] = -np.inf
 
 
