@@ -131,7 +131,7 @@ def cooc_entries(hist_idx: np.ndarray, hist_w: np.ndarray, nbr_idx: np.ndarray, 
     items = hist_idx[b_of, h_of]
     ni = nbr_idx[items]  # [K, m]
     nv = nbr_w[items] * (weight * w[b_of, h_of])[:, None]
-    ok = ni >= 0
+    ok = (ni >= 0) & (ni < nbr_idx.shape[0])  # -1 pads; nothing outside the catalog
     rows = np.broadcast_to(b_of[:, None], ni.shape)[ok]
     return rows.astype(np.int64, copy=False), ni[ok].astype(np.int64), nv[ok].astype(np.float32)
 

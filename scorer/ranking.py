@@ -196,6 +196,9 @@ class Bf16Ranker:
         N = X.shape[0]
         d = D - 1
         C = min(k + self.margin, N)
+        for cols in (adds.ccols, adds.scols):  # the compiled pass does not check its indices
+            if cols.size and not 0 <= int(cols.min()) <= int(cols.max()) < N:
+                raise ValueError(f"an addition's column is outside the {N:,}-item catalog")
         side = self._item_side(X, vectors)
         Ut = torch.from_numpy(Ua)
         Uh = Ut.bfloat16()

@@ -218,3 +218,12 @@ def test_the_compiled_pass_is_loaded_up_front_when_the_configured_batches_take_i
     assert s._compiled_pass()
     s.wait_ready()
     assert sel._compiled is not None and s.ranking_ready()
+
+
+def test_a_column_outside_the_catalog_is_refused_before_the_compiled_pass() -> None:
+    rng = np.random.default_rng(12)
+    X = np.concatenate([_unit(rng, 2048, 16), np.zeros((2048, 1), np.float32)], 1)
+    Ua = np.concatenate([_unit(rng, 64, 16), np.ones((64, 1), np.float32)], 1)
+    bad = RowAdds.build(64, (np.array([3]), np.array([2048]), np.array([1.0], np.float32)))
+    with pytest.raises(ValueError, match="outside the 2,048-item catalog"):
+        Bf16Ranker().topk(Ua, X, X[:, :-1], 10, bad)
