@@ -25,7 +25,9 @@ driftrec: a streaming continual-learning recommender.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from . import bench, demo, evaluation, services
+    from .app import demo, services
+    from .bench import speed as bench
+    from .evaluation import harness as evaluation
 
     parser = argparse.ArgumentParser(prog="driftrec", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,14 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .settings import ConfigError
-    from learner import LearnerError
-    from state import StateError
-    from stream import LogFormatError
+    from .app.settings import ConfigError
+    from driftrec.learner import LearnerError
+    from driftrec.model import ModelError
+    from driftrec.state import StateError
+    from driftrec.stream import LogFormatError
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, LearnerError, StateError, LogFormatError, FileNotFoundError) as exc:
+    except (ConfigError, LearnerError, ModelError, StateError, LogFormatError, FileNotFoundError) as exc:
         print(f"driftrec {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

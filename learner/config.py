@@ -19,7 +19,7 @@ class LearnerConfig:
     item parts first (at most ``item_max_steps`` steps), then the adapters on top (at most
     ``max_steps``) on every ``lora_every``-th training and on every drift trigger.
     ``cooc_neighbours`` > 0 ships each item's top co-engaged neighbours with every version,
-    weighted by the best of ``cooc_weights`` (or 0) on validation (see :mod:`learner.cooc`).
+    weighted by the best of ``cooc_weights`` (or 0) on validation (see :mod:`driftrec.model.cooc`).
     ``lora_gate_z``: an adapter update is kept only if it beats the item parts alone on
     the validation pairs by this many standard errors of the per-pair difference (1.64: a
     one-sided 95 % test; 0: any win).

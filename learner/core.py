@@ -2,7 +2,7 @@
 
 Pure over batches: it observes events already applied by the scorer, trains when a
 trigger fires and returns a :class:`TrainResult`; writing and announcing the artifact is
-the caller's job (see :mod:`learner.artifacts`).
+the caller's job (see :mod:`driftrec.model.artifacts`).
 """
 from __future__ import annotations
 
@@ -14,14 +14,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from stream import Event, Item
+from driftrec.stream import Event, Item
 
-from .artifacts import ItemTable
+from driftrec.model import CoEngagement, ItemTable, Representation, TextEncoder, add_cooc, logaddexp, scores, top_k, user_vectors
 from .config import LearnerConfig
-from .cooc import CoEngagement, add_cooc
 from .drift import HitRateDrift
-from .encoder import TextEncoder
-from .model import Representation, logaddexp, scores, top_k, user_vectors
 from .windows import RollingWindow
 
 

@@ -14,10 +14,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from learner import ItemTable, Representation, TextEncoder, cooc_entries, top_k, user_vectors
-from learner.model import LN2, logaddexp
-from state import Interaction, UserState
-from stream import Event, Item
+from driftrec.model import ItemTable, Representation, TextEncoder, cooc_entries, top_k, user_vectors
+from driftrec.model.representation import LN2, logaddexp
+from driftrec.state import Interaction, UserState
+from driftrec.stream import Event, Item
 
 from .config import ScorerConfig
 from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, resolve_precision
@@ -58,9 +58,9 @@ class Scorer:
     Examples
     --------
     >>> import numpy as np
-    >>> from learner import ItemTable, Representation
-    >>> from state import UserState
-    >>> from stream import Event
+    >>> from driftrec.model import ItemTable, Representation
+    >>> from driftrec.state import UserState
+    >>> from driftrec.stream import Event
     >>> t = ItemTable.from_text(["a", "b", "c"], np.eye(3, dtype=np.float32))
     >>> s = Scorer(ScorerConfig(top_k=2), ServingModel("v0", t, Representation(pop_weight=0)))
     >>> r = s.learn_many([Event("e1", "like", "u1", "a", 1000)], {})

@@ -14,7 +14,7 @@ candidates; the ranking is exact:
    item could have: the C-th approximate score plus a bound on the rounding error of step 1
    (below). Rows that are not certified are ranked again in float32, in full.
 
-Steps 1-3 after the product run compiled, one row at a time (:mod:`scorer._select`).
+Steps 1-3 after the product run compiled, one row at a time (:mod:`driftrec.scorer._select`).
 
 The bound, for an item ``j`` outside the candidates (``S_j <= S_C``): with ``Uh, Xh`` the
 bfloat16 roundings, ``Ul = Ua - Uh``, ``Xl = X - Xh`` and ``acc`` the float32 sum,
@@ -101,7 +101,7 @@ class RowAdds:
     def apply(self, S: np.ndarray, rows: np.ndarray | None = None) -> None:
         """Into the float32 rows ``rows`` of the batch (all when None), held by ``S`` in
         that order, in place."""
-        from learner import add_entries
+        from driftrec.model import add_entries
 
         def take(ptr: np.ndarray) -> tuple[np.ndarray, np.ndarray | slice]:  # (row in S, entries)
             if rows is None:  # every entry, in order
@@ -188,7 +188,7 @@ class Bf16Ranker:
         (``-cmin <= added <= cmax``)."""
         import torch
 
-        from learner import top_k
+        from driftrec.model import top_k
 
         from ._select import select
 

@@ -14,7 +14,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from learner import ArtifactError, ItemTable, ModelLoadError, TextEncoder, load_artifact
+from driftrec.model import ArtifactError, ItemTable, ModelLoadError, TextEncoder, load_artifact
 
 from .core import Scorer, ServingModel
 

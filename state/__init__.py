@@ -51,7 +51,7 @@ def open_state(url: str = "memory://") -> StateStore:
     >>> open_state("mongo://x")
     Traceback (most recent call last):
     ...
-    state.errors.StateConfigError: STATE_URL 'mongo://x' has unknown scheme 'mongo'; use one of memory, file, redis
+    driftrec.state.errors.StateConfigError: STATE_URL 'mongo://x' has unknown scheme 'mongo'; use one of memory, file, redis
     """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in BACKENDS:

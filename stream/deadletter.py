@@ -11,7 +11,7 @@ def dead_letter(rej: Rejected, record: Record | None = None, dlq_topic: str = DL
 
     Examples
     --------
-    >>> from stream.events import decode
+    >>> from driftrec.stream.events import decode
     >>> m = dead_letter(decode(b"{"), Record("events.likes", 0, 7, b"u1", b"{"))
     >>> m.value, dict(m.headers)["reason"], dict(m.headers)["offset"]
     (b'{', b'bad_json', b'7')

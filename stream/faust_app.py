@@ -29,7 +29,7 @@ log = logging.getLogger("driftrec.stream.faust")
 
 
 class ScorerHooks:
-    """What the faust agent calls (``driftrec.services.ScorerService`` provides them)."""
+    """What the faust agent calls (``driftrec.app.services.ScorerService`` provides them)."""
 
     handle: Callable[[list[Record]], Any]
     between_batches: Callable[[], None]

@@ -46,6 +46,11 @@ FILLER = "the a new best my our today this about with amazing honest quick look 
 OPINION = "love great awful brilliant meh wow agree disagree perfect boring classic interesting".split()
 
 
+def vocabulary() -> list[str]:
+    """Every word the synthetic scenarios write (a tiny test encoder's vocabulary)."""
+    return [w for v in VOCAB.values() for w in v] + FILLER + OPINION
+
+
 @dataclass(frozen=True)
 class SyntheticStream:
     events: list[Event]

@@ -11,6 +11,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny random-initialised BERT with the synthetic vocabulary (no hub, no download)."""
-    from learner import make_tiny_model
+    from driftrec.model import make_tiny_model
 
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+    from driftrec.stream.synthetic import vocabulary
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"), vocabulary())

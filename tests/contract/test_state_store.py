@@ -12,13 +12,13 @@ import uuid
 import numpy as np
 import pytest
 
-from state import Interaction, MemoryStateStore, StateUnavailable, StateWrite, UserState, open_state
+from driftrec.state import Interaction, MemoryStateStore, StateUnavailable, StateWrite, UserState, open_state
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _redis_store():
-    from state.redis import RedisStateStore
+    from driftrec.state.redis import RedisStateStore
 
     url = f"{REDIS_URL}?prefix=test-contract-{uuid.uuid4().hex[:10]}"
     try:
@@ -112,7 +112,7 @@ def test_registry(store):
 
 def test_open_state_picks_redis_by_scheme():
     pytest.importorskip("redis")
-    from state.redis import RedisStateStore
+    from driftrec.state.redis import RedisStateStore
 
     s = RedisStateStore.from_url("redis://127.0.0.1:1/0?prefix=x", check=False)
     assert s.ns == "x" and isinstance(s, RedisStateStore)
@@ -121,7 +121,7 @@ def test_open_state_picks_redis_by_scheme():
 
 
 def test_open_state_reaches_redis_backend(monkeypatch):
-    import state.redis as sr
+    import driftrec.state.redis as sr
 
     monkeypatch.setattr(sr.RedisStateStore, "from_url", classmethod(lambda cls, url: ("redis", url)))
     assert open_state("redis://h:1/0") == ("redis", "redis://h:1/0")

@@ -57,9 +57,11 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    from learner import make_tiny_model
+    from driftrec.model import make_tiny_model
 
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+    from driftrec.stream.synthetic import vocabulary
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), vocabulary())
 
 
 @pytest.fixture
@@ -70,8 +72,8 @@ def prefix() -> str:
 @pytest.fixture
 def topics(kafka_bootstrap, prefix):
     """Creates this test's topics (2 partitions) under its prefix; deletes them after."""
-    from driftrec.runtime import TopicNames
-    from driftrec.services import all_topics, ensure_topics
+    from driftrec.app.runtime import TopicNames
+    from driftrec.app.services import all_topics, ensure_topics
 
     names = TopicNames(prefix)
     ensure_topics(kafka_bootstrap, names, partitions=2)
@@ -89,7 +91,7 @@ def topics(kafka_bootstrap, prefix):
 @pytest.fixture
 def state_url(redis_url, prefix):
     """A Redis namespace of this test; dropped after."""
-    from state.redis import RedisStateStore
+    from driftrec.state.redis import RedisStateStore
 
     url = f"{redis_url}?prefix={prefix}"
     yield url
@@ -103,7 +105,7 @@ def state_url(redis_url, prefix):
 @pytest.fixture
 def settings(kafka_bootstrap, state_url, prefix, tiny_model, tmp_path):
     """Settings of this test's services (tiny model, CPU, its topics and state)."""
-    from driftrec.settings import Settings
+    from driftrec.app.settings import Settings
 
     return Settings.from_env(env={}, kafka_bootstrap=kafka_bootstrap, state_url=state_url,
                              topic_prefix=prefix, model=tiny_model, artifact_dir=str(tmp_path / "artifacts"),

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream import Event, Message, encode, encode_item, generate
+from driftrec.stream import Event, Message, encode, encode_item, generate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 # ---------------------------------------------------------------- helpers ---
 def _sink(bootstrap):
-    from stream.kafka import KafkaSink
+    from driftrec.stream.kafka import KafkaSink
 
     return KafkaSink(bootstrap)
 
@@ -40,13 +40,13 @@ def _event_messages(names, events):
 
 
 def _store(url):
-    from state.redis import RedisStateStore
+    from driftrec.state.redis import RedisStateStore
 
     return RedisStateStore.from_url(url)
 
 
 def _run_scorer(settings, group, idle=2.0, metrics=None, **kw):
-    from driftrec.services import run_scorer
+    from driftrec.app.services import run_scorer
 
     return run_scorer(settings, group, metrics, exit_when_idle=idle, stop=threading.Event(), **kw)
 
@@ -115,7 +115,7 @@ def _assert_each_event_once(users, events):
 def test_malformed_goes_to_dlq_good_is_scored_offset_committed(settings, topics, state_url):
     from kafka import KafkaConsumer, TopicPartition
 
-    from stream.kafka import read_topic
+    from driftrec.stream.kafka import read_topic
 
     b, names = settings.kafka_bootstrap, topics
     _, items = _stream(10, 2, 20)
@@ -162,7 +162,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize("pipeline", ["0", "1"])
 def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_url, pipeline, monkeypatch):
-    from stream.kafka import read_topic
+    from driftrec.stream.kafka import read_topic
 
     monkeypatch.setenv("SCORER_PIPELINE", pipeline)
 
@@ -185,7 +185,7 @@ def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_u
     s.close()
     n_bad = len(expected_reason)
 
-    from driftrec.metrics import Metrics
+    from driftrec.app.metrics import Metrics
 
     t_sent = time.time()
     metrics = Metrics("scorer")
@@ -231,8 +231,8 @@ def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_u
 
 def _artifact(settings, items, version):
     """An adapter artifact as the learner writes it (learner.write_artifact)."""
-    from driftrec.factory import base_table, load_encoder
-    from learner import ItemTable, write_artifact
+    from driftrec.app.factory import base_table, load_encoder
+    from driftrec.model import ItemTable, write_artifact
 
     enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
     t = base_table(enc, items, None)
@@ -244,8 +244,8 @@ def _artifact(settings, items, version):
 
 
 def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, state_url):
-    from driftrec.services import run_scorer
-    from stream.kafka import read_topic
+    from driftrec.app.services import run_scorer
+    from driftrec.stream.kafka import read_topic
 
     b, names = settings.kafka_bootstrap, topics
     events, items, first, second, s = _first_half_on_topics(b, names, 600, 40, 120, seed=5)
@@ -282,7 +282,7 @@ def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, 
 @pytest.mark.parametrize("pipeline", ["0", "1"])
 def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_env, topics, state_url, redis_url,
                                                              prefix, tmp_path, pipeline, monkeypatch):
-    from driftrec.services import run_scorer
+    from driftrec.app.services import run_scorer
 
     b, names = settings.kafka_bootstrap, topics
     events, items = _stream(1500, 60, 150, seed=11)
@@ -356,7 +356,7 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_e
 def test_second_scorer_joins_mid_stream_each_event_applied_once(settings, topics, state_url):
     """Scale-out: a second scorer joins the group mid-stream; the partitions are split
     between the two and every event is still applied exactly once."""
-    from driftrec.services import run_scorer
+    from driftrec.app.services import run_scorer
 
     b, names = settings.kafka_bootstrap, topics
     events, _, first, second, sink = _first_half_on_topics(b, names, 800, 50, 100, seed=21)
@@ -399,7 +399,7 @@ def test_second_scorer_joins_mid_stream_each_event_applied_once(settings, topics
 def test_faust_runtime_reconciles_and_dead_letters(settings, service_env, topics, state_url):
     """The faust-streaming scorer app: same core, same contract (a subprocess: faust owns
     its event loop and signal handlers)."""
-    from stream.kafka import read_topic
+    from driftrec.stream.kafka import read_topic
 
     b, names = settings.kafka_bootstrap, topics
     events, items = _stream(300, 25, 80, seed=5)
@@ -428,8 +428,8 @@ def test_faust_runtime_reconciles_and_dead_letters(settings, service_env, topics
 def test_learner_service_trains_and_announces(settings, service_env, topics, state_url):
     """`driftrec learner` on its own group: it trains on the stream, writes an artifact and
     announces it (when its gate passes) or records the rejection."""
-    from state.redis import RedisStateStore
-    from stream.kafka import read_topic
+    from driftrec.state.redis import RedisStateStore
+    from driftrec.stream.kafka import read_topic
 
     b, names = settings.kafka_bootstrap, topics
     events, items = _stream(1200, 40, 120, seed=7)
@@ -452,7 +452,7 @@ def test_learner_service_trains_and_announces(settings, service_env, topics, sta
 
 
 def test_batch_sink_acks_keeps_headers_and_partitions_like_kafka_python(kafka_bootstrap, topics):
-    from stream.kafka import AioKafkaBatchSink, KafkaSink, read_topic
+    from driftrec.stream.kafka import AioKafkaBatchSink, KafkaSink, read_topic
 
     msgs = [Message(topics.recs, b"v%d" % i, b"user-%d" % (i % 37), (("reason", b"r%d" % i),) if i % 5 == 0 else ())
             for i in range(300)]

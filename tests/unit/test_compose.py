@@ -25,7 +25,9 @@ def _app_services(compose):
 
 def _parser() -> argparse.ArgumentParser:
     """The CLI's parser, built the way driftrec.cli.main builds it."""
-    from driftrec import bench, demo, evaluation, services
+    from driftrec.app import demo, services
+    from driftrec.bench import speed as bench
+    from driftrec.evaluation import harness as evaluation
 
     p = argparse.ArgumentParser(prog="driftrec")
     sub = p.add_subparsers(dest="command")

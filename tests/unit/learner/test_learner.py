@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learner import (ItemTable, Learner, LearnerConfig, LearnerConfigError, Representation,
-                     RollingWindow, TextEncoder, load_artifact, write_artifact)
-from stream import Event
-from stream.synthetic import VOCAB
+from driftrec.learner import Learner, LearnerConfig, LearnerConfigError, RollingWindow
+from driftrec.model import ItemTable, Representation, TextEncoder, load_artifact, write_artifact
+from driftrec.stream import Event
+from driftrec.stream.synthetic import VOCAB
 
 
 def planted(n_users: int = 240, per_topic: int = 60, seed: int = 0
@@ -161,7 +161,7 @@ def test_co_engagement_neighbours_ship_with_a_weight_picked_on_validation(setup,
     assert back.cooc_weight == t.cooc_weight
     assert np.array_equal(back.nbr_idx, t.nbr_idx) and np.array_equal(back.nbr_w, t.nbr_w)
     # the scorer uses it: after a football item, the neighbours (cooking items) rank first
-    from scorer import Scorer, ScorerConfig, ServingModel
+    from driftrec.scorer import Scorer, ScorerConfig, ServingModel
 
     rep0 = Representation(pop_weight=0.0)
     plain = Scorer(ScorerConfig(top_k=10), ServingModel("v0", t.with_cooc(None, None, 0.0), rep0))
@@ -177,7 +177,7 @@ def test_co_engagement_neighbours_ship_with_a_weight_picked_on_validation(setup,
 
 
 def test_adapter_gate_wants_a_win_beyond_noise() -> None:
-    from learner.core import _paired_gain
+    from driftrec.learner.core import _paired_gain
 
     rng = np.random.default_rng(0)
     base = (rng.random(800) < 0.2).astype(float)

@@ -4,9 +4,9 @@ import time
 
 import numpy as np
 
-from learner import ItemTable, Representation, TextEncoder
-from scorer import Scorer, ScorerConfig, ServingModel
-from stream import Event
+from driftrec.model import ItemTable, Representation, TextEncoder
+from driftrec.scorer import Scorer, ScorerConfig, ServingModel
+from driftrec.stream import Event
 
 
 def _scorer(tiny_model: str, mode: str) -> Scorer:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from learner import Representation
-from scorer.core import _flat_weights
-from state import Interaction, UserState
+from driftrec.model import Representation
+from driftrec.scorer.core import _flat_weights
+from driftrec.state import Interaction, UserState
 
 
 def _states(rng: np.random.Generator, n_users: int) -> list[UserState]:

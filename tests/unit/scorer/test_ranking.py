@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learner import ItemTable, Representation, add_cooc, cooc_entries, top_k
-from scorer import Scorer, ScorerConfig, ScorerConfigError, ServingModel
-from scorer.ranking import Bf16Ranker, RowAdds, resolve_precision
-from stream import Event
+from driftrec.model import ItemTable, Representation, add_cooc, cooc_entries, top_k
+from driftrec.scorer import Scorer, ScorerConfig, ScorerConfigError, ServingModel
+from driftrec.scorer.ranking import Bf16Ranker, RowAdds, resolve_precision
+from driftrec.stream import Event
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -156,8 +156,8 @@ def test_small_batches_and_negative_type_weights_stay_in_float32() -> None:
 
 def test_a_swapped_in_version_finds_its_item_side_prepared(tmp_path) -> None:
     """SwapManager builds the next version's operands off the serving thread"""
-    from learner import write_artifact
-    from scorer import SwapManager
+    from driftrec.model import write_artifact
+    from driftrec.scorer import SwapManager
 
     m = _model(cooc=False)
     s = Scorer(ScorerConfig(rank_precision="bfloat16"), m)
@@ -209,7 +209,7 @@ def test_fewer_blocks_than_candidates_a_tail_and_rows_almost_all_seen() -> None:
 
 
 def test_the_compiled_pass_is_loaded_up_front_when_the_configured_batches_take_it() -> None:
-    import scorer._select as sel
+    import driftrec.scorer._select as sel
 
     m = _model()  # 8,192 items: batches of 512 or more take the bfloat16 pass
     assert not Scorer(ScorerConfig(rank_precision="bfloat16", batch_size=256), m)._compiled_pass()

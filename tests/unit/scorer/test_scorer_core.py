@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learner import ItemTable, Representation
-from scorer import Scorer, ScorerConfig, ScorerConfigError, ServingModel
-from state import UserState
-from stream import Event
+from driftrec.model import ItemTable, Representation
+from driftrec.scorer import Scorer, ScorerConfig, ScorerConfigError, ServingModel
+from driftrec.state import UserState
+from driftrec.stream import Event
 
 DAY = 24 * 3600 * 1000
 
@@ -107,7 +107,7 @@ def test_config_validation_names_the_setting() -> None:
 
 
 def test_scores_in_one_product_agree_with_learner_scores_across_swaps() -> None:
-    from learner import scores
+    from driftrec.model import scores
 
     rng = np.random.default_rng(0)
     ids = [f"i{j}" for j in range(300)]

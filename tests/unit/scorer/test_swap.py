@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learner import ArtifactError, ItemTable, Representation, TextEncoder, load_artifact, write_artifact
-from scorer import Scorer, ScorerConfig, ServingModel, SwapManager
-from state import MemoryStateStore, StateWrite
-from stream import Event
+from driftrec.model import ArtifactError, ItemTable, Representation, TextEncoder, load_artifact, write_artifact
+from driftrec.scorer import Scorer, ScorerConfig, ServingModel, SwapManager
+from driftrec.state import MemoryStateStore, StateWrite
+from driftrec.stream import Event
 
 IDS = [f"i{j}" for j in range(20)]
 
@@ -193,7 +193,7 @@ def test_swap_loads_lora_into_the_standby_encoder(tmp_path: Path, tiny_model: st
 
 
 def test_rollback_to_an_earlier_version_and_to_base(tmp_path: Path) -> None:
-    from scorer.swap import BASE_RECORD
+    from driftrec.scorer.swap import BASE_RECORD
 
     s, swaps = make_scorer()
     v1, v2 = publish(tmp_path, "v1", seed=1), publish(tmp_path, "v2", seed=2)
@@ -238,7 +238,7 @@ def test_a_replaced_version_is_freed_off_the_serving_thread(tmp_path: Path, monk
     import time
     import weakref
 
-    import scorer.swap as swap_mod
+    import driftrec.scorer.swap as swap_mod
 
     s, swaps = make_scorer()
     for n, seed in ((1, 1), (2, 2)):

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from state import (Interaction, MemoryStateStore, StateConfigError, StateUnavailable, StateWrite,
+from driftrec.state import (Interaction, MemoryStateStore, StateConfigError, StateUnavailable, StateWrite,
                    UserState, open_state)
 
 

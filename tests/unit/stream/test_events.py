@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from stream import REASONS, Event, decode, decode_item, encode, dead_letter, Record
-from stream.events import MAX_RECORD_BYTES, MAX_TEXT_LEN, DecodeCounts
+from driftrec.stream import REASONS, Event, decode, decode_item, encode, dead_letter, Record
+from driftrec.stream.events import MAX_RECORD_BYTES, MAX_TEXT_LEN, DecodeCounts
 
 GOOD = {"event_id": "e1", "type": "like", "user_id": "u1", "item_id": "i1", "ts": 1_700_000_000_000}
 
@@ -123,7 +123,7 @@ TRICKY = [
 
 @pytest.mark.parametrize("data", [c for c, _ in CASES] + TRICKY)
 def test_fast_json_path_decides_exactly_as_the_stdlib(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    import stream.events as ev
+    import driftrec.stream.events as ev
 
     fast = ev.decode(data)
     monkeypatch.setattr(ev, "_orjson", None)

@@ -2,8 +2,8 @@
 import kafka.errors as ke
 import pytest
 
-from stream.errors import StreamConfigError, StreamUnavailable
-from stream.kafka import map_kafka_errors
+from driftrec.stream.errors import StreamConfigError, StreamUnavailable
+from driftrec.stream.kafka import map_kafka_errors
 
 
 def _raised(exc: BaseException) -> BaseException:

@@ -11,9 +11,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from learner import ItemTable, Learner, LearnerConfig, Representation, TextEncoder
-from scorer import Scorer, ScorerConfig, ServingModel, SwapManager
-from stream import Item
+from driftrec.learner import Learner, LearnerConfig
+from driftrec.model import ItemTable, Representation, TextEncoder
+from driftrec.scorer import Scorer, ScorerConfig, ServingModel, SwapManager
+from driftrec.stream import Item
 
 log = logging.getLogger("driftrec")
 

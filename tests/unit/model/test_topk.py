@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from learner.model import TOPK_BLOCK, _blocked_topk, top_k
+from driftrec.model.representation import TOPK_BLOCK, _blocked_topk, top_k
 
 
 @pytest.mark.parametrize("n", [16 * TOPK_BLOCK, 10_000, 10_007])

@@ -9,10 +9,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from learner import Learner, TrainResult, write_artifact
-from scorer import BatchResult, Scorer, SwapManager
-from state import StateStore, StateWrite, UserState
-from stream import (DecodeCounts, Event, EventSink, EventSource, Item, Message, Record, dead_letter,
+from driftrec.learner import Learner, TrainResult
+from driftrec.model import write_artifact
+from driftrec.scorer import BatchResult, Scorer, SwapManager
+from driftrec.state import StateStore, StateWrite, UserState
+from driftrec.stream import (DecodeCounts, Event, EventSink, EventSource, Item, Message, Record, dead_letter,
                     decode, decode_item, topics)
 
 try:  # C JSON encoder for recs.updates (one message per changed user per batch)
@@ -330,7 +331,7 @@ class LearnerWorker:
         return self.train(reason)
 
     def train(self, reason: str) -> TrainResult:
-        from learner import new_version
+        from driftrec.model import new_version
 
         res = self.learner.train(reason)
         record = None

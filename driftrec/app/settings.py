@@ -7,8 +7,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from learner import LearnerConfig, Representation
-from scorer import ScorerConfig
+from driftrec.learner import LearnerConfig
+from driftrec.model import Representation
+from driftrec.scorer import ScorerConfig
 
 
 class ConfigError(ValueError):

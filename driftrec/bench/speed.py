@@ -14,7 +14,7 @@
   per fine-tune and per step, peak memory.
 - ``kafka``: on the running broker and Redis (``scripts/services.sh up``): raw client
   rates, the scorer service draining a backlog, and event-to-update latency at a steady
-  rate (see :mod:`driftrec.bench_kafka`).
+  rate (see :mod:`driftrec.bench.kafka`).
 
 Each prints a table; ``--json`` adds the figures as JSON on the last line.
 """
@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from stream import Event
+from driftrec.stream import Event
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -83,8 +83,8 @@ def matmul_rate(batch: int, n_items: int, dim: int, repeat: int = 5, dtype: str 
 
 def _scorer(n_items: int, dim: int, seed: int = 0, cooc: int = 50, precision: str = "auto",
             batch: int = 256) -> Any:
-    from learner import ItemTable, Representation
-    from scorer import Scorer, ScorerConfig, ServingModel
+    from driftrec.model import ItemTable, Representation
+    from driftrec.scorer import Scorer, ScorerConfig, ServingModel
 
     rng = np.random.default_rng(seed)
     table = ItemTable.from_text([f"i{j}" for j in range(n_items)], _unit(rng, n_items, dim))
@@ -153,8 +153,8 @@ def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_e
     released batch waited while nothing was served (``max_pause_ms``; at a swap:
     ``max_pause_at_swap_ms``); ``max_gap_incl_idle_ms`` also counts a scorer that was ahead
     of the stream idling until the next release."""
-    from learner import ItemTable, write_artifact
-    from scorer import SwapManager
+    from driftrec.model import ItemTable, write_artifact
+    from driftrec.scorer import SwapManager
 
     sc = _scorer(n_items, dim, seed, precision=precision, batch=batch)
     mgr = SwapManager(sc, background=True)
@@ -235,8 +235,9 @@ def bench_learner(model: str | None = None, window: int = 4096, device: str = "a
     """One micro-fine-tune of a ``window``-event window (synthetic stream, real encoder)."""
     import torch
 
-    from learner import ItemTable, Learner, LearnerConfig, Representation, TextEncoder
-    from stream.synthetic import generate
+    from driftrec.learner import Learner, LearnerConfig
+    from driftrec.model import ItemTable, Representation, TextEncoder
+    from driftrec.stream.synthetic import generate
 
     s = generate("abrupt", n_events=window, n_items=n_items, seed=seed)
     enc = TextEncoder(model, lora_r=8 if use_lora else 0, device=device)
@@ -296,7 +297,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .process import tune_gc
+    from driftrec.app.process import tune_gc
 
     kind = args.what
     tune_gc()  # as the services run
@@ -306,7 +307,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         res = bench_swap(args.items, args.dim, args.users, args.events, args.batch, args.swaps, args.rate,
                          precision=args.precision)
     elif kind == "kafka":
-        from .bench_kafka import run
+        from .kafka import run
 
         res = run(args)
         print("driftrec bench kafka")
@@ -317,7 +318,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         from tqdm import tqdm
 
-        from learner import LearnerConfig
+        from driftrec.learner import LearnerConfig
 
         c = LearnerConfig()
         per_epoch = -(-int(args.window * (1 - c.val_share)) // c.batch_size)
@@ -363,7 +364,7 @@ def add_parser(sub: Any) -> None:
             q.add_argument("--device", default="auto", help="auto|cpu|cuda")
             q.add_argument("--no-lora", action="store_true", help="train the item parts only (no adapters)")
         q.set_defaults(func=cmd_bench)
-    from . import bench_kafka
+    from . import kafka as bench_kafka
 
     text = "replay -> Kafka -> scorer -> recs.updates throughput and latency, raw client rates"
     q = benches.add_parser("kafka", help=text, description=bench_kafka.__doc__,
@@ -374,6 +375,6 @@ def add_parser(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - convenience
-    from .cli import main as cli_main
+    from driftrec.cli import main as cli_main
 
     return cli_main(["bench", *(argv or [])])

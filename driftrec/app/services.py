@@ -1,7 +1,7 @@
 """The Kafka services: ``driftrec topics create | replay | scorer | learner | adapters``.
 
-They wire the same cores as the embedded runner (:class:`~driftrec.runtime.ScorerWorker`,
-:class:`~driftrec.runtime.LearnerWorker`) to the Kafka transport (``stream.kafka``) and a
+They wire the same cores as the embedded runner (:class:`~driftrec.app.runtime.ScorerWorker`,
+:class:`~driftrec.app.runtime.LearnerWorker`) to the Kafka transport (``driftrec.stream.kafka``) and a
 state backend picked by ``STATE_URL`` (Redis in production).
 
 Exactly-once application: the scorer stores its consumer offsets in the same state
@@ -73,7 +73,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     """Stream errors become a one-line message and exit status 2 (the CLI handles the rest)."""
 
     def run(args: argparse.Namespace) -> int:
-        from stream.errors import StreamError
+        from driftrec.stream.errors import StreamError
 
         try:
             return fn(args)
@@ -164,7 +164,7 @@ def all_topics(names: TopicNames) -> list[str]:
 
 def ensure_topics(bootstrap: str, names: TopicNames, partitions: int = 3,
                   retention_ms: int | None = None) -> dict[str, str]:
-    from stream.kafka import RETENTION_MS, create_topics
+    from driftrec.stream.kafka import RETENTION_MS, create_topics
 
     return create_topics(bootstrap, all_topics(names), partitions,
                          compacted=[names.items, names.adapters], dlq=names.dlq,
@@ -182,8 +182,8 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- replay ---
 def cmd_replay(args: argparse.Namespace) -> int:
-    from stream import read_log
-    from stream.replay import replay_to_kafka
+    from driftrec.stream import read_log
+    from driftrec.stream.replay import replay_to_kafka
 
     path = args.log_path or args.log_opt
     if not path:
@@ -217,8 +217,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- scorer ---
 def load_catalog(bootstrap: str, topic: str) -> list[Any]:
     """The latest valid item per key of the (compacted) items topic."""
-    from stream import Item, decode_item
-    from stream.kafka import read_topic
+    from driftrec.stream import Item, decode_item
+    from driftrec.stream.kafka import read_topic
 
     catalog: dict[str, Item] = {}
     bad = 0
@@ -237,7 +237,7 @@ class AdapterWatcher:
     """Reads new announcements on the adapters topic (no group; from the end at start)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from stream.kafka import AioKafkaSource
+        from driftrec.stream.kafka import AioKafkaSource
 
         self.bootstrap, self.topic = bootstrap, topic
         # an empty long poll waits up to 500 ms on aiokafka's thread, not on the scorer's
@@ -287,9 +287,9 @@ class ScorerService:
     def __init__(self, settings: Settings, group: str = SCORER_GROUP, metrics: Any = None) -> None:
         import numpy as np
 
-        from learner import ItemTable
-        from state import open_state
-        from stream.kafka import AioKafkaBatchSink, KafkaSink
+        from driftrec.model import ItemTable
+        from driftrec.state import open_state
+        from driftrec.stream.kafka import AioKafkaBatchSink, KafkaSink
 
         from .factory import base_table, load_encoder, make_scorer
 
@@ -406,7 +406,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     metrics = Metrics("scorer")
     metrics.serve(s.metrics_port)
     if args.runtime == "faust":
-        from stream.faust_app import run_faust_scorer
+        from driftrec.stream.faust_app import run_faust_scorer
 
         svc = ScorerService(s, args.group, metrics)
         tune_gc()
@@ -446,7 +446,7 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     """The kafka-python runtime: poll a micro-batch, ``ScorerWorker.run_once``, repeat.
     Returns the run's summary (also printed as one JSON line). ``own_process``: the
     process is this service's (the CLI), so it may tune the garbage collector."""
-    from stream.kafka import group_source
+    from driftrec.stream.kafka import group_source
 
     svc = ScorerService(s, group, metrics)
     if own_process:
@@ -527,9 +527,9 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
                 train_on_exit: bool = False, stop: threading.Event | None = None) -> int:
     import numpy as np
 
-    from learner import ItemTable
-    from state import open_state
-    from stream.kafka import KafkaSink, group_source
+    from driftrec.model import ItemTable
+    from driftrec.state import open_state
+    from driftrec.stream.kafka import KafkaSink, group_source
 
     from .factory import base_table, load_encoder, make_learner
 
@@ -591,7 +591,7 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
 
 # ----------------------------------------------------------------- adapters ---
 def cmd_adapters_list(args: argparse.Namespace) -> int:
-    from state import open_state
+    from driftrec.state import open_state
 
     s = _settings(args)
     st = open_state(s.state_url)
@@ -617,11 +617,11 @@ def cmd_adapters_list(args: argparse.Namespace) -> int:
 
 
 def cmd_adapters_rollback(args: argparse.Namespace) -> int:
-    from stream import Message
-    from state import open_state
-    from stream.kafka import KafkaSink
+    from driftrec.stream import Message
+    from driftrec.state import open_state
+    from driftrec.stream.kafka import KafkaSink
 
-    from learner.artifacts import _path_from_uri  # the one place that reads announcement URIs
+    from driftrec.model.artifacts import _path_from_uri  # the one place that reads announcement URIs
 
     s = _settings(args)
     st = open_state(s.state_url)
@@ -629,7 +629,7 @@ def cmd_adapters_rollback(args: argparse.Namespace) -> int:
         recs = st.records()
     finally:
         st.close()
-    from scorer.swap import BASE_RECORD
+    from driftrec.scorer.swap import BASE_RECORD
 
     rec = next((r for r in recs if r.get("version") == args.version), None)
     if args.version == BASE_RECORD["version"]:

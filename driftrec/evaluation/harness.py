@@ -7,7 +7,7 @@ One prequential pass over the same events evaluates, side by side:
   every accepted version is hot-swapped into the scorer between two batches;
 - ``driftrec_no_lora``: the same with every learned part but the adapters (ablation);
 - ``frozen``: the scorer alone (base encoder, real-time user vectors, popularity prior);
-- the baselines of :mod:`driftrec.baselines`.
+- the baselines of :mod:`driftrec.evaluation.baselines`.
 
 It prints a table (HR@k, NDCG@k, MRR@k overall and per window, events to recover after a
 known shift), writes a plot, ``summary.json`` and ``table.txt`` under ``--report`` and,
@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from stream import SCENARIO_HELP, SCENARIOS, Event, Item
+from driftrec.stream import SCENARIO_HELP, SCENARIOS, Event, Item
 
 from . import prequential as pq
 
@@ -57,7 +57,7 @@ class ScorerSystem:
         self.artifact_roundtrip: bool | None = None
 
     def rank_many(self, users: Sequence[str], now: int, k: int) -> list[list[str]]:
-        from state import UserState
+        from driftrec.state import UserState
 
         states = [self.users.get(u) or UserState(u) for u in users]
         return [[i for i, _ in items] for items in self.scorer.rank_many(states, now, k)]
@@ -80,7 +80,7 @@ class ScorerSystem:
         if not res.accepted:
             return
         L.accept(res)
-        from scorer import ServingModel
+        from driftrec.scorer import ServingModel
 
         cur = self.scorer.model
         version = f"v{len(self.swaps) + 1}"
@@ -93,7 +93,7 @@ class ScorerSystem:
 
     def _roundtrip(self, version: str, res: Any, cur: Any) -> Any:
         """Once per run: write the version as an artifact and serve what loads back."""
-        from learner import load_artifact, write_artifact
+        from driftrec.model import load_artifact, write_artifact
 
         enc = cur.encoder
         rec = write_artifact(self.artifact_dir, version, res.lora,
@@ -113,12 +113,13 @@ def build_systems(names: Sequence[str], items: Sequence[Item], *, model: str | N
                   scorer_config: Any = None, device: str = "auto", lora_r: int = 8,
                   max_len: int = 32, seed: int = 0, artifact_dir: str | None = None,
                   progress: Any = None) -> list[Any]:
-    """The systems named in ``names``, ready for :func:`driftrec.prequential.run`."""
-    from learner import LearnerConfig, Representation
-    from scorer import ScorerConfig
+    """The systems named in ``names``, ready for :func:`driftrec.evaluation.prequential.run`."""
+    from driftrec.learner import LearnerConfig
+    from driftrec.model import Representation
+    from driftrec.scorer import ScorerConfig
 
     from . import baselines
-    from .factory import base_table, load_encoder, make_learner, make_scorer
+    from driftrec.app.factory import base_table, load_encoder, make_learner, make_scorer
 
     unknown = [n for n in names if n not in ALL_SYSTEMS]
     if unknown:
@@ -250,7 +251,7 @@ def _one_blas_thread() -> Any:
 # ---- the command -------------------------------------------------------------------------
 def load_stream(args: argparse.Namespace) -> tuple[list[Event], list[Item], int | None, str]:
     if args.log:
-        from stream import read_log
+        from driftrec.stream import read_log
 
         log_ = read_log(args.log, args.format, args.items)
         if log_.rejected:
@@ -261,7 +262,7 @@ def load_stream(args: argparse.Namespace) -> tuple[list[Event], list[Item], int 
         if not items:
             raise ValueError("the log has no item catalog: pass --items PATH (JSONL or CSV)")
         return events, items, args.shift_ts, os.path.basename(os.path.normpath(args.log))
-    from stream.synthetic import generate
+    from driftrec.stream.synthetic import generate
 
     s = generate(args.scenario, n_events=args.events or 20_000, seed=args.seed)
     shift = args.shift_ts if args.shift_ts is not None else s.shift_ts
@@ -269,11 +270,12 @@ def load_stream(args: argparse.Namespace) -> tuple[list[Event], list[Item], int 
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from learner import LearnerConfig, Representation
+    from driftrec.learner import LearnerConfig
+    from driftrec.model import Representation
     from tqdm import tqdm
 
-    from .process import tune_gc
-    from .settings import Settings
+    from driftrec.app.process import tune_gc
+    from driftrec.app.settings import Settings
 
     tune_gc()
     t_start = time.perf_counter()

@@ -76,7 +76,7 @@ class Metrics:
         self.version.info({"version": version, "service": self.service})
 
     def observe_scorer(self, stats: Any, batch_s: float, lag: int | None = None) -> None:
-        """Fold the worker's cumulative :class:`~driftrec.runtime.WorkerStats` in."""
+        """Fold the worker's cumulative :class:`~driftrec.app.runtime.WorkerStats` in."""
         c = stats.counts
         for name, now in (("processed", c.processed), ("dead_lettered", c.dead_lettered),
                           ("skipped", stats.skipped_committed), ("recs", stats.recs)):

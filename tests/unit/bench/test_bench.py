@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from driftrec import bench
+from driftrec.bench import speed as bench
 
 
 def test_bench_scorer_tiny() -> None:

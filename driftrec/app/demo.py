@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from stream import SCENARIO_HELP, SCENARIOS
+from driftrec.stream import SCENARIO_HELP, SCENARIOS
 
 log = logging.getLogger("driftrec.demo")
 
@@ -70,7 +70,7 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
 
 
 def generate_files(args: argparse.Namespace) -> int:
-    from stream import generate, write_jsonl
+    from driftrec.stream import generate, write_jsonl
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from learner import LearnerConfig
-    from state import open_state
-    from stream import generate
+    from driftrec.learner import LearnerConfig
+    from driftrec.state import open_state
+    from driftrec.stream import generate
 
     from . import factory
     from .embedded import EmbeddedPipeline
@@ -209,7 +209,7 @@ def _summary(args: argparse.Namespace, stream: Any, pipe: Any, wall: float) -> d
 
 
 def _plot(path: Path, pipe: Any, stream: Any, args: argparse.Namespace) -> None:
-    from .plots import plot_windowed_hr
+    from driftrec.evaluation.plots import plot_windowed_hr
 
     hits = pipe.observed.hits
     t0 = stream.events[0].ts

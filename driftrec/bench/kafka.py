@@ -67,8 +67,8 @@ def core_rate(settings, items, events) -> dict[str, float]:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from driftrec.factory import base_table, load_encoder, make_scorer
-    from driftrec.services import scorer_threads
+    from driftrec.app.factory import base_table, load_encoder, make_scorer
+    from driftrec.app.services import scorer_threads
 
     enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
     table = base_table(enc, items, settings.cache_dir)
@@ -147,7 +147,7 @@ def probe(bootstrap: str, topic: str, out_path: str, ready_path: str, stop_path:
 
 def start_probe(env: dict[str, str], bootstrap: str, topic: str, workdir: str) -> tuple[subprocess.Popen, dict[str, str]]:
     paths = {k: os.path.join(workdir, k) for k in ("arrivals.jsonl", "ready", "stop")}
-    code = ("import sys; from driftrec.bench_kafka import probe; "
+    code = ("import sys; from driftrec.bench.kafka import probe; "
             "probe(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])")
     p = subprocess.Popen([sys.executable, "-c", code, bootstrap, topic, paths["arrivals.jsonl"], paths["ready"],
                           paths["stop"]], env=env, stdout=subprocess.DEVNULL)
@@ -194,12 +194,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     """Runs the three measurements; returns the figures."""
-    from driftrec.runtime import TopicNames
-    from driftrec.services import all_topics, ensure_topics
-    from state.redis import RedisStateStore
-    from stream import Message, encode, encode_item, generate
-    from stream.kafka import KafkaSink, create_topics
-    from stream.replay import replay_to_kafka
+    from driftrec.app.runtime import TopicNames
+    from driftrec.app.services import all_topics, ensure_topics
+    from driftrec.state.redis import RedisStateStore
+    from driftrec.stream import Message, encode, encode_item, generate
+    from driftrec.stream.kafka import KafkaSink, create_topics
+    from driftrec.stream.replay import replay_to_kafka
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     names = TopicNames(prefix)
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> dict:
     say(f"1/3 raw kafka-python rates: producing and consuming {args.raw:,} messages")
     out["raw"] = raw_rates(args.bootstrap, raw_topic, args.raw, encode(s.events[0]))
     say(f"1/3 the scorer core alone on the {len(backlog):,}-event backlog (no transport, no state store)")
-    from driftrec.services import _settings
+    from driftrec.app.services import _settings
 
     out["core_only"] = core_rate(_settings(argparse.Namespace(model=args.model)), s.items, backlog)
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from driftrec import prequential as pq
-from stream import Event
+from driftrec.evaluation import prequential as pq
+from driftrec.stream import Event
 
 
 def ev(n: int, user: str, item: str, etype: str = "like") -> Event:
@@ -110,7 +110,7 @@ def test_eval_command_on_a_synthetic_scenario(tiny_model: str, tmp_path, capsys)
 
 def test_eval_command_reads_a_jsonl_log(tmp_path, capsys) -> None:
     from driftrec.cli import main
-    from stream import Item, write_jsonl
+    from driftrec.stream import Item, write_jsonl
 
     items = [Item(f"i{j}", f"item {j}") for j in range(6)]
     events = [Event(f"e{n}", "like" if n % 2 else "click", f"u{n % 4}", f"i{(n * 7) % 6}", 1000 + n)

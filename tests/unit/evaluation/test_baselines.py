@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from driftrec import baselines as B
-from stream import Event
+from driftrec.evaluation import baselines as B
+from driftrec.stream import Event
 
 
 def ev(n: int, user: str, item: str, etype: str = "click") -> Event:

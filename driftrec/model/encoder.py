@@ -166,7 +166,10 @@ class TextEncoder:
 
 def make_tiny_model(path: str | os.PathLike[str], words: Sequence[str] = (), hidden: int = 32,
                     layers: int = 2, heads: int = 2, seed: int = 0) -> str:
-    """Write a tiny random-initialised BERT with a word-level vocab to ``path`` (tests, CI).
+    """Write a tiny random-initialised BERT with a word-level vocab of ``words`` to ``path``.
+
+    For tests and tools; they pass the words their texts use (e.g.
+    :func:`driftrec.stream.synthetic.vocabulary`).
 
     Examples
     --------
@@ -183,10 +186,8 @@ def make_tiny_model(path: str | os.PathLike[str], words: Sequence[str] = (), hid
 
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
-    from stream.synthetic import FILLER, OPINION, VOCAB  # the synthetic vocabulary
-
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    extra = [w for v in VOCAB.values() for w in v] + FILLER + OPINION + list(words)
+    extra = list(words)
     for w in extra:
         w = w.lower()
         if w not in vocab:

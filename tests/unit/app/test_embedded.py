@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from driftrec import factory
-from driftrec.embedded import EmbeddedPipeline, dlq_records
-from driftrec.runtime import TopicNames
-from learner import LearnerConfig, Representation
-from scorer import ScorerConfig
-from state import MemoryStateStore
-from stream import generate
+from driftrec.app import factory
+from driftrec.app.embedded import EmbeddedPipeline, dlq_records
+from driftrec.app.runtime import TopicNames
+from driftrec.learner import LearnerConfig
+from driftrec.model import Representation
+from driftrec.scorer import ScorerConfig
+from driftrec.state import MemoryStateStore
+from driftrec.stream import generate
 
 
 @pytest.fixture()

@@ -43,7 +43,7 @@ class ItemTable:
     - context side: ``context`` (base-encoder text plus a learned context residual): what a
       user's history is made of;
     - co-engagement: optional top neighbours per item (``nbr_idx``, ``nbr_w``: cosine of
-      co-engagement counts, see :mod:`learner.cooc`), added to scores with ``cooc_weight``.
+      co-engagement counts, see :mod:`driftrec.model.cooc`), added to scores with ``cooc_weight``.
     """
 
     item_ids: list[str]

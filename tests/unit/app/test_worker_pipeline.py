@@ -3,8 +3,8 @@ scored. Same state, offsets and updates as the plain worker; a batch's state is 
 only after its outputs were acknowledged; nothing waits in flight after a flush."""
 from __future__ import annotations
 
-from driftrec.runtime import ScorerWorker
-from state.memory import MemoryStateStore
+from driftrec.app.runtime import ScorerWorker
+from driftrec.state.memory import MemoryStateStore
 
 from test_worker_cache import NAMES, ListSink, _batches, _worker
 

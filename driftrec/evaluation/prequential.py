@@ -14,7 +14,7 @@ scored, and a learner only sees events already applied.
 
 Examples
 --------
->>> from stream import Event
+>>> from driftrec.stream import Event
 >>> class Fixed:
 ...     name = "fixed"
 ...     def rank_many(self, users, now, k): return [["a", "b"] for _ in users]
@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from stream import Event
+from driftrec.stream import Event
 
 DEFAULT_TARGETS = ("like", "comment")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from driftrec.runtime import ScorerWorker, TopicNames
-from learner import ItemTable, Representation
-from scorer import Scorer, ScorerConfig
-from scorer.core import ServingModel
-from state import StateWrite, UserState
-from state.memory import MemoryStateStore
-from stream import Event, Record, encode
+from driftrec.app.runtime import ScorerWorker, TopicNames
+from driftrec.model import ItemTable, Representation
+from driftrec.scorer import Scorer, ScorerConfig
+from driftrec.scorer.core import ServingModel
+from driftrec.state import StateWrite, UserState
+from driftrec.state.memory import MemoryStateStore
+from driftrec.stream import Event, Record, encode
 
 NAMES = TopicNames("t")
 

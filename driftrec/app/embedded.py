@@ -13,11 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from learner import Learner, TextEncoder, TrainResult
-from scorer import BatchResult, Scorer, SwapManager
-from scorer.swap import SwapEvent
-from state import StateStore
-from stream import Event, Item, Message, MemoryBroker, encode, encode_item
+from driftrec.learner import Learner, TrainResult
+from driftrec.model import TextEncoder
+from driftrec.scorer import BatchResult, Scorer, SwapManager
+from driftrec.scorer.swap import SwapEvent
+from driftrec.state import StateStore
+from driftrec.stream import Event, Item, Message, MemoryBroker, encode, encode_item
 
 from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
 

@@ -32,14 +32,14 @@ class Representation:
     pop_half_life_ms: float = 24 * 3600 * 1000.0
 
     def __post_init__(self) -> None:
-        from .errors import LearnerError
+        from .errors import ModelError
 
         if not 0 < self.position_decay <= 1:
-            raise LearnerError("position_decay must be in (0, 1]")
+            raise ModelError("position_decay must be in (0, 1]")
         if self.half_life_ms <= 0 or self.pop_half_life_ms <= 0:
-            raise LearnerError("half-lives must be > 0 ms")
+            raise ModelError("half-lives must be > 0 ms")
         if self.temperature <= 0:
-            raise LearnerError("temperature must be > 0")
+            raise ModelError("temperature must be > 0")
 
     def weights(self, types: Sequence[str], ts: Sequence[int], now: int) -> np.ndarray:
         """Weights of a history (oldest first) as seen at time ``now``.

@@ -15,7 +15,7 @@ items the user has engaged with.
 
 Examples
 --------
->>> from stream import Event
+>>> from driftrec.stream import Event
 >>> p = Popularity(["a", "b", "c"])
 >>> p.learn_many([Event("1", "click", "u", "b", 1), Event("2", "click", "v", "c", 2)])
 >>> p.learn_many([Event("3", "click", "w", "b", 3)])
@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from stream import Event
+from driftrec.stream import Event
 
 
 class Catalog:

@@ -1,0 +1,1 @@
+"""bench: speed and memory figures (``driftrec bench scorer|swap|learner|kafka``)."""
