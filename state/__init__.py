@@ -11,11 +11,12 @@ from .errors import StateConfigError, StateError, StateUnavailable
 from .memory import MemoryStateStore
 from .model import DEFAULT_HISTORY, Interaction, StateWrite, UserState
 from .ports import ItemStatsStore, ModelRegistry, OffsetStore, StateStore, UserStore
+from .redaction import redact, redact_url
 
 __all__ = [
     "DEFAULT_HISTORY", "Interaction", "ItemStatsStore", "MemoryStateStore", "ModelRegistry",
     "OffsetStore", "StateConfigError", "StateError", "StateStore", "StateUnavailable",
-    "StateWrite", "UserState", "UserStore", "open_state",
+    "StateWrite", "UserState", "UserStore", "open_state", "redact", "redact_url",
 ]
 
 
@@ -56,5 +57,5 @@ def open_state(url: str = "memory://") -> StateStore:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in BACKENDS:
         raise StateConfigError(
-            f"STATE_URL {url!r} has unknown scheme {scheme!r}; use one of {', '.join(BACKENDS)}")
+            f"STATE_URL {redact_url(url)!r} has unknown scheme {scheme!r}; use one of {', '.join(BACKENDS)}")
     return BACKENDS[scheme](url)

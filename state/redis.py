@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .errors import StateConfigError, StateUnavailable
 from .model import StateWrite, UserState
+from .redaction import redact, redact_url
 
 DEFAULT_NAMESPACE = "driftrec"
 
@@ -33,18 +34,31 @@ def map_redis_errors(where: str) -> Iterator[None]:
     """Translate redis-py exceptions into :class:`StateUnavailable` (chained)."""
     import redis.exceptions as rex
 
+    where = redact(where)
     try:
         yield
+    except rex.AuthenticationError as exc:  # before ConnectionError, its base class
+        raise StateUnavailable(redact(
+            f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
+            f"(redis://USER:PASSWORD@host:port/db)")) from exc
     except (rex.ConnectionError, rex.TimeoutError) as exc:
-        raise StateUnavailable(
+        raise StateUnavailable(redact(
             f"cannot reach Redis at {where}: {exc}. Start it (scripts/services.sh up redis) "
-            f"or point STATE_URL at a running server") from exc
+            f"or point STATE_URL at a running server")) from exc
     except rex.ResponseError as exc:
-        raise StateUnavailable(
+        if str(exc).startswith(_AUTH_REPLIES):
+            raise StateUnavailable(redact(
+                f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
+                f"and the ACL user's permissions")) from exc
+        raise StateUnavailable(redact(
             f"Redis at {where} refused a command: {exc}. Check that it is a Redis >= 6 "
-            f"server that accepts writes (not a read-only replica, not out of memory)") from exc
+            f"server that accepts writes (not a read-only replica, not out of memory)")) from exc
     except rex.RedisError as exc:
-        raise StateUnavailable(f"Redis at {where} failed: {exc}; check the server log") from exc
+        raise StateUnavailable(redact(f"Redis at {where} failed: {exc}; check the server log")) from exc
+
+
+#: Error replies that mean the credentials (or the ACL user's rights) are wrong.
+_AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password")
 
 
 def _s(x: bytes | str) -> str:
@@ -81,15 +95,16 @@ class RedisStateStore:
         q = parse_qs(parts.query)
         ns = (q.pop("prefix", [DEFAULT_NAMESPACE]) or [DEFAULT_NAMESPACE])[0]
         if not ns or any(c in ns for c in " \n{}"):
-            raise StateConfigError(f"STATE_URL {url!r}: prefix must be a non-empty name without spaces or braces")
+            raise StateConfigError(f"STATE_URL {redact_url(url)!r}: prefix must be a non-empty name "
+                                   f"without spaces or braces")
         rest = "&".join(f"{k}={v}" for k, vs in q.items() for v in vs)
         clean = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
         try:
             client = redis.Redis.from_url(clean, socket_timeout=10, socket_connect_timeout=5,
                                           health_check_interval=30)
         except ValueError as exc:
-            raise StateConfigError(f"STATE_URL {url!r} is not a Redis URL: {exc}") from exc
-        where = parts.netloc or clean
+            raise StateConfigError(redact(f"STATE_URL {redact_url(url)!r} is not a Redis URL: {exc}")) from None
+        where = redact_url(f"{parts.scheme}://{parts.netloc}" if parts.netloc else clean)
         store = cls(client, ns, where)
         if check:
             with map_redis_errors(where):
