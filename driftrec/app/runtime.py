@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from driftrec.learner import Learner, TrainResult
-from driftrec.model import write_artifact
 from driftrec.scorer import BatchResult, Scorer, SwapManager
 from driftrec.state import StateStore, StateWrite, UserState
-from driftrec.stream import (DecodeCounts, Event, EventSink, EventSource, Item, Message, Record, dead_letter,
-                    decode, decode_item, topics)
+from driftrec.stream import (DecodeCounts, Event, EventSink, EventSource, Item, Message, Record, Rejected,
+                             dead_letter, decode, decode_item, topics)
+
+from .adaptation import Publisher
 
 try:  # C JSON encoder for recs.updates (one message per changed user per batch)
     import orjson as _orjson
@@ -94,11 +95,22 @@ class WorkerStats:
 
 
 @dataclass
+class _Outcome:
+    """What a batch adds to the counts, once its outputs are acknowledged (``rejected``: its
+    dead letters; ``recs``: its recs.updates) and its state is committed (``processed``)."""
+
+    processed: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    recs: int = 0
+
+
+@dataclass
 class _InFlight:
     """A batch whose outputs are sent and whose state waits for their acknowledgement."""
 
     wait: Callable[[], None]
     write: StateWrite
+    outcome: _Outcome
 
 
 class ScorerWorker:
@@ -191,6 +203,7 @@ class ScorerWorker:
         events: list[Event] = []
         items: list[Item] = []
         out: list[Message] = []
+        rejected: list[Rejected] = []
         offsets: dict[str, int] = {}
         for r in records:
             k = _key(r.topic, r.partition)
@@ -205,7 +218,7 @@ class ScorerWorker:
             elif isinstance(d, Item):
                 items.append(d)
             else:
-                st.counts.add_rejected(d)
+                rejected.append(d)
                 out.append(dead_letter(d, r, self.names.dlq))
         n_items = len(items)
         if items and self.swaps is not None:
@@ -219,7 +232,9 @@ class ScorerWorker:
             st.items += len(items)
         users = self._get_users(sorted({e.user_id for e in events}))
         result = self.scorer.learn_many(events, users)
-        st.counts.processed += len(events) + n_items
+        # counted once acknowledged and committed (_acknowledged, _commit): consumed =
+        # processed + dead-lettered holds only when every output of the run was acknowledged
+        outcome = _Outcome(len(events) + n_items, rejected, len(result.recs))
         st.duplicates += result.duplicates
         now = int(self.clock() * 1000)
         stamped = [r.timestamp_ms for r in records if r.timestamp_ms > 0]
@@ -235,14 +250,15 @@ class ScorerWorker:
             done = self.flush()
             wait = self.sink.send_many_async(out)  # type: ignore[attr-defined]
             if offsets or result.users:
-                self._inflight = _InFlight(wait, write)
+                self._inflight = _InFlight(wait, write, outcome)
             else:
                 wait()
+                self._acknowledged(outcome)
         else:
             if out:
                 self.sink.send_many(out)
-            done = self._commit(write)
-        st.recs += len(result.recs)
+            self._acknowledged(outcome)
+            done = self._commit(write, outcome)
         st.batches += 1
         ms = (time.perf_counter() - t0) * 1000
         st.batch_ms.append(ms)
@@ -252,10 +268,18 @@ class ScorerWorker:
             self.on_batch(result, ms)
         return done
 
-    def _commit(self, write: StateWrite) -> dict[tuple[str, int], int]:
+    def _acknowledged(self, outcome: _Outcome) -> None:
+        """Count a batch's outputs: the sink has acknowledged every one of them."""
+        st = self.stats
+        for r in outcome.rejected:
+            st.counts.add_rejected(r)
+        st.recs += outcome.recs
+
+    def _commit(self, write: StateWrite, outcome: _Outcome) -> dict[tuple[str, int], int]:
         if not (write.offsets or write.users):
             return {}
         self.state.commit(write)
+        self.stats.counts.processed += outcome.processed
         self._committed.update(write.offsets)
         self._cache_put(write.users)
         return _positions(write.offsets)
@@ -267,7 +291,8 @@ class ScorerWorker:
         if f is None:
             return {}
         f.wait()
-        return self._commit(f.write)
+        self._acknowledged(f.outcome)
+        return self._commit(f.write, f.outcome)
 
     def run_once(self, source: EventSource, max_records: int, timeout_ms: int) -> int:
         """Poll, handle, commit; then swap in a prepared version if one is ready."""
@@ -291,10 +316,15 @@ class LearnerWorker:
         self.learner, self.sink, self.store_dir = learner, sink, store_dir
         self.registry, self.base_model, self.names = registry, base_model, names
         self.on_result = on_result
-        self.version_prefix = version_prefix
+        self.publisher = Publisher(learner, store_dir, registry, self._announce, base_model,
+                                   version_prefix)
         self._topk: dict[str, set[str]] = {}
         self.results: list[tuple[TrainResult, dict[str, Any] | None]] = []
         self.seen = 0
+
+    def _announce(self, record: dict[str, Any]) -> None:
+        self.sink.send_many([Message(self.names.adapters, json.dumps(record).encode(),
+                                     record["version"].encode())])
 
     def handle(self, records: Sequence[Record], train: bool = True) -> TrainResult | None:
         events: list[Event] = []
@@ -331,25 +361,7 @@ class LearnerWorker:
         return self.train(reason)
 
     def train(self, reason: str) -> TrainResult:
-        from driftrec.model import new_version
-
-        res = self.learner.train(reason)
-        record = None
-        if res.accepted:
-            version = new_version(self.version_prefix)
-            enc = self.learner.encoder
-            record = write_artifact(self.store_dir, version, res.lora,
-                                    enc.lora_config if enc is not None else None,
-                                    res.table, self.base_model, res.window, res.metrics)
-            self.registry.register(record)
-            self.sink.send_many([Message(self.names.adapters, json.dumps(record).encode(),
-                                         version.encode())])
-            self.learner.accept(res)
-            log.info("published adapter %s (%s): val HR@10 %.4f -> %.4f", version, reason,
-                     res.metrics["val_hr_current"], res.metrics["val_hr_candidate"])
-        else:
-            log.info("candidate rejected by the gate (%s): val HR@10 %.4f -> %.4f", reason,
-                     res.metrics.get("val_hr_current", 0), res.metrics.get("val_hr_candidate", 0))
+        res, record = self.publisher.train(reason)
         self.results.append((res, record))
         if self.on_result:
             self.on_result(res, record)
@@ -368,7 +380,7 @@ class LearnerWorker:
                 offs[(r.topic, r.partition)] = max(offs.get((r.topic, r.partition), 0), r.offset + 1)
             source.commit(offs)
             n += len(recs)
-            # not 0 ms: see stream.kafka.KafkaSource.poll
+            # not 0 ms: the drain waits briefly for the rest of a backlog
             recs = source.poll(max_records, 50) if n < drain_limit else []
         self.maybe_train()
         return n

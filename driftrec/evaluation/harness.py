@@ -40,12 +40,14 @@ ALL_SYSTEMS = ("driftrec", "driftrec_no_lora", "frozen", "popularity", "recent_p
 class ScorerSystem:
     """The scorer (and optionally a learner) behind the loop's small interface.
 
-    Training is synchronous and deterministic: it runs when the learner's trigger fires,
-    on events the scorer has already applied, and an accepted version is swapped into the
-    scorer before the next batch (the services do the same through the artifact store).
+    Training is synchronous and deterministic: it runs when the learner's trigger fires, on
+    events the scorer has already applied. An accepted version goes the way it goes in the
+    services (:mod:`driftrec.app.adaptation`): written to the artifact store, announced,
+    verified and prepared by the scorer's swap manager, and swapped in before the next batch.
     """
 
-    def __init__(self, name: str, scorer: Any, learner: Any = None, artifact_dir: str | None = None) -> None:
+    def __init__(self, name: str, scorer: Any, learner: Any = None, swaps: Any = None,
+                 artifact_dir: str | None = None) -> None:
         self.name = name
         self.scorer = scorer
         self.learner = learner
@@ -53,8 +55,14 @@ class ScorerSystem:
         self.swaps: list[int] = []
         self.trainings: list[dict[str, Any]] = []
         self.train_s = 0.0
-        self.artifact_dir = artifact_dir
-        self.artifact_roundtrip: bool | None = None
+        self.adaptation: Any = None
+        if learner is not None:
+            from driftrec.app.adaptation import LocalAdaptation
+
+            if swaps is None or artifact_dir is None:
+                raise ValueError(f"{name}: a system with a learner needs its swap manager and an artifact store")
+            self.adaptation = LocalAdaptation(learner, swaps, artifact_dir,
+                                              scorer.model.manifest.get("base_model", "none"))
 
     def rank_many(self, users: Sequence[str], now: int, k: int) -> list[list[str]]:
         from driftrec.state import UserState
@@ -70,41 +78,14 @@ class ScorerSystem:
             return
         L.observe_many(events)
         L.observe_hits([h for _, h in r.hits])
-        reason = L.due()
-        if reason is None:
-            return
         t0 = time.perf_counter()
-        res = L.train(reason)
+        res, swap = self.adaptation.maybe_train()
+        if res is None:
+            return
         self.train_s += time.perf_counter() - t0
         self.trainings.append(res.metrics)
-        if not res.accepted:
-            return
-        L.accept(res)
-        from driftrec.scorer import ServingModel
-
-        cur = self.scorer.model
-        version = f"v{len(self.swaps) + 1}"
-        table = res.table
-        if self.artifact_dir and self.artifact_roundtrip is None:
-            table = self._roundtrip(version, res, cur)
-        self.scorer.swap(ServingModel(version, table, cur.rep, cur.encoder,
-                                      {**cur.manifest, "version": version, "metrics": res.metrics}))
-        self.swaps.append(max(e.ts for e in events))
-
-    def _roundtrip(self, version: str, res: Any, cur: Any) -> Any:
-        """Once per run: write the version as an artifact and serve what loads back."""
-        from driftrec.model import load_artifact, write_artifact
-
-        enc = cur.encoder
-        rec = write_artifact(self.artifact_dir, version, res.lora,
-                             enc.lora_config if enc is not None else None, res.table,
-                             cur.manifest.get("base_model", "none"), res.window, res.metrics)
-        art = load_artifact(rec, expect_dim=res.table.dim)
-        t = art.items
-        self.artifact_roundtrip = bool(t.item_ids == res.table.item_ids
-                                       and np.array_equal(t.vectors, res.table.vectors)
-                                       and np.array_equal(t.bias, res.table.bias))
-        return t
+        if swap is not None:
+            self.swaps.append(max(e.ts for e in events))
 
 
 # ---- building the systems -----------------------------------------------------------------
@@ -132,6 +113,8 @@ def build_systems(names: Sequence[str], items: Sequence[Item], *, model: str | N
     scfg = scorer_config or ScorerConfig(seen_limit=1_000_000)
     out: list[Any] = []
     need_enc = [n for n in names if n in ("driftrec", "driftrec_no_lora", "frozen")]
+    if artifact_dir is None and ("driftrec" in names or "driftrec_no_lora" in names):
+        artifact_dir = tempfile.mkdtemp(prefix="driftrec-eval-artifacts-")
     base_enc = table = None
     if need_enc:
         base_enc = load_encoder(model, lora_r=0, max_len=max_len, device=device)
@@ -141,14 +124,16 @@ def build_systems(names: Sequence[str], items: Sequence[Item], *, model: str | N
             sc, _ = make_scorer(base_enc, table, rep, scfg)
             out.append(ScorerSystem(n, sc))
         elif n == "driftrec_no_lora":
-            sc, _ = make_scorer(base_enc, table, rep, scfg)
+            sc, sw = make_scorer(base_enc, table, rep, scfg, texts=texts, background=False)
             cfg = replace(lcfg, use_lora=False, train_items=True)
-            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, None)))
+            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, None), sw,
+                                    os.path.join(artifact_dir, n)))
         elif n == "driftrec":
             enc = load_encoder(model, lora_r=lora_r, max_len=max_len, device=device)
-            sc, _ = make_scorer(enc, table, rep, scfg)
+            sc, sw = make_scorer(enc, table, rep, scfg, texts=texts, background=False)
             cfg = replace(lcfg, use_lora=lora_r > 0)
-            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, enc), artifact_dir))
+            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, enc), sw,
+                                    os.path.join(artifact_dir, n)))
         elif n == "river_mf":
             out.append(baselines.RiverMF(ids, seed=seed))
         else:
@@ -181,8 +166,6 @@ def summarise(res: pq.PrequentialRun, systems: Sequence[Any], window: int,
                 d["adapters_kept"] = ups.count("kept")
             d["cooc_weight_last"] = next((t["cooc_weight"] for t in reversed(s.trainings)
                                           if t.get("accepted") and "cooc_weight" in t), None)
-        if getattr(s, "artifact_roundtrip", None) is not None:
-            d["artifact_roundtrip"] = s.artifact_roundtrip
         out["systems"][s.name] = d
     return out
 
@@ -262,9 +245,10 @@ def load_stream(args: argparse.Namespace) -> tuple[list[Event], list[Item], int 
         if not items:
             raise ValueError("the log has no item catalog: pass --items PATH (JSONL or CSV)")
         return events, items, args.shift_ts, os.path.basename(os.path.normpath(args.log))
+    from driftrec.app.demo import emerging_kwargs
     from driftrec.stream.synthetic import generate
 
-    s = generate(args.scenario, n_events=args.events or 20_000, seed=args.seed)
+    s = generate(args.scenario, n_events=args.events or 20_000, seed=args.seed, **emerging_kwargs(args))
     shift = args.shift_ts if args.shift_ts is not None else s.shift_ts
     return list(s.events), list(s.items), shift, args.scenario
 
@@ -362,6 +346,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-k", "--k", type=int, default=10, help="top-k (default 10)")
     p.add_argument("--max-batch", type=int, default=256, help="largest conflict-free micro-batch")
     p.add_argument("--seed", type=int, default=0)
+    from driftrec.app.demo import emerging_args
+
+    emerging_args(p)
     p.add_argument("--report", default="driftrec-report", help="folder for the PNG, table.txt, summary.json")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
