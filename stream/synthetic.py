@@ -15,22 +15,32 @@ the scenario moves interests:
   only a few times). What follows this is a relation between the two topics' *texts*;
   item-level learning (a residual or co-engagement per item) sees each fresh item too
   rarely to learn it: the scenario that gives adapting the text encoder its best chance.
+- ``emerging``: as on a social feed where trends bring new names. Users keep their topics;
+  after the shift, new posts keep arriving (each published at its item ``ts``), whose text
+  is one new invented name (a few per topic, one after another) plus generic words, no
+  topic word. A share ``new_share`` of engagement goes to the newest posts of the user's
+  topics (each post engaged about once or twice), the rest to the back catalog as before;
+  comments on new posts use the post's name (a share ``comment_names`` of them) beside
+  topical words. Nothing but engagement says which topic a name belongs to.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .events import Event, Item, ItemId, UserId
 
-SCENARIOS = ("abrupt", "gradual", "coengagement", "fresh")
+SCENARIOS = ("abrupt", "gradual", "coengagement", "fresh", "emerging")
 
 #: One line per scenario, for ``--help`` (argparse text: ``%%`` is a percent sign).
 SCENARIO_HELP = ("abrupt: a share of users switch topics at the shift; gradual: they drift over 30%% "
                  "of the stream; coengagement: users go on from an item of topic A to a fixed partner "
                  "item of topic B; fresh: as coengagement, but to any fresh, rarely engaged item of "
-                 "topic B (cold items)")
+                 "topic B (cold items); emerging: after the shift new posts keep arriving, each one new "
+                 "invented name plus generic words, and users engage their topics' newest posts")
 
 VOCAB: dict[str, list[str]] = {
     "football": "goal striker penalty league keeper derby transfer midfield offside stadium coach fans kickoff trophy".split(),
@@ -44,11 +54,39 @@ VOCAB: dict[str, list[str]] = {
 }
 FILLER = "the a new best my our today this about with amazing honest quick look week".split()
 OPINION = "love great awful brilliant meh wow agree disagree perfect boring classic interesting".split()
+#: Words of the ``emerging`` scenario's new posts beside the name: no topic word.
+GENERIC = FILLER + "video photo clip thread story post live first watch check".split()
+
+#: The ``emerging`` scenario's knobs and their defaults (``driftrec generate/demo/eval`` flags).
+EMERGING_DEFAULTS: dict[str, Any] = {"new_share": 0.7, "names_per_topic": 4, "posts_per_name": 0,
+                                     "comment_names": 0.7}
 
 
 def vocabulary() -> list[str]:
     """Every word the synthetic scenarios write (a tiny test encoder's vocabulary)."""
     return [w for v in VOCAB.values() for w in v] + FILLER + OPINION
+
+
+def invented_names(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` distinct pronounceable words that are in no scenario vocabulary.
+
+    Examples
+    --------
+    >>> names = invented_names(np.random.default_rng(0), 5)
+    >>> len(set(names)), any(w in vocabulary() for w in names)
+    (5, False)
+    """
+    cons, vow, ends = "bdfgklmnprstvz", "aeiou", "nrskx"
+    known = set(vocabulary()) | set(GENERIC)
+    out: list[str] = []
+    while len(out) < n:
+        k = int(rng.integers(2, 4))
+        w = "".join(str(rng.choice(list(cons))) + str(rng.choice(list(vow))) for _ in range(k))
+        if rng.random() < 0.5:
+            w += str(rng.choice(list(ends)))
+        if w not in known and w not in out:
+            out.append(w)
+    return out
 
 
 @dataclass(frozen=True)
@@ -58,6 +96,8 @@ class SyntheticStream:
     shift_ts: int
     shifted_users: frozenset[str]
     scenario: str
+    #: the scenario's knobs as used (``emerging``: with ``posts_per_name`` resolved)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _text(rng: np.random.Generator, words: list[str], n: int) -> str:
@@ -69,8 +109,17 @@ def _text(rng: np.random.Generator, words: list[str], n: int) -> str:
 def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 400,
              n_items: int = 1_600, seed: int = 0, shift_at: float = 0.5,
              shift_share: float = 0.6, start_ts: int = 1_700_000_000_000,
-             gap_ms: int = 500, max_lag_ms: int = 2_000) -> SyntheticStream:
+             gap_ms: int = 500, max_lag_ms: int = 2_000,
+             new_share: float = EMERGING_DEFAULTS["new_share"],
+             names_per_topic: int = EMERGING_DEFAULTS["names_per_topic"],
+             posts_per_name: int = EMERGING_DEFAULTS["posts_per_name"],
+             comment_names: float = EMERGING_DEFAULTS["comment_names"]) -> SyntheticStream:
     """Generate a stream of ``n_events`` with an interest shift at ``shift_at`` of the stream.
+
+    The ``emerging`` scenario's knobs: ``new_share`` of the engagement after the shift goes
+    to new posts; ``names_per_topic`` invented names per topic, ``posts_per_name`` posts
+    each (0: as many as make each post engaged about 1.5 times); ``comment_names``: the
+    share of comments on new posts that use the post's name. Other scenarios ignore them.
 
     Examples
     --------
@@ -82,13 +131,19 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+    for name, v in (("new_share", new_share), ("comment_names", comment_names)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name}={v} must be in [0, 1]")
+    if names_per_topic < 1 or posts_per_name < 0:
+        raise ValueError("names_per_topic must be >= 1 and posts_per_name >= 0 (0 = auto)")
     rng = np.random.default_rng(seed)
     topics = list(VOCAB)
     T = len(topics)
     # Items: a topic each, text from the topic's vocabulary, Zipf-like popularity in topic.
     item_topic = np.arange(n_items) % T
     rng.shuffle(item_topic)
-    items = [Item(ItemId(f"i{j}"), _text(rng, VOCAB[topics[item_topic[j]]], 6), start_ts)
+    # the back catalog is published before the first event (whose time may be jittered early)
+    items = [Item(ItemId(f"i{j}"), _text(rng, VOCAB[topics[item_topic[j]]], 6), start_ts - max_lag_ms)
              for j in range(n_items)]
     by_topic = [np.flatnonzero(item_topic == t) for t in range(T)]
     fresh_by_topic: list[np.ndarray] = [np.zeros(0, np.int64)] * T
@@ -125,6 +180,18 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
     shift_idx = int(n_events * shift_at)
     shift_ts = start_ts + shift_idx * gap_ms
     ramp = max(1, int(0.3 * n_events))
+    params: dict[str, Any] = {}
+    emerging = scenario == "emerging"
+    if emerging:  # new posts, their own random stream (the other scenarios stay as they were)
+        posts = _emerging_posts(np.random.default_rng([seed, 1]), T, n_items, n_events - shift_idx,
+                                shift_ts, start_ts + n_events * gap_ms, new_share, names_per_topic,
+                                posts_per_name)
+        items.extend(posts.items)
+        params = {"new_share": new_share, "names_per_topic": names_per_topic,
+                  "posts_per_name": posts.per_name, "comment_names": comment_names,
+                  "new_posts": len(posts.items)}
+        erng = np.random.default_rng([seed, 2])
+        engaged = np.zeros(len(items), np.int64)
     last_item = np.full(n_users, -1)
     events: list[Event] = []
     users = rng.choice(n_users, size=n_events, p=activity)
@@ -137,9 +204,16 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
         elif scenario == "gradual" and after and shifted[u]:
             a = min(1.0, (n - shift_idx) / ramp)
             mix = (1 - a) * mix_old[u] + a * mix_new[u]
-        hop = (after and shifted[u] and last_item[u] >= 0 and item_topic[last_item[u]] == main[u]
-               and scenario in ("coengagement", "fresh") and rng.random() < 0.8)
-        if hop and scenario == "coengagement":
+        hop = (scenario in ("coengagement", "fresh") and after and shifted[u] and last_item[u] >= 0
+               and item_topic[last_item[u]] == main[u] and rng.random() < 0.8)
+        new_post = -1
+        if emerging and after and erng.random() < new_share:
+            t = int(erng.choice(T, p=mix_old[u]))  # users keep their topics
+            new_post = posts.pick(erng, t, start_ts + n * gap_ms - max_lag_ms // 2 - 1, engaged)
+        if new_post >= 0:
+            j = new_post
+            engaged[j] += 1
+        elif hop and scenario == "coengagement":
             j = int(partner[last_item[u]])
         elif hop:  # fresh: any fresh item of the partner topic
             pool = fresh_by_topic[(int(main[u]) + T // 2) % T]
@@ -151,10 +225,71 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
         r = rng.random()
         etype = "click" if r < 0.6 else ("like" if r < 0.9 else "comment")
         text = None
-        if etype == "comment":
+        if etype == "comment" and new_post >= 0:  # the name (mostly) and the fan's topic words
+            name = posts.name_of[j - n_items]
+            words = _text(erng, VOCAB[topics[posts.topic_of[j - n_items]]], 3)
+            text = (f"{erng.choice(OPINION)} {name} {words}" if erng.random() < comment_names
+                    else f"{erng.choice(OPINION)} {words}")
+        elif etype == "comment":
             text = f"{rng.choice(OPINION)} " + _text(rng, VOCAB[topics[item_topic[j]]], 4)
         ts = start_ts + n * gap_ms + int(rng.integers(0, max_lag_ms + 1)) - max_lag_ms // 2
         events.append(Event(f"e{seed}-{n}", etype, UserId(f"u{u}"), items[j].item_id, ts, text))
     events.sort(key=lambda e: e.ts)
+    if emerging:  # every user's feed changes at the shift, not their interests
+        shifted = np.ones(n_users, bool)
     return SyntheticStream(events, items, shift_ts,
-                           frozenset(f"u{u}" for u in np.flatnonzero(shifted)), scenario)
+                           frozenset(f"u{u}" for u in np.flatnonzero(shifted)), scenario, params)
+
+
+@dataclass
+class _Posts:
+    """The ``emerging`` scenario's new posts: catalog rows ``n_items + p`` for post ``p``."""
+
+    items: list[Item]
+    topic_of: np.ndarray  # post -> topic
+    name_of: list[str]  # post -> its name
+    by_topic: list[np.ndarray]  # topic -> catalog rows of its posts, by publication time
+    ts_by_topic: list[np.ndarray]  # their publication times
+    per_name: int
+    #: candidates when a user goes for new posts: the newest this many published ones
+    newest: int = 8
+
+    def pick(self, rng: np.random.Generator, t: int, now: int, engaged: np.ndarray) -> int:
+        """A post of topic ``t`` published by ``now``: the newer the likelier, and one
+        engaged twice already rarely (each post is engaged about once or twice). -1: none yet."""
+        hi = int(np.searchsorted(self.ts_by_topic[t], now, side="right"))
+        if hi == 0:
+            return -1
+        rows = self.by_topic[t][max(0, hi - self.newest):hi][::-1]  # newest first
+        w = 0.6 ** np.arange(len(rows)) * np.where(engaged[rows] < 2, 1.0, 0.05)
+        return int(rows[rng.choice(len(rows), p=w / w.sum())])
+
+
+def _emerging_posts(rng: np.random.Generator, T: int, n_items: int, n_after: int, shift_ts: int,
+                    end_ts: int, new_share: float, names_per_topic: int, posts_per_name: int) -> _Posts:
+    """New posts of every topic, published from ``shift_ts`` to ``end_ts``: the topic's
+    names one after another (each for 1.5 / names_per_topic of that span, so consecutive
+    names overlap), a post's text its name and generic words."""
+    if posts_per_name == 0:  # about 1.5 engagements per post
+        posts_per_name = max(1, math.ceil(n_after * new_share / 1.5 / (T * names_per_topic)))
+    names = invented_names(rng, T * names_per_topic)
+    span = max(1, end_ts - shift_ts)
+    recs: list[tuple[int, int, str]] = []  # (ts, topic, name)
+    for t in range(T):
+        for k in range(names_per_topic):
+            lo = shift_ts + span * k / names_per_topic
+            hi = min(end_ts, lo + span * 1.5 / names_per_topic)
+            for ts in rng.uniform(lo, hi, size=posts_per_name):
+                recs.append((int(ts), t, names[t * names_per_topic + k]))
+    recs.sort(key=lambda r: r[0])
+    items, topic_of, name_of = [], np.zeros(len(recs), np.int64), []
+    for p, (ts, t, name) in enumerate(recs):
+        words = [str(w) for w in rng.choice(GENERIC, size=4, replace=True)]
+        words.insert(int(rng.integers(0, 5)), name)
+        items.append(Item(ItemId(f"p{p}"), " ".join(words), ts))
+        topic_of[p] = t
+        name_of.append(name)
+    by_topic = [n_items + np.flatnonzero(topic_of == t) for t in range(T)]
+    ts_all = np.array([r[0] for r in recs], np.int64)
+    return _Posts(items, topic_of, name_of, by_topic, [ts_all[b - n_items] for b in by_topic],
+                  posts_per_name)

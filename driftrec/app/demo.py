@@ -67,6 +67,43 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--users", type=int, default=300, help="synthetic users")
     p.add_argument("--items", type=int, default=1_200, help="synthetic catalog size")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    emerging_args(p)
+
+
+def _share(x: str) -> float:
+    v = float(x)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{x} is not a share in [0, 1]")
+    return v
+
+
+def _count(x: str) -> int:
+    v = int(x)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{x} must be >= 0")
+    return v
+
+
+def emerging_args(p: argparse.ArgumentParser) -> None:
+    """The ``emerging`` scenario's knobs (demo, generate and eval; other scenarios ignore them)."""
+    from driftrec.stream.synthetic import EMERGING_DEFAULTS as D
+
+    p.add_argument("--new-share", type=_share, default=D["new_share"],
+                   help="emerging: share of the engagement after the shift that goes to new posts")
+    p.add_argument("--names-per-topic", type=_count, default=D["names_per_topic"],
+                   help="emerging: invented names per topic (one after another)")
+    p.add_argument("--posts-per-name", type=_count, default=D["posts_per_name"],
+                   help="emerging: new posts per name (0: enough for about 1.5 engagements each)")
+    p.add_argument("--comment-names", type=_share, default=D["comment_names"],
+                   help="emerging: share of the comments on new posts that use the post's name")
+
+
+def emerging_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`driftrec.stream.generate`'s ``emerging`` knobs from the flags of :func:`emerging_args`."""
+    if args.names_per_topic < 1:
+        raise ValueError("--names-per-topic must be >= 1")
+    return {"new_share": args.new_share, "names_per_topic": args.names_per_topic,
+            "posts_per_name": args.posts_per_name, "comment_names": args.comment_names}
 
 
 def generate_files(args: argparse.Namespace) -> int:
@@ -75,11 +112,11 @@ def generate_files(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     s = generate(args.scenario, n_events=args.events, n_users=args.users, n_items=args.items,
-                 seed=args.seed)
+                 seed=args.seed, **emerging_kwargs(args))
     n = write_jsonl(out / "events.jsonl", s.events)
     m = write_jsonl(out / "items.jsonl", s.items)
     (out / "shift.json").write_text(json.dumps({"scenario": s.scenario, "shift_ts": s.shift_ts,
-                                                "shifted_users": len(s.shifted_users)}))
+                                                "shifted_users": len(s.shifted_users), **s.params}))
     print(f"wrote {n} events and {m} items to {out} (shift at ts {s.shift_ts})")
     return 0
 
@@ -108,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     err = sys.stderr
     print(f"driftrec demo: scenario={args.scenario} events={args.events} seed={args.seed}", file=err)
     stream = generate(args.scenario, n_events=args.events, n_users=args.users, n_items=args.items,
-                      seed=args.seed)
+                      seed=args.seed, **emerging_kwargs(args))
     print("loading encoders ...", file=err)
     model = args.model or settings.model
     enc = factory.load_encoder(model, settings.lora_r, settings.max_len, "cpu")
