@@ -4,6 +4,7 @@
 #
 #   scripts/services.sh up [kafka|redis]...   start (idempotent), print addresses
 #   scripts/services.sh down [kafka|redis]... stop what `up` started, remove data
+#   scripts/services.sh restart redis         stop and start Redis, keeping its data
 #   scripts/services.sh status                running/answering? exit 0 = all up
 #   scripts/services.sh env                   print `export ...` lines for eval
 #
@@ -21,6 +22,11 @@
 #             3 (status) a service is not running/answering.
 # `up` prints KAFKA_BOOTSTRAP=... REDIS_URL=... on stdout; progress on stderr.
 # `down` keeps the logs in $DRIFTREC_RUN/{kafka,redis}/ for post-mortems.
+# Redis persists with an append-only file (appendonly yes, fsync every second, as in
+# docker-compose.yml) in $DRIFTREC_RUN/redis/data: a Redis that crashed or was restarted
+# (`restart redis`, or `up` after it died) comes back with the scorer's offsets, user state
+# and the model registry. `down` removes that data (and Kafka's, which `up` recreates
+# empty), so offsets never outlive the topics they point into.
 set -Eeuo pipefail
 
 DEFAULT_KAFKA_VERSION=4.3.1   # see scripts/KAFKA_COMPAT.md before changing
@@ -46,6 +52,7 @@ KAFKA_PID="$KAFKA_RUN/kafka.pid"
 REDIS_RUN="$DRIFTREC_RUN/redis"
 REDIS_LOG="$REDIS_RUN/redis.log"
 REDIS_PID="$REDIS_RUN/redis.pid"
+REDIS_DATA="$REDIS_RUN/data"
 
 KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
@@ -370,11 +377,18 @@ redis_up() {
     die "port $REDIS_PORT is taken by a process that is not Redis. Stop it, or choose another port: REDIS_PORT=16379 $0 up"
   fi
   redis_install
-  mkdir -p "$REDIS_RUN"
-  log "redis: starting on 127.0.0.1:$REDIS_PORT, log $REDIS_LOG"
+  mkdir -p "$REDIS_RUN" "$REDIS_DATA"
+  if [[ -d $REDIS_DATA/appendonlydir ]]; then
+    log "redis: starting on 127.0.0.1:$REDIS_PORT with the data in $REDIS_DATA, log $REDIS_LOG"
+  else
+    log "redis: starting on 127.0.0.1:$REDIS_PORT (empty; data in $REDIS_DATA), log $REDIS_LOG"
+  fi
+  # AOF as in docker-compose.yml (appendfsync everysec): a killed redis-server or a lost
+  # machine loses at most the last second or two of writes. A batch's state and the offsets
+  # it covers are one MULTI/EXEC, so the scorer resumes where the kept state ends.
   nohup redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no \
-    --save '' --appendonly no --dir "$REDIS_RUN" \
-    </dev/null >"$REDIS_LOG" 2>&1 &
+    --save '' --appendonly yes --appendfsync everysec --dir "$REDIS_DATA" \
+    </dev/null >>"$REDIS_LOG" 2>&1 &
   pid=$!
   echo "$pid" >"$REDIS_PID"
   redis_wait "$pid"
@@ -399,7 +413,13 @@ redis_wait() {
 
 redis_down() {
   stop_pidfile redis "$REDIS_PID" "redis-server"
-  rm -rf "$REDIS_RUN"/*.rdb "$REDIS_RUN"/appendonly* 2>/dev/null || true
+  rm -rf "$REDIS_DATA" "$REDIS_RUN"/*.rdb "$REDIS_RUN"/appendonly* 2>/dev/null || true
+}
+
+# redis_restart: stop and start again; the data (AOF) stays
+redis_restart() {
+  stop_pidfile redis "$REDIS_PID" "redis-server"
+  redis_up
 }
 
 redis_status() {
@@ -456,6 +476,13 @@ main() {
       local s
       for s in "${SERVICES[@]}"; do "${s}_down"; done
       rmdir "$KAFKA_RUN" "$REDIS_RUN" "$DRIFTREC_RUN" 2>/dev/null || true
+      ;;
+    restart)
+      [[ ${1:-} == redis && $# -eq 1 ]] ||
+        { printf '[services] restart takes one service: redis (Kafka restarts empty: use down/up)\n' >&2; exit 2; }
+      mkdir -p "$DRIFTREC_RUN"
+      redis_restart
+      echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP REDIS_URL=$REDIS_URL"
       ;;
     status)
       local rc=0
