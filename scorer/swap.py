@@ -4,6 +4,12 @@ DESIGN.md, "Hot-swap protocol", steps 2-4: verify checksums and compatibility, l
 build the index in a background thread; the runtime calls :meth:`SwapManager.maybe_swap`
 between two batches, which replaces the serving model in one assignment. A bad artifact
 is rejected with a log line and the current version keeps serving.
+
+Announcements are untrusted (item 5): with ``store`` (``ARTIFACT_DIR``) a ``uri`` must
+resolve to ``<store>/<version>``, with ``key`` (``ARTIFACT_KEY``) the manifest must carry
+the learner's HMAC; :func:`driftrec.model.load_artifact` checks those, the checksums and
+every tensor, and ``on_reject(version, reason, message)`` hears of each refusal (the
+services count them: ``driftrec_artifacts_rejected_total{reason}``).
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from driftrec.model import ArtifactError, ItemTable, ModelLoadError, TextEncoder, load_artifact
+from driftrec.model.artifacts import check_version
 
 from .core import Scorer, ServingModel
 
@@ -42,10 +49,15 @@ class SwapManager:
     texts : item id -> text of the whole catalog (items the artifact lacks are encoded)
     standby : a second encoder (same base) that the next version is loaded into, so the
         serving one is never modified in place; after a swap the roles exchange
+    store : the artifact store (``ARTIFACT_DIR``): announced ``uri``s must resolve to
+        ``<store>/<version>`` (``None``: not checked; every service sets it)
+    key : the shared ``ARTIFACT_KEY``; when set, an unsigned or wrongly signed
+        announcement is refused
     """
 
     def __init__(self, scorer: Scorer, texts: Mapping[str, str] | None = None,
-                 standby: TextEncoder | None = None, background: bool = True) -> None:
+                 standby: TextEncoder | None = None, background: bool = True,
+                 store: str | None = None, key: bytes | str | None = None) -> None:
         self.scorer = scorer
         self._base = scorer.model  # what ``BASE_RECORD`` rolls back to
         self.texts = dict(texts or {})
@@ -57,6 +69,10 @@ class SwapManager:
         self._thread: threading.Thread | None = None
         self.swaps: list[SwapEvent] = []
         self.rejected: list[tuple[str, str]] = []
+        #: the reason code of each entry of :attr:`rejected` (``REJECT_REASONS``)
+        self.rejected_reasons: list[str] = []
+        self.store, self.key = store, key
+        self.on_reject: Callable[[str, str, str], None] | None = None
         self._prepare_s = 0.0
         self._retired: list[ServingModel] = []  # replaced versions, freed off the serving thread
         self.on_swap: Callable[[SwapEvent], None] | None = None
@@ -69,7 +85,7 @@ class SwapManager:
     def submit(self, record: Mapping[str, Any]) -> None:
         """Start preparing ``record`` (an ``adapters`` announcement). Never raises for a bad
         artifact: it is logged and listed in :attr:`rejected`."""
-        log.info("preparing adapter %s", record.get("version"))
+        log.info("preparing adapter %r", str(record.get("version"))[:80])
         if self._background:
             self.wait()
             self._thread = threading.Thread(target=self._prepare, args=(dict(record),),
@@ -85,16 +101,18 @@ class SwapManager:
 
     def _prepare(self, record: dict[str, Any]) -> None:
         t0 = time.perf_counter()
-        version = str(record.get("version", "?"))
+        version = str(record.get("version", "?"))[:80]
         cur = self.scorer.model
         enc = self._standby if self._standby is not None else cur.encoder
         try:
             if record.get("uri") == BASE_RECORD["uri"]:
+                check_version(record.get("version"))
                 table, lora, manifest = self._base.table, {}, dict(self._base.manifest)
             else:
                 art = load_artifact(record, expect_dim=cur.table.dim,
                                     expect_base=cur.manifest.get("base_model") or None,
-                                    expect_lora=enc.lora_config if enc is not None else None)
+                                    expect_lora=enc.lora_config if enc is not None else None,
+                                    store=self.store, key=self.key)
                 table, lora, manifest = art.items, art.lora, dict(art.manifest)
             if enc is not None:
                 if lora:
@@ -107,9 +125,17 @@ class SwapManager:
                     table = table.with_items(missing, enc.encode(texts), enc.encode(texts, base=True))
             model = ServingModel(version, table, cur.rep, enc, manifest)
             self.scorer.prepare(model)
-        except (ArtifactError, ModelLoadError, OSError, ValueError) as exc:
-            log.error("rejected adapter %s: %s; still serving %s", version, exc, cur.version)
+        except (ArtifactError, ModelLoadError, OSError, ValueError, RuntimeError) as exc:
+            reason = (exc.reason if isinstance(exc, ArtifactError)
+                      else "incompatible" if isinstance(exc, ModelLoadError) else "load_error")
+            log.error("rejected adapter %r (%s): %s; still serving %s", version, reason, exc, cur.version)
             self.rejected.append((version, str(exc)))
+            self.rejected_reasons.append(reason)
+            if self.on_reject is not None:
+                try:
+                    self.on_reject(version, reason, str(exc))
+                except Exception:  # pragma: no cover - a metrics hook never stops serving
+                    log.exception("on_reject hook failed")
             return
         # compared here, off the serving thread; the swap only checks it is still that table
         same_as = weakref.ref(cur.table) if model.table.item_ids == cur.table.item_ids else None

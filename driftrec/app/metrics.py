@@ -20,6 +20,11 @@ driftrec_event_age_seconds          histogram   per batch: age of its oldest rec
 driftrec_model_version_info         info        the serving model version
 driftrec_model_swaps_total          counter     hot-swaps performed
 driftrec_swaps_rejected_total       counter     announced versions rejected (bad artifact)
+driftrec_artifacts_rejected_total   counter     the same, by reason: missing_sha256, bad_version,
+{reason}                                        uri_outside_store, missing_signature,
+                                                bad_signature, checksum_mismatch, bad_tensor,
+                                                bad_index, ... (driftrec.model.artifacts.
+                                                REJECT_REASONS)
 driftrec_training_seconds           histogram   learner: one train round
 driftrec_adapters_published_total   counter     learner: versions published
 driftrec_candidates_rejected_total  counter     learner: candidates refused by the gate
@@ -58,6 +63,8 @@ class Metrics:
         self.version = Info("driftrec_model_version", "The serving model version", registry=r)
         self.swaps = Counter("driftrec_model_swaps", "Hot-swaps performed", registry=r)
         self.swaps_rejected = Counter("driftrec_swaps_rejected", "Announced versions rejected", registry=r)
+        self.artifacts_rejected = Counter("driftrec_artifacts_rejected",
+                                          "Announced versions rejected, by reason", ["reason"], registry=r)
         self.training = Histogram("driftrec_training_seconds", "Learner: wall time of one train round",
                                   buckets=TRAIN_BUCKETS, registry=r)
         self.published = Counter("driftrec_adapters_published", "Learner: versions published", registry=r)
@@ -71,6 +78,11 @@ class Metrics:
             from prometheus_client import start_http_server
 
             start_http_server(port, addr=addr, registry=self.registry)
+
+    def artifact_rejected(self, version: str, reason: str, message: str = "") -> None:
+        """A :class:`~driftrec.scorer.SwapManager` ``on_reject`` hook: count the refusal."""
+        self.artifacts_rejected.labels(reason).inc()
+        self.swaps_rejected.inc()
 
     def set_version(self, version: str) -> None:
         self.version.info({"version": version, "service": self.service})

@@ -12,12 +12,22 @@ An artifact is a directory::
 
 It is written under a temporary name and made visible by one atomic rename. The
 announcement's ``sha256`` is the manifest's own checksum.
+
+Announcements and artifacts are untrusted input (DESIGN.md, hot-swap protocol, item 5):
+:func:`load_artifact` requires ``sha256``, a version name matching :data:`VERSION_PATTERN`,
+a ``uri`` that resolves (symlinks followed) to ``<store>/<version>``, checks every tensor
+(finite values, neighbour indices inside the table, shapes) and, given a shared key
+(``ARTIFACT_KEY``), the announcement's HMAC-SHA256 ``signature`` of the manifest. Each
+refusal is an :class:`ArtifactError` whose ``reason`` is one of :data:`REJECT_REASONS`.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -29,6 +39,78 @@ import numpy as np
 from .errors import ArtifactError
 
 FILES = ("adapter_model.safetensors", "adapter_config.json", "items.safetensors", "item_ids.json")
+
+#: What a version name may look like: a directory name of the store, never a path.
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+#: Every reason an announcement or artifact is refused with, and what it means.
+REJECT_REASONS: dict[str, str] = {
+    "bad_version": "version is not a name matching ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ (no '..')",
+    "missing_sha256": "the announcement carries no sha256 (64 hex digits) of the manifest",
+    "uri_outside_store": "uri does not resolve to <ARTIFACT_DIR>/<version> (a path, '..' or symlink outside)",
+    "missing_signature": "ARTIFACT_KEY is set and the announcement carries no signature",
+    "bad_signature": "the signature is not the HMAC-SHA256 of the manifest under ARTIFACT_KEY",
+    "missing_file": "the manifest or a file it lists is missing",
+    "checksum_mismatch": "a file's sha256 differs from the announcement's or the manifest's",
+    "bad_manifest": "the manifest or the item ids are not what write_artifact writes",
+    "incompatible": "base model, LoRA config or dimensions differ from the serving encoder's",
+    "bad_tensor": "a tensor holds NaN/inf or has a shape that disagrees with the catalog",
+    "bad_index": "a co-engagement neighbour index is outside the item table",
+    "load_error": "a file cannot be parsed or loaded",
+}
+
+SIGNATURE_PREFIX = "hmac-sha256:"
+
+
+def sign_manifest(manifest: bytes, key: bytes | str) -> str:
+    """The announcement's ``signature``: HMAC-SHA256 of the manifest's bytes under ``key``.
+
+    >>> sign_manifest(b"{}", "k")[:20]
+    'hmac-sha256:add853b1'
+    """
+    k = key.encode() if isinstance(key, str) else key
+    return SIGNATURE_PREFIX + hmac.new(k, manifest, hashlib.sha256).hexdigest()
+
+
+def check_version(version: Any) -> str:
+    """``version`` if it is a safe version name; :class:`ArtifactError` (``bad_version``) if not.
+
+    >>> check_version("v1700000000000-ab12")
+    'v1700000000000-ab12'
+    >>> check_version("../../../tmp/x/evil")
+    Traceback (most recent call last):
+    ...
+    driftrec.model.errors.ArtifactError: version '../../../tmp/x/evil' is not a version name (^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, no '..')
+    """
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version) or ".." in version:
+        raise ArtifactError(f"version {str(version)[:80]!r} is not a version name "
+                            f"(^[A-Za-z0-9][A-Za-z0-9._-]{{0,63}}$, no '..')", "bad_version")
+    return version
+
+
+def resolve_in_store(uri: str, version: str, store: str | os.PathLike[str]) -> Path:
+    """The artifact directory that ``uri`` names, if it is ``<store>/<version>`` once every
+    symlink and ``..`` is resolved; :class:`ArtifactError` (``uri_outside_store``) if not.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> resolve_in_store(Path(d, "v1").as_uri(), "v1", d) == Path(d, "v1").resolve()
+    True
+    >>> resolve_in_store("file:///etc", "v1", d)
+    Traceback (most recent call last):
+    ...
+    driftrec.model.errors.ArtifactError: artifact 'v1': uri file:///etc is not <ARTIFACT_DIR>/v1 (resolves to /etc)
+    """
+    if not isinstance(uri, str) or not uri or "\x00" in uri or (
+            "://" in uri and not uri.startswith("file://")):
+        raise ArtifactError(f"artifact {version!r}: uri {str(uri)[:200]!r} is not a file:// URI or path "
+                            f"in the artifact store", "uri_outside_store")
+    root = Path(os.path.realpath(store))
+    path = Path(os.path.realpath(_path_from_uri(uri)))
+    if path != root / version:
+        raise ArtifactError(f"artifact {version!r}: uri {uri[:200]} is not <ARTIFACT_DIR>/{version} "
+                            f"(resolves to {path})", "uri_outside_store")
+    return path
 
 
 @dataclass
@@ -43,7 +125,12 @@ class ItemTable:
     - context side: ``context`` (base-encoder text plus a learned context residual): what a
       user's history is made of;
     - co-engagement: optional top neighbours per item (``nbr_idx``, ``nbr_w``: cosine of
-      co-engagement counts, see :mod:`driftrec.model.cooc`), added to scores with ``cooc_weight``.
+      co-engagement counts, see :mod:`driftrec.model.cooc`), added to scores with ``cooc_weight``;
+    - freshness: optional, how engagement varies with an item's age (time since its
+      publication ``ts``), learned from the window: ``age_lograte[b]`` is the log engagement
+      rate of items whose age is in ``[age_edges[b], age_edges[b + 1])`` (ms; the last bin
+      open), relative to the average; ``age_weight`` times it is added to scores
+      (:meth:`age_prior`).
     """
 
     item_ids: list[str]
@@ -54,6 +141,9 @@ class ItemTable:
     nbr_idx: np.ndarray | None = None
     nbr_w: np.ndarray | None = None
     cooc_weight: float = 0.0
+    age_edges: np.ndarray | None = None
+    age_lograte: np.ndarray | None = None
+    age_weight: float = 0.0
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +159,16 @@ class ItemTable:
                 self.nbr_idx is not None and self.nbr_w is not None
                 and (self.nbr_idx.shape != self.nbr_w.shape or self.nbr_idx.shape[0] != n)):
             raise ArtifactError("item table neighbours: nbr_idx and nbr_w must both be [n_items, m]")
+        e, g = self.age_edges, self.age_lograte
+        if (e is None) != (g is None) or (e is not None and g is not None and (
+                e.ndim != 1 or e.shape != g.shape or e.size == 0 or e[0] != 0
+                or not (np.all(np.isfinite(e)) and np.all(np.isfinite(g)) and np.all(np.diff(e) > 0))
+                or not math.isfinite(self.age_weight))):
+            raise ArtifactError("item table freshness: age_edges (increasing from 0, ms) and "
+                                "age_lograte must both be finite [n_bins], age_weight finite")
+        if e is not None:
+            self.age_edges = np.asarray(e, np.float64)
+            self.age_lograte = np.asarray(g, np.float32)
         self._index = {i: k for k, i in enumerate(self.item_ids)}
         self.vectors = (self.text + self.residual).astype(np.float32)
         self.context = np.ascontiguousarray(self.context, np.float32)
@@ -79,6 +179,34 @@ class ItemTable:
         text = np.asarray(text, np.float32)
         return cls(list(item_ids), text, np.zeros_like(text), np.zeros(len(item_ids), np.float32),
                    text.copy())
+
+    @property
+    def has_age_prior(self) -> bool:
+        """Whether :meth:`age_prior` adds anything (a curve with a weight)."""
+        return bool(self.age_weight) and self.age_lograte is not None
+
+    def age_prior(self, age_ms: np.ndarray) -> np.ndarray:
+        """``age_weight * age_lograte`` of the bins of ``age_ms`` (float32; negative ages,
+        not yet published, count as age 0).
+
+        Examples
+        --------
+        >>> t = ItemTable.from_text(["a", "b"], np.eye(2, dtype=np.float32)).with_age(
+        ...     np.array([0.0, 1000.0]), np.array([1.0, -1.0]), 0.5)
+        >>> t.age_prior(np.array([10.0, 5000.0, -3.0])).tolist()
+        [0.5, -0.5, 0.5]
+        """
+        if not self.has_age_prior:
+            return np.zeros(len(age_ms), np.float32)
+        assert self.age_edges is not None and self.age_lograte is not None
+        b = np.searchsorted(self.age_edges, age_ms, side="right") - 1
+        np.maximum(b, 0, out=b)
+        return (np.float32(self.age_weight) * self.age_lograte)[b]
+
+    def with_age(self, edges: np.ndarray | None, lograte: np.ndarray | None, weight: float) -> "ItemTable":
+        """The same item parts with another freshness curve and weight."""
+        return ItemTable(self.item_ids, self.text, self.residual, self.bias, self.context,
+                         self.nbr_idx, self.nbr_w, self.cooc_weight, edges, lograte, float(weight))
 
     @property
     def dim(self) -> int:
@@ -117,12 +245,13 @@ class ItemTable:
             pad = len(ids) - ni.shape[0]
             ni = np.vstack([ni, np.full((pad, ni.shape[1]), -1, ni.dtype)])
             nw = np.vstack([nw, np.zeros((pad, nw.shape[1]), nw.dtype)])
-        return ItemTable(ids, t, r, b, c, ni, nw, self.cooc_weight)
+        return ItemTable(ids, t, r, b, c, ni, nw, self.cooc_weight, self.age_edges, self.age_lograte,
+                         self.age_weight)
 
     def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> "ItemTable":
         """The same item parts with other co-engagement neighbours and weight."""
         return ItemTable(self.item_ids, self.text, self.residual, self.bias, self.context,
-                         nbr_idx, nbr_w, float(weight))
+                         nbr_idx, nbr_w, float(weight), self.age_edges, self.age_lograte, self.age_weight)
 
 
 @dataclass
@@ -152,8 +281,13 @@ def new_version(prefix: str = "v") -> str:
 
 def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[str, Any],
                    lora_config: Mapping[str, Any] | None, items: ItemTable, base_model: str,
-                   window: Mapping[str, int], metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Write an artifact and make it visible atomically; return its announcement record."""
+                   window: Mapping[str, int], metrics: Mapping[str, Any],
+                   key: bytes | str | None = None) -> dict[str, Any]:
+    """Write an artifact and make it visible atomically; return its announcement record.
+
+    ``key`` (``ARTIFACT_KEY``): the record carries ``signature``, the HMAC-SHA256 of the
+    manifest, which a scorer holding the same key verifies."""
+    check_version(version)
     from safetensors.numpy import save_file as save_np
     from safetensors.torch import save_file as save_torch
 
@@ -174,6 +308,10 @@ def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[st
     if items.nbr_idx is not None and items.nbr_w is not None:
         arrays["nbr_idx"] = items.nbr_idx.astype(np.int32)
         arrays["nbr_w"] = items.nbr_w.astype(np.float32)
+    if items.age_edges is not None and items.age_lograte is not None:
+        arrays["age_edges"] = items.age_edges.astype(np.float64)
+        arrays["age_lograte"] = items.age_lograte.astype(np.float32)
+        arrays["age_weight"] = np.array([items.age_weight], np.float64)
     save_np(arrays, str(tmp / FILES[2]))
     (tmp / FILES[3]).write_text(json.dumps(items.item_ids))
     created = int(time.time() * 1000)
@@ -186,8 +324,12 @@ def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[st
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     os.rename(tmp, final)
-    return {"version": version, "uri": final.resolve().as_uri(), "sha256": sha256_file(final / "manifest.json"),
-            "base_model": base_model, "created_ts": created, "window": dict(window), "metrics": dict(metrics)}
+    mbytes = (final / "manifest.json").read_bytes()
+    record = {"version": version, "uri": final.resolve().as_uri(), "sha256": hashlib.sha256(mbytes).hexdigest(),
+              "base_model": base_model, "created_ts": created, "window": dict(window), "metrics": dict(metrics)}
+    if key:
+        record["signature"] = sign_manifest(mbytes, key)
+    return record
 
 
 def _path_from_uri(uri: str) -> Path:
@@ -236,45 +378,84 @@ def _safetensors_views(buf: bytes) -> dict[str, np.ndarray]:
 
 def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
                   expect_base: str | None = None,
-                  expect_lora: Mapping[str, Any] | None = None) -> Artifact:
-    """Verify checksums, shapes and compatibility, then load. Raises :class:`ArtifactError`."""
+                  expect_lora: Mapping[str, Any] | None = None,
+                  store: str | os.PathLike[str] | None = None,
+                  key: bytes | str | None = None) -> Artifact:
+    """Verify the announcement, checksums, signature, shapes, values and compatibility,
+    then load. Raises :class:`ArtifactError` with a ``reason`` of :data:`REJECT_REASONS`.
+
+    ``store``: the artifact store (``ARTIFACT_DIR``); the ``uri`` must resolve to
+    ``<store>/<version>`` (every service passes it; ``None`` skips only that check, for
+    callers that made the record themselves). ``key``: when given, the record's
+    ``signature`` must be the manifest's HMAC under it.
+    """
     from safetensors import SafetensorError  # type: ignore[attr-defined]
     from safetensors.torch import load as load_torch
 
-    version = str(record.get("version", "?"))
-    path = _path_from_uri(str(record.get("uri", "")))
+    version = check_version(record.get("version"))
+    want_sha = record.get("sha256")
+    if not isinstance(want_sha, str) or not re.fullmatch(r"[0-9a-f]{64}", want_sha):
+        raise ArtifactError(f"artifact {version}: the announcement carries no sha256 of its manifest",
+                            "missing_sha256")
+    uri = record.get("uri", "")
+    if store is not None:
+        path = resolve_in_store(uri, version, store)
+    else:
+        path = _path_from_uri(str(uri))
     mpath = path / "manifest.json"
-    if not mpath.exists():
-        raise ArtifactError(f"artifact {version}: {mpath} does not exist")
-    if record.get("sha256") and sha256_file(mpath) != record["sha256"]:
-        raise ArtifactError(f"artifact {version}: manifest checksum does not match the announcement")
     try:
-        manifest = json.loads(mpath.read_text())
-    except ValueError as exc:
-        raise ArtifactError(f"artifact {version}: manifest is not JSON: {exc}") from exc
+        mbytes = _read_inside(path, "manifest.json")
+    except FileNotFoundError:
+        raise ArtifactError(f"artifact {version}: {mpath} does not exist", "missing_file") from None
+    if not hmac.compare_digest(hashlib.sha256(mbytes).hexdigest(), want_sha):
+        raise ArtifactError(f"artifact {version}: manifest checksum does not match the announcement",
+                            "checksum_mismatch")
+    if key:
+        sig = record.get("signature")
+        if not isinstance(sig, str) or not sig:
+            raise ArtifactError(f"artifact {version}: ARTIFACT_KEY is set and the announcement is not signed",
+                                "missing_signature")
+        if not hmac.compare_digest(sig.encode(), sign_manifest(mbytes, key).encode()):
+            raise ArtifactError(f"artifact {version}: the signature does not match the manifest under "
+                                f"ARTIFACT_KEY", "bad_signature")
+    try:
+        manifest = json.loads(mbytes)
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"artifact {version}: manifest is not JSON: {str(exc)[:200]}", "bad_manifest") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ArtifactError(f"artifact {version}: manifest is not an object with files", "bad_manifest")
+    if manifest.get("version") != version:
+        raise ArtifactError(f"artifact {version}: the manifest names version {str(manifest.get('version'))[:80]!r}",
+                            "bad_manifest")
     # Each file is read once, checksummed and parsed from the same bytes. Reading and
     # hashing release the interpreter lock; safetensors' load_file (mmap) held it for
     # ~23 ms per 10,000 x 384 table, and this runs in the scorer's background thread.
     data: dict[str, bytes] = {}
     for f in FILES:
-        want = manifest.get("files", {}).get(f)
+        want = manifest["files"].get(f)
         try:
-            data[f] = (path / f).read_bytes()
+            data[f] = _read_inside(path, f)
         except FileNotFoundError:
-            raise ArtifactError(f"artifact {version}: file {f} is missing") from None
-        if want != hashlib.sha256(data[f]).hexdigest():
-            raise ArtifactError(f"artifact {version}: checksum mismatch for {f}")
+            raise ArtifactError(f"artifact {version}: file {f} is missing", "missing_file") from None
+        if not isinstance(want, str) or not hmac.compare_digest(want, hashlib.sha256(data[f]).hexdigest()):
+            raise ArtifactError(f"artifact {version}: checksum mismatch for {f}", "checksum_mismatch")
     if expect_base and manifest.get("base_model") != expect_base:
-        raise ArtifactError(f"artifact {version}: base model {manifest.get('base_model')!r} "
-                            f"is not the serving base {expect_base!r}")
-    lora_config = json.loads(data[FILES[1]]) or None
+        raise ArtifactError(f"artifact {version}: base model {str(manifest.get('base_model'))[:200]!r} "
+                            f"is not the serving base {expect_base!r}", "incompatible")
+    try:
+        lora_config = json.loads(data[FILES[1]]) or None
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"artifact {version}: adapter config is not JSON: {str(exc)[:200]}",
+                            "bad_manifest") from None
+    if lora_config is not None and not isinstance(lora_config, dict):
+        raise ArtifactError(f"artifact {version}: adapter config is not an object", "bad_manifest")
     if expect_lora is not None or lora_config is not None:
-        for key in ("r", "target_modules"):
-            a = (lora_config or {}).get(key)
-            b = (expect_lora or {}).get(key)
+        for k in ("r", "target_modules"):
+            a = (lora_config or {}).get(k)
+            b = (expect_lora or {}).get(k)
             if lora_config and expect_lora is not None and a != b:
-                raise ArtifactError(f"artifact {version}: LoRA {key}={a!r} is not compatible with "
-                                    f"the serving encoder's {b!r}")
+                raise ArtifactError(f"artifact {version}: LoRA {k}={a!r} is not compatible with "
+                                    f"the serving encoder's {b!r}", "incompatible")
     try:
         lora = load_torch(data[FILES[0]])
         # writable copies of views into the file's bytes (numpy copies without holding the
@@ -282,11 +463,75 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
         # table)
         arrays = {k: np.array(v) for k, v in _safetensors_views(data.pop(FILES[2])).items()}
         ids = json.loads(data[FILES[3]])
+    except (SafetensorError, OSError, KeyError, ValueError, RecursionError) as exc:
+        raise ArtifactError(f"artifact {version}: cannot load: {str(exc)[:300]}") from exc
+    _check_arrays(version, arrays, ids, lora, manifest)
+    try:
         cw = arrays.get("cooc_weight")
         table = ItemTable(ids, arrays["text"], arrays["residual"], arrays["bias"], arrays["context"],
                           arrays.get("nbr_idx"), arrays.get("nbr_w"), float(cw[0]) if cw is not None else 0.0)
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
-        raise ArtifactError(f"artifact {version}: cannot load: {exc}") from exc
+    except ArtifactError as exc:
+        raise ArtifactError(str(exc), "bad_tensor") from exc
+    except (KeyError, ValueError, IndexError) as exc:
+        raise ArtifactError(f"artifact {version}: cannot load: {str(exc)[:300]}") from exc
     if expect_dim is not None and table.dim != expect_dim:
-        raise ArtifactError(f"artifact {version}: item vectors have {table.dim} dims, the encoder {expect_dim}")
+        raise ArtifactError(f"artifact {version}: item vectors have {table.dim} dims, the encoder {expect_dim}",
+                            "incompatible")
     return Artifact(version, path, manifest, lora, lora_config, table)
+
+
+def _read_inside(path: Path, name: str) -> bytes:
+    """The bytes of ``path/name``, a regular file that is not a link out of ``path``."""
+    f = path / name
+    real = os.path.realpath(f)
+    if os.path.dirname(real) != os.path.realpath(path) or not os.path.isfile(real):
+        if not os.path.lexists(f):
+            raise FileNotFoundError(str(f))
+        raise ArtifactError(f"artifact {path.name}: {name} is not a regular file inside the artifact",
+                            "uri_outside_store")
+    return f.read_bytes()
+
+
+_TABLE_FLOATS = ("text", "residual", "bias", "context", "nbr_w", "cooc_weight")
+
+
+def _check_arrays(version: str, arrays: Mapping[str, np.ndarray], ids: Any, lora: Mapping[str, Any],
+                  manifest: Mapping[str, Any]) -> None:
+    """Refuse what would poison serving: non-finite values, neighbour indices outside the
+    table, shapes that disagree with the item ids or the manifest (reasons ``bad_tensor``,
+    ``bad_index``, ``bad_manifest``)."""
+    import torch
+
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
+        raise ArtifactError(f"artifact {version}: item ids are not a list of distinct strings", "bad_manifest")
+    n = len(ids)
+    missing = [k for k in ("text", "residual", "bias", "context") if k not in arrays]
+    if missing:
+        raise ArtifactError(f"artifact {version}: items.safetensors lacks {missing}", "bad_tensor")
+    text = arrays["text"]
+    if text.ndim != 2 or text.shape[0] != n:
+        raise ArtifactError(f"artifact {version}: text vectors {text.shape} for {n} item ids", "bad_tensor")
+    if manifest.get("n_items") not in (None, n) or manifest.get("dim") not in (None, text.shape[1]):
+        raise ArtifactError(f"artifact {version}: {n} items of {text.shape[1]} dims, the manifest says "
+                            f"{manifest.get('n_items')} of {manifest.get('dim')}", "bad_tensor")
+    for k in _TABLE_FLOATS:
+        a = arrays.get(k)
+        if a is None:
+            continue
+        if a.dtype.kind != "f":
+            raise ArtifactError(f"artifact {version}: {k} has dtype {a.dtype}, not float", "bad_tensor")
+        if not np.isfinite(a).all():
+            raise ArtifactError(f"artifact {version}: {k} holds NaN or infinite values", "bad_tensor")
+    if arrays.get("cooc_weight") is not None and arrays["cooc_weight"].size != 1:
+        raise ArtifactError(f"artifact {version}: cooc_weight must hold one value", "bad_tensor")
+    ni = arrays.get("nbr_idx")
+    if ni is not None:
+        if ni.dtype.kind not in "iu" or ni.ndim != 2 or ni.shape[0] != n:
+            raise ArtifactError(f"artifact {version}: nbr_idx {ni.dtype}{ni.shape} is not an integer "
+                                f"[{n}, m] table", "bad_tensor")
+        if ni.size and (int(ni.min()) < -1 or int(ni.max()) >= n):
+            raise ArtifactError(f"artifact {version}: neighbour indices span {int(ni.min())}..{int(ni.max())}, "
+                                f"outside -1..{n - 1}", "bad_index")
+    for name, t in lora.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ArtifactError(f"artifact {version}: LoRA tensor {name} holds NaN or infinite values", "bad_tensor")

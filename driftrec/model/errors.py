@@ -11,4 +11,11 @@ class ModelLoadError(ModelError):
 
 
 class ArtifactError(ModelError):
-    """An artifact is invalid: checksum mismatch, missing file, wrong shape, incompatible."""
+    """An artifact is invalid: checksum mismatch, missing file, wrong shape, incompatible.
+
+    ``reason``: a stable snake_case code (``driftrec.model.artifacts.REJECT_REASONS``) that
+    metrics count (``driftrec_artifacts_rejected_total{reason}``)."""
+
+    def __init__(self, message: str, reason: str = "load_error") -> None:
+        super().__init__(message)
+        self.reason = reason
