@@ -58,14 +58,18 @@ class Learner:
     table : the current version's item table (text vectors under the current adapter)
     texts : item id -> text, the catalog the encoder reads
     encoder : the trainable encoder (None = train item residuals and biases only)
+    item_ts : item id -> publication time (ms): validation ranks an item only from its
+        time on, and the freshness prior is learned from items' ages (None: no times)
     """
 
     def __init__(self, config: LearnerConfig, rep: Representation, table: ItemTable,
-                 texts: Mapping[str, str], encoder: TextEncoder | None = None) -> None:
+                 texts: Mapping[str, str], encoder: TextEncoder | None = None,
+                 item_ts: Mapping[str, int] | None = None) -> None:
         self.config = config
         self.rep = rep
         self.table = table
         self.texts = dict(texts)
+        self.item_ts: dict[str, int] = dict(item_ts or {})
         self.encoder = encoder if config.use_lora else None
         self._lora = encoder.lora_state() if (encoder is not None and config.use_lora) else {}
         self.window: RollingWindow[Pair] = RollingWindow(config.window_events, config.window_ms)
@@ -135,6 +139,8 @@ class Learner:
             return
         for it in items:
             self.texts[it.item_id] = it.text
+            if self.item_ts or it.ts:
+                self.item_ts[it.item_id] = it.ts
         enc = self.encoder
         if enc is not None:
             texts = [it.text for it in items]

@@ -71,11 +71,15 @@ class Scorer:
     """
 
     def __init__(self, config: ScorerConfig, model: ServingModel,
-                 item_pop: Mapping[str, float] | None = None) -> None:
+                 item_pop: Mapping[str, float] | None = None,
+                 item_ts: Mapping[str, int] | None = None) -> None:
         self.config = config
         self._model = model
         self._pop_by_id: dict[str, float] = dict(item_pop or {})
         self._pop = self._align_pop(model.table)
+        # publication times (DESIGN.md, items' ts): an item is a candidate from its ts on
+        self._ts_by_id: dict[str, int] = dict(item_ts or {})
+        self._pub, self._pub_max = self._align_ts(model.table)
         self._comment_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._comments: _CommentWorker | None = None
         self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
@@ -148,17 +152,32 @@ class Scorer:
         # vector; another catalog gets it realigned, before taking the lock.
         same = same_catalog_as is cur or ids is cur.item_ids or ids == cur.item_ids
         pop = None if same else self._align_pop(model.table)
+        pub = None if same else self._align_ts(model.table)
         with self._lock:
             if self._model.table is not cur:  # changed meanwhile (another thread's swap)
                 cur = self._model.table
-                pop = None if ids == cur.item_ids else self._align_pop(model.table)
+                same = ids == cur.item_ids
+                pop = None if same else self._align_pop(model.table)
+                pub = None if same else self._align_ts(model.table)
             if pop is None:
                 pop = self._pop
+            if pub is None:
+                pub = (self._pub, self._pub_max)
             old, self._model, self._pop = self._model, model, pop
+            self._pub, self._pub_max = pub
         return old
 
     def _align_pop(self, table: ItemTable) -> np.ndarray:
         return np.array([self._pop_by_id.get(i, -np.inf) for i in table.item_ids], np.float64)
+
+    def _align_ts(self, table: ItemTable) -> tuple[np.ndarray | None, float]:
+        """Publication times of ``table``'s items (float64 ms; -inf: unknown, always a
+        candidate) and the latest of them; ``(None, -inf)`` when no item has one."""
+        if not self._ts_by_id:
+            return None, -np.inf
+        get = self._ts_by_id.get
+        pub = np.array([get(i, -np.inf) for i in table.item_ids], np.float64)
+        return pub, float(pub.max()) if pub.size else -np.inf
 
     def add_items(self, items: Sequence[Item]) -> int:
         """Add or update catalog items, encoded under the serving version. Returns how many."""
@@ -170,7 +189,11 @@ class Scorer:
         texts = [it.text for it in items]
         table = m.table.with_items([it.item_id for it in items], m.encoder.encode(texts),
                                    m.encoder.encode(texts, base=True))
+        with self._lock:
+            self._ts_by_id.update((it.item_id, it.ts) for it in items)
         self.swap(ServingModel(m.version, table, m.rep, m.encoder, m.manifest))
+        with self._lock:  # a text (and time) changed in place: the swap kept the old times
+            self._pub, self._pub_max = self._align_ts(self._model.table)
         return len(items)
 
     # ---- the batch -------------------------------------------------------------------
@@ -280,7 +303,7 @@ class Scorer:
         scores, best first; ``digits``: scores rounded to that many decimals."""
         m = self._model
         U, hist_idx, hist_w = self._user_vectors(states, now)
-        prior = m.rep.pop_prior(self._pop, now)
+        prior = self._time_prior(m.table, m.rep.pop_prior(self._pop, now), now)
         B, N = len(states), len(m.table.item_ids)
         t = m.table
         cooc = bool(t.cooc_weight) and t.nbr_idx is not None and t.nbr_w is not None
@@ -320,6 +343,21 @@ class Scorer:
                 n = int((sc[b] != -np.inf).sum())
                 id_rows[b], sc_l[b] = id_rows[b][:n], sc_l[b][:n]
         return U, id_rows, sc_l
+
+    def _time_prior(self, t: ItemTable, prior: np.ndarray, now: int) -> np.ndarray:
+        """``prior`` (a fresh array) plus the version's learned freshness prior of each
+        item's age at ``now``, and ``-inf`` for items published after ``now`` (not yet
+        candidates). Nothing to do, and nothing done, where no item has a publication time,
+        or none is in the future and the version has no freshness prior."""
+        pub = self._pub
+        if pub is None:
+            return prior
+        future = now < self._pub_max
+        if t.has_age_prior:
+            prior += t.age_prior(now - pub)
+        if future:
+            prior[pub > now] = -np.inf
+        return prior
 
     def _cooc_range(self, t: ItemTable, rep: Representation) -> tuple[float, float] | None:
         """How far co-engagement can move a score (down, up), for the bfloat16 pass's

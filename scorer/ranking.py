@@ -219,6 +219,11 @@ class Bf16Ranker:
         n_ul = (Ut[:, :d] - uh).norm(dim=1)
         bp = torch.from_numpy(X[:, d])
         bph = side.Xh[:, d].float()
+        fin = torch.isfinite(bp)
+        if not bool(fin.all()):  # items not yet published (-inf) can beat nothing: out of the bound
+            bp, bph = bp[fin], bph[fin]
+            if not bp.numel():
+                bp = bph = torch.zeros(1)
         alpha = (n_uh * side.n_xl + n_ul * side.n_x + float((bp - bph).abs().max())
                  + 2 * D * 2.0 ** -24 * (n_uh * side.n_xh + float(bph.abs().max())))
         s_c = approx[:, -1]

@@ -251,8 +251,10 @@ class _Posts:
     by_topic: list[np.ndarray]  # topic -> catalog rows of its posts, by publication time
     ts_by_topic: list[np.ndarray]  # their publication times
     per_name: int
-    #: candidates when a user goes for new posts: the newest this many published ones
-    newest: int = 8
+    #: candidates when a user goes for new posts: the newest this many published ones of the
+    #: topic, the newer the likelier (``recency ** rank``)
+    newest: int = 30
+    recency: float = 0.93
 
     def pick(self, rng: np.random.Generator, t: int, now: int, engaged: np.ndarray) -> int:
         """A post of topic ``t`` published by ``now``: the newer the likelier, and one
@@ -261,7 +263,7 @@ class _Posts:
         if hi == 0:
             return -1
         rows = self.by_topic[t][max(0, hi - self.newest):hi][::-1]  # newest first
-        w = 0.6 ** np.arange(len(rows)) * np.where(engaged[rows] < 2, 1.0, 0.05)
+        w = self.recency ** np.arange(len(rows)) * np.where(engaged[rows] < 2, 1.0, 0.05)
         return int(rows[rng.choice(len(rows), p=w / w.sum())])
 
 

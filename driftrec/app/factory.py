@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -55,10 +55,11 @@ def base_table(encoder: TextEncoder, items: Sequence[Item], cache_dir: str | Non
 def make_scorer(encoder: TextEncoder | None, table: ItemTable, rep: Representation,
                 config: ScorerConfig, standby: TextEncoder | None = None,
                 texts: dict[str, str] | None = None, item_pop: dict[str, float] | None = None,
-                background: bool = True) -> tuple[Scorer, SwapManager]:
+                background: bool = True, item_ts: Mapping[str, int] | None = None
+                ) -> tuple[Scorer, SwapManager]:
     base = encoder.base_model if encoder is not None else "none"
     model = ServingModel(BASE_VERSION, table, rep, encoder, {"base_model": base, "version": BASE_VERSION})
-    scorer = Scorer(config, model, item_pop)
+    scorer = Scorer(config, model, item_pop, item_ts)
     if not scorer.ranking_ready():
         log.info("compiling the scorer's ranking pass (once per machine, ~15 s; cached after)")
     scorer.wait_ready()  # before the first batch, not during it
@@ -66,5 +67,14 @@ def make_scorer(encoder: TextEncoder | None, table: ItemTable, rep: Representati
 
 
 def make_learner(config: LearnerConfig, rep: Representation, table: ItemTable,
-                 texts: dict[str, str], encoder: TextEncoder | None) -> Learner:
-    return Learner(config, rep, table, texts, encoder)
+                 texts: dict[str, str], encoder: TextEncoder | None,
+                 item_ts: Mapping[str, int] | None = None) -> Learner:
+    return Learner(config, rep, table, texts, encoder, item_ts)
+
+
+def publication_times(items: Sequence[Item]) -> dict[str, int] | None:
+    """Item id -> publication ``ts`` where some item is published after another (then an
+    item is a candidate only from its ts on); ``None`` where all share one time (nothing
+    to mask, no age to learn from)."""
+    ts = {it.item_id: it.ts for it in items}
+    return ts if len(set(ts.values())) > 1 else None

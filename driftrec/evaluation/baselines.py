@@ -9,9 +9,13 @@
 - :class:`RiverMF` - ``river.reco.BiasedMF`` trained online with one positive (the event)
   and sampled negatives per event; ranking reads its weights into numpy (exactly
   ``predict_one`` over the catalog, vectorised).
+- :class:`Newest` - the most recently published items.
+- :class:`ContentTfidf` - a decayed TF-IDF profile of the words of the items (and
+  comments) a user engaged, cosine with each item's text.
 
 Every baseline ranks the catalog plus any item seen in the stream, and excludes the
-items the user has engaged with.
+items the user has engaged with. Given ``item_ts`` (item id -> publication time), an item
+is a candidate only from its time on (an item first seen in the stream: from then).
 
 Examples
 --------
@@ -25,7 +29,8 @@ Examples
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+import re
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -86,14 +91,23 @@ class _Base:
 
     name = "base"
 
-    def __init__(self, item_ids: Iterable[str] = ()) -> None:
+    def __init__(self, item_ids: Iterable[str] = (), item_ts: Mapping[str, int] | None = None) -> None:
         self.cat = Catalog(item_ids)
         self.seen: dict[str, list[int]] = {}
         self._seen_set: dict[str, set[int]] = {}
         self.swaps: list[int] = []
+        # publication times by catalog row (-inf: unknown, always a candidate)
+        self.pub = np.full(max(16, len(self.cat)), -np.inf)
+        if item_ts:
+            self.pub[: len(self.cat)] = [item_ts.get(i, -np.inf) for i in self.cat.ids]
+        self._pub_max = float(self.pub.max())
 
     def _see(self, e: Event) -> tuple[int, bool]:
+        n = len(self.cat)
         k = self.cat.add(e.item_id)
+        if k == n:  # first seen in the stream: published by now
+            self.pub = _grow(self.pub, k + 1, -np.inf)
+            self.pub[k] = e.ts
         s = self._seen_set.setdefault(e.user_id, set())
         new = k not in s
         if new:
@@ -101,9 +115,11 @@ class _Base:
             self.seen.setdefault(e.user_id, []).append(k)
         return k, new
 
-    def _top(self, S: np.ndarray, users: Sequence[str], k: int) -> list[list[str]]:
+    def _top(self, S: np.ndarray, users: Sequence[str], k: int, now: int | None = None) -> list[list[str]]:
         n = len(self.cat)
         S = S[:, :n]
+        if now is not None and now < self._pub_max:  # not yet published: not a candidate
+            S[:, self.pub[:n] > now] = -np.inf
         for b, u in enumerate(users):
             ex = self.seen.get(u)
             if ex:
@@ -122,8 +138,8 @@ class Popularity(_Base):
 
     name = "popularity"
 
-    def __init__(self, item_ids: Iterable[str] = ()) -> None:
-        super().__init__(item_ids)
+    def __init__(self, item_ids: Iterable[str] = (), item_ts: Mapping[str, int] | None = None) -> None:
+        super().__init__(item_ids, item_ts)
         self.counts = np.zeros(max(16, len(self.cat)), np.float64)
 
     def learn_many(self, events: Sequence[Event]) -> None:
@@ -137,7 +153,7 @@ class Popularity(_Base):
         return np.repeat(self.counts[None, :], len(users), 0)
 
     def rank_many(self, users: Sequence[str], now: int, k: int) -> list[list[str]]:
-        return self._top(self._scores(users, now), users, k)
+        return self._top(self._scores(users, now), users, k, now)
 
 
 class RecentPopularity(Popularity):
@@ -146,8 +162,9 @@ class RecentPopularity(Popularity):
 
     name = "recent_popularity"
 
-    def __init__(self, item_ids: Iterable[str] = (), half_life: float = 5_000.0) -> None:
-        super().__init__(item_ids)
+    def __init__(self, item_ids: Iterable[str] = (), half_life: float = 5_000.0,
+                 item_ts: Mapping[str, int] | None = None) -> None:
+        super().__init__(item_ids, item_ts)
         self.half_life = float(half_life)
         self.counts = np.full(max(16, len(self.cat)), -np.inf, np.float64)
         self.n = 0
@@ -173,8 +190,9 @@ class ItemKNN(_Base):
 
     name = "item_knn"
 
-    def __init__(self, item_ids: Iterable[str] = (), recent: int = 10, max_items: int = 20_000) -> None:
-        super().__init__(item_ids)
+    def __init__(self, item_ids: Iterable[str] = (), recent: int = 10, max_items: int = 20_000,
+                 item_ts: Mapping[str, int] | None = None) -> None:
+        super().__init__(item_ids, item_ts)
         self.recent = recent
         self.max_items = max_items
         n = max(16, len(self.cat))
@@ -214,7 +232,7 @@ class ItemKNN(_Base):
         S *= inv[None, :]
         # Users without history (and ties): popularity, scaled below any co-occurrence.
         S += 1e-6 * (self.n_i[:n] / max(1.0, float(self.n_i[:n].max())))[None, :]
-        return self._top(S, users, k)
+        return self._top(S, users, k, now)
 
 
 class RiverMF(_Base):
@@ -225,10 +243,11 @@ class RiverMF(_Base):
     name = "river_mf"
 
     def __init__(self, item_ids: Iterable[str] = (), n_factors: int = 16, negatives: int = 4,
-                 lr: float = 0.05, l2: float = 0.001, seed: int = 0) -> None:
+                 lr: float = 0.05, l2: float = 0.001, seed: int = 0,
+                 item_ts: Mapping[str, int] | None = None) -> None:
         from river import optim, reco
 
-        super().__init__(item_ids)
+        super().__init__(item_ids, item_ts)
         self.model = reco.BiasedMF(n_factors=n_factors, bias_optimizer=optim.SGD(lr),
                                    latent_optimizer=optim.SGD(lr), l2_bias=l2, l2_latent=l2,
                                    latent_initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=seed),
@@ -282,8 +301,144 @@ class RiverMF(_Base):
                 P[b] = v
                 ub[b] = m.u_biases.get(u, 0.0)
         S = P @ self.Q[:n].T + self.qb[None, :n] + ub[:, None]
-        return self._top(S, users, k)
+        return self._top(S, users, k, now)
+
+
+class Newest(_Base):
+    """The most recently published items (catalog ``ts``; an item first seen in the stream
+    counts as published then), newest first; equal times in catalog order.
+
+    Examples
+    --------
+    >>> n = Newest(["a", "b", "c"], item_ts={"a": 5, "b": 30, "c": 20})
+    >>> n.learn_many([Event("1", "click", "u", "c", 25)])
+    >>> n.rank_many(["u", "v"], now=25, k=3)  # b is not published at 25
+    [['a'], ['c', 'a']]
+    """
+
+    name = "newest"
+
+    def learn_many(self, events: Sequence[Event]) -> None:
+        for e in events:
+            self._see(e)
+
+    def rank_many(self, users: Sequence[str], now: int, k: int) -> list[list[str]]:
+        n = len(self.cat)
+        S = np.repeat(np.nan_to_num(self.pub[None, :n], neginf=-1e300), len(users), 0)
+        return self._top(S, users, k, now)
+
+
+_WORD = re.compile(r"\w+")
+
+
+class ContentTfidf(_Base):
+    """A decayed TF-IDF profile of what a user engaged, cosine with each item's text.
+
+    A user's profile is the sum of the term counts of the items they engaged (and of the
+    text of their comments), weighted by event type (``type_weights``) and decayed by
+    ``0.5 ** (1 / half_life)`` per later event of the user. An item is scored by the cosine
+    of ``profile * idf`` and ``counts * idf``, with ``idf = ln((1 + n) / (1 + df)) + 1`` over
+    the ``n`` items published so far (``df``: those whose text has the word). A new word
+    counts the moment a user engages an item (or writes a comment) that has it. Ties (a
+    user without a profile) go to the more engaged item.
+
+    Examples
+    --------
+    >>> c = ContentTfidf(["a", "b", "c"], texts={"a": "zorvik live clip", "b": "zorvik new",
+    ...                                          "c": "guitar live"})
+    >>> c.learn_many([Event("1", "like", "u", "a", 1)])
+    >>> c.rank_many(["u"], now=2, k=2)
+    [['b', 'c']]
+    """
+
+    name = "content_tfidf"
+
+    def __init__(self, item_ids: Iterable[str] = (), texts: Mapping[str, str] | None = None,
+                 item_ts: Mapping[str, int] | None = None, half_life: float = 20.0,
+                 type_weights: Mapping[str, float] | None = None) -> None:
+        from scipy import sparse
+
+        super().__init__(item_ids, item_ts)
+        texts = texts or {}
+        self.vocab: dict[str, int] = {}
+        rows, cols = [], []
+        for r, iid in enumerate(self.cat.ids):
+            for w in _WORD.findall(texts.get(iid, "").lower()):
+                rows.append(r)
+                cols.append(self.vocab.setdefault(w, len(self.vocab)))
+        n = len(self.cat)
+        # term counts of the catalog's texts [n_items, n_words] (duplicates summed)
+        self.tf = sparse.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)),
+                                    shape=(n, max(1, len(self.vocab))))
+        self.tf.sum_duplicates()
+        self._order = np.argsort(self.pub[:n], kind="stable")  # publication order
+        self._published = 0  # items of self._order counted in df
+        self.df = np.zeros(max(1, len(self.vocab)), np.float64)
+        self.half_life = float(half_life)
+        self.type_weights = dict(type_weights or {"click": 1.0, "like": 2.0, "comment": 3.0})
+        # per user: term weights, stored divided by the decay of the user's events so far
+        # (one multiplication per word instead of decaying the whole profile per event)
+        self.profiles: dict[str, dict[int, float]] = {}
+        self._scale: dict[str, float] = {}
+        self.counts = np.zeros(max(16, n), np.float64)
+        self._X: tuple[int, object, np.ndarray] | None = None  # (published, tf * idf, norms)
+
+    def _publish(self, now: int) -> None:
+        """Count the words of every item published by ``now`` into ``df``."""
+        order, pub = self._order, self.pub
+        j = self._published
+        while j < len(order) and pub[order[j]] <= now:
+            j += 1
+        if j > self._published:
+            rows = self.tf[order[self._published:j]]
+            np.add.at(self.df, rows.indices, 1.0)
+            self._published = j
+
+    def learn_many(self, events: Sequence[Event]) -> None:
+        grow = 0.5 ** (-1.0 / self.half_life)
+        tf, vocab = self.tf, self.vocab
+        for e in events:
+            k, _ = self._see(e)
+            self.counts = _grow(self.counts, k + 1)
+            self.counts[k] += 1.0
+            prof = self.profiles.setdefault(e.user_id, {})
+            scale = self._scale.get(e.user_id, 1.0) * grow
+            if scale > 1e100:  # renormalise (a uniform factor: the cosine does not see it)
+                for w in prof:
+                    prof[w] /= scale
+                scale = 1.0
+            self._scale[e.user_id] = scale
+            tw = self.type_weights.get(e.type, 1.0) * scale
+            if k < tf.shape[0]:
+                lo, hi = tf.indptr[k], tf.indptr[k + 1]
+                for w, c in zip(tf.indices[lo:hi].tolist(), tf.data[lo:hi].tolist()):
+                    prof[w] = prof.get(w, 0.0) + tw * c
+            if e.text:
+                for word in _WORD.findall(e.text.lower()):
+                    w = vocab.setdefault(word, len(vocab))
+                    prof[w] = prof.get(w, 0.0) + tw
+
+    def rank_many(self, users: Sequence[str], now: int, k: int) -> list[list[str]]:
+        self._publish(now)
+        n_items, n_words = self.tf.shape
+        idf = np.log((1.0 + self._published) / (1.0 + self.df)) + 1.0
+        if self._X is None or self._X[0] != self._published:
+            X = self.tf.multiply(idf[None, :]).tocsr()  # [n_items, n_words]
+            self._X = (self._published, X, np.sqrt(np.asarray(X.multiply(X).sum(1)).ravel()))
+        _, X, norm = self._X
+        P = np.zeros((len(users), n_words), np.float64)
+        for b, u in enumerate(users):
+            for w, v in self.profiles.get(u, {}).items():
+                if w < n_words:  # words only comments have: no item matches them
+                    P[b, w] = v
+        S = np.zeros((len(users), len(self.cat)), np.float64)
+        S[:, :n_items] = np.asarray(X @ (P * idf[None, :]).T).T / np.maximum(norm, 1e-12)[None, :]
+        pn = np.linalg.norm(P * idf[None, :], axis=1)
+        S /= np.maximum(pn, 1e-12)[:, None]
+        n = len(self.cat)
+        S += 1e-6 * (self.counts[:n] / max(1.0, float(self.counts[:n].max())))[None, :]
+        return self._top(S, users, k, now)
 
 
 BASELINES = {"popularity": Popularity, "recent_popularity": RecentPopularity,
-             "item_knn": ItemKNN, "river_mf": RiverMF}
+             "item_knn": ItemKNN, "river_mf": RiverMF, "newest": Newest, "content_tfidf": ContentTfidf}

@@ -34,7 +34,7 @@ from . import prequential as pq
 log = logging.getLogger("driftrec.eval")
 
 ALL_SYSTEMS = ("driftrec", "driftrec_no_lora", "frozen", "popularity", "recent_popularity",
-               "item_knn", "river_mf")
+               "newest", "content_tfidf", "item_knn", "river_mf")
 
 
 class ScorerSystem:
@@ -100,13 +100,14 @@ def build_systems(names: Sequence[str], items: Sequence[Item], *, model: str | N
     from driftrec.scorer import ScorerConfig
 
     from . import baselines
-    from driftrec.app.factory import base_table, load_encoder, make_learner, make_scorer
+    from driftrec.app.factory import base_table, load_encoder, make_learner, make_scorer, publication_times
 
     unknown = [n for n in names if n not in ALL_SYSTEMS]
     if unknown:
         raise ValueError(f"unknown systems {unknown}; choose from {', '.join(ALL_SYSTEMS)}")
     ids = [it.item_id for it in items]
     texts = {it.item_id: it.text for it in items}
+    pub = publication_times(items)  # an item is a candidate from its ts on, in every system
     rep = rep or Representation()
     lcfg = learner_config or LearnerConfig(seed=seed)
     # Seen items are excluded without a cap in the eval (every system alike).
@@ -121,23 +122,25 @@ def build_systems(names: Sequence[str], items: Sequence[Item], *, model: str | N
         table = base_table(base_enc, items, cache_dir, progress=progress)
     for n in names:
         if n == "frozen":
-            sc, _ = make_scorer(base_enc, table, rep, scfg)
+            sc, _ = make_scorer(base_enc, table, rep, scfg, item_ts=pub)
             out.append(ScorerSystem(n, sc))
         elif n == "driftrec_no_lora":
-            sc, sw = make_scorer(base_enc, table, rep, scfg, texts=texts, background=False)
+            sc, sw = make_scorer(base_enc, table, rep, scfg, texts=texts, background=False, item_ts=pub)
             cfg = replace(lcfg, use_lora=False, train_items=True)
-            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, None), sw,
+            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, None, pub), sw,
                                     os.path.join(artifact_dir, n)))
         elif n == "driftrec":
             enc = load_encoder(model, lora_r=lora_r, max_len=max_len, device=device)
-            sc, sw = make_scorer(enc, table, rep, scfg, texts=texts, background=False)
+            sc, sw = make_scorer(enc, table, rep, scfg, texts=texts, background=False, item_ts=pub)
             cfg = replace(lcfg, use_lora=lora_r > 0)
-            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, enc), sw,
+            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, enc, pub), sw,
                                     os.path.join(artifact_dir, n)))
         elif n == "river_mf":
-            out.append(baselines.RiverMF(ids, seed=seed))
+            out.append(baselines.RiverMF(ids, seed=seed, item_ts=pub))
+        elif n == "content_tfidf":
+            out.append(baselines.ContentTfidf(ids, texts=texts, item_ts=pub))
         else:
-            out.append(baselines.BASELINES[n](ids))
+            out.append(baselines.BASELINES[n](ids, item_ts=pub))
     return out
 
 
@@ -145,15 +148,24 @@ def build_systems(names: Sequence[str], items: Sequence[Item], *, model: str | N
 def summarise(res: pq.PrequentialRun, systems: Sequence[Any], window: int,
               shift_ts: int | None, shift_index: int | None) -> dict[str, Any]:
     k = res.k
+    cold = res.cold()
+    post = res.target_index >= shift_index if shift_index is not None else None
     out: dict[str, Any] = {"events": res.n_events, "shift_ts": shift_ts, "targets": int(len(res.target_index)),
+                           "cold_targets": int(cold.sum()), "cold_events": pq.COLD_EVENTS,
+                           "post_shift_targets": None if post is None else int(post.sum()),
                            "k": k, "window": window, "shift_index": shift_index, "systems": {}}
     for s in systems:
         r = res.systems[s.name]
         m = pq.metrics(r.positions, k)
+        cold_hr = pq.metrics(r.positions[cold], k)["hr"] if cold.any() else None
+        post_hr = pq.metrics(r.positions[post], k)["hr"] if post is not None and post.any() else None
         rec = (pq.recovery(r.positions, k, window, res.target_index, shift_index)
                if shift_index is not None else {"events": None, "pre": None})
         d: dict[str, Any] = {f"hr_at_{k}": round(m["hr"], 4), f"ndcg_at_{k}": round(m["ndcg"], 4),
-                             "mrr": round(m["mrr"], 4), "recovery_events": rec["events"],
+                             "mrr": round(m["mrr"], 4),
+                             f"cold_hr_at_{k}": None if cold_hr is None else round(cold_hr, 4),
+                             f"post_shift_hr_at_{k}": None if post_hr is None else round(post_hr, 4),
+                             "recovery_events": rec["events"],
                              "pre_shift_hr": None if rec["pre"] is None else round(rec["pre"], 4),
                              "seconds": round(r.seconds, 1)}
         if r.swaps or getattr(s, "trainings", None):
@@ -166,6 +178,8 @@ def summarise(res: pq.PrequentialRun, systems: Sequence[Any], window: int,
                 d["adapters_kept"] = ups.count("kept")
             d["cooc_weight_last"] = next((t["cooc_weight"] for t in reversed(s.trainings)
                                           if t.get("accepted") and "cooc_weight" in t), None)
+            d["age_weight_last"] = next((t["age_weight"] for t in reversed(s.trainings)
+                                         if t.get("accepted") and "age_weight" in t), None)
         out["systems"][s.name] = d
     return out
 
@@ -175,28 +189,50 @@ def format_tables(res: pq.PrequentialRun, summary: Mapping[str, Any], window: in
     k = res.k
     names = list(summary["systems"])
     w = max(12, max(len(n) for n in names) + 1)
-    lines = [f"{'system':<{w}} {'HR@' + str(k):>7} {'NDCG@' + str(k):>8} {'MRR':>7} {'recovery':>9}"]
+    lines = [f"{'system':<{w}} {'HR@' + str(k):>7} {'NDCG@' + str(k):>8} {'MRR':>7} {'cold HR':>8} "
+             f"{'post HR':>8} {'recovery':>9}"]
+
+    def f4(x: float | None, width: int = 8) -> str:
+        return f"{'-':>{width}}" if x is None else f"{x:>{width}.4f}"
+
     for n in names:
         d = summary["systems"][n]
         r = d["recovery_events"]
         rs = "-" if summary["shift_ts"] is None else ("never" if r is None else str(r))
-        lines.append(f"{n:<{w}} {d[f'hr_at_{k}']:>7.4f} {d[f'ndcg_at_{k}']:>8.4f} {d['mrr']:>7.4f} {rs:>9}")
+        lines.append(f"{n:<{w}} {d[f'hr_at_{k}']:>7.4f} {d[f'ndcg_at_{k}']:>8.4f} {d['mrr']:>7.4f} "
+                     f"{f4(d.get(f'cold_hr_at_{k}'))} {f4(d.get(f'post_shift_hr_at_{k}'))} {rs:>9}")
+    lines.append(f"cold HR: HR@{k} on the {summary.get('cold_targets', 0)} targets whose item had fewer "
+                 f"than {pq.COLD_EVENTS} earlier events; post HR: on the targets after the shift")
     lines.append("")
     blocks = {n: pq.tumbling(res.systems[n].positions, k, window) for n in names}
     nb = len(next(iter(blocks.values()))) if blocks else 0
     lines.append(f"HR@{k} per window of {window} target events (event position at the window's end)")
     short = {"driftrec": "driftrec", "driftrec_no_lora": "no_lora", "frozen": "frozen",
-             "popularity": "pop", "recent_popularity": "recent", "item_knn": "knn", "river_mf": "mf"}
+             "popularity": "pop", "recent_popularity": "recent", "item_knn": "knn", "river_mf": "mf",
+             "newest": "newest", "content_tfidf": "tfidf"}
     cols = [short.get(n, n[:8]) for n in names]
     lines.append(f"{'window':>6} {'events':>8} " + " ".join(f"{c:>8}" for c in cols))
     rows = range(nb)
     if max_windows is not None and nb > max_windows:
         step = int(np.ceil(nb / max_windows))
         rows = sorted(set(range(0, nb, step)) | {nb - 1})
+    ends = {}
     for b in rows:
         end = blocks[names[0]][b]["start"] + blocks[names[0]][b]["n"] - 1
-        pos = int(res.target_index[end]) + 1 if len(res.target_index) else 0
+        ends[b] = pos = int(res.target_index[end]) + 1 if len(res.target_index) else 0
         lines.append(f"{b:>6} {pos:>8} " + " ".join(f"{blocks[n][b]['hr']:>8.4f}" for n in names))
+    cold = res.cold()
+    if cold.any():  # the same windows, their cold targets only
+        lines.append("")
+        lines.append(f"cold HR@{k} per window (targets whose item had < {pq.COLD_EVENTS} earlier events; "
+                     f"'cold' = how many in the window)")
+        lines.append(f"{'window':>6} {'events':>8} {'cold':>6} " + " ".join(f"{c:>8}" for c in cols))
+        for b in rows:
+            s0 = blocks[names[0]][b]["start"]
+            sl = slice(s0, s0 + blocks[names[0]][b]["n"])
+            c = cold[sl]
+            vals = [pq.metrics(res.systems[n].positions[sl][c], k)["hr"] if c.any() else None for n in names]
+            lines.append(f"{b:>6} {ends[b]:>8} {int(c.sum()):>6} " + " ".join(f4(v) for v in vals))
     if max_windows is not None and nb > max_windows:
         lines.append(f"(every {int(np.ceil(nb / max_windows))}th window shown; all of them in table.txt)")
     return "\n".join(lines)
@@ -216,6 +252,23 @@ def plot(path: str, res: pq.PrequentialRun, window: int, shift_index: int | None
     swaps = res.systems["driftrec"].swaps if "driftrec" in res.systems else []
     plot_windowed_hr(path, series, shift=shift_index, swaps=swaps, title=title,
                      ylabel=f"HR@{res.k}, trailing {window} targets")
+    cold = res.cold()
+    nc = int(cold.sum())
+    if nc:  # the same on the cold targets: <source>-cold-hr.png beside it
+        wc = max(1, min(window, nc))
+        pick = np.unique(np.concatenate([np.arange(wc - 1, nc, max(1, wc // 10)), [nc - 1]]))
+        at = res.target_index[cold][pick].tolist()
+        cs = {name: (at, pq.sliding_hr(r.positions[cold], res.k, wc)[pick].tolist())
+              for name, r in res.systems.items()}
+        plot_windowed_hr(cold_plot_path(path), cs, shift=shift_index, swaps=swaps,
+                         title=f"{title}; cold targets ({nc})",
+                         ylabel=f"cold HR@{res.k}, trailing {wc} cold targets")
+
+
+def cold_plot_path(path: str) -> str:
+    """Where :func:`plot` writes the cold targets' plot beside ``path``."""
+    root, ext = os.path.splitext(path)
+    return f"{root.removesuffix('-hr')}-cold-hr{ext}"
 
 
 def _one_blas_thread() -> Any:
@@ -285,8 +338,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(events), desc=f"eval {source}", unit="ev", file=sys.stderr, disable=quiet,
                smoothing=0.05)
     with _one_blas_thread():
+        from driftrec.app.factory import publication_times
+
+        pub = publication_times(items)
         res = pq.run(events, systems, k=args.k, targets=targets, max_batch=args.max_batch,
-                     progress=bar.update)
+                     progress=bar.update, publications=None if pub is None else list(pub.values()))
     bar.close()
     n_t = len(res.target_index)
     window = args.window or pq.auto_window(n_t)
@@ -313,7 +369,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             acc = sum(1 for m in s.trainings if m.get("accepted"))
             print(f"{s.name}: {len(s.trainings)} trainings, {acc} accepted (hot-swaps), "
                   f"{s.train_s:.1f} s training")
-    print(f"report: {png}, {os.path.join(report, 'table.txt')}, {os.path.join(report, 'summary.json')}")
+    cold_png = f", {cold_plot_path(png)}" if res.cold().any() else ""
+    print(f"report: {png}{cold_png}, {os.path.join(report, 'table.txt')}, {os.path.join(report, 'summary.json')}")
     if args.json:
         print(json.dumps(summary, separators=(",", ":")))
     return 0

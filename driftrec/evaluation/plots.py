@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 #: Fixed colours so that a system looks the same in every plot.
 COLOURS = {"driftrec": "#d62728", "driftrec_no_lora": "#ff7f0e", "frozen": "#1f77b4",
            "popularity": "#7f7f7f", "recent_popularity": "#bcbd22", "item_knn": "#2ca02c",
-           "river_mf": "#9467bd"}
+           "river_mf": "#9467bd", "newest": "#8c564b", "content_tfidf": "#e377c2"}
 
 
 def _pyplot():  # type: ignore[no-untyped-def]

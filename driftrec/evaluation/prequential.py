@@ -26,6 +26,14 @@ Examples
 [1, -1]
 >>> {m: round(v, 3) for m, v in metrics(res.systems["fixed"].positions, 2).items()}
 {'hr': 0.5, 'ndcg': 0.315, 'mrr': 0.25}
+>>> res.target_item_events.tolist()  # events of the target's item before it
+[0, 0]
+
+Items published during a batch: with ``publications`` (the catalog's publication times),
+a batch's targets are ranked in groups that see the same published items, each at the
+time of the latest publication before it (or the batch's first event time, as without):
+an item published at ``ts`` is a candidate for every target at or after ``ts``, and for
+none before.
 """
 from __future__ import annotations
 
@@ -38,6 +46,8 @@ import numpy as np
 from driftrec.stream import Event
 
 DEFAULT_TARGETS = ("like", "comment")
+#: A target is cold when its item had fewer than this many earlier events (DESIGN.md).
+COLD_EVENTS = 5
 
 
 class Recommender(Protocol):
@@ -73,6 +83,12 @@ class PrequentialRun:
     target_ts: np.ndarray
     systems: dict[str, SystemRun]
     n_batches: int = 0
+    #: per target, how many events of its item came before it in the stream
+    target_item_events: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def cold(self, threshold: int = COLD_EVENTS) -> np.ndarray:
+        """Mask of the cold targets: their item had fewer than ``threshold`` earlier events."""
+        return self.target_item_events < threshold
 
 
 def conflict_free(events: Sequence[Event], max_batch: int = 256) -> Iterator[list[Event]]:
@@ -98,8 +114,12 @@ def conflict_free(events: Sequence[Event], max_batch: int = 256) -> Iterator[lis
 
 def run(events: Sequence[Event], systems: Sequence[Recommender], k: int = 10,
         targets: Sequence[str] = DEFAULT_TARGETS, max_batch: int = 256,
-        progress: Callable[[int], None] | None = None) -> PrequentialRun:
-    """Test-then-train every system over ``events`` (sorted by ``ts``) in one pass."""
+        progress: Callable[[int], None] | None = None,
+        publications: Sequence[int] | None = None) -> PrequentialRun:
+    """Test-then-train every system over ``events`` (sorted by ``ts``) in one pass.
+
+    ``publications``: the items' publication times, where items are published during the
+    stream (see the module doc)."""
     import time
 
     tset = set(targets)
@@ -111,26 +131,34 @@ def run(events: Sequence[Event], systems: Sequence[Recommender], k: int = 10,
     secs = {n: 0.0 for n in names}
     t_index: list[int] = []
     t_ts: list[int] = []
+    t_cnt: list[int] = []
+    item_events: dict[str, int] = {}
+    pubs = np.unique(np.asarray(publications, np.int64)) if publications is not None else None
     done = 0
     n_batches = 0
     for batch in conflict_free(events, max_batch):
         n_batches += 1
+        for e in batch:  # earlier events of each target's item, in stream order
+            c = item_events.get(e.item_id, 0)
+            if e.type in tset:
+                t_cnt.append(c)
+            item_events[e.item_id] = c + 1
         tg = [e for e in batch if e.type in tset]
         if tg:
             t_index.extend(done + i for i, e in enumerate(batch) if e.type in tset)
             t_ts.extend(e.ts for e in tg)
-            users = [e.user_id for e in tg]
-            now = batch[0].ts
-            for s in systems:
-                t0 = time.perf_counter()
-                ranked = s.rank_many(users, now, k)
-                secs[s.name] += time.perf_counter() - t0
-                out = pos[s.name]
-                for e, items in zip(tg, ranked):
-                    try:
-                        out.append(list(items[:k]).index(e.item_id))
-                    except ValueError:
-                        out.append(-1)
+            for now, grp in _groups(tg, batch[0].ts, pubs):
+                users = [e.user_id for e in grp]
+                for s in systems:
+                    t0 = time.perf_counter()
+                    ranked = s.rank_many(users, now, k)
+                    secs[s.name] += time.perf_counter() - t0
+                    out = pos[s.name]
+                    for e, items in zip(grp, ranked):
+                        try:
+                            out.append(list(items[:k]).index(e.item_id))
+                        except ValueError:
+                            out.append(-1)
         for s in systems:
             before = len(getattr(s, "swaps", ()))
             t0 = time.perf_counter()
@@ -143,7 +171,33 @@ def run(events: Sequence[Event], systems: Sequence[Recommender], k: int = 10,
             progress(len(batch))
     runs = {n: SystemRun(n, np.asarray(pos[n], np.int64), swaps[n], secs[n]) for n in names}
     return PrequentialRun(done, k, np.asarray(t_index, np.int64), np.asarray(t_ts, np.int64),
-                          runs, n_batches)
+                          runs, n_batches, np.asarray(t_cnt, np.int64))
+
+
+def _groups(tg: list[Event], start: int, pubs: np.ndarray | None) -> list[tuple[int, list[Event]]]:
+    """A batch's targets (in time order) in runs that see the same published items, each
+    with the time to rank it at: the batch's first event time, or the latest publication
+    at or before the run's targets where that is later.
+
+    Examples
+    --------
+    >>> ev = [Event(str(t), "like", f"u{t}", "x", t) for t in (10, 12, 15, 30)]
+    >>> [(now, [e.ts for e in g]) for now, g in _groups(ev, 9, np.array([5, 11, 12, 40]))]
+    [(9, [10]), (12, [12, 15, 30])]
+    >>> [(now, len(g)) for now, g in _groups(ev, 9, None)]
+    [(9, 4)]
+    """
+    if pubs is None or not len(pubs):
+        return [(start, tg)]
+    ep = np.searchsorted(pubs, np.fromiter((e.ts for e in tg), np.int64, count=len(tg)), side="right")
+    out: list[tuple[int, list[Event]]] = []
+    for j, e in enumerate(tg):
+        if out and ep[j] == ep[j - 1]:
+            out[-1][1].append(e)
+        else:
+            now = max(start, int(pubs[ep[j] - 1])) if ep[j] else start
+            out.append((now, [e]))
+    return out
 
 
 # ---- metrics -------------------------------------------------------------------------

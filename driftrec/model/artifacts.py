@@ -468,8 +468,11 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
     _check_arrays(version, arrays, ids, lora, manifest)
     try:
         cw = arrays.get("cooc_weight")
+        aw = arrays.get("age_weight")
         table = ItemTable(ids, arrays["text"], arrays["residual"], arrays["bias"], arrays["context"],
-                          arrays.get("nbr_idx"), arrays.get("nbr_w"), float(cw[0]) if cw is not None else 0.0)
+                          arrays.get("nbr_idx"), arrays.get("nbr_w"), float(cw[0]) if cw is not None else 0.0,
+                          arrays.get("age_edges"), arrays.get("age_lograte"),
+                          float(aw[0]) if aw is not None else 0.0)
     except ArtifactError as exc:
         raise ArtifactError(str(exc), "bad_tensor") from exc
     except (KeyError, ValueError, IndexError) as exc:
@@ -492,7 +495,8 @@ def _read_inside(path: Path, name: str) -> bytes:
     return f.read_bytes()
 
 
-_TABLE_FLOATS = ("text", "residual", "bias", "context", "nbr_w", "cooc_weight")
+_TABLE_FLOATS = ("text", "residual", "bias", "context", "nbr_w", "cooc_weight", "age_edges", "age_lograte",
+                 "age_weight")
 
 
 def _check_arrays(version: str, arrays: Mapping[str, np.ndarray], ids: Any, lora: Mapping[str, Any],
@@ -522,8 +526,9 @@ def _check_arrays(version: str, arrays: Mapping[str, np.ndarray], ids: Any, lora
             raise ArtifactError(f"artifact {version}: {k} has dtype {a.dtype}, not float", "bad_tensor")
         if not np.isfinite(a).all():
             raise ArtifactError(f"artifact {version}: {k} holds NaN or infinite values", "bad_tensor")
-    if arrays.get("cooc_weight") is not None and arrays["cooc_weight"].size != 1:
-        raise ArtifactError(f"artifact {version}: cooc_weight must hold one value", "bad_tensor")
+    for k in ("cooc_weight", "age_weight"):
+        if arrays.get(k) is not None and arrays[k].size != 1:
+            raise ArtifactError(f"artifact {version}: {k} must hold one value", "bad_tensor")
     ni = arrays.get("nbr_idx")
     if ni is not None:
         if ni.dtype.kind not in "iu" or ni.ndim != 2 or ni.shape[0] != n:
