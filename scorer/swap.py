@@ -20,7 +20,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from driftrec.model import ArtifactError, ItemTable, ModelLoadError, TextEncoder, load_artifact
+from driftrec.model import ArtifactError, ModelLoadError, TextEncoder, load_artifact
 from driftrec.model.artifacts import check_version
 
 from .core import Scorer, ServingModel
@@ -184,9 +184,3 @@ class SwapManager:
 #: How long a replaced version is kept before a timer thread frees it (the serving thread
 #: has long dropped its own reference by then).
 RETIRE_AFTER_S = 0.5
-
-
-def base_model(version: str, table: ItemTable, rep: Any, encoder: TextEncoder | None,
-               base_name: str) -> ServingModel:
-    """The serving model of the base encoder (no adapter)."""
-    return ServingModel(version, table, rep, encoder, {"base_model": base_name, "version": version})

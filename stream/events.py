@@ -247,7 +247,13 @@ def decode_item(raw: bytes | str) -> Item | Rejected:
 
 @dataclass
 class DecodeCounts:
-    """Running reconciliation: consumed = processed + dead_lettered, per reason."""
+    """Running reconciliation: consumed = processed + dead_lettered, per reason.
+
+    ``consumed`` counts records taken from the source; ``dead_lettered`` only dead letters
+    that the sink acknowledged; ``processed`` only records whose outputs were acknowledged
+    and whose state is committed. A send that fails leaves its batch's records consumed and
+    nothing else, so :attr:`reconciled` is false for the run (the batch is redelivered).
+    """
 
     consumed: int = 0
     processed: int = 0

@@ -2,8 +2,8 @@
 
 One agent consumes ``events.clicks``, ``events.likes``, ``events.comments`` and ``items``
 as raw bytes, micro-batches with ``stream.take_events(max_, within=...)`` (``take`` with
-the records' positions), and hands each batch to the same scorer worker as the
-kafka-python runtime: decode, dead-letter, scorer core, recs.updates, state commit with
+the records' positions), and hands each batch to the same scorer worker as the default
+Kafka runtime: decode, dead-letter, scorer core, recs.updates, state commit with
 offsets. The worker runs in a thread so the event loop keeps heartbeating.
 
 Faust commits the group offsets itself, of events acked after their batch returned, i.e.
@@ -11,7 +11,10 @@ after the state (with its offsets) is committed: the group's offsets never run a
 state. After a crash faust redelivers from its committed offsets and the worker skips every
 record the state's offsets already cover, so each event is applied exactly once.
 
-This module does not import the wiring package: the caller passes the two hooks.
+faust runs on aiokafka, the client of every other long-running consumer and producer
+(docs/operations.md, "Kafka clients"). This module does not import the wiring package: the
+caller passes ``hooks``, an object with ``handle(records)`` and ``between_batches()``
+(``driftrec.app.services.ScorerService``).
 """
 from __future__ import annotations
 
@@ -21,18 +24,12 @@ import os
 import signal
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .ports import Record
 
 log = logging.getLogger("driftrec.stream.faust")
-
-
-class ScorerHooks:
-    """What the faust agent calls (``driftrec.app.services.ScorerService`` provides them)."""
-
-    handle: Callable[[list[Record]], Any]
-    between_batches: Callable[[], None]
 
 
 def to_record(event: Any) -> Record:
@@ -49,12 +46,13 @@ def make_app(hooks: Any, bootstrap: str, input_topics: Sequence[str], group: str
     """Build the faust app and its scorer agent; returns ``(app, agent)``."""
     import faust
 
-    cfg: dict[str, Any] = dict(broker=f"kafka://{bootstrap}", value_serializer="raw", key_serializer="raw",
-                               store="memory://", web_enabled=False, topic_disable_leader=True,
-                               consumer_auto_offset_reset="earliest", producer_acks=-1,
-                               broker_commit_every=batch_size, broker_commit_interval=1.0,
-                               topic_allow_declare=False, autodiscover=False,
-                               datadir=os.path.join(tempfile.gettempdir(), "driftrec-faust", group))
+    cfg: dict[str, Any] = {
+        "broker": f"kafka://{bootstrap}", "value_serializer": "raw", "key_serializer": "raw",
+        "store": "memory://", "web_enabled": False, "topic_disable_leader": True,
+        "consumer_auto_offset_reset": "earliest", "producer_acks": -1,
+        "broker_commit_every": batch_size, "broker_commit_interval": 1.0,
+        "topic_allow_declare": False, "autodiscover": False,
+        "datadir": os.path.join(tempfile.gettempdir(), "driftrec-faust", group)}
     cfg.update(app_config)
     app = faust.App(group, **cfg)
     topic = app.topic(*input_topics, value_serializer="raw", key_serializer="raw", allow_empty=True)

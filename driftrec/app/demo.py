@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from driftrec.stream import generate
 
     from . import factory
-    from .embedded import EmbeddedPipeline
+    from .embedded import EmbeddedPipeline, PipelineError
     from .process import tune_gc
     from .runtime import TopicNames
     from .settings import Settings
@@ -190,30 +191,42 @@ def run(args: argparse.Namespace) -> int:
 
     producer = threading.Thread(target=produce, name="driftrec-replay", daemon=True)
     producer.start()
-    with tqdm(total=total, desc="scorer", unit="ev", file=err) as bar:
-        while True:
-            pipe.check()
-            n = pipe.processed()
-            bar.n = n
-            bar.set_postfix(version=pipe.scorer_worker.scorer.version[:16],
-                            swaps=len(pipe.observed.swaps), refresh=False)
-            bar.refresh()
-            if done.is_set() and n >= total and pipe.lag() == 0:
-                break
-            time.sleep(0.2)
-    # let a training that is running finish so its swap is part of the run
-    if pipe.training.is_set():
-        print("waiting for the running fine-tune to finish ...", file=err)
-    pipe.finish(timeout=300)
-    pipe.stop()
+    failure: PipelineError | None = None
+    try:
+        with tqdm(total=total, desc="scorer", unit="ev", file=err) as bar:
+            while True:
+                pipe.check()
+                n = pipe.processed()
+                bar.n = n
+                bar.set_postfix(version=pipe.scorer_worker.scorer.version[:16],
+                                swaps=len(pipe.observed.swaps), refresh=False)
+                bar.refresh()
+                if done.is_set() and n >= total and pipe.lag() == 0:
+                    break
+                time.sleep(0.2)
+        # let a training that is running finish so its swap is part of the run
+        if pipe.training.is_set():
+            print("waiting for the running fine-tune to finish ...", file=err)
+        pipe.finish(timeout=300)
+        pipe.stop()
+    except PipelineError as exc:  # the report still says what was (not) acknowledged
+        failure = exc
+        with contextlib.suppress(PipelineError):
+            pipe.stop()
     state.close()
     summary = _summary(args, stream, pipe, time.perf_counter() - t_start)
     (report / "summary.json").write_text(json.dumps(summary, indent=2))
-    _plot(report / "hr.png", pipe, stream, args)
+    if failure is None:
+        _plot(report / "hr.png", pipe, stream, args)
     _print_table(summary, report)
     if args.json:
         print(json.dumps(summary))
-    return 0 if summary["counts_reconcile"] else 1
+    if failure is not None:
+        print(f"driftrec demo: error: the pipeline stopped: {failure.__cause__ or failure}", file=err)
+    if not summary["counts_reconcile"]:
+        print("driftrec demo: error: counts do not reconcile: consumed != processed + dead-lettered "
+              "(acknowledged)", file=err)
+    return 0 if failure is None and summary["counts_reconcile"] else 1
 
 
 def _hr(hits: list[tuple[int, bool, str]], lo: int | None, hi: int | None) -> float | None:

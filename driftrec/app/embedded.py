@@ -25,6 +25,10 @@ from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
 log = logging.getLogger("driftrec.embedded")
 
 
+class PipelineError(RuntimeError):
+    """A pipeline thread stopped on an error (e.g. a send its sink did not acknowledge)."""
+
+
 @dataclass
 class Observed:
     """What the runner saw, for reports: live hits and model events."""
@@ -58,6 +62,8 @@ class EmbeddedPipeline:
         self.scorer_worker = ScorerWorker(scorer, state, self.broker, names, swaps,
                                           on_batch=self._on_batch)
         swaps.on_swap = self._on_swap
+        if swaps.store is None:  # announced uris must resolve inside the learner's store
+            swaps.store = artifact_dir
         self.learner_worker = (LearnerWorker(learner, self.broker, artifact_dir, state, base_model,
                                              names, on_result=self._on_result)
                                if learner is not None else None)
@@ -160,7 +166,7 @@ class EmbeddedPipeline:
 
     def check(self) -> None:
         if self._errors:
-            raise RuntimeError(f"a pipeline thread failed: {self._errors[0]!r}") from self._errors[0]
+            raise PipelineError(f"a pipeline thread failed: {self._errors[0]!r}") from self._errors[0]
 
     def processed(self) -> int:
         c = self.scorer_worker.stats.counts

@@ -125,7 +125,7 @@ def add_parser(sub: Any) -> None:
                                    "dead-letter bad records to events.dlq, hot-swap announced adapters.")
     _common(p, model=True)
     p.add_argument("--runtime", choices=["kafka", "faust"], default="kafka",
-                   help="kafka: kafka-python poll loop (default); faust: the faust-streaming app")
+                   help="kafka: the aiokafka poll loop (default); faust: the faust-streaming app")
     p.add_argument("--group", default=SCORER_GROUP, help=f"consumer group (default {SCORER_GROUP})")
     p.add_argument("--exit-when-idle", type=float, default=0.0, metavar="S",
                    help="exit after S seconds without records (tests, batch jobs)")
@@ -237,11 +237,11 @@ class AdapterWatcher:
     """Reads new announcements on the adapters topic (no group; from the end at start)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from driftrec.stream.kafka import AioKafkaSource
+        from driftrec.stream.kafka import KafkaSource
 
         self.bootstrap, self.topic = bootstrap, topic
         # an empty long poll waits up to 500 ms on aiokafka's thread, not on the scorer's
-        self._c = AioKafkaSource(bootstrap, [topic], None, default_offset="end",
+        self._c = KafkaSource(bootstrap, [topic], None, default_offset="end",
                                  client_id="driftrec-adapters", fetch_max_wait_ms=500)
         self._c.poll(100, 0)  # positions the partitions at their ends now
 
@@ -289,7 +289,7 @@ class ScorerService:
 
         from driftrec.model import ItemTable
         from driftrec.state import open_state
-        from driftrec.stream.kafka import AioKafkaBatchSink, KafkaSink
+        from driftrec.stream.kafka import KafkaSink
 
         from .factory import base_table, load_encoder, make_scorer
 
@@ -315,12 +315,8 @@ class ScorerService:
                                               background=True)
         self._load_current()
         self.swaps.on_swap = self._swapped
-        # recs.updates and events.dlq: aiokafka's batch API (C-built record batches, ~5x less
-        # CPU per message than kafka-python's send); SCORER_PRODUCER=kafka-python switches back
-        if os.environ.get("SCORER_PRODUCER", "aiokafka") == "kafka-python":
-            self.sink: Any = KafkaSink(b)
-        else:
-            self.sink = AioKafkaBatchSink(b)
+        # recs.updates and events.dlq (aiokafka's batch API: docs/operations.md, "Kafka clients")
+        self.sink = KafkaSink(b)
         self.worker = ScorerWorker(self.scorer, self.state, self.sink, names, self.swaps, group,
                                    cache_users=int(os.environ.get("SCORER_CACHE_USERS", "200000")))
         if metrics is not None:
@@ -360,7 +356,7 @@ class ScorerService:
 
     def between_batches(self) -> None:
         now = time.monotonic()
-        # each poll of the announcements consumer costs CPU (kafka-python); 10 a second
+        # each poll of the announcements consumer costs CPU; 10 a second
         # is plenty for a hot-swap, which happens between two batches either way
         if now >= self._next_watch:
             self._next_watch = now + ADAPTER_POLL_S
@@ -379,7 +375,8 @@ class ScorerService:
         st = self.worker.stats
         c = st.counts
         return {"consumed": c.consumed, "processed": c.processed, "dead_lettered": c.dead_lettered,
-                "by_reason": dict(c.by_reason), "recs": st.recs, "skipped_committed": st.skipped_committed,
+                "by_reason": dict(c.by_reason), "counts_reconcile": c.reconciled, "recs": st.recs,
+                "skipped_committed": st.skipped_committed,
                 "duplicates": st.duplicates, "batches": st.batches, "version": self.scorer.version,
                 "swaps": [s.version for s in self.swaps.swaps]}
 
@@ -414,11 +411,13 @@ def cmd_scorer(args: argparse.Namespace) -> int:
             run_faust_scorer(svc, s.kafka_bootstrap, svc.names, args.group, s.scorer.batch_size,
                              s.scorer.batch_ms, exit_when_idle=args.exit_when_idle)
         finally:
-            print("\n" + json.dumps(svc.summary()), flush=True)  # own line (faust's terminal codes)
+            summary = svc.summary()
+            print("\n" + json.dumps(summary), flush=True)  # own line (faust's terminal codes)
             svc.close()
-        return 0
-    run_scorer(s, args.group, metrics, args.exit_when_idle, args.max_seconds, own_process=True)
-    return 0
+        return 0 if summary["counts_reconcile"] else 1
+    # non-zero when an output was not acknowledged: consumed != processed + dead-lettered
+    summary = run_scorer(s, args.group, metrics, args.exit_when_idle, args.max_seconds, own_process=True)
+    return 0 if summary["counts_reconcile"] else 1
 
 
 def owns_its_users(assigned: list[tuple[str, int]], event_topics: Sequence[str],
@@ -443,10 +442,10 @@ def owns_its_users(assigned: list[tuple[str, int]], event_topics: Sequence[str],
 def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit_when_idle: float = 0.0,
                max_seconds: float = 0.0, stop: threading.Event | None = None,
                own_process: bool = False) -> dict[str, Any]:
-    """The kafka-python runtime: poll a micro-batch, ``ScorerWorker.run_once``, repeat.
+    """The Kafka runtime: poll a micro-batch, ``ScorerWorker.run_once``, repeat.
     Returns the run's summary (also printed as one JSON line). ``own_process``: the
     process is this service's (the CLI), so it may tune the garbage collector."""
-    from driftrec.stream.kafka import group_source
+    from driftrec.stream.kafka import KafkaSource
 
     svc = ScorerService(s, group, metrics)
     if own_process:
@@ -464,9 +463,9 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     # SCORER_PIPELINE=1: a batch's updates are acknowledged while the next batch is scored
     svc.worker.set_pipeline(os.environ.get("SCORER_PIPELINE", "0") == "1")
     try:
-        source = group_source(s.kafka_bootstrap, [*names.events, names.items], group,
-                              start_offsets=svc.start_offsets, on_assign=assigned, on_revoke=revoked,
-                              default_offset=0, client_id=f"driftrec-scorer-{group}")
+        source = KafkaSource(s.kafka_bootstrap, [*names.events, names.items], group,
+                             start_offsets=svc.start_offsets, on_assign=assigned, on_revoke=revoked,
+                             default_offset=0, client_id=f"driftrec-scorer-{group}")
     except BaseException:
         svc.close()
         raise
@@ -529,7 +528,7 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
 
     from driftrec.model import ItemTable
     from driftrec.state import open_state
-    from driftrec.stream.kafka import KafkaSink, group_source
+    from driftrec.stream.kafka import KafkaSink, KafkaSource
 
     from .factory import base_table, load_encoder, make_learner
 
@@ -555,8 +554,8 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
     # Training blocks polling for tens of seconds: a long session keeps the member in its group.
     # its group offsets are where it resumes: commit every drained poll (async; sync on close)
-    source = group_source(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner",
-                          commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
+    source = KafkaSource(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner",
+                         commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
     stop = stop or _Stop().flag
     last = last_status = time.monotonic()
     seen_at_status = 0
@@ -639,7 +638,7 @@ def cmd_adapters_rollback(args: argparse.Namespace) -> int:
         print(f"driftrec adapters rollback: error: version {args.version!r} is not registered (known: {known})",
               file=sys.stderr)
         return 2
-    if rec is not BASE_RECORD and rec["uri"] != BASE_RECORD["uri"] and not (
+    if rec["uri"] != BASE_RECORD["uri"] and not (
             _path_from_uri(rec["uri"]) / "manifest.json").exists():
         print(f"driftrec adapters rollback: error: the artifact of {args.version} is gone ({rec['uri']})",
               file=sys.stderr)
