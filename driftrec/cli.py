@@ -5,7 +5,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -21,21 +21,33 @@ driftrec: a streaming continual-learning recommender.
   driftrec replay LOG --to kafka       replay an event log into Kafka
   driftrec scorer / learner     run the services against Kafka (+ Redis)
   driftrec adapters list|rollback      inspect and roll back model versions
+  driftrec settings [--check]   the environment variables (a table), or check the current ones
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line on stderr (the usage is in ``--help``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from .app import demo, services
+    from .app import demo, services, settings
     from .bench import speed as bench
     from .evaluation import harness as evaluation
 
-    parser = argparse.ArgumentParser(prog="driftrec", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="driftrec", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in (demo, evaluation, bench, services):
+    for mod in (demo, evaluation, bench, services, settings):
         mod.add_parser(sub)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad flag (one line already printed); --help exits 0 as usual
+        if exc.code in (0, None):
+            raise
+        return int(exc.code) if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("kafka", "aiokafka", "faust", "mode", "urllib3", "httpx", "transformers"):
@@ -43,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .app.settings import ConfigError
+    from .app.settings import ConfigError, redact
     from driftrec.learner import LearnerError
     from driftrec.model import ModelError
     from driftrec.state import StateError
@@ -52,8 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, LearnerError, ModelError, StateError, LogFormatError, FileNotFoundError) as exc:
-        print(f"driftrec {args.command}: error: {exc}", file=sys.stderr)
+        print(redact(f"driftrec {args.command}: error: {exc}").replace("\n", " "), file=sys.stderr)
         return 2
+    except SystemExit as exc:  # a subcommand's parser.error() after parsing
+        if exc.code in (0, None):
+            raise
+        return int(exc.code) if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 
 from driftrec.stream import SCENARIO_HELP, SCENARIOS
+from driftrec.stream.synthetic import VOCAB
+
+from .settings import flag_float, flag_int
 
 log = logging.getLogger("driftrec.demo")
 
@@ -36,16 +39,16 @@ def add_parser(sub: Any) -> None:
                     "summary table and writes a report folder (summary.json, hr.png).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _stream_args(p)
-    p.add_argument("--rate", type=float, default=150.0,
+    p.add_argument("--rate", type=flag_float(0), default=150.0,
                    help="events per second fed to the scorer (0 = as fast as possible)")
-    p.add_argument("--malformed", type=float, default=0.005,
+    p.add_argument("--malformed", type=flag_float(0, 1), default=0.005,
                    help="share of malformed records injected (they go to events.dlq)")
-    p.add_argument("--train-every", type=int, default=1500, help="learner trains every N events")
+    p.add_argument("--train-every", type=flag_int(1), default=1500, help="learner trains every N events")
     p.add_argument("--model", default=None,
                    help="local Hugging Face model directory (default: bundled all-MiniLM-L6-v2)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (learner)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the learner trains")
     p.add_argument("--report", default=None, help="report folder (default reports/demo-SCENARIO)")
-    p.add_argument("--window", type=int, default=300, help="target events per HR@10 window in the plot")
+    p.add_argument("--window", type=flag_int(1), default=300, help="target events per HR@10 window in the plot")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     p.set_defaults(func=run)
 
@@ -64,10 +67,11 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     """The synthetic stream's flags, the same for demo and generate."""
     p.add_argument("--scenario", choices=SCENARIOS, default="abrupt",
                    help="which drift the synthetic stream has. " + SCENARIO_HELP)
-    p.add_argument("--events", type=int, default=12_000, help="events in the stream")
-    p.add_argument("--users", type=int, default=300, help="synthetic users")
-    p.add_argument("--items", type=int, default=1_200, help="synthetic catalog size")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--events", type=flag_int(1), default=12_000, help="events in the stream")
+    p.add_argument("--users", type=flag_int(1), default=300, help="synthetic users")
+    p.add_argument("--items", type=flag_int(len(VOCAB)), default=1_200,
+                   help=f"synthetic catalog size (at least {len(VOCAB)}, one per topic)")
+    p.add_argument("--seed", type=flag_int(0), default=0, help="random seed")
     emerging_args(p)
 
 
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
     tune_gc()
     t_start = time.perf_counter()
-    settings = Settings.from_env()
+    settings = Settings.from_env(model=args.model)
     report = Path(args.report or f"reports/demo-{args.scenario}")
     report.mkdir(parents=True, exist_ok=True)
     artifacts = report / "artifacts"
@@ -148,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     stream = generate(args.scenario, n_events=args.events, n_users=args.users, n_items=args.items,
                       seed=args.seed, **emerging_kwargs(args))
     print("loading encoders ...", file=err)
-    model = args.model or settings.model
+    model = settings.model
     enc = factory.load_encoder(model, settings.lora_r, settings.max_len, "cpu")
     standby = factory.load_encoder(model, settings.lora_r, settings.max_len, "cpu")
     trainer = factory.load_encoder(model, settings.lora_r, settings.max_len, args.device)

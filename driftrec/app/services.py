@@ -13,9 +13,7 @@ state already covers. Kafka's own committed offsets are only a hint for monitori
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 import logging
 import signal
 import sys
@@ -25,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from .process import tune_gc
 from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
-from .settings import Settings
+from .settings import VARS_BY_NAME, Settings, check_kafka, flag_float, flag_int, flag_path
 
 log = logging.getLogger("driftrec.services")
 
@@ -34,7 +32,7 @@ STATUS_EVERY_S = 10.0
 #: How often the scorer looks for adapter announcements (between two batches).
 ADAPTER_POLL_S = 0.1
 #: The services' micro-batch limit (SCORER_BATCH_SIZE overrides; the core's default is 256).
-SERVICE_BATCH_SIZE = 4096
+SERVICE_BATCH_SIZE: int = VARS_BY_NAME["SCORER_BATCH_SIZE"].service_default
 LEARNER_GROUP = "driftrec-learner"
 
 
@@ -49,7 +47,7 @@ def _common(p: argparse.ArgumentParser, state: bool = True, model: bool = False)
         g.add_argument("--model", metavar="PATH", help="encoder model directory (DRIFTREC_MODEL)")
         g.add_argument("--artifacts", metavar="DIR", help="artifact store directory (ARTIFACT_DIR)")
         g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="DRIFTREC_DEVICE")
-        g.add_argument("--metrics-port", type=int, metavar="PORT",
+        g.add_argument("--metrics-port", type=flag_int(0, 65535), metavar="PORT",
                        help="serve Prometheus metrics on PORT (METRICS_PORT; 0 = off)")
 
 
@@ -58,14 +56,13 @@ def _settings(args: argparse.Namespace) -> Settings:
          "state_url": getattr(args, "state", None), "model": getattr(args, "model", None),
          "artifact_dir": getattr(args, "artifacts", None), "device": getattr(args, "device", None),
          "metrics_port": getattr(args, "metrics_port", None)}
-    s = Settings.from_env(**o)
-    if "SCORER_COMMENTS" not in os.environ:
-        # a service keeps comment encoding off its hot path (the core's default is sync)
-        s = dataclasses.replace(s, scorer=dataclasses.replace(s.scorer, comments="async"))
-    if not os.environ.get("SCORER_BATCH_SIZE"):
-        # a poll returns what is there, up to this: small batches when live, large ones
-        # (a user's events coalesced, fixed costs shared) when there is a backlog
-        s = dataclasses.replace(s, scorer=dataclasses.replace(s.scorer, batch_size=SERVICE_BATCH_SIZE))
+    # the services' defaults (settings.VARS): comment encoding off the hot path (async), and
+    # batches up to SERVICE_BATCH_SIZE: a poll returns what is there, up to this: small
+    # batches when live, large ones (a user's events coalesced, fixed costs shared) when
+    # there is a backlog
+    s = Settings.from_env(service=True, **o)
+    if getattr(args, "command", None) in ("topics", "replay", "scorer", "learner"):
+        check_kafka(s.kafka_bootstrap, "--bootstrap" if o["kafka_bootstrap"] else "KAFKA_BOOTSTRAP")
     return s
 
 
@@ -75,10 +72,12 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     def run(args: argparse.Namespace) -> int:
         from driftrec.stream.errors import StreamError
 
+        from .settings import redact
+
         try:
             return fn(args)
         except StreamError as exc:
-            print(f"driftrec {args.command}: error: {exc}", file=sys.stderr)
+            print(redact(f"driftrec {args.command}: error: {exc}").replace("\n", " "), file=sys.stderr)
             return 2
 
     return run
@@ -94,8 +93,9 @@ def add_parser(sub: Any) -> None:
     tsub = p.add_subparsers(dest="topics_command", metavar="ACTION")
     c = tsub.add_parser("create", help="create missing topics")
     _common(c, state=False)
-    c.add_argument("--partitions", type=int, default=3, help="partitions of the keyed topics (default 3)")
-    c.add_argument("--retention-hours", type=float, default=24 * 7, help="retention of events/recs (default 168)")
+    c.add_argument("--partitions", type=flag_int(1, 10_000), default=3,
+                   help="partitions of the keyed topics (default 3)")
+    c.add_argument("--retention-hours", type=flag_float(above=0), default=24 * 7, help="retention of events/recs (default 168)")
     c.set_defaults(func=_guard(cmd_topics_create))
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -104,15 +104,15 @@ def add_parser(sub: Any) -> None:
                                    "keyed by user_id to their per-type topic, paced by event time.\n\n"
                                    "  driftrec replay events.jsonl --items items.jsonl --to kafka --speed 60\n"
                                    "  driftrec replay ml-100k --format movielens --to kafka --rate 1000")
-    p.add_argument("log_path", nargs="?", metavar="LOG", help="the event log (or use --log)")
-    p.add_argument("--log", dest="log_opt", metavar="PATH", help="the event log")
+    p.add_argument("log_path", nargs="?", metavar="LOG", type=flag_path(), help="the event log (or use --log)")
+    p.add_argument("--log", dest="log_opt", metavar="PATH", type=flag_path(), help="the event log")
     p.add_argument("--format", default="jsonl", choices=["jsonl", "csv", "movielens"])
-    p.add_argument("--items", metavar="PATH", help="item catalog JSONL (jsonl/csv formats)")
+    p.add_argument("--items", metavar="PATH", type=flag_path("file"), help="item catalog JSONL (jsonl/csv formats)")
     p.add_argument("--to", default="kafka", choices=["kafka"], help="destination (kafka)")
-    p.add_argument("--speed", type=float, default=0.0,
+    p.add_argument("--speed", type=flag_float(0), default=0.0,
                    help="event-time speed-up: 0 = as fast as possible (default), 60 = 60x real time")
-    p.add_argument("--rate", type=float, default=0.0, help="a steady N events/s instead of event-time pacing")
-    p.add_argument("--limit", type=int, default=0, help="send only the first N events (by time)")
+    p.add_argument("--rate", type=flag_float(0), default=0.0, help="a steady N events/s instead of event-time pacing")
+    p.add_argument("--limit", type=flag_int(0), default=0, help="send only the first N events (by time; 0: all)")
     p.add_argument("--restamp", action="store_true",
                    help="set each event's ts to the wall-clock send time (latency measurements)")
     p.add_argument("--create-topics", action="store_true", help="create missing topics first")
@@ -127,9 +127,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--runtime", choices=["kafka", "faust"], default="kafka",
                    help="kafka: the aiokafka poll loop (default); faust: the faust-streaming app")
     p.add_argument("--group", default=SCORER_GROUP, help=f"consumer group (default {SCORER_GROUP})")
-    p.add_argument("--exit-when-idle", type=float, default=0.0, metavar="S",
+    p.add_argument("--exit-when-idle", type=flag_float(0), default=0.0, metavar="S",
                    help="exit after S seconds without records (tests, batch jobs)")
-    p.add_argument("--max-seconds", type=float, default=0.0, help="exit after this long (0 = run until stopped)")
+    p.add_argument("--max-seconds", type=flag_float(0), default=0.0, help="exit after this long (0 = run until stopped)")
     p.set_defaults(func=_guard(cmd_scorer))
 
     p = sub.add_parser("learner", help="run the learner service (Kafka + artifact store)", formatter_class=fmt,
@@ -137,7 +137,7 @@ def add_parser(sub: Any) -> None:
                                    "artifacts to ARTIFACT_DIR, register and announce them on `adapters`.")
     _common(p, model=True)
     p.add_argument("--group", default=LEARNER_GROUP, help=f"consumer group (default {LEARNER_GROUP})")
-    p.add_argument("--exit-when-idle", type=float, default=0.0, metavar="S",
+    p.add_argument("--exit-when-idle", type=flag_float(0), default=0.0, metavar="S",
                    help="exit after S seconds without records")
     p.add_argument("--train-on-exit", action="store_true", help="train once more before exiting (tests)")
     p.set_defaults(func=_guard(cmd_learner))
@@ -262,9 +262,9 @@ class AdapterWatcher:
             pass
 
 
-def scorer_threads() -> int:
+def scorer_threads(settings: Settings | None = None) -> int:
     """BLAS/torch threads of a scorer process (``SCORER_THREADS``, default 1)."""
-    return int(os.environ.get("SCORER_THREADS", "1"))
+    return (settings or Settings.from_env()).scorer_threads
 
 
 def _limit_threads(n: int) -> None:
@@ -294,7 +294,7 @@ class ScorerService:
         from .factory import base_table, load_encoder, make_scorer
 
         self.settings, self.group, self.metrics = settings, group, metrics
-        _limit_threads(scorer_threads())
+        _limit_threads(settings.scorer_threads)
         self.names = names = TopicNames(settings.topic_prefix)
         b = settings.kafka_bootstrap
         self.state = open_state(settings.state_url)
@@ -318,7 +318,7 @@ class ScorerService:
         # recs.updates and events.dlq (aiokafka's batch API: docs/operations.md, "Kafka clients")
         self.sink = KafkaSink(b)
         self.worker = ScorerWorker(self.scorer, self.state, self.sink, names, self.swaps, group,
-                                   cache_users=int(os.environ.get("SCORER_CACHE_USERS", "200000")))
+                                   cache_users=settings.scorer_cache_users)
         if metrics is not None:
             metrics.set_version(self.scorer.version)
         log.info("scorer ready: %d items, version %s, ranking first pass %s, resuming at %s", len(items),
@@ -461,7 +461,7 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
         source.commit(svc.worker.flush())  # the batch in flight is committed before they go
 
     # SCORER_PIPELINE=1: a batch's updates are acknowledged while the next batch is scored
-    svc.worker.set_pipeline(os.environ.get("SCORER_PIPELINE", "0") == "1")
+    svc.worker.set_pipeline(s.scorer_pipeline)
     try:
         source = KafkaSource(s.kafka_bootstrap, [*names.events, names.items], group,
                              start_offsets=svc.start_offsets, on_assign=assigned, on_revoke=revoked,

@@ -1,86 +1,540 @@
-"""Settings for the entry points, built once from the environment (prefixed names) and
-overridden by command-line flags. Code below the entry points receives config objects."""
+"""Settings for the entry points: every environment variable driftrec reads, declared once.
+
+:data:`VARS` is the table: each :class:`Var` names one variable, its type, default, bounds
+or allowed choices and a one-line meaning. :meth:`Settings.from_env` builds the settings from
+it (once, at an entry point; command-line flags override); code below the entry points
+receives config objects and never reads the environment. A bad value is a
+:class:`ConfigError` whose message is one line naming the variable, its value (passwords
+redacted) and what is allowed; the CLI prints it and exits with status 2.
+
+``driftrec settings`` prints the table as markdown (the README's is generated from it) and
+``driftrec settings --check`` validates the current environment.
+
+Examples
+--------
+>>> Settings.from_env({"SCORER_TOP_K": "5", "SCORER_PIPELINE": "yes"}).scorer.top_k
+5
+>>> Settings.from_env({"SCORER_TOP_K": "0"})
+Traceback (most recent call last):
+...
+driftrec.app.settings.ConfigError: SCORER_TOP_K='0': out of range; allowed: an integer from 1 to 10000
+>>> redact("redis://:s3cret@host:6379/0")
+'redis://:***@host:6379/0'
+"""
 from __future__ import annotations
 
+import argparse
 import os
+import re
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from driftrec.learner import LearnerConfig
 from driftrec.model import Representation
 from driftrec.scorer import ScorerConfig
 
+__all__ = ["ConfigError", "Settings", "VARS", "VARS_BY_NAME", "Var", "check_env", "check_kafka", "check_services",
+           "flag_choice", "flag_float", "flag_int", "flag_path", "markdown_table", "redact", "update_readme"]
+
 
 class ConfigError(ValueError):
-    """A setting is wrong; the message names the variable or flag."""
+    """A setting is wrong; the message (one line) names the variable or flag."""
 
 
-def _cache_dir() -> str:
-    return os.environ.get("DRIFTREC_CACHE", str(Path.home() / ".cache" / "driftrec"))
+def redact(text: str) -> str:
+    """``text`` with the password of every ``user:password@host`` in it replaced by ``***``
+    (the one helper, :func:`driftrec.state.redact`, which the Redis errors use too).
+
+    >>> redact("cannot reach Redis at u:pw@h:6379 (rediss://:x@y/0)")
+    'cannot reach Redis at u:***@h:6379 (rediss://:***@y/0)'
+    """
+    from driftrec.state import redact as _redact
+
+    return _redact(text)
+
+
+def _shown(var: "Var", raw: str) -> str:
+    """How a value appears in a message: a secret that is not a URL (a key) never does."""
+    if var.secret and "://" not in raw and "@" not in raw:
+        return "***"
+    return redact(raw)
+
+
+# ------------------------------------------------------------------ checks ---
+# Each check takes the raw string and returns the value, or raises ValueError whose message
+# is "<problem>" (the caller adds the name, the value and what is allowed).
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError("not a boolean")
+
+
+def _dir(raw: str) -> str:
+    """A directory that exists or can be created: no part of it is a regular file."""
+    p = Path(raw).expanduser()
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise ValueError("not a directory" if q == p else f"{q} is not a directory")
+            if not os.access(q, os.W_OK):
+                raise ValueError(f"{q} is not writable")
+            break
+    return str(p)
+
+
+def _model(raw: str) -> str:
+    """A local model directory (a path: must exist) or a Hugging Face id."""
+    if raw.startswith(("/", "./", "../", "~")) or os.sep in raw and Path(raw).expanduser().exists():
+        p = Path(raw).expanduser()
+        if not p.is_dir():
+            raise ValueError("no such model directory")
+        return str(p)
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", raw):
+        raise ValueError("neither an existing directory nor a Hugging Face id")
+    return raw
+
+
+def _bootstrap(raw: str) -> str:
+    for hp in raw.split(","):
+        host, _, port = hp.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{hp.strip()!r} is not HOST:PORT")
+    return raw
+
+
+def _state_url(raw: str) -> str:
+    from driftrec.state import BACKENDS
+
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme not in BACKENDS:
+        raise ValueError(f"unknown scheme {scheme!r}")
+    if scheme == "file":
+        path = raw[len("file://"):]
+        if not path:
+            raise ValueError("names no file")
+        if Path(path).is_dir():
+            raise ValueError("is a directory, not a file")
+        _dir(str(Path(path).parent))
+    elif scheme != "memory":
+        _redis_url(raw)
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"unknown scheme {parts.scheme!r}")
+    try:
+        parts.port  # noqa: B018 - parses the port
+    except ValueError:
+        raise ValueError("bad port") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("names no host")
+    return raw
+
+
+def _artifact_key(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("too short")
+    return raw
+
+
+def _topic_prefix(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{0,200}", raw):
+        raise ValueError("not a Kafka topic name")
+    return raw
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: where it goes in :class:`Settings` and what it may hold.
+
+    ``kind`` is ``int``, ``float``, ``bool``, ``choice`` or ``str``; ``check`` validates a
+    ``str`` (and says what is allowed in ``allowed``). ``service_default``: the default of
+    the Kafka services (``driftrec scorer|learner``) where it differs. ``flag``: the
+    command-line flag that overrides it, if any.
+    """
+
+    name: str
+    field: str
+    kind: str
+    default: Any
+    help: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+    check: Callable[[str], Any] | None = None
+    allowed_text: str = ""
+    service_default: Any = None
+    flag: str | None = None
+    secret: bool = False
+    lo_open: bool = False
+
+    @property
+    def allowed(self) -> str:
+        if self.allowed_text:
+            return self.allowed_text
+        if self.kind == "bool":
+            return "1, 0, true, false, yes, no"
+        if self.kind == "choice":
+            return ", ".join(self.choices)
+        if self.kind in ("int", "float"):
+            what = "an integer" if self.kind == "int" else "a number"
+            if self.lo is not None and self.lo_open:
+                return f"{what} > {_num(self.lo)}" + (f" and <= {_num(self.hi)}" if self.hi is not None else "")
+            if self.lo is not None and self.hi is not None:
+                return f"{what} from {_num(self.lo)} to {_num(self.hi)}"
+            if self.lo is not None:
+                return f"{what} >= {_num(self.lo)}"
+            return what
+        return "any text"
+
+    def parse(self, raw: str, label: str | None = None) -> Any:
+        """The typed value of ``raw``; :class:`ConfigError` (one line) if it is not allowed."""
+        try:
+            return self._parse(raw)
+        except ValueError as exc:
+            shown = _shown(self, raw)
+            raise ConfigError(f"{label or self.name}={shown!r}: {exc}; allowed: {self.allowed}") from None
+
+    def _parse(self, raw: str) -> Any:
+        raw = raw.strip()
+        if self.kind == "bool":
+            return _bool(raw)
+        if self.kind == "choice":
+            if raw not in self.choices:
+                raise ValueError("not one of the choices")
+            return raw
+        if self.kind in ("int", "float"):
+            try:
+                v: Any = int(raw) if self.kind == "int" else float(raw)
+            except ValueError:
+                raise ValueError("not an integer" if self.kind == "int" else "not a number") from None
+            low = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
+            if v != v or low or (self.hi is not None and v > self.hi) or v in (float("inf"), float("-inf")):
+                raise ValueError("out of range")
+            return v
+        return self.check(raw) if self.check else raw
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _cache_default() -> str:
+    return str(Path.home() / ".cache" / "driftrec")
+
+
+_SC, _LC = ScorerConfig(), LearnerConfig()
+
+#: Every environment variable driftrec reads (README "Configuration" is generated from it).
+VARS: tuple[Var, ...] = (
+    Var("STATE_URL", "state_url", "str", "memory://",
+        "state backend: memory://, file:///path/state.json or redis://[user:password@]host:port/db[?prefix=NAME]",
+        check=_state_url, allowed_text="memory://, file:///PATH, redis://HOST:PORT/DB", flag="--state",
+        secret=True),
+    Var("KAFKA_BOOTSTRAP", "kafka_bootstrap", "str", "127.0.0.1:9092", "Kafka bootstrap servers",
+        check=_bootstrap, allowed_text="HOST:PORT[,HOST:PORT...]", flag="--bootstrap"),
+    Var("TOPIC_PREFIX", "topic_prefix", "str", "", "namespace prepended to every topic name",
+        check=_topic_prefix, allowed_text="letters, digits, '.', '_', '-' (at most 200)", flag="--topic-prefix"),
+    Var("ARTIFACT_DIR", "artifact_dir", "str", "$DRIFTREC_CACHE/artifacts",
+        "artifact store: one folder per model version", check=_dir,
+        allowed_text="a directory (created if missing)", flag="--artifacts"),
+    Var("DRIFTREC_CACHE", "cache_dir", "str", "~/.cache/driftrec", "caches: encoded catalog vectors, the default artifact store",
+        check=_dir, allowed_text="a directory (created if missing)"),
+    Var("DRIFTREC_MODEL", "model", "str", None, "text encoder: a local model directory or a Hugging Face id "
+        "(default: the bundled all-MiniLM-L6-v2)", check=_model,
+        allowed_text="an existing directory or a Hugging Face id", flag="--model"),
+    Var("DRIFTREC_DEVICE", "device", "choice", "auto", "where the learner trains (auto: cuda if available)",
+        choices=("auto", "cpu", "cuda"), flag="--device"),
+    Var("METRICS_PORT", "metrics_port", "int", 0, "serve Prometheus metrics on this port (0: off)",
+        lo=0, hi=65535, flag="--metrics-port"),
+    Var("SCORER_TOP_K", "scorer.top_k", "int", _SC.top_k, "recommendations per user", lo=1, hi=10_000),
+    Var("SCORER_BATCH_SIZE", "scorer.batch_size", "int", _SC.batch_size, "largest micro-batch of events",
+        lo=1, hi=1_000_000, service_default=4096),
+    Var("SCORER_BATCH_MS", "scorer.batch_ms", "int", _SC.batch_ms, "longest wait for a micro-batch to fill (ms)",
+        lo=0, hi=60_000),
+    Var("SCORER_COMMENTS", "scorer.comments", "choice", _SC.comments,
+        "comment text as evidence: sync (in the batch), async (off the hot path), off",
+        choices=("sync", "async", "off"), service_default="async"),
+    Var("SCORER_RANK_PRECISION", "scorer.rank_precision", "choice", _SC.rank_precision,
+        "first ranking pass: float32, bfloat16 or auto (bfloat16 where the CPU has it)",
+        choices=("auto", "float32", "bfloat16")),
+    Var("SCORER_THREADS", "scorer_threads", "int", 1, "BLAS/torch threads of a scorer process", lo=1, hi=1024),
+    Var("SCORER_CACHE_USERS", "scorer_cache_users", "int", 200_000,
+        "user states a scorer keeps cached while it owns its users (0: off)", lo=0, hi=100_000_000),
+    Var("SCORER_PIPELINE", "scorer_pipeline", "bool", False,
+        "acknowledge a batch's outputs while the next batch is scored"),
+    Var("LEARNER_WINDOW", "learner.window_events", "int", _LC.window_events, "events in the rolling window",
+        lo=8, hi=10_000_000),
+    Var("LEARNER_TRAIN_EVERY", "learner.train_every", "int", _LC.train_every, "events between trainings",
+        lo=1, hi=100_000_000),
+    Var("LEARNER_LORA_EVERY", "learner.lora_every", "int", _LC.lora_every,
+        "fine-tune the adapters on every n-th training (and on drift)", lo=1, hi=1_000_000),
+    Var("LEARNER_LORA_R", "lora_r", "int", 8, "LoRA rank of the adapters", lo=1, hi=256),
+    Var("REDIS_URL", "redis_url", "str", "redis://127.0.0.1:6379/0",
+        "Redis of `driftrec bench kafka` and the integration tests", check=_redis_url,
+        allowed_text="redis://..., rediss://..., unix://...", flag="--redis", secret=True),
+    Var("ARTIFACT_KEY", "artifact_key", "str", None,
+        "shared key: the learner signs each artifact's manifest (HMAC-SHA256), the scorer refuses "
+        "unsigned or wrongly signed ones (unset: no signing)", check=_artifact_key,
+        allowed_text="at least 16 characters", secret=True),
+    Var("EVENT_MAX_SKEW_S", "event_max_skew_s", "int", 3600,
+        "events further ahead of the wall clock than this go to events.dlq (ts_out_of_range)",
+        lo=0, hi=365 * 86400),
+    Var("EVENT_MAX_AGE_DAYS", "event_max_age_days", "int", 0,
+        "events older than this go to events.dlq (ts_out_of_range); 0: no bound (replays of "
+        "recorded logs keep their times)", lo=0, hi=100 * 365),
+)
+#: The declarations by variable name.
+VARS_BY_NAME = {v.name: v for v in VARS}
+_BY_FIELD = {v.field: v for v in VARS}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything an entry point needs, with defaults that run on a laptop.
-
-    Environment: ``STATE_URL`` (memory:// | file:///path | redis://host:port/db),
-    ``KAFKA_BOOTSTRAP``, ``TOPIC_PREFIX``, ``ARTIFACT_DIR``, ``DRIFTREC_MODEL`` (local model
-    path; default the bundled all-MiniLM-L6-v2), ``DRIFTREC_DEVICE`` (auto|cpu|cuda),
-    ``SCORER_TOP_K``, ``SCORER_BATCH_SIZE``, ``SCORER_BATCH_MS``, ``SCORER_COMMENTS``,
-    ``SCORER_RANK_PRECISION``, ``LEARNER_WINDOW``, ``LEARNER_TRAIN_EVERY``, ``LEARNER_LORA_R``,
-    ``METRICS_PORT``, ``DRIFTREC_CACHE``.
-    """
+    """Everything an entry point needs, with defaults that run on a laptop (see :data:`VARS`)."""
 
     state_url: str = "memory://"
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = ""
-    artifact_dir: str = field(default_factory=lambda: str(Path(_cache_dir()) / "artifacts"))
-    cache_dir: str = field(default_factory=_cache_dir)
+    artifact_dir: str = field(default_factory=lambda: str(Path(_cache_default()) / "artifacts"))
+    cache_dir: str = field(default_factory=_cache_default)
     model: str | None = None
     device: str = "auto"
     lora_r: int = 8
     max_len: int = 32
     metrics_port: int = 0
+    scorer_threads: int = 1
+    scorer_cache_users: int = 200_000
+    scorer_pipeline: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    artifact_key: str | None = None
+    event_max_skew_s: int = 3600
+    event_max_age_days: int = 0
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     rep: Representation = field(default_factory=Representation)
 
+    def time_bounds(self) -> Any:
+        """The plausible event times of the services (``EVENT_MAX_SKEW_S``, ``EVENT_MAX_AGE_DAYS``)."""
+        from driftrec.stream import TimeBounds
+
+        return TimeBounds(self.event_max_skew_s * 1000,
+                          self.event_max_age_days * 86_400_000 if self.event_max_age_days else None)
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, service: bool = False,
+                 **overrides: Any) -> "Settings":
+        """Settings from ``env`` (default ``os.environ``); an empty value counts as unset.
+        ``service``: the Kafka services' defaults (:attr:`Var.service_default`).
+        ``overrides`` (command-line flags; ``None`` = not given) win over the environment."""
         env = os.environ if env is None else env
-
-        def num(name: str, default: int) -> int:
-            v = env.get(name)
-            if v in (None, ""):
-                return default
-            try:
-                return int(v)
-            except ValueError:
-                raise ConfigError(f"{name}={v!r} must be an integer") from None
-
-        base = cls()
-        s = cls(
-            state_url=env.get("STATE_URL", base.state_url),
-            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", base.kafka_bootstrap),
-            topic_prefix=env.get("TOPIC_PREFIX", ""),
-            artifact_dir=env.get("ARTIFACT_DIR", base.artifact_dir),
-            cache_dir=env.get("DRIFTREC_CACHE", base.cache_dir),
-            model=env.get("DRIFTREC_MODEL") or None,
-            device=env.get("DRIFTREC_DEVICE", "auto"),
-            lora_r=num("LEARNER_LORA_R", base.lora_r),
-            metrics_port=num("METRICS_PORT", 0),
-            scorer=replace(base.scorer, top_k=num("SCORER_TOP_K", base.scorer.top_k),
-                           batch_size=num("SCORER_BATCH_SIZE", base.scorer.batch_size),
-                           batch_ms=num("SCORER_BATCH_MS", base.scorer.batch_ms),
-                           comments=env.get("SCORER_COMMENTS", base.scorer.comments),
-                           rank_precision=env.get("SCORER_RANK_PRECISION", base.scorer.rank_precision)),
-            learner=replace(base.learner, window_events=num("LEARNER_WINDOW", base.learner.window_events),
-                            train_every=num("LEARNER_TRAIN_EVERY", base.learner.train_every),
-                            lora_every=num("LEARNER_LORA_EVERY", base.learner.lora_every)),
-        )
         known = {f.name for f in fields(cls)}
         bad = set(overrides) - known
         if bad:
             raise ConfigError(f"unknown settings {sorted(bad)}")
-        return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+        top: dict[str, Any] = {}
+        sub: dict[str, dict[str, Any]] = {"scorer": {}, "learner": {}}
+        cache = env.get("DRIFTREC_CACHE") or None
+        for var in VARS:
+            raw = env.get(var.name)
+            if raw is not None and raw.strip() != "":
+                value = var.parse(raw)
+            elif service and var.service_default is not None:
+                value = var.service_default
+            elif var.name == "ARTIFACT_DIR":
+                value = str(Path(cache or _cache_default()) / "artifacts")
+            elif var.name == "DRIFTREC_CACHE":
+                value = _cache_default()
+            else:
+                value = var.default
+            head, _, rest = var.field.partition(".")
+            (sub[head].__setitem__(rest, value) if rest else top.__setitem__(head, value))
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            var = _BY_FIELD.get(name)
+            if var is not None and isinstance(value, str):
+                value = var.parse(value, label=var.flag or name)
+            top[name] = value
+        base = cls()
+        try:
+            scorer = top.pop("scorer", None) or replace(base.scorer, **sub["scorer"])
+            learner = top.pop("learner", None) or replace(base.learner, **sub["learner"])
+        except ValueError as exc:  # a combination the core refuses (each value alone was fine)
+            raise ConfigError(str(exc)) from None
+        return cls(scorer=scorer, learner=learner, **top)
+
+
+def check_env(env: Mapping[str, str] | None = None) -> list[str]:
+    """One line per bad variable in ``env`` (default ``os.environ``); empty when all are fine."""
+    env = os.environ if env is None else env
+    errors = []
+    for var in VARS:
+        raw = env.get(var.name)
+        if raw is not None and raw.strip() != "":
+            try:
+                var.parse(raw)
+            except ConfigError as exc:
+                errors.append(str(exc))
+    return errors
+
+
+def check_kafka(bootstrap: str, label: str = "KAFKA_BOOTSTRAP", timeout_s: float = 5.0) -> None:
+    """:class:`ConfigError` (one line) unless one of the bootstrap servers accepts a TCP
+    connection: a fast, quiet answer instead of a client's retries."""
+    import socket
+
+    why = ""
+    for hp in bootstrap.split(","):
+        host, _, port = hp.strip().rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+            return
+        except (OSError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+    raise ConfigError(f"{label}={bootstrap!r}: no Kafka broker reachable ({why}); allowed: the address of a "
+                      f"running broker (scripts/services.sh up kafka)")
+
+
+def check_services(s: Settings) -> list[str]:
+    """One line per service of ``s`` that cannot be reached (Kafka bootstrap, Redis state)."""
+    errors = []
+    try:
+        check_kafka(s.kafka_bootstrap)
+    except ConfigError as exc:
+        errors.append(str(exc))
+    if s.state_url.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        errors.extend(_check_state(s.state_url))
+    return errors
+
+
+def _check_state(url: str) -> list[str]:
+    from driftrec.state import StateError, open_state
+
+    try:
+        open_state(url).close()
+    except StateError as exc:
+        return [redact(f"STATE_URL={url!r}: {exc}")]
+    return []
+
+
+README_START, README_END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+
+
+def update_readme(path: str | Path) -> bool:
+    """Write :func:`markdown_table` between the README's markers; whether the file changed."""
+    p = Path(path)
+    text = p.read_text()
+    if README_START not in text or README_END not in text:
+        raise ConfigError(f"{p}: no {README_START} ... {README_END} markers; allowed: a README with both")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_START}\n{markdown_table()}\n{README_END}{tail}"
+    if new != text:
+        p.write_text(new)
+    return new != text
+
+
+def markdown_table() -> str:
+    """The README's configuration table (``driftrec settings``)."""
+    rows = ["| variable | default | allowed | meaning |", "|---|---|---|---|"]
+    for v in VARS:
+        default = "(none)" if v.default is None else (
+            ("1" if v.default else "0") if v.kind == "bool" else (str(v.default) if v.default != "" else "(empty)"))
+        if v.service_default is not None:
+            default += f" (services: {v.service_default})"
+        meaning = v.help + (f"; flag `{v.flag}`" if v.flag else "")
+        rows.append(f"| `{v.name}` | `{default}` | {v.allowed} | {meaning} |".replace("`(none)`", "(none)")
+                    .replace("`(empty)`", "(empty)"))
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------- command-line flags ---
+def flag_int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` for an integer in ``[lo, hi]`` (a bad one: one line, exit 2)."""
+    return _flag(Var("", "", "int", None, "", lo=lo, hi=hi), "int")
+
+
+def flag_float(lo: float | None = None, hi: float | None = None, above: float | None = None
+               ) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite number in ``[lo, hi]`` (or ``(above, hi]``)."""
+    if above is not None:
+        return _flag(Var("", "", "float", None, "", lo=above, hi=hi, lo_open=True), "float")
+    return _flag(Var("", "", "float", None, "", lo=lo, hi=hi), "float")
+
+
+def flag_choice(*choices: str) -> Callable[[str], str]:
+    return _flag(Var("", "", "choice", None, "", choices=choices), "choice")
+
+
+def flag_path(kind: str = "any") -> Callable[[str], str]:
+    """An argparse ``type=`` for an existing path: ``file``, ``dir`` or ``any``."""
+
+    def check(raw: str) -> str:
+        p = Path(raw).expanduser()
+        ok = p.is_file() if kind == "file" else p.is_dir() if kind == "dir" else p.exists()
+        if not ok:
+            what = {"file": "file", "dir": "directory"}.get(kind, "file or directory")
+            problem = "does not exist" if not p.exists() else f"is not a {what}"
+            raise argparse.ArgumentTypeError(f"{raw!r} {problem}; allowed: an existing {what}")
+        return raw
+
+    check.__name__ = kind
+    return check
+
+
+def _flag(var: Var, name: str) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        try:
+            return var._parse(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{raw!r}: {exc}; allowed: {var.allowed}") from None
+
+    convert.__name__ = name
+    return convert
+
+
+# ----------------------------------------------------------- the command ---
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("settings", help="the environment variables: a table, or check the current ones",
+                       description="Print every environment variable driftrec reads as a markdown table "
+                                   "(name, default, allowed values, meaning), or with --check validate "
+                                   "the current environment (exit status 2 if a value is bad).")
+    p.add_argument("--check", action="store_true", help="validate the current environment")
+    p.add_argument("--connect", action="store_true",
+                   help="with --check: also reach the Kafka bootstrap servers and a Redis STATE_URL")
+    p.add_argument("--update-readme", metavar="PATH",
+                   help="write the table between the settings-table markers of PATH (README.md)")
+    p.set_defaults(func=cmd_settings)
+
+
+def cmd_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    if getattr(args, "update_readme", None):
+        changed = update_readme(args.update_readme)
+        print(f"{args.update_readme}: {'updated' if changed else 'already up to date'}")
+        return 0
+    if not args.check:
+        print(markdown_table())
+        return 0
+    errors = check_env(env)
+    if not errors and args.connect:
+        errors = check_services(Settings.from_env(env))
+    for e in errors:
+        print(f"driftrec settings: error: {e}", file=sys.stderr)
+    if errors:
+        return 2
+    shown = [f"{v.name}={_shown(v, env[v.name])}" for v in VARS if env.get(v.name, "").strip()]
+    print("ok" + (": " + ", ".join(shown) if shown else ": every variable at its default"))
+    return 0

@@ -74,7 +74,7 @@ def core_rate(settings, items, events) -> dict[str, float]:
     table = base_table(enc, items, settings.cache_dir)
     scorer, _ = make_scorer(enc, table, settings.rep, settings.scorer, background=False)
     threads, bs = torch.get_num_threads(), settings.scorer.batch_size
-    n = scorer_threads()  # as the service
+    n = scorer_threads(settings)  # as the service
     users: dict = {}
     try:
         with threadpool_limits(n):
@@ -175,25 +175,31 @@ def wait_for(pred, timeout: float, procs: list[subprocess.Popen] = ()) -> None:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The flags of the Kafka bench (shared by `driftrec bench kafka` and the script)."""
-    ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-                    help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or %(default)s)")
-    ap.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                    help="Redis for the scorer's state (default: $REDIS_URL or %(default)s)")
-    ap.add_argument("--model", default=os.environ.get("DRIFTREC_MODEL"), help="encoder (default: bundled MiniLM)")
-    ap.add_argument("--events", type=int, default=20_000, help="backlog size for the throughput run")
-    ap.add_argument("--raw", type=int, default=100_000, help="messages for the raw rates")
-    ap.add_argument("--rate", type=float, default=1000.0, help="steady rate of the latency run")
-    ap.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
-    ap.add_argument("--users", type=int, default=2000, help="users in the synthetic stream")
-    ap.add_argument("--items", type=int, default=2000, help="catalog size")
-    ap.add_argument("--partitions", type=int, default=3, help="partitions of each topic")
+    from driftrec.app.settings import flag_float, flag_int
+
+    ap.add_argument("--bootstrap", default=None,
+                    help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or 127.0.0.1:9092)")
+    ap.add_argument("--redis", default=None,
+                    help="Redis for the scorer's state (default: $REDIS_URL or redis://127.0.0.1:6379/0)")
+    ap.add_argument("--model", default=None, help="encoder (default: $DRIFTREC_MODEL or the bundled MiniLM)")
+    ap.add_argument("--events", type=flag_int(1), default=20_000, help="backlog size for the throughput run")
+    ap.add_argument("--raw", type=flag_int(1), default=100_000, help="messages for the raw rates")
+    ap.add_argument("--rate", type=flag_float(above=0), default=1000.0, help="steady rate of the latency run")
+    ap.add_argument("--seconds", type=flag_float(above=0), default=20.0, help="length of the latency run")
+    ap.add_argument("--users", type=flag_int(1), default=2000, help="users in the synthetic stream")
+    ap.add_argument("--items", type=flag_int(8), default=2000, help="catalog size")
+    ap.add_argument("--partitions", type=flag_int(1, 10_000), default=3, help="partitions of each topic")
     ap.add_argument("--runtime", choices=["kafka", "faust"], default="kafka", help="the scorer's runtime")
-    ap.add_argument("--scorers", type=int, default=1,
+    ap.add_argument("--scorers", type=flag_int(1, 64), default=1,
                     help="scorer processes in one consumer group (scale-out; default 1)")
 
 
 def run(args: argparse.Namespace) -> dict:
     """Runs the three measurements; returns the figures."""
+    from driftrec.app.settings import Settings
+
+    st = Settings.from_env(kafka_bootstrap=args.bootstrap, redis_url=args.redis, model=args.model)
+    args.bootstrap, args.redis, args.model = st.kafka_bootstrap, st.redis_url, st.model
     from driftrec.app.runtime import TopicNames
     from driftrec.app.services import all_topics, ensure_topics
     from driftrec.state.redis import RedisStateStore

@@ -336,6 +336,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
+    from driftrec.app.settings import flag_float, flag_int
+
     p = sub.add_parser("bench", help="speed and memory figures: scorer, swap, learner, kafka",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     benches = p.add_subparsers(dest="what", metavar="BENCH", required=True)
@@ -346,22 +348,23 @@ def add_parser(sub: Any) -> None:
         q = benches.add_parser(name, help=text, description=text)
         q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
         if name in ("scorer", "swap"):
-            q.add_argument("--items", type=int, default=10_000, help="catalog size")
-            q.add_argument("--dim", type=int, default=384, help="vector dimensions")
-            q.add_argument("--users", type=int, default=10_000, help="users")
-            q.add_argument("--events", type=int, default=60_000, help="events to time")
-            q.add_argument("--batch", type=int, default=1024 if name == "scorer" else 256, help="micro-batch size")
+            q.add_argument("--items", type=flag_int(1), default=10_000, help="catalog size")
+            q.add_argument("--dim", type=flag_int(1, 65_536), default=384, help="vector dimensions")
+            q.add_argument("--users", type=flag_int(1), default=10_000, help="users")
+            q.add_argument("--events", type=flag_int(1), default=60_000, help="events to time")
+            q.add_argument("--batch", type=flag_int(1), default=1024 if name == "scorer" else 256,
+                           help="micro-batch size")
             q.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
                            help="first pass of the ranking (SCORER_RANK_PRECISION; auto: bfloat16 where the "
                                 "CPU has it natively; the ranking is exact either way)")
         if name == "swap":
-            q.add_argument("--swaps", type=int, default=5, help="hot-swaps during the run")
-            q.add_argument("--rate", type=float, default=4_000.0, help="steady stream rate, events/s")
+            q.add_argument("--swaps", type=flag_int(0), default=5, help="hot-swaps during the run")
+            q.add_argument("--rate", type=flag_float(above=0), default=4_000.0, help="steady stream rate, events/s")
         if name == "learner":
-            q.add_argument("--items", type=int, default=1_600, help="catalog size (re-encoded after training)")
-            q.add_argument("--window", type=int, default=4096, help="window in events")
+            q.add_argument("--items", type=flag_int(1), default=1_600, help="catalog size (re-encoded after training)")
+            q.add_argument("--window", type=flag_int(8), default=4096, help="window in events")
             q.add_argument("--model", default=None, help="encoder path (default all-MiniLM-L6-v2)")
-            q.add_argument("--device", default="auto", help="auto|cpu|cuda")
+            q.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where it trains")
             q.add_argument("--no-lora", action="store_true", help="train the item parts only (no adapters)")
         q.set_defaults(func=cmd_bench)
     from . import kafka as bench_kafka

@@ -287,16 +287,21 @@ def _one_blas_thread() -> Any:
 # ---- the command -------------------------------------------------------------------------
 def load_stream(args: argparse.Namespace) -> tuple[list[Event], list[Item], int | None, str]:
     if args.log:
+        from driftrec.app.settings import ConfigError
         from driftrec.stream import read_log
 
         log_ = read_log(args.log, args.format, args.items)
+        if not log_.events:
+            first = f" (first: {log_.rejected[0].reason})" if log_.rejected else ""
+            raise ConfigError(f"--log {args.log!r}: no valid event in it; {len(log_.rejected)} records "
+                              f"rejected{first}; allowed: a log with at least one valid event")
         if log_.rejected:
             log.warning("%d records of %s were rejected (first: %s)", len(log_.rejected), args.log,
                         log_.rejected[0].reason)
         events = log_.events[: args.events] if args.events else log_.events
         items = list(log_.items)
         if not items:
-            raise ValueError("the log has no item catalog: pass --items PATH (JSONL or CSV)")
+            raise ConfigError("the log has no item catalog: pass --items PATH (JSONL or CSV)")
         return events, items, args.shift_ts, os.path.basename(os.path.normpath(args.log))
     from driftrec.app.demo import emerging_kwargs
     from driftrec.stream.synthetic import generate
@@ -377,32 +382,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
+    from driftrec.app.settings import flag_int, flag_path
+
     p = sub.add_parser("eval", help="drift tests: prequential evaluation with baselines",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scenario", choices=SCENARIOS, default=None,
                      help="a synthetic stream with a known shift (default: abrupt). " + SCENARIO_HELP)
-    src.add_argument("--log", help="an event log (JSONL, CSV or the MovieLens folder)")
+    src.add_argument("--log", type=flag_path(), help="an event log (JSONL, CSV or the MovieLens folder)")
     p.add_argument("--format", choices=("jsonl", "csv", "movielens"), default="jsonl")
-    p.add_argument("--items", help="the item catalog for JSONL and CSV logs")
-    p.add_argument("--events", type=int, default=None,
+    p.add_argument("--items", type=flag_path("file"), help="the item catalog for JSONL and CSV logs")
+    p.add_argument("--events", type=flag_int(1), default=None,
                    help="use the first N events of the log (synthetic: generate N; default 20000)")
     p.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated: %(default)s")
     p.add_argument("--model", default=None, help="local encoder path (default: bundled all-MiniLM-L6-v2)")
-    p.add_argument("--device", default=None, help="auto|cpu|cuda")
-    p.add_argument("--train-every", type=int, default=None, help="events between trainings")
-    p.add_argument("--lora-every", type=int, default=None,
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="where the learner trains")
+    p.add_argument("--train-every", type=flag_int(1), default=None, help="events between trainings")
+    p.add_argument("--lora-every", type=flag_int(1), default=None,
                    help="fine-tune the adapters on every n-th training (and on drift); the item "
                         "parts train every time (default LEARNER_LORA_EVERY or 5)")
     p.add_argument("--drift", choices=("adwin", "page_hinkley", "none"), default=None,
                    help="the learner's drift trigger (default: the settings', adwin)")
-    p.add_argument("--window", type=int, default=None,
+    p.add_argument("--window", type=flag_int(1), default=None,
                    help="target events per window (default: about 1/20 of the targets, 100..1000)")
     p.add_argument("--targets", default=",".join(pq.DEFAULT_TARGETS), help="event types scored: %(default)s")
-    p.add_argument("--shift-ts", type=int, default=None, help="a known shift (epoch ms) in a log")
-    p.add_argument("-k", "--k", type=int, default=10, help="top-k (default 10)")
-    p.add_argument("--max-batch", type=int, default=256, help="largest conflict-free micro-batch")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shift-ts", type=flag_int(0), default=None, help="a known shift (epoch ms) in a log")
+    p.add_argument("-k", "--k", type=flag_int(1, 10_000), default=10, help="top-k (default 10)")
+    p.add_argument("--max-batch", type=flag_int(1), default=256, help="largest conflict-free micro-batch")
+    p.add_argument("--seed", type=flag_int(0), default=0)
     from driftrec.app.demo import emerging_args
 
     emerging_args(p)
