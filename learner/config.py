@@ -18,6 +18,8 @@ class LearnerConfig:
     ablation); ``train_items=False`` trains the adapters only. Each training fits the
     item parts first (at most ``item_max_steps`` steps), then the adapters on top (at most
     ``max_steps``) on every ``lora_every``-th training and on every drift trigger.
+    ``age_weights``: the weights of the freshness prior (a log engagement rate by item age,
+    learned from the window where items have publication times) tried on validation.
     ``cooc_neighbours`` > 0 ships each item's top co-engaged neighbours with every version,
     weighted by the best of ``cooc_weights`` (or 0) on validation (see :mod:`driftrec.model.cooc`).
     ``lora_gate_z``: an adapter update is kept only if it beats the item parts alone on
@@ -39,6 +41,8 @@ class LearnerConfig:
     cooc_neighbours: int = 50
     cooc_history: int = 50
     cooc_weights: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    #: weights of the learned freshness prior tried on validation (besides 0); () = off
+    age_weights: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
     grad_items: int = 64
     lr_lora: float = 1e-3
     lr_items: float = 0.003

@@ -281,6 +281,9 @@ class Learner:
         cooc_w = 0.0
         if self.cooc is not None:
             cand, m_new, cooc_w = self._with_cooc(cand, m_new, val_p, pop)
+        age_w = 0.0
+        if self.item_ts and cfg.age_weights:
+            cand, m_new, age_w = self._with_age(cand, m_new, train_p, val_p, pop)
         train_s = time.perf_counter() - t0 - encode_s
         loss_after = self._loss(cand, ctx_idx, ctx_w, tgt, prior)
         accepted = _better(m_new, m_cur, cfg.min_gain)
@@ -291,6 +294,7 @@ class Learner:
                    "val_hr_current": round(m_cur["hr"], 5), "val_hr_candidate": round(m_new["hr"], 5),
                    "val_mrr_current": round(m_cur["mrr"], 5), "val_mrr_candidate": round(m_new["mrr"], 5),
                    "val_hr_items_only": round(m_items["hr"], 5), "cooc_weight": cooc_w,
+                   "age_weight": age_w,
                    "train_s": round(train_s, 3), "items_s": round(items_s, 3), "encode_s": round(encode_s, 3),
                    "use_lora": enc is not None, "adapter_update": adapter_update,
                    "accepted": accepted}
@@ -325,6 +329,30 @@ class Learner:
         n_idx, n_w = co.neighbours(ids, cfg.cooc_neighbours)
         return cand.with_cooc(n_idx, n_w, best_w), best_m, best_w
 
+    def _with_age(self, cand: ItemTable, m_cand: dict[str, float], train_p: Sequence[Pair],
+                  val_p: Sequence[Pair], pop: np.ndarray) -> tuple[ItemTable, dict[str, float], float]:
+        """Learn how engagement varies with an item's age on the training pairs
+        (:func:`fit_age_curve`), pick its weight on validation (0 unless one wins), ship it."""
+        pub = self._pub_vector(cand)
+        tgt = np.array([cand.index(p.target) for p in train_p], np.int64)
+        ts = np.array([p.ts for p in train_p], np.float64)
+        ok = tgt >= 0
+        lograte = fit_age_curve(ts[ok] - pub[tgt[ok]], pub, float(ts.min()), float(ts.max()), AGE_EDGES_MS)
+        base = cand.with_age(None, None, 0.0)
+        if not val_p or not np.any(lograte):
+            return base, m_cand if not cand.has_age_prior else self.evaluate(val_p, base, pop), 0.0
+        vts = np.array([p.ts for p in val_p], np.float64)
+        curve = base.with_age(AGE_EDGES_MS, lograte, 1.0).age_prior((vts[:, None] - pub[None, :]).ravel())
+        curve = curve.reshape(len(val_p), -1)
+        best_w, best_m = 0.0, (m_cand if not cand.has_age_prior else self.evaluate(val_p, base, pop))
+        for wgt in self.config.age_weights:
+            m = _means(self.evaluate_each(val_p, base, pop, extra=np.float32(wgt) * curve))
+            if _better(m, best_m, 0.0):
+                best_w, best_m = float(wgt), m
+        if best_w == 0.0:
+            return base, best_m, 0.0
+        return base.with_age(AGE_EDGES_MS, lograte, best_w), best_m, best_w
+
     # ---- evaluation --------------------------------------------------------------------
     def evaluate(self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray,
                  k: int = 10) -> dict[str, float]:
@@ -334,8 +362,10 @@ class Learner:
         return _means(self.evaluate_each(pairs, table, pop, k))
 
     def evaluate_each(self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray,
-                      k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Per pair: HR@k (expected over ties) and reciprocal rank."""
+                      k: int = 10, extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair: HR@k (expected over ties) and reciprocal rank. With publication times,
+        each pair ranks the items published by its time, with ``table``'s freshness prior of
+        their age then; ``extra``: a ``[pairs, items]`` addition to the scores."""
         if not pairs:
             return np.zeros(0), np.zeros(0)
         ctx_idx, ctx_w, tgt = self._arrays(pairs, table)
@@ -343,6 +373,14 @@ class Learner:
         U = user_vectors(ctx_idx, ctx_w, table.context)
         S = scores(U, table.vectors, table.bias, self.rep.pop_prior(pop, self.last_ts),
                    self.rep.temperature)
+        if extra is not None:
+            S += extra
+        if self.item_ts:
+            pub = self._pub_vector(table)
+            age = np.array([p.ts for p in pairs], np.float64)[:, None] - pub[None, :]
+            if table.has_age_prior:
+                S += table.age_prior(age.ravel()).reshape(S.shape)
+            S[age < 0] = -np.inf  # not yet published
         if table.cooc_weight and table.nbr_idx is not None and table.nbr_w is not None:
             add_cooc(S, ctx_idx, ctx_w, table.nbr_idx, table.nbr_w, table.cooc_weight)
         rows = np.arange(len(pairs))
@@ -359,6 +397,15 @@ class Learner:
     # ---- helpers -----------------------------------------------------------------------
     def _pop_vector(self, table: ItemTable) -> np.ndarray:
         return np.array([self._pop.get(i, -np.inf) for i in table.item_ids], np.float64)
+
+    def _pub_vector(self, table: ItemTable) -> np.ndarray:
+        """Publication times of ``table``'s items (-inf: unknown), cached per catalog."""
+        c = getattr(self, "_pub_cache", None)
+        if c is None or c[0] is not table.item_ids or c[1] != len(self.item_ts):
+            get = self.item_ts.get
+            c = self._pub_cache = (table.item_ids, len(self.item_ts),
+                                   np.array([get(i, -np.inf) for i in table.item_ids], np.float64))
+        return c[2]
 
     def _arrays(self, pairs: Sequence[Pair], table: ItemTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         H = max(1, max(len(p.ctx_items) for p in pairs))
@@ -387,6 +434,48 @@ class Learner:
             return float(_softmax_loss(torch.from_numpy(table.context), torch.from_numpy(table.vectors),
                                        torch.from_numpy(table.bias), prior, ctx_idx[:n], ctx_w[:n],
                                        tgt[:n], self.rep.temperature))
+
+
+#: Left edges (ms) of the age bins of the freshness prior: 0, then 1 s to a year, about x2 apart.
+AGE_EDGES_MS = np.concatenate([[0.0], np.geomspace(1_000.0, 365 * 24 * 3600 * 1000.0, 25)])
+
+
+def fit_age_curve(ages: np.ndarray, pub: np.ndarray, lo: float, hi: float, edges: np.ndarray,
+                  pseudo: float = 1.0) -> np.ndarray:
+    """Log engagement rate by item age, relative to the average, over the span ``[lo, hi]``.
+
+    ``ages``: the age (ms) of the engaged item at each engagement; ``pub``: publication
+    times of the catalog (-inf: unknown, left out). The rate of bin ``b`` is its
+    engagements over its exposure (item-milliseconds spent at an age in the bin during the
+    span), shrunk towards the average rate by ``pseudo`` engagements; the result is
+    ``log(rate_b / average)``, 0 for bins without exposure.
+
+    Examples
+    --------
+    >>> edges = np.array([0.0, 10.0])  # two bins: younger and older than 10 ms
+    >>> pub = np.array([0.0, 0.0, 50.0, 90.0])  # items published over the span 0..100
+    >>> r = fit_age_curve(np.array([1.0, 2.0, 3.0, 5.0, 4.0, 60.0]), pub, 0.0, 100.0, edges)
+    >>> bool(r[0] > 0 > r[1])  # young items are engaged at a higher rate
+    True
+    """
+    ages = np.asarray(ages, np.float64)
+    known = np.isfinite(ages)
+    ages = ages[known]
+    p = pub[np.isfinite(pub)]
+    nb = len(edges)
+    if hi <= lo or not p.size or not ages.size:
+        return np.zeros(nb, np.float32)
+    right = np.append(edges[1:], np.inf)
+    start = np.maximum(lo, p[:, None] + edges[None, :])
+    end = np.minimum(hi, p[:, None] + right[None, :])
+    exposure = np.maximum(0.0, end - start).sum(0)
+    b = np.maximum(np.searchsorted(edges, ages, side="right") - 1, 0)
+    n = np.bincount(b, minlength=nb).astype(np.float64)
+    r0 = n.sum() / max(exposure.sum(), 1e-12)
+    out = np.zeros(nb, np.float64)
+    has = exposure > 0
+    out[has] = np.log((n[has] + pseudo) / (exposure[has] + pseudo / r0) / r0)
+    return out.astype(np.float32)
 
 
 def _better(a: Mapping[str, float], b: Mapping[str, float], gain: float) -> bool:

@@ -97,11 +97,12 @@ def test_eval_command_on_a_synthetic_scenario(tiny_model: str, tmp_path, capsys)
     summary = json.loads(out[-1])
     assert summary["events"] == 1500 and summary["shift_ts"] is not None
     names = {"driftrec", "driftrec_no_lora", "frozen", "popularity", "recent_popularity",
-             "item_knn", "river_mf"}
+             "newest", "content_tfidf", "item_knn", "river_mf"}
     assert set(summary["systems"]) == names
     for d in summary["systems"].values():
         assert 0 <= d["hr_at_10"] <= 1 and 0 <= d["ndcg_at_10"] <= d["hr_at_10"] + 1e-9
         assert "recovery_events" in d and "mrr" in d
+        assert 0 <= d["cold_hr_at_10"] <= 1 and 0 <= d["post_shift_hr_at_10"] <= 1
     assert summary["systems"]["driftrec"]["trainings"] >= 1
     assert (tmp_path / "coengagement-hr.png").stat().st_size > 1000
     assert json.loads((tmp_path / "summary.json").read_text())["events"] == 1500

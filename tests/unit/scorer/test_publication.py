@@ -72,3 +72,15 @@ def test_future_items_are_masked_on_both_ranking_paths(precision: str) -> None:
     after = s.rank_many(states, 20_000, k=10)
     assert any(int(i[1:]) % 2 for row in after for i, _ in row)
     del users
+
+
+def test_a_learned_freshness_prior_surfaces_a_fresh_item_before_any_engagement() -> None:
+    ts = {f"i{j}": 0 for j in range(6)} | {"i5": 9_000}
+    s = _scorer(item_ts=ts)
+    st = UserState("u")
+    assert [i for i, _ in s.rank_many([st], 10_000, k=1)[0]] == ["i0"]  # all tie: catalog order
+    m = s.model
+    fresh = m.table.with_age(np.array([0.0, 5_000.0]), np.array([2.0, -1.0]), 1.0)
+    s.swap(ServingModel("v1", fresh, m.rep, m.encoder, m.manifest))
+    assert [i for i, _ in s.rank_many([st], 10_000, k=1)[0]] == ["i5"]  # 1 s old
+    assert "i5" not in [i for i, _ in s.rank_many([st], 8_000, k=6)[0]]  # not yet published
