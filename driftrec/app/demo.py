@@ -161,9 +161,10 @@ def run(args: argparse.Namespace) -> int:
         bar.update(len(stream.items) - bar.n)  # cached vectors need no encoding
     texts = {i.item_id: i.text for i in stream.items}
     rep = settings.rep
-    scorer, swaps = factory.make_scorer(enc, table, rep, settings.scorer, standby, texts)
+    pub = factory.publication_times(stream.items)  # emerging: posts are candidates from their ts
+    scorer, swaps = factory.make_scorer(enc, table, rep, settings.scorer, standby, texts, item_ts=pub)
     lcfg = replace(settings.learner, train_every=args.train_every, seed=args.seed)
-    learner = factory.make_learner(lcfg, rep, table, texts, trainer)
+    learner = factory.make_learner(lcfg, rep, table, texts, trainer, pub)
     state = open_state(settings.state_url)
     names = TopicNames(settings.topic_prefix)
     pipe = EmbeddedPipeline(scorer, swaps, learner, state, str(artifacts), enc.base_model, names,

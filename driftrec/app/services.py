@@ -291,7 +291,7 @@ class ScorerService:
         from driftrec.state import open_state
         from driftrec.stream.kafka import KafkaSink
 
-        from .factory import base_table, load_encoder, make_scorer
+        from .factory import base_table, load_encoder, make_scorer, publication_times
 
         self.settings, self.group, self.metrics = settings, group, metrics
         _limit_threads(settings.scorer_threads)
@@ -312,7 +312,7 @@ class ScorerService:
             table = ItemTable.from_text([], np.zeros((0, self.encoder.dim), np.float32))
         self.scorer, self.swaps = make_scorer(self.encoder, table, settings.rep, settings.scorer, standby,
                                               {i.item_id: i.text for i in items}, self.state.item_pop(),
-                                              background=True)
+                                              background=True, item_ts=publication_times(items))
         self._load_current()
         self.swaps.on_swap = self._swapped
         # recs.updates and events.dlq (aiokafka's batch API: docs/operations.md, "Kafka clients")
@@ -530,7 +530,7 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     from driftrec.state import open_state
     from driftrec.stream.kafka import KafkaSink, KafkaSource
 
-    from .factory import base_table, load_encoder, make_learner
+    from .factory import base_table, load_encoder, make_learner, publication_times
 
     names = TopicNames(s.topic_prefix)
     b = s.kafka_bootstrap
@@ -539,7 +539,8 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     enc = load_encoder(s.model, s.lora_r, s.max_len, s.device)
     table = (base_table(enc, items, s.cache_dir) if items
              else ItemTable.from_text([], np.zeros((0, enc.dim), np.float32)))
-    lrn = make_learner(s.learner, s.rep, table, {i.item_id: i.text for i in items}, enc)
+    lrn = make_learner(s.learner, s.rep, table, {i.item_id: i.text for i in items}, enc,
+                       publication_times(items))
 
     def on_result(res: Any, record: Any) -> None:
         if metrics is None:
