@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from . import topics
 from .deadletter import dead_letter
-from .events import (EVENT_TYPES, REASONS, DecodeCounts, Event, Item, ItemId, Rejected, UserId,
-                     decode, decode_item, encode, encode_item)
+from .events import (EVENT_TYPES, MAX_TS, REASONS, DecodeCounts, Event, Item, ItemId, Rejected, TimeBounds,
+                     UserId, decode, decode_item, encode, encode_item)
 from .memory import MemoryBroker, MemorySource
 from .ports import EventSink, EventSource, Message, Record
 from .readers import FORMATS, Log, LogFormatError, read_log, write_jsonl
 from .synthetic import SCENARIO_HELP, SCENARIOS, SyntheticStream, generate
 
 __all__ = [
-    "EVENT_TYPES", "FORMATS", "REASONS", "SCENARIOS", "SCENARIO_HELP", "DecodeCounts", "Event", "EventSink",
+    "EVENT_TYPES", "FORMATS", "MAX_TS", "REASONS", "SCENARIOS", "SCENARIO_HELP", "DecodeCounts", "Event", "EventSink",
     "EventSource", "Item", "ItemId", "Log", "LogFormatError", "MemoryBroker", "MemorySource",
-    "Message", "Record", "Rejected", "SyntheticStream", "UserId", "dead_letter", "decode",
+    "Message", "Record", "Rejected", "SyntheticStream", "TimeBounds", "UserId", "dead_letter", "decode",
     "decode_item", "encode", "encode_item", "generate", "read_log", "topics", "write_jsonl",
 ]

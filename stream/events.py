@@ -22,6 +22,9 @@ MAX_ID_LEN = 128
 MAX_TEXT_LEN = 4096
 #: Records larger than this are rejected before parsing.
 MAX_RECORD_BYTES = 64 * 1024
+#: No event or item time beyond this (9999-12-31T23:59:59.999Z) is accepted anywhere, with
+#: or without a clock: times stay exact as float64 and every decay exponent stays bounded.
+MAX_TS = 253_402_300_799_999
 
 #: Every reason code a record can be dead-lettered with, and what it means.
 REASONS: dict[str, str] = {
@@ -39,6 +42,8 @@ REASONS: dict[str, str] = {
     "bad_item_id": "item_id must be a string of 1..128 characters",
     "missing_ts": "field ts is missing",
     "bad_timestamp": "ts must be an integer (epoch milliseconds) >= 0",
+    "ts_out_of_range": "ts is too far ahead of the clock (EVENT_MAX_SKEW_S) or older than "
+                       "EVENT_MAX_AGE_DAYS, or after year 9999",
     "missing_text": "a comment needs a non-empty text",
     "bad_text": "text must be a string of at most 4096 characters",
     "missing_text_item": "an item needs a string text",
@@ -80,6 +85,43 @@ class Item:
         if self.tags:
             d["tags"] = list(self.tags)
         return d
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """Which event times are plausible at a given clock reading (DESIGN.md, the ``ts`` rule).
+
+    ``max_skew_ms``: how far ahead of the clock an event may be (producers' clocks drift;
+    default 1 h). ``max_age_ms``: how far behind it (``None``: no bound; replays of recorded
+    logs, MovieLens 1997-98 or a synthetic log starting at 0, keep their times, and an old
+    event's weight only decays). The services pass the wall clock; the log readers of
+    ``driftrec eval``/``replay`` pass the wall clock too (a recorded log holds no future).
+
+    Examples
+    --------
+    >>> TimeBounds().window(now_ms=10_000_000)
+    (0, 13600000)
+    >>> TimeBounds(max_skew_ms=0, max_age_ms=1000).window(now_ms=5000)
+    (4000, 5000)
+    """
+
+    max_skew_ms: int = 3_600_000
+    max_age_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_skew_ms < 0 or (self.max_age_ms is not None and self.max_age_ms < 0):
+            raise ValueError("TimeBounds: max_skew_ms and max_age_ms must be >= 0")
+
+    def window(self, now_ms: int) -> tuple[int, int]:
+        """``(lo, hi)``: the event times accepted at clock ``now_ms``, both inclusive."""
+        lo = 0 if self.max_age_ms is None else max(0, now_ms - self.max_age_ms)
+        return lo, min(MAX_TS, now_ms + self.max_skew_ms)
+
+    def now_window(self) -> tuple[int, int]:
+        """:meth:`window` at the wall clock (entry points only: the cores take no clock)."""
+        import time
+
+        return self.window(int(time.time() * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +206,11 @@ def _check_id(obj: dict[str, Any], name: str, data: bytes) -> Rejected | None:
 _EVENT_FIELDS = frozenset(("event_id", "type", "user_id", "item_id", "ts", "text"))
 
 
-def decode(raw: bytes | str) -> Decoded:
+def decode(raw: bytes | str, ts_range: tuple[int, int] | None = None) -> Decoded:
     """Validate one record and return an :class:`Event`, or :class:`Rejected` with a reason.
+
+    ``ts_range``: ``(lo, hi)`` event times accepted (:meth:`TimeBounds.window`); a time
+    outside it, or after :data:`MAX_TS` in any case, is ``ts_out_of_range``.
 
     Examples
     --------
@@ -177,6 +222,10 @@ def decode(raw: bytes | str) -> Decoded:
     'bad_json'
     >>> decode(b'{"event_id":"e","type":"comment","user_id":"u","item_id":"i","ts":1}').reason
     'missing_text'
+    >>> decode(b'{"event_id":"e","type":"like","user_id":"u","item_id":"i","ts":9223372036854775807}').reason
+    'ts_out_of_range'
+    >>> decode(b'{"event_id":"e","type":"like","user_id":"u","item_id":"i","ts":7200001}', (0, 7200000)).reason
+    'ts_out_of_range'
     """
     obj, rej = _parse(raw)
     if rej is not None:
@@ -201,6 +250,10 @@ def decode(raw: bytes | str) -> Decoded:
     ts = obj["ts"]
     if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
         return Rejected(data, "bad_timestamp", f"ts={ts!r:.40} must be a non-negative integer (epoch ms)")
+    if ts > MAX_TS or (ts_range is not None and not ts_range[0] <= ts <= ts_range[1]):
+        lo, hi = ts_range if ts_range is not None else (0, MAX_TS)
+        return Rejected(data, "ts_out_of_range",
+                        f"ts={ts!r:.40} is outside the plausible event times {lo}..{min(hi, MAX_TS)} (epoch ms)")
     text = obj.get("text")
     if etype == "comment":
         if text is None or (isinstance(text, str) and not text.strip()):

@@ -2,6 +2,11 @@
 
 Every reader returns a :class:`Log`: events ordered by event time (stable), records that
 failed validation (they go to the dead-letter path with their reason) and the catalog.
+
+A recorded log holds no future: an event more than ``TimeBounds.max_skew_ms`` (1 h) ahead
+of the wall clock when the log is read is ``ts_out_of_range`` (so a record with ts 2^63-1
+cannot become the replay's "now"); old times are kept (MovieLens is from 1997-98, synthetic
+logs may start at 0).
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .events import Event, Item, ItemId, Rejected, UserId, decode, decode_item
+from .events import MAX_TS, Event, Item, ItemId, Rejected, TimeBounds, UserId, decode, decode_item
 
 FORMATS = ("jsonl", "csv", "movielens")
 
@@ -70,9 +75,11 @@ def read_items_jsonl(path: str | os.PathLike[str]) -> tuple[list[Item], list[Rej
     return items, rej
 
 
-def read_jsonl(path: str | os.PathLike[str], items: str | os.PathLike[str] | None) -> Log:
+def read_jsonl(path: str | os.PathLike[str], items: str | os.PathLike[str] | None,
+               bounds: TimeBounds | None = TimeBounds()) -> Log:
     """Read a JSONL event log (one event per line) and an optional JSONL catalog."""
-    events, rejected = _split(decode(raw) for raw in iter_jsonl(path))
+    rng = bounds.now_window() if bounds is not None else None
+    events, rejected = _split(decode(raw, rng) for raw in iter_jsonl(path))
     cat, cat_rej = read_items_jsonl(items) if items else ([], [])
     return Log(_sorted(events), cat, rejected + cat_rej, str(path))
 
@@ -80,7 +87,8 @@ def read_jsonl(path: str | os.PathLike[str], items: str | os.PathLike[str] | Non
 CSV_FIELDS = ("event_id", "type", "user_id", "item_id", "ts", "text")
 
 
-def read_csv(path: str | os.PathLike[str], items: str | os.PathLike[str] | None) -> Log:
+def read_csv(path: str | os.PathLike[str], items: str | os.PathLike[str] | None,
+             bounds: TimeBounds | None = TimeBounds()) -> Log:
     """Read a CSV log with a header naming at least event_id,type,user_id,item_id,ts.
 
     ``ts`` is parsed as an integer; a row that fails goes to the rejected list with the
@@ -88,6 +96,7 @@ def read_csv(path: str | os.PathLike[str], items: str | os.PathLike[str] | None)
     (item_id,text[,ts]).
     """
     p = _need(path, "log")
+    rng = bounds.now_window() if bounds is not None else None
     with open(p, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = {"event_id", "type", "user_id", "item_id", "ts"} - set(reader.fieldnames or [])
@@ -99,7 +108,7 @@ def read_csv(path: str | os.PathLike[str], items: str | os.PathLike[str] | None)
             ts = rec.get("ts")
             if isinstance(ts, str) and ts.strip().lstrip("-").isdigit():
                 rec["ts"] = int(ts)
-            decoded.append(decode(json.dumps(rec).encode()))
+            decoded.append(decode(json.dumps(rec).encode(), rng))
     events, rejected = _split(decoded)
     cat: list[Item] = []
     cat_rej: list[Rejected] = []
@@ -123,7 +132,8 @@ ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comed
              "Romance", "Sci-Fi", "Thriller", "War", "Western")
 
 
-def read_movielens(path: str | os.PathLike[str], like_threshold: int = 4) -> Log:
+def read_movielens(path: str | os.PathLike[str], like_threshold: int = 4,
+                   bounds: TimeBounds | None = TimeBounds()) -> Log:
     """Read MovieLens 100K: ``path`` is the folder holding u.data and u.item (or u.data itself).
 
     Rating >= ``like_threshold`` becomes a like, else a click; item text = title + genres;
@@ -152,6 +162,7 @@ def read_movielens(path: str | os.PathLike[str], like_threshold: int = 4) -> Log
         items.append(Item(ItemId(parts[0]), text, 0, tuple(g)))
     events: list[Event] = []
     rejected: list[Rejected] = []
+    lo, hi = bounds.now_window() if bounds is not None else (0, MAX_TS)
     with open(data, "rb") as fh:
         for n, raw in enumerate(fh):
             f = raw.split()
@@ -160,19 +171,27 @@ def read_movielens(path: str | os.PathLike[str], like_threshold: int = 4) -> Log
             except (IndexError, ValueError, UnicodeDecodeError) as exc:
                 rejected.append(Rejected(raw, "bad_json", f"u.data line {n + 1}: {exc}", "read"))
                 continue
+            if not lo <= ts * 1000 <= min(hi, MAX_TS):
+                rejected.append(Rejected(raw, "ts_out_of_range", f"u.data line {n + 1}: ts {ts} s is outside "
+                                         f"{lo}..{hi} ms", "read"))
+                continue
             events.append(Event(f"ml-{n}", "like" if rating >= like_threshold else "click",
                                 UserId(user), ItemId(item), ts * 1000, None, {"rating": rating}))
     return Log(_sorted(events), items, rejected, str(folder))
 
 
-def read_log(path: str | os.PathLike[str], fmt: str = "jsonl", items: str | os.PathLike[str] | None = None) -> Log:
-    """Read an event log in one of :data:`FORMATS` (``--log PATH --format F --items PATH``)."""
+def read_log(path: str | os.PathLike[str], fmt: str = "jsonl", items: str | os.PathLike[str] | None = None,
+             bounds: TimeBounds | None = TimeBounds()) -> Log:
+    """Read an event log in one of :data:`FORMATS` (``--log PATH --format F --items PATH``).
+
+    ``bounds``: plausible event times, against the wall clock at reading (``None``: only
+    the year-9999 ceiling)."""
     if fmt == "jsonl":
-        return read_jsonl(path, items)
+        return read_jsonl(path, items, bounds)
     if fmt == "csv":
-        return read_csv(path, items)
+        return read_csv(path, items, bounds)
     if fmt == "movielens":
-        return read_movielens(path)
+        return read_movielens(path, bounds=bounds)
     raise LogFormatError(f"unknown log format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 

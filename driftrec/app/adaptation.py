@@ -40,12 +40,14 @@ class Publisher:
     announce : sends the announcement record (the ``adapters`` topic, or a swap manager)
     base_model : the encoder's name, written into the manifest
     version_prefix : version names are ``<prefix><epoch ms>-<4 hex>``
+    key : ``ARTIFACT_KEY``: each announcement carries the HMAC-SHA256 of its manifest
     """
 
     def __init__(self, learner: Learner, store_dir: str, registry: Any, announce: Announce,
-                 base_model: str, version_prefix: str = "v") -> None:
+                 base_model: str, version_prefix: str = "v", key: bytes | str | None = None) -> None:
         self.learner, self.store_dir, self.registry = learner, store_dir, registry
         self.announce, self.base_model, self.version_prefix = announce, base_model, version_prefix
+        self.key = key
 
     def train(self, reason: str) -> tuple[TrainResult, dict[str, Any] | None]:
         """One training round; returns the result and, when accepted, the announcement."""
@@ -58,7 +60,7 @@ class Publisher:
         enc = self.learner.encoder
         record = write_artifact(self.store_dir, version, res.lora,
                                 enc.lora_config if enc is not None else None,
-                                res.table, self.base_model, res.window, res.metrics)
+                                res.table, self.base_model, res.window, res.metrics, key=self.key)
         self.registry.register(record)
         self.announce(record)
         self.learner.accept(res)
@@ -79,6 +81,8 @@ class LocalAdaptation:
 
             registry = MemoryStateStore()
         self.swaps = swaps
+        if swaps.store is None:  # announced uris must resolve inside this store, as in the services
+            swaps.store = store_dir
         self.publisher = Publisher(learner, store_dir, registry, swaps.submit, base_model)
 
     def maybe_train(self) -> tuple[TrainResult | None, SwapEvent | None]:

@@ -13,7 +13,7 @@ from driftrec.learner import Learner, TrainResult
 from driftrec.scorer import BatchResult, Scorer, SwapManager
 from driftrec.state import StateStore, StateWrite, UserState
 from driftrec.stream import (DecodeCounts, Event, EventSink, EventSource, Item, Message, Record, Rejected,
-                             dead_letter, decode, decode_item, topics)
+                             TimeBounds, dead_letter, decode, decode_item, topics)
 
 from .adaptation import Publisher
 
@@ -142,9 +142,13 @@ class ScorerWorker:
                  names: TopicNames = TopicNames(), swaps: SwapManager | None = None,
                  group: str = "scorer", clock: Callable[[], float] = time.time,
                  on_batch: Callable[[BatchResult, float], None] | None = None,
-                 cache_users: int = 0, pipeline: bool = False) -> None:
+                 cache_users: int = 0, pipeline: bool = False,
+                 time_bounds: TimeBounds | None = TimeBounds()) -> None:
         self.scorer, self.state, self.sink, self.names = scorer, state, sink, names
         self.swaps, self.group, self.clock = swaps, group, clock
+        #: plausible event times against ``clock`` (None: only the year-9999 ceiling); the
+        #: rest is dead-lettered as ts_out_of_range before it reaches the core
+        self.time_bounds = time_bounds
         self.stats = WorkerStats()
         self.on_batch = on_batch
         self._committed = {k: v for k, v in state.offsets(group).items()}
@@ -205,6 +209,8 @@ class ScorerWorker:
         out: list[Message] = []
         rejected: list[Rejected] = []
         offsets: dict[str, int] = {}
+        tb = self.time_bounds
+        ts_range = tb.window(int(self.clock() * 1000)) if tb is not None else None
         for r in records:
             k = _key(r.topic, r.partition)
             if r.offset < self._committed.get(k, 0):
@@ -212,7 +218,7 @@ class ScorerWorker:
                 continue
             offsets[k] = max(offsets.get(k, 0), r.offset + 1)
             st.counts.consumed += 1
-            d = decode_item(r.value) if r.topic == self.names.items else decode(r.value)
+            d = decode_item(r.value) if r.topic == self.names.items else decode(r.value, ts_range)
             if isinstance(d, Event):
                 events.append(d)
             elif isinstance(d, Item):
@@ -312,12 +318,15 @@ class LearnerWorker:
     def __init__(self, learner: Learner, sink: EventSink, store_dir: str, registry: Any,
                  base_model: str, names: TopicNames = TopicNames(),
                  on_result: Callable[[TrainResult, dict[str, Any] | None], None] | None = None,
-                 version_prefix: str = "v") -> None:
+                 version_prefix: str = "v", time_bounds: TimeBounds | None = TimeBounds(),
+                 artifact_key: bytes | str | None = None) -> None:
         self.learner, self.sink, self.store_dir = learner, sink, store_dir
         self.registry, self.base_model, self.names = registry, base_model, names
         self.on_result = on_result
+        self.time_bounds = time_bounds  # as the scorer's: implausible times never reach the window
         self.publisher = Publisher(learner, store_dir, registry, self._announce, base_model,
                                    version_prefix)
+        self.publisher.key = artifact_key  # ARTIFACT_KEY: announcements carry the manifest's HMAC
         self._topk: dict[str, set[str]] = {}
         self.results: list[tuple[TrainResult, dict[str, Any] | None]] = []
         self.seen = 0
@@ -329,6 +338,7 @@ class LearnerWorker:
     def handle(self, records: Sequence[Record], train: bool = True) -> TrainResult | None:
         events: list[Event] = []
         items: list[Item] = []
+        ts_range = self.time_bounds.now_window() if self.time_bounds is not None else None
         for r in records:
             if r.topic == self.names.recs:
                 try:
@@ -337,7 +347,7 @@ class LearnerWorker:
                 except (ValueError, KeyError, TypeError, RecursionError):
                     pass
                 continue
-            d = decode_item(r.value) if r.topic == self.names.items else decode(r.value)
+            d = decode_item(r.value) if r.topic == self.names.items else decode(r.value, ts_range)
             if isinstance(d, Event):
                 events.append(d)
             elif isinstance(d, Item):

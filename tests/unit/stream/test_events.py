@@ -52,6 +52,8 @@ CASES = [
     (raw(ts=-1), "bad_timestamp"),
     (raw(ts=True), "bad_timestamp"),
     (raw(ts=1.5), "bad_timestamp"),
+    (raw(ts=2 ** 63 - 1), "ts_out_of_range"),
+    (raw(ts=10 ** 20), "ts_out_of_range"),
     (raw(type="comment"), "missing_text"),
     (raw(type="comment", text="  "), "missing_text"),
     (raw(type="comment", text="x" * (MAX_TEXT_LEN + 1)), "bad_text"),
