@@ -313,12 +313,17 @@ class ScorerService:
         self.scorer, self.swaps = make_scorer(self.encoder, table, settings.rep, settings.scorer, standby,
                                               {i.item_id: i.text for i in items}, self.state.item_pop(),
                                               background=True, item_ts=publication_times(items))
+        # announcements are untrusted: uris inside ARTIFACT_DIR, signed when ARTIFACT_KEY is set
+        self.swaps.store, self.swaps.key = settings.artifact_dir, settings.artifact_key
+        if metrics is not None:
+            self.swaps.on_reject = metrics.artifact_rejected
         self._load_current()
         self.swaps.on_swap = self._swapped
         # recs.updates and events.dlq (aiokafka's batch API: docs/operations.md, "Kafka clients")
         self.sink = KafkaSink(b)
         self.worker = ScorerWorker(self.scorer, self.state, self.sink, names, self.swaps, group,
-                                   cache_users=settings.scorer_cache_users)
+                                   cache_users=settings.scorer_cache_users,
+                                   time_bounds=settings.time_bounds())
         if metrics is not None:
             metrics.set_version(self.scorer.version)
         log.info("scorer ready: %d items, version %s, ranking first pass %s, resuming at %s", len(items),
@@ -365,11 +370,8 @@ class ScorerService:
 
     def _announcements(self) -> None:
         for rec in self.watcher.poll(0):
-            log.info("announcement of %s; preparing it", rec.get("version"))
-            n_rej = len(self.swaps.rejected)
-            self.swaps.submit(rec)
-            if self.metrics is not None and len(self.swaps.rejected) > n_rej:
-                self.metrics.swaps_rejected.inc()
+            log.info("announcement of %r; preparing it", str(rec.get("version"))[:80])
+            self.swaps.submit(rec)  # a refusal is counted by swaps.on_reject (metrics)
 
     def summary(self) -> dict[str, Any]:
         st = self.worker.stats
@@ -551,7 +553,8 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
             metrics.set_version(record["version"])
 
     sink = KafkaSink(b)
-    worker = LearnerWorker(lrn, sink, s.artifact_dir, state, enc.base_model, names, on_result=on_result)
+    worker = LearnerWorker(lrn, sink, s.artifact_dir, state, enc.base_model, names, on_result=on_result,
+                           time_bounds=s.time_bounds(), artifact_key=s.artifact_key)
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
     # Training blocks polling for tens of seconds: a long session keeps the member in its group.
     # its group offsets are where it resumes: commit every drained poll (async; sync on close)
