@@ -95,7 +95,7 @@ def emerging_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--new-share", type=_share, default=D["new_share"],
                    help="emerging: share of the engagement after the shift that goes to new posts")
-    p.add_argument("--names-per-topic", type=_count, default=D["names_per_topic"],
+    p.add_argument("--names-per-topic", type=flag_int(1), default=D["names_per_topic"],
                    help="emerging: invented names per topic (one after another)")
     p.add_argument("--posts-per-name", type=_count, default=D["posts_per_name"],
                    help="emerging: new posts per name (0: enough for about 1.5 engagements each)")

@@ -27,9 +27,10 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from driftrec.learner import LearnerConfig
@@ -56,7 +57,7 @@ def redact(text: str) -> str:
     return _redact(text)
 
 
-def _shown(var: "Var", raw: str) -> str:
+def _shown(var: Var, raw: str) -> str:
     """How a value appears in a message: a secret that is not a URL (a key) never does."""
     if var.secret and "://" not in raw and "@" not in raw:
         return "***"
@@ -334,7 +335,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, service: bool = False,
-                 **overrides: Any) -> "Settings":
+                 **overrides: Any) -> Settings:
         """Settings from ``env`` (default ``os.environ``); an empty value counts as unset.
         ``service``: the Kafka services' defaults (:attr:`Var.service_default`).
         ``overrides`` (command-line flags; ``None`` = not given) win over the environment."""
@@ -359,13 +360,16 @@ class Settings:
             else:
                 value = var.default
             head, _, rest = var.field.partition(".")
-            (sub[head].__setitem__(rest, value) if rest else top.__setitem__(head, value))
+            if rest:
+                sub[head][rest] = value
+            else:
+                top[head] = value
         for name, value in overrides.items():
             if value is None:
                 continue
-            var = _BY_FIELD.get(name)
-            if var is not None and isinstance(value, str):
-                value = var.parse(value, label=var.flag or name)
+            decl = _BY_FIELD.get(name)
+            if decl is not None and isinstance(value, str):
+                value = decl.parse(value, label=decl.flag or name)
             top[name] = value
         base = cls()
         try:

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from driftrec.app.settings import (README_END, README_START, VARS, ConfigError, Settings, check_env,
-                                   markdown_table, redact)
+from driftrec.app.settings import (
+    README_END,
+    README_START,
+    VARS,
+    ConfigError,
+    Settings,
+    check_env,
+    markdown_table,
+    redact,
+)
 from driftrec.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
