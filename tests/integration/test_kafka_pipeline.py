@@ -160,6 +160,36 @@ MALFORMED = [
 ]
 
 
+def test_dead_letter_the_broker_refuses_is_not_counted_nor_committed(settings, topics, state_url, capsys):
+    """The dead-letter topic takes no record over 200 bytes: the scorer's send of a large
+    malformed record fails, the run's counts do not reconcile, and nothing is committed."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    from driftrec.stream.errors import StreamUnavailable
+
+    b, names = settings.kafka_bootstrap, topics
+    admin = KafkaAdminClient(bootstrap_servers=b.split(","), client_id="driftrec-tests")
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, names.dlq, configs={"max.message.bytes": "200"})])
+    finally:
+        admin.close()
+    _, items = _stream(10, 2, 20)
+    _produce_items(b, names, items)
+    good = Event("e-good", "like", "u1", items[0].item_id, 1_700_000_000_000)
+    bad = b'{"event_id": "e-bad", "type": "like", "text": "' + b"x" * 2000
+    s = _sink(b)
+    s.send_many([Message(names.for_type("like"), bad, b"u1"), Message(names.for_type("like"), encode(good), b"u1")])
+    s.close()
+
+    with pytest.raises(StreamUnavailable):
+        _run_scorer(settings, "g-dlq-refused")
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["consumed"] >= 2 and summary["dead_lettered"] == 0
+    assert summary["counts_reconcile"] is False
+    offsets = _store(state_url).offsets("g-dlq-refused")
+    assert not any(k.startswith(names.for_type("like") + ":") for k in offsets)  # redelivered on restart
+
+
 @pytest.mark.parametrize("pipeline", ["0", "1"])
 def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_url, pipeline, monkeypatch):
     from driftrec.stream.kafka import read_topic
