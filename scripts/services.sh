@@ -7,6 +7,14 @@
 #   scripts/services.sh restart redis         stop and start Redis, keeping its data
 #   scripts/services.sh status                running/answering? exit 0 = all up
 #   scripts/services.sh env                   print `export ...` lines for eval
+#   scripts/services.sh up-secure             the secured pair (also: DRIFTREC_SECURE=1 ... up):
+#       a second broker, SASL_SSL + SCRAM-SHA-512 only (KAFKA_SECURE_PORT [9094],
+#       KAFKA_SECURE_CONTROLLER_PORT [9095]) and a second redis-server, TLS only with an
+#       ACL user and password (REDIS_SECURE_PORT [6380]); throwaway CA and keystores
+#       (openssl, keytool) and random passwords under $DRIFTREC_RUN/secure
+#   scripts/services.sh env-secure            `export ...` lines for the secured pair
+#   scripts/services.sh status-secure         exit 0 = the secured pair answers
+#   (`down` with no service named stops the secured pair too)
 #
 # Env knobs (defaults in brackets):
 #   KAFKA_VERSION [see DEFAULT_KAFKA_VERSION; scripts/KAFKA_COMPAT.md says why]
@@ -53,6 +61,21 @@ REDIS_RUN="$DRIFTREC_RUN/redis"
 REDIS_LOG="$REDIS_RUN/redis.log"
 REDIS_PID="$REDIS_RUN/redis.pid"
 REDIS_DATA="$REDIS_RUN/data"
+# the secured pair (up-secure): own ports, own run dir
+KAFKA_SECURE_PORT="${KAFKA_SECURE_PORT:-9094}"
+KAFKA_SECURE_CONTROLLER_PORT="${KAFKA_SECURE_CONTROLLER_PORT:-9095}"
+REDIS_SECURE_PORT="${REDIS_SECURE_PORT:-6380}"
+SECURE_RUN="$DRIFTREC_RUN/secure"
+SECURE_PKI="$SECURE_RUN/pki"
+SECURE_SECRETS="$SECURE_RUN/secrets"
+SKAFKA_RUN="$SECURE_RUN/kafka"
+SKAFKA_DATA="$SKAFKA_RUN/data"
+SKAFKA_PROPS="$SKAFKA_RUN/server.properties"
+SKAFKA_LOG="$SKAFKA_RUN/kafka.log"
+SKAFKA_PID="$SKAFKA_RUN/kafka.pid"
+SREDIS_RUN="$SECURE_RUN/redis"
+SREDIS_LOG="$SREDIS_RUN/redis.log"
+SREDIS_PID="$SREDIS_RUN/redis.pid"
 
 KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
@@ -436,6 +459,259 @@ redis_status() {
   echo "redis: not running (start it: $0 up)"; return 1
 }
 
+# ----------------------------------------------------------- secured pair ---
+# `up-secure` (or DRIFTREC_SECURE=1 ... up): a throwaway CA and keystores (openssl,
+# keytool) under $SECURE_RUN/pki, a SECOND broker (own ports, own data dir) whose only
+# client listener is SASL_SSL with SCRAM-SHA-512 users (created at format time with
+# kafka-storage --add-scram), and a second redis-server with TLS only and an ACL user
+# with a password. Passwords are random, in files under $SECURE_RUN/secrets (mode 600);
+# `env-secure` prints the settings that reach them (password *files*, never passwords).
+
+# pki_make: CA, broker and redis certificates (SAN 127.0.0.1, localhost), PKCS12
+# keystore and truststore for the broker. Made once per run dir; `down` removes them.
+pki_make() {
+  [[ -e $SECURE_PKI/.complete && -s $SECURE_SECRETS/kafka-client.password ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl not found; the secured mode needs it (apt-get install -y openssl)"
+  command -v keytool >/dev/null 2>&1 || die "keytool not found; it comes with Java 17 (openjdk-17-jre-headless)"
+  rm -rf "$SECURE_PKI" "$SECURE_SECRETS"
+  mkdir -p "$SECURE_PKI" "$SECURE_SECRETS"
+  chmod 700 "$SECURE_SECRETS"
+  local p
+  for p in kafka-admin kafka-client redis-client store; do
+    (umask 077; openssl rand -hex 16 >"$SECURE_SECRETS/$p.password")
+  done
+  local store_pw
+  store_pw=$(<"$SECURE_SECRETS/store.password")
+  (
+    set -e
+    cd "$SECURE_PKI"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=driftrec throwaway CA" \
+      -keyout ca.key -out ca.pem -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign"
+    local name
+    for name in server client; do
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=$name.driftrec.local" -keyout "$name.key" -out "$name.csr"
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$name.ext"
+      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile "$name.ext" -out "$name.pem"
+    done
+    # a second CA nobody trusts (tests: an untrusted certificate is a TLS error)
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=driftrec untrusted CA" \
+      -keyout other-ca.key -out other-ca.pem
+    openssl pkcs12 -export -in server.pem -inkey server.key -certfile ca.pem -name broker \
+      -out broker.p12 -passout "pass:$store_pw"
+    keytool -importcert -noprompt -alias ca -file ca.pem -keystore truststore.p12 \
+      -storetype PKCS12 -storepass "$store_pw"
+    rm -f ./*.csr ./*.ext ca.key other-ca.key ca.srl
+    chmod 600 ./*.key ./*.p12
+  ) >"$SECURE_RUN/pki.log" 2>&1 || { cat "$SECURE_RUN/pki.log" >&2; die "secure: making the throwaway CA and keystores failed (output above)"; }
+  touch "$SECURE_PKI/.complete"
+  log "secure: throwaway CA and keystores in $SECURE_PKI"
+}
+
+kafka_secure_write_config() {
+  local store_pw admin_pw
+  store_pw=$(<"$SECURE_SECRETS/store.password")
+  admin_pw=$(<"$SECURE_SECRETS/kafka-admin.password")
+  mkdir -p "$SKAFKA_RUN"
+  (umask 077; cat >"$SKAFKA_PROPS" <<EOP
+# generated by scripts/services.sh up-secure -- single-node KRaft, SASL_SSL only for clients
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_SECURE_CONTROLLER_PORT
+listeners=SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT,CONTROLLER://127.0.0.1:$KAFKA_SECURE_CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin_pw";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$SECURE_PKI/broker.p12
+ssl.keystore.password=$store_pw
+ssl.key.password=$store_pw
+ssl.truststore.type=PKCS12
+ssl.truststore.location=$SECURE_PKI/truststore.p12
+ssl.truststore.password=$store_pw
+ssl.client.auth=requested
+ssl.endpoint.identification.algorithm=https
+log.dirs=$SKAFKA_DATA
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=3
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=1
+num.io.threads=2
+log.retention.hours=24
+log.segment.bytes=16777216
+EOP
+  )
+  cat >"$SKAFKA_RUN/log4j2.properties" <<'EOL'
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = out
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+logger.auth.name = org.apache.kafka.common.network.Selector
+logger.auth.level = INFO
+EOL
+}
+
+# skafka_answers: the secured broker accepts TLS with our CA (a TCP+TLS handshake)
+skafka_answers() {
+  command -v openssl >/dev/null 2>&1 || { port_open "$KAFKA_SECURE_PORT"; return; }
+  timeout 5 openssl s_client -connect "127.0.0.1:$KAFKA_SECURE_PORT" -CAfile "$SECURE_PKI/ca.pem" \
+    -verify_return_error -brief </dev/null >/dev/null 2>&1 &&
+    grep -q "Kafka Server started\|\[KafkaRaftServer nodeId=1\] Kafka Server started" "$SKAFKA_LOG" 2>/dev/null
+}
+
+kafka_secure_up() {
+  local pid
+  if pid=$(pid_alive "$SKAFKA_PID" "$SKAFKA_PROPS") && skafka_answers; then
+    log "kafka-secure: already running (pid $pid) on SASL_SSL 127.0.0.1:$KAFKA_SECURE_PORT"
+    return 0
+  fi
+  if [[ -z ${pid:-} ]] && { port_open "$KAFKA_SECURE_PORT" || port_open "$KAFKA_SECURE_CONTROLLER_PORT"; }; then
+    die "port $KAFKA_SECURE_PORT or $KAFKA_SECURE_CONTROLLER_PORT is taken; set KAFKA_SECURE_PORT / KAFKA_SECURE_CONTROLLER_PORT"
+  fi
+  if [[ -z ${pid:-} ]]; then
+    command -v "$JAVA" >/dev/null 2>&1 || die "java not found; Kafka needs Java 17+"
+    kafka_fetch
+    pki_make
+    rm -rf "$SKAFKA_DATA"
+    mkdir -p "$SKAFKA_DATA"
+    kafka_secure_write_config
+    local cp="$KAFKA_LIBS/*" cluster_id admin_pw client_pw
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    [[ ${#cluster_id} -eq 22 && $cluster_id != -* ]] || cluster_id="drIftRecSecUre0000000A"
+    admin_pw=$(<"$SECURE_SECRETS/kafka-admin.password")
+    client_pw=$(<"$SECURE_SECRETS/kafka-client.password")
+    if ! "$JAVA" -Dlog4j2.configurationFile="$SKAFKA_RUN/log4j2.properties" -cp "$cp" \
+          kafka.tools.StorageTool format -t "$cluster_id" -c "$SKAFKA_PROPS" \
+          --add-scram "SCRAM-SHA-512=[name=admin,password=$admin_pw]" \
+          --add-scram "SCRAM-SHA-512=[name=driftrec,password=$client_pw]" \
+          --add-scram "SCRAM-SHA-256=[name=driftrec,password=$client_pw]" \
+          >"$SKAFKA_RUN/format.log" 2>&1; then
+      sed "s/$admin_pw/***/g; s/$client_pw/***/g" "$SKAFKA_RUN/format.log" >&2
+      die "kafka-secure: formatting KRaft storage with SCRAM users failed (output above)"
+    fi
+    log "kafka-secure: starting on SASL_SSL 127.0.0.1:$KAFKA_SECURE_PORT (SCRAM-SHA-512), log $SKAFKA_LOG"
+    # shellcheck disable=SC2086
+    nohup "$JAVA" ${KAFKA_SECURE_HEAP_OPTS:--Xms128m -Xmx384m} -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+      -Djava.awt.headless=true \
+      -Dlog4j2.configurationFile="$SKAFKA_RUN/log4j2.properties" -Dkafka.logs.dir="$SKAFKA_RUN" \
+      -cp "$cp" kafka.Kafka "$SKAFKA_PROPS" </dev/null >"$SKAFKA_LOG" 2>&1 &
+    pid=$!
+    echo "$pid" >"$SKAFKA_PID"
+  fi
+  local t0=$SECONDS
+  while ((SECONDS - t0 < KAFKA_START_TIMEOUT)); do
+    kill -0 "$pid" 2>/dev/null || { tail -n 40 "$SKAFKA_LOG" >&2; rm -f "$SKAFKA_PID"; die "kafka-secure: the broker exited during startup (log $SKAFKA_LOG)"; }
+    if skafka_answers; then log "kafka-secure: ready after $((SECONDS - t0)) s (pid $pid)"; return 0; fi
+    sleep 0.5
+  done
+  tail -n 40 "$SKAFKA_LOG" >&2 || true
+  die "kafka-secure: not ready on 127.0.0.1:$KAFKA_SECURE_PORT after ${KAFKA_START_TIMEOUT}s (log $SKAFKA_LOG)"
+}
+
+redis_secure_answers() {
+  command -v redis-cli >/dev/null 2>&1 || { port_open "$REDIS_SECURE_PORT"; return; }
+  [[ $(REDISCLI_AUTH=$(<"$SECURE_SECRETS/redis-client.password") redis-cli --tls --cacert "$SECURE_PKI/ca.pem" \
+        -h 127.0.0.1 -p "$REDIS_SECURE_PORT" --user driftrec ping 2>/dev/null) == PONG ]]
+}
+
+redis_secure_up() {
+  local pid
+  if pid=$(pid_alive "$SREDIS_PID" "redis-server") && redis_secure_answers; then
+    log "redis-secure: already running (pid $pid) with TLS on 127.0.0.1:$REDIS_SECURE_PORT"
+    return 0
+  fi
+  if [[ -z ${pid:-} ]]; then
+    port_open "$REDIS_SECURE_PORT" && die "port $REDIS_SECURE_PORT is taken; set REDIS_SECURE_PORT"
+    redis_install
+    redis-server --help 2>&1 | grep -q -- "--tls-port" || redis-server --version | grep -q . ||
+      die "redis-server was built without TLS (no --tls-port); the secured Redis needs a TLS build"
+    pki_make
+    mkdir -p "$SREDIS_RUN"
+    local pw
+    pw=$(<"$SECURE_SECRETS/redis-client.password")
+    # the default user is off: only the ACL user with its password gets in
+    (umask 077; cat >"$SREDIS_RUN/redis.conf" <<EOR
+port 0
+bind 127.0.0.1
+tls-port $REDIS_SECURE_PORT
+tls-cert-file $SECURE_PKI/server.pem
+tls-key-file $SECURE_PKI/server.key
+tls-ca-cert-file $SECURE_PKI/ca.pem
+tls-auth-clients optional
+save ""
+appendonly no
+dir $SREDIS_RUN
+user default off
+user driftrec on >$pw ~* &* +@all
+EOR
+    )
+    log "redis-secure: starting with TLS on 127.0.0.1:$REDIS_SECURE_PORT (ACL user driftrec), log $SREDIS_LOG"
+    nohup redis-server "$SREDIS_RUN/redis.conf" </dev/null >>"$SREDIS_LOG" 2>&1 &
+    pid=$!
+    echo "$pid" >"$SREDIS_PID"
+  fi
+  local t0=$SECONDS
+  while ((SECONDS - t0 < REDIS_START_TIMEOUT)); do
+    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$SREDIS_LOG" >&2; rm -f "$SREDIS_PID"; die "redis-secure: redis-server exited during startup (log $SREDIS_LOG; built without TLS?)"; }
+    if redis_secure_answers; then log "redis-secure: ready (pid $pid)"; return 0; fi
+    sleep 0.2
+  done
+  die "redis-secure: no PONG over TLS on 127.0.0.1:$REDIS_SECURE_PORT after ${REDIS_START_TIMEOUT}s (log $SREDIS_LOG)"
+}
+
+secure_down() {
+  stop_pidfile kafka-secure "$SKAFKA_PID" "$SKAFKA_PROPS"
+  stop_pidfile redis-secure "$SREDIS_PID" "redis-server"
+  rm -rf "$SKAFKA_DATA" "$SECURE_PKI" "$SECURE_SECRETS" "$SKAFKA_PROPS" "$SREDIS_RUN/redis.conf" "$SREDIS_RUN"/*.rdb
+}
+
+secure_status() {
+  local rc=0 pid
+  if pid=$(pid_alive "$SKAFKA_PID" "$SKAFKA_PROPS") && skafka_answers; then
+    echo "kafka-secure: running (pid $pid), SASL_SSL on 127.0.0.1:$KAFKA_SECURE_PORT"
+  else
+    echo "kafka-secure: not running (start it: $0 up-secure)"; rc=3
+  fi
+  if pid=$(pid_alive "$SREDIS_PID" "redis-server") && redis_secure_answers; then
+    echo "redis-secure: running (pid $pid), TLS on 127.0.0.1:$REDIS_SECURE_PORT"
+  else
+    echo "redis-secure: not running (start it: $0 up-secure)"; rc=3
+  fi
+  return $rc
+}
+
+print_env_secure() {
+  echo "export KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_SECURE_PORT"
+  echo "export KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+  echo "export KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
+  echo "export KAFKA_SASL_USERNAME=driftrec"
+  echo "export KAFKA_SASL_PASSWORD_FILE=$SECURE_SECRETS/kafka-client.password"
+  echo "export KAFKA_SSL_CAFILE=$SECURE_PKI/ca.pem"
+  echo "export REDIS_URL=rediss://driftrec@127.0.0.1:$REDIS_SECURE_PORT/0"
+  echo "export STATE_URL=rediss://driftrec@127.0.0.1:$REDIS_SECURE_PORT/0"
+  echo "export REDIS_PASSWORD_FILE=$SECURE_SECRETS/redis-client.password"
+  echo "export REDIS_SSL_CAFILE=$SECURE_PKI/ca.pem"
+}
+
 # ------------------------------------------------------------------- main ---
 
 print_env() {
@@ -469,14 +745,29 @@ main() {
       mkdir -p "$DRIFTREC_RUN"
       local s
       for s in "${SERVICES[@]}"; do "${s}_up"; done
+      if [[ ${DRIFTREC_SECURE:-0} == 1 ]]; then kafka_secure_up; redis_secure_up; fi
       echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP REDIS_URL=$REDIS_URL"
       ;;
+    up-secure)
+      mkdir -p "$DRIFTREC_RUN"
+      kafka_secure_up
+      redis_secure_up
+      echo "KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_SECURE_PORT (SASL_SSL) REDIS_URL=rediss://driftrec@127.0.0.1:$REDIS_SECURE_PORT/0"
+      ;;
     down)
+      local all=$(( $# == 0 ))
       select_services "$@"
       local s
       for s in "${SERVICES[@]}"; do "${s}_down"; done
-      rmdir "$KAFKA_RUN" "$REDIS_RUN" "$DRIFTREC_RUN" 2>/dev/null || true
+      ((all)) && secure_down
+      rmdir "$SKAFKA_RUN" "$SREDIS_RUN" "$SECURE_RUN" "$KAFKA_RUN" "$REDIS_RUN" "$DRIFTREC_RUN" 2>/dev/null || true
       ;;
+    down-secure)
+      secure_down
+      rmdir "$SKAFKA_RUN" "$SREDIS_RUN" "$SECURE_RUN" 2>/dev/null || true
+      ;;
+    status-secure) secure_status ;;
+    env-secure) print_env_secure ;;
     restart)
       [[ ${1:-} == redis && $# -eq 1 ]] ||
         { printf '[services] restart takes one service: redis (Kafka restarts empty: use down/up)\n' >&2; exit 2; }
