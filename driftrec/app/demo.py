@@ -264,7 +264,7 @@ def _summary(args: argparse.Namespace, stream: Any, pipe: Any, wall: float) -> d
 
 
 def _plot(path: Path, pipe: Any, stream: Any, args: argparse.Namespace) -> None:
-    from driftrec.evaluation.plots import plot_windowed_hr
+    from .plots import plot_windowed_hr
 
     hits = pipe.observed.hits
     t0 = stream.events[0].ts

@@ -239,7 +239,7 @@ def format_tables(res: pq.PrequentialRun, summary: Mapping[str, Any], window: in
 
 
 def plot(path: str, res: pq.PrequentialRun, window: int, shift_index: int | None, title: str) -> None:
-    from .plots import plot_windowed_hr
+    from driftrec.app.plots import plot_windowed_hr
 
     series = {}
     n = len(res.target_index)

@@ -1,0 +1,65 @@
+"""The arrows run one way (docs/architecture.md): a package imports only the packages
+below it. Read from the source with ``ast``, so an import inside a function counts too."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: package -> the folder that holds it
+FOLDERS = {
+    "stream": ROOT / "stream", "state": ROOT / "state", "scorer": ROOT / "scorer",
+    "learner": ROOT / "learner", "model": ROOT / "driftrec" / "model", "app": ROOT / "driftrec" / "app",
+    "evaluation": ROOT / "driftrec" / "evaluation", "bench": ROOT / "driftrec" / "bench",
+}
+_BASE = {"stream", "state"}
+#: package -> what it may import besides itself
+ALLOWED = {
+    "stream": set(),
+    "state": set(),
+    "model": _BASE,
+    "scorer": _BASE | {"model"},
+    "learner": _BASE | {"model"},
+    "app": _BASE | {"model", "scorer", "learner"},
+    "evaluation": _BASE | {"model", "scorer", "learner", "app"},
+    "bench": _BASE | {"model", "scorer", "learner", "app"},
+}
+#: top-level names the code must never import (they would be the generic folders, not driftrec's)
+GENERIC = {"stream", "state", "scorer", "learner", "model"}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append((node.lineno, node.module))
+    return out
+
+
+def _files(pkg: str) -> list[Path]:
+    return sorted(FOLDERS[pkg].rglob("*.py"))
+
+
+@pytest.mark.parametrize("pkg", sorted(FOLDERS))
+def test_imports_point_down(pkg: str) -> None:
+    bad = []
+    for f in _files(pkg):
+        for line, mod in _imports(f):
+            parts = mod.split(".")
+            if parts[0] in GENERIC:
+                bad.append(f"{f.relative_to(ROOT)}:{line} imports {mod} (use driftrec.{mod})")
+            elif parts[0] == "driftrec" and len(parts) > 1 and parts[1] in FOLDERS:
+                if parts[1] != pkg and parts[1] not in ALLOWED[pkg]:
+                    bad.append(f"{f.relative_to(ROOT)}:{line} imports {mod}")
+    assert not bad, f"{pkg} may import only {sorted(ALLOWED[pkg]) or 'itself'}:\n" + "\n".join(bad)
+
+
+def test_scorer_and_learner_never_import_each_other() -> None:
+    # stated on its own: the shared model lives below both (driftrec.model)
+    assert "learner" not in ALLOWED["scorer"] and "scorer" not in ALLOWED["learner"]
+    assert all(_files(p) for p in FOLDERS)
