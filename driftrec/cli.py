@@ -59,11 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from driftrec.learner import LearnerError
     from driftrec.model import ModelError
     from driftrec.state import StateError
-    from driftrec.stream import LogFormatError
+    from driftrec.stream import LogFormatError, StreamError
 
-    try:
+    try:  # exit 2: a setting, a file or a service (Kafka unreachable or refusing us, Redis);
+        # a command's own status stands otherwise (the scorer: 1 when counts do not reconcile)
         return int(args.func(args) or 0)
-    except (ConfigError, LearnerError, ModelError, StateError, LogFormatError, FileNotFoundError) as exc:
+    except (ConfigError, LearnerError, ModelError, StateError, StreamError, LogFormatError,
+            FileNotFoundError) as exc:
         print(redact(f"driftrec {args.command}: error: {exc}").replace("\n", " "), file=sys.stderr)
         return 2
     except SystemExit as exc:  # a subcommand's parser.error() after parsing

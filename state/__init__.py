@@ -1,11 +1,12 @@
 """state: persistence of user state, item popularity, consumer offsets and the model registry.
 
 Backends are picked by URL scheme: ``memory://`` (in process), ``file:///path/state.json``
-(in process, persisted) and ``redis://host:port/db``.
+(in process, persisted) and ``redis://host:port/db`` (also ``rediss://`` with TLS and
+``unix://``; the options of :meth:`RedisStateStore.from_url`: ``ssl_ca_certs``, ``password``).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import StateConfigError, StateError, StateUnavailable
 from .memory import MemoryStateStore
@@ -20,29 +21,29 @@ __all__ = [
 ]
 
 
-def _memory(url: str) -> MemoryStateStore:
+def _memory(url: str, **_: object) -> MemoryStateStore:
     return MemoryStateStore()
 
 
-def _file(url: str) -> MemoryStateStore:
+def _file(url: str, **_: object) -> MemoryStateStore:
     path = url[len("file://"):]
     if not path:
         raise StateConfigError(f"STATE_URL {url!r} names no file; use file:///path/to/state.json")
     return MemoryStateStore(path)
 
 
-def _redis(url: str) -> StateStore:
+def _redis(url: str, **options: Any) -> StateStore:
     from .redis import RedisStateStore  # imported only when used
 
-    return RedisStateStore.from_url(url)
+    return RedisStateStore.from_url(url, **options)
 
 
-BACKENDS: dict[str, Callable[[str], StateStore]] = {
-    "memory": _memory, "file": _file, "redis": _redis,
+BACKENDS: dict[str, Callable[..., StateStore]] = {
+    "memory": _memory, "file": _file, "redis": _redis, "rediss": _redis, "unix": _redis,
 }
 
 
-def open_state(url: str = "memory://") -> StateStore:
+def open_state(url: str = "memory://", **options: Any) -> StateStore:
     """Open a state backend by URL.
 
     Examples
@@ -52,10 +53,13 @@ def open_state(url: str = "memory://") -> StateStore:
     >>> open_state("mongo://x")
     Traceback (most recent call last):
     ...
-    driftrec.state.errors.StateConfigError: STATE_URL 'mongo://x' has unknown scheme 'mongo'; use one of memory, file, redis
+    driftrec.state.errors.StateConfigError: STATE_URL 'mongo://x' has unknown scheme 'mongo'; use one of memory, file, redis, rediss, unix
+
+    ``options`` go to the Redis backend (``ssl_ca_certs``: the CA bundle of a ``rediss://``
+    URL; ``password``: when the URL holds none), and are ignored by the others.
     """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in BACKENDS:
         raise StateConfigError(
             f"STATE_URL {redact_url(url)!r} has unknown scheme {scheme!r}; use one of {', '.join(BACKENDS)}")
-    return BACKENDS[scheme](url)
+    return BACKENDS[scheme](url, **options)

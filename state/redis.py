@@ -42,6 +42,15 @@ def map_redis_errors(where: str) -> Iterator[None]:
             f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
             f"(redis://USER:PASSWORD@host:port/db)")) from exc
     except (rex.ConnectionError, rex.TimeoutError) as exc:
+        text = str(exc)
+        if any(w in text for w in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSL", "TLS")):
+            raise StateUnavailable(redact(
+                f"TLS to Redis at {where} failed: {text}. Check REDIS_SSL_CAFILE (or ?ssl_ca_certs= in "
+                f"the URL: the CA that signed the server's certificate) and that the server speaks TLS "
+                f"(rediss://)")) from exc
+        if "Connection closed by server" in text and where.startswith("redis://"):
+            raise StateUnavailable(redact(
+                f"Redis at {where} closed the connection ({text}): a TLS-only server? use rediss://")) from exc
         raise StateUnavailable(redact(
             f"cannot reach Redis at {where}: {exc}. Start it (scripts/services.sh up redis) "
             f"or point STATE_URL at a running server")) from exc
@@ -87,8 +96,13 @@ class RedisStateStore:
         self._k_cur = f"{namespace}:current"
 
     @classmethod
-    def from_url(cls, url: str, check: bool = True) -> "RedisStateStore":
-        """``redis://host:port/db[?prefix=NAME]`` (also ``rediss://``, ``unix://``)."""
+    def from_url(cls, url: str, check: bool = True, ssl_ca_certs: str | None = None,
+                 password: str | None = None) -> "RedisStateStore":
+        """``redis://[user:password@]host:port/db[?prefix=NAME]`` (also ``unix://``), or
+        ``rediss://...`` over TLS: the server's certificate is verified against
+        ``ssl_ca_certs`` (``REDIS_SSL_CAFILE``) or ``?ssl_ca_certs=PATH`` in the URL (default:
+        the system's trust store). ``password`` (``REDIS_PASSWORD_FILE``) is used when the URL
+        holds none; an ACL user comes from the URL."""
         import redis
 
         parts = urlsplit(url)
@@ -100,8 +114,13 @@ class RedisStateStore:
         rest = "&".join(f"{k}={v}" for k, vs in q.items() for v in vs)
         clean = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
         try:
+            extra: dict[str, Any] = {}
+            if ssl_ca_certs and parts.scheme == "rediss" and "ssl_ca_certs" not in q:
+                extra["ssl_ca_certs"] = ssl_ca_certs
+            if password and parts.password is None:
+                extra["password"] = password
             client = redis.Redis.from_url(clean, socket_timeout=10, socket_connect_timeout=5,
-                                          health_check_interval=30)
+                                          health_check_interval=30, **extra)
         except ValueError as exc:
             raise StateConfigError(redact(f"STATE_URL {redact_url(url)!r} is not a Redis URL: {exc}")) from None
         where = redact_url(f"{parts.scheme}://{parts.netloc}" if parts.netloc else clean)

@@ -12,3 +12,7 @@ class StreamUnavailable(StreamError):
 
 class StreamConfigError(StreamError, ValueError):
     """A transport setting is wrong (bootstrap address, topic layout)."""
+
+
+class StreamSecurityError(StreamConfigError):
+    """TLS or authentication with the broker failed (untrusted certificate, wrong password)."""

@@ -42,7 +42,7 @@ def to_record(event: Any) -> Record:
 
 def make_app(hooks: Any, bootstrap: str, input_topics: Sequence[str], group: str,
              batch_size: int = 256, batch_ms: int = 50, on_batch: Callable[[int], None] | None = None,
-             **app_config: Any) -> tuple[Any, Any]:
+             security: Any = None, **app_config: Any) -> tuple[Any, Any]:
     """Build the faust app and its scorer agent; returns ``(app, agent)``."""
     import faust
 
@@ -53,6 +53,8 @@ def make_app(hooks: Any, bootstrap: str, input_topics: Sequence[str], group: str
         "broker_commit_every": batch_size, "broker_commit_interval": 1.0,
         "topic_allow_declare": False, "autodiscover": False,
         "datadir": os.path.join(tempfile.gettempdir(), "driftrec-faust", group)}
+    if security is not None:  # a driftrec.stream.security.KafkaSecurity: broker_credentials
+        cfg.update(security.faust_config())
     cfg.update(app_config)
     app = faust.App(group, **cfg)
     topic = app.topic(*input_topics, value_serializer="raw", key_serializer="raw", allow_empty=True)
@@ -72,7 +74,7 @@ def make_app(hooks: Any, bootstrap: str, input_topics: Sequence[str], group: str
 
 
 def run_faust_scorer(hooks: Any, bootstrap: str, names: Any, group: str, batch_size: int = 256,
-                     batch_ms: int = 50, exit_when_idle: float = 0.0) -> None:
+                     batch_ms: int = 50, exit_when_idle: float = 0.0, security: Any = None) -> None:
     """Run the faust worker until stopped (or ``exit_when_idle`` seconds without records)."""
     from faust import Worker
 
@@ -81,7 +83,12 @@ def run_faust_scorer(hooks: Any, bootstrap: str, names: Any, group: str, batch_s
     def seen(n: int) -> None:
         last[0] = time.monotonic()
 
-    app, _ = make_app(hooks, bootstrap, [*names.events, names.items], group, batch_size, batch_ms, seen)
+    if security is not None and security.protocol != "PLAINTEXT":
+        from .kafka import _raise_if_refused
+
+        _raise_if_refused(bootstrap, security, RuntimeError("faust"))  # faust would retry forever
+    app, _ = make_app(hooks, bootstrap, [*names.events, names.items], group, batch_size, batch_ms, seen,
+                      security=security)
 
     worker = Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     if exit_when_idle:

@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .errors import StreamConfigError, StreamUnavailable
+from .errors import StreamConfigError, StreamSecurityError, StreamUnavailable
 from .ports import Message, Record
+from .security import PLAINTEXT, KafkaSecurity, diagnose
 from .topics import COMPACTED, DLQ
 
 log = logging.getLogger("driftrec.stream.kafka")
@@ -39,8 +40,10 @@ PARTITION_MEMO = 1_000_000
 
 
 @contextlib.contextmanager
-def map_kafka_errors(bootstrap: str, what: str = "Kafka") -> Iterator[None]:
-    """Translate kafka-python exceptions into stream errors (chained)."""
+def map_kafka_errors(bootstrap: str, what: str = "Kafka", security: KafkaSecurity | None = None) -> Iterator[None]:
+    """Translate kafka-python exceptions into stream errors (chained). With ``security``
+    (not PLAINTEXT), a broker that does not let us in is diagnosed: an untrusted
+    certificate or a refused password is a :class:`StreamSecurityError` saying which."""
     import kafka.errors as ke
 
     # kafka-python 2.x raises NoBrokersAvailable when nothing answers at the bootstrap
@@ -51,6 +54,7 @@ def map_kafka_errors(bootstrap: str, what: str = "Kafka") -> Iterator[None]:
     except ke.KafkaError as exc:
         if isinstance(exc, no_brokers) or (isinstance(exc, ke.KafkaTimeoutError)
                                            and "Unable to bootstrap" in str(exc)):
+            _raise_if_refused(bootstrap, security, exc)
             raise StreamUnavailable(
                 f"no Kafka broker answers at {bootstrap} ({what}). Start one (scripts/services.sh up kafka "
                 f"or docker compose up kafka) or set KAFKA_BOOTSTRAP") from exc
@@ -62,6 +66,15 @@ def map_kafka_errors(bootstrap: str, what: str = "Kafka") -> Iterator[None]:
             raise StreamConfigError(f"a topic is missing on {bootstrap} ({what}): {exc}; "
                                     f"run `driftrec topics create`") from exc
         raise StreamUnavailable(f"Kafka at {bootstrap} failed ({what}): {exc!r}") from exc
+
+
+def _raise_if_refused(bootstrap: str, security: KafkaSecurity | None, exc: BaseException) -> None:
+    """:class:`StreamSecurityError` when TLS or authentication is why ``exc`` happened."""
+    if security is None or security.protocol == "PLAINTEXT":
+        return
+    why = diagnose(bootstrap, security)
+    if why:
+        raise StreamSecurityError(why) from None
 
 
 def _to_record(r: Any) -> Record:
@@ -109,7 +122,8 @@ class KafkaSource:
                  on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
                  default_offset: int | str | None = None, client_id: str = "driftrec",
                  commit_interval_s: float = 1.0, timeout_s: float = 30.0, top_up_ms: int = 3,
-                 on_revoke: Callable[[list[tuple[str, int]]], None] | None = None, **config: Any) -> None:
+                 on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
+                 security: KafkaSecurity | None = None, **config: Any) -> None:
         import asyncio
         import concurrent.futures
         import threading
@@ -118,6 +132,7 @@ class KafkaSource:
         from aiokafka.abc import ConsumerRebalanceListener
 
         self.bootstrap, self.topics, self.group = bootstrap, list(topics), group
+        self.security = security or PLAINTEXT
         self.timeout_s, self.top_up_ms = timeout_s, top_up_ms
         self._start_offsets, self._on_assign, self._default_offset = start_offsets, on_assign, default_offset
         self._on_revoke = on_revoke
@@ -147,6 +162,7 @@ class KafkaSource:
             "fetch_max_wait_ms": 200, "fetch_min_bytes": 1, "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 2_000, "max_poll_interval_ms": 600_000,
             "request_timeout_ms": int(timeout_s * 1000)}
+        opts.update(self.security.aiokafka_kwargs())
         opts.update(config)
 
         async def start() -> Any:
@@ -198,6 +214,7 @@ class KafkaSource:
             raise
         except Exception as exc:  # aiokafka's errors (connection, timeouts, broker errors)
             if type(exc).__name__ == "KafkaConnectionError":
+                _raise_if_refused(self.bootstrap, self.security, exc)
                 raise StreamUnavailable(
                     f"no Kafka broker answers at {self.bootstrap} ({what}). Start one (scripts/services.sh "
                     f"up kafka or docker compose up kafka) or set KAFKA_BOOTSTRAP") from exc
@@ -404,13 +421,14 @@ class KafkaSink:
     """
 
     def __init__(self, bootstrap: str, timeout_s: float = 30.0, client_id: str = "driftrec",
-                 max_batch_bytes: int = 1 << 20) -> None:
+                 max_batch_bytes: int = 1 << 20, security: KafkaSecurity | None = None) -> None:
         import asyncio
         import threading
 
         from aiokafka import AIOKafkaProducer
 
         self.bootstrap, self.timeout_s = bootstrap, timeout_s
+        self.security = security or PLAINTEXT
         self._memo: dict[tuple[str, bytes, int], int] = {}  # (topic, key, partitions) -> partition
         self._parts: dict[str, list[int]] = {}
         self._loop = asyncio.new_event_loop()
@@ -420,7 +438,8 @@ class KafkaSink:
         async def start() -> Any:
             p = AIOKafkaProducer(bootstrap_servers=bootstrap.split(","), client_id=client_id, acks="all",
                                  linger_ms=0, max_batch_size=max_batch_bytes,
-                                 request_timeout_ms=int(timeout_s * 1000), enable_idempotence=False)
+                                 request_timeout_ms=int(timeout_s * 1000), enable_idempotence=False,
+                                 **self.security.aiokafka_kwargs())
             await p.start()
             return p
 
@@ -504,9 +523,11 @@ class KafkaSink:
         except concurrent.futures.TimeoutError as exc:
             fut.cancel()
             raise StreamUnavailable(f"Kafka at {self.bootstrap} did not answer in time ({what})") from exc
-        except StreamUnavailable:
+        except (StreamUnavailable, StreamConfigError):
             raise
         except Exception as exc:  # aiokafka's errors (connection, timeouts, broker errors)
+            if type(exc).__name__ == "KafkaConnectionError":
+                _raise_if_refused(self.bootstrap, self.security, exc)
             raise StreamUnavailable(f"Kafka at {self.bootstrap} failed ({what}): {exc!r}") from exc
 
     def close(self) -> None:
@@ -537,7 +558,7 @@ def topic_configs(name: str, compacted: Iterable[str] = COMPACTED, dlq: str = DL
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3,
                   compacted: Iterable[str] = COMPACTED, dlq: str = DLQ,
                   retention_ms: int = RETENTION_MS, replication: int = 1,
-                  single_partition: Iterable[str] = ()) -> dict[str, str]:
+                  single_partition: Iterable[str] = (), security: KafkaSecurity | None = None) -> dict[str, str]:
     """Create topics that do not exist yet; returns ``name -> "created" | "exists"``.
 
     ``single_partition`` topics (the adapters announcements, whose order matters) get one
@@ -547,9 +568,10 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3,
 
     names = list(dict.fromkeys(names))
     compacted, single = set(compacted), set(single_partition)
-    with map_kafka_errors(bootstrap, "create topics"):
+    sec = security or PLAINTEXT
+    with map_kafka_errors(bootstrap, "create topics", sec):
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="driftrec-admin",
-                                 request_timeout_ms=30_000)
+                                 request_timeout_ms=30_000, **sec.kafka_python_kwargs())
         try:
             existing = set(admin.list_topics())
             todo = [NewTopic(n, 1 if n in single else partitions, replication,
@@ -581,15 +603,16 @@ def _wait_for_topics(admin: Any, names: list[str], timeout_s: float = 30.0) -> N
 
 
 def read_topic(bootstrap: str, topic: str, until: Mapping[int, int] | None = None,
-               timeout_s: float = 30.0) -> list[Record]:
+               timeout_s: float = 30.0, security: KafkaSecurity | None = None) -> list[Record]:
     """Every record of ``topic`` from the beginning up to ``until`` (partition -> offset;
     default: the end offsets now), without a group. For bootstrapping the catalog and the
     registry, for tools and tests."""
     from kafka import KafkaConsumer, TopicPartition
 
-    with map_kafka_errors(bootstrap, f"read {topic}"):
+    sec = security or PLAINTEXT
+    with map_kafka_errors(bootstrap, f"read {topic}", sec):
         c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="driftrec-reader",
-                          enable_auto_commit=False, group_id=None, fetch_max_wait_ms=20)
+                          enable_auto_commit=False, group_id=None, fetch_max_wait_ms=20, **sec.kafka_python_kwargs())
         try:
             parts = c.partitions_for_topic(topic)
             if parts is None:  # metadata may need a moment for a new topic

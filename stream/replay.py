@@ -20,6 +20,7 @@ from . import topics
 from .errors import StreamConfigError
 from .events import Event, Item, encode, encode_item
 from .kafka import map_kafka_errors
+from .security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("driftrec.stream.replay")
 
@@ -72,7 +73,8 @@ class Pacer:
 def replay_to_kafka(events: Sequence[Event], items: Sequence[Item], bootstrap: str,
                     prefix: str = "", speed: float = 0.0, rate: float = 0.0,
                     restamp: bool = False, progress: bool = True, producer: Any = None,
-                    on_sent: Callable[[Event, float], None] | None = None) -> ReplayStats:
+                    on_sent: Callable[[Event, float], None] | None = None,
+                    security: KafkaSecurity | None = None) -> ReplayStats:
     """Send ``items`` then ``events`` (sorted by ts) to Kafka; return what was sent.
 
     ``restamp`` replaces each event's ``ts`` with the wall-clock time it is sent (so
@@ -82,14 +84,16 @@ def replay_to_kafka(events: Sequence[Event], items: Sequence[Item], bootstrap: s
 
     st = ReplayStats()
     own = producer is None
-    with map_kafka_errors(bootstrap, "replay producer"):
+    sec = security or PLAINTEXT
+    with map_kafka_errors(bootstrap, "replay producer", sec):
         if own:
             # idempotent: per-partition order holds with several requests in flight (and a
             # retry cannot duplicate), so one slow acknowledgement does not hold back the next
             # requests (with one in flight, a paced replay queued behind every slow one)
             producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), client_id="driftrec-replay",
                                      acks="all", linger_ms=5, batch_size=512 * 1024, enable_idempotence=True,
-                                     max_in_flight_requests_per_connection=5, retries=5)
+                                     max_in_flight_requests_per_connection=5, retries=5,
+                                     **sec.kafka_python_kwargs())
     t0 = time.monotonic()
     try:
         with map_kafka_errors(bootstrap, "replay items"):

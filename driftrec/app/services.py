@@ -62,7 +62,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     # there is a backlog
     s = Settings.from_env(service=True, **o)
     if getattr(args, "command", None) in ("topics", "replay", "scorer", "learner"):
-        check_kafka(s.kafka_bootstrap, "--bootstrap" if o["kafka_bootstrap"] else "KAFKA_BOOTSTRAP")
+        check_kafka(s.kafka_bootstrap, "--bootstrap" if o["kafka_bootstrap"] else "KAFKA_BOOTSTRAP",
+                    security=s.kafka_security())
     return s
 
 
@@ -163,18 +164,19 @@ def all_topics(names: TopicNames) -> list[str]:
 
 
 def ensure_topics(bootstrap: str, names: TopicNames, partitions: int = 3,
-                  retention_ms: int | None = None) -> dict[str, str]:
+                  retention_ms: int | None = None, security: Any = None) -> dict[str, str]:
     from driftrec.stream.kafka import RETENTION_MS, create_topics
 
     return create_topics(bootstrap, all_topics(names), partitions,
                          compacted=[names.items, names.adapters], dlq=names.dlq,
-                         retention_ms=retention_ms or RETENTION_MS, single_partition=[names.adapters])
+                         retention_ms=retention_ms or RETENTION_MS, single_partition=[names.adapters],
+                         security=security)
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
     s = _settings(args)
     out = ensure_topics(s.kafka_bootstrap, TopicNames(s.topic_prefix), args.partitions,
-                        int(args.retention_hours * 3600 * 1000))
+                        int(args.retention_hours * 3600 * 1000), security=s.kafka_security())
     for name, what in out.items():
         print(f"{name}: {what}")
     return 0
@@ -201,13 +203,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         log.warning("%d lines of %s are not valid events and are not sent: %s", len(lg.rejected), path, reasons)
     names = TopicNames(s.topic_prefix)
     if args.create_topics:
-        ensure_topics(s.kafka_bootstrap, names)
+        ensure_topics(s.kafka_bootstrap, names, security=s.kafka_security())
     # the loaded log out of the collector's walks: with the default thresholds its
     # collections held a 2,000 events/s replay of 20,000 ML-100K events up to 240-370 ms
     # behind its schedule (a burst for the consumers)
     tune_gc()
     st = replay_to_kafka(events, lg.items, s.kafka_bootstrap, s.topic_prefix, args.speed, args.rate,
-                         args.restamp, progress=not args.no_progress)
+                         args.restamp, progress=not args.no_progress, security=s.kafka_security())
     print(json.dumps({"items": st.items, "events": st.events, "by_topic": st.by_topic,
                       "seconds": round(st.seconds, 3), "events_per_s": round(st.rate, 1),
                       "max_behind_ms": round(st.max_behind_ms, 1), "not_sent_invalid": len(lg.rejected)}))
@@ -215,14 +217,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- scorer ---
-def load_catalog(bootstrap: str, topic: str) -> list[Any]:
+def load_catalog(bootstrap: str, topic: str, security: Any = None) -> list[Any]:
     """The latest valid item per key of the (compacted) items topic."""
     from driftrec.stream import Item, decode_item
     from driftrec.stream.kafka import read_topic
 
     catalog: dict[str, Item] = {}
     bad = 0
-    for r in read_topic(bootstrap, topic):
+    for r in read_topic(bootstrap, topic, security=security):
         d = decode_item(r.value)
         if isinstance(d, Item):
             catalog[d.item_id] = d
@@ -236,13 +238,13 @@ def load_catalog(bootstrap: str, topic: str) -> list[Any]:
 class AdapterWatcher:
     """Reads new announcements on the adapters topic (no group; from the end at start)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, security: Any = None) -> None:
         from driftrec.stream.kafka import KafkaSource
 
         self.bootstrap, self.topic = bootstrap, topic
         # an empty long poll waits up to 500 ms on aiokafka's thread, not on the scorer's
         self._c = KafkaSource(bootstrap, [topic], None, default_offset="end",
-                                 client_id="driftrec-adapters", fetch_max_wait_ms=500)
+                                 client_id="driftrec-adapters", fetch_max_wait_ms=500, security=security)
         self._c.poll(100, 0)  # positions the partitions at their ends now
 
     def poll(self, timeout_ms: int = 0) -> list[dict[str, Any]]:
@@ -297,13 +299,14 @@ class ScorerService:
         _limit_threads(settings.scorer_threads)
         self.names = names = TopicNames(settings.topic_prefix)
         b = settings.kafka_bootstrap
-        self.state = open_state(settings.state_url)
+        self.state = open_state(settings.state_url, **settings.redis_options())
         stored = self.state.offsets(group)
-        self.watcher = AdapterWatcher(b, names.adapters)
+        self.security = sec = settings.kafka_security()
+        self.watcher = AdapterWatcher(b, names.adapters, sec)
         self._next_watch = 0.0
         # The catalog: the items topic is compacted, i.e. a table; start with all of it.
         # Item records consumed later (at or past the stored offsets) update it live.
-        items = load_catalog(b, names.items)
+        items = load_catalog(b, names.items, sec)
         self.encoder = load_encoder(settings.model, settings.lora_r, settings.max_len, settings.device)
         standby = load_encoder(settings.model, settings.lora_r, settings.max_len, settings.device)
         if items:
@@ -320,7 +323,7 @@ class ScorerService:
         self._load_current()
         self.swaps.on_swap = self._swapped
         # recs.updates and events.dlq (aiokafka's batch API: docs/operations.md, "Kafka clients")
-        self.sink = KafkaSink(b)
+        self.sink = KafkaSink(b, security=sec)
         self.worker = ScorerWorker(self.scorer, self.state, self.sink, names, self.swaps, group,
                                    cache_users=settings.scorer_cache_users,
                                    time_bounds=settings.time_bounds())
@@ -411,7 +414,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         tune_gc()
         try:
             run_faust_scorer(svc, s.kafka_bootstrap, svc.names, args.group, s.scorer.batch_size,
-                             s.scorer.batch_ms, exit_when_idle=args.exit_when_idle)
+                             s.scorer.batch_ms, exit_when_idle=args.exit_when_idle, security=svc.security)
         finally:
             summary = svc.summary()
             print("\n" + json.dumps(summary), flush=True)  # own line (faust's terminal codes)
@@ -467,7 +470,7 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     try:
         source = KafkaSource(s.kafka_bootstrap, [*names.events, names.items], group,
                              start_offsets=svc.start_offsets, on_assign=assigned, on_revoke=revoked,
-                             default_offset=0, client_id=f"driftrec-scorer-{group}")
+                             default_offset=0, client_id=f"driftrec-scorer-{group}", security=svc.security)
     except BaseException:
         svc.close()
         raise
@@ -536,8 +539,9 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
 
     names = TopicNames(s.topic_prefix)
     b = s.kafka_bootstrap
-    state = open_state(s.state_url)
-    items = load_catalog(b, names.items)
+    sec = s.kafka_security()
+    state = open_state(s.state_url, **s.redis_options())
+    items = load_catalog(b, names.items, sec)
     enc = load_encoder(s.model, s.lora_r, s.max_len, s.device)
     table = (base_table(enc, items, s.cache_dir) if items
              else ItemTable.from_text([], np.zeros((0, enc.dim), np.float32)))
@@ -552,13 +556,13 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
         if record is not None:
             metrics.set_version(record["version"])
 
-    sink = KafkaSink(b)
+    sink = KafkaSink(b, security=sec)
     worker = LearnerWorker(lrn, sink, s.artifact_dir, state, enc.base_model, names, on_result=on_result,
                            time_bounds=s.time_bounds(), artifact_key=s.artifact_key)
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
     # Training blocks polling for tens of seconds: a long session keeps the member in its group.
     # its group offsets are where it resumes: commit every drained poll (async; sync on close)
-    source = KafkaSource(b, [*names.events, names.items, names.recs], group, client_id="driftrec-learner",
+    source = KafkaSource(b, [*names.events, names.items, names.recs], group, security=sec, client_id="driftrec-learner",
                          commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
     stop = stop or _Stop().flag
     last = last_status = time.monotonic()
@@ -597,7 +601,7 @@ def cmd_adapters_list(args: argparse.Namespace) -> int:
     from driftrec.state import open_state
 
     s = _settings(args)
-    st = open_state(s.state_url)
+    st = open_state(s.state_url, **s.redis_options())
     try:
         recs = st.records()
         cur = getattr(st, "current", lambda: None)()
@@ -627,7 +631,7 @@ def cmd_adapters_rollback(args: argparse.Namespace) -> int:
     from driftrec.model.artifacts import _path_from_uri  # the one place that reads announcement URIs
 
     s = _settings(args)
-    st = open_state(s.state_url)
+    st = open_state(s.state_url, **s.redis_options())
     try:
         recs = st.records()
     finally:
@@ -648,7 +652,7 @@ def cmd_adapters_rollback(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     names = TopicNames(s.topic_prefix)
-    sink = KafkaSink(s.kafka_bootstrap)
+    sink = KafkaSink(s.kafka_bootstrap, security=s.kafka_security())
     try:
         sink.send_many([Message(names.adapters, json.dumps(rec).encode(), args.version.encode())])
     finally:

@@ -143,6 +143,29 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _readable_file(raw: str) -> str:
+    """An existing, readable file (a CA bundle, a certificate, a key, a password file)."""
+    p = Path(raw).expanduser()
+    if not p.is_file():
+        raise ValueError("no such file" if not p.exists() else "not a file")
+    if not os.access(p, os.R_OK):
+        raise ValueError("not readable")
+    return str(p)
+
+
+def read_secret_file(path: str, label: str) -> str:
+    """The secret held in ``path`` (one line; the trailing newline dropped); the message of a
+    failure names the variable and the file, never the content."""
+    try:
+        value = Path(path).expanduser().read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}={path!r}: cannot read it ({type(exc).__name__}); allowed: a readable file "
+                          f"holding the password") from None
+    if not value:
+        raise ConfigError(f"{label}={path!r}: the file is empty; allowed: a readable file holding the password")
+    return value
+
+
 def _artifact_key(raw: str) -> str:
     if len(raw) < 16:
         raise ValueError("too short")
@@ -295,6 +318,32 @@ VARS: tuple[Var, ...] = (
     Var("EVENT_MAX_AGE_DAYS", "event_max_age_days", "int", 0,
         "events older than this go to events.dlq (ts_out_of_range); 0: no bound (replays of "
         "recorded logs keep their times)", lo=0, hi=100 * 365),
+    # transport security (docs/operations.md, "Security"): every Kafka client (aiokafka,
+    # kafka-python, faust) takes these through one driftrec.stream.KafkaSecurity
+    Var("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", "choice", "PLAINTEXT",
+        "how every Kafka client connects: TLS (SSL), SASL, or both (SASL_SSL)",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
+    Var("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism", "choice", "PLAIN", "SASL mechanism (SASL_* protocols)",
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+    Var("KAFKA_SASL_USERNAME", "kafka_sasl_username", "str", None, "SASL user (SASL_* protocols)"),
+    Var("KAFKA_SASL_PASSWORD", "kafka_sasl_password", "str", None,
+        "SASL password (prefer KAFKA_SASL_PASSWORD_FILE)", secret=True),
+    Var("KAFKA_SASL_PASSWORD_FILE", "kafka_sasl_password_file", "str", None,
+        "a file holding the SASL password (a mounted secret); used when KAFKA_SASL_PASSWORD is unset",
+        check=_readable_file, allowed_text="a readable file"),
+    Var("KAFKA_SSL_CAFILE", "kafka_ssl_cafile", "str", None,
+        "PEM CA bundle that signed the brokers' certificates (default: the system's trust store)",
+        check=_readable_file, allowed_text="a readable PEM file"),
+    Var("KAFKA_SSL_CERTFILE", "kafka_ssl_certfile", "str", None, "PEM client certificate (mutual TLS; optional)",
+        check=_readable_file, allowed_text="a readable PEM file"),
+    Var("KAFKA_SSL_KEYFILE", "kafka_ssl_keyfile", "str", None, "PEM key of the client certificate (mutual TLS)",
+        check=_readable_file, allowed_text="a readable PEM file"),
+    Var("REDIS_SSL_CAFILE", "redis_ssl_cafile", "str", None,
+        "PEM CA bundle of a rediss:// STATE_URL/REDIS_URL (or ?ssl_ca_certs= in the URL)",
+        check=_readable_file, allowed_text="a readable PEM file"),
+    Var("REDIS_PASSWORD_FILE", "redis_password_file", "str", None,
+        "a file holding the Redis password of STATE_URL/REDIS_URL (when the URL has none)",
+        check=_readable_file, allowed_text="a readable file"),
 )
 #: The declarations by variable name.
 VARS_BY_NAME = {v.name: v for v in VARS}
@@ -322,6 +371,16 @@ class Settings:
     artifact_key: str | None = None
     event_max_skew_s: int = 3600
     event_max_age_days: int = 0
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_sasl_password_file: str | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    redis_ssl_cafile: str | None = None
+    redis_password_file: str | None = None
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     rep: Representation = field(default_factory=Representation)
@@ -332,6 +391,34 @@ class Settings:
 
         return TimeBounds(self.event_max_skew_s * 1000,
                           self.event_max_age_days * 86_400_000 if self.event_max_age_days else None)
+
+    def kafka_security(self) -> Any:
+        """The :class:`driftrec.stream.security.KafkaSecurity` of every Kafka client
+        (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``, ``KAFKA_SSL_*``); a combination that
+        does not work is a :class:`ConfigError` (one line, no password)."""
+        from driftrec.stream import StreamConfigError
+        from driftrec.stream.security import KafkaSecurity
+
+        password = self.kafka_sasl_password
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not password and self.kafka_sasl_password_file:
+            password = read_secret_file(self.kafka_sasl_password_file, "KAFKA_SASL_PASSWORD_FILE")
+        try:
+            return KafkaSecurity(self.kafka_security_protocol, self.kafka_sasl_mechanism if sasl else None,
+                                 self.kafka_sasl_username if sasl else None, password if sasl else None,
+                                 self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        except StreamConfigError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def redis_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``open_state``/``RedisStateStore.from_url`` for a Redis URL:
+        the CA bundle (``REDIS_SSL_CAFILE``) and the password (``REDIS_PASSWORD_FILE``)."""
+        out: dict[str, Any] = {}
+        if self.redis_ssl_cafile:
+            out["ssl_ca_certs"] = self.redis_ssl_cafile
+        if self.redis_password_file:
+            out["password"] = read_secret_file(self.redis_password_file, "REDIS_PASSWORD_FILE")
+        return out
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, service: bool = False,
@@ -394,9 +481,12 @@ def check_env(env: Mapping[str, str] | None = None) -> list[str]:
     return errors
 
 
-def check_kafka(bootstrap: str, label: str = "KAFKA_BOOTSTRAP", timeout_s: float = 5.0) -> None:
+def check_kafka(bootstrap: str, label: str = "KAFKA_BOOTSTRAP", timeout_s: float = 5.0,
+                security: Any = None) -> None:
     """:class:`ConfigError` (one line) unless one of the bootstrap servers accepts a TCP
-    connection: a fast, quiet answer instead of a client's retries."""
+    connection: a fast, quiet answer instead of a client's retries. With ``security`` (a
+    ``KafkaSecurity`` other than PLAINTEXT) it also lets us in: an untrusted certificate or
+    a refused password is a ``StreamSecurityError`` saying which (never the password)."""
     import socket
 
     why = ""
@@ -404,30 +494,40 @@ def check_kafka(bootstrap: str, label: str = "KAFKA_BOOTSTRAP", timeout_s: float
         host, _, port = hp.strip().rpartition(":")
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-            return
         except (OSError, ValueError) as exc:
             why = getattr(exc, "strerror", None) or str(exc)
+            continue
+        if security is not None and security.protocol != "PLAINTEXT":
+            from driftrec.stream import StreamSecurityError
+            from driftrec.stream.security import diagnose
+
+            refused = diagnose(bootstrap, security, timeout_s=max(timeout_s, 10.0))
+            if refused:
+                raise StreamSecurityError(refused)
+        return
     raise ConfigError(f"{label}={bootstrap!r}: no Kafka broker reachable ({why}); allowed: the address of a "
                       f"running broker (scripts/services.sh up kafka)")
 
 
 def check_services(s: Settings) -> list[str]:
     """One line per service of ``s`` that cannot be reached (Kafka bootstrap, Redis state)."""
+    from driftrec.stream import StreamError
+
     errors = []
     try:
-        check_kafka(s.kafka_bootstrap)
-    except ConfigError as exc:
+        check_kafka(s.kafka_bootstrap, security=s.kafka_security())
+    except (ConfigError, StreamError) as exc:
         errors.append(str(exc))
     if s.state_url.split("://", 1)[0] in ("redis", "rediss", "unix"):
-        errors.extend(_check_state(s.state_url))
+        errors.extend(_check_state(s.state_url, s.redis_options()))
     return errors
 
 
-def _check_state(url: str) -> list[str]:
+def _check_state(url: str, options: Mapping[str, Any] | None = None) -> list[str]:
     from driftrec.state import StateError, open_state
 
     try:
-        open_state(url).close()
+        open_state(url, **dict(options or {})).close()
     except StateError as exc:
         return [redact(f"STATE_URL={url!r}: {exc}")]
     return []
