@@ -45,6 +45,19 @@ class LearnerConfig:
     age_weights: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
     grad_items: int = 64
     lr_lora: float = 1e-3
+    #: weight of the text-only term of the adapter stage: each target scored by its text
+    #: vector under the adapter alone (no residual, no bias) against the batch's other
+    #: targets, as an item nobody engaged yet is (0: off; see docs/adapters.md)
+    text_loss: float = 1.0
+    #: pairs of the text-only term weighted by (engagements of the target in the window)
+    #: ** -text_fresh, and the adapter stage's targets drawn with the same weights: rarely
+    #: engaged (fresh) items are where only the text can help (0: uniform)
+    text_fresh: float = 1.0
+    #: the learner encodes at most this many items under a candidate adapter (newest and
+    #: most engaged first) before gating and publishing it; the other rows keep the
+    #: serving version's text vectors, marked stale, and the scorer re-encodes them in the
+    #: background after the swap (0: the whole catalog, every time)
+    encode_budget: int = 20_000
     lr_items: float = 0.003
     use_lora: bool = True
     train_items: bool = True
@@ -71,6 +84,8 @@ class LearnerConfig:
             bad("cooc_neighbours", "must be >= 0 (0 = off) and cooc_history >= 1")
         if self.lora_gate_z < 0:
             bad("lora_gate_z", "must be >= 0")
+        if self.text_loss < 0 or self.text_fresh < 0 or self.encode_budget < 0:
+            bad("text_loss", ", text_fresh and encode_budget must be >= 0")
         if self.lora_every < 1:
             bad("lora_every", "must be >= 1")
         if not (self.use_lora or self.train_items):

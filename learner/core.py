@@ -114,6 +114,16 @@ class Learner:
             self._since_drift += 1
             self.n_events += 1
 
+    def forget_users(self, user_ids: Sequence[str]) -> None:
+        """Drop what the learner holds per user (recent history, seen items, co-engagement
+        history). Their pairs in the window go through ``window.retain`` by the caller,
+        which knows whose each pair is (the learner worker)."""
+        for u in user_ids:
+            self._hist.pop(u, None)
+            self._seen.pop(u, None)
+            if self.cooc is not None:
+                self.cooc._recent.pop(u, None)
+
     def observe_hits(self, hits: Sequence[bool]) -> bool:
         """Feed the live hit signal; returns True when drift was detected."""
         if self.detector is None or not hits:
@@ -230,7 +240,7 @@ class Learner:
         for p in (R, bias, C):
             p.requires_grad_(False)
         items_only = ItemTable(list(cur.item_ids), cur.text, R.numpy().copy(), bias.numpy().copy(),
-                               C.numpy().copy())
+                               C.numpy().copy(), stale=cur.stale)
         items_s = time.perf_counter() - t0
         pop = self._pop_vector(cur)
         m_cur = self.evaluate(val_p, cur, pop)
@@ -247,6 +257,10 @@ class Learner:
         if run_lora:
             assert enc is not None
             texts = [self.texts.get(i, "") for i in cur.item_ids]
+            # how rarely each target is engaged in the window: the text-only term and the
+            # draw of the targets that get fresh vectors lean towards rarely engaged items
+            n_tgt = np.bincount(tgt.numpy(), minlength=len(cur.item_ids)).astype(np.float64)
+            fresh_w = np.maximum(n_tgt, 1.0) ** -cfg.text_fresh
             enc.model.train()
             opt = torch.optim.Adam(enc.lora_parameters(), lr=cfg.lr_lora)
             for bi in batches(cfg.max_steps):
@@ -254,7 +268,8 @@ class Learner:
                 # rest of the catalog uses the cached vectors of the serving adapter.
                 g = np.unique(tgt[bi].numpy())
                 if len(g) > cfg.grad_items:
-                    g = np.sort(rng.choice(g, cfg.grad_items, replace=False))
+                    pg = fresh_w[g] / fresh_w[g].sum()
+                    g = np.sort(rng.choice(g, cfg.grad_items, replace=False, p=pg))
                 g_t = torch.from_numpy(g.astype(np.int64))
                 tg = enc.forward([texts[j] for j in g]).float().cpu()
                 V = T0.index_put((g_t,), tg) + R
@@ -264,12 +279,16 @@ class Learner:
                 # not trained against stale vectors (targets outside g are skipped).
                 if bool(torch.isin(tgt[bi], g_t).all()):
                     loss = loss + _softmax_loss(*args, columns=g_t)
+                if cfg.text_loss > 0:
+                    # targets scored by their text vector under the adapter alone, as an
+                    # item nobody has engaged yet is: only the encoder can learn this
+                    loss = loss + cfg.text_loss * _text_loss(C, tg, g_t, ctx_idx[bi], ctx_w[bi], tgt[bi],
+                                                             rep.temperature, fresh_w)
                 step(opt, loss)
                 lora_steps += 1
             enc.model.eval()
             t1 = time.perf_counter()
-            with_lora = ItemTable(list(cur.item_ids), enc.encode(texts), items_only.residual,
-                                  items_only.bias, items_only.context)
+            with_lora = self._encode_candidate(cur, items_only, texts)
             encode_s = time.perf_counter() - t1
             e_lora = self.evaluate_each(val_p, with_lora, pop)
             m_lora = _means(e_lora)
@@ -301,6 +320,31 @@ class Learner:
         if not accepted and enc is not None and adapter_update == "kept":
             enc.load_lora_state(self._lora)  # back to the serving adapter
         return TrainResult(accepted, cand, lora, metrics, window, reason)
+
+    def _encode_candidate(self, cur: ItemTable, items_only: ItemTable, texts: Sequence[str]) -> ItemTable:
+        """The candidate table under the trained adapter: the whole catalog when it fits
+        ``encode_budget``, else its first ``encode_budget`` items by
+        :func:`~driftrec.model.reencode.priority_order` (newest and most engaged), the
+        others keeping the serving version's text vectors, marked stale (the scorer
+        re-encodes them after the swap). The gate sees what is served right after it."""
+        from driftrec.model.reencode import priority_order
+
+        enc = self.encoder
+        assert enc is not None
+        n, budget = len(cur.item_ids), self.config.encode_budget
+        if budget == 0 or n <= budget:
+            rows = np.arange(n)
+        else:
+            pub = self._pub_vector(cur) if self.item_ts else None
+            rows = np.sort(priority_order(pub, self._pop_vector(cur), n)[:budget])
+        text = cur.text.copy()
+        text[rows] = enc.encode([texts[j] for j in rows])
+        stale = None
+        if len(rows) < n:
+            stale = np.ones(n, bool)
+            stale[rows] = False
+        return ItemTable(list(cur.item_ids), text, items_only.residual, items_only.bias, items_only.context,
+                         stale=stale)
 
     def accept(self, result: TrainResult) -> None:
         """Make an accepted result the learner's current version."""
@@ -500,6 +544,43 @@ def _paired_gain(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
         se = float(d.std(ddof=1)) / np.sqrt(d.size) if d.size > 1 else 0.0
         return float(d.mean()) > z * se and float(d.mean()) > 0
     return False
+
+
+def _text_loss(C: Any, tg: Any, g_t: Any, ctx_idx: Any, ctx_w: Any, tgt: Any, temperature: float,
+               fresh_w: np.ndarray) -> Any:
+    """The text-only term of the adapter stage: each pair whose target is among the rows
+    ``g_t`` (sorted) ranks its target's adapter text vector ``tg`` (no residual, no bias)
+    against the other rows' (the user's seen items masked), cross-entropy weighted by
+    ``fresh_w`` of the target (normalised to mean 1 over the pairs used). 0 when no pair
+    has its target in ``g_t``.
+
+    >>> import torch
+    >>> C = torch.eye(3)
+    >>> tg = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1, 0.0], [0.0, 1.0, 0.0]]), dim=-1)
+    >>> ctx_idx, ctx_w = torch.tensor([[0], [1]]), torch.ones(2, 1)
+    >>> good = _text_loss(C, tg, torch.tensor([0, 1]), ctx_idx, ctx_w, torch.tensor([0, 1]), 0.1, np.ones(3))
+    >>> bad = _text_loss(C, tg.flip(0), torch.tensor([0, 1]), ctx_idx, ctx_w, torch.tensor([0, 1]), 0.1, np.ones(3))
+    >>> bool(good < bad)
+    True
+    """
+    import torch
+
+    rows = torch.isin(tgt, g_t)
+    if not bool(rows.any()):
+        return tg.sum() * 0.0
+    ctx_idx, ctx_w, tgt = ctx_idx[rows], ctx_w[rows], tgt[rows]
+    N = C.shape[0]
+    idx = torch.where(ctx_idx >= 0, ctx_idx, torch.full_like(ctx_idx, N))
+    w = torch.where(ctx_idx >= 0, ctx_w, torch.zeros_like(ctx_w))
+    W = w.new_zeros(ctx_idx.shape[0], N + 1).scatter_add_(1, idx, w)[:, :N]
+    ctx = (W @ C) / w.sum(1, keepdim=True).clamp(min=1e-9)
+    logits = ctx @ tg.T / temperature
+    seen = torch.zeros(len(tgt), N + 1, dtype=torch.bool)
+    seen.scatter_(1, torch.where(idx == tgt.unsqueeze(1), torch.full_like(idx, N), idx), True)
+    logits = logits.masked_fill(seen[:, g_t], float("-inf"))
+    pw = torch.from_numpy(fresh_w[tgt.numpy()].astype(np.float32))
+    ce = torch.nn.functional.cross_entropy(logits, torch.searchsorted(g_t, tgt), reduction="none")
+    return (ce * pw).sum() / pw.sum()
 
 
 def _softmax_loss(C: Any, V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: Any, tgt: Any,

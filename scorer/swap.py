@@ -20,6 +20,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from driftrec.model import ArtifactError, ModelLoadError, TextEncoder, load_artifact
 from driftrec.model.artifacts import check_version
 
@@ -76,6 +78,19 @@ class SwapManager:
         self._prepare_s = 0.0
         self._retired: list[ServingModel] = []  # replaced versions, freed off the serving thread
         self.on_swap: Callable[[SwapEvent], None] | None = None
+        # background re-encoding of a swapped-in version's stale rows (issue 14, item 6)
+        self.reencode_chunk = REENCODE_CHUNK
+        self.reencode_patch = REENCODE_PATCH
+        self._patch: tuple[ServingModel, Any] | None = None  # (model, the table it patches)
+        self._patched = threading.Event()
+        self._reencoder: tuple[threading.Thread, threading.Event] | None = None
+        #: (version, rows re-encoded and served so far, seconds since its swap) of the latest
+        #: re-encoding; ``reencode_encoded``: rows encoded so far (served or not yet)
+        self.reencoded: tuple[str, int, float] | None = None
+        self.reencode_encoded = 0
+        #: called between two batches after each re-encoded block is served: (version,
+        #: rows re-encoded so far, rows still stale)
+        self.on_reencode: Callable[[str, int, int], None] | None = None
 
     @property
     def busy(self) -> bool:
@@ -115,6 +130,7 @@ class SwapManager:
                                     store=self.store, key=self.key)
                 table, lora, manifest = art.items, art.lora, dict(art.manifest)
             if enc is not None:
+                same_adapter = _same_adapter(lora, cur.encoder)
                 if lora:
                     enc.load_lora_state(lora)
                 elif enc.lora_config:
@@ -123,6 +139,8 @@ class SwapManager:
                 if missing:
                     texts = [self.texts[i] for i in missing]
                     table = table.with_items(missing, enc.encode(texts), enc.encode(texts, base=True))
+                if table.stale is not None:
+                    table = self._fill_stale(table, cur, same_adapter, enc)
             model = ServingModel(version, table, cur.rep, enc, manifest)
             self.scorer.prepare(model)
         except (ArtifactError, ModelLoadError, OSError, ValueError, RuntimeError) as exc:
@@ -150,6 +168,7 @@ class SwapManager:
             same_as, self._same_as = self._same_as, None
             prep = self._prepare_s
         if model is None:
+            self._apply_patch()
             return None
         t0 = time.perf_counter()
         old = self.scorer.swap(model, same_as() if same_as is not None else None)
@@ -161,9 +180,136 @@ class SwapManager:
         self.swaps.append(ev)
         log.info("swapped in %s (was %s; prepared in %.2f s, swap %.3f ms)",
                  ev.version, ev.previous, prep, ev.swap_ms)
+        self._start_reencode(model)
         if self.on_swap:
             self.on_swap(ev)
         return ev
+
+    # ---- background re-encoding (issue 14, item 6) ----------------------------------------
+    def _fill_stale(self, table: Any, cur: ServingModel, same_adapter: bool, enc: TextEncoder) -> Any:
+        """Rows the learner left stale: under the serving adapter (an item-parts-only
+        version), those the scorer has re-encoded since are taken from the serving table;
+        without background re-encoding (``background=False``), every stale row is encoded
+        here, before the swap."""
+        ct = cur.table
+        if same_adapter and ct.item_ids == table.item_ids:
+            cur_stale = ct.stale if ct.stale is not None else np.zeros(len(ct.item_ids), bool)
+            rows = np.flatnonzero(table.stale & ~cur_stale)
+            if rows.size:
+                table = table.with_text(rows, ct.text[rows])
+        if table.stale is not None and not self._background:
+            rows = np.flatnonzero(table.stale)
+            ids = table.item_ids
+            table = table.with_text(rows, enc.encode([self.texts.get(ids[j], "") for j in rows]))
+        return table
+
+    def _start_reencode(self, model: ServingModel) -> None:
+        """Stop re-encoding an earlier version; start on ``model``'s stale rows, if any."""
+        if self._reencoder is not None:
+            self._reencoder[1].set()
+            self._reencoder = None
+        with self._lock:
+            self._patch = None
+        self._patched.set()
+        if model.table.stale is None or model.encoder is None:
+            return
+        stop = threading.Event()
+        t = threading.Thread(target=self._reencode, args=(model.version, model.encoder, stop, time.perf_counter()),
+                             name="driftrec-reencode", daemon=True)
+        self._reencoder = (t, stop)
+        t.start()
+
+    def _reencode(self, version: str, enc: TextEncoder, stop: threading.Event, t0: float) -> None:
+        """Encode ``version``'s stale rows in :func:`priority_order` (newest and most
+        engaged first), a chunk at a time; every ``reencode_patch`` rows, build the patched
+        table and its operands here (off the serving thread) and hand it to
+        :meth:`maybe_swap`, which serves it between two batches. Items not re-encoded yet
+        keep the previous version's vectors meanwhile."""
+        from driftrec.model.reencode import priority_order
+
+        done = 0
+        pending: dict[str, np.ndarray] = {}
+        st0 = self.scorer.model.table.stale
+        # a block every tenth of the stale rows (at least a chunk, at most reencode_patch)
+        block = max(self.reencode_chunk, min(self.reencode_patch, int(st0.sum()) // 10 if st0 is not None else 0))
+        self.reencode_encoded = 0
+        try:
+            while not stop.is_set():
+                m = self.scorer.model
+                t = m.table
+                if m.version != version or t.stale is None:
+                    return
+                order = priority_order(getattr(self.scorer, "_pub", None), getattr(self.scorer, "_pop", None),
+                                       len(t.item_ids))
+                order = [j for j in order[t.stale[order]].tolist() if t.item_ids[j] not in pending]
+                chunk = order[: self.reencode_chunk]
+                if chunk:
+                    ids = [t.item_ids[j] for j in chunk]
+                    vecs = enc.encode([self.texts.get(i, "") for i in ids])
+                    if stop.is_set():
+                        return
+                    pending.update(zip(ids, vecs))
+                    self.reencode_encoded += len(ids)
+                if pending and (len(pending) >= block or len(chunk) == len(order)):
+                    self._patched.clear()
+                    cur = self.scorer.model
+                    if cur.version != version:
+                        return
+                    keep = [(cur.table.index(i), v) for i, v in pending.items() if cur.table.index(i) >= 0]
+                    rows = np.array([k for k, _ in keep], np.int64)
+                    new = cur.table.with_text(rows, np.stack([v for _, v in keep]) if keep else
+                                              np.zeros((0, cur.table.dim), np.float32))
+                    patched = ServingModel(version, new, cur.rep, cur.encoder, cur.manifest)
+                    self.scorer.prepare(patched)
+                    with self._lock:
+                        self._patch = (patched, cur.table)
+                    self._patched.wait()
+                    if self.scorer.model.table is new:  # served: these rows are done
+                        done += len(pending)
+                        pending.clear()
+                        self.reencoded = (version, done, time.perf_counter() - t0)
+                elif not chunk:
+                    return
+        except Exception:  # pragma: no cover - serving goes on with the vectors it has
+            log.exception("background re-encoding of %s failed; its stale items keep older vectors", version)
+
+    def _apply_patch(self) -> None:
+        """Between two batches: serve the latest re-encoded block, if one is ready and the
+        table it patches is still the one served."""
+        with self._lock:
+            patch, self._patch = self._patch, None
+        if patch is None:
+            return
+        model, based_on = patch
+        if self.scorer.model.table is based_on and self.scorer.model.version == model.version:
+            old = self.scorer.swap(model, based_on)
+            self._retire(old)
+            del old
+            st = model.table.stale
+            left = int(st.sum()) if st is not None else 0
+            if self.on_reencode is not None:
+                self.on_reencode(model.version, len(model.table.item_ids) - left, left)
+        self._patched.set()
+
+    def stop_reencode(self, timeout: float | None = None) -> None:
+        """Stop the background re-encoding (if any) and wait for its thread."""
+        r, self._reencoder = self._reencoder, None
+        if r is not None:
+            r[1].set()
+            self._patched.set()
+            r[0].join(timeout)
+
+    def wait_reencoded(self, timeout: float | None = None) -> bool:
+        """Block until the serving version has no stale rows left (serving between two
+        batches must go on meanwhile: :meth:`maybe_swap` applies the blocks). For tests and
+        benchmarks; returns whether it finished."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while self.scorer.model.table.stale is not None:
+            if deadline is not None and time.perf_counter() > deadline:
+                return False
+            self.maybe_swap()
+            time.sleep(0.005)
+        return True
 
 
     def _retire(self, old: ServingModel) -> None:
@@ -179,6 +325,22 @@ class SwapManager:
         with self._lock:
             retired, self._retired = self._retired, []
         del retired  # the last references: freed here, not on the serving thread
+
+
+#: Items encoded per step of the background re-encoding, and rows re-encoded before a
+#: block of them is served (each block costs a copy of the table, built off the serving thread).
+REENCODE_CHUNK = 256
+REENCODE_PATCH = 4096
+
+
+def _same_adapter(lora: Mapping[str, Any], enc: TextEncoder | None) -> bool:
+    """Whether ``lora`` (empty: the base encoder) is the adapter ``enc`` serves with."""
+    if enc is None or not enc.lora_config:
+        return not lora
+    cur = enc.lora_state()
+    if not lora:
+        return all(not bool(t.any()) for n, t in cur.items() if "lora_B" in n)
+    return cur.keys() == lora.keys() and all(bool((cur[n] == lora[n].to(cur[n].dtype)).all()) for n in cur)
 
 
 #: How long a replaced version is kept before a timer thread frees it (the serving thread

@@ -228,6 +228,106 @@ def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_e
             "batch_p50_ms": round(float(np.median(dur)), 2), "batch_max_ms": round(float(dur.max()), 2)}
 
 
+# ---- re-encode -----------------------------------------------------------------------------
+def bench_reencode(n_items: int = 100_000, model: str | None = None, max_len: int = 16, budget: int = 4096,
+                   n_users: int = 10_000, batch: int = 256, limit_s: float = 300.0, seed: int = 0,
+                   device: str = "cpu") -> dict[str, Any]:
+    """After a swap to a version with a new adapter, how long until the whole catalog is on
+    it, and the scorer's events/s meanwhile (issue 14, item 6).
+
+    The learner encoded ``budget`` items (newest and most engaged first) before publishing;
+    the other ``n_items - budget`` rows are stale: the scorer serves their previous vectors
+    and :class:`~driftrec.scorer.SwapManager` re-encodes them in the background with the real
+    encoder (``max_len`` tokens per text), while one thread serves a stream as fast as it
+    can. The previous version's vectors are random (their values do not change the
+    timing). With ``limit_s`` reached first, the time to the full catalog is extrapolated
+    from the rows re-encoded so far (``extrapolated``: true)."""
+    import torch
+
+    from driftrec.model import ItemTable, Representation, TextEncoder, write_artifact
+    from driftrec.scorer import Scorer, ScorerConfig, ServingModel, SwapManager
+    from driftrec.stream.synthetic import FILLER, VOCAB
+
+    rng = np.random.default_rng(seed)
+    words = [w for v in VOCAB.values() for w in v] + FILLER
+    ids = [f"i{j}" for j in range(n_items)]
+    texts = {i: " ".join(rng.choice(words, 6)) for i in ids}
+    pub = {i: 1_600_000_000_000 + j * 1000 for j, i in enumerate(ids)}
+    serving = TextEncoder(model, max_len=max_len, lora_r=8, device=device)
+    standby = TextEncoder(model, max_len=max_len, lora_r=8, device=device)
+    dim = serving.dim
+    old = ItemTable.from_text(ids, _unit(rng, n_items, dim))
+    sc = Scorer(ScorerConfig(batch_size=batch),
+                ServingModel("base", old, Representation(), serving, {"base_model": serving.base_model}),
+                item_ts=pub)
+    sc.wait_ready()
+    store = tempfile.mkdtemp(prefix="driftrec-bench-reencode-")
+    mgr = SwapManager(sc, texts, standby, background=True, store=store)
+    g = torch.Generator().manual_seed(seed)
+    lora = {n: torch.randn(t.shape, generator=g) * 0.02 for n, t in standby.lora_state().items()}
+    from driftrec.model.reencode import priority_order
+
+    first = np.sort(priority_order(np.array([pub[i] for i in ids], np.float64), None, n_items)[:budget])
+    standby.load_lora_state(lora)
+    t0 = time.perf_counter()
+    text = old.text.copy()
+    text[first] = standby.encode([texts[ids[j]] for j in first])
+    learner_encode_s = time.perf_counter() - t0
+    standby.reset_lora()
+    stale = np.ones(n_items, bool)
+    stale[first] = False
+    rec = write_artifact(store, "v1", lora, serving.lora_config,
+                         ItemTable(ids, text, old.residual, old.bias, old.context, stale=stale),
+                         serving.base_model, {"from_ts": 0, "to_ts": 0, "n_events": 0}, {})
+    evs = _events(np.random.default_rng(seed + 2), 2_000_000, n_users, n_items, t0=1_700_000_000_000)
+    users: dict[str, Any] = {}
+    pos = 0
+
+    def serve(until: Callable[[], bool]) -> tuple[int, float, float]:
+        """Serve batches until ``until()``; (events, seconds, max batch ms)."""
+        nonlocal pos
+        n, t1, worst = 0, time.perf_counter(), 0.0
+        while not until():
+            mgr.maybe_swap()
+            b0 = time.perf_counter()
+            r = sc.learn_many(evs[pos % len(evs):pos % len(evs) + batch], users)
+            worst = max(worst, time.perf_counter() - b0)
+            users.update(r.users)
+            pos += batch
+            n += r.applied
+        return n, time.perf_counter() - t1, worst * 1e3
+
+    end0 = time.perf_counter() + 10.0
+    n_before, s_before, worst_before = serve(lambda: time.perf_counter() > end0)
+    mgr.submit(rec)
+    mgr.wait()
+    ev = mgr.maybe_swap()
+    assert ev is not None, mgr.rejected
+    t_swap = time.perf_counter()
+    deadline = t_swap + limit_s
+    n_during, s_during, worst_during = serve(lambda: sc.model.table.stale is None
+                                             or time.perf_counter() > deadline)
+    took = time.perf_counter() - t_swap
+    st = sc.model.table.stale
+    left = int(st.sum()) if st is not None else 0
+    served = (n_items - budget) - left
+    done = max(served, mgr.reencode_encoded)  # encoded, served or waiting for its block
+    mgr.stop_reencode(timeout=60)
+    finished = left == 0
+    rate = done / took if took > 0 else 0.0
+    full_s = took if finished else ((n_items - budget) / rate if rate > 0 else float("inf"))
+    return {"bench": "reencode", "items": n_items, "model": serving.base_model, "max_len": max_len,
+            "device": serving.device, "learner_encoded": budget, "learner_encode_s": round(learner_encode_s, 2),
+            "stale_at_swap": n_items - budget, "reencoded": done, "reencoded_served": served,
+            "seconds": round(took, 1),
+            "finished": finished, "extrapolated": not finished,
+            "reencode_items_per_s": round(rate, 1), "full_catalog_s": round(full_s, 1),
+            "events_per_s_before": round(n_before / s_before, 0),
+            "events_per_s_during": round(n_during / s_during, 0) if s_during > 0 else None,
+            "batch_max_ms_before": round(worst_before, 1), "batch_max_ms_during": round(worst_during, 1),
+            "swap_pause_ms": round(ev.swap_ms, 3), "peak_rss_mb": round(_peak_rss_mb(), 0)}
+
+
 # ---- learner -------------------------------------------------------------------------------
 def bench_learner(model: str | None = None, window: int = 4096, device: str = "auto",
                   n_items: int = 1_600, seed: int = 0, use_lora: bool = True,
@@ -306,6 +406,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif kind == "swap":
         res = bench_swap(args.items, args.dim, args.users, args.events, args.batch, args.swaps, args.rate,
                          precision=args.precision)
+    elif kind == "reencode":
+        res = bench_reencode(args.items, args.model, args.max_len, args.budget, args.users, args.batch,
+                             args.limit_s, device=args.device)
     elif kind == "kafka":
         from .kafka import run
 
@@ -343,7 +446,9 @@ def add_parser(sub: Any) -> None:
     benches = p.add_subparsers(dest="what", metavar="BENCH", required=True)
     helps = {"scorer": "events/s and batch latency of the scorer core (embedded)",
              "swap": "serving pause and lost/duplicated events during hot-swaps",
-             "learner": "seconds per micro-fine-tune of a 4,096-event window, peak memory"}
+             "learner": "seconds per micro-fine-tune of a 4,096-event window, peak memory",
+             "reencode": "after a swap: time until the catalog is re-encoded in the background, "
+                         "and the scorer's events/s meanwhile"}
     for name, text in helps.items():
         q = benches.add_parser(name, help=text, description=text)
         q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
@@ -360,6 +465,17 @@ def add_parser(sub: Any) -> None:
         if name == "swap":
             q.add_argument("--swaps", type=flag_int(0), default=5, help="hot-swaps during the run")
             q.add_argument("--rate", type=flag_float(above=0), default=4_000.0, help="steady stream rate, events/s")
+        if name == "reencode":
+            q.add_argument("--items", type=flag_int(2), default=100_000, help="catalog size")
+            q.add_argument("--model", default=None, help="encoder path (default all-MiniLM-L6-v2)")
+            q.add_argument("--max-len", type=flag_int(4, 512), default=16, help="tokens per text")
+            q.add_argument("--budget", type=flag_int(1), default=4096,
+                           help="items the learner encoded before publishing (the rest are stale)")
+            q.add_argument("--users", type=flag_int(1), default=10_000, help="users")
+            q.add_argument("--batch", type=flag_int(1), default=256, help="micro-batch size")
+            q.add_argument("--limit-s", type=flag_float(above=0), default=300.0,
+                           help="stop after this long and extrapolate the time to the full catalog")
+            q.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where it encodes")
         if name == "learner":
             q.add_argument("--items", type=flag_int(1), default=1_600, help="catalog size (re-encoded after training)")
             q.add_argument("--window", type=flag_int(8), default=4096, help="window in events")

@@ -130,7 +130,10 @@ class ItemTable:
       publication ``ts``), learned from the window: ``age_lograte[b]`` is the log engagement
       rate of items whose age is in ``[age_edges[b], age_edges[b + 1])`` (ms; the last bin
       open), relative to the average; ``age_weight`` times it is added to scores
-      (:meth:`age_prior`).
+      (:meth:`age_prior`);
+    - re-encoding: optional ``stale`` (bool ``[n]``): rows whose ``text`` is still a
+      previous version's (the learner encoded only the newest and most engaged items under
+      this version's adapter); the scorer re-encodes them in the background after a swap.
     """
 
     item_ids: list[str]
@@ -144,6 +147,7 @@ class ItemTable:
     age_edges: np.ndarray | None = None
     age_lograte: np.ndarray | None = None
     age_weight: float = 0.0
+    stale: np.ndarray | None = None
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -169,6 +173,12 @@ class ItemTable:
         if e is not None:
             self.age_edges = np.asarray(e, np.float64)
             self.age_lograte = np.asarray(g, np.float32)
+        if self.stale is not None:
+            if np.shape(self.stale) != (n,):
+                raise ArtifactError(f"item table stale rows: a [{n}] mask expected, got {np.shape(self.stale)}")
+            self.stale = np.asarray(self.stale, bool)
+            if not self.stale.any():
+                self.stale = None
         self._index = {i: k for k, i in enumerate(self.item_ids)}
         self.vectors = (self.text + self.residual).astype(np.float32)
         self.context = np.ascontiguousarray(self.context, np.float32)
@@ -206,7 +216,8 @@ class ItemTable:
     def with_age(self, edges: np.ndarray | None, lograte: np.ndarray | None, weight: float) -> "ItemTable":
         """The same item parts with another freshness curve and weight."""
         return ItemTable(self.item_ids, self.text, self.residual, self.bias, self.context,
-                         self.nbr_idx, self.nbr_w, self.cooc_weight, edges, lograte, float(weight))
+                         self.nbr_idx, self.nbr_w, self.cooc_weight, edges, lograte, float(weight),
+                         self.stale)
 
     @property
     def dim(self) -> int:
@@ -225,11 +236,14 @@ class ItemTable:
         ids = list(self.item_ids)
         assert self.context is not None
         t, r, b, c = self.text.copy(), self.residual.copy(), self.bias.copy(), self.context.copy()
+        st = None if self.stale is None else self.stale.copy()
         new_t, new_c = [], []
         for iid, vec, cvec in zip(item_ids, text, base_text):
             k = self._index.get(iid, -1)
             if k >= 0:
                 t[k] = vec
+                if st is not None:
+                    st[k] = False  # encoded now, under this version's adapter
             else:
                 ids.append(iid)
                 new_t.append(vec)
@@ -245,13 +259,34 @@ class ItemTable:
             pad = len(ids) - ni.shape[0]
             ni = np.vstack([ni, np.full((pad, ni.shape[1]), -1, ni.dtype)])
             nw = np.vstack([nw, np.zeros((pad, nw.shape[1]), nw.dtype)])
+        if st is not None and len(ids) > len(st):
+            st = np.concatenate([st, np.zeros(len(ids) - len(st), bool)])
         return ItemTable(ids, t, r, b, c, ni, nw, self.cooc_weight, self.age_edges, self.age_lograte,
-                         self.age_weight)
+                         self.age_weight, st)
+
+    def with_text(self, rows: np.ndarray, text: np.ndarray) -> "ItemTable":
+        """A copy whose ``text`` rows ``rows`` are replaced (encoded under this version's
+        adapter: no longer stale); every learned part stays.
+
+        >>> t = ItemTable.from_text(["a", "b"], np.eye(2, dtype=np.float32))
+        >>> t = ItemTable(t.item_ids, t.text, t.residual, t.bias, t.context, stale=np.array([True, True]))
+        >>> u = t.with_text(np.array([1]), np.array([[0.0, 2.0]], np.float32))
+        >>> u.stale.tolist(), u.vectors[1].tolist(), t.vectors[1].tolist()
+        ([True, False], [0.0, 2.0], [0.0, 1.0])
+        """
+        t = self.text.copy()
+        t[rows] = text
+        st = None if self.stale is None else self.stale.copy()
+        if st is not None:
+            st[rows] = False
+        return ItemTable(self.item_ids, t, self.residual, self.bias, self.context, self.nbr_idx, self.nbr_w,
+                         self.cooc_weight, self.age_edges, self.age_lograte, self.age_weight, st)
 
     def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> "ItemTable":
         """The same item parts with other co-engagement neighbours and weight."""
         return ItemTable(self.item_ids, self.text, self.residual, self.bias, self.context,
-                         nbr_idx, nbr_w, float(weight), self.age_edges, self.age_lograte, self.age_weight)
+                         nbr_idx, nbr_w, float(weight), self.age_edges, self.age_lograte, self.age_weight,
+                         self.stale)
 
 
 @dataclass
@@ -312,6 +347,8 @@ def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[st
         arrays["age_edges"] = items.age_edges.astype(np.float64)
         arrays["age_lograte"] = items.age_lograte.astype(np.float32)
         arrays["age_weight"] = np.array([items.age_weight], np.float64)
+    if items.stale is not None:
+        arrays["stale"] = items.stale.astype(np.uint8)
     save_np(arrays, str(tmp / FILES[2]))
     (tmp / FILES[3]).write_text(json.dumps(items.item_ids))
     created = int(time.time() * 1000)
@@ -472,7 +509,8 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
         table = ItemTable(ids, arrays["text"], arrays["residual"], arrays["bias"], arrays["context"],
                           arrays.get("nbr_idx"), arrays.get("nbr_w"), float(cw[0]) if cw is not None else 0.0,
                           arrays.get("age_edges"), arrays.get("age_lograte"),
-                          float(aw[0]) if aw is not None else 0.0)
+                          float(aw[0]) if aw is not None else 0.0,
+                          None if arrays.get("stale") is None else arrays["stale"] != 0)
     except ArtifactError as exc:
         raise ArtifactError(str(exc), "bad_tensor") from exc
     except (KeyError, ValueError, IndexError) as exc:
@@ -529,6 +567,9 @@ def _check_arrays(version: str, arrays: Mapping[str, np.ndarray], ids: Any, lora
     for k in ("cooc_weight", "age_weight"):
         if arrays.get(k) is not None and arrays[k].size != 1:
             raise ArtifactError(f"artifact {version}: {k} must hold one value", "bad_tensor")
+    sm = arrays.get("stale")
+    if sm is not None and (sm.dtype.kind not in "iub" or sm.shape != (n,)):
+        raise ArtifactError(f"artifact {version}: stale {sm.dtype}{sm.shape} is not a [{n}] mask", "bad_tensor")
     ni = arrays.get("nbr_idx")
     if ni is not None:
         if ni.dtype.kind not in "iu" or ni.ndim != 2 or ni.shape[0] != n:

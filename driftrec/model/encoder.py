@@ -88,6 +88,11 @@ class TextEncoder:
         self.model = base.to(self.device)
         self.model.eval()
         self._torch = torch
+        import threading
+
+        # encode (which may switch the adapters off) and adapter loads exclude each other:
+        # the scorer's background re-encoding and comment encoding share this encoder
+        self.lock = threading.RLock()
 
     @staticmethod
     def _base_name(path: str, model: Any) -> str:
@@ -121,7 +126,7 @@ class TextEncoder:
         # Sort by length so padding is small; restore the order at the end.
         order = np.argsort([len(t) for t in texts], kind="stable")
         off = self.model.disable_adapter() if (base and self.lora_config) else contextlib.nullcontext()
-        with torch.inference_mode(), off:
+        with self.lock, torch.inference_mode(), off:
             for s in range(0, len(texts), batch_size):
                 idx = order[s:s + batch_size]
                 out.append(self.forward([texts[i] for i in idx]).float().cpu().numpy())
@@ -146,7 +151,7 @@ class TextEncoder:
         missing = [n for n in params if "lora_" in n and n not in state]
         if missing:
             raise ModelLoadError(f"adapter lacks {len(missing)} LoRA tensors, e.g. {missing[0]}")
-        with torch.no_grad():
+        with self.lock, torch.no_grad():
             for n, t in state.items():
                 if n not in params:
                     raise ModelLoadError(f"adapter tensor {n} does not exist in the encoder")
@@ -158,7 +163,7 @@ class TextEncoder:
     def reset_lora(self) -> None:
         """Back to the base model's function (LoRA B = 0)."""
         torch = self._torch
-        with torch.no_grad():
+        with self.lock, torch.no_grad():
             for n, p in self.model.named_parameters():
                 if "lora_B" in n:
                     p.zero_()
