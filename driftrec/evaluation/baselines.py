@@ -34,6 +34,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from driftrec.model import top_k
 from driftrec.stream import Event
 
 
@@ -63,27 +64,6 @@ def _grow(a: np.ndarray, n: int, fill: float = 0.0) -> np.ndarray:
     new = np.full((max(n, 2 * a.shape[0], 16),) + a.shape[1:], fill, a.dtype)
     new[: a.shape[0]] = a
     return new
-
-
-def stable_top(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-``k`` columns of ``S`` and their scores, best first; equal scores in
-    catalog (column) order, so that a baseline's list does not depend on how a selection
-    algorithm happens to order ties (counts tie often: many items have the same number of
-    events). ``1 <= k <= S.shape[1]``; no NaN.
-
-    Examples
-    --------
-    >>> stable_top(np.array([[1.0, 2.0, 1.0, 2.0, 1.0]]), 3)[0].tolist()
-    [[1, 3, 0]]
-    """
-    B = S.shape[0]
-    kth = -np.partition(-S, k - 1, axis=1)[:, k - 1:k]  # each row's k-th largest value
-    above, tied = S > kth, S == kth
-    need = k - above.sum(1, keepdims=True)  # how many of the tied ones make the cut: the first
-    cols = np.nonzero(above | (tied & (np.cumsum(tied, axis=1) <= need)))[1].reshape(B, k)
-    ps = np.take_along_axis(S, cols, 1)
-    order = np.argsort(-ps, axis=1, kind="stable")  # cols ascending: ties stay in column order
-    return np.take_along_axis(cols, order, 1), np.take_along_axis(ps, order, 1)
 
 
 class _Base:
@@ -127,7 +107,7 @@ class _Base:
         kk = min(k, n)
         if kk == 0:
             return [[] for _ in users]
-        idx, ps = stable_top(S, kk)
+        idx, ps = top_k(S, kk, stable=True)
         ok = np.isfinite(ps)
         ids = self.cat.ids
         return [[ids[j] for j, g in zip(row, good) if g] for row, good in zip(idx, ok)]

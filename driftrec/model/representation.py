@@ -175,18 +175,24 @@ def _blocked_topk(s: Any, k: int, bs: int) -> tuple[Any, Any]:
 
 
 def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
-          inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
+          inplace: bool = False, stable: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` row indices and scores per row, best first, skipping ``exclude[b]``.
 
-    ``inplace=True`` lets it write the exclusions into ``s`` (saves a copy of a fresh
-    score matrix). Large matrices use ``torch.topk`` (several times faster than
-    ``argpartition`` on 1024 x 10,000).
+    The one top-k of the project: the learner, the scorer's exact pass and the evaluation's
+    baselines all call it. ``inplace=True`` lets it write the exclusions into ``s`` (saves
+    a copy of a fresh score matrix). Large matrices use ``torch.topk`` (several times
+    faster than ``argpartition`` on 1024 x 10,000), which orders equal scores as it
+    pleases; ``stable=True`` puts equal scores in column (catalog) order instead, so that
+    a list does not depend on the selection algorithm (counts tie often: many items have
+    the same number of events). No NaN.
 
     Examples
     --------
     >>> idx, _ = top_k(np.array([[0.1, 0.9, 0.5, 0.7]]), 2, exclude=[[1]])
     >>> idx.tolist()
     [[3, 2]]
+    >>> top_k(np.array([[1.0, 2.0, 1.0, 2.0, 1.0]]), 3, stable=True)[0].tolist()
+    [[1, 3, 0]]
     """
     lens = [len(ex) for ex in exclude]
     if any(lens):
@@ -197,6 +203,8 @@ def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
     k = min(k, s.shape[1])
     if k == 0:
         return np.zeros((s.shape[0], 0), np.int64), np.zeros((s.shape[0], 0), s.dtype)
+    if stable:
+        return _stable_top(s, k)
     if s.size >= 1 << 18:
         import torch
 
@@ -211,3 +219,15 @@ def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
     order = np.argsort(-ps, axis=1, kind="stable")
     idx = np.take_along_axis(part, order, 1)
     return idx, np.take_along_axis(ps, order, 1)
+
+
+def _stable_top(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-``k`` of ``S`` (``1 <= k <= S.shape[1]``), equal scores in column order."""
+    B = S.shape[0]
+    kth = -np.partition(-S, k - 1, axis=1)[:, k - 1:k]  # each row's k-th largest value
+    above, tied = S > kth, S == kth
+    need = k - above.sum(1, keepdims=True)  # how many of the tied ones make the cut: the first
+    cols = np.nonzero(above | (tied & (np.cumsum(tied, axis=1) <= need)))[1].reshape(B, k)
+    ps = np.take_along_axis(S, cols, 1)
+    order = np.argsort(-ps, axis=1, kind="stable")  # cols ascending: ties stay in column order
+    return np.take_along_axis(cols, order, 1), np.take_along_axis(ps, order, 1)
