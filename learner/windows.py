@@ -45,6 +45,21 @@ class RollingWindow(Generic[T]):
             while self._q and self._q[0].ts < cutoff:
                 self._q.popleft()
 
+    def retain(self, keep: "list[bool]") -> int:
+        """Keep the values whose flag is true (one flag per value, oldest first); returns
+        how many went. (Forgetting a user: the caller knows whose each value is.)
+
+        >>> w = RollingWindow(10)
+        >>> for t in range(4): w.add(t, t)
+        >>> w.retain([True, False, True, False]), [x.value for x in w]
+        (2, [0, 2])
+        """
+        if len(keep) != len(self._q):
+            raise ValueError(f"{len(keep)} flags for {len(self._q)} values")
+        before = len(self._q)
+        self._q = deque(x for x, k in zip(self._q, keep) if k)
+        return before - len(self._q)
+
     def __len__(self) -> int:
         return len(self._q)
 

@@ -11,13 +11,13 @@ from typing import Any, Callable
 from .errors import StateConfigError, StateError, StateUnavailable
 from .memory import MemoryStateStore
 from .model import DEFAULT_HISTORY, Interaction, StateWrite, UserState
-from .ports import ItemStatsStore, ModelRegistry, OffsetStore, StateStore, UserStore
+from .ports import ItemStatsStore, ModelRegistry, OffsetStore, StateStore, UserEraser, UserStore
 from .redaction import redact, redact_url
 
 __all__ = [
     "DEFAULT_HISTORY", "Interaction", "ItemStatsStore", "MemoryStateStore", "ModelRegistry",
     "OffsetStore", "StateConfigError", "StateError", "StateStore", "StateUnavailable",
-    "StateWrite", "UserState", "UserStore", "open_state", "redact", "redact_url",
+    "StateWrite", "UserEraser", "UserState", "UserStore", "open_state", "redact", "redact_url",
 ]
 
 

@@ -32,6 +32,7 @@ class MemoryStateStore:
         self._offsets: dict[str, dict[str, int]] = {}
         self._records: list[dict[str, Any]] = []
         self._current: str | None = None
+        self._forgotten: dict[str, int] = {}
         self._path = Path(path) if path else None
         self._flush_every = flush_every
         self._since_flush = 0
@@ -52,6 +53,21 @@ class MemoryStateStore:
             self._since_flush += 1
             if self._path and self._since_flush >= self._flush_every:
                 self._flush()
+
+    # UserEraser
+    def forget(self, user_ids: Sequence[str], at_ms: int) -> int:
+        with self._lock:
+            n = 0
+            for u in user_ids:
+                n += self._users.pop(u, None) is not None
+                self._forgotten[u] = int(at_ms)
+            if self._path:
+                self._flush()
+            return n
+
+    def forgotten(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._forgotten)
 
     # OffsetStore / ItemStatsStore
     def offsets(self, group: str) -> dict[str, int]:
@@ -94,7 +110,8 @@ class MemoryStateStore:
     def _flush(self) -> None:
         assert self._path is not None
         doc = {"users": {u: s.to_json() for u, s in self._users.items()}, "pop": self._pop,
-               "offsets": self._offsets, "records": self._records, "current": self._current}
+               "offsets": self._offsets, "records": self._records, "current": self._current,
+               "forgotten": self._forgotten}
         tmp = self._path.with_suffix(self._path.suffix + ".tmp")
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,3 +132,4 @@ class MemoryStateStore:
         self._offsets = doc.get("offsets", {})
         self._records = doc.get("records", [])
         self._current = doc.get("current")
+        self._forgotten = {u: int(t) for u, t in doc.get("forgotten", {}).items()}

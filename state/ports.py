@@ -36,7 +36,21 @@ class ModelRegistry(Protocol):
     def set_current(self, version: str) -> None: ...
 
 
-class StateStore(UserStore, OffsetStore, ItemStatsStore, Protocol):
+class UserEraser(Protocol):
+    """Forgetting users: their state goes (vector, history, top-k, last event ids) and
+    their ids are noted with the time of the request, so that a learner rebuilding its
+    window from the topics leaves out their events up to that time."""
+
+    def forget(self, user_ids: Sequence[str], at_ms: int) -> int:
+        """Delete the users' state; returns how many had one."""
+        ...
+
+    def forgotten(self) -> dict[str, int]:
+        """``user_id -> time (epoch ms) of the forget request`` for every forgotten user."""
+        ...
+
+
+class StateStore(UserStore, OffsetStore, ItemStatsStore, UserEraser, Protocol):
     """What the scorer needs from one backend."""
 
     def close(self) -> None: ...

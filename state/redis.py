@@ -9,6 +9,7 @@ Layout (every key under a namespace, ``driftrec`` unless the URL says ``?prefix=
     {ns}:registry            hash  version -> announcement record (JSON)
     {ns}:registry:order      list  versions in registration order
     {ns}:current             string  the serving version
+    {ns}:forgotten           hash  user_id -> epoch ms of its ``forget`` request
 
 Reads of a batch are one round trip (a pipeline of two HMGETs). A batch's write — users,
 item popularity and the consumer offsets it covers — is one MULTI/EXEC transaction, so
@@ -94,6 +95,7 @@ class RedisStateStore:
         self._k_reg = f"{namespace}:registry"
         self._k_order = f"{namespace}:registry:order"
         self._k_cur = f"{namespace}:current"
+        self._k_forgotten = f"{namespace}:forgotten"
 
     @classmethod
     def from_url(cls, url: str, check: bool = True, ssl_ca_certs: str | None = None,
@@ -157,6 +159,26 @@ class RedisStateStore:
             if write.offsets:
                 pipe.hset(self._offsets_key(write.group), mapping={k: int(v) for k, v in write.offsets.items()})
             pipe.execute()
+
+    # ---- UserEraser ---------------------------------------------------------------------
+    def forget(self, user_ids: Sequence[str], at_ms: int) -> int:
+        """The users' state (meta: history, top-k, last event ids; vector) and their
+        forget times, in one MULTI/EXEC transaction."""
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return 0
+        with map_redis_errors(self.where):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hdel(self._k_meta, *ids)
+            pipe.hdel(self._k_vec, *ids)
+            pipe.hset(self._k_forgotten, mapping={u: int(at_ms) for u in ids})
+            n, _, _ = pipe.execute()
+        return int(n)
+
+    def forgotten(self) -> dict[str, int]:
+        with map_redis_errors(self.where):
+            raw = self._r.hgetall(self._k_forgotten)
+        return {_s(k): int(v) for k, v in raw.items()}
 
     # ---- OffsetStore / ItemStatsStore ----------------------------------------------------
     def _offsets_key(self, group: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -313,14 +313,26 @@ class ScorerWorker:
 
 class LearnerWorker:
     """Consumes events (and recs.updates for the hit signal), trains when due, writes the
-    artifact, registers it and announces it on the adapters topic."""
+    artifact, registers it and announces it on the adapters topic.
+
+    Durability (the window lives in memory): the worker knows where each pair of the
+    window came from (topic, partition, offset, user), so :meth:`window_start` is, per
+    partition, the offset of the oldest record still in the window (else the next one to
+    read). That is what the consumer group commits: a learner restarted after a crash
+    re-reads its topics from there and rebuilds the same window. :meth:`checkpoint` keeps
+    in the state store (next to the registry) the positions consumed, the positions at the
+    last training and the counters; :meth:`restore` reads them back, so that re-read
+    records are not counted as new (``seen``) nor towards the next training
+    (``train_every``) when they were trained on already.
+    """
 
     def __init__(self, learner: Learner, sink: EventSink, store_dir: str, registry: Any,
                  base_model: str, names: TopicNames = TopicNames(),
                  on_result: Callable[[TrainResult, dict[str, Any] | None], None] | None = None,
                  version_prefix: str = "v", time_bounds: TimeBounds | None = TimeBounds(),
-                 artifact_key: bytes | str | None = None) -> None:
+                 artifact_key: bytes | str | None = None, group: str = "learner") -> None:
         self.learner, self.sink, self.store_dir = learner, sink, store_dir
+        self.group = group
         self.registry, self.base_model, self.names = registry, base_model, names
         self.on_result = on_result
         self.time_bounds = time_bounds  # as the scorer's: implausible times never reach the window
@@ -330,6 +342,17 @@ class LearnerWorker:
         self._topk: dict[str, set[str]] = {}
         self.results: list[tuple[TrainResult, dict[str, Any] | None]] = []
         self.seen = 0
+        #: trainings before this process (restored), plus len(results)
+        self.trainings_before = 0
+        #: (partition key, offset, user) of each pair of the learner's window, oldest first
+        self._origin: deque[tuple[str, int, str]] = deque()
+        self.position: dict[str, int] = {}  # "topic:partition" -> next offset consumed
+        self.trained: dict[str, int] = {}  # the positions when the last training started
+        self._resume: dict[str, int] = {}  # the positions before a restart (re-read below)
+        self._assigned_once = False
+        #: user -> epoch ms of its forget request: its events up to then are left out
+        self.forgotten: dict[str, int] = {}
+        self.dropped_forgotten = 0
 
     def _announce(self, record: dict[str, Any]) -> None:
         self.sink.send_many([Message(self.names.adapters, json.dumps(record).encode(),
@@ -339,7 +362,12 @@ class LearnerWorker:
         events: list[Event] = []
         items: list[Item] = []
         ts_range = self.time_bounds.now_window() if self.time_bounds is not None else None
+        at: list[tuple[str, int]] = []
+        position, forgotten = self.position, self.forgotten
         for r in records:
+            k = _key(r.topic, r.partition)
+            if r.offset + 1 > position.get(k, 0):
+                position[k] = r.offset + 1
             if r.topic == self.names.recs:
                 try:
                     rec = json.loads(r.value)
@@ -349,17 +377,34 @@ class LearnerWorker:
                 continue
             d = decode_item(r.value) if r.topic == self.names.items else decode(r.value, ts_range)
             if isinstance(d, Event):
+                t = forgotten.get(d.user_id)
+                if t is not None and d.ts <= t:
+                    self.dropped_forgotten += 1
+                    continue
                 events.append(d)
+                at.append((k, r.offset))
             elif isinstance(d, Item):
                 items.append(d)
         if items:
             self.learner.add_items(items)
         if events:
-            hits = [e.item_id in self._topk.get(e.user_id, ()) for e in events
-                    if e.type in ("like", "comment")]
+            resume, trained = self._resume, self.trained
+            new = [o >= resume.get(k, 0) for k, o in at]  # False: re-read after a restart
+            hits = [e.item_id in self._topk.get(e.user_id, ()) for e, n in zip(events, new)
+                    if n and e.type in ("like", "comment")]
             self.learner.observe_hits(hits)
+            before = getattr(self.learner, "_since_train", None)
             self.learner.observe_many(events)
-            self.seen += len(events)
+            done = sum(1 for k, o in at if o < trained.get(k, 0))  # trained on before a restart
+            if done and before is not None:
+                self.learner._since_train = max(before, self.learner._since_train - done)
+            # the window's order: observe_many adds the events sorted by ts (a stable sort)
+            origin = self._origin
+            for i in sorted(range(len(events)), key=lambda j: events[j].ts):
+                origin.append((at[i][0], at[i][1], events[i].user_id))
+            while len(origin) > len(self.learner.window):  # the window drops its oldest
+                origin.popleft()
+            self.seen += sum(new)
         if train:
             return self.maybe_train()
         return None
@@ -371,11 +416,84 @@ class LearnerWorker:
         return self.train(reason)
 
     def train(self, reason: str) -> TrainResult:
+        self.trained = dict(self.position)  # what this training covers: all consumed
         res, record = self.publisher.train(reason)
         self.results.append((res, record))
         if self.on_result:
             self.on_result(res, record)
+        self.checkpoint()
         return res
+
+    # ---- durability -----------------------------------------------------------------
+    def _groups(self) -> tuple[str, str, str]:
+        g = self.group
+        return f"{g}/position", f"{g}/trained", f"{g}/counters"
+
+    def window_start(self) -> dict[tuple[str, int], int]:
+        """Per partition consumed: the offset of its oldest record in the window, else the
+        next offset to read. Re-reading from here rebuilds the window."""
+        start = dict(self.position)
+        for k, o, _ in self._origin:
+            if o < start.get(k, o + 1):
+                start[k] = o
+        return _positions(start)
+
+    def checkpoint(self) -> None:
+        """Positions, positions at the last training and counters to the state store."""
+        reg = self.registry
+        if reg is None or not hasattr(reg, "commit"):
+            return
+        g_pos, g_trained, g_counters = self._groups()
+        reg.commit(StateWrite(offsets=dict(self.position), group=g_pos))
+        if self.trained:
+            reg.commit(StateWrite(offsets=dict(self.trained), group=g_trained))
+        reg.commit(StateWrite(offsets={"seen": self.seen, "trainings": self.trainings}, group=g_counters))
+
+    @property
+    def trainings(self) -> int:
+        return self.trainings_before + len(self.results)
+
+    def restore(self) -> None:
+        """Read back :meth:`checkpoint` and the forgotten users (before the first poll)."""
+        reg = self.registry
+        if reg is None or not hasattr(reg, "offsets"):
+            return
+        g_pos, g_trained, g_counters = self._groups()
+        self._resume = dict(reg.offsets(g_pos))
+        self.trained = dict(reg.offsets(g_trained))
+        counters = reg.offsets(g_counters)
+        self.seen = int(counters.get("seen", 0))
+        self.trainings_before = int(counters.get("trainings", 0))
+        self.refresh_forgotten()
+
+    def start_offsets(self) -> dict[tuple[str, int], int]:
+        """For ``KafkaSource(start_offsets=...)``: the first assignment starts where the
+        group committed (the window's start); a later one (a rebalance) where this process
+        is, so that nothing is added to the window twice."""
+        if not self._assigned_once:
+            self._assigned_once = True
+            return {}
+        return _positions(self.position)
+
+    def refresh_forgotten(self) -> list[str]:
+        """Read the forgotten users; drop the pairs of newly forgotten ones from the window
+        and what the learner holds per user. Returns the users newly dropped."""
+        reg = self.registry
+        if reg is None or not hasattr(reg, "forgotten"):
+            return []
+        now = dict(reg.forgotten())
+        fresh = [u for u, t in now.items() if self.forgotten.get(u) != t]
+        self.forgotten = now
+        if fresh:
+            gone = set(fresh)
+            keep = [u not in gone for _, _, u in self._origin]
+            if len(keep) == len(self.learner.window) and not all(keep):
+                n = self.learner.window.retain(keep)
+                self._origin = deque(o for o, k in zip(self._origin, keep) if k)
+                log.info("learner: %d events of %d forgotten users left the window", n, len(fresh))
+            if hasattr(self.learner, "forget_users"):
+                self.learner.forget_users(fresh)
+        return fresh
 
     def run_once(self, source: EventSource, max_records: int, timeout_ms: int,
                  drain_limit: int = 100_000) -> int:
@@ -385,13 +503,13 @@ class LearnerWorker:
         recs = source.poll(max_records, timeout_ms)
         while recs:
             self.handle(recs, train=False)
-            offs: dict[tuple[str, int], int] = {}
-            for r in recs:
-                offs[(r.topic, r.partition)] = max(offs.get((r.topic, r.partition), 0), r.offset + 1)
-            source.commit(offs)
             n += len(recs)
             # not 0 ms: the drain waits briefly for the rest of a backlog
             recs = source.poll(max_records, 50) if n < drain_limit else []
+        if n:
+            # the state first: a group commit ahead of it would only make a restart re-read more
+            self.checkpoint()
+            source.commit(self.window_start())
         self.maybe_train()
         return n
 

@@ -558,12 +558,17 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
 
     sink = KafkaSink(b, security=sec)
     worker = LearnerWorker(lrn, sink, s.artifact_dir, state, enc.base_model, names, on_result=on_result,
-                           time_bounds=s.time_bounds(), artifact_key=s.artifact_key)
+                           time_bounds=s.time_bounds(), artifact_key=s.artifact_key, group=group)
+    worker.restore()  # positions, positions at the last training, counters, forgotten users
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
     # Training blocks polling for tens of seconds: a long session keeps the member in its group.
-    # its group offsets are where it resumes: commit every drained poll (async; sync on close)
+    # The group's offsets are the start of the window (LearnerWorker.window_start), committed
+    # after every drained poll (async; sync on close): a restarted learner re-reads the window.
+    # Static membership (one learner per group): a learner restarted after a crash takes its
+    # old member's place at once instead of waiting out the 60 s session.
     source = KafkaSource(b, [*names.events, names.items, names.recs], group, security=sec, client_id="driftrec-learner",
-                         commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000)
+                         commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000,
+                         start_offsets=worker.start_offsets, group_instance_id=f"{group}-learner")
     stop = stop or _Stop().flag
     last = last_status = time.monotonic()
     seen_at_status = 0
@@ -575,6 +580,7 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
             if len(worker.results) != trained:
                 last = now  # time spent training is not idle time
             if now - last_status >= STATUS_EVERY_S:
+                worker.refresh_forgotten()
                 log.info("learner: %d events seen (%.0f/s), window %d, %d trainings, %d published",
                          worker.seen, (worker.seen - seen_at_status) / (now - last_status),
                          len(lrn.window), len(worker.results), sum(1 for _, r in worker.results if r))
@@ -592,6 +598,9 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
         sink.close()
         state.close()
         print(json.dumps({"seen": worker.seen, "trainings": len(worker.results),
+                          "trainings_total": worker.trainings, "window": len(lrn.window),
+                          "dropped_forgotten": worker.dropped_forgotten,
+                          "last_training_window": worker.results[-1][0].window if worker.results else None,
                           "published": [r["version"] for _, r in worker.results if r]}), flush=True)
     return 0
 

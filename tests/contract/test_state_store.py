@@ -125,3 +125,17 @@ def test_open_state_reaches_redis_backend(monkeypatch):
 
     monkeypatch.setattr(sr.RedisStateStore, "from_url", classmethod(lambda cls, url: ("redis", url)))
     assert open_state("redis://h:1/0") == ("redis", "redis://h:1/0")
+
+
+def test_forget_deletes_the_users_state_and_notes_them(store):
+    store.commit(StateWrite(users={"u1": _user("u1"), "u2": _user("u2"), "ü3 x": _user("ü3 x")},
+                            offsets={"t:0": 3}, group="scorer"))
+    assert store.forgotten() == {}
+    assert store.forget(["u1", "ü3 x", "never-seen"], 1234) == 2
+    assert set(store.get_many(["u1", "u2", "ü3 x"])) == {"u2"}
+    assert store.get_many(["u2"])["u2"].same_as(_user("u2"))
+    assert store.forgotten() == {"u1": 1234, "ü3 x": 1234, "never-seen": 1234}
+    assert store.offsets("scorer") == {"t:0": 3}  # offsets and other users untouched
+    assert store.forget([], 99) == 0
+    store.commit(StateWrite(users={"u1": _user("u1", n=1)}))  # a user may come back afresh
+    assert store.get_many(["u1"])["u1"].n_events == 1
