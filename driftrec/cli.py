@@ -21,6 +21,7 @@ driftrec: a streaming continual-learning recommender.
   driftrec replay LOG --to kafka       replay an event log into Kafka
   driftrec scorer / learner     run the services against Kafka (+ Redis)
   driftrec adapters list|rollback      inspect and roll back model versions
+  driftrec users forget USER_ID...     erase users' state (and from the learner's window)
   driftrec settings [--check]   the environment variables (a table), or check the current ones
 """
 
@@ -33,14 +34,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .app import demo, services, settings
+    from .app import demo, services, settings, users
     from .bench import speed as bench
     from .evaluation import harness as evaluation
 
     parser = _Parser(prog="driftrec", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in (demo, evaluation, bench, services, settings):
+    for mod in (demo, evaluation, bench, services, settings, users):
         mod.add_parser(sub)
     try:
         args = parser.parse_args(argv)
