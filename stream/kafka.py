@@ -68,8 +68,9 @@ def map_kafka_errors(bootstrap: str, what: str = "Kafka", security: KafkaSecurit
         raise StreamUnavailable(f"Kafka at {bootstrap} failed ({what}): {exc!r}") from exc
 
 
-def _raise_if_refused(bootstrap: str, security: KafkaSecurity | None, exc: BaseException) -> None:
-    """:class:`StreamSecurityError` when TLS or authentication is why ``exc`` happened."""
+def _raise_if_refused(bootstrap: str, security: KafkaSecurity | None, exc: BaseException | None) -> None:
+    """:class:`StreamSecurityError` when TLS or authentication is why ``exc`` happened (or,
+    with ``exc=None``, would make the next client fail: one connection, ~0.3 s with SCRAM)."""
     if security is None or security.protocol == "PLAINTEXT":
         return
     why = diagnose(bootstrap, security)
@@ -569,6 +570,7 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3,
     names = list(dict.fromkeys(names))
     compacted, single = set(compacted), set(single_partition)
     sec = security or PLAINTEXT
+    _raise_if_refused(bootstrap, sec, None)  # kafka-python only says so after 30 s, and not why
     with map_kafka_errors(bootstrap, "create topics", sec):
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="driftrec-admin",
                                  request_timeout_ms=30_000, **sec.kafka_python_kwargs())
@@ -610,6 +612,7 @@ def read_topic(bootstrap: str, topic: str, until: Mapping[int, int] | None = Non
     from kafka import KafkaConsumer, TopicPartition
 
     sec = security or PLAINTEXT
+    _raise_if_refused(bootstrap, sec, None)
     with map_kafka_errors(bootstrap, f"read {topic}", sec):
         c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="driftrec-reader",
                           enable_auto_commit=False, group_id=None, fetch_max_wait_ms=20, **sec.kafka_python_kwargs())
@@ -639,3 +642,22 @@ def read_topic(bootstrap: str, topic: str, until: Mapping[int, int] | None = Non
             return out
         finally:
             c.close()
+
+
+def group_committed(bootstrap: str, group: str, topics: Iterable[str],
+                    security: KafkaSecurity | None = None) -> dict[tuple[str, int], int]:
+    """The offsets ``group`` has committed on ``topics`` (``(topic, partition) -> offset``;
+    empty when it never committed). The scorer checks them against its state's offsets."""
+    from kafka.admin import KafkaAdminClient
+
+    wanted = set(topics)
+    sec = security or PLAINTEXT
+    with map_kafka_errors(bootstrap, f"offsets of group {group}", sec):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="driftrec-admin",
+                                 request_timeout_ms=30_000, **sec.kafka_python_kwargs())
+        try:
+            got = admin.list_consumer_group_offsets(group)
+        finally:
+            admin.close()
+    return {(tp.topic, tp.partition): int(om.offset) for tp, om in got.items()
+            if tp.topic in wanted and om.offset is not None and om.offset >= 0}

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 from . import topics
 from .errors import StreamConfigError
 from .events import Event, Item, encode, encode_item
-from .kafka import map_kafka_errors
+from .kafka import _raise_if_refused, map_kafka_errors
 from .security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("driftrec.stream.replay")
@@ -85,6 +85,8 @@ def replay_to_kafka(events: Sequence[Event], items: Sequence[Item], bootstrap: s
     st = ReplayStats()
     own = producer is None
     sec = security or PLAINTEXT
+    if own:
+        _raise_if_refused(bootstrap, sec, None)  # kafka-python only says so after 30 s, and not why
     with map_kafka_errors(bootstrap, "replay producer", sec):
         if own:
             # idempotent: per-partition order holds with several requests in flight (and a
