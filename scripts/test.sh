@@ -20,6 +20,7 @@ echo "installing driftrec[test] into $VIRTUAL_ENV (quick when already there)" >&
 python -m pip install -q --disable-pip-version-check -e ".[test]"
 
 started=0
+started_secure=0
 if [ "${DRIFTREC_SKIP_SERVICES:-0}" != "1" ]; then
   # services someone already had running stay running afterwards; only what this run
   # started is stopped again
@@ -28,8 +29,19 @@ if [ "${DRIFTREC_SKIP_SERVICES:-0}" != "1" ]; then
   fi
   scripts/services.sh up >/dev/null
   eval "$(scripts/services.sh env)"
+  # the secured pair (a SASL_SSL broker, a TLS redis-server: tests/integration/test_security.py
+  # reads its settings with `scripts/services.sh env-secure`); ~30 s to start
+  if [ "${DRIFTREC_SKIP_SECURE:-0}" != "1" ]; then
+    if ! scripts/services.sh status-secure >/dev/null 2>&1; then
+      started_secure=1
+    fi
+    scripts/services.sh up-secure >/dev/null
+  fi
 fi
-cleanup() { if [ "$started" = 1 ]; then scripts/services.sh down >&2 || true; fi; }
+cleanup() {
+  if [ "$started" = 1 ]; then scripts/services.sh down >&2 || true
+  elif [ "$started_secure" = 1 ]; then scripts/services.sh down-secure >&2 || true; fi
+}
 trap cleanup EXIT
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
