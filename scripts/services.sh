@@ -14,6 +14,8 @@
 #       (openssl, keytool) and random passwords under $DRIFTREC_RUN/secure
 #   scripts/services.sh env-secure            `export ...` lines for the secured pair
 #   scripts/services.sh status-secure         exit 0 = the secured pair answers
+#   scripts/services.sh pki [DIR]             CA, keystores, passwords for docker-compose.secure.yml
+#                                             (DIR [secrets], empty or new: DIR/pki, DIR/secrets)
 #   (`down` with no service named stops the secured pair too)
 #
 # Env knobs (defaults in brackets):
@@ -491,7 +493,7 @@ pki_make() {
     local name
     for name in server client; do
       openssl req -newkey rsa:2048 -nodes -subj "/CN=$name.driftrec.local" -keyout "$name.key" -out "$name.csr"
-      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$name.ext"
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kafka,DNS:redis\nextendedKeyUsage=serverAuth,clientAuth\n' >"$name.ext"
       openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
         -extfile "$name.ext" -out "$name.pem"
     done
@@ -504,6 +506,11 @@ pki_make() {
       -storetype PKCS12 -storepass "$store_pw"
     rm -f ./*.csr ./*.ext ca.key other-ca.key ca.srl
     chmod 600 ./*.key ./*.p12
+    # for docker-compose.secure.yml: the keystore password as the image reads it, the ACL file
+    printf '%s' "$store_pw" >"$SECURE_SECRETS/store.creds"
+    printf 'user default off\nuser driftrec on >%s ~* &* +@all\n' "$(<"$SECURE_SECRETS/redis-client.password")" \
+      >"$SECURE_SECRETS/redis.acl"
+    chmod 600 "$SECURE_SECRETS/store.creds" "$SECURE_SECRETS/redis.acl"
   ) >"$SECURE_RUN/pki.log" 2>&1 || { cat "$SECURE_RUN/pki.log" >&2; die "secure: making the throwaway CA and keystores failed (output above)"; }
   touch "$SECURE_PKI/.complete"
   log "secure: throwaway CA and keystores in $SECURE_PKI"
@@ -767,6 +774,19 @@ main() {
       rmdir "$SKAFKA_RUN" "$SREDIS_RUN" "$SECURE_RUN" 2>/dev/null || true
       ;;
     status-secure) secure_status ;;
+    pki)  # the CA, keystores and passwords of docker-compose.secure.yml, into an empty folder
+      local dir=${1:-secrets}
+      [[ ! -e $dir || -z $(ls -A "$dir") ]] || { printf '[services] pki: %s is not empty\n' "$dir" >&2; exit 2; }
+      mkdir -p "$dir"
+      dir=$(cd "$dir" && pwd)
+      SECURE_RUN=$dir SECURE_PKI=$dir/pki SECURE_SECRETS=$dir/secrets pki_make
+      # the apache/kafka image reads its keystores, their password and a JAAS file from one folder
+      mkdir -p "$dir/kafka"
+      cp "$dir/pki/broker.p12" "$dir/pki/truststore.p12" "$dir/secrets/store.creds" "$dir/kafka/"
+      (umask 077; printf 'KafkaServer {\n  org.apache.kafka.common.security.scram.ScramLoginModule required\n  username="admin" password="%s";\n};\n' \
+        "$(<"$dir/secrets/kafka-admin.password")" >"$dir/kafka/kafka_jaas.conf")
+      echo "$dir"
+      ;;
     env-secure) print_env_secure ;;
     restart)
       [[ ${1:-} == redis && $# -eq 1 ]] ||

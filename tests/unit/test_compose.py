@@ -105,3 +105,74 @@ def test_gpu_learner_is_optional(compose):
 def test_dockerfile_installs_the_cli():
     text = (ROOT / "Dockerfile").read_text()
     assert "pip install ." in text and "COPY driftrec" in text
+
+
+# ------------------------------------------------------------ the secured variant ---
+SECURE = ROOT / "docker-compose.secure.yml"
+
+
+def _merge(base, over):
+    """``docker compose -f base -f over``: mappings merge key by key, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base[k], v) if k in base else v
+        return out
+    return over
+
+
+@pytest.fixture(scope="module")
+def secure(compose) -> dict:
+    return _merge(compose, yaml.safe_load(SECURE.read_text()))
+
+
+def test_secure_variant_commands_and_env(secure):
+    from driftrec.app.settings import VARS_BY_NAME
+
+    apps = _app_services(secure)  # the commands are docker-compose.yml's (checked above)
+    assert {"scorer", "learner", "learner-gpu", "replay", "topics"} <= set(apps)
+    for name, svc in apps.items():
+        env = svc["environment"]
+        unknown = set(env) - set(VARS_BY_NAME)
+        assert not unknown, f"{name}: {unknown} are not settings"
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert urlsplit(env["STATE_URL"]).scheme == "rediss"
+        # secrets are files, never values in the compose file
+        assert "KAFKA_SASL_PASSWORD" not in env and urlsplit(env["STATE_URL"]).password is None
+        for key in ("KAFKA_SASL_PASSWORD_FILE", "KAFKA_SSL_CAFILE", "REDIS_PASSWORD_FILE", "REDIS_SSL_CAFILE"):
+            path = env[key]
+            assert path.startswith("/run/secrets/"), (name, key)
+            secret = path.rsplit("/", 1)[1]
+            assert secret in svc["secrets"], (name, key)
+            assert secret in secure["secrets"], (name, key)
+
+
+def test_secure_variant_wiring_agrees(secure):
+    services = secure["services"]
+    envs = [s["environment"] for s in _app_services(secure).values()]
+    for key in ("KAFKA_BOOTSTRAP", "STATE_URL", "KAFKA_SASL_USERNAME", "TOPIC_PREFIX", "ARTIFACT_DIR"):
+        assert len({str(e.get(key)) for e in envs}) == 1, key
+    env = envs[0]
+    host, port = env["KAFKA_BOOTSTRAP"].split(":")
+    kenv = services[host]["environment"]
+    assert kenv["KAFKA_ADVERTISED_LISTENERS"] == f"SASL_SSL://{host}:{port}"  # no PLAINTEXT left
+    assert "PLAINTEXT://:" not in kenv["KAFKA_LISTENERS"].replace("CONTROLLER", "")
+    assert "SCRAM-SHA-512" in kenv["KAFKA_SASL_ENABLED_MECHANISMS"]
+    assert "SASL_SSL:SASL_SSL" in kenv["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    # the SCRAM users exist before the topics are created; the app user is the one configured
+    users = services["kafka-users"]
+    assert services["topics"]["depends_on"]["kafka-users"]["condition"] == "service_completed_successfully"
+    assert f"{env['KAFKA_SASL_USERNAME']}:kafka_client_password" in " ".join(users["command"])
+    assert env["KAFKA_SASL_PASSWORD_FILE"].endswith("/kafka_client_password")
+    # Redis: TLS only, on the port of STATE_URL, ACL file, AOF still on
+    r = urlsplit(env["STATE_URL"])
+    cmd = services[r.hostname]["command"]
+    assert cmd[cmd.index("--port") + 1] == "0" and cmd[cmd.index("--tls-port") + 1] == str(r.port)
+    assert "--aclfile" in cmd and cmd[cmd.index("--appendonly") + 1] == "yes"
+    assert "--tls" in " ".join(services[r.hostname]["healthcheck"]["test"])
+    # the secret files are the ones `scripts/services.sh pki secrets` makes
+    for s in secure["secrets"].values():
+        assert s["file"].startswith("./secrets/"), s
+    script = (ROOT / "scripts" / "services.sh").read_text()
+    for f in ("ca.pem", "server.pem", "server.key", "kafka-client.password", "redis.acl", "kafka_jaas.conf"):
+        assert f in script, f
