@@ -656,7 +656,11 @@ def group_committed(bootstrap: str, group: str, topics: Iterable[str],
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="driftrec-admin",
                                  request_timeout_ms=30_000, **sec.kafka_python_kwargs())
         try:
-            got = admin.list_consumer_group_offsets(group)
+            lister = getattr(admin, "list_group_offsets", None)
+            if lister is not None:  # kafka-python 3.x
+                got = lister({group: None}).get(group, {})
+            else:  # 2.x
+                got = admin.list_consumer_group_offsets(group)
         finally:
             admin.close()
     return {(tp.topic, tp.partition): int(om.offset) for tp, om in got.items()

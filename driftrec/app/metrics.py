@@ -28,6 +28,8 @@ driftrec_artifacts_rejected_total   counter     the same, by reason: missing_sha
 driftrec_training_seconds           histogram   learner: one train round
 driftrec_adapters_published_total   counter     learner: versions published
 driftrec_candidates_rejected_total  counter     learner: candidates refused by the gate
+driftrec_up{dependency}             gauge       1 while kafka | redis answers, 0 while the service
+                                                backs off and reconnects (SERVICE_RETRY_S)
 ==================================  ==========  ==========================================
 
 ``rate(driftrec_events_total[1m])`` is the events/s figure.
@@ -70,6 +72,8 @@ class Metrics:
         self.published = Counter("driftrec_adapters_published", "Learner: versions published", registry=r)
         self.gate_rejected = Counter("driftrec_candidates_rejected", "Learner: candidates refused by the gate",
                                      registry=r)
+        self.up = Gauge("driftrec_up", "1 while the dependency answers, 0 while the service reconnects",
+                        ["dependency"], registry=r)
         self._seen: dict[str, int] = {}
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:

@@ -131,6 +131,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--exit-when-idle", type=flag_float(0), default=0.0, metavar="S",
                    help="exit after S seconds without records (tests, batch jobs)")
     p.add_argument("--max-seconds", type=flag_float(0), default=0.0, help="exit after this long (0 = run until stopped)")
+    p.add_argument("--reset-state", action="store_true",
+                   help="start over although the state has no offsets while the group has committed some "
+                        "(the state was lost: every event still on the topics is applied again)")
     p.set_defaults(func=_guard(cmd_scorer))
 
     p = sub.add_parser("learner", help="run the learner service (Kafka + artifact store)", formatter_class=fmt,
@@ -286,7 +289,8 @@ class ScorerService:
     :meth:`between_batches` after each.
     """
 
-    def __init__(self, settings: Settings, group: str = SCORER_GROUP, metrics: Any = None) -> None:
+    def __init__(self, settings: Settings, group: str = SCORER_GROUP, metrics: Any = None,
+                 reset_state: bool = False) -> None:
         import numpy as np
 
         from driftrec.model import ItemTable
@@ -302,6 +306,12 @@ class ScorerService:
         self.state = open_state(settings.state_url, **settings.redis_options())
         stored = self.state.offsets(group)
         self.security = sec = settings.kafka_security()
+        if not stored and not reset_state:
+            try:
+                self._refuse_lost_state(b, group, names, sec)
+            except BaseException:
+                self.state.close()
+                raise
         self.watcher = AdapterWatcher(b, names.adapters, sec)
         self._next_watch = 0.0
         # The catalog: the items topic is compacted, i.e. a table; start with all of it.
@@ -331,6 +341,23 @@ class ScorerService:
             metrics.set_version(self.scorer.version)
         log.info("scorer ready: %d items, version %s, ranking first pass %s, resuming at %s", len(items),
                  self.scorer.version, self.scorer.rank_precision, stored or "the beginning")
+
+    @staticmethod
+    def _refuse_lost_state(bootstrap: str, group: str, names: TopicNames, sec: Any) -> None:
+        """No offsets in the state, yet the group committed some: the state was lost (a
+        Redis without its data), and starting over would apply every event on the topics
+        again onto whatever is left. Refused unless ``--reset-state``."""
+        from driftrec.state import StateConfigError
+        from driftrec.stream.kafka import group_committed
+
+        committed = group_committed(bootstrap, group, names.events, sec)
+        n = sum(committed.values())
+        if n:
+            raise StateConfigError(
+                f"the state has no offsets of group {group} but the group has committed offsets on "
+                f"{len(committed)} event partitions ({n} records): the state was lost or STATE_URL points "
+                f"elsewhere; refusing to start over (run `driftrec scorer --reset-state` to apply every "
+                f"event still on the topics again)")
 
     def _load_current(self) -> None:
         cur = getattr(self.state, "current", lambda: None)()
@@ -410,7 +437,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     if args.runtime == "faust":
         from driftrec.stream.faust_app import run_faust_scorer
 
-        svc = ScorerService(s, args.group, metrics)
+        svc = ScorerService(s, args.group, metrics, reset_state=args.reset_state)
         tune_gc()
         try:
             run_faust_scorer(svc, s.kafka_bootstrap, svc.names, args.group, s.scorer.batch_size,
@@ -421,7 +448,8 @@ def cmd_scorer(args: argparse.Namespace) -> int:
             svc.close()
         return 0 if summary["counts_reconcile"] else 1
     # non-zero when an output was not acknowledged: consumed != processed + dead-lettered
-    summary = run_scorer(s, args.group, metrics, args.exit_when_idle, args.max_seconds, own_process=True)
+    summary = run_scorer(s, args.group, metrics, args.exit_when_idle, args.max_seconds, own_process=True,
+                         reset_state=args.reset_state)
     return 0 if summary["counts_reconcile"] else 1
 
 
@@ -444,19 +472,97 @@ def owns_its_users(assigned: list[tuple[str, int]], event_topics: Sequence[str],
     return len(set(parts.values())) == 1
 
 
+class Retry:
+    """Backing off while Kafka or Redis is unreachable: one log line per attempt with the
+    (redacted) error, ``driftrec_up{dependency}`` 0 meanwhile; gives up (re-raises) once an
+    outage has lasted ``SERVICE_RETRY_S``. :meth:`up` ends an outage."""
+
+    def __init__(self, service: str, limit_s: float, metrics: Any = None, stop: threading.Event | None = None,
+                 first_delay_s: float = 0.5, max_delay_s: float = 10.0) -> None:
+        self.service, self.limit_s, self.metrics, self.stop = service, limit_s, metrics, stop
+        self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
+        self.since: float | None = None
+        self.attempts = 0
+        self.restarts = 0
+
+    def up(self) -> None:
+        if self.since is not None:
+            log.info("%s: connected again after %.1f s", self.service, time.monotonic() - self.since)
+        self.since, self.attempts = None, 0
+        self._set("kafka", 1)
+        self._set("redis", 1)
+
+    def _set(self, dep: str, v: int) -> None:
+        if self.metrics is not None and hasattr(self.metrics, "up"):
+            self.metrics.up.labels(dep).set(v)
+
+    def failed(self, exc: BaseException) -> bool:
+        """Whether to try again (after sleeping); False: give up."""
+        from driftrec.state import StateUnavailable
+
+        from .settings import redact
+
+        dep = "redis" if isinstance(exc, StateUnavailable) else "kafka"
+        self._set(dep, 0)
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        waited = now - self.since
+        if waited >= self.limit_s or (self.stop is not None and self.stop.is_set()):
+            log.error("%s: %s unreachable for %.0f s (SERVICE_RETRY_S=%.0f); giving up", self.service, dep,
+                      waited, self.limit_s)
+            return False
+        delay = min(self.max_delay_s, self.first_delay_s * 2 ** self.attempts, self.limit_s - waited)
+        self.attempts += 1
+        self.restarts += 1
+        log.warning("%s: %s unreachable (attempt %d, retrying in %.1f s, giving up in %.0f s): %s",
+                    self.service, dep, self.attempts, delay, self.limit_s - waited,
+                    redact(str(exc)).replace("\n", " ")[:500])
+        if self.stop is not None:
+            self.stop.wait(delay)
+        else:
+            time.sleep(delay)
+        return not (self.stop is not None and self.stop.is_set())
+
+
 def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit_when_idle: float = 0.0,
                max_seconds: float = 0.0, stop: threading.Event | None = None,
-               own_process: bool = False) -> dict[str, Any]:
+               own_process: bool = False, reset_state: bool = False) -> dict[str, Any]:
     """The Kafka runtime: poll a micro-batch, ``ScorerWorker.run_once``, repeat.
     Returns the run's summary (also printed as one JSON line). ``own_process``: the
-    process is this service's (the CLI), so it may tune the garbage collector."""
+    process is this service's (the CLI), so it may tune the garbage collector.
+
+    An unreachable Kafka or Redis (at start or later) is retried for ``SERVICE_RETRY_S``
+    (:class:`Retry`): the service is built again and resumes at the offsets stored with
+    its state, so no event is lost or applied twice."""
+    from driftrec.state import StateUnavailable
+    from driftrec.stream.errors import StreamUnavailable
+
+    stop = stop or _Stop().flag
+    retry = Retry("scorer", s.service_retry_s, metrics, stop)
+    t_start = time.monotonic()
+    while True:
+        try:
+            left = max_seconds - (time.monotonic() - t_start) if max_seconds else 0.0
+            out = _run_scorer_once(s, group, metrics, exit_when_idle, max(left, 1e-3) if max_seconds else 0.0,
+                                   stop, own_process, reset_state, retry)
+            out["restarts"] = retry.restarts
+            return out
+        except (StateUnavailable, StreamUnavailable) as exc:
+            if not retry.failed(exc):
+                raise
+            if metrics is not None:
+                metrics._seen = {}  # the next attempt's counts start at 0
+
+
+def _run_scorer_once(s: Settings, group: str, metrics: Any, exit_when_idle: float, max_seconds: float,
+                     stop: threading.Event, own_process: bool, reset_state: bool, retry: Retry) -> dict[str, Any]:
     from driftrec.stream.kafka import KafkaSource
 
-    svc = ScorerService(s, group, metrics)
+    svc = ScorerService(s, group, metrics, reset_state=reset_state)
     if own_process:
         tune_gc()
     names = svc.names
-    stop = stop or _Stop().flag
     source: Any = None
 
     def assigned(tps: list[tuple[str, int]]) -> None:
@@ -474,6 +580,7 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     except BaseException:
         svc.close()
         raise
+    retry.up()
     t_start = last = last_status = time.monotonic()
     next_lag = 0.0
     next_status = t_start + STATUS_EVERY_S
@@ -529,6 +636,24 @@ def cmd_learner(args: argparse.Namespace) -> int:
 
 def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, exit_when_idle: float = 0.0,
                 train_on_exit: bool = False, stop: threading.Event | None = None) -> int:
+    """The learner service. An unreachable Kafka or Redis is retried for ``SERVICE_RETRY_S``
+    (:class:`Retry`): the service is built again and rebuilds its window from the group's
+    offsets (the window's start), as after a crash."""
+    from driftrec.state import StateUnavailable
+    from driftrec.stream.errors import StreamUnavailable
+
+    stop = stop or _Stop().flag
+    retry = Retry("learner", s.service_retry_s, metrics, stop)
+    while True:
+        try:
+            return _run_learner_once(s, group, metrics, exit_when_idle, train_on_exit, stop, retry)
+        except (StateUnavailable, StreamUnavailable) as exc:
+            if not retry.failed(exc):
+                raise
+
+
+def _run_learner_once(s: Settings, group: str, metrics: Any, exit_when_idle: float, train_on_exit: bool,
+                      stop: threading.Event, retry: Retry) -> int:
     import numpy as np
 
     from driftrec.model import ItemTable
@@ -569,7 +694,7 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
     source = KafkaSource(b, [*names.events, names.items, names.recs], group, security=sec, client_id="driftrec-learner",
                          commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000,
                          start_offsets=worker.start_offsets, group_instance_id=f"{group}-learner")
-    stop = stop or _Stop().flag
+    retry.up()
     last = last_status = time.monotonic()
     seen_at_status = 0
     try:

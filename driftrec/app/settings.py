@@ -318,6 +318,9 @@ VARS: tuple[Var, ...] = (
     Var("EVENT_MAX_AGE_DAYS", "event_max_age_days", "int", 0,
         "events older than this go to events.dlq (ts_out_of_range); 0: no bound (replays of "
         "recorded logs keep their times)", lo=0, hi=100 * 365),
+    Var("SERVICE_RETRY_S", "service_retry_s", "int", 300,
+        "scorer and learner: how long they back off and reconnect to an unreachable Kafka or Redis "
+        "before giving up (0: exit at the first error)", lo=0, hi=7 * 86400),
     # transport security (docs/operations.md, "Security"): every Kafka client (aiokafka,
     # kafka-python, faust) takes these through one driftrec.stream.KafkaSecurity
     Var("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", "choice", "PLAINTEXT",
@@ -371,6 +374,7 @@ class Settings:
     artifact_key: str | None = None
     event_max_skew_s: int = 3600
     event_max_age_days: int = 0
+    service_retry_s: int = 300
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str | None = None
