@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     scorer, swaps = factory.make_scorer(enc, table, rep, settings.scorer, standby, texts, item_ts=pub)
     lcfg = replace(settings.learner, train_every=args.train_every, seed=args.seed)
     learner = factory.make_learner(lcfg, rep, table, texts, trainer, pub)
-    state = open_state(settings.state_url)
+    state = open_state(settings.state_url, **settings.redis_options())
     names = TopicNames(settings.topic_prefix)
     pipe = EmbeddedPipeline(scorer, swaps, learner, state, str(artifacts), enc.base_model, names,
                             batch_size=settings.scorer.batch_size, batch_ms=settings.scorer.batch_ms)

@@ -31,7 +31,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     s = Settings.from_env(state_url=args.state)
-    st = open_state(s.state_url)
+    st = open_state(s.state_url, **s.redis_options())  # REDIS_SSL_CAFILE, REDIS_PASSWORD_FILE
     try:
         n = st.forget(args.user_ids, int(time.time() * 1000))
     finally:
