@@ -1,0 +1,84 @@
+"""The adapter stage's text-only term (issue 14, item 5): targets scored by their text
+vector under the adapter alone, so that an item nobody engaged yet, which shares a new word
+with engaged items, moves toward those items' users."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from driftrec.learner import Learner, LearnerConfig
+from driftrec.learner import core as learner_core
+from driftrec.model import ItemTable, Representation, TextEncoder
+from driftrec.model.encoder import make_tiny_model
+from driftrec.stream import Event
+
+A = "goal striker penalty league keeper derby".split()
+B = "recipe garlic oven pasta simmer bake".split()
+GENERIC = "video photo clip thread story post live watch".split()
+NAME = "zorblax"
+
+
+def _catalog() -> dict[str, str]:
+    texts = {f"a{j}": f"{A[j % 6]} {A[(j + 1) % 6]}" for j in range(12)}
+    texts.update({f"b{j}": f"{B[j % 6]} {B[(j + 1) % 6]}" for j in range(12)})
+    # posts of the new name (engaged by topic A's users) and of plain generic words (topic B's)
+    texts.update({f"n{j}": f"{NAME} {GENERIC[j % 8]}" for j in range(16)})
+    texts.update({f"g{j}": f"{GENERIC[j % 8]} {GENERIC[(j + 3) % 8]}" for j in range(16)})
+    texts["unseen"] = f"{NAME} {GENERIC[2]} {GENERIC[5]}"
+    return texts
+
+
+def _events(rng: np.random.Generator) -> list[Event]:
+    evs, ts = [], 1_000
+    for r in range(40):
+        for u in range(16):
+            side = "a" if u < 8 else "b"
+            item = f"{side}{rng.integers(12)}" if r % 2 == 0 else (
+                f"n{rng.integers(16)}" if side == "a" else f"g{rng.integers(16)}")
+            evs.append(Event(f"e{ts}", "like", f"u{u}", item, ts))
+            ts += 1_000
+    return evs
+
+
+def _margin(enc: TextEncoder, table: ItemTable, text: str) -> float:
+    """How much more the item's text vector scores with topic A's items than with B's."""
+    v = enc.encode([text])[0]
+    assert table.context is not None
+    ctx_a = table.context[[table.index(f"a{j}") for j in range(12)]].mean(0)
+    ctx_b = table.context[[table.index(f"b{j}") for j in range(12)]].mean(0)
+    return float(v @ ctx_a - v @ ctx_b)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), A + B + GENERIC + [NAME])
+
+
+def _train(model_dir: str, text_loss: float, monkeypatch: pytest.MonkeyPatch) -> float:
+    texts = _catalog()
+    ids = [i for i in texts if i != "unseen"]
+    enc = TextEncoder(model_dir, lora_r=4)
+    table = ItemTable.from_text(ids, enc.encode([texts[i] for i in ids]))
+    cfg = replace(LearnerConfig(), window_events=1000, train_every=10_000, drift=None, lora_every=1,
+                  max_steps=80, item_max_steps=40, batch_size=64, lr_lora=0.03, epochs=5, text_loss=text_loss,
+                  cooc_neighbours=0, age_weights=(), seed=0)
+    learner = Learner(cfg, Representation(), table, {i: texts[i] for i in ids}, enc)
+    learner.observe_many(_events(np.random.default_rng(0)))
+    # what the loss does to the encoder, whatever the gate says of it
+    monkeypatch.setattr(learner_core, "_paired_gain", lambda *a, **k: True)
+    res = learner.train("test")
+    assert res.metrics["adapter_update"] == "kept"
+    return _margin(enc, table, texts["unseen"])
+
+
+def test_text_term_moves_an_unseen_item_with_a_new_word_toward_its_users(model_dir: str, monkeypatch) -> None:
+    texts = _catalog()
+    enc = TextEncoder(model_dir, lora_r=4)
+    ids = [i for i in texts if i != "unseen"]
+    base = _margin(enc, ItemTable.from_text(ids, enc.encode([texts[i] for i in ids])), texts["unseen"])
+    with_text = _train(model_dir, 1.0, monkeypatch)
+    without = _train(model_dir, 0.0, monkeypatch)
+    assert with_text > base + 0.015  # measured: 0.009 -> 0.033 (0.026 without the term)
+    assert with_text > without
