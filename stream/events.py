@@ -12,7 +12,7 @@ from typing import Any, NewType, Union
 try:  # a C JSON parser for the hot path; the stdlib one decides every doubtful case
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is a dependency
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 UserId = NewType("UserId", str)
 ItemId = NewType("ItemId", str)

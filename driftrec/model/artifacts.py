@@ -211,7 +211,8 @@ class ItemTable:
         assert self.age_edges is not None and self.age_lograte is not None
         b = np.searchsorted(self.age_edges, age_ms, side="right") - 1
         np.maximum(b, 0, out=b)
-        return (np.float32(self.age_weight) * self.age_lograte)[b]
+        out: np.ndarray = (np.float32(self.age_weight) * self.age_lograte)[b]
+        return out
 
     def with_age(self, edges: np.ndarray | None, lograte: np.ndarray | None, weight: float) -> "ItemTable":
         """The same item parts with another freshness curve and weight."""
@@ -426,7 +427,7 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
     callers that made the record themselves). ``key``: when given, the record's
     ``signature`` must be the manifest's HMAC under it.
     """
-    from safetensors import SafetensorError  # type: ignore[attr-defined]
+    from safetensors import SafetensorError
     from safetensors.torch import load as load_torch
 
     version = check_version(record.get("version"))

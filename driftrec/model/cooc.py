@@ -84,8 +84,8 @@ class CoEngagement:
         if not a:
             return idx, w
         n = np.zeros(N, np.float64)
-        for i, v in self.n.items():
-            k = row.get(i, -1)
+        for item, v in self.n.items():
+            k = row.get(item, -1)
             if k >= 0:
                 n[k] = v
         ai, bi, cv = np.array(a), np.array(b), np.array(c, np.float64)

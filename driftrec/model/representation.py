@@ -123,7 +123,8 @@ def user_vectors(hist_idx: np.ndarray, hist_w: np.ndarray, item_vectors: np.ndar
     if extra is not None and extra_w is not None:
         num = num + extra
         den = den + extra_w
-    return (num / np.maximum(den, 1e-9)[:, None]).astype(np.float32)
+    out: np.ndarray = (num / np.maximum(den, 1e-9)[:, None]).astype(np.float32)
+    return out
 
 
 def scores(users: np.ndarray, item_vectors: np.ndarray, bias: np.ndarray, prior: np.ndarray,
@@ -139,7 +140,7 @@ def scores(users: np.ndarray, item_vectors: np.ndarray, bias: np.ndarray, prior:
     array([[3., 1.]], dtype=float32)
     """
     u = users.astype(np.float32, copy=False) * np.float32(1.0 / temperature)  # [B, d], not [B, N]
-    s = np.matmul(u, item_vectors.T, out=out)
+    s: np.ndarray = np.matmul(u, item_vectors.T, out=out)
     s += (bias + prior).astype(np.float32, copy=False)
     return s
 
