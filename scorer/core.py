@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any, Mapping, Sequence
@@ -24,6 +24,14 @@ from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, reso
 
 
 MAX_COMMENT_CHARS = 512
+#: Popularity's time bound (_update_pop): an event counts at most POP_SLACK_HALF_LIVES
+#: popularity half-lives after the POP_BOUND_RANK-th newest of the last POP_CLOCK_EVENTS
+#: event times. On MovieLens-100K (gaps up to 2 days, pop half-life 1 day) the newest event
+#: is at most 2.7 days after the 32nd newest of the last 1,024: the bound never binds there,
+#: nor on the synthetic scenarios.
+POP_CLOCK_EVENTS = 1024
+POP_BOUND_RANK = 32
+POP_SLACK_HALF_LIVES = 3.0
 
 
 @dataclass
@@ -77,6 +85,10 @@ class Scorer:
         self._model = model
         self._pop_by_id: dict[str, float] = dict(item_pop or {})
         self._pop = self._align_pop(model.table)
+        #: the last POP_CLOCK_EVENTS event times (as sent; see _update_pop) and the latest
+        #: time an event counts at (None: before the first batch)
+        self._pop_recent: deque[int] = deque(maxlen=POP_CLOCK_EVENTS)
+        self._pop_clock: int | None = None
         # publication times (DESIGN.md, items' ts): an item is a candidate from its ts on
         self._ts_by_id: dict[str, int] = dict(item_ts or {})
         self._pub, self._pub_max = self._align_ts(model.table)
@@ -248,6 +260,8 @@ class Scorer:
         recs: list[dict[str, Any]] = []
         if last_event:
             now = max(e.ts for e in last_event.values())
+            if self._pop_clock is not None:  # a record far ahead does not age everyone's prior
+                now = min(now, self._pop_clock)
             states = [st for u, st in out.items() if u in last_event]
             U, id_rows, score_rows = self._rank(states, now, cfg.top_k, digits=5)
             version = m.version
@@ -269,7 +283,17 @@ class Scorer:
 
     def _update_pop(self, events: Sequence[Event], rep: Representation, table: ItemTable) -> dict[str, float]:
         """Add ``events`` (in time order) to the items' decayed popularity; returns the new
-        values of the items they touched."""
+        values of the items they touched.
+
+        Bounded: an event counts at most ``POP_SLACK_HALF_LIVES`` popularity half-lives
+        after the ``POP_BOUND_RANK``-th newest of the last ``POP_CLOCK_EVENTS`` event times
+        (this batch's included): a record far ahead in time adds at most 2**3 = 8 times its
+        type weight to its item, measured at the newest events' time, instead of
+        2**(its lead / half-life); its exponent stays within 3 half-lives of the others'.
+        Moving the bound takes ``POP_BOUND_RANK`` records ahead among the recent ones (the
+        ingestion bound, ``ts_out_of_range``, stops floods). Normal logs are unchanged (see
+        ``POP_CLOCK_EVENTS``). The first batch after a start has no history: its own times
+        set the bound."""
         touched: dict[str, float] = {}
         if not events:
             return touched
@@ -277,11 +301,18 @@ class Scorer:
         get = by_id.get
         inc_of = rep.pop_increment
         neg_inf = -np.inf
+        recent = self._pop_recent
+        times = np.fromiter(chain(recent, (e.ts for e in events)), np.float64)[-POP_CLOCK_EVENTS:]
+        k = min(POP_BOUND_RANK, len(times))
+        cap = int(np.partition(times, -k)[-k]) + int(POP_SLACK_HALF_LIVES * rep.pop_half_life_ms)
+        recent.extend(e.ts for e in events)
         for e in events:
             item = e.item_id
-            new = logaddexp(get(item, neg_inf), inc_of(e.type, e.ts))
+            ts = e.ts if e.ts <= cap else cap
+            new = logaddexp(get(item, neg_inf), inc_of(e.type, ts))
             by_id[item] = new
             touched[item] = new
+        self._pop_clock = cap
         cols = np.fromiter(map(table._index.get, touched, repeat(-1)), np.int64, count=len(touched))
         known = cols >= 0
         if known.any():
@@ -318,7 +349,8 @@ class Scorer:
             seen_rows = np.repeat(np.arange(B), lens)
             known = seen_cols >= 0
             seen_rc = seen_rows[known], seen_cols[known]
-        cooc_e = cooc_entries(hist_idx, hist_w, t.nbr_idx, t.nbr_w, t.cooc_weight) if cooc else None
+        cooc_e = (cooc_entries(hist_idx, hist_w, t.nbr_idx, t.nbr_w, t.cooc_weight)
+                  if cooc and t.nbr_idx is not None and t.nbr_w is not None else None)
         adds = RowAdds.build(B, cooc_e, seen_rc)
         Ua, X = self._operands(U, m, prior)
         crange = self._cooc_range(t, m.rep) if cooc else (0.0, 0.0)
@@ -362,10 +394,12 @@ class Scorer:
     def _cooc_range(self, t: ItemTable, rep: Representation) -> tuple[float, float] | None:
         """How far co-engagement can move a score (down, up), for the bfloat16 pass's
         bound; ``None`` where it is not bounded by the neighbour weights alone (a negative
-        type weight: :func:`learner.add_cooc` normalises history weights by their sum)."""
+        type weight: :func:`driftrec.model.add_cooc` normalises history weights by their sum)."""
         if any(v < 0 for v in rep.type_weights.values()):
             return None
         cached = self._crange
+        if t.nbr_w is None:
+            return 0.0, 0.0
         w = float(t.cooc_weight)
         if cached is None or cached[0] is not t.nbr_w or cached[1] != w:
             ends = (w * float(np.min(t.nbr_w)), w * float(np.max(t.nbr_w)))
