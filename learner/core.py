@@ -249,7 +249,7 @@ class Learner:
         cand, m_new, lora = items_only, m_items, dict(self._lora)
 
         # ---- stage 2: adapters on top of the new item parts ------------------------------------
-        adapter_update, lora_steps, encode_s = "none", 0, 0.0
+        adapter_update, lora_steps, encode_s, m_lora = "none", 0, 0.0, None
         run_lora = enc is not None and (reason == "drift" or not cfg.train_items
                                         or self.trainings % cfg.lora_every == 0)
         if enc is not None and not run_lora:
@@ -312,7 +312,11 @@ class Learner:
                    "loss_before": round(loss_before, 5), "loss_after": round(loss_after, 5),
                    "val_hr_current": round(m_cur["hr"], 5), "val_hr_candidate": round(m_new["hr"], 5),
                    "val_mrr_current": round(m_cur["mrr"], 5), "val_mrr_candidate": round(m_new["mrr"], 5),
-                   "val_hr_items_only": round(m_items["hr"], 5), "cooc_weight": cooc_w,
+                   "val_hr_items_only": round(m_items["hr"], 5),
+                   "val_mrr_items_only": round(m_items["mrr"], 5),
+                   "val_hr_lora": None if m_lora is None else round(m_lora["hr"], 5),
+                   "val_mrr_lora": None if m_lora is None else round(m_lora["mrr"], 5),
+                   "cooc_weight": cooc_w,
                    "age_weight": age_w,
                    "train_s": round(train_s, 3), "items_s": round(items_s, 3), "encode_s": round(encode_s, 3),
                    "use_lora": enc is not None, "adapter_update": adapter_update,

@@ -44,3 +44,11 @@ def test_bench_command_json(capsys) -> None:
                  "--batch", "64", "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert json.loads(out[-1])["bench"] == "scorer"
+
+
+def test_bench_reencode_tiny(tiny_model: str) -> None:
+    r = bench.bench_reencode(n_items=400, model=tiny_model, max_len=8, budget=100, n_users=50, batch=32,
+                             limit_s=120, before_s=0.5)
+    assert r["stale_at_swap"] == 300 and r["finished"] and not r["extrapolated"]
+    assert r["reencoded"] == r["reencoded_served"] == 300
+    assert r["full_catalog_s"] == r["seconds"] > 0 and r["events_per_s_during"] > 0
