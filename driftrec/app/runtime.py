@@ -173,6 +173,11 @@ class ScorerWorker:
         self._committed = dict(self.state.offsets(self.group))
         return _positions(self._committed)
 
+    def forget_cached(self, user_ids: Sequence[str]) -> int:
+        """Drop forgotten users from the user cache (their state is gone from the store);
+        returns how many were cached."""
+        return sum(self._cache.pop(u, None) is not None for u in user_ids)
+
     def set_cache_valid(self, valid: bool) -> None:
         """Whether this worker is now the only writer of the users of its partitions."""
         self._cache.clear()
@@ -369,6 +374,10 @@ class LearnerWorker:
             if r.offset + 1 > position.get(k, 0):
                 position[k] = r.offset + 1
             if r.topic == self.names.recs:
+                if not r.value:  # a tombstone: the user was forgotten
+                    if r.key:
+                        self._topk.pop(r.key.decode("utf-8", "replace"), None)
+                    continue
                 try:
                     rec = json.loads(r.value)
                     self._topk[rec["user_id"]] = {x["item_id"] for x in rec["items"]}

@@ -306,6 +306,7 @@ class ScorerService:
         self.state = open_state(settings.state_url, **settings.redis_options())
         stored = self.state.offsets(group)
         self.security = sec = settings.kafka_security()
+        self._forgotten: dict[str, int] = dict(getattr(self.state, "forgotten", dict)())
         if not stored and not reset_state:
             try:
                 self._refuse_lost_state(b, group, names, sec)
@@ -358,6 +359,14 @@ class ScorerService:
                 f"{len(committed)} event partitions ({n} records): the state was lost or STATE_URL points "
                 f"elsewhere; refusing to start over (run `driftrec scorer --reset-state` to apply every "
                 f"event still on the topics again)")
+
+    def forget_cached(self) -> None:
+        """Users forgotten since the last look (`driftrec users forget`) leave the cache."""
+        now = getattr(self.state, "forgotten", dict)()
+        fresh = [u for u, t in now.items() if self._forgotten.get(u) != t]
+        self._forgotten = now
+        if fresh and self.worker.forget_cached(fresh):
+            log.info("scorer: forgotten users dropped from the user cache")
 
     def _load_current(self) -> None:
         cur = getattr(self.state, "current", lambda: None)()
@@ -599,6 +608,7 @@ def _run_scorer_once(s: Settings, group: str, metrics: Any, exit_when_idle: floa
                 metrics.lag.set(source.lag())
                 next_lag = now + 1.0
             if now >= next_status:  # progress for a person reading the log
+                svc.forget_cached()
                 c = svc.worker.stats.counts
                 age = svc.worker.stats.oldest_age_ms
                 log.info("scorer: %d consumed (%.0f/s), %d processed, %d dead-lettered, %d recs, "

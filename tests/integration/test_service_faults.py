@@ -155,3 +155,19 @@ def test_lost_state_is_refused_unless_reset(settings, service_env, topics, tmp_p
         _applied_once(RedisStateStore.from_url(r.url), st.events)
     finally:
         r.kill()
+
+
+def test_users_forget_publishes_tombstones(settings, service_env, topics, state_url):
+    from driftrec.state import StateWrite, UserState
+    from driftrec.state.redis import RedisStateStore
+    from driftrec.stream.kafka import read_topic
+
+    store = RedisStateStore.from_url(state_url)
+    store.commit(StateWrite(users={"u1": UserState("u1", n_events=1), "u2": UserState("u2", n_events=1)}))
+    cmd = [sys.executable, "-m", "driftrec.cli", "users", "forget", "u1", "ghost", "--tombstones"]
+    out = subprocess.run(cmd, env=service_env, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert json.loads(out.stdout.decode().splitlines()[-1])["had_state"] == 1
+    assert set(store.users()) == {"u2"} and set(store.forgotten()) == {"u1", "ghost"}
+    recs = read_topic(settings.kafka_bootstrap, topics.recs)
+    assert sorted((r.key, r.value) for r in recs) == [(b"ghost", b""), (b"u1", b"")]

@@ -54,3 +54,18 @@ def test_learner_worker_drops_forgotten_users_pairs():
     later = Event("e9", "click", "b", "i9", 2000)  # before its forget time: left out
     w.handle([Record("events.clicks", 0, 16, None, encode(later))], train=False)
     assert len(lrn.window) == 3 and w.dropped_forgotten == 1
+
+
+def test_learner_worker_reads_a_recs_tombstone():
+    from driftrec.app.runtime import LearnerWorker, TopicNames
+
+    from driftrec.stream import Record
+
+    w = LearnerWorker(learner=None, sink=None, store_dir="/nonexistent", registry=None, base_model="m",
+                      time_bounds=None)
+    recs = TopicNames().recs
+    w.handle([Record(recs, 0, 0, b"u1", json.dumps({"user_id": "u1", "items": [{"item_id": "i1"}]}).encode())],
+             train=False)
+    assert w._topk == {"u1": {"i1"}}
+    w.handle([Record(recs, 0, 1, b"u1", b"")], train=False)  # the tombstone of `users forget --tombstones`
+    assert w._topk == {}
