@@ -62,7 +62,8 @@ def _train(model_dir: str, text_loss: float, monkeypatch: pytest.MonkeyPatch) ->
     enc = TextEncoder(model_dir, lora_r=4)
     table = ItemTable.from_text(ids, enc.encode([texts[i] for i in ids]))
     cfg = replace(LearnerConfig(), window_events=1000, train_every=10_000, drift=None, lora_every=1,
-                  max_steps=80, item_max_steps=40, batch_size=64, lr_lora=0.03, epochs=5, text_loss=text_loss,
+                  max_steps=80, item_max_steps=40, batch_size=64, lr_lora=0.03, epochs=5,
+                  text_loss=text_loss, text_fresh=1.0,
                   cooc_neighbours=0, age_weights=(), seed=0)
     learner = Learner(cfg, Representation(), table, {i: texts[i] for i in ids}, enc)
     learner.observe_many(_events(np.random.default_rng(0)))
