@@ -493,6 +493,19 @@ class Retry:
         self.since: float | None = None
         self.attempts = 0
         self.restarts = 0
+        self._healthy_at = 0.0
+
+    def started(self) -> None:
+        """The service is built: the gauges say up unless an outage is going on (which
+        only progress ends: :meth:`progress`)."""
+        if self.since is None:
+            self.up()
+        self._healthy_at = time.monotonic() + 5.0
+
+    def progress(self, n: int) -> None:
+        """After each poll: a batch handled, or 5 s without an error, ends an outage."""
+        if self.since is not None and (n or time.monotonic() >= self._healthy_at):
+            self.up()
 
     def up(self) -> None:
         if self.since is not None:
@@ -505,12 +518,27 @@ class Retry:
         if self.metrics is not None and hasattr(self.metrics, "up"):
             self.metrics.up.labels(dep).set(v)
 
+    @staticmethod
+    def permanent(exc: BaseException) -> bool:
+        """A broker's refusal that retrying cannot fix (a broker error code that Kafka marks
+        not retriable: a record too large, an authorisation failure), not an outage."""
+        seen: set[int] = set()
+        e: BaseException | None = exc
+        while e is not None and id(e) not in seen:
+            seen.add(id(e))
+            if getattr(e, "errno", None) is not None and getattr(e, "retriable", True) is False:
+                return True
+            e = e.__cause__ or e.__context__
+        return False
+
     def failed(self, exc: BaseException) -> bool:
         """Whether to try again (after sleeping); False: give up."""
         from driftrec.state import StateUnavailable
 
         from .settings import redact
 
+        if self.permanent(exc):
+            return False
         dep = "redis" if isinstance(exc, StateUnavailable) else "kafka"
         self._set(dep, 0)
         now = time.monotonic()
@@ -589,7 +617,7 @@ def _run_scorer_once(s: Settings, group: str, metrics: Any, exit_when_idle: floa
     except BaseException:
         svc.close()
         raise
-    retry.up()
+    retry.started()
     t_start = last = last_status = time.monotonic()
     next_lag = 0.0
     next_status = t_start + STATUS_EVERY_S
@@ -598,6 +626,7 @@ def _run_scorer_once(s: Settings, group: str, metrics: Any, exit_when_idle: floa
         while not stop.is_set():
             t0 = time.perf_counter()
             n = svc.worker.run_once(source, s.scorer.batch_size, max(1, s.scorer.batch_ms))
+            retry.progress(n)
             now = time.monotonic()
             if n:
                 last = now
@@ -704,13 +733,14 @@ def _run_learner_once(s: Settings, group: str, metrics: Any, exit_when_idle: flo
     source = KafkaSource(b, [*names.events, names.items, names.recs], group, security=sec, client_id="driftrec-learner",
                          commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000,
                          start_offsets=worker.start_offsets, group_instance_id=f"{group}-learner")
-    retry.up()
+    retry.started()
     last = last_status = time.monotonic()
     seen_at_status = 0
     try:
         while not stop.is_set():
             trained = len(worker.results)
             n = worker.run_once(source, 1000, 200)
+            retry.progress(n)
             now = time.monotonic()
             if len(worker.results) != trained:
                 last = now  # time spent training is not idle time
