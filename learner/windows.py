@@ -45,7 +45,7 @@ class RollingWindow(Generic[T]):
             while self._q and self._q[0].ts < cutoff:
                 self._q.popleft()
 
-    def retain(self, keep: "list[bool]") -> int:
+    def retain(self, keep: list[bool]) -> int:
         """Keep the values whose flag is true (one flag per value, oldest first); returns
         how many went. (Forgetting a user: the caller knows whose each value is.)
 

@@ -3,7 +3,6 @@ free port), and a scorer that finds its state's offsets gone while its group com
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -138,8 +137,8 @@ def test_lost_state_is_refused_unless_reset(settings, service_env, topics, tmp_p
         st = generate("abrupt", n_events=300, n_users=20, n_items=60, seed=4)
         _send(b, [Message(names.items, encode_item(i), i.item_id.encode()) for i in st.items])
         _send(b, _events(names, st.events))
-        from dataclasses import replace
         import threading
+        from dataclasses import replace
 
         run_scorer(replace(settings, state_url=r.url), "g-lost", exit_when_idle=2.0, stop=threading.Event())
         r.kill()  # no AOF, no snapshot: everything is gone

@@ -20,7 +20,6 @@ def test_forget_command_erases_state_in_a_file_store(tmp_path, capsys):
 
 def test_learner_worker_drops_forgotten_users_pairs():
     from driftrec.app.runtime import LearnerWorker
-
     from driftrec.stream import Event, Record, encode
 
     class _Learner:
@@ -58,7 +57,6 @@ def test_learner_worker_drops_forgotten_users_pairs():
 
 def test_learner_worker_reads_a_recs_tombstone():
     from driftrec.app.runtime import LearnerWorker, TopicNames
-
     from driftrec.stream import Record
 
     w = LearnerWorker(learner=None, sink=None, store_dir="/nonexistent", registry=None, base_model="m",
