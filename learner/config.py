@@ -47,13 +47,13 @@ class LearnerConfig:
     lr_lora: float = 1e-3
     #: weight of the text-only term of the adapter stage: each target scored by its text
     #: vector under the adapter alone (no residual, no bias) against the batch's other
-    #: targets, as an item nobody engaged yet is (0: off, the default: it did not win on
-    #: validation, see docs/adapters.md)
-    text_loss: float = 0.0
+    #: targets, as an item nobody engaged yet is (0: off; see docs/adapters.md for what it
+    #: won and lost on validation)
+    text_loss: float = 1.0
     #: pairs of the text-only term weighted by (engagements of the target in the window)
     #: ** -text_fresh, and the adapter stage's targets drawn with the same weights: rarely
-    #: engaged (fresh) items are where only the text can help (0: uniform, the default)
-    text_fresh: float = 0.0
+    #: engaged (fresh) items are where only the text can help (0: uniform)
+    text_fresh: float = 1.0
     #: the learner encodes at most this many items under a candidate adapter (newest and
     #: most engaged first) before gating and publishing it; the other rows keep the
     #: serving version's text vectors, marked stale, and the scorer re-encodes them in the
