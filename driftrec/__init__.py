@@ -1,4 +1,5 @@
 """driftrec: wiring (CLI, settings, the embedded runner, evaluation and benchmarks)."""
+
 from __future__ import annotations
 
 import os as _os

@@ -1,11 +1,13 @@
 """The ``driftrec`` command. Every subcommand explains itself with ``--help``."""
+
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -38,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .bench import speed as bench
     from .evaluation import harness as evaluation
 
-    parser = _Parser(prog="driftrec", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="driftrec", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in (demo, evaluation, bench, services, settings, users):
@@ -49,24 +53,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.code in (0, None):
             raise
         return int(exc.code) if isinstance(exc.code, int) else 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     for noisy in ("kafka", "aiokafka", "faust", "mode", "urllib3", "httpx", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .app.settings import ConfigError, redact
     from driftrec.learner import LearnerError
     from driftrec.model import ModelError
     from driftrec.state import StateError
     from driftrec.stream import LogFormatError, StreamError
 
+    from .app.settings import ConfigError, redact
+
     try:  # exit 2: a setting, a file or a service (Kafka unreachable or refusing us, Redis);
         # a command's own status stands otherwise (the scorer: 1 when counts do not reconcile)
         return int(args.func(args) or 0)
-    except (ConfigError, LearnerError, ModelError, StateError, StreamError, LogFormatError,
-            FileNotFoundError) as exc:
+    except (
+        ConfigError,
+        LearnerError,
+        ModelError,
+        StateError,
+        StreamError,
+        LogFormatError,
+        FileNotFoundError,
+    ) as exc:
         print(redact(f"driftrec {args.command}: error: {exc}").replace("\n", " "), file=sys.stderr)
         return 2
     except SystemExit as exc:  # a subcommand's parser.error() after parsing

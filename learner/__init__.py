@@ -3,6 +3,7 @@
 The learner never touches the scorer: it writes an artifact (:mod:`driftrec.model`) and
 announces it.
 """
+
 from __future__ import annotations
 
 from .config import LearnerConfig, LearnerConfigError
@@ -12,6 +13,12 @@ from .errors import LearnerError
 from .windows import RollingWindow
 
 __all__ = [
-    "HitRateDrift", "Learner", "LearnerConfig", "LearnerConfigError", "LearnerError", "Pair",
-    "RollingWindow", "TrainResult",
+    "HitRateDrift",
+    "Learner",
+    "LearnerConfig",
+    "LearnerConfigError",
+    "LearnerError",
+    "Pair",
+    "RollingWindow",
+    "TrainResult",
 ]

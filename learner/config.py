@@ -1,4 +1,5 @@
 """Learner settings (frozen, validated)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

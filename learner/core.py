@@ -4,19 +4,30 @@ Pure over batches: it observes events already applied by the scorer, trains when
 trigger fires and returns a :class:`TrainResult`; writing and announcing the artifact is
 the caller's job (see :mod:`driftrec.model.artifacts`).
 """
+
 from __future__ import annotations
 
 import math
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from driftrec.model import (
+    CoEngagement,
+    ItemTable,
+    Representation,
+    TextEncoder,
+    add_cooc,
+    logaddexp,
+    scores,
+    user_vectors,
+)
 from driftrec.stream import Event, Item
 
-from driftrec.model import CoEngagement, ItemTable, Representation, TextEncoder, add_cooc, logaddexp, scores, top_k, user_vectors
 from .config import LearnerConfig
 from .drift import HitRateDrift
 from .windows import RollingWindow
@@ -62,9 +73,15 @@ class Learner:
         time on, and the freshness prior is learned from items' ages (None: no times)
     """
 
-    def __init__(self, config: LearnerConfig, rep: Representation, table: ItemTable,
-                 texts: Mapping[str, str], encoder: TextEncoder | None = None,
-                 item_ts: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        config: LearnerConfig,
+        rep: Representation,
+        table: ItemTable,
+        texts: Mapping[str, str],
+        encoder: TextEncoder | None = None,
+        item_ts: Mapping[str, int] | None = None,
+    ) -> None:
         self.config = config
         self.rep = rep
         self.table = table
@@ -108,7 +125,9 @@ class Learner:
                 if paired is not None:
                     self._cooc_log.append((e.ts, e.item_id, paired))
             seen.add(e.item_id)
-            self._pop[e.item_id] = logaddexp(self._pop.get(e.item_id, -math.inf), rep.pop_increment(e.type, e.ts))
+            self._pop[e.item_id] = logaddexp(
+                self._pop.get(e.item_id, -math.inf), rep.pop_increment(e.type, e.ts)
+            )
             self.last_ts = max(self.last_ts, e.ts)
             self._since_train += 1
             self._since_drift += 1
@@ -154,8 +173,9 @@ class Learner:
         enc = self.encoder
         if enc is not None:
             texts = [it.text for it in items]
-            self.table = self.table.with_items([it.item_id for it in items], enc.encode(texts),
-                                               enc.encode(texts, base=True))
+            self.table = self.table.with_items(
+                [it.item_id for it in items], enc.encode(texts), enc.encode(texts, base=True)
+            )
         else:
             known = [it for it in items if self.table.index(it.item_id) < 0]
             if known:
@@ -186,16 +206,16 @@ class Learner:
         torch.manual_seed(cfg.seed + self.trainings)
         rng = np.random.default_rng(cfg.seed + self.trainings)
         # Re-engagements cannot be recommended (seen items are excluded): not trained on.
-        pairs = [p.value for p in self.window
-                 if not p.value.repeat and self.table.index(p.value.target) >= 0]
+        pairs = [p.value for p in self.window if not p.value.repeat and self.table.index(p.value.target) >= 0]
         lo, hi = self.window.span()
         window = {"from_ts": lo, "to_ts": hi, "n_events": len(self.window)}
         n_val = max(1, int(len(pairs) * cfg.val_share))
         train_p, val_p = pairs[:-n_val], pairs[-n_val:]
         cur = self.table
         if len(train_p) < 2:
-            return TrainResult(False, cur, self._lora, {"pairs": len(pairs), "why": "too few pairs"},
-                               window, reason)
+            return TrainResult(
+                False, cur, self._lora, {"pairs": len(pairs), "why": "too few pairs"}, window, reason
+            )
         prior = torch.from_numpy(rep.pop_prior(self._pop_vector(cur), self.last_ts))
         ctx_idx, ctx_w, tgt = self._tensors(train_p, cur)
         T0 = torch.from_numpy(cur.text.copy())
@@ -217,7 +237,7 @@ class Learner:
                     if n >= cap:
                         return
                     n += 1
-                    yield torch.from_numpy(order[s:s + B])
+                    yield torch.from_numpy(order[s : s + B])
 
         def step(opt: Any, loss: Any) -> None:
             nonlocal steps
@@ -234,13 +254,21 @@ class Learner:
         if cfg.train_items:
             opt = torch.optim.Adam([R, bias, C], lr=cfg.lr_items)
             for bi in batches(cfg.item_max_steps):
-                step(opt, _softmax_loss(C, T0 + R, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi],
-                                        rep.temperature))
+                step(
+                    opt,
+                    _softmax_loss(C, T0 + R, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature),
+                )
                 item_steps += 1
         for p in (R, bias, C):
             p.requires_grad_(False)
-        items_only = ItemTable(list(cur.item_ids), cur.text, R.numpy().copy(), bias.numpy().copy(),
-                               C.numpy().copy(), stale=cur.stale)
+        items_only = ItemTable(
+            list(cur.item_ids),
+            cur.text,
+            R.numpy().copy(),
+            bias.numpy().copy(),
+            C.numpy().copy(),
+            stale=cur.stale,
+        )
         items_s = time.perf_counter() - t0
         pop = self._pop_vector(cur)
         m_cur = self.evaluate(val_p, cur, pop)
@@ -250,8 +278,9 @@ class Learner:
 
         # ---- stage 2: adapters on top of the new item parts ------------------------------------
         adapter_update, lora_steps, encode_s, m_lora = "none", 0, 0.0, None
-        run_lora = enc is not None and (reason == "drift" or not cfg.train_items
-                                        or self.trainings % cfg.lora_every == 0)
+        run_lora = enc is not None and (
+            reason == "drift" or not cfg.train_items or self.trainings % cfg.lora_every == 0
+        )
         if enc is not None and not run_lora:
             adapter_update = "skipped"
         if run_lora:
@@ -282,8 +311,9 @@ class Learner:
                 if cfg.text_loss > 0:
                     # targets scored by their text vector under the adapter alone, as an
                     # item nobody has engaged yet is: only the encoder can learn this
-                    loss = loss + cfg.text_loss * _text_loss(C, tg, g_t, ctx_idx[bi], ctx_w[bi], tgt[bi],
-                                                             rep.temperature, fresh_w)
+                    loss = loss + cfg.text_loss * _text_loss(
+                        C, tg, g_t, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature, fresh_w
+                    )
                 step(opt, loss)
                 lora_steps += 1
             enc.model.eval()
@@ -306,21 +336,34 @@ class Learner:
         train_s = time.perf_counter() - t0 - encode_s
         loss_after = self._loss(cand, ctx_idx, ctx_w, tgt, prior)
         accepted = _better(m_new, m_cur, cfg.min_gain)
-        metrics = {"reason": reason, "pairs": len(pairs), "train_pairs": len(train_p),
-                   "val_pairs": len(val_p), "steps": steps, "item_steps": item_steps,
-                   "lora_steps": lora_steps, "device": dev,
-                   "loss_before": round(loss_before, 5), "loss_after": round(loss_after, 5),
-                   "val_hr_current": round(m_cur["hr"], 5), "val_hr_candidate": round(m_new["hr"], 5),
-                   "val_mrr_current": round(m_cur["mrr"], 5), "val_mrr_candidate": round(m_new["mrr"], 5),
-                   "val_hr_items_only": round(m_items["hr"], 5),
-                   "val_mrr_items_only": round(m_items["mrr"], 5),
-                   "val_hr_lora": None if m_lora is None else round(m_lora["hr"], 5),
-                   "val_mrr_lora": None if m_lora is None else round(m_lora["mrr"], 5),
-                   "cooc_weight": cooc_w,
-                   "age_weight": age_w,
-                   "train_s": round(train_s, 3), "items_s": round(items_s, 3), "encode_s": round(encode_s, 3),
-                   "use_lora": enc is not None, "adapter_update": adapter_update,
-                   "accepted": accepted}
+        metrics = {
+            "reason": reason,
+            "pairs": len(pairs),
+            "train_pairs": len(train_p),
+            "val_pairs": len(val_p),
+            "steps": steps,
+            "item_steps": item_steps,
+            "lora_steps": lora_steps,
+            "device": dev,
+            "loss_before": round(loss_before, 5),
+            "loss_after": round(loss_after, 5),
+            "val_hr_current": round(m_cur["hr"], 5),
+            "val_hr_candidate": round(m_new["hr"], 5),
+            "val_mrr_current": round(m_cur["mrr"], 5),
+            "val_mrr_candidate": round(m_new["mrr"], 5),
+            "val_hr_items_only": round(m_items["hr"], 5),
+            "val_mrr_items_only": round(m_items["mrr"], 5),
+            "val_hr_lora": None if m_lora is None else round(m_lora["hr"], 5),
+            "val_mrr_lora": None if m_lora is None else round(m_lora["mrr"], 5),
+            "cooc_weight": cooc_w,
+            "age_weight": age_w,
+            "train_s": round(train_s, 3),
+            "items_s": round(items_s, 3),
+            "encode_s": round(encode_s, 3),
+            "use_lora": enc is not None,
+            "adapter_update": adapter_update,
+            "accepted": accepted,
+        }
         if not accepted and enc is not None and adapter_update == "kept":
             enc.load_lora_state(self._lora)  # back to the serving adapter
         return TrainResult(accepted, cand, lora, metrics, window, reason)
@@ -342,13 +385,14 @@ class Learner:
             pub = self._pub_vector(cur) if self.item_ts else None
             rows = np.sort(priority_order(pub, self._pop_vector(cur), n)[:budget])
         text = cur.text.copy()
-        text[rows] = enc.encode([texts[j] for j in rows])
+        text[rows] = enc.encode([texts[int(j)] for j in rows])
         stale = None
         if len(rows) < n:
             stale = np.ones(n, bool)
             stale[rows] = False
-        return ItemTable(list(cur.item_ids), text, items_only.residual, items_only.bias, items_only.context,
-                         stale=stale)
+        return ItemTable(
+            list(cur.item_ids), text, items_only.residual, items_only.bias, items_only.context, stale=stale
+        )
 
     def accept(self, result: TrainResult) -> None:
         """Make an accepted result the learner's current version."""
@@ -356,8 +400,9 @@ class Learner:
         if result.lora:
             self._lora = result.lora
 
-    def _with_cooc(self, cand: ItemTable, m_cand: dict[str, float], val_p: Sequence[Pair],
-                   pop: np.ndarray) -> tuple[ItemTable, dict[str, float], float]:
+    def _with_cooc(
+        self, cand: ItemTable, m_cand: dict[str, float], val_p: Sequence[Pair], pop: np.ndarray
+    ) -> tuple[ItemTable, dict[str, float], float]:
         """Pick the co-engagement weight on validation (neighbours built without the
         validation events, so none is scored with its own pair), ship fresh neighbours."""
         cfg, co = self.config, self.cooc
@@ -377,8 +422,14 @@ class Learner:
         n_idx, n_w = co.neighbours(ids, cfg.cooc_neighbours)
         return cand.with_cooc(n_idx, n_w, best_w), best_m, best_w
 
-    def _with_age(self, cand: ItemTable, m_cand: dict[str, float], train_p: Sequence[Pair],
-                  val_p: Sequence[Pair], pop: np.ndarray) -> tuple[ItemTable, dict[str, float], float]:
+    def _with_age(
+        self,
+        cand: ItemTable,
+        m_cand: dict[str, float],
+        train_p: Sequence[Pair],
+        val_p: Sequence[Pair],
+        pop: np.ndarray,
+    ) -> tuple[ItemTable, dict[str, float], float]:
         """Learn how engagement varies with an item's age on the training pairs
         (:func:`fit_age_curve`), pick its weight on validation (0 unless one wins), ship it."""
         pub = self._pub_vector(cand)
@@ -402,15 +453,22 @@ class Learner:
         return base.with_age(AGE_EDGES_MS, lograte, best_w), best_m, best_w
 
     # ---- evaluation --------------------------------------------------------------------
-    def evaluate(self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray,
-                 k: int = 10) -> dict[str, float]:
+    def evaluate(
+        self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray, k: int = 10
+    ) -> dict[str, float]:
         """HR@k and MRR of next-item prediction for ``pairs`` under ``table``."""
         if not pairs:
             return {"hr": 0.0, "mrr": 0.0}
         return _means(self.evaluate_each(pairs, table, pop, k))
 
-    def evaluate_each(self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray,
-                      k: int = 10, extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate_each(
+        self,
+        pairs: Sequence[Pair],
+        table: ItemTable,
+        pop: np.ndarray,
+        k: int = 10,
+        extra: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per pair: HR@k (expected over ties) and reciprocal rank. With publication times,
         each pair ranks the items published by its time, with ``table``'s freshness prior of
         their age then; ``extra``: a ``[pairs, items]`` addition to the scores."""
@@ -419,8 +477,7 @@ class Learner:
         ctx_idx, ctx_w, tgt = self._arrays(pairs, table)
         assert table.context is not None
         U = user_vectors(ctx_idx, ctx_w, table.context)
-        S = scores(U, table.vectors, table.bias, self.rep.pop_prior(pop, self.last_ts),
-                   self.rep.temperature)
+        S = scores(U, table.vectors, table.bias, self.rep.pop_prior(pop, self.last_ts), self.rep.temperature)
         if extra is not None:
             S += extra
         if self.item_ts:
@@ -451,8 +508,11 @@ class Learner:
         c = getattr(self, "_pub_cache", None)
         if c is None or c[0] is not table.item_ids or c[1] != len(self.item_ts):
             get = self.item_ts.get
-            c = self._pub_cache = (table.item_ids, len(self.item_ts),
-                                   np.array([get(i, -np.inf) for i in table.item_ids], np.float64))
+            c = self._pub_cache = (
+                table.item_ids,
+                len(self.item_ts),
+                np.array([get(i, -np.inf) for i in table.item_ids], np.float64),
+            )
         return c[2]
 
     def _arrays(self, pairs: Sequence[Pair], table: ItemTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -473,23 +533,34 @@ class Learner:
         idx, w, tgt = self._arrays(pairs, table)
         return torch.from_numpy(idx), torch.from_numpy(w), torch.from_numpy(tgt)
 
-    def _loss(self, table: ItemTable, ctx_idx: Any, ctx_w: Any, tgt: Any, prior: Any,
-              limit: int = 1024) -> float:
+    def _loss(
+        self, table: ItemTable, ctx_idx: Any, ctx_w: Any, tgt: Any, prior: Any, limit: int = 1024
+    ) -> float:
         import torch
 
         with torch.no_grad():
             n = min(limit, len(tgt))
-            return float(_softmax_loss(torch.from_numpy(table.context), torch.from_numpy(table.vectors),
-                                       torch.from_numpy(table.bias), prior, ctx_idx[:n], ctx_w[:n],
-                                       tgt[:n], self.rep.temperature))
+            return float(
+                _softmax_loss(
+                    torch.from_numpy(table.context),
+                    torch.from_numpy(table.vectors),
+                    torch.from_numpy(table.bias),
+                    prior,
+                    ctx_idx[:n],
+                    ctx_w[:n],
+                    tgt[:n],
+                    self.rep.temperature,
+                )
+            )
 
 
 #: Left edges (ms) of the age bins of the freshness prior: 0, then 1 s to a year, about x2 apart.
 AGE_EDGES_MS = np.concatenate([[0.0], np.geomspace(1_000.0, 365 * 24 * 3600 * 1000.0, 25)])
 
 
-def fit_age_curve(ages: np.ndarray, pub: np.ndarray, lo: float, hi: float, edges: np.ndarray,
-                  pseudo: float = 1.0) -> np.ndarray:
+def fit_age_curve(
+    ages: np.ndarray, pub: np.ndarray, lo: float, hi: float, edges: np.ndarray, pseudo: float = 1.0
+) -> np.ndarray:
     """Log engagement rate by item age, relative to the average, over the span ``[lo, hi]``.
 
     ``ages``: the age (ms) of the engaged item at each engagement; ``pub``: publication
@@ -550,8 +621,9 @@ def _paired_gain(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
     return False
 
 
-def _text_loss(C: Any, tg: Any, g_t: Any, ctx_idx: Any, ctx_w: Any, tgt: Any, temperature: float,
-               fresh_w: np.ndarray) -> Any:
+def _text_loss(
+    C: Any, tg: Any, g_t: Any, ctx_idx: Any, ctx_w: Any, tgt: Any, temperature: float, fresh_w: np.ndarray
+) -> Any:
     """The text-only term of the adapter stage: each pair whose target is among the rows
     ``g_t`` (sorted) ranks its target's adapter text vector ``tg`` (no residual, no bias)
     against the other rows' (the user's seen items masked), cross-entropy weighted by
@@ -587,8 +659,17 @@ def _text_loss(C: Any, tg: Any, g_t: Any, ctx_idx: Any, ctx_w: Any, tgt: Any, te
     return (ce * pw).sum() / pw.sum()
 
 
-def _softmax_loss(C: Any, V: Any, bias: Any, prior: Any, ctx_idx: Any, ctx_w: Any, tgt: Any,
-                  temperature: float, columns: Any = None) -> Any:
+def _softmax_loss(
+    C: Any,
+    V: Any,
+    bias: Any,
+    prior: Any,
+    ctx_idx: Any,
+    ctx_w: Any,
+    tgt: Any,
+    temperature: float,
+    columns: Any = None,
+) -> Any:
     """Softmax of (user context -> target) with seen items masked, in torch: over the whole
     catalog, or over ``columns`` (sorted item rows that contain every target). The context is
     the weighted mean of context-side vectors ``C``; candidates are target-side ``V``."""

@@ -1,7 +1,8 @@
 """Drift signals with river: ADWIN or Page-Hinkley on the live hit rate."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class HitRateDrift:
@@ -11,7 +12,7 @@ class HitRateDrift:
     --------
     >>> d = HitRateDrift("adwin")
     >>> import random; rnd = random.Random(0)
-    >>> any(d.update_many([rnd.random() < 0.5 for _ in range(2000)] + [False] * 2000)) 
+    >>> any(d.update_many([rnd.random() < 0.5 for _ in range(2000)] + [False] * 2000))
     True
     """
 

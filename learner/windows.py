@@ -1,9 +1,11 @@
 """Rolling windows of recent events, bounded by count and by event-time age."""
+
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

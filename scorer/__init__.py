@@ -1,5 +1,6 @@
 """scorer: real-time user representations, catalog ranking, recommendation updates and
 model-version swaps."""
+
 from __future__ import annotations
 
 from .config import ScorerConfig
@@ -7,5 +8,13 @@ from .core import BatchResult, Scorer, ServingModel
 from .errors import ScorerConfigError, ScorerError, SwapRejected
 from .swap import SwapManager
 
-__all__ = ["BatchResult", "Scorer", "ScorerConfig", "ScorerConfigError", "ScorerError",
-           "ServingModel", "SwapManager", "SwapRejected"]
+__all__ = [
+    "BatchResult",
+    "Scorer",
+    "ScorerConfig",
+    "ScorerConfigError",
+    "ScorerError",
+    "ServingModel",
+    "SwapManager",
+    "SwapRejected",
+]

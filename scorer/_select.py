@@ -11,6 +11,7 @@ item vectors are still in cache); the float32 score buffer (40 MB) is gone.
 The function releases the GIL (``nogil``): :func:`select` splits the rows between threads.
 It is compiled once per machine and cached on disk (the first use takes ~15 s).
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,11 +27,15 @@ except ImportError:  # pragma: no cover - numba is a dependency
 #: columns per block: the block maxima pick which blocks hold the candidates
 BLOCK = 64
 
-_SIG = ("void(uint16[:, ::1], int64, int64, int64[::1], int64[::1], float32[::1], int64[::1], int64[::1], "
-        "int64, float32[:, ::1], float32[:, ::1], int64[:, ::1], float32[:, ::1], float32[:, ::1])")
+_SIG = (
+    "void(uint16[:, ::1], int64, int64, int64[::1], int64[::1], float32[::1], int64[::1], int64[::1], "
+    "int64, float32[:, ::1], float32[:, ::1], int64[:, ::1], float32[:, ::1], float32[:, ::1])"
+)
 
 
-def _rows(A16, r0, r1, cptr, ccols, cvals, sptr, scols, C, Ua, X, out_i, out_a, out_e):  # pragma: no cover - compiled
+def _rows(
+    A16, r0, r1, cptr, ccols, cvals, sptr, scols, C, Ua, X, out_i, out_a, out_e
+):  # pragma: no cover - compiled
     """Rows ``r0:r1``: per row, the ``C`` best columns of ``bf16 product + additions``
     (``out_i``, best first; ties by column), their approximate scores (``out_a``) and
     exact ones (``out_e``: the float32 dot product plus the same additions)."""
@@ -105,12 +110,15 @@ def kernel():
         with _lock:
             if _compiled is None:
                 if _nb is None:  # pragma: no cover - numba is a dependency
-                    raise RuntimeError("the bfloat16 ranking needs numba: pip install numba "
-                                       "(or set SCORER_RANK_PRECISION=float32)")
+                    raise RuntimeError(
+                        "the bfloat16 ranking needs numba: pip install numba "
+                        "(or set SCORER_RANK_PRECISION=float32)"
+                    )
                 # reassociation lets the maxima and the dot product use vector registers;
                 # no 'ninf'/'nnan': seen items are -inf
-                _compiled = _nb.njit(_SIG, nogil=True, cache=True,
-                                     fastmath={"reassoc", "nsz", "contract", "arcp"})(_rows)
+                _compiled = _nb.njit(
+                    _SIG, nogil=True, cache=True, fastmath={"reassoc", "nsz", "contract", "arcp"}
+                )(_rows)
     return _compiled
 
 
@@ -130,9 +138,18 @@ def compiled_in_cache() -> bool:
     return any(pathlib.Path(__file__).parent.glob("__pycache__/_select._rows-*.nbi"))
 
 
-def select(A16: np.ndarray, cptr: np.ndarray, ccols: np.ndarray, cvals: np.ndarray, sptr: np.ndarray,
-           scols: np.ndarray, C: int, Ua: np.ndarray, X: np.ndarray, threads: int = 1
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def select(
+    A16: np.ndarray,
+    cptr: np.ndarray,
+    ccols: np.ndarray,
+    cvals: np.ndarray,
+    sptr: np.ndarray,
+    scols: np.ndarray,
+    C: int,
+    Ua: np.ndarray,
+    X: np.ndarray,
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(columns, approximate, exact)``, each ``[B, C]``, over rows split between
     ``threads`` threads. ``A16``: the bfloat16 product's bits ``[B, N]``; ``cptr, ccols,
     cvals``: co-engagement additions by row (CSR); ``sptr, scols``: seen columns by row;

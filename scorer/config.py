@@ -1,4 +1,5 @@
 """Scorer settings (frozen, validated)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,14 +3,16 @@
 Pure: no Kafka, Redis, environment or wall clock. The caller reads user state before
 :meth:`Scorer.learn_many` and writes ``result.users`` (with its offsets) after it.
 """
+
 from __future__ import annotations
 
 import operator
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +23,6 @@ from driftrec.stream import Event, Item
 
 from .config import ScorerConfig
 from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, resolve_precision
-
 
 MAX_COMMENT_CHARS = 512
 #: Popularity's time bound (_update_pop): an event counts at most POP_SLACK_HALF_LIVES
@@ -78,9 +79,13 @@ class Scorer:
     (1, 1)
     """
 
-    def __init__(self, config: ScorerConfig, model: ServingModel,
-                 item_pop: Mapping[str, float] | None = None,
-                 item_ts: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        config: ScorerConfig,
+        model: ServingModel,
+        item_pop: Mapping[str, float] | None = None,
+        item_ts: Mapping[str, int] | None = None,
+    ) -> None:
         self.config = config
         self._model = model
         self._pop_by_id: dict[str, float] = dict(item_pop or {})
@@ -110,8 +115,9 @@ class Scorer:
         """Whether batches of ``config.batch_size`` events will take the bfloat16 pass
         (and its compiled part). A larger batch given to :meth:`learn_many` may take it
         too, and then loads it first."""
-        return (self._ranker is not None
-                and len(self._model.table.item_ids) * self.config.batch_size >= MIN_CELLS)
+        return (
+            self._ranker is not None and len(self._model.table.item_ids) * self.config.batch_size >= MIN_CELLS
+        )
 
     def ranking_ready(self) -> bool:
         """False while the compiled part of the bfloat16 ranking still has to be compiled
@@ -199,8 +205,9 @@ class Scorer:
         if m.encoder is None:
             raise ValueError("adding items needs a serving model with an encoder")
         texts = [it.text for it in items]
-        table = m.table.with_items([it.item_id for it in items], m.encoder.encode(texts),
-                                   m.encoder.encode(texts, base=True))
+        table = m.table.with_items(
+            [it.item_id for it in items], m.encoder.encode(texts), m.encoder.encode(texts, base=True)
+        )
         with self._lock:
             self._ts_by_id.update((it.item_id, it.ts) for it in items)
         self.swap(ServingModel(m.version, table, m.rep, m.encoder, m.manifest))
@@ -274,11 +281,15 @@ class Scorer:
                 if ids != st.topk:
                     st.topk = ids
                     ev = last_event[st.user_id]
-                    recs.append({"user_id": st.user_id,
-                                 "items": [{"item_id": i, "score": s} for i, s in zip(ids, score_rows[b])],
-                                 "model_version": version,
-                                 "event_id": ev.event_id,
-                                 "event_ts": ev.ts})
+                    recs.append(
+                        {
+                            "user_id": st.user_id,
+                            "items": [{"item_id": i, "score": s} for i, s in zip(ids, score_rows[b])],
+                            "model_version": version,
+                            "event_id": ev.event_id,
+                            "event_ts": ev.ts,
+                        }
+                    )
         return BatchResult(out, recs, touched_pop, hits, applied, dups, m.version)
 
     def _update_pop(self, events: Sequence[Event], rep: Representation, table: ItemTable) -> dict[str, float]:
@@ -321,15 +332,17 @@ class Scorer:
         return touched
 
     # ---- ranking -----------------------------------------------------------------------
-    def rank_many(self, states: Sequence[UserState], now: int, k: int | None = None
-                  ) -> list[list[tuple[str, float]]]:
+    def rank_many(
+        self, states: Sequence[UserState], now: int, k: int | None = None
+    ) -> list[list[tuple[str, float]]]:
         """Current top-k (item, score) for users in ``states`` at event time ``now``."""
         with self._lock:
             _, id_rows, score_rows = self._rank(states, now, k or self.config.top_k)
             return [list(zip(i, sc)) for i, sc in zip(id_rows, score_rows)]
 
-    def _rank(self, states: Sequence[UserState], now: int, k: int, digits: int | None = None
-              ) -> tuple[np.ndarray, list[list[str]], list[list[float]]]:
+    def _rank(
+        self, states: Sequence[UserState], now: int, k: int, digits: int | None = None
+    ) -> tuple[np.ndarray, list[list[str]], list[list[float]]]:
         """User vectors ``[B, d]`` of ``states``, and per user the top-k item ids and their
         scores, best first; ``digits``: scores rounded to that many decimals."""
         m = self._model
@@ -344,18 +357,21 @@ class Scorer:
         n_seen = int(lens.sum())
         seen_rc = None
         if n_seen:
-            seen_cols = np.fromiter(map(t._index.get, chain.from_iterable(seen), repeat(-1)), np.int64,
-                                    count=n_seen)
+            seen_cols = np.fromiter(
+                map(t._index.get, chain.from_iterable(seen), repeat(-1)), np.int64, count=n_seen
+            )
             seen_rows = np.repeat(np.arange(B), lens)
             known = seen_cols >= 0
             seen_rc = seen_rows[known], seen_cols[known]
-        cooc_e = (cooc_entries(hist_idx, hist_w, t.nbr_idx, t.nbr_w, t.cooc_weight)
-                  if cooc and t.nbr_idx is not None and t.nbr_w is not None else None)
+        cooc_e = (
+            cooc_entries(hist_idx, hist_w, t.nbr_idx, t.nbr_w, t.cooc_weight)
+            if cooc and t.nbr_idx is not None and t.nbr_w is not None
+            else None
+        )
         adds = RowAdds.build(B, cooc_e, seen_rc)
         Ua, X = self._operands(U, m, prior)
         crange = self._cooc_range(t, m.rep) if cooc else (0.0, 0.0)
-        if (self._ranker is not None and B * N >= MIN_CELLS and N > k + MAX_MARGIN
-                and crange is not None):
+        if self._ranker is not None and B * N >= MIN_CELLS and N > k + MAX_MARGIN and crange is not None:
             idx, sc = self._ranker.topk(Ua, X, t.vectors, k, adds, crange)
         else:
             buf = self._buf
@@ -445,8 +461,9 @@ class Scorer:
         Ua[:, d] = 1.0
         return Ua, X
 
-    def _user_vectors(self, states: Sequence[UserState], now: int
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _user_vectors(
+        self, states: Sequence[UserState], now: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """User vectors, and the history rows and weights they were made of."""
         m, rep = self._model, self._model.rep
         H = max((len(s.history) for s in states), default=0)
@@ -461,12 +478,17 @@ class Scorer:
         flat = _flat_weights(rep, states, now)
         if flat is not None:  # every history at once: the same numbers, no per-user numpy calls
             hist, rows, cols, wf = flat
-            idx[rows, cols] = np.fromiter(map(get, map(_item_of, hist), repeat(-1)), np.int64, count=len(hist))
+            idx[rows, cols] = np.fromiter(
+                map(get, map(_item_of, hist), repeat(-1)), np.int64, count=len(hist)
+            )
             w[rows, cols] = wf
             if comments:
                 rl = rows.tolist()
-                todo = [(rl[j], float(wf[j]) * rep.comment_weight, x.event_id, x.text)
-                        for j, x in enumerate(hist) if x.text]
+                todo = [
+                    (rl[j], float(wf[j]) * rep.comment_weight, x.event_id, x.text)
+                    for j, x in enumerate(hist)
+                    if x.text
+                ]
             states = ()  # done
         for b, st in enumerate(states):
             h = st.history
@@ -484,8 +506,9 @@ class Scorer:
         assert m.table.context is not None
         return user_vectors(idx, w, m.table.context, extra, extra_w), idx, w
 
-    def _comment_vectors(self, todo: list[tuple[int, float, str, str]],
-                         extra: np.ndarray, extra_w: np.ndarray) -> None:
+    def _comment_vectors(
+        self, todo: list[tuple[int, float, str, str]], extra: np.ndarray, extra_w: np.ndarray
+    ) -> None:
         cache = self._comment_cache
         missing = {key: text for _, _, key, text in todo if key not in cache}
         if missing:
@@ -513,7 +536,7 @@ class Scorer:
         while len(cache) > self.config.comment_cache:
             cache.popitem(last=False)
 
-    def _comment_worker(self) -> "_CommentWorker":
+    def _comment_worker(self) -> _CommentWorker:
         if self._comments is None:
             self._comments = _CommentWorker(self._store_comments)
         return self._comments
@@ -526,7 +549,7 @@ class _CommentWorker:
         import queue
 
         self._store = store
-        self._q: "queue.Queue[dict[str, str]]" = queue.Queue(maxsize=1000)
+        self._q: queue.Queue[dict[str, str]] = queue.Queue(maxsize=1000)
         self._pending: set[str] = set()
         self._t = threading.Thread(target=self._run, name="driftrec-comments", daemon=True)
         self._t.start()
@@ -571,8 +594,9 @@ class _CommentWorker:
                 self._pending.difference_update(batch)
 
 
-def _flat_weights(rep: Representation, states: Sequence[UserState], now: int
-                  ) -> tuple[list[Interaction], np.ndarray, np.ndarray, np.ndarray] | None:
+def _flat_weights(
+    rep: Representation, states: Sequence[UserState], now: int
+) -> tuple[list[Interaction], np.ndarray, np.ndarray, np.ndarray] | None:
     """:meth:`Representation.weights` of every user's history in one pass over the
     concatenated histories: ``(interactions, rows, cols, weights)``, or ``None`` where the
     caller must ask ``rep.weights`` per user: a representation whose ``weights`` is not
@@ -606,5 +630,13 @@ _ts_attr = operator.attrgetter("ts")  # Event.ts
 
 
 def _copy(st: UserState) -> UserState:
-    return UserState(st.user_id, list(st.history), st.vector, st.version, list(st.topk),
-                     st.n_events, st.last_event_id, list(st.seen))
+    return UserState(
+        st.user_id,
+        list(st.history),
+        st.vector,
+        st.version,
+        list(st.topk),
+        st.n_events,
+        st.last_event_id,
+        list(st.seen),
+    )

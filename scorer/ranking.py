@@ -31,6 +31,7 @@ The result is the float32 ranking up to float32 rounding: scores agree with the 
 path to ~1e-6 and items within that of each other may swap places, as they may between
 two BLAS builds.
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EPS_BF16 = 1.01 * 2.0 ** -8
+EPS_BF16 = 1.01 * 2.0**-8
 #: The smallest score matrix (rows x columns) worth a bfloat16 pass.
 MIN_CELLS = 1 << 22
 #: Candidates beyond k to start with; doubled (up to MAX_MARGIN) while more than
@@ -84,9 +85,14 @@ class RowAdds:
     scols: np.ndarray
 
     @classmethod
-    def build(cls, B: int, cooc: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-              seen: tuple[np.ndarray, np.ndarray] | None = None) -> "RowAdds":
+    def build(
+        cls,
+        B: int,
+        cooc: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        seen: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> RowAdds:
         """From ``(rows, columns, values)`` and ``(rows, columns)``, each in row order."""
+
         def ptr(rows: np.ndarray) -> np.ndarray:
             p = np.zeros(B + 1, np.int64)
             np.cumsum(np.bincount(rows, minlength=B), out=p[1:])
@@ -95,8 +101,13 @@ class RowAdds:
         z = np.zeros(0, np.int64)
         cr, cc, cv = cooc if cooc is not None else (z, z, np.zeros(0, np.float32))
         sr, sc = seen if seen is not None else (z, z)
-        return cls(ptr(cr), np.ascontiguousarray(cc, np.int64), np.ascontiguousarray(cv, np.float32),
-                   ptr(sr), np.ascontiguousarray(sc, np.int64))
+        return cls(
+            ptr(cr),
+            np.ascontiguousarray(cc, np.int64),
+            np.ascontiguousarray(cv, np.float32),
+            ptr(sr),
+            np.ascontiguousarray(sc, np.int64),
+        )
 
     def apply(self, S: np.ndarray, rows: np.ndarray | None = None) -> None:
         """Into the float32 rows ``rows`` of the batch (all when None), held by ``S`` in
@@ -158,8 +169,13 @@ class Bf16Ranker:
         Xt = torch.from_numpy(X)
         Xh = Xt.bfloat16()
         v, vh = Xt[:, :d], Xh[:, :d].float()
-        return _Side(vectors, Xh, float(v.norm(dim=1).max()), float(vh.norm(dim=1).max()),
-                     float((v - vh).norm(dim=1).max()))
+        return _Side(
+            vectors,
+            Xh,
+            float(v.norm(dim=1).max()),
+            float(vh.norm(dim=1).max()),
+            float((v - vh).norm(dim=1).max()),
+        )
 
     def prepare(self, X: np.ndarray, vectors: np.ndarray) -> None:
         """Build the bfloat16 item side of a version about to be swapped in (~10 ms for
@@ -180,8 +196,15 @@ class Bf16Ranker:
         side.Xh[:, d].copy_(torch.from_numpy(X[:, d]))  # bias + prior change every batch
         return side
 
-    def topk(self, Ua: np.ndarray, X: np.ndarray, vectors: np.ndarray, k: int, adds: RowAdds,
-             cooc_range: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    def topk(
+        self,
+        Ua: np.ndarray,
+        X: np.ndarray,
+        vectors: np.ndarray,
+        k: int,
+        adds: RowAdds,
+        cooc_range: tuple[float, float] = (0.0, 0.0),
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (indices, scores), best first, of every row. ``vectors``: the
         version's item vectors (``X``'s bfloat16 copy is kept while they stay the same);
         ``cooc_range``: how far the co-engagement additions can move a score down and up
@@ -207,8 +230,18 @@ class Bf16Ranker:
             A = self._A = torch.empty((max(B, 64), N), dtype=torch.bfloat16)
         A = A[:B]
         torch.matmul(Uh, side.Xh.T, out=A)
-        cand, approx, exact = select(A.view(torch.int16).numpy().view(np.uint16), adds.cptr, adds.ccols,
-                                     adds.cvals, adds.sptr, adds.scols, C, Ua, X, torch.get_num_threads())
+        cand, approx, exact = select(
+            A.view(torch.int16).numpy().view(np.uint16),
+            adds.cptr,
+            adds.ccols,
+            adds.cvals,
+            adds.sptr,
+            adds.scols,
+            C,
+            Ua,
+            X,
+            torch.get_num_threads(),
+        )
         order = np.argsort(-exact, axis=1, kind="stable")
         idx = np.take_along_axis(cand, order[:, :k], 1)
         val = np.take_along_axis(exact, order[:, :k], 1)
@@ -224,8 +257,12 @@ class Bf16Ranker:
             bp, bph = bp[fin], bph[fin]
             if not bp.numel():
                 bp = bph = torch.zeros(1)
-        alpha = (n_uh * side.n_xl + n_ul * side.n_x + float((bp - bph).abs().max())
-                 + 2 * D * 2.0 ** -24 * (n_uh * side.n_xh + float(bph.abs().max())))
+        alpha = (
+            n_uh * side.n_xl
+            + n_ul * side.n_x
+            + float((bp - bph).abs().max())
+            + 2 * D * 2.0**-24 * (n_uh * side.n_xh + float(bph.abs().max()))
+        )
         s_c = approx[:, -1]
         cmin, cmax = cooc_range
         bound = s_c + alpha + EPS_BF16 * (s_c.abs() + max(cmin, cmax)) + 1e-5 * (s_c.abs() + cmax + 1.0)

@@ -11,14 +11,16 @@ the learner's HMAC; :func:`driftrec.model.load_artifact` checks those, the check
 every tensor, and ``on_reject(version, reason, message)`` hears of each refusal (the
 services count them: ``driftrec_artifacts_rejected_total{reason}``).
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -57,9 +59,15 @@ class SwapManager:
         announcement is refused
     """
 
-    def __init__(self, scorer: Scorer, texts: Mapping[str, str] | None = None,
-                 standby: TextEncoder | None = None, background: bool = True,
-                 store: str | None = None, key: bytes | str | None = None) -> None:
+    def __init__(
+        self,
+        scorer: Scorer,
+        texts: Mapping[str, str] | None = None,
+        standby: TextEncoder | None = None,
+        background: bool = True,
+        store: str | None = None,
+        key: bytes | str | None = None,
+    ) -> None:
         self.scorer = scorer
         self._base = scorer.model  # what ``BASE_RECORD`` rolls back to
         self.texts = dict(texts or {})
@@ -103,8 +111,9 @@ class SwapManager:
         log.info("preparing adapter %r", str(record.get("version"))[:80])
         if self._background:
             self.wait()
-            self._thread = threading.Thread(target=self._prepare, args=(dict(record),),
-                                            name="driftrec-swap-prepare", daemon=True)
+            self._thread = threading.Thread(
+                target=self._prepare, args=(dict(record),), name="driftrec-swap-prepare", daemon=True
+            )
             self._thread.start()
         else:
             self._prepare(dict(record))
@@ -124,10 +133,14 @@ class SwapManager:
                 check_version(record.get("version"))
                 table, lora, manifest = self._base.table, {}, dict(self._base.manifest)
             else:
-                art = load_artifact(record, expect_dim=cur.table.dim,
-                                    expect_base=cur.manifest.get("base_model") or None,
-                                    expect_lora=enc.lora_config if enc is not None else None,
-                                    store=self.store, key=self.key)
+                art = load_artifact(
+                    record,
+                    expect_dim=cur.table.dim,
+                    expect_base=cur.manifest.get("base_model") or None,
+                    expect_lora=enc.lora_config if enc is not None else None,
+                    store=self.store,
+                    key=self.key,
+                )
                 table, lora, manifest = art.items, art.lora, dict(art.manifest)
             if enc is not None:
                 same_adapter = _same_adapter(lora, cur.encoder)
@@ -144,8 +157,13 @@ class SwapManager:
             model = ServingModel(version, table, cur.rep, enc, manifest)
             self.scorer.prepare(model)
         except (ArtifactError, ModelLoadError, OSError, ValueError, RuntimeError) as exc:
-            reason = (exc.reason if isinstance(exc, ArtifactError)
-                      else "incompatible" if isinstance(exc, ModelLoadError) else "load_error")
+            reason = (
+                exc.reason
+                if isinstance(exc, ArtifactError)
+                else "incompatible"
+                if isinstance(exc, ModelLoadError)
+                else "load_error"
+            )
             log.error("rejected adapter %r (%s): %s; still serving %s", version, reason, exc, cur.version)
             self.rejected.append((version, str(exc)))
             self.rejected_reasons.append(reason)
@@ -178,8 +196,13 @@ class SwapManager:
         self._retire(old)
         del old
         self.swaps.append(ev)
-        log.info("swapped in %s (was %s; prepared in %.2f s, swap %.3f ms)",
-                 ev.version, ev.previous, prep, ev.swap_ms)
+        log.info(
+            "swapped in %s (was %s; prepared in %.2f s, swap %.3f ms)",
+            ev.version,
+            ev.previous,
+            prep,
+            ev.swap_ms,
+        )
         self._start_reencode(model)
         if self.on_swap:
             self.on_swap(ev)
@@ -214,8 +237,12 @@ class SwapManager:
         if model.table.stale is None or model.encoder is None:
             return
         stop = threading.Event()
-        t = threading.Thread(target=self._reencode, args=(model.version, model.encoder, stop, time.perf_counter()),
-                             name="driftrec-reencode", daemon=True)
+        t = threading.Thread(
+            target=self._reencode,
+            args=(model.version, model.encoder, stop, time.perf_counter()),
+            name="driftrec-reencode",
+            daemon=True,
+        )
         self._reencoder = (t, stop)
         t.start()
 
@@ -231,7 +258,9 @@ class SwapManager:
         pending: dict[str, np.ndarray] = {}
         st0 = self.scorer.model.table.stale
         # a block every tenth of the stale rows (at least a chunk, at most reencode_patch)
-        block = max(self.reencode_chunk, min(self.reencode_patch, int(st0.sum()) // 10 if st0 is not None else 0))
+        block = max(
+            self.reencode_chunk, min(self.reencode_patch, int(st0.sum()) // 10 if st0 is not None else 0)
+        )
         self.reencode_encoded = 0
         try:
             while not stop.is_set():
@@ -239,8 +268,9 @@ class SwapManager:
                 t = m.table
                 if m.version != version or t.stale is None:
                     return
-                order = priority_order(getattr(self.scorer, "_pub", None), getattr(self.scorer, "_pop", None),
-                                       len(t.item_ids))
+                order = priority_order(
+                    getattr(self.scorer, "_pub", None), getattr(self.scorer, "_pop", None), len(t.item_ids)
+                )
                 order = [j for j in order[t.stale[order]].tolist() if t.item_ids[j] not in pending]
                 chunk = order[: self.reencode_chunk]
                 if chunk:
@@ -257,8 +287,10 @@ class SwapManager:
                         return
                     keep = [(cur.table.index(i), v) for i, v in pending.items() if cur.table.index(i) >= 0]
                     rows = np.array([k for k, _ in keep], np.int64)
-                    new = cur.table.with_text(rows, np.stack([v for _, v in keep]) if keep else
-                                              np.zeros((0, cur.table.dim), np.float32))
+                    new = cur.table.with_text(
+                        rows,
+                        np.stack([v for _, v in keep]) if keep else np.zeros((0, cur.table.dim), np.float32),
+                    )
                     patched = ServingModel(version, new, cur.rep, cur.encoder, cur.manifest)
                     self.scorer.prepare(patched)
                     with self._lock:
@@ -310,7 +342,6 @@ class SwapManager:
             self.maybe_swap()
             time.sleep(0.005)
         return True
-
 
     def _retire(self, old: ServingModel) -> None:
         """Free the replaced version on another thread: giving back its arrays' memory took

@@ -20,6 +20,7 @@ Exit status 0 only if no step FAILs (SKIP = feature missing from that client
 version). CHECK_VERBOSE=1 prints tracebacks. Topics it creates are named
 driftrec-check-<random> and deleted at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,19 +44,28 @@ def kp_new_topics(admin, specs: dict) -> None:
 
     specs: {name: {"num_partitions": int, "replication_factor": int, "configs": {...}}}
     """
-    if hasattr(admin, "list_group_offsets"):          # kafka-python >= 3
+    if hasattr(admin, "list_group_offsets"):  # kafka-python >= 3
         admin.create_topics(specs, timeout_ms=15000)
         return
     from kafka.admin import NewTopic
-    admin.create_topics([NewTopic(name, num_partitions=o.get("num_partitions", 1),
-                                  replication_factor=o.get("replication_factor", 1),
-                                  topic_configs=o.get("configs", {}))
-                         for name, o in specs.items()], timeout_ms=15000)
+
+    admin.create_topics(
+        [
+            NewTopic(
+                name,
+                num_partitions=o.get("num_partitions", 1),
+                replication_factor=o.get("replication_factor", 1),
+                topic_configs=o.get("configs", {}),
+            )
+            for name, o in specs.items()
+        ],
+        timeout_ms=15000,
+    )
 
 
 def kp_group_offsets(admin, group: str) -> dict:
     """{TopicPartition: OffsetAndMetadata} for one group, kafka-python 2.x or 3.x."""
-    if hasattr(admin, "list_group_offsets"):          # kafka-python >= 3
+    if hasattr(admin, "list_group_offsets"):  # kafka-python >= 3
         return admin.list_group_offsets({group: None})[group]
     return admin.list_consumer_group_offsets(group)
 
@@ -85,6 +95,7 @@ def step(name: str, fn, *args):
 
 # ------------------------------------------------------------ kafka-python --
 
+
 def kp_steps(topic: str, group: str) -> None:
     import kafka
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -94,14 +105,25 @@ def kp_steps(topic: str, group: str) -> None:
 
     def admin_connect():
         nonlocal admin
-        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="driftrec-check",
-                                 request_timeout_ms=15000)
+        admin = KafkaAdminClient(
+            bootstrap_servers=BOOTSTRAP, client_id="driftrec-check", request_timeout_ms=15000
+        )
 
     def create():
-        kp_new_topics(admin, {topic: {"num_partitions": 2, "replication_factor": 1,
-                                      "configs": {"retention.ms": "3600000",
-                                                  "cleanup.policy": "delete",
-                                                  "max.message.bytes": "2097152"}}})
+        kp_new_topics(
+            admin,
+            {
+                topic: {
+                    "num_partitions": 2,
+                    "replication_factor": 1,
+                    "configs": {
+                        "retention.ms": "3600000",
+                        "cleanup.policy": "delete",
+                        "max.message.bytes": "2097152",
+                    },
+                }
+            },
+        )
         deadline = time.time() + 15
         while topic not in admin.list_topics():
             if time.time() > deadline:
@@ -124,9 +146,14 @@ def kp_steps(topic: str, group: str) -> None:
         p.close(timeout=10)
 
     def consume_commit():
-        c = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=group,
-                          auto_offset_reset="earliest", enable_auto_commit=False,
-                          consumer_timeout_ms=20000)
+        c = KafkaConsumer(
+            topic,
+            bootstrap_servers=BOOTSTRAP,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=20000,
+        )
         got = 0
         deadline = time.time() + 30
         while got < N and time.time() < deadline:
@@ -168,6 +195,7 @@ def kp_steps(topic: str, group: str) -> None:
 
 # ---------------------------------------------------------------- aiokafka --
 
+
 async def aio_steps(topic: str, group: str) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -183,16 +211,25 @@ async def aio_steps(topic: str, group: str) -> None:
             if os.environ.get("CHECK_VERBOSE"):
                 traceback.print_exc()
         RESULTS.append((name, ok, str(detail or "")))
-        print(f"{'OK  ' if ok else 'FAIL'} {name:<48} {time.monotonic() - t0:5.1f}s  {detail or ''}",
-              flush=True)
+        print(
+            f"{'OK  ' if ok else 'FAIL'} {name:<48} {time.monotonic() - t0:5.1f}s  {detail or ''}", flush=True
+        )
         return ok
 
     async def create():
         admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1,
-                                                topic_configs={"retention.ms": "3600000"})])
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        topic,
+                        num_partitions=2,
+                        replication_factor=1,
+                        topic_configs={"retention.ms": "3600000"},
+                    )
+                ]
+            )
             for _ in range(50):
                 if topic in await admin.list_topics():
                     return
@@ -211,8 +248,13 @@ async def aio_steps(topic: str, group: str) -> None:
             await p.stop()
 
     async def consume_commit():
-        c = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+        c = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=BOOTSTRAP,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         await c.start()
         try:
             got = 0
@@ -241,14 +283,14 @@ async def aio_steps(topic: str, group: str) -> None:
             await p.stop()
 
     async def transactional():
-        p = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP,
-                             transactional_id=f"driftrec-check-{uuid.uuid4().hex[:8]}")
+        p = AIOKafkaProducer(
+            bootstrap_servers=BOOTSTRAP, transactional_id=f"driftrec-check-{uuid.uuid4().hex[:8]}"
+        )
         await p.start()
         try:
             async with p.transaction():
                 await p.send(topic, b"txn")
-                await p.send_offsets_to_transaction(
-                    {TopicPartition(topic, 0): 1}, group + "-txn")
+                await p.send_offsets_to_transaction({TopicPartition(topic, 0): 1}, group + "-txn")
         finally:
             await p.stop()
 
@@ -261,18 +303,24 @@ async def aio_steps(topic: str, group: str) -> None:
 
 # ------------------------------------------------------------------- faust --
 
+
 def faust_worker(topic: str, app_id: str, n: int) -> None:
     """Runs in a subprocess: count `topic` into a Table, then SIGTERM self."""
     import logging
+    import tempfile
 
     import faust
 
-    import tempfile
-
-    app = faust.App(app_id, broker=f"kafka://{BOOTSTRAP}", store="memory://",
-                    datadir=tempfile.mkdtemp(prefix=f"{app_id}-"),  # not in the working tree
-                    web_enabled=False, topic_partitions=1,
-                    broker_commit_interval=0.5, consumer_auto_offset_reset="earliest")
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{BOOTSTRAP}",
+        store="memory://",
+        datadir=tempfile.mkdtemp(prefix=f"{app_id}-"),  # not in the working tree
+        web_enabled=False,
+        topic_partitions=1,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+    )
     src = app.topic(topic, value_serializer="raw", key_serializer="raw")
     counts = app.Table("counts", default=int, partitions=1)
     seen = {"n": 0}
@@ -307,12 +355,15 @@ def faust_steps(topic: str, app_id: str) -> None:
     def run_worker():
         proc = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--faust-worker", topic, app_id],
-            capture_output=True, text=True, timeout=120,
-            env={**os.environ, "KAFKA_BOOTSTRAP": BOOTSTRAP})
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "KAFKA_BOOTSTRAP": BOOTSTRAP},
+        )
         count = None
         for line in (proc.stdout + proc.stderr).splitlines():
-            if '{"faust_count"' in line:   # faust routes print() into its log
-                count = json.loads(line[line.index("{"):]).get("faust_count")
+            if '{"faust_count"' in line:  # faust routes print() into its log
+                count = json.loads(line[line.index("{") :]).get("faust_count")
         if count != N:
             tail = (proc.stdout + proc.stderr)[-3000:]
             raise RuntimeError(f"faust counted {count} (want {N}), exit {proc.returncode}:\n{tail}")
@@ -336,9 +387,11 @@ def faust_steps(topic: str, app_id: str) -> None:
 
 # -------------------------------------------------------------------- main --
 
+
 def cleanup(topics: list[str]) -> None:
     try:
         from kafka import KafkaAdminClient
+
         admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
         existing = set(admin.list_topics())
         doomed = [t for t in existing if any(t.startswith(p) for p in topics)]
@@ -361,9 +414,11 @@ def main() -> int:
 
     import aiokafka
     import kafka
+
     versions = f"kafka-python {kafka.__version__}, aiokafka {aiokafka.__version__}"
     try:
         import faust
+
         versions += f", faust-streaming {faust.__version__}"
     except ImportError:
         pass

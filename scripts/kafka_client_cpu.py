@@ -5,6 +5,7 @@ events, two rounds. The figures behind the choice in docs/operations.md, "Kafka 
 
     eval "$(scripts/services.sh env)"; python scripts/kafka_client_cpu.py "$KAFKA_BOOTSTRAP" 20000
 """
+
 from __future__ import annotations
 
 import json
@@ -37,17 +38,24 @@ def one_round(bootstrap: str, msgs: list[Message], out: dict[str, list[float]]) 
         mine = [Message(ta, m.value, m.key) for m in msgs]
         sink = KafkaSink(bootstrap)
         sink.send_many(mine[:10])  # metadata and connections before the clock
-        out["produce_aiokafka_us"].append(cpu_us(
-            lambda: [sink.send_many(mine[i:i + BATCH]) for i in range(0, n, BATCH)], n))
+        out["produce_aiokafka_us"].append(
+            cpu_us(lambda: [sink.send_many(mine[i : i + BATCH]) for i in range(0, n, BATCH)], n)
+        )
         sink.close()
 
-        p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2, retries=5,
-                          max_in_flight_requests_per_connection=1, batch_size=256 * 1024)
+        p = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            linger_ms=2,
+            retries=5,
+            max_in_flight_requests_per_connection=1,
+            batch_size=256 * 1024,
+        )
         p.send(tk, b"x", b"warm").get(30)
 
         def kp_send() -> None:
             for i in range(0, n, BATCH):
-                futs = [p.send(tk, value=m.value, key=m.key) for m in msgs[i:i + BATCH]]
+                futs = [p.send(tk, value=m.value, key=m.key) for m in msgs[i : i + BATCH]]
                 p.flush(30)
                 for f in futs:
                     f.get(30)
@@ -65,8 +73,9 @@ def one_round(bootstrap: str, msgs: list[Message], out: dict[str, list[float]]) 
         out["consume_aiokafka_us"].append(cpu_us(aio_poll, n))
         src.close()
 
-        c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                          fetch_max_wait_ms=200)
+        c = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=200
+        )
         tps = [TopicPartition(ta, q) for q in range(3)]
         c.assign(tps)
         c.seek_to_beginning(*tps)
@@ -88,8 +97,15 @@ def main(argv: list[str]) -> int:
     bootstrap, n = argv[0], int(argv[1]) if len(argv) > 1 else 20_000
     events = generate("abrupt", n_events=n, n_users=2000, n_items=500, seed=7).events
     msgs = [Message("", encode(e), e.user_id.encode()) for e in events]
-    out: dict[str, list[float]] = {k: [] for k in ("produce_aiokafka_us", "produce_kafka_python_us",
-                                                   "consume_aiokafka_us", "consume_kafka_python_us")}
+    out: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "produce_aiokafka_us",
+            "produce_kafka_python_us",
+            "consume_aiokafka_us",
+            "consume_kafka_python_us",
+        )
+    }
     for _ in range(2):
         one_round(bootstrap, msgs, out)
     print(json.dumps(out))

@@ -4,9 +4,11 @@ Backends are picked by URL scheme: ``memory://`` (in process), ``file:///path/st
 (in process, persisted) and ``redis://host:port/db`` (also ``rediss://`` with TLS and
 ``unix://``; the options of :meth:`RedisStateStore.from_url`: ``ssl_ca_certs``, ``password``).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import StateConfigError, StateError, StateUnavailable
 from .memory import MemoryStateStore
@@ -15,9 +17,23 @@ from .ports import ItemStatsStore, ModelRegistry, OffsetStore, StateStore, UserE
 from .redaction import redact, redact_url
 
 __all__ = [
-    "DEFAULT_HISTORY", "Interaction", "ItemStatsStore", "MemoryStateStore", "ModelRegistry",
-    "OffsetStore", "StateConfigError", "StateError", "StateStore", "StateUnavailable",
-    "StateWrite", "UserEraser", "UserState", "UserStore", "open_state", "redact", "redact_url",
+    "DEFAULT_HISTORY",
+    "Interaction",
+    "ItemStatsStore",
+    "MemoryStateStore",
+    "ModelRegistry",
+    "OffsetStore",
+    "StateConfigError",
+    "StateError",
+    "StateStore",
+    "StateUnavailable",
+    "StateWrite",
+    "UserEraser",
+    "UserState",
+    "UserStore",
+    "open_state",
+    "redact",
+    "redact_url",
 ]
 
 
@@ -26,7 +42,7 @@ def _memory(url: str, **_: object) -> MemoryStateStore:
 
 
 def _file(url: str, **_: object) -> MemoryStateStore:
-    path = url[len("file://"):]
+    path = url[len("file://") :]
     if not path:
         raise StateConfigError(f"STATE_URL {url!r} names no file; use file:///path/to/state.json")
     return MemoryStateStore(path)
@@ -39,7 +55,11 @@ def _redis(url: str, **options: Any) -> StateStore:
 
 
 BACKENDS: dict[str, Callable[..., StateStore]] = {
-    "memory": _memory, "file": _file, "redis": _redis, "rediss": _redis, "unix": _redis,
+    "memory": _memory,
+    "file": _file,
+    "redis": _redis,
+    "rediss": _redis,
+    "unix": _redis,
 }
 
 
@@ -61,5 +81,6 @@ def open_state(url: str = "memory://", **options: Any) -> StateStore:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in BACKENDS:
         raise StateConfigError(
-            f"STATE_URL {redact_url(url)!r} has unknown scheme {scheme!r}; use one of {', '.join(BACKENDS)}")
+            f"STATE_URL {redact_url(url)!r} has unknown scheme {scheme!r}; use one of {', '.join(BACKENDS)}"
+        )
     return BACKENDS[scheme](url, **options)

@@ -1,4 +1,5 @@
 """State errors: one root, a few leaves."""
+
 from __future__ import annotations
 
 

@@ -1,11 +1,13 @@
 """The embedded backend: in memory, optionally persisted to a JSON file (``file://PATH``)."""
+
 from __future__ import annotations
 
 import json
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .errors import StateUnavailable
 from .model import StateWrite, UserState
@@ -109,16 +111,23 @@ class MemoryStateStore:
     # persistence
     def _flush(self) -> None:
         assert self._path is not None
-        doc = {"users": {u: s.to_json() for u, s in self._users.items()}, "pop": self._pop,
-               "offsets": self._offsets, "records": self._records, "current": self._current,
-               "forgotten": self._forgotten}
+        doc = {
+            "users": {u: s.to_json() for u, s in self._users.items()},
+            "pop": self._pop,
+            "offsets": self._offsets,
+            "records": self._records,
+            "current": self._current,
+            "forgotten": self._forgotten,
+        }
         tmp = self._path.with_suffix(self._path.suffix + ".tmp")
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps(doc))
             os.replace(tmp, self._path)
         except OSError as exc:
-            raise StateUnavailable(f"cannot write state file {self._path}: {exc}; check the path and disk") from exc
+            raise StateUnavailable(
+                f"cannot write state file {self._path}: {exc}; check the path and disk"
+            ) from exc
         self._since_flush = 0
 
     def _load(self) -> None:
@@ -126,7 +135,9 @@ class MemoryStateStore:
         try:
             doc = json.loads(self._path.read_text())
         except (OSError, ValueError) as exc:
-            raise StateUnavailable(f"cannot read state file {self._path}: {exc}; delete it to start afresh") from exc
+            raise StateUnavailable(
+                f"cannot read state file {self._path}: {exc}; delete it to start afresh"
+            ) from exc
         self._users = {u: UserState.from_json(u, d) for u, d in doc.get("users", {}).items()}
         self._pop = {k: float(v) for k, v in doc.get("pop", {}).items()}
         self._offsets = doc.get("offsets", {})

@@ -1,11 +1,13 @@
 """Plain values the state backends store: user state and a batch's write."""
+
 from __future__ import annotations
 
 import base64
 import json
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple, NewType
+from typing import Any, NamedTuple, NewType
 
 import numpy as np
 
@@ -57,8 +59,14 @@ class UserState:
 
     # --- serialisation: JSON for the small parts, float32 bytes for the vector ---------
     def _meta(self) -> dict[str, Any]:
-        return {"h": [list(h) for h in self.history], "ver": self.version, "k": self.topk, "n": self.n_events,
-                "last": self.last_event_id, "s": self.seen}
+        return {
+            "h": [list(h) for h in self.history],
+            "ver": self.version,
+            "k": self.topk,
+            "n": self.n_events,
+            "last": self.last_event_id,
+            "s": self.seen,
+        }
 
     def meta_bytes(self) -> bytes:
         """The JSON of everything but the vector, UTF-8 (what the Redis backend stores)."""
@@ -81,20 +89,27 @@ class UserState:
         return b"" if self.vector is None else np.asarray(self.vector, np.float32).tobytes()
 
     @classmethod
-    def from_parts(cls, user_id: str, meta: str | bytes, vec: bytes | None) -> "UserState":
+    def from_parts(cls, user_id: str, meta: str | bytes, vec: bytes | None) -> UserState:
         d = _loads(meta)
-        return cls(user_id, [Interaction(*h) for h in d["h"]],
-                   np.frombuffer(vec, np.float32).copy() if vec else None,
-                   d.get("ver", ""), list(d.get("k", [])), int(d.get("n", 0)), d.get("last", ""), list(d.get("s", [])))
+        return cls(
+            user_id,
+            [Interaction(*h) for h in d["h"]],
+            np.frombuffer(vec, np.float32).copy() if vec else None,
+            d.get("ver", ""),
+            list(d.get("k", [])),
+            int(d.get("n", 0)),
+            d.get("last", ""),
+            list(d.get("s", [])),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"meta": self.meta_json(), "vec": base64.b64encode(self.vector_bytes()).decode()}
 
     @classmethod
-    def from_json(cls, user_id: str, d: Mapping[str, str]) -> "UserState":
+    def from_json(cls, user_id: str, d: Mapping[str, str]) -> UserState:
         return cls.from_parts(user_id, d["meta"], base64.b64decode(d["vec"]) if d.get("vec") else None)
 
-    def same_as(self, other: "UserState") -> bool:
+    def same_as(self, other: UserState) -> bool:
         """Equal content (vectors compared bit for bit as float32)."""
         return self.meta_json() == other.meta_json() and self.vector_bytes() == other.vector_bytes()
 

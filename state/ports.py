@@ -1,7 +1,9 @@
 """The state ports: small protocols every backend implements (memory, file, Redis)."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from .model import StateWrite, UserState
 

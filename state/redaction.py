@@ -5,6 +5,7 @@ a URL before it reaches a message or a log line.
 one URL; :func:`redact` rewrites every ``user:password@`` in free text (an error message
 that quotes a URL or a ``user:password@host:port`` netloc).
 """
+
 from __future__ import annotations
 
 import re

@@ -16,11 +16,13 @@ item popularity and the consumer offsets it covers — is one MULTI/EXEC transac
 after a crash either all of it is there or none of it is: the scorer resumes at the stored
 offsets and neither loses nor double-applies an event.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .errors import StateConfigError, StateUnavailable
@@ -39,30 +41,46 @@ def map_redis_errors(where: str) -> Iterator[None]:
     try:
         yield
     except rex.AuthenticationError as exc:  # before ConnectionError, its base class
-        raise StateUnavailable(redact(
-            f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
-            f"(redis://USER:PASSWORD@host:port/db)")) from exc
+        raise StateUnavailable(
+            redact(
+                f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
+                f"(redis://USER:PASSWORD@host:port/db)"
+            )
+        ) from exc
     except (rex.ConnectionError, rex.TimeoutError) as exc:
         text = str(exc)
         if any(w in text for w in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSL", "TLS")):
-            raise StateUnavailable(redact(
-                f"TLS to Redis at {where} failed: {text}. Check REDIS_SSL_CAFILE (or ?ssl_ca_certs= in "
-                f"the URL: the CA that signed the server's certificate) and that the server speaks TLS "
-                f"(rediss://)")) from exc
+            raise StateUnavailable(
+                redact(
+                    f"TLS to Redis at {where} failed: {text}. Check REDIS_SSL_CAFILE (or ?ssl_ca_certs= in "
+                    f"the URL: the CA that signed the server's certificate) and that the server speaks TLS "
+                    f"(rediss://)"
+                )
+            ) from exc
         if "Connection closed by server" in text and where.startswith("redis://"):
-            raise StateUnavailable(redact(
-                f"Redis at {where} closed the connection ({text}): a TLS-only server? use rediss://")) from exc
-        raise StateUnavailable(redact(
-            f"cannot reach Redis at {where}: {exc}. Start it (scripts/services.sh up redis) "
-            f"or point STATE_URL at a running server")) from exc
+            raise StateUnavailable(
+                redact(f"Redis at {where} closed the connection ({text}): a TLS-only server? use rediss://")
+            ) from exc
+        raise StateUnavailable(
+            redact(
+                f"cannot reach Redis at {where}: {exc}. Start it (scripts/services.sh up redis) "
+                f"or point STATE_URL at a running server"
+            )
+        ) from exc
     except rex.ResponseError as exc:
         if str(exc).startswith(_AUTH_REPLIES):
-            raise StateUnavailable(redact(
-                f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
-                f"and the ACL user's permissions")) from exc
-        raise StateUnavailable(redact(
-            f"Redis at {where} refused a command: {exc}. Check that it is a Redis >= 6 "
-            f"server that accepts writes (not a read-only replica, not out of memory)")) from exc
+            raise StateUnavailable(
+                redact(
+                    f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
+                    f"and the ACL user's permissions"
+                )
+            ) from exc
+        raise StateUnavailable(
+            redact(
+                f"Redis at {where} refused a command: {exc}. Check that it is a Redis >= 6 "
+                f"server that accepts writes (not a read-only replica, not out of memory)"
+            )
+        ) from exc
     except rex.RedisError as exc:
         raise StateUnavailable(redact(f"Redis at {where} failed: {exc}; check the server log")) from exc
 
@@ -98,8 +116,9 @@ class RedisStateStore:
         self._k_forgotten = f"{namespace}:forgotten"
 
     @classmethod
-    def from_url(cls, url: str, check: bool = True, ssl_ca_certs: str | None = None,
-                 password: str | None = None) -> "RedisStateStore":
+    def from_url(
+        cls, url: str, check: bool = True, ssl_ca_certs: str | None = None, password: str | None = None
+    ) -> RedisStateStore:
         """``redis://[user:password@]host:port/db[?prefix=NAME]`` (also ``unix://``), or
         ``rediss://...`` over TLS: the server's certificate is verified against
         ``ssl_ca_certs`` (``REDIS_SSL_CAFILE``) or ``?ssl_ca_certs=PATH`` in the URL (default:
@@ -111,8 +130,9 @@ class RedisStateStore:
         q = parse_qs(parts.query)
         ns = (q.pop("prefix", [DEFAULT_NAMESPACE]) or [DEFAULT_NAMESPACE])[0]
         if not ns or any(c in ns for c in " \n{}"):
-            raise StateConfigError(f"STATE_URL {redact_url(url)!r}: prefix must be a non-empty name "
-                                   f"without spaces or braces")
+            raise StateConfigError(
+                f"STATE_URL {redact_url(url)!r}: prefix must be a non-empty name without spaces or braces"
+            )
         rest = "&".join(f"{k}={v}" for k, vs in q.items() for v in vs)
         clean = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
         try:
@@ -121,10 +141,13 @@ class RedisStateStore:
                 extra["ssl_ca_certs"] = ssl_ca_certs
             if password and parts.password is None:
                 extra["password"] = password
-            client = redis.Redis.from_url(clean, socket_timeout=10, socket_connect_timeout=5,
-                                          health_check_interval=30, **extra)
+            client = redis.Redis.from_url(
+                clean, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30, **extra
+            )
         except ValueError as exc:
-            raise StateConfigError(redact(f"STATE_URL {redact_url(url)!r} is not a Redis URL: {exc}")) from None
+            raise StateConfigError(
+                redact(f"STATE_URL {redact_url(url)!r} is not a Redis URL: {exc}")
+            ) from None
         where = redact_url(f"{parts.scheme}://{parts.netloc}" if parts.netloc else clean)
         store = cls(client, ns, where)
         if check:
@@ -142,8 +165,9 @@ class RedisStateStore:
             pipe.hmget(self._k_meta, ids)
             pipe.hmget(self._k_vec, ids)
             metas, vecs = pipe.execute()
-        return {u: UserState.from_parts(u, m, v or None)
-                for u, m, v in zip(ids, metas, vecs) if m is not None}
+        return {
+            u: UserState.from_parts(u, m, v or None) for u, m, v in zip(ids, metas, vecs) if m is not None
+        }
 
     def commit(self, write: StateWrite) -> None:
         """Users, popularity and offsets in one MULTI/EXEC transaction."""
@@ -157,7 +181,9 @@ class RedisStateStore:
             if write.item_pop:
                 pipe.hset(self._k_pop, mapping={i: repr(float(v)) for i, v in write.item_pop.items()})
             if write.offsets:
-                pipe.hset(self._offsets_key(write.group), mapping={k: int(v) for k, v in write.offsets.items()})
+                pipe.hset(
+                    self._offsets_key(write.group), mapping={k: int(v) for k, v in write.offsets.items()}
+                )
             pipe.execute()
 
     # ---- UserEraser ---------------------------------------------------------------------
@@ -239,7 +265,7 @@ class RedisStateStore:
         with map_redis_errors(self.where):
             keys = list(self._r.scan_iter(match=f"{self.ns}:*", count=500))
             for i in range(0, len(keys), 500):
-                n += self._r.delete(*keys[i:i + 500])
+                n += self._r.delete(*keys[i : i + 500])
         return n
 
     def close(self) -> None:

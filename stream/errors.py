@@ -1,4 +1,5 @@
 """Stream errors: one root, a few leaves. Bad data is not an error (it is dead-lettered)."""
+
 from __future__ import annotations
 
 

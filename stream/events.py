@@ -3,11 +3,12 @@
 Bad data is not an exception here: :func:`decode` returns :class:`Rejected` with a stable
 reason code from :data:`REASONS`, and the transport sends it to ``events.dlq``.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, NewType, Union
+from typing import Any, NewType
 
 try:  # a C JSON parser for the hot path; the stdlib one decides every doubtful case
     import orjson as _orjson
@@ -43,7 +44,7 @@ REASONS: dict[str, str] = {
     "missing_ts": "field ts is missing",
     "bad_timestamp": "ts must be an integer (epoch milliseconds) >= 0",
     "ts_out_of_range": "ts is too far ahead of the clock (EVENT_MAX_SKEW_S) or older than "
-                       "EVENT_MAX_AGE_DAYS, or after year 9999",
+    "EVENT_MAX_AGE_DAYS, or after year 9999",
     "missing_text": "a comment needs a non-empty text",
     "bad_text": "text must be a string of at most 4096 characters",
     "missing_text_item": "an item needs a string text",
@@ -64,8 +65,9 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = dict(self.meta)
-        d.update(event_id=self.event_id, type=self.type, user_id=self.user_id,
-                 item_id=self.item_id, ts=self.ts)
+        d.update(
+            event_id=self.event_id, type=self.type, user_id=self.user_id, item_id=self.item_id, ts=self.ts
+        )
         if self.text is not None:
             d["text"] = self.text
         return d
@@ -134,7 +136,7 @@ class Rejected:
     stage: str = "decode"
 
 
-Decoded = Union[Event, Rejected]
+Decoded = Event | Rejected
 
 
 def encode(event: Event) -> bytes:
@@ -252,8 +254,11 @@ def decode(raw: bytes | str, ts_range: tuple[int, int] | None = None) -> Decoded
         return Rejected(data, "bad_timestamp", f"ts={ts!r:.40} must be a non-negative integer (epoch ms)")
     if ts > MAX_TS or (ts_range is not None and not ts_range[0] <= ts <= ts_range[1]):
         lo, hi = ts_range if ts_range is not None else (0, MAX_TS)
-        return Rejected(data, "ts_out_of_range",
-                        f"ts={ts!r:.40} is outside the plausible event times {lo}..{min(hi, MAX_TS)} (epoch ms)")
+        return Rejected(
+            data,
+            "ts_out_of_range",
+            f"ts={ts!r:.40} is outside the plausible event times {lo}..{min(hi, MAX_TS)} (epoch ms)",
+        )
     text = obj.get("text")
     if etype == "comment":
         if text is None or (isinstance(text, str) and not text.strip()):
@@ -262,10 +267,8 @@ def decode(raw: bytes | str, ts_range: tuple[int, int] | None = None) -> Decoded
             return Rejected(data, "bad_text", f"text must be a string of at most {MAX_TEXT_LEN} chars")
     else:
         text = None  # ignored for other types (DESIGN.md)
-    meta = ({k: v for k, v in obj.items() if k not in _EVENT_FIELDS}
-            if obj.keys() - _EVENT_FIELDS else {})
-    return Event(obj["event_id"], etype, UserId(obj["user_id"]), ItemId(obj["item_id"]),
-                 int(ts), text, meta)
+    meta = {k: v for k, v in obj.items() if k not in _EVENT_FIELDS} if obj.keys() - _EVENT_FIELDS else {}
+    return Event(obj["event_id"], etype, UserId(obj["user_id"]), ItemId(obj["item_id"]), int(ts), text, meta)
 
 
 def decode_item(raw: bytes | str) -> Item | Rejected:

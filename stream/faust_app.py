@@ -16,6 +16,7 @@ faust runs on aiokafka, the client of every other long-running consumer and prod
 caller passes ``hooks``, an object with ``handle(records)`` and ``between_batches()``
 (``driftrec.app.services.ScorerService``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,23 +37,46 @@ def to_record(event: Any) -> Record:
     """A faust event (message with its position) as a transport :class:`Record`."""
     m = event.message
     headers = m.headers.items() if hasattr(m.headers, "items") else (m.headers or ())
-    return Record(m.topic, m.partition, m.offset, m.key, m.value if m.value is not None else b"",
-                  tuple((k, bytes(v or b"")) for k, v in headers), int((m.timestamp or 0) * 1000))
+    return Record(
+        m.topic,
+        m.partition,
+        m.offset,
+        m.key,
+        m.value if m.value is not None else b"",
+        tuple((k, bytes(v or b"")) for k, v in headers),
+        int((m.timestamp or 0) * 1000),
+    )
 
 
-def make_app(hooks: Any, bootstrap: str, input_topics: Sequence[str], group: str,
-             batch_size: int = 256, batch_ms: int = 50, on_batch: Callable[[int], None] | None = None,
-             security: Any = None, **app_config: Any) -> tuple[Any, Any]:
+def make_app(
+    hooks: Any,
+    bootstrap: str,
+    input_topics: Sequence[str],
+    group: str,
+    batch_size: int = 256,
+    batch_ms: int = 50,
+    on_batch: Callable[[int], None] | None = None,
+    security: Any = None,
+    **app_config: Any,
+) -> tuple[Any, Any]:
     """Build the faust app and its scorer agent; returns ``(app, agent)``."""
     import faust
 
     cfg: dict[str, Any] = {
-        "broker": f"kafka://{bootstrap}", "value_serializer": "raw", "key_serializer": "raw",
-        "store": "memory://", "web_enabled": False, "topic_disable_leader": True,
-        "consumer_auto_offset_reset": "earliest", "producer_acks": -1,
-        "broker_commit_every": batch_size, "broker_commit_interval": 1.0,
-        "topic_allow_declare": False, "autodiscover": False,
-        "datadir": os.path.join(tempfile.gettempdir(), "driftrec-faust", group)}
+        "broker": f"kafka://{bootstrap}",
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+        "store": "memory://",
+        "web_enabled": False,
+        "topic_disable_leader": True,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "broker_commit_every": batch_size,
+        "broker_commit_interval": 1.0,
+        "topic_allow_declare": False,
+        "autodiscover": False,
+        "datadir": os.path.join(tempfile.gettempdir(), "driftrec-faust", group),
+    }
     if security is not None:  # a driftrec.stream.security.KafkaSecurity: broker_credentials
         cfg.update(security.faust_config())
     cfg.update(app_config)
@@ -73,8 +97,16 @@ def make_app(hooks: Any, bootstrap: str, input_topics: Sequence[str], group: str
     return app, agent
 
 
-def run_faust_scorer(hooks: Any, bootstrap: str, names: Any, group: str, batch_size: int = 256,
-                     batch_ms: int = 50, exit_when_idle: float = 0.0, security: Any = None) -> None:
+def run_faust_scorer(
+    hooks: Any,
+    bootstrap: str,
+    names: Any,
+    group: str,
+    batch_size: int = 256,
+    batch_ms: int = 50,
+    exit_when_idle: float = 0.0,
+    security: Any = None,
+) -> None:
     """Run the faust worker until stopped (or ``exit_when_idle`` seconds without records)."""
     from faust import Worker
 
@@ -87,11 +119,13 @@ def run_faust_scorer(hooks: Any, bootstrap: str, names: Any, group: str, batch_s
         from .kafka import _raise_if_refused
 
         _raise_if_refused(bootstrap, security, RuntimeError("faust"))  # faust would retry forever
-    app, _ = make_app(hooks, bootstrap, [*names.events, names.items], group, batch_size, batch_ms, seen,
-                      security=security)
+    app, _ = make_app(
+        hooks, bootstrap, [*names.events, names.items], group, batch_size, batch_ms, seen, security=security
+    )
 
     worker = Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     if exit_when_idle:
+
         @app.timer(interval=0.5)
         async def idle_check() -> None:
             if time.monotonic() - last[0] > exit_when_idle and app.consumer.assignment():

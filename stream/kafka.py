@@ -16,6 +16,7 @@
 
 Why, with figures: docs/operations.md, "Kafka clients".
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,7 +41,9 @@ PARTITION_MEMO = 1_000_000
 
 
 @contextlib.contextmanager
-def map_kafka_errors(bootstrap: str, what: str = "Kafka", security: KafkaSecurity | None = None) -> Iterator[None]:
+def map_kafka_errors(
+    bootstrap: str, what: str = "Kafka", security: KafkaSecurity | None = None
+) -> Iterator[None]:
     """Translate kafka-python exceptions into stream errors (chained). With ``security``
     (not PLAINTEXT), a broker that does not let us in is diagnosed: an untrusted
     certificate or a refused password is a :class:`StreamSecurityError` saying which."""
@@ -52,19 +55,26 @@ def map_kafka_errors(bootstrap: str, what: str = "Kafka", security: KafkaSecurit
     try:
         yield
     except ke.KafkaError as exc:
-        if isinstance(exc, no_brokers) or (isinstance(exc, ke.KafkaTimeoutError)
-                                           and "Unable to bootstrap" in str(exc)):
+        if isinstance(exc, no_brokers) or (
+            isinstance(exc, ke.KafkaTimeoutError) and "Unable to bootstrap" in str(exc)
+        ):
             _raise_if_refused(bootstrap, security, exc)
             raise StreamUnavailable(
                 f"no Kafka broker answers at {bootstrap} ({what}). Start one (scripts/services.sh up kafka "
-                f"or docker compose up kafka) or set KAFKA_BOOTSTRAP") from exc
-        if isinstance(exc, (ke.KafkaTimeoutError, ke.KafkaConnectionError, ke.NodeNotReadyError,
-                            ke.RequestTimedOutError)):
-            raise StreamUnavailable(f"Kafka at {bootstrap} did not answer in time ({what}): {exc}; "
-                                    f"is the broker up and its advertised listener reachable?") from exc
+                f"or docker compose up kafka) or set KAFKA_BOOTSTRAP"
+            ) from exc
+        if isinstance(
+            exc,
+            (ke.KafkaTimeoutError, ke.KafkaConnectionError, ke.NodeNotReadyError, ke.RequestTimedOutError),
+        ):
+            raise StreamUnavailable(
+                f"Kafka at {bootstrap} did not answer in time ({what}): {exc}; "
+                f"is the broker up and its advertised listener reachable?"
+            ) from exc
         if isinstance(exc, ke.UnknownTopicOrPartitionError):
-            raise StreamConfigError(f"a topic is missing on {bootstrap} ({what}): {exc}; "
-                                    f"run `driftrec topics create`") from exc
+            raise StreamConfigError(
+                f"a topic is missing on {bootstrap} ({what}): {exc}; run `driftrec topics create`"
+            ) from exc
         raise StreamUnavailable(f"Kafka at {bootstrap} failed ({what}): {exc!r}") from exc
 
 
@@ -80,9 +90,15 @@ def _raise_if_refused(bootstrap: str, security: KafkaSecurity | None, exc: BaseE
 
 def _to_record(r: Any) -> Record:
     headers = tuple((k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in (r.headers or ()))
-    return Record(r.topic, r.partition, r.offset, r.key, r.value if r.value is not None else b"",
-                  headers, r.timestamp or 0)
-
+    return Record(
+        r.topic,
+        r.partition,
+        r.offset,
+        r.key,
+        r.value if r.value is not None else b"",
+        headers,
+        r.timestamp or 0,
+    )
 
 
 class KafkaSource:
@@ -118,13 +134,22 @@ class KafkaSource:
     offsets stored with the state before any record of those partitions is returned.
     """
 
-    def __init__(self, bootstrap: str, topics: Sequence[str], group: str | None,
-                 start_offsets: Callable[[], Mapping[tuple[str, int], int]] | None = None,
-                 on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
-                 default_offset: int | str | None = None, client_id: str = "driftrec",
-                 commit_interval_s: float = 1.0, timeout_s: float = 30.0, top_up_ms: int = 3,
-                 on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
-                 security: KafkaSecurity | None = None, **config: Any) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        group: str | None,
+        start_offsets: Callable[[], Mapping[tuple[str, int], int]] | None = None,
+        on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
+        default_offset: int | str | None = None,
+        client_id: str = "driftrec",
+        commit_interval_s: float = 1.0,
+        timeout_s: float = 30.0,
+        top_up_ms: int = 3,
+        on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
+        security: KafkaSecurity | None = None,
+        **config: Any,
+    ) -> None:
         import asyncio
         import concurrent.futures
         import threading
@@ -158,11 +183,18 @@ class KafkaSource:
                 await source._between_batches("assign", list(assigned))
 
         opts: dict[str, Any] = {
-            "bootstrap_servers": bootstrap.split(","), "group_id": group, "client_id": client_id,
-            "enable_auto_commit": False, "auto_offset_reset": "earliest",
-            "fetch_max_wait_ms": 200, "fetch_min_bytes": 1, "session_timeout_ms": 10_000,
-            "heartbeat_interval_ms": 2_000, "max_poll_interval_ms": 600_000,
-            "request_timeout_ms": int(timeout_s * 1000)}
+            "bootstrap_servers": bootstrap.split(","),
+            "group_id": group,
+            "client_id": client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "fetch_max_wait_ms": 200,
+            "fetch_min_bytes": 1,
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 2_000,
+            "max_poll_interval_ms": 600_000,
+            "request_timeout_ms": int(timeout_s * 1000),
+        }
         opts.update(self.security.aiokafka_kwargs())
         opts.update(config)
 
@@ -177,13 +209,17 @@ class KafkaSource:
                     break
                 if time.monotonic() > deadline:
                     await c.stop()
-                    raise StreamConfigError(f"topics {missing} do not exist on {bootstrap}; "
-                                            f"run `driftrec topics create` (with the same TOPIC_PREFIX)")
+                    raise StreamConfigError(
+                        f"topics {missing} do not exist on {bootstrap}; "
+                        f"run `driftrec topics create` (with the same TOPIC_PREFIX)"
+                    )
                 await asyncio.sleep(0.2)
             if group is None:
                 from aiokafka import TopicPartition
 
-                tps = [TopicPartition(t, p) for t in self.topics for p in sorted(cluster.partitions_for_topic(t))]
+                tps = [
+                    TopicPartition(t, p) for t in self.topics for p in sorted(cluster.partitions_for_topic(t))
+                ]
                 c.assign(tps)
                 self._pending.append(("assign", tps, concurrent.futures.Future()))
             else:
@@ -218,7 +254,8 @@ class KafkaSource:
                 _raise_if_refused(self.bootstrap, self.security, exc)
                 raise StreamUnavailable(
                     f"no Kafka broker answers at {self.bootstrap} ({what}). Start one (scripts/services.sh "
-                    f"up kafka or docker compose up kafka) or set KAFKA_BOOTSTRAP") from exc
+                    f"up kafka or docker compose up kafka) or set KAFKA_BOOTSTRAP"
+                ) from exc
             raise StreamUnavailable(f"Kafka at {self.bootstrap} failed ({what}): {exc!r}") from exc
 
     async def _between_batches(self, kind: str, tps: list[Any]) -> None:
@@ -281,7 +318,9 @@ class KafkaSource:
             if self._pending:
                 return {}
             self._queued.clear()
-            t_get = asyncio.ensure_future(self._c.getmany(timeout_ms=max(0, timeout_ms), max_records=max_records))
+            t_get = asyncio.ensure_future(
+                self._c.getmany(timeout_ms=max(0, timeout_ms), max_records=max_records)
+            )
             t_queued = asyncio.ensure_future(self._queued.wait())
             done, _ = await asyncio.wait({t_get, t_queued}, return_when=asyncio.FIRST_COMPLETED)
             t_queued.cancel()
@@ -300,7 +339,8 @@ class KafkaSource:
                 with contextlib.suppress(asyncio.TimeoutError):
                     more = await asyncio.wait_for(
                         self._c.getmany(timeout_ms=self.top_up_ms, max_records=max_records - n),
-                        self.top_up_ms / 1000 + 0.05)
+                        self.top_up_ms / 1000 + 0.05,
+                    )
                     for tp, recs in self._only_ready(more).items():
                         got.setdefault(tp, []).extend(recs)
             return got
@@ -421,8 +461,14 @@ class KafkaSink:
     in a daemon thread; ``send_many`` blocks the caller until the acknowledgements are in.
     """
 
-    def __init__(self, bootstrap: str, timeout_s: float = 30.0, client_id: str = "driftrec",
-                 max_batch_bytes: int = 1 << 20, security: KafkaSecurity | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        timeout_s: float = 30.0,
+        client_id: str = "driftrec",
+        max_batch_bytes: int = 1 << 20,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         import asyncio
         import threading
 
@@ -437,10 +483,16 @@ class KafkaSink:
         self._thread.start()
 
         async def start() -> Any:
-            p = AIOKafkaProducer(bootstrap_servers=bootstrap.split(","), client_id=client_id, acks="all",
-                                 linger_ms=0, max_batch_size=max_batch_bytes,
-                                 request_timeout_ms=int(timeout_s * 1000), enable_idempotence=False,
-                                 **self.security.aiokafka_kwargs())
+            p = AIOKafkaProducer(
+                bootstrap_servers=bootstrap.split(","),
+                client_id=client_id,
+                acks="all",
+                linger_ms=0,
+                max_batch_size=max_batch_bytes,
+                request_timeout_ms=int(timeout_s * 1000),
+                enable_idempotence=False,
+                **self.security.aiokafka_kwargs(),
+            )
             await p.start()
             return p
 
@@ -487,7 +539,9 @@ class KafkaSink:
             if bs[-1].append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
                 bs.append(self._p.create_batch())
                 if bs[-1].append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
-                    raise StreamConfigError(f"a {len(m.value)}-byte message does not fit a batch for {m.topic}")
+                    raise StreamConfigError(
+                        f"a {len(m.value)}-byte message does not fit a batch for {m.topic}"
+                    )
         futs = []
         for (topic, q), bs in batches.items():
             for b in bs:  # in order: aiokafka keeps one pending batch per partition
@@ -538,8 +592,9 @@ class KafkaSink:
         self._thread.join(5)
 
 
-def topic_configs(name: str, compacted: Iterable[str] = COMPACTED, dlq: str = DLQ,
-                  retention_ms: int = RETENTION_MS) -> dict[str, str]:
+def topic_configs(
+    name: str, compacted: Iterable[str] = COMPACTED, dlq: str = DLQ, retention_ms: int = RETENTION_MS
+) -> dict[str, str]:
     """The config of one topic: compaction for the latest-value-per-key topics, retention
     for the logs (longer for the dead letters, which someone has to look at).
 
@@ -552,14 +607,23 @@ def topic_configs(name: str, compacted: Iterable[str] = COMPACTED, dlq: str = DL
     """
     if name in set(compacted):
         return {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
-    return {"cleanup.policy": "delete",
-            "retention.ms": str(DLQ_RETENTION_MS if name == dlq else retention_ms)}
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(DLQ_RETENTION_MS if name == dlq else retention_ms),
+    }
 
 
-def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3,
-                  compacted: Iterable[str] = COMPACTED, dlq: str = DLQ,
-                  retention_ms: int = RETENTION_MS, replication: int = 1,
-                  single_partition: Iterable[str] = (), security: KafkaSecurity | None = None) -> dict[str, str]:
+def create_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 3,
+    compacted: Iterable[str] = COMPACTED,
+    dlq: str = DLQ,
+    retention_ms: int = RETENTION_MS,
+    replication: int = 1,
+    single_partition: Iterable[str] = (),
+    security: KafkaSecurity | None = None,
+) -> dict[str, str]:
     """Create topics that do not exist yet; returns ``name -> "created" | "exists"``.
 
     ``single_partition`` topics (the adapters announcements, whose order matters) get one
@@ -572,13 +636,24 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3,
     sec = security or PLAINTEXT
     _raise_if_refused(bootstrap, sec, None)  # kafka-python only says so after 30 s, and not why
     with map_kafka_errors(bootstrap, "create topics", sec):
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="driftrec-admin",
-                                 request_timeout_ms=30_000, **sec.kafka_python_kwargs())
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","),
+            client_id="driftrec-admin",
+            request_timeout_ms=30_000,
+            **sec.kafka_python_kwargs(),
+        )
         try:
             existing = set(admin.list_topics())
-            todo = [NewTopic(n, 1 if n in single else partitions, replication,
-                             topic_configs=topic_configs(n, compacted, dlq, retention_ms))
-                    for n in names if n not in existing]
+            todo = [
+                NewTopic(
+                    n,
+                    1 if n in single else partitions,
+                    replication,
+                    topic_configs=topic_configs(n, compacted, dlq, retention_ms),
+                )
+                for n in names
+                if n not in existing
+            ]
             out = {n: "exists" for n in names if n in existing}
             if todo:
                 import kafka.errors as ke
@@ -604,8 +679,13 @@ def _wait_for_topics(admin: Any, names: list[str], timeout_s: float = 30.0) -> N
     raise StreamUnavailable(f"topics {names} were not visible {timeout_s:.0f} s after creation")
 
 
-def read_topic(bootstrap: str, topic: str, until: Mapping[int, int] | None = None,
-               timeout_s: float = 30.0, security: KafkaSecurity | None = None) -> list[Record]:
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    until: Mapping[int, int] | None = None,
+    timeout_s: float = 30.0,
+    security: KafkaSecurity | None = None,
+) -> list[Record]:
     """Every record of ``topic`` from the beginning up to ``until`` (partition -> offset;
     default: the end offsets now), without a group. For bootstrapping the catalog and the
     registry, for tools and tests."""
@@ -614,8 +694,14 @@ def read_topic(bootstrap: str, topic: str, until: Mapping[int, int] | None = Non
     sec = security or PLAINTEXT
     _raise_if_refused(bootstrap, sec, None)
     with map_kafka_errors(bootstrap, f"read {topic}", sec):
-        c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="driftrec-reader",
-                          enable_auto_commit=False, group_id=None, fetch_max_wait_ms=20, **sec.kafka_python_kwargs())
+        c = KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            client_id="driftrec-reader",
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=20,
+            **sec.kafka_python_kwargs(),
+        )
         try:
             parts = c.partitions_for_topic(topic)
             if parts is None:  # metadata may need a moment for a new topic
@@ -644,8 +730,9 @@ def read_topic(bootstrap: str, topic: str, until: Mapping[int, int] | None = Non
             c.close()
 
 
-def group_committed(bootstrap: str, group: str, topics: Iterable[str],
-                    security: KafkaSecurity | None = None) -> dict[tuple[str, int], int]:
+def group_committed(
+    bootstrap: str, group: str, topics: Iterable[str], security: KafkaSecurity | None = None
+) -> dict[tuple[str, int], int]:
     """The offsets ``group`` has committed on ``topics`` (``(topic, partition) -> offset``;
     empty when it never committed). The scorer checks them against its state's offsets."""
     from kafka.admin import KafkaAdminClient
@@ -653,8 +740,12 @@ def group_committed(bootstrap: str, group: str, topics: Iterable[str],
     wanted = set(topics)
     sec = security or PLAINTEXT
     with map_kafka_errors(bootstrap, f"offsets of group {group}", sec):
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="driftrec-admin",
-                                 request_timeout_ms=30_000, **sec.kafka_python_kwargs())
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","),
+            client_id="driftrec-admin",
+            request_timeout_ms=30_000,
+            **sec.kafka_python_kwargs(),
+        )
         try:
             lister = getattr(admin, "list_group_offsets", None)
             if lister is not None:  # kafka-python 3.x
@@ -663,5 +754,8 @@ def group_committed(bootstrap: str, group: str, topics: Iterable[str],
                 got = admin.list_consumer_group_offsets(group)
         finally:
             admin.close()
-    return {(tp.topic, tp.partition): int(om.offset) for tp, om in got.items()
-            if tp.topic in wanted and om.offset is not None and om.offset >= 0}
+    return {
+        (tp.topic, tp.partition): int(om.offset)
+        for tp, om in got.items()
+        if tp.topic in wanted and om.offset is not None and om.offset >= 0
+    }

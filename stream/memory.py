@@ -3,12 +3,13 @@
 It behaves like the Kafka transport behind the same ports (:class:`EventSource`,
 :class:`EventSink`), so the scorer and learner loops run unchanged on either.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 import zlib
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .ports import Message, Record
 
@@ -60,7 +61,7 @@ class MemoryBroker:
             for (t, p), o in offsets.items():
                 self._committed[(group, t, p)] = o
 
-    def consumer(self, topics: Iterable[str], group: str) -> "MemorySource":
+    def consumer(self, topics: Iterable[str], group: str) -> MemorySource:
         return MemorySource(self, list(topics), group)
 
 
@@ -87,7 +88,7 @@ class MemorySource:
                 for (t, p), o in self._pos.items():
                     log = b._topic(t)[p]
                     if o < len(log):
-                        take = log[o:o + (max_records - len(out))]
+                        take = log[o : o + (max_records - len(out))]
                         out.extend(take)
                         self._pos[(t, p)] = o + len(take)
                     if len(out) >= max_records:

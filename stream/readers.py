@@ -8,15 +8,15 @@ of the wall clock when the log is read is ``ts_out_of_range`` (so a record with 
 cannot become the replay's "now"); old times are kept (MovieLens is from 1997-98, synthetic
 logs may start at 0).
 """
+
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .events import MAX_TS, Event, Item, ItemId, Rejected, TimeBounds, UserId, decode, decode_item
 
@@ -75,8 +75,11 @@ def read_items_jsonl(path: str | os.PathLike[str]) -> tuple[list[Item], list[Rej
     return items, rej
 
 
-def read_jsonl(path: str | os.PathLike[str], items: str | os.PathLike[str] | None,
-               bounds: TimeBounds | None = TimeBounds()) -> Log:
+def read_jsonl(
+    path: str | os.PathLike[str],
+    items: str | os.PathLike[str] | None,
+    bounds: TimeBounds | None = TimeBounds(),
+) -> Log:
     """Read a JSONL event log (one event per line) and an optional JSONL catalog."""
     rng = bounds.now_window() if bounds is not None else None
     events, rejected = _split(decode(raw, rng) for raw in iter_jsonl(path))
@@ -87,8 +90,11 @@ def read_jsonl(path: str | os.PathLike[str], items: str | os.PathLike[str] | Non
 CSV_FIELDS = ("event_id", "type", "user_id", "item_id", "ts", "text")
 
 
-def read_csv(path: str | os.PathLike[str], items: str | os.PathLike[str] | None,
-             bounds: TimeBounds | None = TimeBounds()) -> Log:
+def read_csv(
+    path: str | os.PathLike[str],
+    items: str | os.PathLike[str] | None,
+    bounds: TimeBounds | None = TimeBounds(),
+) -> Log:
     """Read a CSV log with a header naming at least event_id,type,user_id,item_id,ts.
 
     ``ts`` is parsed as an integer; a row that fails goes to the rejected list with the
@@ -127,13 +133,32 @@ def read_csv(path: str | os.PathLike[str], items: str | os.PathLike[str] | None,
     return Log(_sorted(events), cat, rejected + cat_rej, str(path))
 
 
-ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-             "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-             "Romance", "Sci-Fi", "Thriller", "War", "Western")
+ML_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 
-def read_movielens(path: str | os.PathLike[str], like_threshold: int = 4,
-                   bounds: TimeBounds | None = TimeBounds()) -> Log:
+def read_movielens(
+    path: str | os.PathLike[str], like_threshold: int = 4, bounds: TimeBounds | None = TimeBounds()
+) -> Log:
     """Read MovieLens 100K: ``path`` is the folder holding u.data and u.item (or u.data itself).
 
     Rating >= ``like_threshold`` becomes a like, else a click; item text = title + genres;
@@ -144,7 +169,9 @@ def read_movielens(path: str | os.PathLike[str], like_threshold: int = 4,
     data, item_file = folder / "u.data", folder / "u.item"
     for f in (data, item_file):
         if not f.exists():
-            raise LogFormatError(f"{f} not found: --log must name the MovieLens folder holding u.data and u.item")
+            raise LogFormatError(
+                f"{f} not found: --log must name the MovieLens folder holding u.data and u.item"
+            )
     genres = list(ML_GENRES)
     gfile = folder / "u.genre"
     if gfile.exists():
@@ -156,7 +183,7 @@ def read_movielens(path: str | os.PathLike[str], like_threshold: int = 4,
         parts = line.split("|")
         if len(parts) < 5 + len(genres):
             continue
-        flags = parts[-len(genres):]
+        flags = parts[-len(genres) :]
         g = [genres[i] for i, f in enumerate(flags) if f == "1" and genres[i] != "unknown"]
         text = parts[1] + (". " + ", ".join(g) if g else "")
         items.append(Item(ItemId(parts[0]), text, 0, tuple(g)))
@@ -172,16 +199,35 @@ def read_movielens(path: str | os.PathLike[str], like_threshold: int = 4,
                 rejected.append(Rejected(raw, "bad_json", f"u.data line {n + 1}: {exc}", "read"))
                 continue
             if not lo <= ts * 1000 <= min(hi, MAX_TS):
-                rejected.append(Rejected(raw, "ts_out_of_range", f"u.data line {n + 1}: ts {ts} s is outside "
-                                         f"{lo}..{hi} ms", "read"))
+                rejected.append(
+                    Rejected(
+                        raw,
+                        "ts_out_of_range",
+                        f"u.data line {n + 1}: ts {ts} s is outside {lo}..{hi} ms",
+                        "read",
+                    )
+                )
                 continue
-            events.append(Event(f"ml-{n}", "like" if rating >= like_threshold else "click",
-                                UserId(user), ItemId(item), ts * 1000, None, {"rating": rating}))
+            events.append(
+                Event(
+                    f"ml-{n}",
+                    "like" if rating >= like_threshold else "click",
+                    UserId(user),
+                    ItemId(item),
+                    ts * 1000,
+                    None,
+                    {"rating": rating},
+                )
+            )
     return Log(_sorted(events), items, rejected, str(folder))
 
 
-def read_log(path: str | os.PathLike[str], fmt: str = "jsonl", items: str | os.PathLike[str] | None = None,
-             bounds: TimeBounds | None = TimeBounds()) -> Log:
+def read_log(
+    path: str | os.PathLike[str],
+    fmt: str = "jsonl",
+    items: str | os.PathLike[str] | None = None,
+    bounds: TimeBounds | None = TimeBounds(),
+) -> Log:
     """Read an event log in one of :data:`FORMATS` (``--log PATH --format F --items PATH``).
 
     ``bounds``: plausible event times, against the wall clock at reading (``None``: only

@@ -8,13 +8,15 @@ Pacing: ``speed`` replays by event time (``0`` = as fast as possible, ``60`` = s
 real time: an hour of log in a minute); ``rate`` sends a steady N events per second
 instead. Sends are asynchronous; every acknowledgement is checked before returning.
 """
+
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import topics
 from .errors import StreamConfigError
@@ -55,8 +57,9 @@ class Pacer:
     0.0
     """
 
-    def __init__(self, speed: float = 0.0, rate: float = 0.0, first_ts: int = 0,
-                 start: float | None = None) -> None:
+    def __init__(
+        self, speed: float = 0.0, rate: float = 0.0, first_ts: int = 0, start: float | None = None
+    ) -> None:
         if speed < 0 or rate < 0:
             raise StreamConfigError("--speed and --rate must be >= 0")
         self.speed, self.rate, self.first_ts = speed, rate, first_ts
@@ -70,11 +73,19 @@ class Pacer:
         return 0.0
 
 
-def replay_to_kafka(events: Sequence[Event], items: Sequence[Item], bootstrap: str,
-                    prefix: str = "", speed: float = 0.0, rate: float = 0.0,
-                    restamp: bool = False, progress: bool = True, producer: Any = None,
-                    on_sent: Callable[[Event, float], None] | None = None,
-                    security: KafkaSecurity | None = None) -> ReplayStats:
+def replay_to_kafka(
+    events: Sequence[Event],
+    items: Sequence[Item],
+    bootstrap: str,
+    prefix: str = "",
+    speed: float = 0.0,
+    rate: float = 0.0,
+    restamp: bool = False,
+    progress: bool = True,
+    producer: Any = None,
+    on_sent: Callable[[Event, float], None] | None = None,
+    security: KafkaSecurity | None = None,
+) -> ReplayStats:
     """Send ``items`` then ``events`` (sorted by ts) to Kafka; return what was sent.
 
     ``restamp`` replaces each event's ``ts`` with the wall-clock time it is sent (so
@@ -92,10 +103,17 @@ def replay_to_kafka(events: Sequence[Event], items: Sequence[Item], bootstrap: s
             # idempotent: per-partition order holds with several requests in flight (and a
             # retry cannot duplicate), so one slow acknowledgement does not hold back the next
             # requests (with one in flight, a paced replay queued behind every slow one)
-            producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), client_id="driftrec-replay",
-                                     acks="all", linger_ms=5, batch_size=512 * 1024, enable_idempotence=True,
-                                     max_in_flight_requests_per_connection=5, retries=5,
-                                     **sec.kafka_python_kwargs())
+            producer = KafkaProducer(
+                bootstrap_servers=bootstrap.split(","),
+                client_id="driftrec-replay",
+                acks="all",
+                linger_ms=5,
+                batch_size=512 * 1024,
+                enable_idempotence=True,
+                max_in_flight_requests_per_connection=5,
+                retries=5,
+                **sec.kafka_python_kwargs(),
+            )
     t0 = time.monotonic()
     try:
         with map_kafka_errors(bootstrap, "replay items"):
@@ -110,8 +128,9 @@ def replay_to_kafka(events: Sequence[Event], items: Sequence[Item], bootstrap: s
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(evs), unit="ev", file=sys.stderr, desc="replay", mininterval=0.5,
-                       dynamic_ncols=True)
+            bar = tqdm(
+                total=len(evs), unit="ev", file=sys.stderr, desc="replay", mininterval=0.5, dynamic_ncols=True
+            )
         with map_kafka_errors(bootstrap, "replay metadata"):
             # the event topics' metadata before the clock starts: otherwise the first send
             # waits for it (~300 ms here) and a paced replay then sends that time's events

@@ -26,6 +26,7 @@ Traceback (most recent call last):
 ...
 driftrec.stream.errors.StreamConfigError: KAFKA_SECURITY_PROTOCOL=SASL_SSL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)
 """
+
 from __future__ import annotations
 
 import ssl
@@ -66,15 +67,21 @@ class KafkaSecurity:
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise StreamConfigError(f"KAFKA_SECURITY_PROTOCOL={self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
+            raise StreamConfigError(
+                f"KAFKA_SECURITY_PROTOCOL={self.protocol!r}; allowed: {', '.join(PROTOCOLS)}"
+            )
         if self.sasl:
             if self.mechanism is None:
                 object.__setattr__(self, "mechanism", "PLAIN")
             if self.mechanism not in MECHANISMS:
-                raise StreamConfigError(f"KAFKA_SASL_MECHANISM={self.mechanism!r}; allowed: {', '.join(MECHANISMS)}")
+                raise StreamConfigError(
+                    f"KAFKA_SASL_MECHANISM={self.mechanism!r}; allowed: {', '.join(MECHANISMS)}"
+                )
             if not self.username or not self.password:
-                raise StreamConfigError(f"KAFKA_SECURITY_PROTOCOL={self.protocol} needs KAFKA_SASL_USERNAME and "
-                                        f"KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)")
+                raise StreamConfigError(
+                    f"KAFKA_SECURITY_PROTOCOL={self.protocol} needs KAFKA_SASL_USERNAME and "
+                    f"KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)"
+                )
         if self.keyfile and not self.certfile:
             raise StreamConfigError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the client certificate)")
 
@@ -110,8 +117,10 @@ class KafkaSecurity:
             if self.certfile:
                 ctx.load_cert_chain(self.certfile, self.keyfile or None)
         except (OSError, ssl.SSLError) as exc:
-            raise StreamConfigError(f"Kafka TLS files unusable (KAFKA_SSL_CAFILE={self.cafile!r}, "
-                                    f"KAFKA_SSL_CERTFILE={self.certfile!r}): {exc}") from None
+            raise StreamConfigError(
+                f"Kafka TLS files unusable (KAFKA_SSL_CAFILE={self.cafile!r}, "
+                f"KAFKA_SSL_CERTFILE={self.certfile!r}): {exc}"
+            ) from None
         return ctx
 
     def aiokafka_kwargs(self) -> dict[str, Any]:
@@ -122,8 +131,11 @@ class KafkaSecurity:
         if self.tls:
             out["ssl_context"] = self.ssl_context()
         if self.sasl:
-            out.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
-                       sasl_plain_password=self.password)
+            out.update(
+                sasl_mechanism=self.mechanism,
+                sasl_plain_username=self.username,
+                sasl_plain_password=self.password,
+            )
         return out
 
     def kafka_python_kwargs(self) -> dict[str, Any]:
@@ -136,8 +148,11 @@ class KafkaSecurity:
             out["ssl_context"] = self.ssl_context()
             out["ssl_check_hostname"] = self.check_hostname
         if self.sasl:
-            out.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
-                       sasl_plain_password=self.password)
+            out.update(
+                sasl_mechanism=self.mechanism,
+                sasl_plain_username=self.username,
+                sasl_plain_password=self.password,
+            )
         return out
 
     def faust_credentials(self) -> Any:
@@ -147,8 +162,12 @@ class KafkaSecurity:
         from faust.auth import SASLCredentials, SSLCredentials
 
         if self.sasl:
-            creds = SASLCredentials(username=self.username, password=self.password,
-                                    ssl_context=self.ssl_context(), mechanism=self.mechanism)
+            creds = SASLCredentials(
+                username=self.username,
+                password=self.password,
+                ssl_context=self.ssl_context(),
+                mechanism=self.mechanism,
+            )
             return creds
         return SSLCredentials(self.ssl_context())
 
@@ -188,15 +207,33 @@ def explain(exc: BaseException, security: KafkaSecurity, bootstrap: str) -> str 
     names = " ".join(type(e).__name__ for e in chain).lower()
     text = security.scrub(" | ".join(str(e) for e in chain)).lower()
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "certificate verify failed" in text:
-        why = next((e.verify_message for e in chain if isinstance(e, ssl.SSLCertVerificationError)
-                    and getattr(e, "verify_message", None)), None) or "certificate verify failed"
-        return (f"TLS to Kafka at {bootstrap} failed: the broker's certificate is not trusted ({why}); "
-                f"set KAFKA_SSL_CAFILE to the CA that signed it")
-    if "saslauthenticationfailed" in names or "authenticationfailed" in names or (
-            security.sasl and any(w in text for w in _AUTH_WORDS)):
-        return (f"authentication to Kafka at {bootstrap} failed ({security.mechanism}, user "
-                f"{security.username!r}): check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD(_FILE)")
-    if any(isinstance(e, ssl.SSLError) for e in chain) or (security.tls and any(w in text for w in _TLS_WORDS)):
+        why = (
+            next(
+                (
+                    e.verify_message
+                    for e in chain
+                    if isinstance(e, ssl.SSLCertVerificationError) and getattr(e, "verify_message", None)
+                ),
+                None,
+            )
+            or "certificate verify failed"
+        )
+        return (
+            f"TLS to Kafka at {bootstrap} failed: the broker's certificate is not trusted ({why}); "
+            f"set KAFKA_SSL_CAFILE to the CA that signed it"
+        )
+    if (
+        "saslauthenticationfailed" in names
+        or "authenticationfailed" in names
+        or (security.sasl and any(w in text for w in _AUTH_WORDS))
+    ):
+        return (
+            f"authentication to Kafka at {bootstrap} failed ({security.mechanism}, user "
+            f"{security.username!r}): check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD(_FILE)"
+        )
+    if any(isinstance(e, ssl.SSLError) for e in chain) or (
+        security.tls and any(w in text for w in _TLS_WORDS)
+    ):
         return f"TLS to Kafka at {bootstrap} failed: {security.scrub(str(chain[-1]))[:200]}"
     return None
 
@@ -218,8 +255,12 @@ def diagnose(bootstrap: str, security: KafkaSecurity, timeout_s: float = 10.0) -
     kw = security.aiokafka_kwargs()
 
     async def one(host: str, port: int) -> None:
-        conn = await asyncio.wait_for(create_conn(host, port, client_id="driftrec-probe",
-                                                  request_timeout_ms=int(timeout_s * 1000), **kw), timeout_s)
+        conn = await asyncio.wait_for(
+            create_conn(
+                host, port, client_id="driftrec-probe", request_timeout_ms=int(timeout_s * 1000), **kw
+            ),
+            timeout_s,
+        )
         conn.close()
 
     why: str | None = None
@@ -232,7 +273,12 @@ def diagnose(bootstrap: str, security: KafkaSecurity, timeout_s: float = 10.0) -
             if isinstance(exc, ssl.SSLError):
                 why = explain(exc, security, bootstrap) or why
         except Exception as exc:  # noqa: BLE001 - classified below
-            why = explain(exc, security, bootstrap) or why or (
-                f"Kafka at {bootstrap} did not complete a {security.protocol} connection "
-                f"({type(exc).__name__}): does the listener speak {security.protocol}? (KAFKA_SECURITY_PROTOCOL)")
+            why = (
+                explain(exc, security, bootstrap)
+                or why
+                or (
+                    f"Kafka at {bootstrap} did not complete a {security.protocol} connection "
+                    f"({type(exc).__name__}): does the listener speak {security.protocol}? (KAFKA_SECURITY_PROTOCOL)"
+                )
+            )
     return why

@@ -23,6 +23,7 @@ the scenario moves interests:
   comments on new posts use the post's name (a share ``comment_names`` of them) beside
   topical words. Nothing but engagement says which topic a name belongs to.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,11 +37,13 @@ from .events import Event, Item, ItemId, UserId
 SCENARIOS = ("abrupt", "gradual", "coengagement", "fresh", "emerging")
 
 #: One line per scenario, for ``--help`` (argparse text: ``%%`` is a percent sign).
-SCENARIO_HELP = ("abrupt: a share of users switch topics at the shift; gradual: they drift over 30%% "
-                 "of the stream; coengagement: users go on from an item of topic A to a fixed partner "
-                 "item of topic B; fresh: as coengagement, but to any fresh, rarely engaged item of "
-                 "topic B (cold items); emerging: after the shift new posts keep arriving, each one new "
-                 "invented name plus generic words, and users engage their topics' newest posts")
+SCENARIO_HELP = (
+    "abrupt: a share of users switch topics at the shift; gradual: they drift over 30%% "
+    "of the stream; coengagement: users go on from an item of topic A to a fixed partner "
+    "item of topic B; fresh: as coengagement, but to any fresh, rarely engaged item of "
+    "topic B (cold items); emerging: after the shift new posts keep arriving, each one new "
+    "invented name plus generic words, and users engage their topics' newest posts"
+)
 
 VOCAB: dict[str, list[str]] = {
     "football": "goal striker penalty league keeper derby transfer midfield offside stadium coach fans kickoff trophy".split(),
@@ -58,8 +61,12 @@ OPINION = "love great awful brilliant meh wow agree disagree perfect boring clas
 GENERIC = FILLER + "video photo clip thread story post live first watch check".split()
 
 #: The ``emerging`` scenario's knobs and their defaults (``driftrec generate/demo/eval`` flags).
-EMERGING_DEFAULTS: dict[str, Any] = {"new_share": 0.7, "names_per_topic": 4, "posts_per_name": 0,
-                                     "comment_names": 0.7}
+EMERGING_DEFAULTS: dict[str, Any] = {
+    "new_share": 0.7,
+    "names_per_topic": 4,
+    "posts_per_name": 0,
+    "comment_names": 0.7,
+}
 
 
 def vocabulary() -> list[str]:
@@ -106,14 +113,22 @@ def _text(rng: np.random.Generator, words: list[str], n: int) -> str:
     return " ".join(picks)
 
 
-def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 400,
-             n_items: int = 1_600, seed: int = 0, shift_at: float = 0.5,
-             shift_share: float = 0.6, start_ts: int = 1_700_000_000_000,
-             gap_ms: int = 500, max_lag_ms: int = 2_000,
-             new_share: float = EMERGING_DEFAULTS["new_share"],
-             names_per_topic: int = EMERGING_DEFAULTS["names_per_topic"],
-             posts_per_name: int = EMERGING_DEFAULTS["posts_per_name"],
-             comment_names: float = EMERGING_DEFAULTS["comment_names"]) -> SyntheticStream:
+def generate(
+    scenario: str = "abrupt",
+    n_events: int = 20_000,
+    n_users: int = 400,
+    n_items: int = 1_600,
+    seed: int = 0,
+    shift_at: float = 0.5,
+    shift_share: float = 0.6,
+    start_ts: int = 1_700_000_000_000,
+    gap_ms: int = 500,
+    max_lag_ms: int = 2_000,
+    new_share: float = EMERGING_DEFAULTS["new_share"],
+    names_per_topic: int = EMERGING_DEFAULTS["names_per_topic"],
+    posts_per_name: int = EMERGING_DEFAULTS["posts_per_name"],
+    comment_names: float = EMERGING_DEFAULTS["comment_names"],
+) -> SyntheticStream:
     """Generate a stream of ``n_events`` with an interest shift at ``shift_at`` of the stream.
 
     The ``emerging`` scenario's knobs: ``new_share`` of the engagement after the shift goes
@@ -143,12 +158,14 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
     item_topic = np.arange(n_items) % T
     rng.shuffle(item_topic)
     # the back catalog is published before the first event (whose time may be jittered early)
-    items = [Item(ItemId(f"i{j}"), _text(rng, VOCAB[topics[item_topic[j]]], 6), start_ts - max_lag_ms)
-             for j in range(n_items)]
+    items = [
+        Item(ItemId(f"i{j}"), _text(rng, VOCAB[topics[item_topic[j]]], 6), start_ts - max_lag_ms)
+        for j in range(n_items)
+    ]
     by_topic = [np.flatnonzero(item_topic == t) for t in range(T)]
     fresh_by_topic: list[np.ndarray] = [np.zeros(0, np.int64)] * T
     if scenario == "fresh":  # a third of each topic is the back catalog, the rest is fresh
-        fresh_by_topic = [ix[len(ix) // 3:] for ix in by_topic]
+        fresh_by_topic = [ix[len(ix) // 3 :] for ix in by_topic]
         by_topic = [ix[: max(1, len(ix) // 3)] for ix in by_topic]
     pop = [1.0 / np.arange(1, len(ix) + 1) ** 0.8 for ix in by_topic]
     pop = [p / p.sum() for p in pop]
@@ -183,13 +200,25 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
     params: dict[str, Any] = {}
     emerging = scenario == "emerging"
     if emerging:  # new posts, their own random stream (the other scenarios stay as they were)
-        posts = _emerging_posts(np.random.default_rng([seed, 1]), T, n_items, n_events - shift_idx,
-                                shift_ts, start_ts + n_events * gap_ms, new_share, names_per_topic,
-                                posts_per_name)
+        posts = _emerging_posts(
+            np.random.default_rng([seed, 1]),
+            T,
+            n_items,
+            n_events - shift_idx,
+            shift_ts,
+            start_ts + n_events * gap_ms,
+            new_share,
+            names_per_topic,
+            posts_per_name,
+        )
         items.extend(posts.items)
-        params = {"new_share": new_share, "names_per_topic": names_per_topic,
-                  "posts_per_name": posts.per_name, "comment_names": comment_names,
-                  "new_posts": len(posts.items)}
+        params = {
+            "new_share": new_share,
+            "names_per_topic": names_per_topic,
+            "posts_per_name": posts.per_name,
+            "comment_names": comment_names,
+            "new_posts": len(posts.items),
+        }
         erng = np.random.default_rng([seed, 2])
         engaged = np.zeros(len(items), np.int64)
     last_item = np.full(n_users, -1)
@@ -204,8 +233,14 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
         elif scenario == "gradual" and after and shifted[u]:
             a = min(1.0, (n - shift_idx) / ramp)
             mix = (1 - a) * mix_old[u] + a * mix_new[u]
-        hop = (scenario in ("coengagement", "fresh") and after and shifted[u] and last_item[u] >= 0
-               and item_topic[last_item[u]] == main[u] and rng.random() < 0.8)
+        hop = (
+            scenario in ("coengagement", "fresh")
+            and after
+            and shifted[u]
+            and last_item[u] >= 0
+            and item_topic[last_item[u]] == main[u]
+            and rng.random() < 0.8
+        )
         new_post = -1
         if emerging and after and erng.random() < new_share:
             t = int(erng.choice(T, p=mix_old[u]))  # users keep their topics
@@ -228,8 +263,11 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
         if etype == "comment" and new_post >= 0:  # the name (mostly) and the fan's topic words
             name = posts.name_of[j - n_items]
             words = _text(erng, VOCAB[topics[posts.topic_of[j - n_items]]], 3)
-            text = (f"{erng.choice(OPINION)} {name} {words}" if erng.random() < comment_names
-                    else f"{erng.choice(OPINION)} {words}")
+            text = (
+                f"{erng.choice(OPINION)} {name} {words}"
+                if erng.random() < comment_names
+                else f"{erng.choice(OPINION)} {words}"
+            )
         elif etype == "comment":
             text = f"{rng.choice(OPINION)} " + _text(rng, VOCAB[topics[item_topic[j]]], 4)
         ts = start_ts + n * gap_ms + int(rng.integers(0, max_lag_ms + 1)) - max_lag_ms // 2
@@ -237,8 +275,9 @@ def generate(scenario: str = "abrupt", n_events: int = 20_000, n_users: int = 40
     events.sort(key=lambda e: e.ts)
     if emerging:  # every user's feed changes at the shift, not their interests
         shifted = np.ones(n_users, bool)
-    return SyntheticStream(events, items, shift_ts,
-                           frozenset(f"u{u}" for u in np.flatnonzero(shifted)), scenario, params)
+    return SyntheticStream(
+        events, items, shift_ts, frozenset(f"u{u}" for u in np.flatnonzero(shifted)), scenario, params
+    )
 
 
 @dataclass
@@ -262,13 +301,22 @@ class _Posts:
         hi = int(np.searchsorted(self.ts_by_topic[t], now, side="right"))
         if hi == 0:
             return -1
-        rows = self.by_topic[t][max(0, hi - self.newest):hi][::-1]  # newest first
+        rows = self.by_topic[t][max(0, hi - self.newest) : hi][::-1]  # newest first
         w = self.recency ** np.arange(len(rows)) * np.where(engaged[rows] < 2, 1.0, 0.05)
         return int(rows[rng.choice(len(rows), p=w / w.sum())])
 
 
-def _emerging_posts(rng: np.random.Generator, T: int, n_items: int, n_after: int, shift_ts: int,
-                    end_ts: int, new_share: float, names_per_topic: int, posts_per_name: int) -> _Posts:
+def _emerging_posts(
+    rng: np.random.Generator,
+    T: int,
+    n_items: int,
+    n_after: int,
+    shift_ts: int,
+    end_ts: int,
+    new_share: float,
+    names_per_topic: int,
+    posts_per_name: int,
+) -> _Posts:
     """New posts of every topic, published from ``shift_ts`` to ``end_ts``: the topic's
     names one after another (each for 1.5 / names_per_topic of that span, so consecutive
     names overlap), a post's text its name and generic words."""
@@ -293,5 +341,4 @@ def _emerging_posts(rng: np.random.Generator, T: int, n_items: int, n_after: int
         name_of.append(name)
     by_topic = [n_items + np.flatnonzero(topic_of == t) for t in range(T)]
     ts_all = np.array([r[0] for r in recs], np.int64)
-    return _Posts(items, topic_of, name_of, by_topic, [ts_all[b - n_items] for b in by_topic],
-                  posts_per_name)
+    return _Posts(items, topic_of, name_of, by_topic, [ts_all[b - n_items] for b in by_topic], posts_per_name)

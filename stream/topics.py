@@ -1,4 +1,5 @@
 """Topic names: the one place they are spelled (DESIGN.md, "One picture")."""
+
 from __future__ import annotations
 
 CLICKS = "events.clicks"

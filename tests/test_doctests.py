@@ -1,5 +1,6 @@
 """Every docstring example in the installed package runs (driftrec.*, the four client
 folders included: they install under driftrec.)."""
+
 from __future__ import annotations
 
 import doctest

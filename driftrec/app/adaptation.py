@@ -14,10 +14,12 @@ Every runner uses these two halves and only differs in how the announcement trav
   foreground, and swapped in before the next batch (:class:`LocalAdaptation`), so a
   drift test measures the path users run, artifact store included.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from driftrec.learner import Learner, TrainResult
 from driftrec.model import new_version, write_artifact
@@ -43,8 +45,16 @@ class Publisher:
     key : ``ARTIFACT_KEY``: each announcement carries the HMAC-SHA256 of its manifest
     """
 
-    def __init__(self, learner: Learner, store_dir: str, registry: Any, announce: Announce,
-                 base_model: str, version_prefix: str = "v", key: bytes | str | None = None) -> None:
+    def __init__(
+        self,
+        learner: Learner,
+        store_dir: str,
+        registry: Any,
+        announce: Announce,
+        base_model: str,
+        version_prefix: str = "v",
+        key: bytes | str | None = None,
+    ) -> None:
         self.learner, self.store_dir, self.registry = learner, store_dir, registry
         self.announce, self.base_model, self.version_prefix = announce, base_model, version_prefix
         self.key = key
@@ -53,19 +63,36 @@ class Publisher:
         """One training round; returns the result and, when accepted, the announcement."""
         res = self.learner.train(reason)
         if not res.accepted:
-            log.info("candidate rejected by the gate (%s): val HR@10 %.4f -> %.4f", reason,
-                     res.metrics.get("val_hr_current", 0), res.metrics.get("val_hr_candidate", 0))
+            log.info(
+                "candidate rejected by the gate (%s): val HR@10 %.4f -> %.4f",
+                reason,
+                res.metrics.get("val_hr_current", 0),
+                res.metrics.get("val_hr_candidate", 0),
+            )
             return res, None
         version = new_version(self.version_prefix)
         enc = self.learner.encoder
-        record = write_artifact(self.store_dir, version, res.lora,
-                                enc.lora_config if enc is not None else None,
-                                res.table, self.base_model, res.window, res.metrics, key=self.key)
+        record = write_artifact(
+            self.store_dir,
+            version,
+            res.lora,
+            enc.lora_config if enc is not None else None,
+            res.table,
+            self.base_model,
+            res.window,
+            res.metrics,
+            key=self.key,
+        )
         self.registry.register(record)
         self.announce(record)
         self.learner.accept(res)
-        log.info("published adapter %s (%s): val HR@10 %.4f -> %.4f", version, reason,
-                 res.metrics["val_hr_current"], res.metrics["val_hr_candidate"])
+        log.info(
+            "published adapter %s (%s): val HR@10 %.4f -> %.4f",
+            version,
+            reason,
+            res.metrics["val_hr_current"],
+            res.metrics["val_hr_candidate"],
+        )
         return res, record
 
 
@@ -74,8 +101,9 @@ class LocalAdaptation:
     trigger fires, publish through the artifact store, and swap the announced version in
     through the scorer's :class:`SwapManager` before the next batch."""
 
-    def __init__(self, learner: Learner, swaps: SwapManager, store_dir: str, base_model: str,
-                 registry: Any = None) -> None:
+    def __init__(
+        self, learner: Learner, swaps: SwapManager, store_dir: str, base_model: str, registry: Any = None
+    ) -> None:
         if registry is None:
             from driftrec.state import MemoryStateStore
 
@@ -96,7 +124,7 @@ class LocalAdaptation:
         self.swaps.wait()
         ev = self.swaps.maybe_swap()
         if ev is None:  # the artifact was rejected on the way in; the learner must not drift
-            raise RuntimeError(f"version {record['version']} was published but not swapped in: "
-                               f"{self.swaps.rejected[-1:]}")
+            raise RuntimeError(
+                f"version {record['version']} was published but not swapped in: {self.swaps.rejected[-1:]}"
+            )
         return res, ev
-

@@ -1,4 +1,5 @@
 """``driftrec demo``: the whole pipeline in one process on a synthetic stream with a shift."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,31 +34,48 @@ MALFORMED = [
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "demo", help="run the whole pipeline in one process on a synthetic stream",
+        "demo",
+        help="run the whole pipeline in one process on a synthetic stream",
         description="Run scorer and learner in one process (no Kafka, no Redis) on a synthetic "
-                    "social-media stream with a shift in user interest. Shows progress, prints a "
-                    "summary table and writes a report folder (summary.json, hr.png).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "social-media stream with a shift in user interest. Shows progress, prints a "
+        "summary table and writes a report folder (summary.json, hr.png).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _stream_args(p)
-    p.add_argument("--rate", type=flag_float(0), default=150.0,
-                   help="events per second fed to the scorer (0 = as fast as possible)")
-    p.add_argument("--malformed", type=flag_float(0, 1), default=0.005,
-                   help="share of malformed records injected (they go to events.dlq)")
+    p.add_argument(
+        "--rate",
+        type=flag_float(0),
+        default=150.0,
+        help="events per second fed to the scorer (0 = as fast as possible)",
+    )
+    p.add_argument(
+        "--malformed",
+        type=flag_float(0, 1),
+        default=0.005,
+        help="share of malformed records injected (they go to events.dlq)",
+    )
     p.add_argument("--train-every", type=flag_int(1), default=1500, help="learner trains every N events")
-    p.add_argument("--model", default=None,
-                   help="local Hugging Face model directory (default: bundled all-MiniLM-L6-v2)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the learner trains")
+    p.add_argument(
+        "--model", default=None, help="local Hugging Face model directory (default: bundled all-MiniLM-L6-v2)"
+    )
+    p.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the learner trains"
+    )
     p.add_argument("--report", default=None, help="report folder (default reports/demo-SCENARIO)")
-    p.add_argument("--window", type=flag_int(1), default=300, help="target events per HR@10 window in the plot")
+    p.add_argument(
+        "--window", type=flag_int(1), default=300, help="target events per HR@10 window in the plot"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     p.set_defaults(func=run)
 
     g = sub.add_parser(
-        "generate", help="write a synthetic stream (events.jsonl + items.jsonl) to a folder",
+        "generate",
+        help="write a synthetic stream (events.jsonl + items.jsonl) to a folder",
         description="Write the demo's synthetic stream as files, to replay into Kafka "
-                    "(driftrec replay DIR/events.jsonl --items DIR/items.jsonl --to kafka) or to "
-                    "evaluate (driftrec eval --log DIR/events.jsonl --items DIR/items.jsonl).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "(driftrec replay DIR/events.jsonl --items DIR/items.jsonl --to kafka) or to "
+        "evaluate (driftrec eval --log DIR/events.jsonl --items DIR/items.jsonl).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     g.add_argument("out", help="folder to write events.jsonl, items.jsonl and shift.json to")
     _stream_args(g)
     g.set_defaults(func=generate_files)
@@ -65,12 +83,20 @@ def add_parser(sub: Any) -> None:
 
 def _stream_args(p: argparse.ArgumentParser) -> None:
     """The synthetic stream's flags, the same for demo and generate."""
-    p.add_argument("--scenario", choices=SCENARIOS, default="abrupt",
-                   help="which drift the synthetic stream has. " + SCENARIO_HELP)
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="abrupt",
+        help="which drift the synthetic stream has. " + SCENARIO_HELP,
+    )
     p.add_argument("--events", type=flag_int(1), default=12_000, help="events in the stream")
     p.add_argument("--users", type=flag_int(1), default=300, help="synthetic users")
-    p.add_argument("--items", type=flag_int(len(VOCAB)), default=1_200,
-                   help=f"synthetic catalog size (at least {len(VOCAB)}, one per topic)")
+    p.add_argument(
+        "--items",
+        type=flag_int(len(VOCAB)),
+        default=1_200,
+        help=f"synthetic catalog size (at least {len(VOCAB)}, one per topic)",
+    )
     p.add_argument("--seed", type=flag_int(0), default=0, help="random seed")
     emerging_args(p)
 
@@ -93,22 +119,42 @@ def emerging_args(p: argparse.ArgumentParser) -> None:
     """The ``emerging`` scenario's knobs (demo, generate and eval; other scenarios ignore them)."""
     from driftrec.stream.synthetic import EMERGING_DEFAULTS as D
 
-    p.add_argument("--new-share", type=_share, default=D["new_share"],
-                   help="emerging: share of the engagement after the shift that goes to new posts")
-    p.add_argument("--names-per-topic", type=flag_int(1), default=D["names_per_topic"],
-                   help="emerging: invented names per topic (one after another)")
-    p.add_argument("--posts-per-name", type=_count, default=D["posts_per_name"],
-                   help="emerging: new posts per name (0: enough for about 1.5 engagements each)")
-    p.add_argument("--comment-names", type=_share, default=D["comment_names"],
-                   help="emerging: share of the comments on new posts that use the post's name")
+    p.add_argument(
+        "--new-share",
+        type=_share,
+        default=D["new_share"],
+        help="emerging: share of the engagement after the shift that goes to new posts",
+    )
+    p.add_argument(
+        "--names-per-topic",
+        type=flag_int(1),
+        default=D["names_per_topic"],
+        help="emerging: invented names per topic (one after another)",
+    )
+    p.add_argument(
+        "--posts-per-name",
+        type=_count,
+        default=D["posts_per_name"],
+        help="emerging: new posts per name (0: enough for about 1.5 engagements each)",
+    )
+    p.add_argument(
+        "--comment-names",
+        type=_share,
+        default=D["comment_names"],
+        help="emerging: share of the comments on new posts that use the post's name",
+    )
 
 
 def emerging_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """:func:`driftrec.stream.generate`'s ``emerging`` knobs from the flags of :func:`emerging_args`."""
     if args.names_per_topic < 1:
         raise ValueError("--names-per-topic must be >= 1")
-    return {"new_share": args.new_share, "names_per_topic": args.names_per_topic,
-            "posts_per_name": args.posts_per_name, "comment_names": args.comment_names}
+    return {
+        "new_share": args.new_share,
+        "names_per_topic": args.names_per_topic,
+        "posts_per_name": args.posts_per_name,
+        "comment_names": args.comment_names,
+    }
 
 
 def generate_files(args: argparse.Namespace) -> int:
@@ -116,12 +162,26 @@ def generate_files(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    s = generate(args.scenario, n_events=args.events, n_users=args.users, n_items=args.items,
-                 seed=args.seed, **emerging_kwargs(args))
+    s = generate(
+        args.scenario,
+        n_events=args.events,
+        n_users=args.users,
+        n_items=args.items,
+        seed=args.seed,
+        **emerging_kwargs(args),
+    )
     n = write_jsonl(out / "events.jsonl", s.events)
     m = write_jsonl(out / "items.jsonl", s.items)
-    (out / "shift.json").write_text(json.dumps({"scenario": s.scenario, "shift_ts": s.shift_ts,
-                                                "shifted_users": len(s.shifted_users), **s.params}))
+    (out / "shift.json").write_text(
+        json.dumps(
+            {
+                "scenario": s.scenario,
+                "shift_ts": s.shift_ts,
+                "shifted_users": len(s.shifted_users),
+                **s.params,
+            }
+        )
+    )
     print(f"wrote {n} events and {m} items to {out} (shift at ts {s.shift_ts})")
     return 0
 
@@ -131,7 +191,6 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from driftrec.learner import LearnerConfig
     from driftrec.state import open_state
     from driftrec.stream import generate
 
@@ -149,8 +208,14 @@ def run(args: argparse.Namespace) -> int:
     artifacts = report / "artifacts"
     err = sys.stderr
     print(f"driftrec demo: scenario={args.scenario} events={args.events} seed={args.seed}", file=err)
-    stream = generate(args.scenario, n_events=args.events, n_users=args.users, n_items=args.items,
-                      seed=args.seed, **emerging_kwargs(args))
+    stream = generate(
+        args.scenario,
+        n_events=args.events,
+        n_users=args.users,
+        n_items=args.items,
+        seed=args.seed,
+        **emerging_kwargs(args),
+    )
     print("loading encoders ...", file=err)
     model = settings.model
     enc = factory.load_encoder(model, settings.lora_r, settings.max_len, "cpu")
@@ -167,8 +232,17 @@ def run(args: argparse.Namespace) -> int:
     learner = factory.make_learner(lcfg, rep, table, texts, trainer, pub)
     state = open_state(settings.state_url, **settings.redis_options())
     names = TopicNames(settings.topic_prefix)
-    pipe = EmbeddedPipeline(scorer, swaps, learner, state, str(artifacts), enc.base_model, names,
-                            batch_size=settings.scorer.batch_size, batch_ms=settings.scorer.batch_ms)
+    pipe = EmbeddedPipeline(
+        scorer,
+        swaps,
+        learner,
+        state,
+        str(artifacts),
+        enc.base_model,
+        names,
+        batch_size=settings.scorer.batch_size,
+        batch_ms=settings.scorer.batch_ms,
+    )
     pipe.publish_items(stream.items)
     pipe.start(skip_items=True)
 
@@ -182,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         chunk = max(1, int(args.rate / 20)) if args.rate > 0 else 500
         for s in range(0, len(stream.events), chunk):
-            batch = stream.events[s:s + chunk]
+            batch = stream.events[s : s + chunk]
             pipe.publish_events(batch)
             for j in range(s, s + len(batch)):
                 if j in bad_at:
@@ -203,8 +277,11 @@ def run(args: argparse.Namespace) -> int:
                 pipe.check()
                 n = pipe.processed()
                 bar.n = n
-                bar.set_postfix(version=pipe.scorer_worker.scorer.version[:16],
-                                swaps=len(pipe.observed.swaps), refresh=False)
+                bar.set_postfix(
+                    version=pipe.scorer_worker.scorer.version[:16],
+                    swaps=len(pipe.observed.swaps),
+                    refresh=False,
+                )
                 bar.refresh()
                 if done.is_set() and n >= total and pipe.lag() == 0:
                     break
@@ -229,8 +306,11 @@ def run(args: argparse.Namespace) -> int:
     if failure is not None:
         print(f"driftrec demo: error: the pipeline stopped: {failure.__cause__ or failure}", file=err)
     if not summary["counts_reconcile"]:
-        print("driftrec demo: error: counts do not reconcile: consumed != processed + dead-lettered "
-              "(acknowledged)", file=err)
+        print(
+            "driftrec demo: error: counts do not reconcile: consumed != processed + dead-lettered "
+            "(acknowledged)",
+            file=err,
+        )
     return 0 if failure is None and summary["counts_reconcile"] else 1
 
 
@@ -245,21 +325,49 @@ def _summary(args: argparse.Namespace, stream: Any, pipe: Any, wall: float) -> d
     shift = stream.shift_ts
     last_ts = stream.events[-1].ts
     tail = shift + (last_ts - shift) // 2
-    s.update({
-        "scenario": args.scenario, "seed": args.seed,
-        "hr_at_10_before_shift": _hr(hits, None, shift),
-        "hr_at_10_after_shift": _hr(hits, shift, None),
-        "hr_at_10_late_after_shift": _hr(hits, tail, None),
-        "hr_at_10_by_version": {v: _hr([h for h in hits if h[2] == v], None, None)
-                                for v in dict.fromkeys(h[2] for h in hits)},
-        "shift_ts": shift,
-        "swaps": [{"version": ev.version, "at_event_ts": ts, "swap_ms": round(ev.swap_ms, 3),
-                   "prepare_s": round(ev.prepare_s, 2)} for ts, ev in pipe.observed.swaps],
-        "trainings": [{"at_event_ts": ts, "accepted": r.accepted, **{k: r.metrics.get(k) for k in (
-            "reason", "steps", "loss_before", "loss_after", "val_hr_current", "val_hr_candidate",
-            "train_s", "encode_s")}} for ts, r, _ in pipe.observed.trainings],
-        "wall_s": round(wall, 1),
-    })
+    s.update(
+        {
+            "scenario": args.scenario,
+            "seed": args.seed,
+            "hr_at_10_before_shift": _hr(hits, None, shift),
+            "hr_at_10_after_shift": _hr(hits, shift, None),
+            "hr_at_10_late_after_shift": _hr(hits, tail, None),
+            "hr_at_10_by_version": {
+                v: _hr([h for h in hits if h[2] == v], None, None) for v in dict.fromkeys(h[2] for h in hits)
+            },
+            "shift_ts": shift,
+            "swaps": [
+                {
+                    "version": ev.version,
+                    "at_event_ts": ts,
+                    "swap_ms": round(ev.swap_ms, 3),
+                    "prepare_s": round(ev.prepare_s, 2),
+                }
+                for ts, ev in pipe.observed.swaps
+            ],
+            "trainings": [
+                {
+                    "at_event_ts": ts,
+                    "accepted": r.accepted,
+                    **{
+                        k: r.metrics.get(k)
+                        for k in (
+                            "reason",
+                            "steps",
+                            "loss_before",
+                            "loss_after",
+                            "val_hr_current",
+                            "val_hr_candidate",
+                            "train_s",
+                            "encode_s",
+                        )
+                    },
+                }
+                for ts, r, _ in pipe.observed.trainings
+            ],
+            "wall_s": round(wall, 1),
+        }
+    )
     return s
 
 
@@ -271,26 +379,36 @@ def _plot(path: Path, pipe: Any, stream: Any, args: argparse.Namespace) -> None:
     w = max(1, args.window)
     xs, ys = [], []
     for s in range(0, max(0, len(hits) - w + 1), max(1, w // 5)):
-        win = hits[s:s + w]
+        win = hits[s : s + w]
         xs.append((win[-1][0] - t0) / 60000)
         ys.append(float(np.mean([h for _, h, _ in win])))
-    plot_windowed_hr(str(path), {"driftrec (live, published top-10)": (xs, ys)},
-                     shift=(stream.shift_ts - t0) / 60000,
-                     swaps=[(ts - t0) / 60000 for ts, _ in pipe.observed.swaps],
-                     title=f"driftrec demo: {args.scenario} shift, windowed HR@10 ({w} target events)",
-                     xlabel="event time (minutes)")
+    plot_windowed_hr(
+        str(path),
+        {"driftrec (live, published top-10)": (xs, ys)},
+        shift=(stream.shift_ts - t0) / 60000,
+        swaps=[(ts - t0) / 60000 for ts, _ in pipe.observed.swaps],
+        title=f"driftrec demo: {args.scenario} shift, windowed HR@10 ({w} target events)",
+        xlabel="event time (minutes)",
+    )
 
 
 def _print_table(s: dict[str, Any], report: Path) -> None:
-    rows = [("events in", s["events_in"]), ("processed", s["events_processed"]),
-            ("dead-lettered", f"{s['dead_lettered']} {s['dead_letter_reasons']}"),
-            ("counts reconcile", s["counts_reconcile"]), ("recs published", s["recs_published"]),
-            ("adapters trained / published / swapped", f"{s['adapters_trained']} / "
-             f"{s['adapters_published']} / {s['adapters_swapped']}"),
-            ("serving version", s["serving_version"]),
-            ("HR@10 before shift", s["hr_at_10_before_shift"]),
-            ("HR@10 after shift", s["hr_at_10_after_shift"]),
-            ("HR@10 late after shift", s["hr_at_10_late_after_shift"]),
-            ("wall time (s)", s["wall_s"]), ("report", str(report))]
+    rows = [
+        ("events in", s["events_in"]),
+        ("processed", s["events_processed"]),
+        ("dead-lettered", f"{s['dead_lettered']} {s['dead_letter_reasons']}"),
+        ("counts reconcile", s["counts_reconcile"]),
+        ("recs published", s["recs_published"]),
+        (
+            "adapters trained / published / swapped",
+            f"{s['adapters_trained']} / {s['adapters_published']} / {s['adapters_swapped']}",
+        ),
+        ("serving version", s["serving_version"]),
+        ("HR@10 before shift", s["hr_at_10_before_shift"]),
+        ("HR@10 after shift", s["hr_at_10_after_shift"]),
+        ("HR@10 late after shift", s["hr_at_10_late_after_shift"]),
+        ("wall time (s)", s["wall_s"]),
+        ("report", str(report)),
+    ]
     width = max(len(r[0]) for r in rows)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))

@@ -4,21 +4,22 @@ No Kafka, no Redis: a :class:`stream.MemoryBroker` carries the same topics the K
 runtime uses, the scorer runs in one thread and the learner in another (it never stalls
 the scorer: training happens off the scorer's thread, swaps happen between batches).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from driftrec.learner import Learner, TrainResult
-from driftrec.model import TextEncoder
 from driftrec.scorer import BatchResult, Scorer, SwapManager
 from driftrec.scorer.swap import SwapEvent
 from driftrec.state import StateStore
-from driftrec.stream import Event, Item, Message, MemoryBroker, encode, encode_item
+from driftrec.stream import Event, Item, MemoryBroker, Message, encode, encode_item
 
 from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
 
@@ -50,23 +51,35 @@ class EmbeddedPipeline:
     artifact_dir : where the learner writes artifacts
     """
 
-    def __init__(self, scorer: Scorer, swaps: SwapManager, learner: Learner | None,
-                 state: StateStore, artifact_dir: str, base_model: str,
-                 names: TopicNames = TopicNames(), broker: MemoryBroker | None = None,
-                 batch_size: int = 256, batch_ms: int = 50) -> None:
+    def __init__(
+        self,
+        scorer: Scorer,
+        swaps: SwapManager,
+        learner: Learner | None,
+        state: StateStore,
+        artifact_dir: str,
+        base_model: str,
+        names: TopicNames = TopicNames(),
+        broker: MemoryBroker | None = None,
+        batch_size: int = 256,
+        batch_ms: int = 50,
+    ) -> None:
         self.broker = broker or MemoryBroker()
         self.names = names
         self.state = state
         self.observed = Observed()
         self.batch_size, self.batch_ms = batch_size, batch_ms
-        self.scorer_worker = ScorerWorker(scorer, state, self.broker, names, swaps,
-                                          on_batch=self._on_batch)
+        self.scorer_worker = ScorerWorker(scorer, state, self.broker, names, swaps, on_batch=self._on_batch)
         swaps.on_swap = self._on_swap
         if swaps.store is None:  # announced uris must resolve inside the learner's store
             swaps.store = artifact_dir
-        self.learner_worker = (LearnerWorker(learner, self.broker, artifact_dir, state, base_model,
-                                             names, on_result=self._on_result)
-                               if learner is not None else None)
+        self.learner_worker = (
+            LearnerWorker(
+                learner, self.broker, artifact_dir, state, base_model, names, on_result=self._on_result
+            )
+            if learner is not None
+            else None
+        )
         self._stop = threading.Event()
         self._draining = threading.Event()  # no new trainings (the run is ending)
         self._ads: Any = None
@@ -91,12 +104,12 @@ class EmbeddedPipeline:
 
     # ---- producing -------------------------------------------------------------------
     def publish_items(self, items: Sequence[Item]) -> None:
-        self.broker.send_many([Message(self.names.items, encode_item(i), i.item_id.encode())
-                               for i in items])
+        self.broker.send_many([Message(self.names.items, encode_item(i), i.item_id.encode()) for i in items])
 
     def publish_events(self, events: Sequence[Event]) -> None:
-        self.broker.send_many([Message(self.names.for_type(e.type), encode(e), e.user_id.encode())
-                               for e in events])
+        self.broker.send_many(
+            [Message(self.names.for_type(e.type), encode(e), e.user_id.encode()) for e in events]
+        )
 
     def publish_raw(self, topic: str, values: Sequence[bytes], key: bytes | None = None) -> None:
         self.broker.send_many([Message(topic, v, key) for v in values])
@@ -109,8 +122,7 @@ class EmbeddedPipeline:
         src = self.broker.consumer(topics_in, "scorer")
         src.seek(self.scorer_worker.start_offsets())
         if skip_items:
-            src.seek({(self.names.items, p): o
-                      for p, o in self.broker.end_offsets(self.names.items).items()})
+            src.seek({(self.names.items, p): o for p, o in self.broker.end_offsets(self.names.items).items()})
         ads = self.broker.consumer([self.names.adapters], "scorer-adapters")
         self._ads = ads
         self._spawn("driftrec-scorer", self._scorer_loop, src, ads)
@@ -192,8 +204,12 @@ class EmbeddedPipeline:
                     return True
                 swaps = self.scorer_worker.swaps
                 with self._ads_lock:
-                    quiet = (not self.training.is_set() and self._lsrc.lag() == 0
-                             and not swaps.busy and self._ads.lag() == 0)  # type: ignore[union-attr]
+                    quiet = (
+                        not self.training.is_set()
+                        and self._lsrc.lag() == 0
+                        and not swaps.busy
+                        and self._ads.lag() == 0
+                    )  # type: ignore[union-attr]
                 if not quiet:
                     mark = None
                 elif mark is None:

@@ -1,13 +1,14 @@
 """Builds the parts from settings: encoder, base item table (cached on disk), scorer,
 swap manager and learner. Shared by the demo, the eval harness, the benchmarks and the
 services."""
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,13 +22,16 @@ log = logging.getLogger("driftrec")
 BASE_VERSION = "base"
 
 
-def load_encoder(model: str | None, lora_r: int = 8, max_len: int = 32,
-                 device: str = "auto") -> TextEncoder:
+def load_encoder(model: str | None, lora_r: int = 8, max_len: int = 32, device: str = "auto") -> TextEncoder:
     return TextEncoder(model, max_len=max_len, lora_r=lora_r, device=device)
 
 
-def base_table(encoder: TextEncoder, items: Sequence[Item], cache_dir: str | None = None,
-               progress: Callable[[int], None] | None = None) -> ItemTable:
+def base_table(
+    encoder: TextEncoder,
+    items: Sequence[Item],
+    cache_dir: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ItemTable:
     """Text vectors of the catalog under the base encoder (no adapter), cached on disk by
     (model, texts) so that a second run does not re-encode."""
     ids = [it.item_id for it in items]
@@ -52,11 +56,17 @@ def base_table(encoder: TextEncoder, items: Sequence[Item], cache_dir: str | Non
     return ItemTable.from_text(ids, vec)
 
 
-def make_scorer(encoder: TextEncoder | None, table: ItemTable, rep: Representation,
-                config: ScorerConfig, standby: TextEncoder | None = None,
-                texts: dict[str, str] | None = None, item_pop: dict[str, float] | None = None,
-                background: bool = True, item_ts: Mapping[str, int] | None = None
-                ) -> tuple[Scorer, SwapManager]:
+def make_scorer(
+    encoder: TextEncoder | None,
+    table: ItemTable,
+    rep: Representation,
+    config: ScorerConfig,
+    standby: TextEncoder | None = None,
+    texts: dict[str, str] | None = None,
+    item_pop: dict[str, float] | None = None,
+    background: bool = True,
+    item_ts: Mapping[str, int] | None = None,
+) -> tuple[Scorer, SwapManager]:
     base = encoder.base_model if encoder is not None else "none"
     model = ServingModel(BASE_VERSION, table, rep, encoder, {"base_model": base, "version": BASE_VERSION})
     scorer = Scorer(config, model, item_pop, item_ts)
@@ -66,9 +76,14 @@ def make_scorer(encoder: TextEncoder | None, table: ItemTable, rep: Representati
     return scorer, SwapManager(scorer, texts or {}, standby, background)
 
 
-def make_learner(config: LearnerConfig, rep: Representation, table: ItemTable,
-                 texts: dict[str, str], encoder: TextEncoder | None,
-                 item_ts: Mapping[str, int] | None = None) -> Learner:
+def make_learner(
+    config: LearnerConfig,
+    rep: Representation,
+    table: ItemTable,
+    texts: dict[str, str],
+    encoder: TextEncoder | None,
+    item_ts: Mapping[str, int] | None = None,
+) -> Learner:
     return Learner(config, rep, table, texts, encoder, item_ts)
 
 

@@ -34,6 +34,7 @@ driftrec_up{dependency}             gauge       1 while kafka | redis answers, 0
 
 ``rate(driftrec_events_total[1m])`` is the events/s figure.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -52,28 +53,46 @@ class Metrics:
         self.service = service
         self.registry = r = CollectorRegistry()
         self.events = Counter("driftrec_events", "Records consumed, by outcome", ["outcome"], registry=r)
-        self.dead_letters = Counter("driftrec_dead_letters", "Dead-lettered records by reason",
-                                    ["reason"], registry=r)
+        self.dead_letters = Counter(
+            "driftrec_dead_letters", "Dead-lettered records by reason", ["reason"], registry=r
+        )
         self.recs = Counter("driftrec_recs_updates", "recs.updates messages published", registry=r)
-        self.lag = Gauge("driftrec_consumer_lag", "Records between the consumer position and the log end",
-                         registry=r)
-        self.batch = Histogram("driftrec_batch_seconds", "Wall time of one micro-batch",
-                               buckets=BATCH_BUCKETS, registry=r)
-        self.age = Histogram("driftrec_event_age", "Per batch: age of its oldest record when its updates "
-                             "are made (event-to-update latency of its slowest event)", unit="seconds",
-                             buckets=AGE_BUCKETS, registry=r)
+        self.lag = Gauge(
+            "driftrec_consumer_lag", "Records between the consumer position and the log end", registry=r
+        )
+        self.batch = Histogram(
+            "driftrec_batch_seconds", "Wall time of one micro-batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.age = Histogram(
+            "driftrec_event_age",
+            "Per batch: age of its oldest record when its updates "
+            "are made (event-to-update latency of its slowest event)",
+            unit="seconds",
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
         self.version = Info("driftrec_model_version", "The serving model version", registry=r)
         self.swaps = Counter("driftrec_model_swaps", "Hot-swaps performed", registry=r)
         self.swaps_rejected = Counter("driftrec_swaps_rejected", "Announced versions rejected", registry=r)
-        self.artifacts_rejected = Counter("driftrec_artifacts_rejected",
-                                          "Announced versions rejected, by reason", ["reason"], registry=r)
-        self.training = Histogram("driftrec_training_seconds", "Learner: wall time of one train round",
-                                  buckets=TRAIN_BUCKETS, registry=r)
+        self.artifacts_rejected = Counter(
+            "driftrec_artifacts_rejected", "Announced versions rejected, by reason", ["reason"], registry=r
+        )
+        self.training = Histogram(
+            "driftrec_training_seconds",
+            "Learner: wall time of one train round",
+            buckets=TRAIN_BUCKETS,
+            registry=r,
+        )
         self.published = Counter("driftrec_adapters_published", "Learner: versions published", registry=r)
-        self.gate_rejected = Counter("driftrec_candidates_rejected", "Learner: candidates refused by the gate",
-                                     registry=r)
-        self.up = Gauge("driftrec_up", "1 while the dependency answers, 0 while the service reconnects",
-                        ["dependency"], registry=r)
+        self.gate_rejected = Counter(
+            "driftrec_candidates_rejected", "Learner: candidates refused by the gate", registry=r
+        )
+        self.up = Gauge(
+            "driftrec_up",
+            "1 while the dependency answers, 0 while the service reconnects",
+            ["dependency"],
+            registry=r,
+        )
         self._seen: dict[str, int] = {}
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
@@ -94,8 +113,12 @@ class Metrics:
     def observe_scorer(self, stats: Any, batch_s: float, lag: int | None = None) -> None:
         """Fold the worker's cumulative :class:`~driftrec.app.runtime.WorkerStats` in."""
         c = stats.counts
-        for name, now in (("processed", c.processed), ("dead_lettered", c.dead_lettered),
-                          ("skipped", stats.skipped_committed), ("recs", stats.recs)):
+        for name, now in (
+            ("processed", c.processed),
+            ("dead_lettered", c.dead_lettered),
+            ("skipped", stats.skipped_committed),
+            ("recs", stats.recs),
+        ):
             delta = now - self._seen.get(name, 0)
             if delta > 0:
                 (self.recs if name == "recs" else self.events.labels(name)).inc(delta)

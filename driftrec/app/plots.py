@@ -8,15 +8,24 @@ Examples
 >>> os.path.getsize(p) > 1000
 True
 """
+
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 #: Fixed colours so that a system looks the same in every plot.
-COLOURS = {"driftrec": "#d62728", "driftrec_no_lora": "#ff7f0e", "frozen": "#1f77b4",
-           "popularity": "#7f7f7f", "recent_popularity": "#bcbd22", "item_knn": "#2ca02c",
-           "river_mf": "#9467bd", "newest": "#8c564b", "content_tfidf": "#e377c2"}
+COLOURS = {
+    "driftrec": "#d62728",
+    "driftrec_no_lora": "#ff7f0e",
+    "frozen": "#1f77b4",
+    "popularity": "#7f7f7f",
+    "recent_popularity": "#bcbd22",
+    "item_knn": "#2ca02c",
+    "river_mf": "#9467bd",
+    "newest": "#8c564b",
+    "content_tfidf": "#e377c2",
+}
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
@@ -28,11 +37,16 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def plot_windowed_hr(path: str | os.PathLike[str],
-                     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-                     shift: float | None = None, swaps: Sequence[float] = (), title: str = "",
-                     xlabel: str = "events", ylabel: str = "windowed HR@10",
-                     dpi: int = 90) -> None:
+def plot_windowed_hr(
+    path: str | os.PathLike[str],
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    shift: float | None = None,
+    swaps: Sequence[float] = (),
+    title: str = "",
+    xlabel: str = "events",
+    ylabel: str = "windowed HR@10",
+    dpi: int = 90,
+) -> None:
     """Write a PNG of windowed hit rates, one line per system.
 
     Parameters
@@ -46,15 +60,29 @@ def plot_windowed_hr(path: str | os.PathLike[str],
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for name, (x, y) in series.items():
         # the full system on top, its ablation dashed: where they coincide both stay visible
-        ax.plot(list(x), list(y), label=name, color=COLOURS.get(name),
-                linewidth=2.0 if name == "driftrec" else 1.2, zorder=3 if name == "driftrec" else 2,
-                linestyle=(0, (4, 3)) if name == "driftrec_no_lora" else "-")
+        ax.plot(
+            list(x),
+            list(y),
+            label=name,
+            color=COLOURS.get(name),
+            linewidth=2.0 if name == "driftrec" else 1.2,
+            zorder=3 if name == "driftrec" else 2,
+            linestyle=(0, (4, 3)) if name == "driftrec_no_lora" else "-",
+        )
     if shift is not None:
         ax.axvline(shift, color="black", linestyle="--", linewidth=1.0, label="shift")
     if len(swaps):
-        ax.plot(list(swaps), [1.0] * len(swaps), linestyle="none", marker="v", markersize=5,
-                color=COLOURS["driftrec"], transform=ax.get_xaxis_transform(), clip_on=False,
-                label="hot-swap")
+        ax.plot(
+            list(swaps),
+            [1.0] * len(swaps),
+            linestyle="none",
+            marker="v",
+            markersize=5,
+            color=COLOURS["driftrec"],
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label="hot-swap",
+        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)

@@ -1,4 +1,5 @@
 """Process-level tuning shared by every long-running driftrec command."""
+
 from __future__ import annotations
 
 

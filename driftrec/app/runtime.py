@@ -1,19 +1,34 @@
 """Service loops that wire the cores to transports and state, the same for the embedded
 runner and Kafka: the scorer worker and the learner worker."""
+
 from __future__ import annotations
 
 import json
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from driftrec.learner import Learner, TrainResult
 from driftrec.scorer import BatchResult, Scorer, SwapManager
 from driftrec.state import StateStore, StateWrite, UserState
-from driftrec.stream import (DecodeCounts, Event, EventSink, EventSource, Item, Message, Record, Rejected,
-                             TimeBounds, dead_letter, decode, decode_item, topics)
+from driftrec.stream import (
+    DecodeCounts,
+    Event,
+    EventSink,
+    EventSource,
+    Item,
+    Message,
+    Record,
+    Rejected,
+    TimeBounds,
+    dead_letter,
+    decode,
+    decode_item,
+    topics,
+)
 
 from .adaptation import Publisher
 
@@ -138,12 +153,20 @@ class ScorerWorker:
     finishes it with :meth:`flush` when it goes idle, loses partitions or stops.
     """
 
-    def __init__(self, scorer: Scorer, state: StateStore, sink: EventSink,
-                 names: TopicNames = TopicNames(), swaps: SwapManager | None = None,
-                 group: str = "scorer", clock: Callable[[], float] = time.time,
-                 on_batch: Callable[[BatchResult, float], None] | None = None,
-                 cache_users: int = 0, pipeline: bool = False,
-                 time_bounds: TimeBounds | None = TimeBounds()) -> None:
+    def __init__(
+        self,
+        scorer: Scorer,
+        state: StateStore,
+        sink: EventSink,
+        names: TopicNames = TopicNames(),
+        swaps: SwapManager | None = None,
+        group: str = "scorer",
+        clock: Callable[[], float] = time.time,
+        on_batch: Callable[[BatchResult, float], None] | None = None,
+        cache_users: int = 0,
+        pipeline: bool = False,
+        time_bounds: TimeBounds | None = TimeBounds(),
+    ) -> None:
         self.scorer, self.state, self.sink, self.names = scorer, state, sink, names
         self.swaps, self.group, self.clock = swaps, group, clock
         #: plausible event times against ``clock`` (None: only the year-9999 ceiling); the
@@ -331,18 +354,26 @@ class LearnerWorker:
     (``train_every``) when they were trained on already.
     """
 
-    def __init__(self, learner: Learner, sink: EventSink, store_dir: str, registry: Any,
-                 base_model: str, names: TopicNames = TopicNames(),
-                 on_result: Callable[[TrainResult, dict[str, Any] | None], None] | None = None,
-                 version_prefix: str = "v", time_bounds: TimeBounds | None = TimeBounds(),
-                 artifact_key: bytes | str | None = None, group: str = "learner") -> None:
+    def __init__(
+        self,
+        learner: Learner,
+        sink: EventSink,
+        store_dir: str,
+        registry: Any,
+        base_model: str,
+        names: TopicNames = TopicNames(),
+        on_result: Callable[[TrainResult, dict[str, Any] | None], None] | None = None,
+        version_prefix: str = "v",
+        time_bounds: TimeBounds | None = TimeBounds(),
+        artifact_key: bytes | str | None = None,
+        group: str = "learner",
+    ) -> None:
         self.learner, self.sink, self.store_dir = learner, sink, store_dir
         self.group = group
         self.registry, self.base_model, self.names = registry, base_model, names
         self.on_result = on_result
         self.time_bounds = time_bounds  # as the scorer's: implausible times never reach the window
-        self.publisher = Publisher(learner, store_dir, registry, self._announce, base_model,
-                                   version_prefix)
+        self.publisher = Publisher(learner, store_dir, registry, self._announce, base_model, version_prefix)
         self.publisher.key = artifact_key  # ARTIFACT_KEY: announcements carry the manifest's HMAC
         self._topk: dict[str, set[str]] = {}
         self.results: list[tuple[TrainResult, dict[str, Any] | None]] = []
@@ -360,8 +391,9 @@ class LearnerWorker:
         self.dropped_forgotten = 0
 
     def _announce(self, record: dict[str, Any]) -> None:
-        self.sink.send_many([Message(self.names.adapters, json.dumps(record).encode(),
-                                     record["version"].encode())])
+        self.sink.send_many(
+            [Message(self.names.adapters, json.dumps(record).encode(), record["version"].encode())]
+        )
 
     def handle(self, records: Sequence[Record], train: bool = True) -> TrainResult | None:
         events: list[Event] = []
@@ -399,8 +431,11 @@ class LearnerWorker:
         if events:
             resume, trained = self._resume, self.trained
             new = [o >= resume.get(k, 0) for k, o in at]  # False: re-read after a restart
-            hits = [e.item_id in self._topk.get(e.user_id, ()) for e, n in zip(events, new)
-                    if n and e.type in ("like", "comment")]
+            hits = [
+                e.item_id in self._topk.get(e.user_id, ())
+                for e, n in zip(events, new)
+                if n and e.type in ("like", "comment")
+            ]
             self.learner.observe_hits(hits)
             before = getattr(self.learner, "_since_train", None)
             self.learner.observe_many(events)
@@ -504,8 +539,9 @@ class LearnerWorker:
                 self.learner.forget_users(fresh)
         return fresh
 
-    def run_once(self, source: EventSource, max_records: int, timeout_ms: int,
-                 drain_limit: int = 100_000) -> int:
+    def run_once(
+        self, source: EventSource, max_records: int, timeout_ms: int, drain_limit: int = 100_000
+    ) -> int:
         """Poll and observe everything available (a learner that fell behind trains once on
         the newest window, not once per backlog chunk), then train if due."""
         n = 0

@@ -10,6 +10,7 @@ it seeks to those offsets, rebuilds the catalog from the ``items`` topic up to t
 items offsets, loads the registry's current version, and the worker skips any record the
 state already covers. Kafka's own committed offsets are only a hint for monitoring.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .process import tune_gc
 from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
@@ -42,28 +44,42 @@ def _common(p: argparse.ArgumentParser, state: bool = True, model: bool = False)
     g.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (KAFKA_BOOTSTRAP)")
     g.add_argument("--topic-prefix", metavar="NAME", help="namespace for every topic (TOPIC_PREFIX)")
     if state:
-        g.add_argument("--state", metavar="URL", help="state backend, e.g. redis://127.0.0.1:6379/0 (STATE_URL)")
+        g.add_argument(
+            "--state", metavar="URL", help="state backend, e.g. redis://127.0.0.1:6379/0 (STATE_URL)"
+        )
     if model:
         g.add_argument("--model", metavar="PATH", help="encoder model directory (DRIFTREC_MODEL)")
         g.add_argument("--artifacts", metavar="DIR", help="artifact store directory (ARTIFACT_DIR)")
         g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="DRIFTREC_DEVICE")
-        g.add_argument("--metrics-port", type=flag_int(0, 65535), metavar="PORT",
-                       help="serve Prometheus metrics on PORT (METRICS_PORT; 0 = off)")
+        g.add_argument(
+            "--metrics-port",
+            type=flag_int(0, 65535),
+            metavar="PORT",
+            help="serve Prometheus metrics on PORT (METRICS_PORT; 0 = off)",
+        )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    o = {"kafka_bootstrap": getattr(args, "bootstrap", None), "topic_prefix": getattr(args, "topic_prefix", None),
-         "state_url": getattr(args, "state", None), "model": getattr(args, "model", None),
-         "artifact_dir": getattr(args, "artifacts", None), "device": getattr(args, "device", None),
-         "metrics_port": getattr(args, "metrics_port", None)}
+    o = {
+        "kafka_bootstrap": getattr(args, "bootstrap", None),
+        "topic_prefix": getattr(args, "topic_prefix", None),
+        "state_url": getattr(args, "state", None),
+        "model": getattr(args, "model", None),
+        "artifact_dir": getattr(args, "artifacts", None),
+        "device": getattr(args, "device", None),
+        "metrics_port": getattr(args, "metrics_port", None),
+    }
     # the services' defaults (settings.VARS): comment encoding off the hot path (async), and
     # batches up to SERVICE_BATCH_SIZE: a poll returns what is there, up to this: small
     # batches when live, large ones (a user's events coalesced, fixed costs shared) when
     # there is a backlog
     s = Settings.from_env(service=True, **o)
     if getattr(args, "command", None) in ("topics", "replay", "scorer", "learner"):
-        check_kafka(s.kafka_bootstrap, "--bootstrap" if o["kafka_bootstrap"] else "KAFKA_BOOTSTRAP",
-                    security=s.kafka_security())
+        check_kafka(
+            s.kafka_bootstrap,
+            "--bootstrap" if o["kafka_bootstrap"] else "KAFKA_BOOTSTRAP",
+            security=s.kafka_security(),
+        )
     return s
 
 
@@ -87,68 +103,128 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 def add_parser(sub: Any) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
 
-    p = sub.add_parser("topics", help="Kafka topic bootstrap", formatter_class=fmt,
-                       description="Create the driftrec topics (idempotent): events.clicks, events.likes, "
-                                   "events.comments, items (compacted), adapters (compacted, 1 partition), "
-                                   "recs.updates, events.dlq.")
+    p = sub.add_parser(
+        "topics",
+        help="Kafka topic bootstrap",
+        formatter_class=fmt,
+        description="Create the driftrec topics (idempotent): events.clicks, events.likes, "
+        "events.comments, items (compacted), adapters (compacted, 1 partition), "
+        "recs.updates, events.dlq.",
+    )
     tsub = p.add_subparsers(dest="topics_command", metavar="ACTION")
     c = tsub.add_parser("create", help="create missing topics")
     _common(c, state=False)
-    c.add_argument("--partitions", type=flag_int(1, 10_000), default=3,
-                   help="partitions of the keyed topics (default 3)")
-    c.add_argument("--retention-hours", type=flag_float(above=0), default=24 * 7, help="retention of events/recs (default 168)")
+    c.add_argument(
+        "--partitions", type=flag_int(1, 10_000), default=3, help="partitions of the keyed topics (default 3)"
+    )
+    c.add_argument(
+        "--retention-hours",
+        type=flag_float(above=0),
+        default=24 * 7,
+        help="retention of events/recs (default 168)",
+    )
     c.set_defaults(func=_guard(cmd_topics_create))
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
-    p = sub.add_parser("replay", help="replay an event log into Kafka", formatter_class=fmt,
-                       description="Send a recorded log to Kafka: the catalog to `items` first, then events "
-                                   "keyed by user_id to their per-type topic, paced by event time.\n\n"
-                                   "  driftrec replay events.jsonl --items items.jsonl --to kafka --speed 60\n"
-                                   "  driftrec replay ml-100k --format movielens --to kafka --rate 1000")
-    p.add_argument("log_path", nargs="?", metavar="LOG", type=flag_path(), help="the event log (or use --log)")
+    p = sub.add_parser(
+        "replay",
+        help="replay an event log into Kafka",
+        formatter_class=fmt,
+        description="Send a recorded log to Kafka: the catalog to `items` first, then events "
+        "keyed by user_id to their per-type topic, paced by event time.\n\n"
+        "  driftrec replay events.jsonl --items items.jsonl --to kafka --speed 60\n"
+        "  driftrec replay ml-100k --format movielens --to kafka --rate 1000",
+    )
+    p.add_argument(
+        "log_path", nargs="?", metavar="LOG", type=flag_path(), help="the event log (or use --log)"
+    )
     p.add_argument("--log", dest="log_opt", metavar="PATH", type=flag_path(), help="the event log")
     p.add_argument("--format", default="jsonl", choices=["jsonl", "csv", "movielens"])
-    p.add_argument("--items", metavar="PATH", type=flag_path("file"), help="item catalog JSONL (jsonl/csv formats)")
+    p.add_argument(
+        "--items", metavar="PATH", type=flag_path("file"), help="item catalog JSONL (jsonl/csv formats)"
+    )
     p.add_argument("--to", default="kafka", choices=["kafka"], help="destination (kafka)")
-    p.add_argument("--speed", type=flag_float(0), default=0.0,
-                   help="event-time speed-up: 0 = as fast as possible (default), 60 = 60x real time")
-    p.add_argument("--rate", type=flag_float(0), default=0.0, help="a steady N events/s instead of event-time pacing")
-    p.add_argument("--limit", type=flag_int(0), default=0, help="send only the first N events (by time; 0: all)")
-    p.add_argument("--restamp", action="store_true",
-                   help="set each event's ts to the wall-clock send time (latency measurements)")
+    p.add_argument(
+        "--speed",
+        type=flag_float(0),
+        default=0.0,
+        help="event-time speed-up: 0 = as fast as possible (default), 60 = 60x real time",
+    )
+    p.add_argument(
+        "--rate", type=flag_float(0), default=0.0, help="a steady N events/s instead of event-time pacing"
+    )
+    p.add_argument(
+        "--limit", type=flag_int(0), default=0, help="send only the first N events (by time; 0: all)"
+    )
+    p.add_argument(
+        "--restamp",
+        action="store_true",
+        help="set each event's ts to the wall-clock send time (latency measurements)",
+    )
     p.add_argument("--create-topics", action="store_true", help="create missing topics first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p, state=False)
     p.set_defaults(func=_guard(cmd_replay))
 
-    p = sub.add_parser("scorer", help="run the scorer service (Kafka + state)", formatter_class=fmt,
-                       description="Consume events.* and items, update user state, publish recs.updates, "
-                                   "dead-letter bad records to events.dlq, hot-swap announced adapters.")
+    p = sub.add_parser(
+        "scorer",
+        help="run the scorer service (Kafka + state)",
+        formatter_class=fmt,
+        description="Consume events.* and items, update user state, publish recs.updates, "
+        "dead-letter bad records to events.dlq, hot-swap announced adapters.",
+    )
     _common(p, model=True)
-    p.add_argument("--runtime", choices=["kafka", "faust"], default="kafka",
-                   help="kafka: the aiokafka poll loop (default); faust: the faust-streaming app")
+    p.add_argument(
+        "--runtime",
+        choices=["kafka", "faust"],
+        default="kafka",
+        help="kafka: the aiokafka poll loop (default); faust: the faust-streaming app",
+    )
     p.add_argument("--group", default=SCORER_GROUP, help=f"consumer group (default {SCORER_GROUP})")
-    p.add_argument("--exit-when-idle", type=flag_float(0), default=0.0, metavar="S",
-                   help="exit after S seconds without records (tests, batch jobs)")
-    p.add_argument("--max-seconds", type=flag_float(0), default=0.0, help="exit after this long (0 = run until stopped)")
-    p.add_argument("--reset-state", action="store_true",
-                   help="start over although the state has no offsets while the group has committed some "
-                        "(the state was lost: every event still on the topics is applied again)")
+    p.add_argument(
+        "--exit-when-idle",
+        type=flag_float(0),
+        default=0.0,
+        metavar="S",
+        help="exit after S seconds without records (tests, batch jobs)",
+    )
+    p.add_argument(
+        "--max-seconds", type=flag_float(0), default=0.0, help="exit after this long (0 = run until stopped)"
+    )
+    p.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="start over although the state has no offsets while the group has committed some "
+        "(the state was lost: every event still on the topics is applied again)",
+    )
     p.set_defaults(func=_guard(cmd_scorer))
 
-    p = sub.add_parser("learner", help="run the learner service (Kafka + artifact store)", formatter_class=fmt,
-                       description="Consume events.* on its own group, fine-tune LoRA adapters when due, write "
-                                   "artifacts to ARTIFACT_DIR, register and announce them on `adapters`.")
+    p = sub.add_parser(
+        "learner",
+        help="run the learner service (Kafka + artifact store)",
+        formatter_class=fmt,
+        description="Consume events.* on its own group, fine-tune LoRA adapters when due, write "
+        "artifacts to ARTIFACT_DIR, register and announce them on `adapters`.",
+    )
     _common(p, model=True)
     p.add_argument("--group", default=LEARNER_GROUP, help=f"consumer group (default {LEARNER_GROUP})")
-    p.add_argument("--exit-when-idle", type=flag_float(0), default=0.0, metavar="S",
-                   help="exit after S seconds without records")
+    p.add_argument(
+        "--exit-when-idle",
+        type=flag_float(0),
+        default=0.0,
+        metavar="S",
+        help="exit after S seconds without records",
+    )
     p.add_argument("--train-on-exit", action="store_true", help="train once more before exiting (tests)")
     p.set_defaults(func=_guard(cmd_learner))
 
-    p = sub.add_parser("adapters", help="list model versions, roll back", formatter_class=fmt,
-                       description="  driftrec adapters list\n  driftrec adapters rollback VERSION   "
-                                   "re-announce VERSION; running scorers swap to it")
+    p = sub.add_parser(
+        "adapters",
+        help="list model versions, roll back",
+        formatter_class=fmt,
+        description="  driftrec adapters list\n  driftrec adapters rollback VERSION   "
+        "re-announce VERSION; running scorers swap to it",
+    )
     asub = p.add_subparsers(dest="adapters_command", metavar="ACTION")
     a = asub.add_parser("list", help="registered versions; * marks the serving one")
     _common(a)
@@ -166,20 +242,36 @@ def all_topics(names: TopicNames) -> list[str]:
     return [*names.events, names.items, names.recs, names.adapters, names.dlq]
 
 
-def ensure_topics(bootstrap: str, names: TopicNames, partitions: int = 3,
-                  retention_ms: int | None = None, security: Any = None) -> dict[str, str]:
+def ensure_topics(
+    bootstrap: str,
+    names: TopicNames,
+    partitions: int = 3,
+    retention_ms: int | None = None,
+    security: Any = None,
+) -> dict[str, str]:
     from driftrec.stream.kafka import RETENTION_MS, create_topics
 
-    return create_topics(bootstrap, all_topics(names), partitions,
-                         compacted=[names.items, names.adapters], dlq=names.dlq,
-                         retention_ms=retention_ms or RETENTION_MS, single_partition=[names.adapters],
-                         security=security)
+    return create_topics(
+        bootstrap,
+        all_topics(names),
+        partitions,
+        compacted=[names.items, names.adapters],
+        dlq=names.dlq,
+        retention_ms=retention_ms or RETENTION_MS,
+        single_partition=[names.adapters],
+        security=security,
+    )
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
     s = _settings(args)
-    out = ensure_topics(s.kafka_bootstrap, TopicNames(s.topic_prefix), args.partitions,
-                        int(args.retention_hours * 3600 * 1000), security=s.kafka_security())
+    out = ensure_topics(
+        s.kafka_bootstrap,
+        TopicNames(s.topic_prefix),
+        args.partitions,
+        int(args.retention_hours * 3600 * 1000),
+        security=s.kafka_security(),
+    )
     for name, what in out.items():
         print(f"{name}: {what}")
     return 0
@@ -203,7 +295,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         reasons: dict[str, int] = {}
         for r in lg.rejected:
             reasons[r.reason] = reasons.get(r.reason, 0) + 1
-        log.warning("%d lines of %s are not valid events and are not sent: %s", len(lg.rejected), path, reasons)
+        log.warning(
+            "%d lines of %s are not valid events and are not sent: %s", len(lg.rejected), path, reasons
+        )
     names = TopicNames(s.topic_prefix)
     if args.create_topics:
         ensure_topics(s.kafka_bootstrap, names, security=s.kafka_security())
@@ -211,11 +305,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
     # collections held a 2,000 events/s replay of 20,000 ML-100K events up to 240-370 ms
     # behind its schedule (a burst for the consumers)
     tune_gc()
-    st = replay_to_kafka(events, lg.items, s.kafka_bootstrap, s.topic_prefix, args.speed, args.rate,
-                         args.restamp, progress=not args.no_progress, security=s.kafka_security())
-    print(json.dumps({"items": st.items, "events": st.events, "by_topic": st.by_topic,
-                      "seconds": round(st.seconds, 3), "events_per_s": round(st.rate, 1),
-                      "max_behind_ms": round(st.max_behind_ms, 1), "not_sent_invalid": len(lg.rejected)}))
+    st = replay_to_kafka(
+        events,
+        lg.items,
+        s.kafka_bootstrap,
+        s.topic_prefix,
+        args.speed,
+        args.rate,
+        args.restamp,
+        progress=not args.no_progress,
+        security=s.kafka_security(),
+    )
+    print(
+        json.dumps(
+            {
+                "items": st.items,
+                "events": st.events,
+                "by_topic": st.by_topic,
+                "seconds": round(st.seconds, 3),
+                "events_per_s": round(st.rate, 1),
+                "max_behind_ms": round(st.max_behind_ms, 1),
+                "not_sent_invalid": len(lg.rejected),
+            }
+        )
+    )
     return 0
 
 
@@ -234,7 +347,9 @@ def load_catalog(bootstrap: str, topic: str, security: Any = None) -> list[Any]:
         else:
             bad += 1
     if bad:
-        log.warning("%d invalid records on %s ignored for the catalog (the scorer dead-letters them)", bad, topic)
+        log.warning(
+            "%d invalid records on %s ignored for the catalog (the scorer dead-letters them)", bad, topic
+        )
     return list(catalog.values())
 
 
@@ -246,8 +361,15 @@ class AdapterWatcher:
 
         self.bootstrap, self.topic = bootstrap, topic
         # an empty long poll waits up to 500 ms on aiokafka's thread, not on the scorer's
-        self._c = KafkaSource(bootstrap, [topic], None, default_offset="end",
-                                 client_id="driftrec-adapters", fetch_max_wait_ms=500, security=security)
+        self._c = KafkaSource(
+            bootstrap,
+            [topic],
+            None,
+            default_offset="end",
+            client_id="driftrec-adapters",
+            fetch_max_wait_ms=500,
+            security=security,
+        )
         self._c.poll(100, 0)  # positions the partitions at their ends now
 
     def poll(self, timeout_ms: int = 0) -> list[dict[str, Any]]:
@@ -289,8 +411,9 @@ class ScorerService:
     :meth:`between_batches` after each.
     """
 
-    def __init__(self, settings: Settings, group: str = SCORER_GROUP, metrics: Any = None,
-                 reset_state: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, group: str = SCORER_GROUP, metrics: Any = None, reset_state: bool = False
+    ) -> None:
         import numpy as np
 
         from driftrec.model import ItemTable
@@ -324,9 +447,17 @@ class ScorerService:
             table = base_table(self.encoder, items, settings.cache_dir)
         else:
             table = ItemTable.from_text([], np.zeros((0, self.encoder.dim), np.float32))
-        self.scorer, self.swaps = make_scorer(self.encoder, table, settings.rep, settings.scorer, standby,
-                                              {i.item_id: i.text for i in items}, self.state.item_pop(),
-                                              background=True, item_ts=publication_times(items))
+        self.scorer, self.swaps = make_scorer(
+            self.encoder,
+            table,
+            settings.rep,
+            settings.scorer,
+            standby,
+            {i.item_id: i.text for i in items},
+            self.state.item_pop(),
+            background=True,
+            item_ts=publication_times(items),
+        )
         # announcements are untrusted: uris inside ARTIFACT_DIR, signed when ARTIFACT_KEY is set
         self.swaps.store, self.swaps.key = settings.artifact_dir, settings.artifact_key
         if metrics is not None:
@@ -335,13 +466,25 @@ class ScorerService:
         self.swaps.on_swap = self._swapped
         # recs.updates and events.dlq (aiokafka's batch API: docs/operations.md, "Kafka clients")
         self.sink = KafkaSink(b, security=sec)
-        self.worker = ScorerWorker(self.scorer, self.state, self.sink, names, self.swaps, group,
-                                   cache_users=settings.scorer_cache_users,
-                                   time_bounds=settings.time_bounds())
+        self.worker = ScorerWorker(
+            self.scorer,
+            self.state,
+            self.sink,
+            names,
+            self.swaps,
+            group,
+            cache_users=settings.scorer_cache_users,
+            time_bounds=settings.time_bounds(),
+        )
         if metrics is not None:
             metrics.set_version(self.scorer.version)
-        log.info("scorer ready: %d items, version %s, ranking first pass %s, resuming at %s", len(items),
-                 self.scorer.version, self.scorer.rank_precision, stored or "the beginning")
+        log.info(
+            "scorer ready: %d items, version %s, ranking first pass %s, resuming at %s",
+            len(items),
+            self.scorer.version,
+            self.scorer.rank_precision,
+            stored or "the beginning",
+        )
 
     @staticmethod
     def _refuse_lost_state(bootstrap: str, group: str, names: TopicNames, sec: Any) -> None:
@@ -358,7 +501,8 @@ class ScorerService:
                 f"the state has no offsets of group {group} but the group has committed offsets on "
                 f"{len(committed)} event partitions ({n} records): the state was lost or STATE_URL points "
                 f"elsewhere; refusing to start over (run `driftrec scorer --reset-state` to apply every "
-                f"event still on the topics again)")
+                f"event still on the topics again)"
+            )
 
     def forget_cached(self) -> None:
         """Users forgotten since the last look (`driftrec users forget`) leave the cache."""
@@ -379,7 +523,9 @@ class ScorerService:
         self.swaps.submit(rec)
         self.swaps.wait()
         if self.swaps.maybe_swap() is None:
-            log.error("could not load the registry's current version %s; serving %s", cur, self.scorer.version)
+            log.error(
+                "could not load the registry's current version %s; serving %s", cur, self.scorer.version
+            )
 
     def _swapped(self, ev: Any) -> None:
         self.state.set_current(ev.version)
@@ -415,11 +561,19 @@ class ScorerService:
     def summary(self) -> dict[str, Any]:
         st = self.worker.stats
         c = st.counts
-        return {"consumed": c.consumed, "processed": c.processed, "dead_lettered": c.dead_lettered,
-                "by_reason": dict(c.by_reason), "counts_reconcile": c.reconciled, "recs": st.recs,
-                "skipped_committed": st.skipped_committed,
-                "duplicates": st.duplicates, "batches": st.batches, "version": self.scorer.version,
-                "swaps": [s.version for s in self.swaps.swaps]}
+        return {
+            "consumed": c.consumed,
+            "processed": c.processed,
+            "dead_lettered": c.dead_lettered,
+            "by_reason": dict(c.by_reason),
+            "counts_reconcile": c.reconciled,
+            "recs": st.recs,
+            "skipped_committed": st.skipped_committed,
+            "duplicates": st.duplicates,
+            "batches": st.batches,
+            "version": self.scorer.version,
+            "swaps": [s.version for s in self.swaps.swaps],
+        }
 
     def close(self) -> None:
         self.watcher.close()
@@ -449,21 +603,37 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         svc = ScorerService(s, args.group, metrics, reset_state=args.reset_state)
         tune_gc()
         try:
-            run_faust_scorer(svc, s.kafka_bootstrap, svc.names, args.group, s.scorer.batch_size,
-                             s.scorer.batch_ms, exit_when_idle=args.exit_when_idle, security=svc.security)
+            run_faust_scorer(
+                svc,
+                s.kafka_bootstrap,
+                svc.names,
+                args.group,
+                s.scorer.batch_size,
+                s.scorer.batch_ms,
+                exit_when_idle=args.exit_when_idle,
+                security=svc.security,
+            )
         finally:
             summary = svc.summary()
             print("\n" + json.dumps(summary), flush=True)  # own line (faust's terminal codes)
             svc.close()
         return 0 if summary["counts_reconcile"] else 1
     # non-zero when an output was not acknowledged: consumed != processed + dead-lettered
-    summary = run_scorer(s, args.group, metrics, args.exit_when_idle, args.max_seconds, own_process=True,
-                         reset_state=args.reset_state)
+    summary = run_scorer(
+        s,
+        args.group,
+        metrics,
+        args.exit_when_idle,
+        args.max_seconds,
+        own_process=True,
+        reset_state=args.reset_state,
+    )
     return 0 if summary["counts_reconcile"] else 1
 
 
-def owns_its_users(assigned: list[tuple[str, int]], event_topics: Sequence[str],
-                   partition_count: Callable[[str], int]) -> bool:
+def owns_its_users(
+    assigned: list[tuple[str, int]], event_topics: Sequence[str], partition_count: Callable[[str], int]
+) -> bool:
     """Whether an assignment makes this scorer the only writer of its users: the event
     topics have one partition count (a user's key maps to the same partition number on
     each) and the same partition numbers of each are assigned here.
@@ -486,8 +656,15 @@ class Retry:
     (redacted) error, ``driftrec_up{dependency}`` 0 meanwhile; gives up (re-raises) once an
     outage has lasted ``SERVICE_RETRY_S``. :meth:`up` ends an outage."""
 
-    def __init__(self, service: str, limit_s: float, metrics: Any = None, stop: threading.Event | None = None,
-                 first_delay_s: float = 0.5, max_delay_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        service: str,
+        limit_s: float,
+        metrics: Any = None,
+        stop: threading.Event | None = None,
+        first_delay_s: float = 0.5,
+        max_delay_s: float = 10.0,
+    ) -> None:
         self.service, self.limit_s, self.metrics, self.stop = service, limit_s, metrics, stop
         self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
         self.since: float | None = None
@@ -546,15 +723,26 @@ class Retry:
             self.since = now
         waited = now - self.since
         if waited >= self.limit_s or (self.stop is not None and self.stop.is_set()):
-            log.error("%s: %s unreachable for %.0f s (SERVICE_RETRY_S=%.0f); giving up", self.service, dep,
-                      waited, self.limit_s)
+            log.error(
+                "%s: %s unreachable for %.0f s (SERVICE_RETRY_S=%.0f); giving up",
+                self.service,
+                dep,
+                waited,
+                self.limit_s,
+            )
             return False
-        delay = min(self.max_delay_s, self.first_delay_s * 2 ** self.attempts, self.limit_s - waited)
+        delay = min(self.max_delay_s, self.first_delay_s * 2**self.attempts, self.limit_s - waited)
         self.attempts += 1
         self.restarts += 1
-        log.warning("%s: %s unreachable (attempt %d, retrying in %.1f s, giving up in %.0f s): %s",
-                    self.service, dep, self.attempts, delay, self.limit_s - waited,
-                    redact(str(exc)).replace("\n", " ")[:500])
+        log.warning(
+            "%s: %s unreachable (attempt %d, retrying in %.1f s, giving up in %.0f s): %s",
+            self.service,
+            dep,
+            self.attempts,
+            delay,
+            self.limit_s - waited,
+            redact(str(exc)).replace("\n", " ")[:500],
+        )
         if self.stop is not None:
             self.stop.wait(delay)
         else:
@@ -562,9 +750,16 @@ class Retry:
         return not (self.stop is not None and self.stop.is_set())
 
 
-def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit_when_idle: float = 0.0,
-               max_seconds: float = 0.0, stop: threading.Event | None = None,
-               own_process: bool = False, reset_state: bool = False) -> dict[str, Any]:
+def run_scorer(
+    s: Settings,
+    group: str = SCORER_GROUP,
+    metrics: Any = None,
+    exit_when_idle: float = 0.0,
+    max_seconds: float = 0.0,
+    stop: threading.Event | None = None,
+    own_process: bool = False,
+    reset_state: bool = False,
+) -> dict[str, Any]:
     """The Kafka runtime: poll a micro-batch, ``ScorerWorker.run_once``, repeat.
     Returns the run's summary (also printed as one JSON line). ``own_process``: the
     process is this service's (the CLI), so it may tune the garbage collector.
@@ -581,8 +776,17 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
     while True:
         try:
             left = max_seconds - (time.monotonic() - t_start) if max_seconds else 0.0
-            out = _run_scorer_once(s, group, metrics, exit_when_idle, max(left, 1e-3) if max_seconds else 0.0,
-                                   stop, own_process, reset_state, retry)
+            out = _run_scorer_once(
+                s,
+                group,
+                metrics,
+                exit_when_idle,
+                max(left, 1e-3) if max_seconds else 0.0,
+                stop,
+                own_process,
+                reset_state,
+                retry,
+            )
             out["restarts"] = retry.restarts
             return out
         except (StateUnavailable, StreamUnavailable) as exc:
@@ -592,8 +796,17 @@ def run_scorer(s: Settings, group: str = SCORER_GROUP, metrics: Any = None, exit
                 metrics._seen = {}  # the next attempt's counts start at 0
 
 
-def _run_scorer_once(s: Settings, group: str, metrics: Any, exit_when_idle: float, max_seconds: float,
-                     stop: threading.Event, own_process: bool, reset_state: bool, retry: Retry) -> dict[str, Any]:
+def _run_scorer_once(
+    s: Settings,
+    group: str,
+    metrics: Any,
+    exit_when_idle: float,
+    max_seconds: float,
+    stop: threading.Event,
+    own_process: bool,
+    reset_state: bool,
+    retry: Retry,
+) -> dict[str, Any]:
     from driftrec.stream.kafka import KafkaSource
 
     svc = ScorerService(s, group, metrics, reset_state=reset_state)
@@ -611,9 +824,17 @@ def _run_scorer_once(s: Settings, group: str, metrics: Any, exit_when_idle: floa
     # SCORER_PIPELINE=1: a batch's updates are acknowledged while the next batch is scored
     svc.worker.set_pipeline(s.scorer_pipeline)
     try:
-        source = KafkaSource(s.kafka_bootstrap, [*names.events, names.items], group,
-                             start_offsets=svc.start_offsets, on_assign=assigned, on_revoke=revoked,
-                             default_offset=0, client_id=f"driftrec-scorer-{group}", security=svc.security)
+        source = KafkaSource(
+            s.kafka_bootstrap,
+            [*names.events, names.items],
+            group,
+            start_offsets=svc.start_offsets,
+            on_assign=assigned,
+            on_revoke=revoked,
+            default_offset=0,
+            client_id=f"driftrec-scorer-{group}",
+            security=svc.security,
+        )
     except BaseException:
         svc.close()
         raise
@@ -640,10 +861,17 @@ def _run_scorer_once(s: Settings, group: str, metrics: Any, exit_when_idle: floa
                 svc.forget_cached()
                 c = svc.worker.stats.counts
                 age = svc.worker.stats.oldest_age_ms
-                log.info("scorer: %d consumed (%.0f/s), %d processed, %d dead-lettered, %d recs, "
-                         "version %s, last batch's oldest event %s old", c.consumed,
-                         (c.consumed - last_count) / (now - last_status), c.processed, c.dead_lettered,
-                         svc.worker.stats.recs, svc.scorer.version, "?" if age is None else f"{age:.0f} ms")
+                log.info(
+                    "scorer: %d consumed (%.0f/s), %d processed, %d dead-lettered, %d recs, "
+                    "version %s, last batch's oldest event %s old",
+                    c.consumed,
+                    (c.consumed - last_count) / (now - last_status),
+                    c.processed,
+                    c.dead_lettered,
+                    svc.worker.stats.recs,
+                    svc.scorer.version,
+                    "?" if age is None else f"{age:.0f} ms",
+                )
                 last_count, last_status, next_status = c.consumed, now, now + STATUS_EVERY_S
             if exit_when_idle and now - last > exit_when_idle and source.assignment() and source.lag() == 0:
                 if not svc.swaps.busy:
@@ -673,8 +901,14 @@ def cmd_learner(args: argparse.Namespace) -> int:
     return run_learner(s, args.group, metrics, args.exit_when_idle, args.train_on_exit)
 
 
-def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, exit_when_idle: float = 0.0,
-                train_on_exit: bool = False, stop: threading.Event | None = None) -> int:
+def run_learner(
+    s: Settings,
+    group: str = LEARNER_GROUP,
+    metrics: Any = None,
+    exit_when_idle: float = 0.0,
+    train_on_exit: bool = False,
+    stop: threading.Event | None = None,
+) -> int:
     """The learner service. An unreachable Kafka or Redis is retried for ``SERVICE_RETRY_S``
     (:class:`Retry`): the service is built again and rebuilds its window from the group's
     offsets (the window's start), as after a crash."""
@@ -691,8 +925,15 @@ def run_learner(s: Settings, group: str = LEARNER_GROUP, metrics: Any = None, ex
                 raise
 
 
-def _run_learner_once(s: Settings, group: str, metrics: Any, exit_when_idle: float, train_on_exit: bool,
-                      stop: threading.Event, retry: Retry) -> int:
+def _run_learner_once(
+    s: Settings,
+    group: str,
+    metrics: Any,
+    exit_when_idle: float,
+    train_on_exit: bool,
+    stop: threading.Event,
+    retry: Retry,
+) -> int:
     import numpy as np
 
     from driftrec.model import ItemTable
@@ -707,22 +948,38 @@ def _run_learner_once(s: Settings, group: str, metrics: Any, exit_when_idle: flo
     state = open_state(s.state_url, **s.redis_options())
     items = load_catalog(b, names.items, sec)
     enc = load_encoder(s.model, s.lora_r, s.max_len, s.device)
-    table = (base_table(enc, items, s.cache_dir) if items
-             else ItemTable.from_text([], np.zeros((0, enc.dim), np.float32)))
-    lrn = make_learner(s.learner, s.rep, table, {i.item_id: i.text for i in items}, enc,
-                       publication_times(items))
+    table = (
+        base_table(enc, items, s.cache_dir)
+        if items
+        else ItemTable.from_text([], np.zeros((0, enc.dim), np.float32))
+    )
+    lrn = make_learner(
+        s.learner, s.rep, table, {i.item_id: i.text for i in items}, enc, publication_times(items)
+    )
 
     def on_result(res: Any, record: Any) -> None:
         if metrics is None:
             return
-        metrics.training.observe(float(res.metrics.get("train_s", 0.0)) + float(res.metrics.get("encode_s", 0.0)))
+        metrics.training.observe(
+            float(res.metrics.get("train_s", 0.0)) + float(res.metrics.get("encode_s", 0.0))
+        )
         (metrics.published if record is not None else metrics.gate_rejected).inc()
         if record is not None:
             metrics.set_version(record["version"])
 
     sink = KafkaSink(b, security=sec)
-    worker = LearnerWorker(lrn, sink, s.artifact_dir, state, enc.base_model, names, on_result=on_result,
-                           time_bounds=s.time_bounds(), artifact_key=s.artifact_key, group=group)
+    worker = LearnerWorker(
+        lrn,
+        sink,
+        s.artifact_dir,
+        state,
+        enc.base_model,
+        names,
+        on_result=on_result,
+        time_bounds=s.time_bounds(),
+        artifact_key=s.artifact_key,
+        group=group,
+    )
     worker.restore()  # positions, positions at the last training, counters, forgotten users
     # Items already in the catalog were loaded above; the group starts at the beginning of events.
     # Training blocks polling for tens of seconds: a long session keeps the member in its group.
@@ -730,9 +987,18 @@ def _run_learner_once(s: Settings, group: str, metrics: Any, exit_when_idle: flo
     # after every drained poll (async; sync on close): a restarted learner re-reads the window.
     # Static membership (one learner per group): a learner restarted after a crash takes its
     # old member's place at once instead of waiting out the 60 s session.
-    source = KafkaSource(b, [*names.events, names.items, names.recs], group, security=sec, client_id="driftrec-learner",
-                         commit_interval_s=0.0, session_timeout_ms=60_000, heartbeat_interval_ms=5_000,
-                         start_offsets=worker.start_offsets, group_instance_id=f"{group}-learner")
+    source = KafkaSource(
+        b,
+        [*names.events, names.items, names.recs],
+        group,
+        security=sec,
+        client_id="driftrec-learner",
+        commit_interval_s=0.0,
+        session_timeout_ms=60_000,
+        heartbeat_interval_ms=5_000,
+        start_offsets=worker.start_offsets,
+        group_instance_id=f"{group}-learner",
+    )
     retry.started()
     last = last_status = time.monotonic()
     seen_at_status = 0
@@ -746,9 +1012,14 @@ def _run_learner_once(s: Settings, group: str, metrics: Any, exit_when_idle: flo
                 last = now  # time spent training is not idle time
             if now - last_status >= STATUS_EVERY_S:
                 worker.refresh_forgotten()
-                log.info("learner: %d events seen (%.0f/s), window %d, %d trainings, %d published",
-                         worker.seen, (worker.seen - seen_at_status) / (now - last_status),
-                         len(lrn.window), len(worker.results), sum(1 for _, r in worker.results if r))
+                log.info(
+                    "learner: %d events seen (%.0f/s), window %d, %d trainings, %d published",
+                    worker.seen,
+                    (worker.seen - seen_at_status) / (now - last_status),
+                    len(lrn.window),
+                    len(worker.results),
+                    sum(1 for _, r in worker.results if r),
+                )
                 last_status, seen_at_status = now, worker.seen
             if n:
                 last = now
@@ -762,11 +1033,20 @@ def _run_learner_once(s: Settings, group: str, metrics: Any, exit_when_idle: flo
         source.close()
         sink.close()
         state.close()
-        print(json.dumps({"seen": worker.seen, "trainings": len(worker.results),
-                          "trainings_total": worker.trainings, "window": len(lrn.window),
-                          "dropped_forgotten": worker.dropped_forgotten,
-                          "last_training_window": worker.results[-1][0].window if worker.results else None,
-                          "published": [r["version"] for _, r in worker.results if r]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "seen": worker.seen,
+                    "trainings": len(worker.results),
+                    "trainings_total": worker.trainings,
+                    "window": len(lrn.window),
+                    "dropped_forgotten": worker.dropped_forgotten,
+                    "last_training_window": worker.results[-1][0].window if worker.results else None,
+                    "published": [r["version"] for _, r in worker.results if r],
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 
@@ -798,11 +1078,10 @@ def cmd_adapters_list(args: argparse.Namespace) -> int:
 
 
 def cmd_adapters_rollback(args: argparse.Namespace) -> int:
-    from driftrec.stream import Message
-    from driftrec.state import open_state
-    from driftrec.stream.kafka import KafkaSink
-
     from driftrec.model.artifacts import _path_from_uri  # the one place that reads announcement URIs
+    from driftrec.state import open_state
+    from driftrec.stream import Message
+    from driftrec.stream.kafka import KafkaSink
 
     s = _settings(args)
     st = open_state(s.state_url, **s.redis_options())
@@ -817,13 +1096,16 @@ def cmd_adapters_rollback(args: argparse.Namespace) -> int:
         rec = dict(BASE_RECORD)  # the base encoder, no adapter, nothing learned
     elif rec is None:
         known = ", ".join(r["version"] for r in recs) or "none"
-        print(f"driftrec adapters rollback: error: version {args.version!r} is not registered (known: {known})",
-              file=sys.stderr)
+        print(
+            f"driftrec adapters rollback: error: version {args.version!r} is not registered (known: {known})",
+            file=sys.stderr,
+        )
         return 2
-    if rec["uri"] != BASE_RECORD["uri"] and not (
-            _path_from_uri(rec["uri"]) / "manifest.json").exists():
-        print(f"driftrec adapters rollback: error: the artifact of {args.version} is gone ({rec['uri']})",
-              file=sys.stderr)
+    if rec["uri"] != BASE_RECORD["uri"] and not (_path_from_uri(rec["uri"]) / "manifest.json").exists():
+        print(
+            f"driftrec adapters rollback: error: the artifact of {args.version} is gone ({rec['uri']})",
+            file=sys.stderr,
+        )
         return 2
     names = TopicNames(s.topic_prefix)
     sink = KafkaSink(s.kafka_bootstrap, security=s.kafka_security())

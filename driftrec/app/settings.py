@@ -21,6 +21,7 @@ driftrec.app.settings.ConfigError: SCORER_TOP_K='0': out of range; allowed: an i
 >>> redact("redis://:s3cret@host:6379/0")
 'redis://:***@host:6379/0'
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,23 @@ from driftrec.learner import LearnerConfig
 from driftrec.model import Representation
 from driftrec.scorer import ScorerConfig
 
-__all__ = ["ConfigError", "Settings", "VARS", "VARS_BY_NAME", "Var", "check_env", "check_kafka", "check_services",
-           "flag_choice", "flag_float", "flag_int", "flag_path", "markdown_table", "redact", "update_readme"]
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "VARS",
+    "VARS_BY_NAME",
+    "Var",
+    "check_env",
+    "check_kafka",
+    "check_services",
+    "flag_choice",
+    "flag_float",
+    "flag_int",
+    "flag_path",
+    "markdown_table",
+    "redact",
+    "update_readme",
+]
 
 
 class ConfigError(ValueError):
@@ -119,7 +135,7 @@ def _state_url(raw: str) -> str:
     if scheme not in BACKENDS:
         raise ValueError(f"unknown scheme {scheme!r}")
     if scheme == "file":
-        path = raw[len("file://"):]
+        path = raw[len("file://") :]
         if not path:
             raise ValueError("names no file")
         if Path(path).is_dir():
@@ -159,10 +175,14 @@ def read_secret_file(path: str, label: str) -> str:
     try:
         value = Path(path).expanduser().read_text().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{label}={path!r}: cannot read it ({type(exc).__name__}); allowed: a readable file "
-                          f"holding the password") from None
+        raise ConfigError(
+            f"{label}={path!r}: cannot read it ({type(exc).__name__}); allowed: a readable file "
+            f"holding the password"
+        ) from None
     if not value:
-        raise ConfigError(f"{label}={path!r}: the file is empty; allowed: a readable file holding the password")
+        raise ConfigError(
+            f"{label}={path!r}: the file is empty; allowed: a readable file holding the password"
+        )
     return value
 
 
@@ -214,7 +234,9 @@ class Var:
         if self.kind in ("int", "float"):
             what = "an integer" if self.kind == "int" else "a number"
             if self.lo is not None and self.lo_open:
-                return f"{what} > {_num(self.lo)}" + (f" and <= {_num(self.hi)}" if self.hi is not None else "")
+                return f"{what} > {_num(self.lo)}" + (
+                    f" and <= {_num(self.hi)}" if self.hi is not None else ""
+                )
             if self.lo is not None and self.hi is not None:
                 return f"{what} from {_num(self.lo)} to {_num(self.hi)}"
             if self.lo is not None:
@@ -262,91 +284,301 @@ _SC, _LC = ScorerConfig(), LearnerConfig()
 
 #: Every environment variable driftrec reads (README "Configuration" is generated from it).
 VARS: tuple[Var, ...] = (
-    Var("STATE_URL", "state_url", "str", "memory://",
+    Var(
+        "STATE_URL",
+        "state_url",
+        "str",
+        "memory://",
         "state backend: memory://, file:///path/state.json or redis://[user:password@]host:port/db[?prefix=NAME]",
-        check=_state_url, allowed_text="memory://, file:///PATH, redis://HOST:PORT/DB", flag="--state",
-        secret=True),
-    Var("KAFKA_BOOTSTRAP", "kafka_bootstrap", "str", "127.0.0.1:9092", "Kafka bootstrap servers",
-        check=_bootstrap, allowed_text="HOST:PORT[,HOST:PORT...]", flag="--bootstrap"),
-    Var("TOPIC_PREFIX", "topic_prefix", "str", "", "namespace prepended to every topic name",
-        check=_topic_prefix, allowed_text="letters, digits, '.', '_', '-' (at most 200)", flag="--topic-prefix"),
-    Var("ARTIFACT_DIR", "artifact_dir", "str", "$DRIFTREC_CACHE/artifacts",
-        "artifact store: one folder per model version", check=_dir,
-        allowed_text="a directory (created if missing)", flag="--artifacts"),
-    Var("DRIFTREC_CACHE", "cache_dir", "str", "~/.cache/driftrec", "caches: encoded catalog vectors, the default artifact store",
-        check=_dir, allowed_text="a directory (created if missing)"),
-    Var("DRIFTREC_MODEL", "model", "str", None, "text encoder: a local model directory or a Hugging Face id "
-        "(default: the bundled all-MiniLM-L6-v2)", check=_model,
-        allowed_text="an existing directory or a Hugging Face id", flag="--model"),
-    Var("DRIFTREC_DEVICE", "device", "choice", "auto", "where the learner trains (auto: cuda if available)",
-        choices=("auto", "cpu", "cuda"), flag="--device"),
-    Var("METRICS_PORT", "metrics_port", "int", 0, "serve Prometheus metrics on this port (0: off)",
-        lo=0, hi=65535, flag="--metrics-port"),
+        check=_state_url,
+        allowed_text="memory://, file:///PATH, redis://HOST:PORT/DB",
+        flag="--state",
+        secret=True,
+    ),
+    Var(
+        "KAFKA_BOOTSTRAP",
+        "kafka_bootstrap",
+        "str",
+        "127.0.0.1:9092",
+        "Kafka bootstrap servers",
+        check=_bootstrap,
+        allowed_text="HOST:PORT[,HOST:PORT...]",
+        flag="--bootstrap",
+    ),
+    Var(
+        "TOPIC_PREFIX",
+        "topic_prefix",
+        "str",
+        "",
+        "namespace prepended to every topic name",
+        check=_topic_prefix,
+        allowed_text="letters, digits, '.', '_', '-' (at most 200)",
+        flag="--topic-prefix",
+    ),
+    Var(
+        "ARTIFACT_DIR",
+        "artifact_dir",
+        "str",
+        "$DRIFTREC_CACHE/artifacts",
+        "artifact store: one folder per model version",
+        check=_dir,
+        allowed_text="a directory (created if missing)",
+        flag="--artifacts",
+    ),
+    Var(
+        "DRIFTREC_CACHE",
+        "cache_dir",
+        "str",
+        "~/.cache/driftrec",
+        "caches: encoded catalog vectors, the default artifact store",
+        check=_dir,
+        allowed_text="a directory (created if missing)",
+    ),
+    Var(
+        "DRIFTREC_MODEL",
+        "model",
+        "str",
+        None,
+        "text encoder: a local model directory or a Hugging Face id (default: the bundled all-MiniLM-L6-v2)",
+        check=_model,
+        allowed_text="an existing directory or a Hugging Face id",
+        flag="--model",
+    ),
+    Var(
+        "DRIFTREC_DEVICE",
+        "device",
+        "choice",
+        "auto",
+        "where the learner trains (auto: cuda if available)",
+        choices=("auto", "cpu", "cuda"),
+        flag="--device",
+    ),
+    Var(
+        "METRICS_PORT",
+        "metrics_port",
+        "int",
+        0,
+        "serve Prometheus metrics on this port (0: off)",
+        lo=0,
+        hi=65535,
+        flag="--metrics-port",
+    ),
     Var("SCORER_TOP_K", "scorer.top_k", "int", _SC.top_k, "recommendations per user", lo=1, hi=10_000),
-    Var("SCORER_BATCH_SIZE", "scorer.batch_size", "int", _SC.batch_size, "largest micro-batch of events",
-        lo=1, hi=1_000_000, service_default=4096),
-    Var("SCORER_BATCH_MS", "scorer.batch_ms", "int", _SC.batch_ms, "longest wait for a micro-batch to fill (ms)",
-        lo=0, hi=60_000),
-    Var("SCORER_COMMENTS", "scorer.comments", "choice", _SC.comments,
+    Var(
+        "SCORER_BATCH_SIZE",
+        "scorer.batch_size",
+        "int",
+        _SC.batch_size,
+        "largest micro-batch of events",
+        lo=1,
+        hi=1_000_000,
+        service_default=4096,
+    ),
+    Var(
+        "SCORER_BATCH_MS",
+        "scorer.batch_ms",
+        "int",
+        _SC.batch_ms,
+        "longest wait for a micro-batch to fill (ms)",
+        lo=0,
+        hi=60_000,
+    ),
+    Var(
+        "SCORER_COMMENTS",
+        "scorer.comments",
+        "choice",
+        _SC.comments,
         "comment text as evidence: sync (in the batch), async (off the hot path), off",
-        choices=("sync", "async", "off"), service_default="async"),
-    Var("SCORER_RANK_PRECISION", "scorer.rank_precision", "choice", _SC.rank_precision,
+        choices=("sync", "async", "off"),
+        service_default="async",
+    ),
+    Var(
+        "SCORER_RANK_PRECISION",
+        "scorer.rank_precision",
+        "choice",
+        _SC.rank_precision,
         "first ranking pass: float32, bfloat16 or auto (bfloat16 where the CPU has it)",
-        choices=("auto", "float32", "bfloat16")),
-    Var("SCORER_THREADS", "scorer_threads", "int", 1, "BLAS/torch threads of a scorer process", lo=1, hi=1024),
-    Var("SCORER_CACHE_USERS", "scorer_cache_users", "int", 200_000,
-        "user states a scorer keeps cached while it owns its users (0: off)", lo=0, hi=100_000_000),
-    Var("SCORER_PIPELINE", "scorer_pipeline", "bool", False,
-        "acknowledge a batch's outputs while the next batch is scored"),
-    Var("LEARNER_WINDOW", "learner.window_events", "int", _LC.window_events, "events in the rolling window",
-        lo=8, hi=10_000_000),
-    Var("LEARNER_TRAIN_EVERY", "learner.train_every", "int", _LC.train_every, "events between trainings",
-        lo=1, hi=100_000_000),
-    Var("LEARNER_LORA_EVERY", "learner.lora_every", "int", _LC.lora_every,
-        "fine-tune the adapters on every n-th training (and on drift)", lo=1, hi=1_000_000),
+        choices=("auto", "float32", "bfloat16"),
+    ),
+    Var(
+        "SCORER_THREADS", "scorer_threads", "int", 1, "BLAS/torch threads of a scorer process", lo=1, hi=1024
+    ),
+    Var(
+        "SCORER_CACHE_USERS",
+        "scorer_cache_users",
+        "int",
+        200_000,
+        "user states a scorer keeps cached while it owns its users (0: off)",
+        lo=0,
+        hi=100_000_000,
+    ),
+    Var(
+        "SCORER_PIPELINE",
+        "scorer_pipeline",
+        "bool",
+        False,
+        "acknowledge a batch's outputs while the next batch is scored",
+    ),
+    Var(
+        "LEARNER_WINDOW",
+        "learner.window_events",
+        "int",
+        _LC.window_events,
+        "events in the rolling window",
+        lo=8,
+        hi=10_000_000,
+    ),
+    Var(
+        "LEARNER_TRAIN_EVERY",
+        "learner.train_every",
+        "int",
+        _LC.train_every,
+        "events between trainings",
+        lo=1,
+        hi=100_000_000,
+    ),
+    Var(
+        "LEARNER_LORA_EVERY",
+        "learner.lora_every",
+        "int",
+        _LC.lora_every,
+        "fine-tune the adapters on every n-th training (and on drift)",
+        lo=1,
+        hi=1_000_000,
+    ),
     Var("LEARNER_LORA_R", "lora_r", "int", 8, "LoRA rank of the adapters", lo=1, hi=256),
-    Var("REDIS_URL", "redis_url", "str", "redis://127.0.0.1:6379/0",
-        "Redis of `driftrec bench kafka` and the integration tests", check=_redis_url,
-        allowed_text="redis://..., rediss://..., unix://...", flag="--redis", secret=True),
-    Var("ARTIFACT_KEY", "artifact_key", "str", None,
+    Var(
+        "REDIS_URL",
+        "redis_url",
+        "str",
+        "redis://127.0.0.1:6379/0",
+        "Redis of `driftrec bench kafka` and the integration tests",
+        check=_redis_url,
+        allowed_text="redis://..., rediss://..., unix://...",
+        flag="--redis",
+        secret=True,
+    ),
+    Var(
+        "ARTIFACT_KEY",
+        "artifact_key",
+        "str",
+        None,
         "shared key: the learner signs each artifact's manifest (HMAC-SHA256), the scorer refuses "
-        "unsigned or wrongly signed ones (unset: no signing)", check=_artifact_key,
-        allowed_text="at least 16 characters", secret=True),
-    Var("EVENT_MAX_SKEW_S", "event_max_skew_s", "int", 3600,
+        "unsigned or wrongly signed ones (unset: no signing)",
+        check=_artifact_key,
+        allowed_text="at least 16 characters",
+        secret=True,
+    ),
+    Var(
+        "EVENT_MAX_SKEW_S",
+        "event_max_skew_s",
+        "int",
+        3600,
         "events further ahead of the wall clock than this go to events.dlq (ts_out_of_range)",
-        lo=0, hi=365 * 86400),
-    Var("EVENT_MAX_AGE_DAYS", "event_max_age_days", "int", 0,
+        lo=0,
+        hi=365 * 86400,
+    ),
+    Var(
+        "EVENT_MAX_AGE_DAYS",
+        "event_max_age_days",
+        "int",
+        0,
         "events older than this go to events.dlq (ts_out_of_range); 0: no bound (replays of "
-        "recorded logs keep their times)", lo=0, hi=100 * 365),
-    Var("SERVICE_RETRY_S", "service_retry_s", "int", 300,
+        "recorded logs keep their times)",
+        lo=0,
+        hi=100 * 365,
+    ),
+    Var(
+        "SERVICE_RETRY_S",
+        "service_retry_s",
+        "int",
+        300,
         "scorer and learner: how long they back off and reconnect to an unreachable Kafka or Redis "
-        "before giving up (0: exit at the first error)", lo=0, hi=7 * 86400),
+        "before giving up (0: exit at the first error)",
+        lo=0,
+        hi=7 * 86400,
+    ),
     # transport security (docs/operations.md, "Security"): every Kafka client (aiokafka,
     # kafka-python, faust) takes these through one driftrec.stream.KafkaSecurity
-    Var("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", "choice", "PLAINTEXT",
+    Var(
+        "KAFKA_SECURITY_PROTOCOL",
+        "kafka_security_protocol",
+        "choice",
+        "PLAINTEXT",
         "how every Kafka client connects: TLS (SSL), SASL, or both (SASL_SSL)",
-        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
-    Var("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism", "choice", "PLAIN", "SASL mechanism (SASL_* protocols)",
-        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    ),
+    Var(
+        "KAFKA_SASL_MECHANISM",
+        "kafka_sasl_mechanism",
+        "choice",
+        "PLAIN",
+        "SASL mechanism (SASL_* protocols)",
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    ),
     Var("KAFKA_SASL_USERNAME", "kafka_sasl_username", "str", None, "SASL user (SASL_* protocols)"),
-    Var("KAFKA_SASL_PASSWORD", "kafka_sasl_password", "str", None,
-        "SASL password (prefer KAFKA_SASL_PASSWORD_FILE)", secret=True),
-    Var("KAFKA_SASL_PASSWORD_FILE", "kafka_sasl_password_file", "str", None,
+    Var(
+        "KAFKA_SASL_PASSWORD",
+        "kafka_sasl_password",
+        "str",
+        None,
+        "SASL password (prefer KAFKA_SASL_PASSWORD_FILE)",
+        secret=True,
+    ),
+    Var(
+        "KAFKA_SASL_PASSWORD_FILE",
+        "kafka_sasl_password_file",
+        "str",
+        None,
         "a file holding the SASL password (a mounted secret); used when KAFKA_SASL_PASSWORD is unset",
-        check=_readable_file, allowed_text="a readable file"),
-    Var("KAFKA_SSL_CAFILE", "kafka_ssl_cafile", "str", None,
+        check=_readable_file,
+        allowed_text="a readable file",
+    ),
+    Var(
+        "KAFKA_SSL_CAFILE",
+        "kafka_ssl_cafile",
+        "str",
+        None,
         "PEM CA bundle that signed the brokers' certificates (default: the system's trust store)",
-        check=_readable_file, allowed_text="a readable PEM file"),
-    Var("KAFKA_SSL_CERTFILE", "kafka_ssl_certfile", "str", None, "PEM client certificate (mutual TLS; optional)",
-        check=_readable_file, allowed_text="a readable PEM file"),
-    Var("KAFKA_SSL_KEYFILE", "kafka_ssl_keyfile", "str", None, "PEM key of the client certificate (mutual TLS)",
-        check=_readable_file, allowed_text="a readable PEM file"),
-    Var("REDIS_SSL_CAFILE", "redis_ssl_cafile", "str", None,
+        check=_readable_file,
+        allowed_text="a readable PEM file",
+    ),
+    Var(
+        "KAFKA_SSL_CERTFILE",
+        "kafka_ssl_certfile",
+        "str",
+        None,
+        "PEM client certificate (mutual TLS; optional)",
+        check=_readable_file,
+        allowed_text="a readable PEM file",
+    ),
+    Var(
+        "KAFKA_SSL_KEYFILE",
+        "kafka_ssl_keyfile",
+        "str",
+        None,
+        "PEM key of the client certificate (mutual TLS)",
+        check=_readable_file,
+        allowed_text="a readable PEM file",
+    ),
+    Var(
+        "REDIS_SSL_CAFILE",
+        "redis_ssl_cafile",
+        "str",
+        None,
         "PEM CA bundle of a rediss:// STATE_URL/REDIS_URL (or ?ssl_ca_certs= in the URL)",
-        check=_readable_file, allowed_text="a readable PEM file"),
-    Var("REDIS_PASSWORD_FILE", "redis_password_file", "str", None,
+        check=_readable_file,
+        allowed_text="a readable PEM file",
+    ),
+    Var(
+        "REDIS_PASSWORD_FILE",
+        "redis_password_file",
+        "str",
+        None,
         "a file holding the Redis password of STATE_URL/REDIS_URL (when the URL has none)",
-        check=_readable_file, allowed_text="a readable file"),
+        check=_readable_file,
+        allowed_text="a readable file",
+    ),
 )
 #: The declarations by variable name.
 VARS_BY_NAME = {v.name: v for v in VARS}
@@ -393,8 +625,10 @@ class Settings:
         """The plausible event times of the services (``EVENT_MAX_SKEW_S``, ``EVENT_MAX_AGE_DAYS``)."""
         from driftrec.stream import TimeBounds
 
-        return TimeBounds(self.event_max_skew_s * 1000,
-                          self.event_max_age_days * 86_400_000 if self.event_max_age_days else None)
+        return TimeBounds(
+            self.event_max_skew_s * 1000,
+            self.event_max_age_days * 86_400_000 if self.event_max_age_days else None,
+        )
 
     def kafka_security(self) -> Any:
         """The :class:`driftrec.stream.security.KafkaSecurity` of every Kafka client
@@ -408,9 +642,15 @@ class Settings:
         if sasl and not password and self.kafka_sasl_password_file:
             password = read_secret_file(self.kafka_sasl_password_file, "KAFKA_SASL_PASSWORD_FILE")
         try:
-            return KafkaSecurity(self.kafka_security_protocol, self.kafka_sasl_mechanism if sasl else None,
-                                 self.kafka_sasl_username if sasl else None, password if sasl else None,
-                                 self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            return KafkaSecurity(
+                self.kafka_security_protocol,
+                self.kafka_sasl_mechanism if sasl else None,
+                self.kafka_sasl_username if sasl else None,
+                password if sasl else None,
+                self.kafka_ssl_cafile,
+                self.kafka_ssl_certfile,
+                self.kafka_ssl_keyfile,
+            )
         except StreamConfigError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -425,8 +665,9 @@ class Settings:
         return out
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, service: bool = False,
-                 **overrides: Any) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, service: bool = False, **overrides: Any
+    ) -> Settings:
         """Settings from ``env`` (default ``os.environ``); an empty value counts as unset.
         ``service``: the Kafka services' defaults (:attr:`Var.service_default`).
         ``overrides`` (command-line flags; ``None`` = not given) win over the environment."""
@@ -485,8 +726,9 @@ def check_env(env: Mapping[str, str] | None = None) -> list[str]:
     return errors
 
 
-def check_kafka(bootstrap: str, label: str = "KAFKA_BOOTSTRAP", timeout_s: float = 5.0,
-                security: Any = None) -> None:
+def check_kafka(
+    bootstrap: str, label: str = "KAFKA_BOOTSTRAP", timeout_s: float = 5.0, security: Any = None
+) -> None:
     """:class:`ConfigError` (one line) unless one of the bootstrap servers accepts a TCP
     connection: a fast, quiet answer instead of a client's retries. With ``security`` (a
     ``KafkaSecurity`` other than PLAINTEXT) it also lets us in: an untrusted certificate or
@@ -509,8 +751,10 @@ def check_kafka(bootstrap: str, label: str = "KAFKA_BOOTSTRAP", timeout_s: float
             if refused:
                 raise StreamSecurityError(refused)
         return
-    raise ConfigError(f"{label}={bootstrap!r}: no Kafka broker reachable ({why}); allowed: the address of a "
-                      f"running broker (scripts/services.sh up kafka)")
+    raise ConfigError(
+        f"{label}={bootstrap!r}: no Kafka broker reachable ({why}); allowed: the address of a "
+        f"running broker (scripts/services.sh up kafka)"
+    )
 
 
 def check_services(s: Settings) -> list[str]:
@@ -558,13 +802,23 @@ def markdown_table() -> str:
     """The README's configuration table (``driftrec settings``)."""
     rows = ["| variable | default | allowed | meaning |", "|---|---|---|---|"]
     for v in VARS:
-        default = "(none)" if v.default is None else (
-            ("1" if v.default else "0") if v.kind == "bool" else (str(v.default) if v.default != "" else "(empty)"))
+        default = (
+            "(none)"
+            if v.default is None
+            else (
+                ("1" if v.default else "0")
+                if v.kind == "bool"
+                else (str(v.default) if v.default != "" else "(empty)")
+            )
+        )
         if v.service_default is not None:
             default += f" (services: {v.service_default})"
         meaning = v.help + (f"; flag `{v.flag}`" if v.flag else "")
-        rows.append(f"| `{v.name}` | `{default}` | {v.allowed} | {meaning} |".replace("`(none)`", "(none)")
-                    .replace("`(empty)`", "(empty)"))
+        rows.append(
+            f"| `{v.name}` | `{default}` | {v.allowed} | {meaning} |".replace("`(none)`", "(none)").replace(
+                "`(empty)`", "(empty)"
+            )
+        )
     return "\n".join(rows)
 
 
@@ -574,8 +828,9 @@ def flag_int(lo: int | None = None, hi: int | None = None) -> Callable[[str], in
     return _flag(Var("", "", "int", None, "", lo=lo, hi=hi), "int")
 
 
-def flag_float(lo: float | None = None, hi: float | None = None, above: float | None = None
-               ) -> Callable[[str], float]:
+def flag_float(
+    lo: float | None = None, hi: float | None = None, above: float | None = None
+) -> Callable[[str], float]:
     """An argparse ``type=`` for a finite number in ``[lo, hi]`` (or ``(above, hi]``)."""
     if above is not None:
         return _flag(Var("", "", "float", None, "", lo=above, hi=hi, lo_open=True), "float")
@@ -615,15 +870,24 @@ def _flag(var: Var, name: str) -> Callable[[str], Any]:
 
 # ----------------------------------------------------------- the command ---
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("settings", help="the environment variables: a table, or check the current ones",
-                       description="Print every environment variable driftrec reads as a markdown table "
-                                   "(name, default, allowed values, meaning), or with --check validate "
-                                   "the current environment (exit status 2 if a value is bad).")
+    p = sub.add_parser(
+        "settings",
+        help="the environment variables: a table, or check the current ones",
+        description="Print every environment variable driftrec reads as a markdown table "
+        "(name, default, allowed values, meaning), or with --check validate "
+        "the current environment (exit status 2 if a value is bad).",
+    )
     p.add_argument("--check", action="store_true", help="validate the current environment")
-    p.add_argument("--connect", action="store_true",
-                   help="with --check: also reach the Kafka bootstrap servers and a Redis STATE_URL")
-    p.add_argument("--update-readme", metavar="PATH",
-                   help="write the table between the settings-table markers of PATH (README.md)")
+    p.add_argument(
+        "--connect",
+        action="store_true",
+        help="with --check: also reach the Kafka bootstrap servers and a Redis STATE_URL",
+    )
+    p.add_argument(
+        "--update-readme",
+        metavar="PATH",
+        help="write the table between the settings-table markers of PATH (README.md)",
+    )
     p.set_defaults(func=cmd_settings)
 
 

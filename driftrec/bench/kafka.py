@@ -16,6 +16,7 @@
 
 Uses its own topic prefix and Redis namespace, removed afterwards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,13 @@ def raw_rates(bootstrap: str, topic: str, n: int, payload: bytes) -> dict[str, f
     p.flush()
     produce = n / (time.perf_counter() - t0)
     p.close()
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      max_poll_records=5000, fetch_max_wait_ms=20)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        fetch_max_wait_ms=20,
+    )
     tps = [TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or {0})]
     c.assign(tps)
     c.seek_to_beginning(*tps)
@@ -55,8 +61,12 @@ def raw_rates(bootstrap: str, topic: str, n: int, payload: bytes) -> dict[str, f
         got += sum(len(v) for v in c.poll(timeout_ms=500, max_records=5000).values())
     consume = n / (time.perf_counter() - t0)
     c.close()
-    return {"produce_per_s": round(produce), "consume_per_s": round(consume), "messages": n,
-            "bytes": len(payload)}
+    return {
+        "produce_per_s": round(produce),
+        "consume_per_s": round(consume),
+        "messages": n,
+        "bytes": len(payload),
+    }
 
 
 def core_rate(settings, items, events) -> dict[str, float]:
@@ -81,12 +91,17 @@ def core_rate(settings, items, events) -> dict[str, float]:
             torch.set_num_threads(n)
             t0 = time.perf_counter()
             for i in range(0, len(events), bs):
-                users.update(scorer.learn_many(events[i:i + bs], users).users)
+                users.update(scorer.learn_many(events[i : i + bs], users).users)
             dt = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
-    return {"events": len(events), "batch": bs, "threads": n, "seconds": round(dt, 2),
-            "events_per_s": round(len(events) / dt)}
+    return {
+        "events": len(events),
+        "batch": bs,
+        "threads": n,
+        "seconds": round(dt, 2),
+        "events_per_s": round(len(events) / dt),
+    }
 
 
 def covered(store, group: str, names) -> int:
@@ -108,12 +123,17 @@ def group_members(bootstrap: str, group: str) -> int:
 
 
 def start_scorer(env: dict[str, str], group: str, runtime: str = "kafka") -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "driftrec.cli", "scorer", "--group", group, "--runtime", runtime],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "driftrec.cli", "scorer", "--group", group, "--runtime", runtime],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
-def probe(bootstrap: str, topic: str, out_path: str, ready_path: str, stop_path: str,
-          max_seconds: float = 900.0) -> None:
+def probe(
+    bootstrap: str, topic: str, out_path: str, ready_path: str, stop_path: str, max_seconds: float = 900.0
+) -> None:
     """The latency probe, in a process of its own (so that it shares no interpreter lock
     with the replay that timestamps the events): reads ``topic`` from its end and writes
     ``[event_id, event_ts, read_ms, update_record_ts]`` per update, one JSON line each, to
@@ -145,12 +165,28 @@ def probe(bootstrap: str, topic: str, out_path: str, ready_path: str, stop_path:
     os.replace(tmp, out_path)
 
 
-def start_probe(env: dict[str, str], bootstrap: str, topic: str, workdir: str) -> tuple[subprocess.Popen, dict[str, str]]:
+def start_probe(
+    env: dict[str, str], bootstrap: str, topic: str, workdir: str
+) -> tuple[subprocess.Popen, dict[str, str]]:
     paths = {k: os.path.join(workdir, k) for k in ("arrivals.jsonl", "ready", "stop")}
-    code = ("import sys; from driftrec.bench.kafka import probe; "
-            "probe(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])")
-    p = subprocess.Popen([sys.executable, "-c", code, bootstrap, topic, paths["arrivals.jsonl"], paths["ready"],
-                          paths["stop"]], env=env, stdout=subprocess.DEVNULL)
+    code = (
+        "import sys; from driftrec.bench.kafka import probe; "
+        "probe(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])"
+    )
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            bootstrap,
+            topic,
+            paths["arrivals.jsonl"],
+            paths["ready"],
+            paths["stop"],
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     return p, paths
 
 
@@ -167,8 +203,10 @@ def wait_for(pred, timeout: float, procs: list[subprocess.Popen] = ()) -> None:
             return
         dead = [q for q in procs if q.poll() is not None]
         if dead:
-            raise RuntimeError(f"a scorer process exited with status {dead[0].returncode} during the "
-                               f"benchmark; run `driftrec scorer` with the same settings to see why")
+            raise RuntimeError(
+                f"a scorer process exited with status {dead[0].returncode} during the "
+                f"benchmark; run `driftrec scorer` with the same settings to see why"
+            )
         time.sleep(0.02)
     raise TimeoutError("benchmark step timed out")
 
@@ -177,10 +215,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The flags of the Kafka bench (shared by `driftrec bench kafka` and the script)."""
     from driftrec.app.settings import flag_float, flag_int
 
-    ap.add_argument("--bootstrap", default=None,
-                    help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or 127.0.0.1:9092)")
-    ap.add_argument("--redis", default=None,
-                    help="Redis for the scorer's state (default: $REDIS_URL or redis://127.0.0.1:6379/0)")
+    ap.add_argument(
+        "--bootstrap",
+        default=None,
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or 127.0.0.1:9092)",
+    )
+    ap.add_argument(
+        "--redis",
+        default=None,
+        help="Redis for the scorer's state (default: $REDIS_URL or redis://127.0.0.1:6379/0)",
+    )
     ap.add_argument("--model", default=None, help="encoder (default: $DRIFTREC_MODEL or the bundled MiniLM)")
     ap.add_argument("--events", type=flag_int(1), default=20_000, help="backlog size for the throughput run")
     ap.add_argument("--raw", type=flag_int(1), default=100_000, help="messages for the raw rates")
@@ -190,8 +234,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--items", type=flag_int(8), default=2000, help="catalog size")
     ap.add_argument("--partitions", type=flag_int(1, 10_000), default=3, help="partitions of each topic")
     ap.add_argument("--runtime", choices=["kafka", "faust"], default="kafka", help="the scorer's runtime")
-    ap.add_argument("--scorers", type=flag_int(1, 64), default=1,
-                    help="scorer processes in one consumer group (scale-out; default 1)")
+    ap.add_argument(
+        "--scorers",
+        type=flag_int(1, 64),
+        default=1,
+        help="scorer processes in one consumer group (scale-out; default 1)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -212,11 +260,15 @@ def run(args: argparse.Namespace) -> dict:
     ensure_topics(args.bootstrap, names, args.partitions)
     n_lat = int(args.rate * args.seconds)
     s = generate("abrupt", n_events=args.events + n_lat, n_users=args.users, n_items=args.items, seed=7)
-    backlog, live = s.events[: args.events], s.events[args.events:]
+    backlog, live = s.events[: args.events], s.events[args.events :]
     gc.collect()
     gc.freeze()  # the generated stream stays out of the collector's walks (steady pacing)
-    out: dict = {"broker": args.bootstrap, "partitions": args.partitions, "scorers": args.scorers,
-                 "model": args.model or "bundled MiniLM"}
+    out: dict = {
+        "broker": args.bootstrap,
+        "partitions": args.partitions,
+        "scorers": args.scorers,
+        "model": args.model or "bundled MiniLM",
+    }
 
     # 1. raw rates
     raw_topic = f"{prefix}.raw"
@@ -230,15 +282,25 @@ def run(args: argparse.Namespace) -> dict:
 
     state_url = f"{args.redis}?prefix={prefix}"
     store = RedisStateStore.from_url(state_url)
-    env = dict(os.environ, KAFKA_BOOTSTRAP=args.bootstrap, STATE_URL=state_url, TOPIC_PREFIX=prefix,
-               DRIFTREC_DEVICE="cpu", PYTHONPATH=str(ROOT), ARTIFACT_DIR=f"/tmp/{prefix}-artifacts")
+    parent_env = dict(os.environ)  # the child service process starts from ours
+    env = dict(
+        parent_env,
+        KAFKA_BOOTSTRAP=args.bootstrap,
+        STATE_URL=state_url,
+        TOPIC_PREFIX=prefix,
+        DRIFTREC_DEVICE="cpu",
+        PYTHONPATH=str(ROOT),
+        ARTIFACT_DIR=f"/tmp/{prefix}-artifacts",
+    )
     if args.model:
         env["DRIFTREC_MODEL"] = args.model
     # 2. throughput on a backlog (items first, so the scorer starts with the catalog)
     sink = KafkaSink(args.bootstrap)
     sink.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in s.items])
-    say(f"2/3 scorer throughput: replaying a backlog of {len(backlog):,} events, then starting "
-        f"{args.scorers} scorer process(es) to drain it")
+    say(
+        f"2/3 scorer throughput: replaying a backlog of {len(backlog):,} events, then starting "
+        f"{args.scorers} scorer process(es) to drain it"
+    )
     st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False)
     out["replay_backlog_per_s"] = round(st.rate)
     procs = [start_scorer(env, "bench", args.runtime) for _ in range(args.scorers)]
@@ -253,8 +315,11 @@ def run(args: argparse.Namespace) -> dict:
         wait_for(lambda: covered(store, "bench", names) >= len(backlog), 600, procs)
         dt = time.perf_counter() - t0
         timed = len(backlog) - c0
-        out["scorer_backlog"] = {"events": timed, "seconds": round(dt, 2),
-                                 "events_per_s": round(timed / dt) if timed else None}
+        out["scorer_backlog"] = {
+            "events": timed,
+            "seconds": round(dt, 2),
+            "events_per_s": round(timed / dt) if timed else None,
+        }
         if not timed:  # the clock starts at the first commit, which already covered it all
             out["scorer_backlog"]["note"] = "backlog drained in one batch: use a larger --events"
 
@@ -283,17 +348,23 @@ def run(args: argparse.Namespace) -> dict:
         # update made -> update read (the scorer's produce + this consumer's fetch)
         made = np.array([made - ts for ts, _, made in mine])
         read = np.array([now - made for _, now, made in mine])
-        out["steady"] = {"target_per_s": args.rate, "sent_per_s": round(st.rate, 1), "events": len(live),
-                         "max_send_behind_ms": round(st.max_behind_ms, 1), "updates": int(lat.size),
-                         "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
-                         "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
-                         "latency_ms_max": round(float(lat.max()), 1) if lat.size else None}
+        out["steady"] = {
+            "target_per_s": args.rate,
+            "sent_per_s": round(st.rate, 1),
+            "events": len(live),
+            "max_send_behind_ms": round(st.max_behind_ms, 1),
+            "updates": int(lat.size),
+            "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
+            "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
+            "latency_ms_max": round(float(lat.max()), 1) if lat.size else None,
+        }
         if lat.size:
             out["steady"]["breakdown_ms"] = {
                 "sent_to_update_made_p50": round(float(np.percentile(made, 50)), 1),
                 "sent_to_update_made_p99": round(float(np.percentile(made, 99)), 1),
                 "update_made_to_read_p50": round(float(np.percentile(read, 50)), 1),
-                "update_made_to_read_p99": round(float(np.percentile(read, 99)), 1)}
+                "update_made_to_read_p99": round(float(np.percentile(read, 99)), 1),
+            }
     finally:
         for q in procs:
             q.terminate()

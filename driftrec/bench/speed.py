@@ -18,6 +18,7 @@
 
 Each prints a table; ``--json`` adds the figures as JSON on the last line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,13 +42,20 @@ def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _events(rng: np.random.Generator, n: int, n_users: int, n_items: int, t0: int = 1_700_000_000_000,
-            prefix: str = "e") -> list[Event]:
+def _events(
+    rng: np.random.Generator,
+    n: int,
+    n_users: int,
+    n_items: int,
+    t0: int = 1_700_000_000_000,
+    prefix: str = "e",
+) -> list[Event]:
     users = rng.integers(0, n_users, n)
     items = np.minimum(rng.zipf(1.3, n) - 1, n_items - 1)  # popular head, long tail
     types = np.where(rng.random(n) < 0.7, "click", "like")
-    return [Event(f"{prefix}{k}", str(types[k]), f"u{users[k]}", f"i{items[k]}", t0 + k * 10)
-            for k in range(n)]
+    return [
+        Event(f"{prefix}{k}", str(types[k]), f"u{users[k]}", f"i{items[k]}", t0 + k * 10) for k in range(n)
+    ]
 
 
 def _peak_rss_mb() -> float:
@@ -54,7 +63,9 @@ def _peak_rss_mb() -> float:
     return r / 1024.0 if sys.platform != "darwin" else r / (1024.0 * 1024.0)
 
 
-def matmul_rate(batch: int, n_items: int, dim: int, repeat: int = 5, dtype: str = "float32") -> dict[str, float]:
+def matmul_rate(
+    batch: int, n_items: int, dim: int, repeat: int = 5, dtype: str = "float32"
+) -> dict[str, float]:
     """GFLOP/s of ``U @ V.T`` (``[batch, dim] x [dim, n_items]``; float32 with numpy, or
     bfloat16 with torch) on this machine and the events/s bound it puts on brute-force
     ranking (one user row per event)."""
@@ -69,8 +80,10 @@ def matmul_rate(batch: int, n_items: int, dim: int, repeat: int = 5, dtype: str 
         def product() -> None:
             torch.matmul(Ut, Vt.T, out=out)
     else:
+
         def product() -> None:
             U @ V.T
+
     product()
     best = float("inf")
     for _ in range(repeat):
@@ -81,8 +94,9 @@ def matmul_rate(batch: int, n_items: int, dim: int, repeat: int = 5, dtype: str 
     return {"gflops": round(gflops, 1), "bound_events_per_s": round(batch / best, 0)}
 
 
-def _scorer(n_items: int, dim: int, seed: int = 0, cooc: int = 50, precision: str = "auto",
-            batch: int = 256) -> Any:
+def _scorer(
+    n_items: int, dim: int, seed: int = 0, cooc: int = 50, precision: str = "auto", batch: int = 256
+) -> Any:
     from driftrec.model import ItemTable, Representation
     from driftrec.scorer import Scorer, ScorerConfig, ServingModel
 
@@ -91,16 +105,25 @@ def _scorer(n_items: int, dim: int, seed: int = 0, cooc: int = 50, precision: st
     if cooc:  # as served after a training: co-engagement neighbours in the score
         nbr = rng.integers(0, n_items, (n_items, cooc)).astype(np.int32)
         table = table.with_cooc(nbr, rng.random((n_items, cooc)).astype(np.float32), 2.0)
-    sc = Scorer(ScorerConfig(rank_precision=precision, batch_size=batch),
-                ServingModel("base", table, Representation(), None, {"base_model": "bench", "version": "base"}))
+    sc = Scorer(
+        ScorerConfig(rank_precision=precision, batch_size=batch),
+        ServingModel("base", table, Representation(), None, {"base_model": "bench", "version": "base"}),
+    )
     sc.wait_ready()  # the compiled ranking pass, if these batches take it: loaded before the clock starts
     return sc
 
 
 # ---- scorer --------------------------------------------------------------------------------
-def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_events: int = 60_000,
-                 batch: int = 1024, warm_events: int = 20_000, seed: int = 0, precision: str = "auto"
-                 ) -> dict[str, Any]:
+def bench_scorer(
+    n_items: int = 10_000,
+    dim: int = 384,
+    n_users: int = 10_000,
+    n_events: int = 60_000,
+    batch: int = 1024,
+    warm_events: int = 20_000,
+    seed: int = 0,
+    precision: str = "auto",
+) -> dict[str, Any]:
     """Events/s and per-batch latency of ``Scorer.learn_many`` on a warm user population.
     ``precision``: the scorer's ``rank_precision`` (``auto``: bfloat16 first pass where the
     CPU has it natively)."""
@@ -116,7 +139,7 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
     applied = 0
     t_all = time.perf_counter()
     for s in range(0, n_events, batch):
-        b = evs[s:s + batch]
+        b = evs[s : s + batch]
         t0 = time.perf_counter()
         r = sc.learn_many(b, users)
         lat.append(time.perf_counter() - t0)
@@ -129,23 +152,44 @@ def bench_scorer(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n
     bf16: dict[str, Any] = {}
     if st is not None and st.rows:  # the bfloat16 pass ran: the bound of its product too
         b = matmul_rate(batch, n_items, dim, dtype="bfloat16")
-        bf16 = {"bf16_matmul_gflops": b["gflops"], "bf16_bound_events_per_s": b["bound_events_per_s"],
-                "share_of_bf16_bound": round(eps / b["bound_events_per_s"], 3)}
-    return {"bench": "scorer", "items": n_items, "dim": dim, "users": n_users, "events": applied,
-            "cooc_neighbours": 50, "rank_precision": sc.rank_precision,
-            "rows_ranked_again": round(st.fallback_rows / st.rows, 4) if st and st.rows else 0.0,
-            "batch": batch, "events_per_s": round(eps, 0),
-            "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 2),
-            "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 2),
-            "matmul_gflops": bound["gflops"], "bound_events_per_s": bound["bound_events_per_s"],
-            "share_of_bound": round(eps / bound["bound_events_per_s"], 3),
-            **bf16, "peak_rss_mb": round(_peak_rss_mb(), 0)}
+        bf16 = {
+            "bf16_matmul_gflops": b["gflops"],
+            "bf16_bound_events_per_s": b["bound_events_per_s"],
+            "share_of_bf16_bound": round(eps / b["bound_events_per_s"], 3),
+        }
+    return {
+        "bench": "scorer",
+        "items": n_items,
+        "dim": dim,
+        "users": n_users,
+        "events": applied,
+        "cooc_neighbours": 50,
+        "rank_precision": sc.rank_precision,
+        "rows_ranked_again": round(st.fallback_rows / st.rows, 4) if st and st.rows else 0.0,
+        "batch": batch,
+        "events_per_s": round(eps, 0),
+        "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 2),
+        "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 2),
+        "matmul_gflops": bound["gflops"],
+        "bound_events_per_s": bound["bound_events_per_s"],
+        "share_of_bound": round(eps / bound["bound_events_per_s"], 3),
+        **bf16,
+        "peak_rss_mb": round(_peak_rss_mb(), 0),
+    }
 
 
 # ---- swap ----------------------------------------------------------------------------------
-def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_events: int = 60_000,
-               batch: int = 256, swaps: int = 5, rate: float = 4_000.0, seed: int = 0,
-               precision: str = "auto") -> dict[str, Any]:
+def bench_swap(
+    n_items: int = 10_000,
+    dim: int = 384,
+    n_users: int = 10_000,
+    n_events: int = 60_000,
+    batch: int = 256,
+    swaps: int = 5,
+    rate: float = 4_000.0,
+    seed: int = 0,
+    precision: str = "auto",
+) -> dict[str, Any]:
     """Serving pause and lost/duplicated events while versions are hot-swapped.
 
     The stream is steady: batch ``n`` is released at ``n * batch / rate`` seconds (or as
@@ -169,11 +213,21 @@ def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_e
     records = []
     for v in range(swaps):
         r = np.random.default_rng(v)
-        table = ItemTable(list(base.item_ids), base.text, 0.01 * _unit(r, n_items, dim),
-                          r.standard_normal(n_items).astype(np.float32) * 0.01, base.context,
-                          base.nbr_idx, base.nbr_w, base.cooc_weight)
-        records.append(write_artifact(store, f"v{v + 1}", {}, None, table, "bench",
-                                      {"from_ts": 0, "to_ts": 0, "n_events": 0}, {}))
+        table = ItemTable(
+            list(base.item_ids),
+            base.text,
+            0.01 * _unit(r, n_items, dim),
+            r.standard_normal(n_items).astype(np.float32) * 0.01,
+            base.context,
+            base.nbr_idx,
+            base.nbr_w,
+            base.cooc_weight,
+        )
+        records.append(
+            write_artifact(
+                store, f"v{v + 1}", {}, None, table, "bench", {"from_ts": 0, "to_ts": 0, "n_events": 0}, {}
+            )
+        )
     n_batches = -(-n_events // batch)
     announce = {int((v + 1) * n_batches / (swaps + 1)): rec for v, rec in enumerate(records)}
     users: dict[str, Any] = {}
@@ -197,7 +251,7 @@ def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_e
             if mgr.maybe_swap() is not None:
                 swap_at.append(len(ends))
             starts.append(time.perf_counter())
-            r = sc.learn_many(evs[s:s + batch], users)
+            r = sc.learn_many(evs[s : s + batch], users)
             ends.append(time.perf_counter())
             users.update(r.users)
             applied += r.applied
@@ -214,24 +268,43 @@ def bench_swap(n_items: int = 10_000, dim: int = 384, n_users: int = 10_000, n_e
     idle = np.array([s - e for s, e in zip(starts[1:], ends[:-1])]) * 1e3
     dur = np.array([e - s for s, e in zip(starts, ends)]) * 1e3
     at_swap = [gaps[i - 1] for i in swap_at if 0 < i <= len(gaps)]
-    return {"bench": "swap", "items": n_items, "dim": dim, "rate": rate, "events_in": n_events,
-            "applied": applied,
-            "dropped": n_events - applied - dups, "duplicated": dups, "batch": batch,
-            "swaps": len(mgr.swaps), "rejected": len(mgr.rejected),
-            "max_pause_ms": round(float(gaps.max()) if gaps.size else 0.0, 3),
-            "max_pause_at_swap_ms": round(float(max(at_swap)) if at_swap else 0.0, 3),
-            "pauses_at_swaps_ms": [round(float(x), 3) for x in at_swap],
-            "median_gap_ms": round(float(np.median(gaps)) if gaps.size else 0.0, 3),
-            "max_gap_incl_idle_ms": round(float(idle.max()) if idle.size else 0.0, 3),
-            "swap_ms": round(max((s.swap_ms for s in mgr.swaps), default=0.0), 3),
-            "prepare_s": round(max((s.prepare_s for s in mgr.swaps), default=0.0), 3),
-            "batch_p50_ms": round(float(np.median(dur)), 2), "batch_max_ms": round(float(dur.max()), 2)}
+    return {
+        "bench": "swap",
+        "items": n_items,
+        "dim": dim,
+        "rate": rate,
+        "events_in": n_events,
+        "applied": applied,
+        "dropped": n_events - applied - dups,
+        "duplicated": dups,
+        "batch": batch,
+        "swaps": len(mgr.swaps),
+        "rejected": len(mgr.rejected),
+        "max_pause_ms": round(float(gaps.max()) if gaps.size else 0.0, 3),
+        "max_pause_at_swap_ms": round(float(max(at_swap)) if at_swap else 0.0, 3),
+        "pauses_at_swaps_ms": [round(float(x), 3) for x in at_swap],
+        "median_gap_ms": round(float(np.median(gaps)) if gaps.size else 0.0, 3),
+        "max_gap_incl_idle_ms": round(float(idle.max()) if idle.size else 0.0, 3),
+        "swap_ms": round(max((s.swap_ms for s in mgr.swaps), default=0.0), 3),
+        "prepare_s": round(max((s.prepare_s for s in mgr.swaps), default=0.0), 3),
+        "batch_p50_ms": round(float(np.median(dur)), 2),
+        "batch_max_ms": round(float(dur.max()), 2),
+    }
 
 
 # ---- re-encode -----------------------------------------------------------------------------
-def bench_reencode(n_items: int = 100_000, model: str | None = None, max_len: int = 16, budget: int = 4096,
-                   n_users: int = 10_000, batch: int = 256, limit_s: float = 300.0, seed: int = 0,
-                   device: str = "cpu", before_s: float = 10.0) -> dict[str, Any]:
+def bench_reencode(
+    n_items: int = 100_000,
+    model: str | None = None,
+    max_len: int = 16,
+    budget: int = 4096,
+    n_users: int = 10_000,
+    batch: int = 256,
+    limit_s: float = 300.0,
+    seed: int = 0,
+    device: str = "cpu",
+    before_s: float = 10.0,
+) -> dict[str, Any]:
     """After a swap to a version with a new adapter, how long until the whole catalog is on
     it, and the scorer's events/s meanwhile (issue 14, item 6).
 
@@ -257,9 +330,11 @@ def bench_reencode(n_items: int = 100_000, model: str | None = None, max_len: in
     standby = TextEncoder(model, max_len=max_len, lora_r=8, device=device)
     dim = serving.dim
     old = ItemTable.from_text(ids, _unit(rng, n_items, dim))
-    sc = Scorer(ScorerConfig(batch_size=batch),
-                ServingModel("base", old, Representation(), serving, {"base_model": serving.base_model}),
-                item_ts=pub)
+    sc = Scorer(
+        ScorerConfig(batch_size=batch),
+        ServingModel("base", old, Representation(), serving, {"base_model": serving.base_model}),
+        item_ts=pub,
+    )
     sc.wait_ready()
     store = tempfile.mkdtemp(prefix="driftrec-bench-reencode-")
     mgr = SwapManager(sc, texts, standby, background=True, store=store)
@@ -276,9 +351,16 @@ def bench_reencode(n_items: int = 100_000, model: str | None = None, max_len: in
     standby.reset_lora()
     stale = np.ones(n_items, bool)
     stale[first] = False
-    rec = write_artifact(store, "v1", lora, serving.lora_config,
-                         ItemTable(ids, text, old.residual, old.bias, old.context, stale=stale),
-                         serving.base_model, {"from_ts": 0, "to_ts": 0, "n_events": 0}, {})
+    rec = write_artifact(
+        store,
+        "v1",
+        lora,
+        serving.lora_config,
+        ItemTable(ids, text, old.residual, old.bias, old.context, stale=stale),
+        serving.base_model,
+        {"from_ts": 0, "to_ts": 0, "n_events": 0},
+        {},
+    )
     evs = _events(np.random.default_rng(seed + 2), 2_000_000, n_users, n_items, t0=1_700_000_000_000)
     users: dict[str, Any] = {}
     pos = 0
@@ -290,7 +372,7 @@ def bench_reencode(n_items: int = 100_000, model: str | None = None, max_len: in
         while not until():
             mgr.maybe_swap()
             b0 = time.perf_counter()
-            r = sc.learn_many(evs[pos % len(evs):pos % len(evs) + batch], users)
+            r = sc.learn_many(evs[pos % len(evs) : pos % len(evs) + batch], users)
             worst = max(worst, time.perf_counter() - b0)
             users.update(r.users)
             pos += batch
@@ -306,8 +388,9 @@ def bench_reencode(n_items: int = 100_000, model: str | None = None, max_len: in
     assert ev is not None, mgr.rejected
     t_swap = time.perf_counter()
     deadline = t_swap + limit_s
-    n_during, s_during, worst_during = serve(lambda: sc.model.table.stale is None
-                                             or time.perf_counter() > deadline)
+    n_during, s_during, worst_during = serve(
+        lambda: sc.model.table.stale is None or time.perf_counter() > deadline
+    )
     took = time.perf_counter() - t_swap
     st = sc.model.table.stale
     left = int(st.sum()) if st is not None else 0
@@ -317,22 +400,41 @@ def bench_reencode(n_items: int = 100_000, model: str | None = None, max_len: in
     finished = left == 0
     rate = done / took if took > 0 else 0.0
     full_s = took if finished else ((n_items - budget) / rate if rate > 0 else float("inf"))
-    return {"bench": "reencode", "items": n_items, "model": serving.base_model, "max_len": max_len,
-            "device": serving.device, "learner_encoded": budget, "learner_encode_s": round(learner_encode_s, 2),
-            "stale_at_swap": n_items - budget, "reencoded": done, "reencoded_served": served,
-            "seconds": round(took, 1),
-            "finished": finished, "extrapolated": not finished,
-            "reencode_items_per_s": round(rate, 1), "full_catalog_s": round(full_s, 1),
-            "events_per_s_before": round(n_before / s_before, 0),
-            "events_per_s_during": round(n_during / s_during, 0) if s_during > 0 else None,
-            "batch_max_ms_before": round(worst_before, 1), "batch_max_ms_during": round(worst_during, 1),
-            "swap_pause_ms": round(ev.swap_ms, 3), "peak_rss_mb": round(_peak_rss_mb(), 0)}
+    return {
+        "bench": "reencode",
+        "items": n_items,
+        "model": serving.base_model,
+        "max_len": max_len,
+        "device": serving.device,
+        "learner_encoded": budget,
+        "learner_encode_s": round(learner_encode_s, 2),
+        "stale_at_swap": n_items - budget,
+        "reencoded": done,
+        "reencoded_served": served,
+        "seconds": round(took, 1),
+        "finished": finished,
+        "extrapolated": not finished,
+        "reencode_items_per_s": round(rate, 1),
+        "full_catalog_s": round(full_s, 1),
+        "events_per_s_before": round(n_before / s_before, 0),
+        "events_per_s_during": round(n_during / s_during, 0) if s_during > 0 else None,
+        "batch_max_ms_before": round(worst_before, 1),
+        "batch_max_ms_during": round(worst_during, 1),
+        "swap_pause_ms": round(ev.swap_ms, 3),
+        "peak_rss_mb": round(_peak_rss_mb(), 0),
+    }
 
 
 # ---- learner -------------------------------------------------------------------------------
-def bench_learner(model: str | None = None, window: int = 4096, device: str = "auto",
-                  n_items: int = 1_600, seed: int = 0, use_lora: bool = True,
-                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def bench_learner(
+    model: str | None = None,
+    window: int = 4096,
+    device: str = "auto",
+    n_items: int = 1_600,
+    seed: int = 0,
+    use_lora: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """One micro-fine-tune of a ``window``-event window (synthetic stream, real encoder)."""
     import torch
 
@@ -347,8 +449,9 @@ def bench_learner(model: str | None = None, window: int = 4096, device: str = "a
     encode_s = time.perf_counter() - t0
     # lora_every=1: a full fine-tune, item parts then adapters (the default trains the
     # adapters on every 5th training only)
-    cfg = LearnerConfig(window_events=window, train_every=window, drift=None, use_lora=use_lora, seed=seed,
-                        lora_every=1)
+    cfg = LearnerConfig(
+        window_events=window, train_every=window, drift=None, use_lora=use_lora, seed=seed, lora_every=1
+    )
     L = Learner(cfg, Representation(), table, {it.item_id: it.text for it in s.items}, enc)
     L.observe_many(s.events)
     if enc.device.startswith("cuda"):
@@ -360,16 +463,28 @@ def bench_learner(model: str | None = None, window: int = 4096, device: str = "a
     steps = int(m.get("steps", 0)) or 1
     lora_steps = int(m.get("lora_steps", 0))
     items_s = float(m.get("items_s", 0.0))
-    out = {"bench": "learner", "device": enc.device, "model": enc.base_model, "window": window,
-           "items": n_items, "use_lora": use_lora, "finetune_s": round(wall, 2),
-           "train_s": m.get("train_s"), "items_stage_s": round(items_s, 2),
-           "encode_catalog_s": m.get("encode_s"), "steps": steps,
-           "item_steps": m.get("item_steps"), "lora_steps": lora_steps,
-           "s_per_step": round(float(m.get("train_s", wall)) / steps, 3),
-           "s_per_lora_step": round((float(m.get("train_s", wall)) - items_s) / lora_steps, 3)
-           if lora_steps else None,
-           "initial_encode_s": round(encode_s, 2), "accepted": res.accepted,
-           "peak_rss_mb": round(_peak_rss_mb(), 0)}
+    out = {
+        "bench": "learner",
+        "device": enc.device,
+        "model": enc.base_model,
+        "window": window,
+        "items": n_items,
+        "use_lora": use_lora,
+        "finetune_s": round(wall, 2),
+        "train_s": m.get("train_s"),
+        "items_stage_s": round(items_s, 2),
+        "encode_catalog_s": m.get("encode_s"),
+        "steps": steps,
+        "item_steps": m.get("item_steps"),
+        "lora_steps": lora_steps,
+        "s_per_step": round(float(m.get("train_s", wall)) / steps, 3),
+        "s_per_lora_step": round((float(m.get("train_s", wall)) - items_s) / lora_steps, 3)
+        if lora_steps
+        else None,
+        "initial_encode_s": round(encode_s, 2),
+        "accepted": res.accepted,
+        "peak_rss_mb": round(_peak_rss_mb(), 0),
+    }
     if enc.device.startswith("cuda"):
         out["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 0)
     return out
@@ -377,18 +492,27 @@ def bench_learner(model: str | None = None, window: int = 4096, device: str = "a
 
 # ---- the command ---------------------------------------------------------------------------
 LABELS = {
-    "events_per_s": "events/s", "p50_ms": "batch p50 (ms)", "p99_ms": "batch p99 (ms)",
-    "matmul_gflops": "matrix product (GFLOP/s)", "bound_events_per_s": "float32 ranking bound (events/s)",
-    "share_of_bound": "share of the float32 bound", "rank_precision": "ranking first pass",
+    "events_per_s": "events/s",
+    "p50_ms": "batch p50 (ms)",
+    "p99_ms": "batch p99 (ms)",
+    "matmul_gflops": "matrix product (GFLOP/s)",
+    "bound_events_per_s": "float32 ranking bound (events/s)",
+    "share_of_bound": "share of the float32 bound",
+    "rank_precision": "ranking first pass",
     "rows_ranked_again": "rows ranked again in float32 (share)",
     "bf16_matmul_gflops": "bfloat16 matrix product (GFLOP/s)",
-    "bf16_bound_events_per_s": "bfloat16 product bound (events/s)", "share_of_bf16_bound": "share of that bound",
+    "bf16_bound_events_per_s": "bfloat16 product bound (events/s)",
+    "share_of_bf16_bound": "share of that bound",
     "max_pause_ms": "max pause: a released batch waiting (ms)",
-    "max_pause_at_swap_ms": "pause at a swap (ms)", "median_gap_ms": "median pause (ms)",
+    "max_pause_at_swap_ms": "pause at a swap (ms)",
+    "median_gap_ms": "median pause (ms)",
     "max_gap_incl_idle_ms": "max gap incl. idle ahead of the stream (ms)",
-    "finetune_s": "micro-fine-tune (s)", "s_per_step": "per step (s)",
-    "items_stage_s": "item-parts stage (s)", "s_per_lora_step": "per adapter step (s)",
-    "peak_rss_mb": "peak RSS (MB)", "cuda_max_allocated_mb": "CUDA max allocated (MB)",
+    "finetune_s": "micro-fine-tune (s)",
+    "s_per_step": "per step (s)",
+    "items_stage_s": "item-parts stage (s)",
+    "s_per_lora_step": "per adapter step (s)",
+    "peak_rss_mb": "peak RSS (MB)",
+    "cuda_max_allocated_mb": "CUDA max allocated (MB)",
 }
 
 
@@ -403,13 +527,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     kind = args.what
     tune_gc()  # as the services run
     if kind == "scorer":
-        res = bench_scorer(args.items, args.dim, args.users, args.events, args.batch, precision=args.precision)
+        res = bench_scorer(
+            args.items, args.dim, args.users, args.events, args.batch, precision=args.precision
+        )
     elif kind == "swap":
-        res = bench_swap(args.items, args.dim, args.users, args.events, args.batch, args.swaps, args.rate,
-                         precision=args.precision)
+        res = bench_swap(
+            args.items,
+            args.dim,
+            args.users,
+            args.events,
+            args.batch,
+            args.swaps,
+            args.rate,
+            precision=args.precision,
+        )
     elif kind == "reencode":
-        res = bench_reencode(args.items, args.model, args.max_len, args.budget, args.users, args.batch,
-                             args.limit_s, device=args.device)
+        res = bench_reencode(
+            args.items,
+            args.model,
+            args.max_len,
+            args.budget,
+            args.users,
+            args.batch,
+            args.limit_s,
+            device=args.device,
+        )
     elif kind == "kafka":
         from .kafka import run
 
@@ -427,11 +569,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
         c = LearnerConfig()
         per_epoch = -(-int(args.window * (1 - c.val_share)) // c.batch_size)
         total = min(c.item_max_steps, c.epochs * per_epoch) + (
-            0 if args.no_lora else min(c.max_steps, c.epochs * per_epoch))
-        with tqdm(total=total, desc="fine-tune steps", file=sys.stderr, disable=args.json and not sys.stderr.isatty(),
-                  leave=False) as bar:
-            res = bench_learner(args.model, args.window, args.device, args.items,
-                                use_lora=not args.no_lora, progress=lambda n: bar.update(n - bar.n))
+            0 if args.no_lora else min(c.max_steps, c.epochs * per_epoch)
+        )
+        with tqdm(
+            total=total,
+            desc="fine-tune steps",
+            file=sys.stderr,
+            disable=args.json and not sys.stderr.isatty(),
+            leave=False,
+        ) as bar:
+            res = bench_learner(
+                args.model,
+                args.window,
+                args.device,
+                args.items,
+                use_lora=not args.no_lora,
+                progress=lambda n: bar.update(n - bar.n),
+            )
     print(f"driftrec bench {kind}")
     print(format_table(res))
     if args.json:
@@ -442,14 +596,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     from driftrec.app.settings import flag_float, flag_int
 
-    p = sub.add_parser("bench", help="speed and memory figures: scorer, swap, learner, kafka",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "bench",
+        help="speed and memory figures: scorer, swap, learner, kafka",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     benches = p.add_subparsers(dest="what", metavar="BENCH", required=True)
-    helps = {"scorer": "events/s and batch latency of the scorer core (embedded)",
-             "swap": "serving pause and lost/duplicated events during hot-swaps",
-             "learner": "seconds per micro-fine-tune of a 4,096-event window, peak memory",
-             "reencode": "after a swap: time until the catalog is re-encoded in the background, "
-                         "and the scorer's events/s meanwhile"}
+    helps = {
+        "scorer": "events/s and batch latency of the scorer core (embedded)",
+        "swap": "serving pause and lost/duplicated events during hot-swaps",
+        "learner": "seconds per micro-fine-tune of a 4,096-event window, peak memory",
+        "reencode": "after a swap: time until the catalog is re-encoded in the background, "
+        "and the scorer's events/s meanwhile",
+    }
     for name, text in helps.items():
         q = benches.add_parser(name, help=text, description=text)
         q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
@@ -458,37 +618,65 @@ def add_parser(sub: Any) -> None:
             q.add_argument("--dim", type=flag_int(1, 65_536), default=384, help="vector dimensions")
             q.add_argument("--users", type=flag_int(1), default=10_000, help="users")
             q.add_argument("--events", type=flag_int(1), default=60_000, help="events to time")
-            q.add_argument("--batch", type=flag_int(1), default=1024 if name == "scorer" else 256,
-                           help="micro-batch size")
-            q.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
-                           help="first pass of the ranking (SCORER_RANK_PRECISION; auto: bfloat16 where the "
-                                "CPU has it natively; the ranking is exact either way)")
+            q.add_argument(
+                "--batch",
+                type=flag_int(1),
+                default=1024 if name == "scorer" else 256,
+                help="micro-batch size",
+            )
+            q.add_argument(
+                "--precision",
+                default="auto",
+                choices=("auto", "float32", "bfloat16"),
+                help="first pass of the ranking (SCORER_RANK_PRECISION; auto: bfloat16 where the "
+                "CPU has it natively; the ranking is exact either way)",
+            )
         if name == "swap":
             q.add_argument("--swaps", type=flag_int(0), default=5, help="hot-swaps during the run")
-            q.add_argument("--rate", type=flag_float(above=0), default=4_000.0, help="steady stream rate, events/s")
+            q.add_argument(
+                "--rate", type=flag_float(above=0), default=4_000.0, help="steady stream rate, events/s"
+            )
         if name == "reencode":
             q.add_argument("--items", type=flag_int(2), default=100_000, help="catalog size")
             q.add_argument("--model", default=None, help="encoder path (default all-MiniLM-L6-v2)")
             q.add_argument("--max-len", type=flag_int(4, 512), default=16, help="tokens per text")
-            q.add_argument("--budget", type=flag_int(1), default=4096,
-                           help="items the learner encoded before publishing (the rest are stale)")
+            q.add_argument(
+                "--budget",
+                type=flag_int(1),
+                default=4096,
+                help="items the learner encoded before publishing (the rest are stale)",
+            )
             q.add_argument("--users", type=flag_int(1), default=10_000, help="users")
             q.add_argument("--batch", type=flag_int(1), default=256, help="micro-batch size")
-            q.add_argument("--limit-s", type=flag_float(above=0), default=300.0,
-                           help="stop after this long and extrapolate the time to the full catalog")
-            q.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where it encodes")
+            q.add_argument(
+                "--limit-s",
+                type=flag_float(above=0),
+                default=300.0,
+                help="stop after this long and extrapolate the time to the full catalog",
+            )
+            q.add_argument(
+                "--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where it encodes"
+            )
         if name == "learner":
-            q.add_argument("--items", type=flag_int(1), default=1_600, help="catalog size (re-encoded after training)")
+            q.add_argument(
+                "--items", type=flag_int(1), default=1_600, help="catalog size (re-encoded after training)"
+            )
             q.add_argument("--window", type=flag_int(8), default=4096, help="window in events")
             q.add_argument("--model", default=None, help="encoder path (default all-MiniLM-L6-v2)")
-            q.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where it trains")
+            q.add_argument(
+                "--device", default="auto", choices=("auto", "cpu", "cuda"), help="where it trains"
+            )
             q.add_argument("--no-lora", action="store_true", help="train the item parts only (no adapters)")
         q.set_defaults(func=cmd_bench)
     from . import kafka as bench_kafka
 
     text = "replay -> Kafka -> scorer -> recs.updates throughput and latency, raw client rates"
-    q = benches.add_parser("kafka", help=text, description=bench_kafka.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    q = benches.add_parser(
+        "kafka",
+        help=text,
+        description=bench_kafka.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
     bench_kafka.add_arguments(q)
     q.set_defaults(func=cmd_bench)

@@ -26,11 +26,12 @@ Examples
 >>> p.rank_many(["u", "x"], now=4, k=2)
 [['c', 'a'], ['b', 'c']]
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -142,8 +143,12 @@ class RecentPopularity(Popularity):
 
     name = "recent_popularity"
 
-    def __init__(self, item_ids: Iterable[str] = (), half_life: float = 5_000.0,
-                 item_ts: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        item_ids: Iterable[str] = (),
+        half_life: float = 5_000.0,
+        item_ts: Mapping[str, int] | None = None,
+    ) -> None:
         super().__init__(item_ids, item_ts)
         self.half_life = float(half_life)
         self.counts = np.full(max(16, len(self.cat)), -np.inf, np.float64)
@@ -170,8 +175,13 @@ class ItemKNN(_Base):
 
     name = "item_knn"
 
-    def __init__(self, item_ids: Iterable[str] = (), recent: int = 10, max_items: int = 20_000,
-                 item_ts: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        item_ids: Iterable[str] = (),
+        recent: int = 10,
+        max_items: int = 20_000,
+        item_ts: Mapping[str, int] | None = None,
+    ) -> None:
         super().__init__(item_ids, item_ts)
         self.recent = recent
         self.max_items = max_items
@@ -187,8 +197,10 @@ class ItemKNN(_Base):
                 continue
             if len(self.cat) > self.C.shape[0]:
                 if len(self.cat) > self.max_items:
-                    raise MemoryError(f"item_knn keeps a dense {self.max_items}^2 matrix; the stream "
-                                      f"has more items: leave item_knn out with --systems")
+                    raise MemoryError(
+                        f"item_knn keeps a dense {self.max_items}^2 matrix; the stream "
+                        f"has more items: leave item_knn out with --systems"
+                    )
                 n = min(self.max_items, max(len(self.cat), 2 * self.C.shape[0]))
                 C = np.zeros((n, n), np.float32)
                 C[: self.C.shape[0], : self.C.shape[0]] = self.C
@@ -207,7 +219,7 @@ class ItemKNN(_Base):
         for b, u in enumerate(users):
             h = self.seen.get(u)
             if h:
-                r = h[-self.recent:] if self.recent else h
+                r = h[-self.recent :] if self.recent else h
                 S[b] = inv[r] @ self.C[r, :n]  # gather the rows: O(len(r) * n)
         S *= inv[None, :]
         # Users without history (and ties): popularity, scaled below any co-occurrence.
@@ -222,16 +234,28 @@ class RiverMF(_Base):
 
     name = "river_mf"
 
-    def __init__(self, item_ids: Iterable[str] = (), n_factors: int = 16, negatives: int = 4,
-                 lr: float = 0.05, l2: float = 0.001, seed: int = 0,
-                 item_ts: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        item_ids: Iterable[str] = (),
+        n_factors: int = 16,
+        negatives: int = 4,
+        lr: float = 0.05,
+        l2: float = 0.001,
+        seed: int = 0,
+        item_ts: Mapping[str, int] | None = None,
+    ) -> None:
         from river import optim, reco
 
         super().__init__(item_ids, item_ts)
-        self.model = reco.BiasedMF(n_factors=n_factors, bias_optimizer=optim.SGD(lr),
-                                   latent_optimizer=optim.SGD(lr), l2_bias=l2, l2_latent=l2,
-                                   latent_initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=seed),
-                                   seed=seed)
+        self.model = reco.BiasedMF(
+            n_factors=n_factors,
+            bias_optimizer=optim.SGD(lr),
+            latent_optimizer=optim.SGD(lr),
+            l2_bias=l2,
+            l2_latent=l2,
+            latent_initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=seed),
+            seed=seed,
+        )
         self.negatives = negatives
         self.rng = np.random.default_rng(seed)
         self.d = n_factors
@@ -333,9 +357,14 @@ class ContentTfidf(_Base):
 
     name = "content_tfidf"
 
-    def __init__(self, item_ids: Iterable[str] = (), texts: Mapping[str, str] | None = None,
-                 item_ts: Mapping[str, int] | None = None, half_life: float = 20.0,
-                 type_weights: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        item_ids: Iterable[str] = (),
+        texts: Mapping[str, str] | None = None,
+        item_ts: Mapping[str, int] | None = None,
+        half_life: float = 20.0,
+        type_weights: Mapping[str, float] | None = None,
+    ) -> None:
         from scipy import sparse
 
         super().__init__(item_ids, item_ts)
@@ -348,8 +377,9 @@ class ContentTfidf(_Base):
                 cols.append(self.vocab.setdefault(w, len(self.vocab)))
         n = len(self.cat)
         # term counts of the catalog's texts [n_items, n_words] (duplicates summed)
-        self.tf = sparse.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)),
-                                    shape=(n, max(1, len(self.vocab))))
+        self.tf = sparse.csr_matrix(
+            (np.ones(len(rows), np.float64), (rows, cols)), shape=(n, max(1, len(self.vocab)))
+        )
         self.tf.sum_duplicates()
         self._order = np.argsort(self.pub[:n], kind="stable")  # publication order
         self._published = 0  # items of self._order counted in df
@@ -370,7 +400,7 @@ class ContentTfidf(_Base):
         while j < len(order) and pub[order[j]] <= now:
             j += 1
         if j > self._published:
-            rows = self.tf[order[self._published:j]]
+            rows = self.tf[order[self._published : j]]
             np.add.at(self.df, rows.indices, 1.0)
             self._published = j
 
@@ -420,5 +450,11 @@ class ContentTfidf(_Base):
         return self._top(S, users, k, now)
 
 
-BASELINES = {"popularity": Popularity, "recent_popularity": RecentPopularity,
-             "item_knn": ItemKNN, "river_mf": RiverMF, "newest": Newest, "content_tfidf": ContentTfidf}
+BASELINES = {
+    "popularity": Popularity,
+    "recent_popularity": RecentPopularity,
+    "item_knn": ItemKNN,
+    "river_mf": RiverMF,
+    "newest": Newest,
+    "content_tfidf": ContentTfidf,
+}

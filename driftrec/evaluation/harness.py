@@ -13,6 +13,7 @@ It prints a table (HR@k, NDCG@k, MRR@k overall and per window, events to recover
 known shift), writes a plot, ``summary.json`` and ``table.txt`` under ``--report`` and,
 with ``--json``, prints the summary as the last line of stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +35,17 @@ from . import prequential as pq
 
 log = logging.getLogger("driftrec.eval")
 
-ALL_SYSTEMS = ("driftrec", "driftrec_no_lora", "frozen", "popularity", "recent_popularity",
-               "newest", "content_tfidf", "item_knn", "river_mf")
+ALL_SYSTEMS = (
+    "driftrec",
+    "driftrec_no_lora",
+    "frozen",
+    "popularity",
+    "recent_popularity",
+    "newest",
+    "content_tfidf",
+    "item_knn",
+    "river_mf",
+)
 
 
 class ScorerSystem:
@@ -46,8 +57,9 @@ class ScorerSystem:
     verified and prepared by the scorer's swap manager, and swapped in before the next batch.
     """
 
-    def __init__(self, name: str, scorer: Any, learner: Any = None, swaps: Any = None,
-                 artifact_dir: str | None = None) -> None:
+    def __init__(
+        self, name: str, scorer: Any, learner: Any = None, swaps: Any = None, artifact_dir: str | None = None
+    ) -> None:
         self.name = name
         self.scorer = scorer
         self.learner = learner
@@ -60,9 +72,12 @@ class ScorerSystem:
             from driftrec.app.adaptation import LocalAdaptation
 
             if swaps is None or artifact_dir is None:
-                raise ValueError(f"{name}: a system with a learner needs its swap manager and an artifact store")
-            self.adaptation = LocalAdaptation(learner, swaps, artifact_dir,
-                                              scorer.model.manifest.get("base_model", "none"))
+                raise ValueError(
+                    f"{name}: a system with a learner needs its swap manager and an artifact store"
+                )
+            self.adaptation = LocalAdaptation(
+                learner, swaps, artifact_dir, scorer.model.manifest.get("base_model", "none")
+            )
 
     def rank_many(self, users: Sequence[str], now: int, k: int) -> list[list[str]]:
         from driftrec.state import UserState
@@ -89,18 +104,29 @@ class ScorerSystem:
 
 
 # ---- building the systems -----------------------------------------------------------------
-def build_systems(names: Sequence[str], items: Sequence[Item], *, model: str | None = None,
-                  cache_dir: str | None = None, learner_config: Any = None, rep: Any = None,
-                  scorer_config: Any = None, device: str = "auto", lora_r: int = 8,
-                  max_len: int = 32, seed: int = 0, artifact_dir: str | None = None,
-                  progress: Any = None) -> list[Any]:
+def build_systems(
+    names: Sequence[str],
+    items: Sequence[Item],
+    *,
+    model: str | None = None,
+    cache_dir: str | None = None,
+    learner_config: Any = None,
+    rep: Any = None,
+    scorer_config: Any = None,
+    device: str = "auto",
+    lora_r: int = 8,
+    max_len: int = 32,
+    seed: int = 0,
+    artifact_dir: str | None = None,
+    progress: Any = None,
+) -> list[Any]:
     """The systems named in ``names``, ready for :func:`driftrec.evaluation.prequential.run`."""
+    from driftrec.app.factory import base_table, load_encoder, make_learner, make_scorer, publication_times
     from driftrec.learner import LearnerConfig
     from driftrec.model import Representation
     from driftrec.scorer import ScorerConfig
 
     from . import baselines
-    from driftrec.app.factory import base_table, load_encoder, make_learner, make_scorer, publication_times
 
     unknown = [n for n in names if n not in ALL_SYSTEMS]
     if unknown:
@@ -127,14 +153,20 @@ def build_systems(names: Sequence[str], items: Sequence[Item], *, model: str | N
         elif n == "driftrec_no_lora":
             sc, sw = make_scorer(base_enc, table, rep, scfg, texts=texts, background=False, item_ts=pub)
             cfg = replace(lcfg, use_lora=False, train_items=True)
-            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, None, pub), sw,
-                                    os.path.join(artifact_dir, n)))
+            out.append(
+                ScorerSystem(
+                    n, sc, make_learner(cfg, rep, table, texts, None, pub), sw, os.path.join(artifact_dir, n)
+                )
+            )
         elif n == "driftrec":
             enc = load_encoder(model, lora_r=lora_r, max_len=max_len, device=device)
             sc, sw = make_scorer(enc, table, rep, scfg, texts=texts, background=False, item_ts=pub)
             cfg = replace(lcfg, use_lora=lora_r > 0)
-            out.append(ScorerSystem(n, sc, make_learner(cfg, rep, table, texts, enc, pub), sw,
-                                    os.path.join(artifact_dir, n)))
+            out.append(
+                ScorerSystem(
+                    n, sc, make_learner(cfg, rep, table, texts, enc, pub), sw, os.path.join(artifact_dir, n)
+                )
+            )
         elif n == "river_mf":
             out.append(baselines.RiverMF(ids, seed=seed, item_ts=pub))
         elif n == "content_tfidf":
@@ -145,29 +177,44 @@ def build_systems(names: Sequence[str], items: Sequence[Item], *, model: str | N
 
 
 # ---- reporting ---------------------------------------------------------------------------
-def summarise(res: pq.PrequentialRun, systems: Sequence[Any], window: int,
-              shift_ts: int | None, shift_index: int | None) -> dict[str, Any]:
+def summarise(
+    res: pq.PrequentialRun, systems: Sequence[Any], window: int, shift_ts: int | None, shift_index: int | None
+) -> dict[str, Any]:
     k = res.k
     cold = res.cold()
     post = res.target_index >= shift_index if shift_index is not None else None
-    out: dict[str, Any] = {"events": res.n_events, "shift_ts": shift_ts, "targets": int(len(res.target_index)),
-                           "cold_targets": int(cold.sum()), "cold_events": pq.COLD_EVENTS,
-                           "post_shift_targets": None if post is None else int(post.sum()),
-                           "k": k, "window": window, "shift_index": shift_index, "systems": {}}
+    out: dict[str, Any] = {
+        "events": res.n_events,
+        "shift_ts": shift_ts,
+        "targets": int(len(res.target_index)),
+        "cold_targets": int(cold.sum()),
+        "cold_events": pq.COLD_EVENTS,
+        "post_shift_targets": None if post is None else int(post.sum()),
+        "k": k,
+        "window": window,
+        "shift_index": shift_index,
+        "systems": {},
+    }
     for s in systems:
         r = res.systems[s.name]
         m = pq.metrics(r.positions, k)
         cold_hr = pq.metrics(r.positions[cold], k)["hr"] if cold.any() else None
         post_hr = pq.metrics(r.positions[post], k)["hr"] if post is not None and post.any() else None
-        rec = (pq.recovery(r.positions, k, window, res.target_index, shift_index)
-               if shift_index is not None else {"events": None, "pre": None})
-        d: dict[str, Any] = {f"hr_at_{k}": round(m["hr"], 4), f"ndcg_at_{k}": round(m["ndcg"], 4),
-                             "mrr": round(m["mrr"], 4),
-                             f"cold_hr_at_{k}": None if cold_hr is None else round(cold_hr, 4),
-                             f"post_shift_hr_at_{k}": None if post_hr is None else round(post_hr, 4),
-                             "recovery_events": rec["events"],
-                             "pre_shift_hr": None if rec["pre"] is None else round(rec["pre"], 4),
-                             "seconds": round(r.seconds, 1)}
+        rec = (
+            pq.recovery(r.positions, k, window, res.target_index, shift_index)
+            if shift_index is not None
+            else {"events": None, "pre": None}
+        )
+        d: dict[str, Any] = {
+            f"hr_at_{k}": round(m["hr"], 4),
+            f"ndcg_at_{k}": round(m["ndcg"], 4),
+            "mrr": round(m["mrr"], 4),
+            f"cold_hr_at_{k}": None if cold_hr is None else round(cold_hr, 4),
+            f"post_shift_hr_at_{k}": None if post_hr is None else round(post_hr, 4),
+            "recovery_events": rec["events"],
+            "pre_shift_hr": None if rec["pre"] is None else round(rec["pre"], 4),
+            "seconds": round(r.seconds, 1),
+        }
         if r.swaps or getattr(s, "trainings", None):
             d["swaps"] = len(r.swaps)
             d["trainings"] = len(s.trainings)
@@ -176,21 +223,28 @@ def summarise(res: pq.PrequentialRun, systems: Sequence[Any], window: int,
             if any(u in ("kept", "dropped") for u in ups):  # what the adapters added
                 d["adapter_rounds"] = sum(u in ("kept", "dropped") for u in ups)
                 d["adapters_kept"] = ups.count("kept")
-            d["cooc_weight_last"] = next((t["cooc_weight"] for t in reversed(s.trainings)
-                                          if t.get("accepted") and "cooc_weight" in t), None)
-            d["age_weight_last"] = next((t["age_weight"] for t in reversed(s.trainings)
-                                         if t.get("accepted") and "age_weight" in t), None)
+            d["cooc_weight_last"] = next(
+                (t["cooc_weight"] for t in reversed(s.trainings) if t.get("accepted") and "cooc_weight" in t),
+                None,
+            )
+            d["age_weight_last"] = next(
+                (t["age_weight"] for t in reversed(s.trainings) if t.get("accepted") and "age_weight" in t),
+                None,
+            )
         out["systems"][s.name] = d
     return out
 
 
-def format_tables(res: pq.PrequentialRun, summary: Mapping[str, Any], window: int,
-                  max_windows: int | None = None) -> str:
+def format_tables(
+    res: pq.PrequentialRun, summary: Mapping[str, Any], window: int, max_windows: int | None = None
+) -> str:
     k = res.k
     names = list(summary["systems"])
     w = max(12, max(len(n) for n in names) + 1)
-    lines = [f"{'system':<{w}} {'HR@' + str(k):>7} {'NDCG@' + str(k):>8} {'MRR':>7} {'cold HR':>8} "
-             f"{'post HR':>8} {'recovery':>9}"]
+    lines = [
+        f"{'system':<{w}} {'HR@' + str(k):>7} {'NDCG@' + str(k):>8} {'MRR':>7} {'cold HR':>8} "
+        f"{'post HR':>8} {'recovery':>9}"
+    ]
 
     def f4(x: float | None, width: int = 8) -> str:
         return f"{'-':>{width}}" if x is None else f"{x:>{width}.4f}"
@@ -199,17 +253,29 @@ def format_tables(res: pq.PrequentialRun, summary: Mapping[str, Any], window: in
         d = summary["systems"][n]
         r = d["recovery_events"]
         rs = "-" if summary["shift_ts"] is None else ("never" if r is None else str(r))
-        lines.append(f"{n:<{w}} {d[f'hr_at_{k}']:>7.4f} {d[f'ndcg_at_{k}']:>8.4f} {d['mrr']:>7.4f} "
-                     f"{f4(d.get(f'cold_hr_at_{k}'))} {f4(d.get(f'post_shift_hr_at_{k}'))} {rs:>9}")
-    lines.append(f"cold HR: HR@{k} on the {summary.get('cold_targets', 0)} targets whose item had fewer "
-                 f"than {pq.COLD_EVENTS} earlier events; post HR: on the targets after the shift")
+        lines.append(
+            f"{n:<{w}} {d[f'hr_at_{k}']:>7.4f} {d[f'ndcg_at_{k}']:>8.4f} {d['mrr']:>7.4f} "
+            f"{f4(d.get(f'cold_hr_at_{k}'))} {f4(d.get(f'post_shift_hr_at_{k}'))} {rs:>9}"
+        )
+    lines.append(
+        f"cold HR: HR@{k} on the {summary.get('cold_targets', 0)} targets whose item had fewer "
+        f"than {pq.COLD_EVENTS} earlier events; post HR: on the targets after the shift"
+    )
     lines.append("")
     blocks = {n: pq.tumbling(res.systems[n].positions, k, window) for n in names}
     nb = len(next(iter(blocks.values()))) if blocks else 0
     lines.append(f"HR@{k} per window of {window} target events (event position at the window's end)")
-    short = {"driftrec": "driftrec", "driftrec_no_lora": "no_lora", "frozen": "frozen",
-             "popularity": "pop", "recent_popularity": "recent", "item_knn": "knn", "river_mf": "mf",
-             "newest": "newest", "content_tfidf": "tfidf"}
+    short = {
+        "driftrec": "driftrec",
+        "driftrec_no_lora": "no_lora",
+        "frozen": "frozen",
+        "popularity": "pop",
+        "recent_popularity": "recent",
+        "item_knn": "knn",
+        "river_mf": "mf",
+        "newest": "newest",
+        "content_tfidf": "tfidf",
+    }
     cols = [short.get(n, n[:8]) for n in names]
     lines.append(f"{'window':>6} {'events':>8} " + " ".join(f"{c:>8}" for c in cols))
     rows = range(nb)
@@ -224,8 +290,10 @@ def format_tables(res: pq.PrequentialRun, summary: Mapping[str, Any], window: in
     cold = res.cold()
     if cold.any():  # the same windows, their cold targets only
         lines.append("")
-        lines.append(f"cold HR@{k} per window (targets whose item had < {pq.COLD_EVENTS} earlier events; "
-                     f"'cold' = how many in the window)")
+        lines.append(
+            f"cold HR@{k} per window (targets whose item had < {pq.COLD_EVENTS} earlier events; "
+            f"'cold' = how many in the window)"
+        )
         lines.append(f"{'window':>6} {'events':>8} {'cold':>6} " + " ".join(f"{c:>8}" for c in cols))
         for b in rows:
             s0 = blocks[names[0]][b]["start"]
@@ -244,25 +312,42 @@ def plot(path: str, res: pq.PrequentialRun, window: int, shift_index: int | None
     series = {}
     n = len(res.target_index)
     step = max(1, window // 10)
-    pick = np.unique(np.concatenate([np.arange(min(window, n) - 1, n, step), [n - 1]])) if n else np.zeros(0, int)
+    pick = (
+        np.unique(np.concatenate([np.arange(min(window, n) - 1, n, step), [n - 1]]))
+        if n
+        else np.zeros(0, int)
+    )
     pick = pick[pick >= 0]
     for name, r in res.systems.items():
         hr = pq.sliding_hr(r.positions, res.k, window)
         series[name] = (res.target_index[pick].tolist(), hr[pick].tolist())
     swaps = res.systems["driftrec"].swaps if "driftrec" in res.systems else []
-    plot_windowed_hr(path, series, shift=shift_index, swaps=swaps, title=title,
-                     ylabel=f"HR@{res.k}, trailing {window} targets")
+    plot_windowed_hr(
+        path,
+        series,
+        shift=shift_index,
+        swaps=swaps,
+        title=title,
+        ylabel=f"HR@{res.k}, trailing {window} targets",
+    )
     cold = res.cold()
     nc = int(cold.sum())
     if nc:  # the same on the cold targets: <source>-cold-hr.png beside it
         wc = max(1, min(window, nc))
         pick = np.unique(np.concatenate([np.arange(wc - 1, nc, max(1, wc // 10)), [nc - 1]]))
         at = res.target_index[cold][pick].tolist()
-        cs = {name: (at, pq.sliding_hr(r.positions[cold], res.k, wc)[pick].tolist())
-              for name, r in res.systems.items()}
-        plot_windowed_hr(cold_plot_path(path), cs, shift=shift_index, swaps=swaps,
-                         title=f"{title}; cold targets ({nc})",
-                         ylabel=f"cold HR@{res.k}, trailing {wc} cold targets")
+        cs = {
+            name: (at, pq.sliding_hr(r.positions[cold], res.k, wc)[pick].tolist())
+            for name, r in res.systems.items()
+        }
+        plot_windowed_hr(
+            cold_plot_path(path),
+            cs,
+            shift=shift_index,
+            swaps=swaps,
+            title=f"{title}; cold targets ({nc})",
+            ylabel=f"cold HR@{res.k}, trailing {wc} cold targets",
+        )
 
 
 def cold_plot_path(path: str) -> str:
@@ -293,11 +378,17 @@ def load_stream(args: argparse.Namespace) -> tuple[list[Event], list[Item], int 
         log_ = read_log(args.log, args.format, args.items)
         if not log_.events:
             first = f" (first: {log_.rejected[0].reason})" if log_.rejected else ""
-            raise ConfigError(f"--log {args.log!r}: no valid event in it; {len(log_.rejected)} records "
-                              f"rejected{first}; allowed: a log with at least one valid event")
+            raise ConfigError(
+                f"--log {args.log!r}: no valid event in it; {len(log_.rejected)} records "
+                f"rejected{first}; allowed: a log with at least one valid event"
+            )
         if log_.rejected:
-            log.warning("%d records of %s were rejected (first: %s)", len(log_.rejected), args.log,
-                        log_.rejected[0].reason)
+            log.warning(
+                "%d records of %s were rejected (first: %s)",
+                len(log_.rejected),
+                args.log,
+                log_.rejected[0].reason,
+            )
         events = log_.events[: args.events] if args.events else log_.events
         items = list(log_.items)
         if not items:
@@ -312,12 +403,11 @@ def load_stream(args: argparse.Namespace) -> tuple[list[Event], list[Item], int 
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from driftrec.learner import LearnerConfig
-    from driftrec.model import Representation
     from tqdm import tqdm
 
     from driftrec.app.process import tune_gc
     from driftrec.app.settings import Settings
+    from driftrec.model import Representation
 
     tune_gc()
     t_start = time.perf_counter()
@@ -332,22 +422,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
         lcfg = replace(lcfg, drift=None if args.drift == "none" else args.drift)
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     quiet = args.no_progress
-    bar = tqdm(total=len(items), desc="encoding catalog", unit="item", file=sys.stderr, disable=quiet,
-               leave=False)
+    bar = tqdm(
+        total=len(items), desc="encoding catalog", unit="item", file=sys.stderr, disable=quiet, leave=False
+    )
     artifact_dir = tempfile.mkdtemp(prefix="driftrec-eval-artifacts-")
-    systems = build_systems(names, items, model=args.model or st.model, cache_dir=st.cache_dir,
-                            learner_config=lcfg, rep=Representation(), device=args.device or st.device,
-                            lora_r=st.lora_r, max_len=st.max_len, seed=args.seed,
-                            artifact_dir=artifact_dir, progress=bar.update)
+    systems = build_systems(
+        names,
+        items,
+        model=args.model or st.model,
+        cache_dir=st.cache_dir,
+        learner_config=lcfg,
+        rep=Representation(),
+        device=args.device or st.device,
+        lora_r=st.lora_r,
+        max_len=st.max_len,
+        seed=args.seed,
+        artifact_dir=artifact_dir,
+        progress=bar.update,
+    )
     bar.close()
-    bar = tqdm(total=len(events), desc=f"eval {source}", unit="ev", file=sys.stderr, disable=quiet,
-               smoothing=0.05)
+    bar = tqdm(
+        total=len(events), desc=f"eval {source}", unit="ev", file=sys.stderr, disable=quiet, smoothing=0.05
+    )
     with _one_blas_thread():
         from driftrec.app.factory import publication_times
 
         pub = publication_times(items)
-        res = pq.run(events, systems, k=args.k, targets=targets, max_batch=args.max_batch,
-                     progress=bar.update, publications=None if pub is None else list(pub.values()))
+        res = pq.run(
+            events,
+            systems,
+            k=args.k,
+            targets=targets,
+            max_batch=args.max_batch,
+            progress=bar.update,
+            publications=None if pub is None else list(pub.values()),
+        )
     bar.close()
     n_t = len(res.target_index)
     window = args.window or pq.auto_window(n_t)
@@ -360,22 +469,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     os.makedirs(report, exist_ok=True)
     png = os.path.join(report, f"{source}-hr.png")
     title = f"{source}: {res.n_events} events, {n_t} targets" + (
-        f", shift at event {shift_index}" if shift_index is not None else "")
+        f", shift at event {shift_index}" if shift_index is not None else ""
+    )
     plot(png, res, window, shift_index, title)
     with open(os.path.join(report, "table.txt"), "w") as fh:
         fh.write(full + "\n")
     with open(os.path.join(report, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=1)
-    print(f"driftrec eval: {source}, {res.n_events} events ({n_t} targets: {','.join(targets)}), "
-          f"{summary['wall_s']} s")
+    print(
+        f"driftrec eval: {source}, {res.n_events} events ({n_t} targets: {','.join(targets)}), "
+        f"{summary['wall_s']} s"
+    )
     print(format_tables(res, summary, window, max_windows=24))
     for s in systems:
         if getattr(s, "trainings", None):
             acc = sum(1 for m in s.trainings if m.get("accepted"))
-            print(f"{s.name}: {len(s.trainings)} trainings, {acc} accepted (hot-swaps), "
-                  f"{s.train_s:.1f} s training")
+            print(
+                f"{s.name}: {len(s.trainings)} trainings, {acc} accepted (hot-swaps), "
+                f"{s.train_s:.1f} s training"
+            )
     cold_png = f", {cold_plot_path(png)}" if res.cold().any() else ""
-    print(f"report: {png}{cold_png}, {os.path.join(report, 'table.txt')}, {os.path.join(report, 'summary.json')}")
+    print(
+        f"report: {png}{cold_png}, {os.path.join(report, 'table.txt')}, {os.path.join(report, 'summary.json')}"
+    )
     if args.json:
         print(json.dumps(summary, separators=(",", ":")))
     return 0
@@ -384,27 +500,51 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     from driftrec.app.settings import flag_int, flag_path
 
-    p = sub.add_parser("eval", help="drift tests: prequential evaluation with baselines",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "eval",
+        help="drift tests: prequential evaluation with baselines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--scenario", choices=SCENARIOS, default=None,
-                     help="a synthetic stream with a known shift (default: abrupt). " + SCENARIO_HELP)
+    src.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default=None,
+        help="a synthetic stream with a known shift (default: abrupt). " + SCENARIO_HELP,
+    )
     src.add_argument("--log", type=flag_path(), help="an event log (JSONL, CSV or the MovieLens folder)")
     p.add_argument("--format", choices=("jsonl", "csv", "movielens"), default="jsonl")
     p.add_argument("--items", type=flag_path("file"), help="the item catalog for JSONL and CSV logs")
-    p.add_argument("--events", type=flag_int(1), default=None,
-                   help="use the first N events of the log (synthetic: generate N; default 20000)")
+    p.add_argument(
+        "--events",
+        type=flag_int(1),
+        default=None,
+        help="use the first N events of the log (synthetic: generate N; default 20000)",
+    )
     p.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated: %(default)s")
     p.add_argument("--model", default=None, help="local encoder path (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="where the learner trains")
     p.add_argument("--train-every", type=flag_int(1), default=None, help="events between trainings")
-    p.add_argument("--lora-every", type=flag_int(1), default=None,
-                   help="fine-tune the adapters on every n-th training (and on drift); the item "
-                        "parts train every time (default LEARNER_LORA_EVERY or 5)")
-    p.add_argument("--drift", choices=("adwin", "page_hinkley", "none"), default=None,
-                   help="the learner's drift trigger (default: the settings', adwin)")
-    p.add_argument("--window", type=flag_int(1), default=None,
-                   help="target events per window (default: about 1/20 of the targets, 100..1000)")
+    p.add_argument(
+        "--lora-every",
+        type=flag_int(1),
+        default=None,
+        help="fine-tune the adapters on every n-th training (and on drift); the item "
+        "parts train every time (default LEARNER_LORA_EVERY or 5)",
+    )
+    p.add_argument(
+        "--drift",
+        choices=("adwin", "page_hinkley", "none"),
+        default=None,
+        help="the learner's drift trigger (default: the settings', adwin)",
+    )
+    p.add_argument(
+        "--window",
+        type=flag_int(1),
+        default=None,
+        help="target events per window (default: about 1/20 of the targets, 100..1000)",
+    )
     p.add_argument("--targets", default=",".join(pq.DEFAULT_TARGETS), help="event types scored: %(default)s")
     p.add_argument("--shift-ts", type=flag_int(0), default=None, help="a known shift (epoch ms) in a log")
     p.add_argument("-k", "--k", type=flag_int(1, 10_000), default=10, help="top-k (default 10)")

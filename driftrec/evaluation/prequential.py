@@ -35,11 +35,13 @@ time of the latest publication before it (or the batch's first event time, as wi
 an item published at ``ts`` is a candidate for every target at or after ``ts``, and for
 none before.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -112,10 +114,15 @@ def conflict_free(events: Sequence[Event], max_batch: int = 256) -> Iterator[lis
         yield batch
 
 
-def run(events: Sequence[Event], systems: Sequence[Recommender], k: int = 10,
-        targets: Sequence[str] = DEFAULT_TARGETS, max_batch: int = 256,
-        progress: Callable[[int], None] | None = None,
-        publications: Sequence[int] | None = None) -> PrequentialRun:
+def run(
+    events: Sequence[Event],
+    systems: Sequence[Recommender],
+    k: int = 10,
+    targets: Sequence[str] = DEFAULT_TARGETS,
+    max_batch: int = 256,
+    progress: Callable[[int], None] | None = None,
+    publications: Sequence[int] | None = None,
+) -> PrequentialRun:
     """Test-then-train every system over ``events`` (sorted by ``ts``) in one pass.
 
     ``publications``: the items' publication times, where items are published during the
@@ -170,8 +177,15 @@ def run(events: Sequence[Event], systems: Sequence[Recommender], k: int = 10,
         if progress is not None:
             progress(len(batch))
     runs = {n: SystemRun(n, np.asarray(pos[n], np.int64), swaps[n], secs[n]) for n in names}
-    return PrequentialRun(done, k, np.asarray(t_index, np.int64), np.asarray(t_ts, np.int64),
-                          runs, n_batches, np.asarray(t_cnt, np.int64))
+    return PrequentialRun(
+        done,
+        k,
+        np.asarray(t_index, np.int64),
+        np.asarray(t_ts, np.int64),
+        runs,
+        n_batches,
+        np.asarray(t_cnt, np.int64),
+    )
 
 
 def _groups(tg: list[Event], start: int, pubs: np.ndarray | None) -> list[tuple[int, list[Event]]]:
@@ -208,9 +222,11 @@ def metrics(positions: np.ndarray, k: int) -> dict[str, float]:
         return {"hr": 0.0, "ndcg": 0.0, "mrr": 0.0}
     hit = (p >= 0) & (p < k)
     pp = np.where(hit, p, 0).astype(np.float64)
-    return {"hr": float(hit.mean()),
-            "ndcg": float(np.where(hit, 1.0 / np.log2(pp + 2.0), 0.0).mean()),
-            "mrr": float(np.where(hit, 1.0 / (pp + 1.0), 0.0).mean())}
+    return {
+        "hr": float(hit.mean()),
+        "ndcg": float(np.where(hit, 1.0 / np.log2(pp + 2.0), 0.0).mean()),
+        "mrr": float(np.where(hit, 1.0 / (pp + 1.0), 0.0).mean()),
+    }
 
 
 def sliding_hr(positions: np.ndarray, k: int, window: int) -> np.ndarray:
@@ -230,13 +246,21 @@ def sliding_hr(positions: np.ndarray, k: int, window: int) -> np.ndarray:
 
 def tumbling(positions: np.ndarray, k: int, window: int) -> list[dict[str, float]]:
     """Metrics per consecutive block of ``window`` targets (the last may be shorter)."""
-    return [dict(metrics(positions[s:s + window], k), start=s, n=len(positions[s:s + window]))
-            for s in range(0, len(positions), window)]
+    return [
+        dict(metrics(positions[s : s + window], k), start=s, n=len(positions[s : s + window]))
+        for s in range(0, len(positions), window)
+    ]
 
 
-def recovery(positions: np.ndarray, k: int, window: int, target_index: np.ndarray,
-             shift_index: int, level: float = 0.9, min_targets: int | None = None
-             ) -> dict[str, Any]:
+def recovery(
+    positions: np.ndarray,
+    k: int,
+    window: int,
+    target_index: np.ndarray,
+    shift_index: int,
+    level: float = 0.9,
+    min_targets: int | None = None,
+) -> dict[str, Any]:
     """Events after the shift until the windowed HR@k regains ``level`` of its pre-shift value.
 
     The pre-shift level is HR@k over the last ``window`` targets before the shift. After

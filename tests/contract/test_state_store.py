@@ -4,6 +4,7 @@ The Redis case needs redis-server (``scripts/services.sh up redis``); it is mark
 ``integration``. Without CI it is skipped when Redis is unreachable; with ``CI=true`` an
 unreachable Redis is a failure.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,12 @@ def store(request):
 
 
 def _user(uid: str, n: int = 2, dim: int = 4) -> UserState:
-    hist = [Interaction(f"{uid}-e{i}", "comment" if i % 2 else "like", f"i{i}", 1000 + i,
-                        "nice" if i % 2 else None) for i in range(n)]
+    hist = [
+        Interaction(
+            f"{uid}-e{i}", "comment" if i % 2 else "like", f"i{i}", 1000 + i, "nice" if i % 2 else None
+        )
+        for i in range(n)
+    ]
     vec = np.arange(dim, dtype=np.float32) / 3.0
     return UserState(uid, hist, vec, "v1", ["i7", "i8"], n, hist[-1].event_id, ["i0", "i1"])
 
@@ -81,8 +86,14 @@ def test_a_later_write_replaces(store):
 
 
 def test_offsets_are_stored_with_the_state(store):
-    store.commit(StateWrite(users={"u1": _user("u1")}, item_pop={"i1": -1.25, "i2": 3.0000000000001},
-                            offsets={"events.likes:0": 5, "events.clicks:1": 9}, group="scorer"))
+    store.commit(
+        StateWrite(
+            users={"u1": _user("u1")},
+            item_pop={"i1": -1.25, "i2": 3.0000000000001},
+            offsets={"events.likes:0": 5, "events.clicks:1": 9},
+            group="scorer",
+        )
+    )
     assert store.offsets("scorer") == {"events.likes:0": 5, "events.clicks:1": 9}
     assert store.offsets("other") == {}
     assert store.item_pop() == {"i1": -1.25, "i2": 3.0000000000001}  # floats round-trip exactly
@@ -128,8 +139,13 @@ def test_open_state_reaches_redis_backend(monkeypatch):
 
 
 def test_forget_deletes_the_users_state_and_notes_them(store):
-    store.commit(StateWrite(users={"u1": _user("u1"), "u2": _user("u2"), "ü3 x": _user("ü3 x")},
-                            offsets={"t:0": 3}, group="scorer"))
+    store.commit(
+        StateWrite(
+            users={"u1": _user("u1"), "u2": _user("u2"), "ü3 x": _user("ü3 x")},
+            offsets={"t:0": 3},
+            group="scorer",
+        )
+    )
     assert store.forgotten() == {}
     assert store.forget(["u1", "ü3 x", "never-seen"], 1234) == 2
     assert set(store.get_many(["u1", "u2", "ü3 x"])) == {"u2"}

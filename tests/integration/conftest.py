@@ -7,6 +7,7 @@ are unreachable; with ``CI=true`` an unreachable broker or Redis is a failure.
 ``KAFKA_BOOTSTRAP`` (default 127.0.0.1:9092) and ``REDIS_URL`` (default
 redis://127.0.0.1:6379/0) point at the services.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,9 @@ def kafka_bootstrap() -> str:
     try:
         from kafka.admin import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=KAFKA.split(","), request_timeout_ms=5000,
-                                 client_id="driftrec-tests")
+        admin = KafkaAdminClient(
+            bootstrap_servers=KAFKA.split(","), request_timeout_ms=5000, client_id="driftrec-tests"
+        )
         admin.list_topics()
         admin.close()
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
@@ -58,7 +60,6 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     from driftrec.model import make_tiny_model
-
     from driftrec.stream.synthetic import vocabulary
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), vocabulary())
@@ -107,18 +108,32 @@ def settings(kafka_bootstrap, state_url, prefix, tiny_model, tmp_path):
     """Settings of this test's services (tiny model, CPU, its topics and state)."""
     from driftrec.app.settings import Settings
 
-    return Settings.from_env(env={}, kafka_bootstrap=kafka_bootstrap, state_url=state_url,
-                             topic_prefix=prefix, model=tiny_model, artifact_dir=str(tmp_path / "artifacts"),
-                             cache_dir=str(tmp_path / "cache"), device="cpu")
+    return Settings.from_env(
+        env={},
+        kafka_bootstrap=kafka_bootstrap,
+        state_url=state_url,
+        topic_prefix=prefix,
+        model=tiny_model,
+        artifact_dir=str(tmp_path / "artifacts"),
+        cache_dir=str(tmp_path / "cache"),
+        device="cpu",
+    )
 
 
 @pytest.fixture
 def service_env(settings) -> dict[str, str]:
     """The environment a `driftrec scorer|learner` subprocess of this test runs with."""
     env = dict(os.environ)
-    env.update(KAFKA_BOOTSTRAP=settings.kafka_bootstrap, STATE_URL=settings.state_url,
-               TOPIC_PREFIX=settings.topic_prefix, DRIFTREC_MODEL=str(settings.model),
-               ARTIFACT_DIR=settings.artifact_dir, DRIFTREC_CACHE=settings.cache_dir,
-               DRIFTREC_DEVICE="cpu", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.update(
+        KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        STATE_URL=settings.state_url,
+        TOPIC_PREFIX=settings.topic_prefix,
+        DRIFTREC_MODEL=str(settings.model),
+        ARTIFACT_DIR=settings.artifact_dir,
+        DRIFTREC_CACHE=settings.cache_dir,
+        DRIFTREC_DEVICE="cpu",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+    )
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     return env

@@ -2,6 +2,7 @@
 
 Run: ``scripts/services.sh up && pytest -m integration tests/integration``.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,7 +91,7 @@ def _first_half_on_topics(bootstrap, names, n_events, n_users, n_items, seed):
     """A stream whose catalog and first half are on the topics:
     ``(events, items, first, second, an open sink)``."""
     events, items = _stream(n_events, n_users, n_items, seed=seed)
-    first, second = events[: n_events // 2], events[n_events // 2:]
+    first, second = events[: n_events // 2], events[n_events // 2 :]
     _produce_items(bootstrap, names, items)
     sink = _sink(bootstrap)
     sink.send_many(_event_messages(names, first))
@@ -123,7 +124,9 @@ def test_malformed_goes_to_dlq_good_is_scored_offset_committed(settings, topics,
     good = Event("e-good", "like", "u1", items[0].item_id, 1_700_000_000_000)
     bad = b'{"event_id": "e-bad", "type": "like", "user_id": "u1"'
     s = _sink(b)
-    s.send_many([Message(names.for_type("like"), bad, b"u1"), Message(names.for_type("like"), encode(good), b"u1")])
+    s.send_many(
+        [Message(names.for_type("like"), bad, b"u1"), Message(names.for_type("like"), encode(good), b"u1")]
+    )
     s.close()
 
     summary = _run_scorer(settings, "g1")
@@ -170,7 +173,9 @@ def test_dead_letter_the_broker_refuses_is_not_counted_nor_committed(settings, t
     b, names = settings.kafka_bootstrap, topics
     admin = KafkaAdminClient(bootstrap_servers=b.split(","), client_id="driftrec-tests")
     try:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, names.dlq, configs={"max.message.bytes": "200"})])
+        admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, names.dlq, configs={"max.message.bytes": "200"})]
+        )
     finally:
         admin.close()
     _, items = _stream(10, 2, 20)
@@ -178,7 +183,9 @@ def test_dead_letter_the_broker_refuses_is_not_counted_nor_committed(settings, t
     good = Event("e-good", "like", "u1", items[0].item_id, 1_700_000_000_000)
     bad = b'{"event_id": "e-bad", "type": "like", "text": "' + b"x" * 2000
     s = _sink(b)
-    s.send_many([Message(names.for_type("like"), bad, b"u1"), Message(names.for_type("like"), encode(good), b"u1")])
+    s.send_many(
+        [Message(names.for_type("like"), bad, b"u1"), Message(names.for_type("like"), encode(good), b"u1")]
+    )
     s.close()
 
     with pytest.raises(StreamUnavailable):
@@ -225,8 +232,11 @@ def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_u
     # the metrics agree with the summary; every batch observed its oldest record's age: all
     # records were produced before the scorer started (model loading alone takes longer
     # than the smallest bucket), and well within the test's own running time
-    m = {x.name + x.labels.get("outcome", "") + x.labels.get("le", ""): x.value
-         for f in metrics.registry.collect() for x in f.samples}
+    m = {
+        x.name + x.labels.get("outcome", "") + x.labels.get("le", ""): x.value
+        for f in metrics.registry.collect()
+        for x in f.samples
+    }
     assert m["driftrec_events_totalprocessed"] == summary["processed"]
     assert m["driftrec_events_totaldead_lettered"] == n_bad
     assert m["driftrec_event_age_seconds_count"] == summary["batches"] > 0
@@ -267,10 +277,22 @@ def _artifact(settings, items, version):
     enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
     t = base_table(enc, items, None)
     rng = np.random.default_rng(0)
-    table = ItemTable(t.item_ids, t.text, (rng.normal(size=t.text.shape) * 0.05).astype(np.float32),
-                      np.zeros(len(t.item_ids), np.float32))
-    return write_artifact(settings.artifact_dir, version, enc.lora_state(), enc.lora_config, table,
-                          enc.base_model, {"from_ts": 0, "to_ts": 1, "n_events": 1}, {"val_hr_candidate": 0.5})
+    table = ItemTable(
+        t.item_ids,
+        t.text,
+        (rng.normal(size=t.text.shape) * 0.05).astype(np.float32),
+        np.zeros(len(t.item_ids), np.float32),
+    )
+    return write_artifact(
+        settings.artifact_dir,
+        version,
+        enc.lora_state(),
+        enc.lora_config,
+        table,
+        enc.base_model,
+        {"from_ts": 0, "to_ts": 1, "n_events": 1},
+        {"val_hr_candidate": 0.5},
+    )
 
 
 def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, state_url):
@@ -310,8 +332,9 @@ def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, 
 
 
 @pytest.mark.parametrize("pipeline", ["0", "1"])
-def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_env, topics, state_url, redis_url,
-                                                             prefix, tmp_path, pipeline, monkeypatch):
+def test_sigkill_scorer_and_restart_equals_uninterrupted_run(
+    settings, service_env, topics, state_url, redis_url, prefix, tmp_path, pipeline, monkeypatch
+):
     from driftrec.app.services import run_scorer
 
     b, names = settings.kafka_bootstrap, topics
@@ -330,7 +353,7 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_e
     def producer():
         s = _sink(b)
         for i in range(0, len(events), 30):  # ~600 events/s
-            s.send_many(_event_messages(names, events[i:i + 30]))
+            s.send_many(_event_messages(names, events[i : i + 30]))
             time.sleep(0.05)
         s.close()
 
@@ -344,12 +367,18 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_e
     with open(log_path, "wb") as log_file:
         p = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        _wait(lambda: any(k.startswith(names.items) for k in store.offsets("g-run")) or p.poll() is not None,
-              90, "the scorer to consume the catalog", log_tail)
+        _wait(
+            lambda: any(k.startswith(names.items) for k in store.offsets("g-run")) or p.poll() is not None,
+            90,
+            "the scorer to consume the catalog",
+            log_tail,
+        )
         assert p.poll() is None, log_tail()
         th = threading.Thread(target=producer, daemon=True)
         th.start()
-        _wait(lambda: _covered(store, "g-run", names) >= len(events) // 3, 60, "a third of the stream", log_tail)
+        _wait(
+            lambda: _covered(store, "g-run", names) >= len(events) // 3, 60, "a third of the stream", log_tail
+        )
         os.kill(p.pid, signal.SIGKILL)
         assert p.wait(10) == -signal.SIGKILL
         killed_at = _covered(store, "g-run", names)
@@ -373,7 +402,12 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(settings, service_e
     for uid, w in want.items():
         g = got[uid]
         assert g.history == w.history, uid  # every event applied exactly once, in order
-        assert (g.n_events, g.last_event_id, g.seen, g.version) == (w.n_events, w.last_event_id, w.seen, w.version)
+        assert (g.n_events, g.last_event_id, g.seen, g.version) == (
+            w.n_events,
+            w.last_event_id,
+            w.seen,
+            w.version,
+        )
         np.testing.assert_allclose(g.vector, w.vector, rtol=1e-4, atol=1e-5)
     assert sum(u.n_events for u in got.values()) == len(events)
     gp, wp = store.item_pop(), ref.item_pop()
@@ -399,8 +433,9 @@ def test_second_scorer_joins_mid_stream_each_event_applied_once(settings, topics
 
     def start():
         stop, out = threading.Event(), {}
-        th = threading.Thread(target=lambda: out.update(run_scorer(settings, "g-scale", None, stop=stop)),
-                              daemon=True)
+        th = threading.Thread(
+            target=lambda: out.update(run_scorer(settings, "g-scale", None, stop=stop)), daemon=True
+        )
         th.start()
         stops.append(stop)
         outs.append(out)
@@ -434,12 +469,27 @@ def test_faust_runtime_reconciles_and_dead_letters(settings, service_env, topics
     b, names = settings.kafka_bootstrap, topics
     events, items = _stream(300, 25, 80, seed=5)
     _produce_items(b, names, items)
-    bad = [(b"{nope", "bad_json"), (b'{"event_id":"f2","type":"like","item_id":"i1","ts":5}', "missing_user_id")]
+    bad = [
+        (b"{nope", "bad_json"),
+        (b'{"event_id":"f2","type":"like","item_id":"i1","ts":5}', "missing_user_id"),
+    ]
     s = _sink(b)
-    s.send_many(_event_messages(names, events) + [Message(names.for_type("like"), raw, b"u0") for raw, _ in bad])
+    s.send_many(
+        _event_messages(names, events) + [Message(names.for_type("like"), raw, b"u0") for raw, _ in bad]
+    )
     s.close()
-    cmd = [sys.executable, "-m", "driftrec.cli", "scorer", "--runtime", "faust", "--group", "g-faust",
-           "--exit-when-idle", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "driftrec.cli",
+        "scorer",
+        "--runtime",
+        "faust",
+        "--group",
+        "g-faust",
+        "--exit-when-idle",
+        "4",
+    ]
     r = subprocess.run(cmd, env=service_env, capture_output=True, timeout=200)
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     lines = r.stdout.decode().strip().splitlines()
@@ -486,8 +536,12 @@ def test_sink_acks_keeps_headers_and_partitions_like_the_java_client(kafka_boots
 
     from driftrec.stream.kafka import KafkaSink, read_topic
 
-    msgs = [Message(topics.recs, b"v%d" % i, b"user-%d" % (i % 37), (("reason", b"r%d" % i),) if i % 5 == 0 else ())
-            for i in range(300)]
+    msgs = [
+        Message(
+            topics.recs, b"v%d" % i, b"user-%d" % (i % 37), (("reason", b"r%d" % i),) if i % 5 == 0 else ()
+        )
+        for i in range(300)
+    ]
     sink = KafkaSink(kafka_bootstrap)
     try:
         sink.send_many(msgs[:150])
@@ -504,18 +558,47 @@ def test_sink_acks_keeps_headers_and_partitions_like_the_java_client(kafka_boots
         assert by_value[m.value].headers == m.headers
     # per key, in send order
     for key in {m.key for m in msgs}:
-        assert [r.value for r in sorted(got, key=lambda r: r.offset) if r.key == key] == \
-               [m.value for m in msgs if m.key == key]
+        assert [r.value for r in sorted(got, key=lambda r: r.offset) if r.key == key] == [
+            m.value for m in msgs if m.key == key
+        ]
 
 
 def test_bench_kafka_runs_end_to_end(kafka_bootstrap, redis_url, tiny_model):
     """`driftrec bench kafka` as a user runs it (small): every stage reports its figures and
     its progress. No timing is asserted."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    p = subprocess.run([sys.executable, "-m", "driftrec.cli", "bench", "kafka", "--bootstrap", kafka_bootstrap,
-                        "--redis", redis_url, "--model", tiny_model, "--events", "3000", "--raw", "2000",
-                        "--seconds", "3", "--rate", "300", "--users", "200", "--items", "300", "--json"],
-                       capture_output=True, text=True, env=env, timeout=220)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driftrec.cli",
+            "bench",
+            "kafka",
+            "--bootstrap",
+            kafka_bootstrap,
+            "--redis",
+            redis_url,
+            "--model",
+            tiny_model,
+            "--events",
+            "3000",
+            "--raw",
+            "2000",
+            "--seconds",
+            "3",
+            "--rate",
+            "300",
+            "--users",
+            "200",
+            "--items",
+            "300",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=220,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])
     raw = res["raw"]
@@ -523,12 +606,17 @@ def test_bench_kafka_runs_end_to_end(kafka_bootstrap, redis_url, tiny_model):
     core = res["core_only"]  # the scorer core alone on the same backlog, the service's batch size
     assert core["events"] == 3000 and core["batch"] == 4096
     # the figures are what they say: events over seconds, and the ratio of the two rates
-    assert abs(core["events_per_s"] - 3000 / core["seconds"]) <= 0.05 * core["events_per_s"] + 1  # seconds rounded to 0.01
+    assert (
+        abs(core["events_per_s"] - 3000 / core["seconds"]) <= 0.05 * core["events_per_s"] + 1
+    )  # seconds rounded to 0.01
     assert res["core_only_vs_raw_consume"] == round(core["events_per_s"] / raw["consume_per_s"], 3)
     backlog = res["scorer_backlog"]
     assert backlog["events"] <= 3000
     if backlog["events_per_s"]:
-        assert abs(backlog["events_per_s"] - backlog["events"] / backlog["seconds"]) <= 0.05 * backlog["events_per_s"] + 1
+        assert (
+            abs(backlog["events_per_s"] - backlog["events"] / backlog["seconds"])
+            <= 0.05 * backlog["events_per_s"] + 1
+        )
     else:
         assert backlog.get("note")
     steady = res["steady"]
@@ -536,4 +624,3 @@ def test_bench_kafka_runs_end_to_end(kafka_bootstrap, redis_url, tiny_model):
     assert 0 < steady["latency_ms_p50"] <= steady["latency_ms_p99"] <= steady["latency_ms_max"]
     assert [ln for ln in p.stderr.splitlines() if ln.startswith("[bench kafka] ")][:1]
     assert "3/3 latency" in p.stderr
-

@@ -1,5 +1,6 @@
 """The learner survives a crash: SIGKILL, restart at once, the next training sees the
 whole window (the events consumed before the kill), counted once."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ def _send(bootstrap, msgs):
     s.close()
 
 
-def test_sigkill_learner_restart_rebuilds_the_window(settings, service_env, topics, state_url, prefix, tmp_path):
+def test_sigkill_learner_restart_rebuilds_the_window(
+    settings, service_env, topics, state_url, prefix, tmp_path
+):
     from driftrec.state.redis import RedisStateStore
 
     b, names = settings.kafka_bootstrap, topics
@@ -57,8 +60,9 @@ def test_sigkill_learner_restart_rebuilds_the_window(settings, service_env, topi
     # the rest arrives while it is down
     _send(b, [Message(names.for_type(e.type), encode(e), e.user_id.encode()) for e in second])
     t0 = time.monotonic()
-    r = subprocess.run(cmd + ["--exit-when-idle", "3", "--train-on-exit"], env=env, capture_output=True,
-                       timeout=200)
+    r = subprocess.run(
+        cmd + ["--exit-when-idle", "3", "--train-on-exit"], env=env, capture_output=True, timeout=200
+    )
     took = time.monotonic() - t0
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     out = json.loads(r.stdout.decode().strip().splitlines()[-1])

@@ -1,6 +1,7 @@
 """Secrets are never printed (issue 15, build 3): a password-protected redis-server of this
 test's own (a free port, a temporary directory), reached with wrong and right credentials;
 no error message, log line or CLI output holds the password."""
+
 from __future__ import annotations
 
 import logging
@@ -38,9 +39,31 @@ def secured_redis(tmp_path_factory):
     d = tmp_path_factory.mktemp("redis-secured")
     port = _free_port()
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d), "--save", "", "--appendonly", "no",
-         "--requirepass", PASSWORD, "--user", "app", "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(d),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            PASSWORD,
+            "--user",
+            "app",
+            "on",
+            f">{ACL_PASSWORD}",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -78,8 +101,10 @@ def test_wrong_or_missing_credentials_are_named_and_not_printed(secured_redis, u
 
 
 def test_right_credentials_work(secured_redis):
-    for url in (f"redis://:{PASSWORD}@127.0.0.1:{secured_redis}/0",
-                f"redis://app:{ACL_PASSWORD}@127.0.0.1:{secured_redis}/0?prefix=secrets-test"):
+    for url in (
+        f"redis://:{PASSWORD}@127.0.0.1:{secured_redis}/0",
+        f"redis://app:{ACL_PASSWORD}@127.0.0.1:{secured_redis}/0?prefix=secrets-test",
+    ):
         st = open_state(url)
         st.set_current("v1")
         assert st.current() == "v1"
@@ -106,8 +131,13 @@ def test_unreachable_server_does_not_print_the_password():
 
 def test_cli_output_does_not_print_the_password(secured_redis):
     env = dict(os.environ, STATE_URL=f"redis://app:{PASSWORD}x@127.0.0.1:{secured_redis}/0")
-    p = subprocess.run([sys.executable, "-m", "driftrec.cli", "adapters", "list"], env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "driftrec.cli", "adapters", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert "refused the password/user" in out, out

@@ -9,6 +9,7 @@ naming what failed, without the password; a rediss:// round trip with the ACL us
 Skipped when the secured pair is not running, except with ``CI=true`` (scripts/test.sh
 starts it), where that is a failure.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,7 @@ def secure_env() -> dict[str, str]:
     env = {}
     for line in out.splitlines():
         if line.startswith("export "):
-            k, _, v = line[len("export "):].partition("=")
+            k, _, v = line[len("export ") :].partition("=")
             env[k] = v
     return env
 
@@ -59,8 +60,13 @@ def password(secure_env) -> str:
 
 @pytest.fixture(scope="module")
 def security(secure_env, password) -> KafkaSecurity:
-    return KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", secure_env["KAFKA_SASL_USERNAME"], password,
-                         secure_env["KAFKA_SSL_CAFILE"])
+    return KafkaSecurity(
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        secure_env["KAFKA_SASL_USERNAME"],
+        password,
+        secure_env["KAFKA_SSL_CAFILE"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +165,9 @@ def test_untrusted_certificate_is_a_one_line_tls_error(bootstrap, security, secu
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     full = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **env)
-    return subprocess.run([sys.executable, "-m", "driftrec.cli", *args], capture_output=True, text=True,
-                          env=full, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "driftrec.cli", *args], capture_output=True, text=True, env=full, timeout=120
+    )
 
 
 def test_cli_topics_create_over_sasl_ssl_and_with_a_wrong_password(secure_env, password, tmp_path):

@@ -1,5 +1,6 @@
 """Faults without loss: a Redis restart under a running scorer (its own redis-server on a
 free port), and a scorer that finds its state's offsets gone while its group committed some."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,21 @@ class _Redis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", "always"]
+        args = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.aof else "no",
+            "--appendfsync",
+            "always",
+        ]
         self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 
@@ -78,7 +92,9 @@ def _applied_once(store, events):
         assert len(ids) == len(set(ids))
 
 
-def test_scorer_survives_a_redis_restart_and_applies_every_event_once(settings, service_env, topics, tmp_path):
+def test_scorer_survives_a_redis_restart_and_applies_every_event_once(
+    settings, service_env, topics, tmp_path
+):
     from driftrec.state.redis import RedisStateStore
 
     b, names = settings.kafka_bootstrap, topics
@@ -90,9 +106,14 @@ def test_scorer_survives_a_redis_restart_and_applies_every_event_once(settings, 
     env = dict(service_env, STATE_URL=r.url, SERVICE_RETRY_S="120")
     log_path = tmp_path / "scorer.log"
     with open(log_path, "wb") as f:
-        p = subprocess.Popen([sys.executable, "-m", "driftrec.cli", "scorer", "--group", "g-faults"], env=env,
-                             stdout=f, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "driftrec.cli", "scorer", "--group", "g-faults"],
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
     try:
+
         def covered():
             s = RedisStateStore.from_url(r.url)
             try:

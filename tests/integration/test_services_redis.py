@@ -1,6 +1,7 @@
 """scripts/services.sh's Redis keeps its data across restarts (issue 15, build 6): append-only
 file as in docker-compose.yml. Runs the script on a port and run directory of its own, never
 against the shared services."""
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,9 @@ def own_redis(tmp_path):
     env = dict(os.environ, DRIFTREC_RUN=str(tmp_path / "run"), REDIS_PORT=str(port))
 
     def sh(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60
+        )
 
     yield sh, port, tmp_path / "run" / "redis"
     sh("down", "redis")
@@ -53,7 +56,8 @@ def test_redis_keeps_offsets_and_registry_across_restarts(own_redis):
     # appendfsync everysec: a write reaches the file within a second or two of its reply
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any(
-            b"driftrec:current" in f.read_bytes() for f in (run / "data").rglob("*.aof")):
+        b"driftrec:current" in f.read_bytes() for f in (run / "data").rglob("*.aof")
+    ):
         time.sleep(0.1)
     # killed without warning, then started again: the writes in the file are back
     os.kill(int((run / "redis.pid").read_text()), signal.SIGKILL)

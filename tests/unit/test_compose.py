@@ -1,5 +1,6 @@
 """docker-compose.yml cannot run here (no Docker engine), so it is validated: it parses,
 every service's command is a real CLI command, and the wiring agrees between services."""
+
 from __future__ import annotations
 
 import argparse
@@ -69,7 +70,7 @@ def test_every_command_exists_in_the_cli(compose, tmp_path):
         args = parser.parse_args(stand_in)  # exits (fails the test) on an unknown command or flag
         assert callable(getattr(args, "func", None)), name
         with pytest.raises(SystemExit) as exc:
-            main([*cmd[1:3 if cmd[1] in ("topics", "adapters") else 2], "--help"])
+            main([*cmd[1 : 3 if cmd[1] in ("topics", "adapters") else 2], "--help"])
         assert exc.value.code == 0, name
 
 
@@ -148,7 +149,12 @@ def test_secure_variant_commands_and_env(secure):
         assert urlsplit(env["STATE_URL"]).scheme == "rediss"
         # secrets are files, never values in the compose file
         assert "KAFKA_SASL_PASSWORD" not in env and urlsplit(env["STATE_URL"]).password is None
-        for key in ("KAFKA_SASL_PASSWORD_FILE", "KAFKA_SSL_CAFILE", "REDIS_PASSWORD_FILE", "REDIS_SSL_CAFILE"):
+        for key in (
+            "KAFKA_SASL_PASSWORD_FILE",
+            "KAFKA_SSL_CAFILE",
+            "REDIS_PASSWORD_FILE",
+            "REDIS_SSL_CAFILE",
+        ):
             path = env[key]
             assert path.startswith("/run/secrets/"), (name, key)
             secret = path.rsplit("/", 1)[1]

@@ -1,5 +1,6 @@
 """The arrows run one way (docs/architecture.md): a package imports only the packages
 below it. Read from the source with ``ast``, so an import inside a function counts too."""
+
 from __future__ import annotations
 
 import ast
@@ -11,9 +12,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: package -> the folder that holds it
 FOLDERS = {
-    "stream": ROOT / "stream", "state": ROOT / "state", "scorer": ROOT / "scorer",
-    "learner": ROOT / "learner", "model": ROOT / "driftrec" / "model", "app": ROOT / "driftrec" / "app",
-    "evaluation": ROOT / "driftrec" / "evaluation", "bench": ROOT / "driftrec" / "bench",
+    "stream": ROOT / "stream",
+    "state": ROOT / "state",
+    "scorer": ROOT / "scorer",
+    "learner": ROOT / "learner",
+    "model": ROOT / "driftrec" / "model",
+    "app": ROOT / "driftrec" / "app",
+    "evaluation": ROOT / "driftrec" / "evaluation",
+    "bench": ROOT / "driftrec" / "bench",
 }
 _BASE = {"stream", "state"}
 #: package -> what it may import besides itself

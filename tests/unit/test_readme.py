@@ -8,6 +8,7 @@
 - the Configuration section keeps the markers between which the settings table is
   generated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,7 @@ def _commands(line: str) -> Iterator[list[str]]:
     for i, tok in enumerate(tokens):
         if tok == "driftrec" and (i == 0 or tokens[i - 1] in SEPARATORS):
             args = []
-            for t in tokens[i + 1:]:
+            for t in tokens[i + 1 :]:
                 if t in SEPARATORS:
                     break
                 args.append(t)
@@ -134,8 +135,10 @@ def test_documented_commands_exist(parser: argparse.ArgumentParser) -> None:
             if subs is None or tok.startswith("-"):
                 break
             if tok not in subs:
-                problems.append(f"{page}: `{line}`: {' '.join(path)} has no subcommand {tok!r} "
-                                f"(it has {', '.join(sorted(subs))})")
+                problems.append(
+                    f"{page}: `{line}`: {' '.join(path)} has no subcommand {tok!r} "
+                    f"(it has {', '.join(sorted(subs))})"
+                )
                 p = None
                 break
             p, path = subs[tok], [*path, tok]

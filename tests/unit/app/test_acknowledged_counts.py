@@ -1,6 +1,7 @@
 """consumed = processed + dead-lettered counts acknowledged sends only: a dead letter or an
 update that the sink did not acknowledge is not counted, so the counts stop reconciling and
 `driftrec demo` exits non-zero."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_worker_cache import NAMES, ListSink
 
 from driftrec.app import embedded
 from driftrec.app.runtime import ScorerWorker
@@ -18,8 +20,6 @@ from driftrec.scorer.core import ServingModel
 from driftrec.state.memory import MemoryStateStore
 from driftrec.stream import Event, MemoryBroker, Record, encode
 from driftrec.stream.errors import StreamUnavailable
-
-from test_worker_cache import NAMES, ListSink
 
 
 class FailingSink(ListSink):
@@ -38,13 +38,16 @@ class FailingSink(ListSink):
     def send_many_async(self, messages):
         def wait() -> None:
             self.send_many(messages)
+
         return wait
 
 
 def _worker(sink, pipeline: bool) -> tuple[ScorerWorker, MemoryStateStore]:
     ids = [f"i{k}" for k in range(6)]
     vecs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    scorer = Scorer(ScorerConfig(top_k=3), ServingModel("v0", ItemTable.from_text(ids, vecs), Representation()))
+    scorer = Scorer(
+        ScorerConfig(top_k=3), ServingModel("v0", ItemTable.from_text(ids, vecs), Representation())
+    )
     store = MemoryStateStore()
     return ScorerWorker(scorer, store, sink, NAMES, group="g", pipeline=pipeline), store
 
@@ -89,13 +92,32 @@ class DlqFailingBroker(MemoryBroker):
 
 
 def test_demo_exits_non_zero_when_a_dead_letter_is_not_acknowledged(
-        tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(embedded, "MemoryBroker", DlqFailingBroker)
     report = tmp_path / "report"
-    rc = main(["demo", "--model", tiny_model, "--events", "600", "--users", "20", "--items", "80",
-               "--rate", "0", "--train-every", "100000", "--malformed", "0.01", "--report", str(report),
-               "--json"])
+    rc = main(
+        [
+            "demo",
+            "--model",
+            tiny_model,
+            "--events",
+            "600",
+            "--users",
+            "20",
+            "--items",
+            "80",
+            "--rate",
+            "0",
+            "--train-every",
+            "100000",
+            "--malformed",
+            "0.01",
+            "--report",
+            str(report),
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1
     summary = json.loads(captured.out.strip().splitlines()[-1])

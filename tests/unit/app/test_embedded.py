@@ -29,8 +29,17 @@ def pipeline(tiny_model: str, tmp_path: Path):
     lcfg = LearnerConfig(train_every=700, min_pairs=100, epochs=1, max_steps=4, min_gain=-1.0, drift=None)
     learner = factory.make_learner(lcfg, rep, table, texts, trainer)
     state = MemoryStateStore()
-    pipe = EmbeddedPipeline(scorer, swaps, learner, state, str(tmp_path / "artifacts"), enc.base_model,
-                            TopicNames("t"), batch_size=64, batch_ms=5)
+    pipe = EmbeddedPipeline(
+        scorer,
+        swaps,
+        learner,
+        state,
+        str(tmp_path / "artifacts"),
+        enc.base_model,
+        TopicNames("t"),
+        batch_size=64,
+        batch_ms=5,
+    )
     pipe.publish_items(stream.items)
     return pipe, stream, state
 
@@ -40,7 +49,7 @@ def test_pipeline_end_to_end(pipeline) -> None:
     pipe.start()
     bad = [b"{oops", b'{"event_id":"x","type":"like","item_id":"i1","ts":1}']
     for lo in range(0, len(stream.events) - 200, 800):  # paced: the learner keeps up
-        pipe.publish_events(stream.events[lo:min(lo + 800, len(stream.events) - 200)])
+        pipe.publish_events(stream.events[lo : min(lo + 800, len(stream.events) - 200)])
         if lo == 800:
             pipe.publish_raw("t.events.likes", bad, b"k")
         assert pipe.wait_idle(timeout=120, learner_too=True)

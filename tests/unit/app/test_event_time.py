@@ -1,6 +1,7 @@
 """Event time is untrusted (issue 15, build 1): records whose ts is too far ahead of the
 clock, or beyond year 9999, go to events.dlq as ``ts_out_of_range`` and change no other
 user's recommendations; replayed logs keep their (old, or tiny) times."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from driftrec.stream import MAX_TS, REASONS, Event, Record, TimeBounds, decode, 
 NAMES = TopicNames("t")
 NOW = 1_800_000_000_000  # the workers' clock (ms)
 IDS = [f"i{k}" for k in range(60)]
-POISON = [2 ** 63 - 1, 10 ** 20]
+POISON = [2**63 - 1, 10**20]
 
 
 class ListSink:
@@ -31,7 +32,9 @@ class ListSink:
 def _worker(time_bounds: TimeBounds | None = TimeBounds()) -> tuple[ScorerWorker, MemoryStateStore, ListSink]:
     vecs = np.random.default_rng(0).normal(size=(len(IDS), 8)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)  # unit vectors, as the encoder's
-    scorer = Scorer(ScorerConfig(top_k=10), ServingModel("v0", ItemTable.from_text(IDS, vecs), Representation()))
+    scorer = Scorer(
+        ScorerConfig(top_k=10), ServingModel("v0", ItemTable.from_text(IDS, vecs), Representation())
+    )
     store, sink = MemoryStateStore(), ListSink()
     w = ScorerWorker(scorer, store, sink, NAMES, group="g", clock=lambda: NOW / 1000, time_bounds=time_bounds)
     return w, store, sink
@@ -57,8 +60,9 @@ def _poison(ts_values: list[int], n: int = 50) -> list[Record]:
     recs = []
     for k in range(n):
         ts = ts_values[k % len(ts_values)]
-        raw = json.dumps({"event_id": f"p{k}", "type": "like", "user_id": f"evil{k}", "item_id": "i7",
-                          "ts": ts}).encode()
+        raw = json.dumps(
+            {"event_id": f"p{k}", "type": "like", "user_id": f"evil{k}", "item_id": "i7", "ts": ts}
+        ).encode()
         recs.append(Record(NAMES.for_type("like"), 1, k, f"evil{k}".encode(), raw))
     return recs
 
@@ -69,8 +73,8 @@ def _run(worker: ScorerWorker, poison: list[Record]) -> None:
         mixed = list(batch)
         if poison:  # spread over every batch, interleaved with the good records
             n = -(-len(poison) // len(batches))
-            share = poison[b * n:(b + 1) * n]  # in offset order: the worker skips what it covered
-            mixed = [r for pair in zip(mixed, share) for r in pair] + mixed[len(share):]
+            share = poison[b * n : (b + 1) * n]  # in offset order: the worker skips what it covered
+            mixed = [r for pair in zip(mixed, share) for r in pair] + mixed[len(share) :]
         worker.handle(mixed)
 
 
@@ -121,10 +125,12 @@ def test_decode_bounds():
 
 def test_replayed_logs_keep_old_and_small_times_and_lose_the_future(tmp_path):
     log = tmp_path / "events.jsonl"
-    lines = [{"event_id": "a", "type": "like", "user_id": "u", "item_id": "i", "ts": 3},
-             {"event_id": "b", "type": "click", "user_id": "u", "item_id": "j", "ts": 875_000_000_000},
-             {"event_id": "c", "type": "like", "user_id": "v", "item_id": "i", "ts": 2 ** 63 - 1},
-             {"event_id": "d", "type": "like", "user_id": "v", "item_id": "i", "ts": 10 ** 20}]
+    lines = [
+        {"event_id": "a", "type": "like", "user_id": "u", "item_id": "i", "ts": 3},
+        {"event_id": "b", "type": "click", "user_id": "u", "item_id": "j", "ts": 875_000_000_000},
+        {"event_id": "c", "type": "like", "user_id": "v", "item_id": "i", "ts": 2**63 - 1},
+        {"event_id": "d", "type": "like", "user_id": "v", "item_id": "i", "ts": 10**20},
+    ]
     log.write_text("".join(json.dumps(x) + "\n" for x in lines))
     lg = read_log(log)
     assert [e.event_id for e in lg.events] == ["a", "b"]

@@ -1,4 +1,5 @@
 """Retry: outages are retried for SERVICE_RETRY_S, broker refusals are not."""
+
 from __future__ import annotations
 
 import threading

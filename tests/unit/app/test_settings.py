@@ -1,6 +1,7 @@
 """The settings layer: every variable declared once; a bad value or flag is one line naming
 it, exit status 2, never a traceback (one test per class of error), and the README's
 table is the generated one."""
+
 from __future__ import annotations
 
 import os
@@ -47,10 +48,18 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str], *names: str) -> s
 
 
 # ----------------------------------------------------------------- type ---
-@pytest.mark.parametrize("name,value", [("SCORER_THREADS", "abc"), ("SCORER_CACHE_USERS", "abc"),
-                                        ("SCORER_PIPELINE", "maybe"), ("METRICS_PORT", "1.5")])
-def test_a_value_of_the_wrong_type_is_one_line(name: str, value: str, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("SCORER_THREADS", "abc"),
+        ("SCORER_CACHE_USERS", "abc"),
+        ("SCORER_PIPELINE", "maybe"),
+        ("METRICS_PORT", "1.5"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_one_line(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(name, value)
     line = fails(["adapters", "list"], capsys, name, repr(value))
     assert line.startswith("driftrec adapters: error: ")
@@ -61,36 +70,56 @@ def test_a_flag_of_the_wrong_type_is_one_line(capsys: pytest.CaptureFixture[str]
 
 
 # ---------------------------------------------------------------- range ---
-@pytest.mark.parametrize("name,value", [("SCORER_TOP_K", "0"), ("SCORER_BATCH_SIZE", "0"),
-                                        ("LEARNER_WINDOW", "4"), ("METRICS_PORT", "70000")])
-def test_a_value_out_of_range_is_one_line(name: str, value: str, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "name,value",
+    [("SCORER_TOP_K", "0"), ("SCORER_BATCH_SIZE", "0"), ("LEARNER_WINDOW", "4"), ("METRICS_PORT", "70000")],
+)
+def test_a_value_out_of_range_is_one_line(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(name, value)
     line = fails(["adapters", "list"], capsys, name)
     assert "out of range" in line
 
 
-@pytest.mark.parametrize("argv,flag", [(["demo", "--events", "-5"], "--events"), (["eval", "-k", "0"], "-k"),
-                                       (["generate", "x", "--items", "3"], "--items"),
-                                       (["bench", "swap", "--rate", "0"], "--rate"),
-                                       (["topics", "create", "--partitions", "0"], "--partitions"),
-                                       (["scorer", "--metrics-port", "-1"], "--metrics-port"),
-                                       (["replay", "--limit", "-1"], "--limit")])
-def test_a_flag_out_of_range_is_one_line(argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv,flag",
+    [
+        (["demo", "--events", "-5"], "--events"),
+        (["eval", "-k", "0"], "-k"),
+        (["generate", "x", "--items", "3"], "--items"),
+        (["bench", "swap", "--rate", "0"], "--rate"),
+        (["topics", "create", "--partitions", "0"], "--partitions"),
+        (["scorer", "--metrics-port", "-1"], "--metrics-port"),
+        (["replay", "--limit", "-1"], "--limit"),
+    ],
+)
+def test_a_flag_out_of_range_is_one_line(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     fails(argv, capsys, flag, "out of range")
 
 
 # --------------------------------------------------------------- choice ---
-@pytest.mark.parametrize("name,value", [("SCORER_RANK_PRECISION", "fast"), ("DRIFTREC_DEVICE", "tpu"),
-                                        ("SCORER_COMMENTS", "later"), ("STATE_URL", "mongo://x")])
-def test_a_value_not_among_the_choices_is_one_line(name: str, value: str, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("SCORER_RANK_PRECISION", "fast"),
+        ("DRIFTREC_DEVICE", "tpu"),
+        ("SCORER_COMMENTS", "later"),
+        ("STATE_URL", "mongo://x"),
+    ],
+)
+def test_a_value_not_among_the_choices_is_one_line(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(name, value)
     fails(["adapters", "list"], capsys, name, repr(value))
 
 
-@pytest.mark.parametrize("raw,want", [("1", True), ("true", True), ("YES", True), ("0", False),
-                                      ("false", False), ("no", False)])
+@pytest.mark.parametrize(
+    "raw,want", [("1", True), ("true", True), ("YES", True), ("0", False), ("false", False), ("no", False)]
+)
 def test_booleans_accept_the_six_spellings(raw: str, want: bool) -> None:
     assert Settings.from_env({"SCORER_PIPELINE": raw}).scorer_pipeline is want
 
@@ -100,8 +129,9 @@ def test_a_flag_not_among_the_choices_is_one_line(capsys: pytest.CaptureFixture[
 
 
 # ----------------------------------------------------------------- file ---
-def test_a_directory_that_is_a_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_directory_that_is_a_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "plain"
     f.write_text("x")
     monkeypatch.setenv("ARTIFACT_DIR", str(f))
@@ -113,22 +143,40 @@ def test_a_directory_that_is_a_file_is_one_line(tmp_path: Path, monkeypatch: pyt
 
 def test_a_missing_log_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "items.jsonl").write_text('{"item_id": "a", "text": "x", "ts": 1}\n')
-    fails(["eval", "--log", str(tmp_path / "missing.jsonl"), "--items", str(tmp_path / "items.jsonl")],
-          capsys, "--log", "does not exist")
+    fails(
+        ["eval", "--log", str(tmp_path / "missing.jsonl"), "--items", str(tmp_path / "items.jsonl")],
+        capsys,
+        "--log",
+        "does not exist",
+    )
 
 
 def test_a_log_without_a_valid_event_stops_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "items.jsonl").write_text('{"item_id": "a", "text": "x", "ts": 1}\n')
     (tmp_path / "bad.jsonl").write_text('{not json\n{"type": "like"}\n')
     report = tmp_path / "report"
-    fails(["eval", "--log", str(tmp_path / "bad.jsonl"), "--items", str(tmp_path / "items.jsonl"),
-           "--report", str(report), "--no-progress"], capsys, "--log", "no valid event")
+    fails(
+        [
+            "eval",
+            "--log",
+            str(tmp_path / "bad.jsonl"),
+            "--items",
+            str(tmp_path / "items.jsonl"),
+            "--report",
+            str(report),
+            "--no-progress",
+        ],
+        capsys,
+        "--log",
+        "no valid event",
+    )
     assert not report.exists()
 
 
 # ---------------------------------------------------- unreachable service ---
-def test_an_unreachable_redis_is_one_line_without_its_password(monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreachable_redis_is_one_line_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("STATE_URL", "redis://:s3cret@127.0.0.1:1/0")
     line = fails(["adapters", "list"], capsys, "STATE_URL")
     assert "s3cret" not in line and ":***@" in line
@@ -152,8 +200,13 @@ def test_settings_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 def test_every_declared_default_is_allowed_and_named_once() -> None:
     names = [v.name for v in VARS]
     assert len(names) == len(set(names))
-    assert not check_env({v.name: str(v.default) for v in VARS
-                          if v.default not in (None, "") and not str(v.default).startswith(("$", "~"))})
+    assert not check_env(
+        {
+            v.name: str(v.default)
+            for v in VARS
+            if v.default not in (None, "") and not str(v.default).startswith(("$", "~"))
+        }
+    )
     s = Settings.from_env({})
     assert s.scorer.batch_size == 256 and s.scorer.comments == "sync"
     svc = Settings.from_env({}, service=True)
@@ -176,8 +229,11 @@ def test_no_code_below_the_entry_points_reads_the_environment() -> None:
             if p.name == "settings.py" and p.parent.name == "app":
                 continue
             for i, line in enumerate(p.read_text().splitlines(), 1):
-                if ("os.environ" in line or "getenv(" in line) and "setdefault" not in line \
-                        and "dict(os.environ" not in line:
+                if (
+                    ("os.environ" in line or "getenv(" in line)
+                    and "setdefault" not in line
+                    and "dict(os.environ" not in line
+                ):
                     offenders.append(f"{p.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not offenders, offenders
 
@@ -192,8 +248,10 @@ def test_the_command_exits_2_with_one_line() -> None:
     """The installed entry point, in its own process: no traceback, one line, status 2."""
     env = {k: v for k, v in os.environ.items() if k not in {v.name for v in VARS}}
     env.update(SCORER_BATCH_SIZE="0", PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "driftrec.cli", "scorer"], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "driftrec.cli", "scorer"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [
-        "driftrec scorer: error: SCORER_BATCH_SIZE='0': out of range; allowed: an integer from 1 to 1000000"]
+        "driftrec scorer: error: SCORER_BATCH_SIZE='0': out of range; allowed: an integer from 1 to 1000000"
+    ]

@@ -1,4 +1,5 @@
 """driftrec sets its thread-pool defaults before numpy loads, and a user's own value wins."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,9 @@ import sys
 
 from driftrec import THREAD_ENV
 
-PROBE = ("import driftrec, os, numpy, json; "
-         "print(json.dumps({k: os.environ.get(k) for k in driftrec.THREAD_ENV}))")
+PROBE = (
+    "import driftrec, os, numpy, json; print(json.dumps({k: os.environ.get(k) for k in driftrec.THREAD_ENV}))"
+)
 
 
 def _env_after_import(**overrides: str) -> dict[str, str]:

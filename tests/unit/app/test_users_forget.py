@@ -1,4 +1,5 @@
 """`driftrec users forget`: the users' state goes, the learner worker drops their pairs."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def test_learner_worker_drops_forgotten_users_pairs():
 
     store = MemoryStateStore()
     lrn = _Learner()
-    w = LearnerWorker(lrn, sink=None, store_dir="/nonexistent", registry=store, base_model="m",
-                      time_bounds=None, group="g")
+    w = LearnerWorker(
+        lrn, sink=None, store_dir="/nonexistent", registry=store, base_model="m", time_bounds=None, group="g"
+    )
     evs = [Event(f"e{i}", "click", "a" if i % 2 else "b", f"i{i}", 1000 + i) for i in range(6)]
     w.handle([Record("events.clicks", 0, 10 + i, None, encode(e)) for i, e in enumerate(evs)], train=False)
     assert len(lrn.window) == 6 and w.window_start() == {("events.clicks", 0): 10}
@@ -59,11 +61,14 @@ def test_learner_worker_reads_a_recs_tombstone():
     from driftrec.app.runtime import LearnerWorker, TopicNames
     from driftrec.stream import Record
 
-    w = LearnerWorker(learner=None, sink=None, store_dir="/nonexistent", registry=None, base_model="m",
-                      time_bounds=None)
+    w = LearnerWorker(
+        learner=None, sink=None, store_dir="/nonexistent", registry=None, base_model="m", time_bounds=None
+    )
     recs = TopicNames().recs
-    w.handle([Record(recs, 0, 0, b"u1", json.dumps({"user_id": "u1", "items": [{"item_id": "i1"}]}).encode())],
-             train=False)
+    w.handle(
+        [Record(recs, 0, 0, b"u1", json.dumps({"user_id": "u1", "items": [{"item_id": "i1"}]}).encode())],
+        train=False,
+    )
     assert w._topk == {"u1": {"i1"}}
     w.handle([Record(recs, 0, 1, b"u1", b"")], train=False)  # the tombstone of `users forget --tombstones`
     assert w._topk == {}

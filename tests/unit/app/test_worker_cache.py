@@ -1,5 +1,6 @@
 """The scorer worker's write-through user cache: same results as reading the store every
 batch, emptied on every assignment, off unless the caller says this worker owns its users."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,9 @@ class ListSink:
 def _worker(cache_users: int) -> tuple[ScorerWorker, MemoryStateStore, ListSink]:
     ids = [f"i{k}" for k in range(12)]
     vecs = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
-    scorer = Scorer(ScorerConfig(top_k=3), ServingModel("v0", ItemTable.from_text(ids, vecs), Representation()))
+    scorer = Scorer(
+        ScorerConfig(top_k=3), ServingModel("v0", ItemTable.from_text(ids, vecs), Representation())
+    )
     store, sink = MemoryStateStore(), ListSink()
     return ScorerWorker(scorer, store, sink, NAMES, group="g", cache_users=cache_users), store, sink
 
@@ -35,7 +38,7 @@ def _batches() -> list[list[Record]]:
     rng = np.random.default_rng(1)
     topic = NAMES.for_type("like")
     out, off = [], 0
-    for b in range(8):
+    for _ in range(8):
         batch = []
         for _ in range(15):
             u = f"u{rng.integers(5)}"

@@ -1,12 +1,13 @@
 """The scorer worker's pipeline: a batch's outputs are acknowledged while the next batch is
 scored. Same state, offsets and updates as the plain worker; a batch's state is committed
 only after its outputs were acknowledged; nothing waits in flight after a flush."""
+
 from __future__ import annotations
+
+from test_worker_cache import NAMES, ListSink, _batches, _worker
 
 from driftrec.app.runtime import ScorerWorker
 from driftrec.state.memory import MemoryStateStore
-
-from test_worker_cache import NAMES, ListSink, _batches, _worker
 
 
 class AckLaterSink(ListSink):

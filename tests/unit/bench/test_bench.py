@@ -18,8 +18,7 @@ def test_bench_scorer_tiny() -> None:
 
 
 def test_bench_swap_tiny_drops_and_duplicates_nothing() -> None:
-    r = bench.bench_swap(n_items=300, dim=16, n_users=50, n_events=4000, batch=32, swaps=2,
-                         rate=8000.0)
+    r = bench.bench_swap(n_items=300, dim=16, n_users=50, n_events=4000, batch=32, swaps=2, rate=8000.0)
     assert r["applied"] == r["events_in"] == 4000
     assert r["dropped"] == 0 and r["duplicated"] == 0 and r["rejected"] == 0
     assert r["swaps"] >= 1 and r["max_pause_ms"] >= 0
@@ -40,15 +39,34 @@ def test_bench_learner_tiny(tiny_model: str) -> None:
 def test_bench_command_json(capsys) -> None:
     from driftrec.cli import main
 
-    assert main(["bench", "scorer", "--items", "200", "--dim", "8", "--users", "20", "--events", "256",
-                 "--batch", "64", "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "scorer",
+                "--items",
+                "200",
+                "--dim",
+                "8",
+                "--users",
+                "20",
+                "--events",
+                "256",
+                "--batch",
+                "64",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.strip().splitlines()
     assert json.loads(out[-1])["bench"] == "scorer"
 
 
 def test_bench_reencode_tiny(tiny_model: str) -> None:
-    r = bench.bench_reencode(n_items=400, model=tiny_model, max_len=8, budget=100, n_users=50, batch=32,
-                             limit_s=120, before_s=0.5)
+    r = bench.bench_reencode(
+        n_items=400, model=tiny_model, max_len=8, budget=100, n_users=50, batch=32, limit_s=120, before_s=0.5
+    )
     assert r["stale_at_swap"] == 300 and r["finished"] and not r["extrapolated"]
     assert r["reencoded"] == r["reencoded_served"] == 300
     assert r["full_catalog_s"] == r["seconds"] > 0 and r["events_per_s_during"] > 0

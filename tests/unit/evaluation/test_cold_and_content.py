@@ -1,4 +1,5 @@
 """Cold-target metrics, publication times in the loop, and the newest / content_tfidf baselines."""
+
 from __future__ import annotations
 
 from driftrec.evaluation import baselines as B
@@ -68,10 +69,17 @@ def test_newest_ranks_by_publication_time_and_masks_the_future() -> None:
 
 
 def test_content_tfidf_follows_engaged_words_and_learns_a_new_word_at_once() -> None:
-    texts = {"g1": "guitar chorus", "g2": "guitar melody", "c1": "oven pasta", "z1": "zorvik new",
-             "z2": "zorvik clip", "n1": "new clip"}
-    c = B.ContentTfidf(list(texts), texts=texts, item_ts={"g1": 0, "g2": 0, "c1": 0, "z1": 0,
-                                                         "z2": 0, "n1": 0})
+    texts = {
+        "g1": "guitar chorus",
+        "g2": "guitar melody",
+        "c1": "oven pasta",
+        "z1": "zorvik new",
+        "z2": "zorvik clip",
+        "n1": "new clip",
+    }
+    c = B.ContentTfidf(
+        list(texts), texts=texts, item_ts={"g1": 0, "g2": 0, "c1": 0, "z1": 0, "z2": 0, "n1": 0}
+    )
     c.learn_many([Event("1", "like", "u", "g1", 1)])
     assert c.rank_many(["u"], 2, 1) == [["g2"]]
     # u engages an item with the new word: z2 (same word) comes first at once

@@ -90,14 +90,38 @@ def test_shift_index() -> None:
 def test_eval_command_on_a_synthetic_scenario(tiny_model: str, tmp_path, capsys) -> None:
     from driftrec.cli import main
 
-    rc = main(["eval", "--scenario", "coengagement", "--events", "1500", "--model", tiny_model,
-               "--train-every", "300", "--report", str(tmp_path), "--json", "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--scenario",
+            "coengagement",
+            "--events",
+            "1500",
+            "--model",
+            tiny_model,
+            "--train-every",
+            "300",
+            "--report",
+            str(tmp_path),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out[-1])
     assert summary["events"] == 1500 and summary["shift_ts"] is not None
-    names = {"driftrec", "driftrec_no_lora", "frozen", "popularity", "recent_popularity",
-             "newest", "content_tfidf", "item_knn", "river_mf"}
+    names = {
+        "driftrec",
+        "driftrec_no_lora",
+        "frozen",
+        "popularity",
+        "recent_popularity",
+        "newest",
+        "content_tfidf",
+        "item_knn",
+        "river_mf",
+    }
     assert set(summary["systems"]) == names
     for d in summary["systems"].values():
         assert 0 <= d["hr_at_10"] <= 1 and 0 <= d["ndcg_at_10"] <= d["hr_at_10"] + 1e-9
@@ -114,13 +138,27 @@ def test_eval_command_reads_a_jsonl_log(tmp_path, capsys) -> None:
     from driftrec.stream import Item, write_jsonl
 
     items = [Item(f"i{j}", f"item {j}") for j in range(6)]
-    events = [Event(f"e{n}", "like" if n % 2 else "click", f"u{n % 4}", f"i{(n * 7) % 6}", 1000 + n)
-              for n in range(60)]
+    events = [
+        Event(f"e{n}", "like" if n % 2 else "click", f"u{n % 4}", f"i{(n * 7) % 6}", 1000 + n)
+        for n in range(60)
+    ]
     write_jsonl(tmp_path / "log.jsonl", events)
     write_jsonl(tmp_path / "items.jsonl", items)
-    rc = main(["eval", "--log", str(tmp_path / "log.jsonl"), "--items", str(tmp_path / "items.jsonl"),
-               "--systems", "popularity,item_knn,river_mf", "--report", str(tmp_path / "r"), "--json",
-               "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--log",
+            str(tmp_path / "log.jsonl"),
+            "--items",
+            str(tmp_path / "items.jsonl"),
+            "--systems",
+            "popularity,item_knn,river_mf",
+            "--report",
+            str(tmp_path / "r"),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["shift_ts"] is None and summary["events"] == 60

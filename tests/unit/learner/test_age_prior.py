@@ -1,4 +1,5 @@
 """The freshness prior: learned from the window, chosen on validation, used by the scorer."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def test_age_curve_decays_where_engagement_decays_with_age() -> None:
     assert not fit_age_curve(np.array(ages), np.full(3, -np.inf), 0.0, 1.0, AGE_EDGES_MS).any()
 
 
-def _fresh_stream(n_items: int = 300, n_users: int = 40, seed: int = 1
-                  ) -> tuple[list[str], dict[str, int], list[Event]]:
+def _fresh_stream(
+    n_items: int = 300, n_users: int = 40, seed: int = 1
+) -> tuple[list[str], dict[str, int], list[Event]]:
     """Items are published every 10 s; users engage one of the 3 newest (vectors say nothing)."""
     rng = np.random.default_rng(seed)
     ids = [f"p{j}" for j in range(n_items)]
@@ -48,8 +50,9 @@ def test_the_learner_ships_a_decaying_prior_where_engagement_goes_to_fresh_items
     rng = np.random.default_rng(0)
     V = rng.normal(size=(len(ids), 8)).astype(np.float32)
     table = ItemTable.from_text(ids, V / np.linalg.norm(V, axis=1, keepdims=True))
-    cfg = LearnerConfig(min_pairs=16, use_lora=False, train_items=True, item_max_steps=8, drift=None,
-                        cooc_neighbours=0)
+    cfg = LearnerConfig(
+        min_pairs=16, use_lora=False, train_items=True, item_max_steps=8, drift=None, cooc_neighbours=0
+    )
     ln = Learner(cfg, Representation(pop_weight=0.0), table, {i: i for i in ids}, None, pub)
     ln.observe_many(events)
     res = ln.train("test")

@@ -9,8 +9,7 @@ from driftrec.stream import Event
 from driftrec.stream.synthetic import VOCAB
 
 
-def planted(n_users: int = 240, per_topic: int = 60, seed: int = 0
-            ) -> tuple[dict[str, str], list[Event]]:
+def planted(n_users: int = 240, per_topic: int = 60, seed: int = 0) -> tuple[dict[str, str], list[Event]]:
     """Every user engages with a football item, then with a cooking item: a text-level
     pattern that text similarity alone ranks badly (football texts are near football texts)."""
     rng = np.random.default_rng(seed)
@@ -40,8 +39,17 @@ def setup(tiny_model: str):
 def test_lora_fine_tune_lowers_loss_on_planted_pattern_and_passes_gate(setup) -> None:
     texts, events, enc, table = setup
     rep = Representation(pop_weight=0.0, position_decay=0.5)
-    cfg = LearnerConfig(window_events=4096, min_pairs=16, train_items=False, use_lora=True,
-                        lr_lora=1e-2, epochs=10, max_steps=200, batch_size=64, drift=None)
+    cfg = LearnerConfig(
+        window_events=4096,
+        min_pairs=16,
+        train_items=False,
+        use_lora=True,
+        lr_lora=1e-2,
+        epochs=10,
+        max_steps=200,
+        batch_size=64,
+        drift=None,
+    )
     ln = Learner(cfg, rep, table, texts, enc)
     ln.observe_many(events)
     before = {n: p.detach().clone() for n, p in enc.model.named_parameters() if "lora_B" in n}
@@ -80,9 +88,18 @@ def test_gate_rejects_a_useless_candidate(setup) -> None:
 
 def test_triggers_every_n_and_min_pairs(setup) -> None:
     texts, events, enc, table = setup
-    ln = Learner(LearnerConfig(train_every=100, min_pairs=50, drift=None), Representation(), table, texts, None
-                 ) if False else Learner(LearnerConfig(train_every=100, min_pairs=50, drift=None,
-                                                        use_lora=False), Representation(), table, texts)
+    ln = (
+        Learner(
+            LearnerConfig(train_every=100, min_pairs=50, drift=None), Representation(), table, texts, None
+        )
+        if False
+        else Learner(
+            LearnerConfig(train_every=100, min_pairs=50, drift=None, use_lora=False),
+            Representation(),
+            table,
+            texts,
+        )
+    )
     ln.observe_many(events[:40])
     assert ln.due() is None  # too few pairs
     ln.observe_many(events[40:100])
@@ -91,8 +108,12 @@ def test_triggers_every_n_and_min_pairs(setup) -> None:
 
 def test_drift_trigger() -> None:
     t = ItemTable.from_text(["a"], np.ones((1, 4), np.float32))
-    ln = Learner(LearnerConfig(min_pairs=8, train_every=10_000, drift="adwin", drift_cooldown=0,
-                               use_lora=False), Representation(), t, {"a": "x"})
+    ln = Learner(
+        LearnerConfig(min_pairs=8, train_every=10_000, drift="adwin", drift_cooldown=0, use_lora=False),
+        Representation(),
+        t,
+        {"a": "x"},
+    )
     ln.observe_many([Event(f"e{n}", "like", "u", "a", n) for n in range(20)])
     ln.observe_hits([True] * 1000 + [False] * 1000)
     assert ln.due() == "drift"
@@ -167,8 +188,10 @@ def test_co_engagement_neighbours_ship_with_a_weight_picked_on_validation(setup,
     plain = Scorer(ScorerConfig(top_k=10), ServingModel("v0", t.with_cooc(None, None, 0.0), rep0))
     mined = Scorer(ScorerConfig(top_k=10), ServingModel("v1", t, rep0))
     ev = [Event("x1", "like", "new-user", "football-0", events[-1].ts + 1)]
-    share = [sum(r["item_id"].startswith("cooking") for r in s.learn_many(ev, {}).recs[0]["items"])
-             for s in (plain, mined)]
+    share = [
+        sum(r["item_id"].startswith("cooking") for r in s.learn_many(ev, {}).recs[0]["items"])
+        for s in (plain, mined)
+    ]
     assert share[1] > share[0], share
     off = LearnerConfig(min_pairs=16, use_lora=False, lr_items=0.0, epochs=1, drift=None, cooc_neighbours=0)
     ln0 = Learner(off, Representation(pop_weight=0.0), table, texts, None)

@@ -1,6 +1,7 @@
 """The adapter stage's text-only term (issue 14, item 5): targets scored by their text
 vector under the adapter alone, so that an item nobody engaged yet, which shares a new word
 with engaged items, moves toward those items' users."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -35,8 +36,11 @@ def _events(rng: np.random.Generator) -> list[Event]:
     for r in range(40):
         for u in range(16):
             side = "a" if u < 8 else "b"
-            item = f"{side}{rng.integers(12)}" if r % 2 == 0 else (
-                f"n{rng.integers(16)}" if side == "a" else f"g{rng.integers(16)}")
+            item = (
+                f"{side}{rng.integers(12)}"
+                if r % 2 == 0
+                else (f"n{rng.integers(16)}" if side == "a" else f"g{rng.integers(16)}")
+            )
             evs.append(Event(f"e{ts}", "like", f"u{u}", item, ts))
             ts += 1_000
     return evs
@@ -61,10 +65,23 @@ def _train(model_dir: str, text_loss: float, monkeypatch: pytest.MonkeyPatch) ->
     ids = [i for i in texts if i != "unseen"]
     enc = TextEncoder(model_dir, lora_r=4)
     table = ItemTable.from_text(ids, enc.encode([texts[i] for i in ids]))
-    cfg = replace(LearnerConfig(), window_events=1000, train_every=10_000, drift=None, lora_every=1,
-                  max_steps=80, item_max_steps=40, batch_size=64, lr_lora=0.03, epochs=5,
-                  text_loss=text_loss, text_fresh=1.0,
-                  cooc_neighbours=0, age_weights=(), seed=0)
+    cfg = replace(
+        LearnerConfig(),
+        window_events=1000,
+        train_every=10_000,
+        drift=None,
+        lora_every=1,
+        max_steps=80,
+        item_max_steps=40,
+        batch_size=64,
+        lr_lora=0.03,
+        epochs=5,
+        text_loss=text_loss,
+        text_fresh=1.0,
+        cooc_neighbours=0,
+        age_weights=(),
+        seed=0,
+    )
     learner = Learner(cfg, Representation(), table, {i: texts[i] for i in ids}, enc)
     learner.observe_many(_events(np.random.default_rng(0)))
     # what the loss does to the encoder, whatever the gate says of it

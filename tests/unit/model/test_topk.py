@@ -1,4 +1,5 @@
 """The block-wise top-k used on large score matrices is exact."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,7 @@ def test_blocked_topk_equals_a_full_selection(n: int, k: int) -> None:
     s = rng.standard_normal((64, n)).astype(np.float32)
     s[rng.random(s.shape) < 0.05] = -np.inf  # seen items
     s[3, : n - 5] = -np.inf  # a row with fewer finite scores than k
-    s[7, n - 3:] += 10.0  # the best scores in the short last block
+    s[7, n - 3 :] += 10.0  # the best scores in the short last block
     s[9, :] = np.linspace(0, 1, n, dtype=np.float32)  # best scores all in the last blocks
     ref_v, ref_i = torch.topk(torch.from_numpy(s), k, dim=1)
     idx, val = _blocked_topk(torch.from_numpy(s), k, TOPK_BLOCK)

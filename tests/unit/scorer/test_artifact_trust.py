@@ -1,6 +1,7 @@
 """Announcements and artifacts are untrusted input (issue 15, build 2; DESIGN.md hot-swap
 protocol item 5): every forged case is refused with a reason, serving goes on, and
 ``driftrec_artifacts_rejected_total{reason}`` counts it."""
+
 from __future__ import annotations
 
 import json
@@ -25,14 +26,26 @@ def table(seed: int = 1, **change: np.ndarray) -> ItemTable:
     rng = np.random.default_rng(seed)
     v = rng.normal(size=(len(IDS), 8)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    parts = dict(text=v, residual=np.zeros_like(v) + 0.1, bias=np.zeros(len(IDS), np.float32), context=v.copy())
+    parts = dict(
+        text=v, residual=np.zeros_like(v) + 0.1, bias=np.zeros(len(IDS), np.float32), context=v.copy()
+    )
     parts.update(change)
-    return ItemTable(IDS, parts["text"], parts["residual"], parts["bias"], parts["context"],
-                     change.get("nbr_idx"), change.get("nbr_w"), 0.5 if "nbr_idx" in change else 0.0)
+    return ItemTable(
+        IDS,
+        parts["text"],
+        parts["residual"],
+        parts["bias"],
+        parts["context"],
+        change.get("nbr_idx"),
+        change.get("nbr_w"),
+        0.5 if "nbr_idx" in change else 0.0,
+    )
 
 
 def publish(store: Path, version: str, t: ItemTable | None = None, key: bytes | None = None) -> dict:
-    return write_artifact(store, version, {}, None, t or table(), "none", WINDOW, {"val_hr_candidate": 0.5}, key=key)
+    return write_artifact(
+        store, version, {}, None, t or table(), "none", WINDOW, {"val_hr_candidate": 0.5}, key=key
+    )
 
 
 @pytest.fixture
@@ -41,8 +54,13 @@ def serving(tmp_path: Path):
     rejections counted by the services' metrics."""
     rng = np.random.default_rng(0)
     v = rng.normal(size=(len(IDS), 8)).astype(np.float32)
-    model = ServingModel("base", ItemTable.from_text(IDS, v / np.linalg.norm(v, axis=1, keepdims=True)),
-                         Representation(pop_weight=0.0), None, {"base_model": "none"})
+    model = ServingModel(
+        "base",
+        ItemTable.from_text(IDS, v / np.linalg.norm(v, axis=1, keepdims=True)),
+        Representation(pop_weight=0.0),
+        None,
+        {"base_model": "none"},
+    )
     scorer = Scorer(ScorerConfig(top_k=5), model)
     store = tmp_path / "store"
     store.mkdir()
@@ -69,8 +87,16 @@ def refused(serving, record: dict, reason: str) -> str:
 
 
 def test_every_reason_is_documented():
-    assert {"missing_sha256", "bad_version", "uri_outside_store", "missing_signature", "bad_signature",
-            "bad_tensor", "bad_index", "checksum_mismatch"} <= set(REJECT_REASONS)
+    assert {
+        "missing_sha256",
+        "bad_version",
+        "uri_outside_store",
+        "missing_signature",
+        "bad_signature",
+        "bad_tensor",
+        "bad_index",
+        "checksum_mismatch",
+    } <= set(REJECT_REASONS)
 
 
 def test_a_good_artifact_in_the_store_is_swapped_in(serving):
@@ -115,7 +141,9 @@ def test_a_file_linked_out_of_the_artifact(serving, tmp_path: Path):
     refused(serving, rec, "uri_outside_store")
 
 
-@pytest.mark.parametrize("version", ["../../../tmp/x/evil", "..", "a/b", "", "-v1", "v" * 65, "v1\nforged log"])
+@pytest.mark.parametrize(
+    "version", ["../../../tmp/x/evil", "..", "a/b", "", "-v1", "v" * 65, "v1\nforged log"]
+)
 def test_version_names(serving, version):
     _, _, store, _ = serving
     rec = publish(store, "v1")
@@ -144,7 +172,7 @@ def test_nan_values_with_matching_checksums(serving):
 def test_neighbour_index_out_of_range(serving):
     _, _, store, _ = serving
     idx = np.tile(np.arange(3, dtype=np.int32), (len(IDS), 1))
-    idx[5, 1] = 10 ** 6
+    idx[5, 1] = 10**6
     t = table(nbr_idx=idx, nbr_w=np.full((len(IDS), 3), 0.5, np.float32))
     assert "1000000" in refused(serving, publish(store, "v1", t), "bad_index")
     idx[5, 1] = -7

@@ -1,4 +1,5 @@
 """The scorer's one-pass history weights equal Representation.weights per user, bit for bit."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,16 +12,27 @@ from driftrec.state import Interaction, UserState
 def _states(rng: np.random.Generator, n_users: int) -> list[UserState]:
     out = []
     for u in range(n_users):
-        h = [Interaction(f"e{u}-{j}", str(rng.choice(["click", "like", "comment", "hide"])), f"i{j}",
-                         int(rng.integers(0, 2_000_000_000)), None) for j in range(int(rng.integers(0, 60)))]
+        h = [
+            Interaction(
+                f"e{u}-{j}",
+                str(rng.choice(["click", "like", "comment", "hide"])),
+                f"i{j}",
+                int(rng.integers(0, 2_000_000_000)),
+                None,
+            )
+            for j in range(int(rng.integers(0, 60)))
+        ]
         out.append(UserState(f"u{u}", h))
     return out
 
 
 def test_flat_weights_equal_per_user_weights() -> None:
     rng = np.random.default_rng(0)
-    for rep in (Representation(), Representation(position_decay=1.0, half_life_ms=1234.5),
-                Representation(type_weights={"like": 0.3})):
+    for rep in (
+        Representation(),
+        Representation(position_decay=1.0, half_life_ms=1234.5),
+        Representation(type_weights={"like": 0.3}),
+    ):
         states = _states(rng, 40)
         now = 2_000_000_000
         flat = _flat_weights(rep, states, now)

@@ -1,5 +1,6 @@
 """The scorer core bounds what one record adds to popularity (DESIGN.md: event time is
 untrusted; the ingestion bound, ts_out_of_range, is the first line; this is the second)."""
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,12 @@ def _scorer() -> Scorer:
 
 def _normal(s: Scorer) -> None:
     rng = np.random.default_rng(1)
-    evs = [Event(f"e{n}", "like", f"u{n % 25}", f"i{int(rng.integers(0, 40))}", T0 + n * 60_000) for n in range(600)]
+    evs = [
+        Event(f"e{n}", "like", f"u{n % 25}", f"i{int(rng.integers(0, 40))}", T0 + n * 60_000)
+        for n in range(600)
+    ]
     for i in range(0, len(evs), 50):
-        s.learn_many(evs[i:i + 50], {})
+        s.learn_many(evs[i : i + 50], {})
 
 
 def _newcomer_top(s: Scorer) -> list[str]:
@@ -50,15 +54,17 @@ def test_poison_popularity_is_bounded():
     clean, poisoned = _scorer(), _scorer()
     _normal(clean)
     _normal(poisoned)
-    poison = [Event(f"p{n}", "like", f"attacker{n}", "i39", ts)
-              for n, ts in enumerate([2**63 - 1, 10**20, T0 + 30 * DAY] * 10)]
+    poison = [
+        Event(f"p{n}", "like", f"attacker{n}", "i39", ts)
+        for n, ts in enumerate([2**63 - 1, 10**20, T0 + 30 * DAY] * 10)
+    ]
     for i in range(0, len(poison), 5):
-        poisoned.learn_many(poison[i:i + 5], {})
+        poisoned.learn_many(poison[i : i + 5], {})
     rep = Representation(pop_weight=1.0)
     now = T0 + 599 * 60_000
     at_now = {s: math.exp(s._pop_by_id["i39"] - rep.pop_increment("like", now)) for s in (clean, poisoned)}
     assert math.isfinite(at_now[poisoned])
-    assert at_now[poisoned] - at_now[clean] <= len(poison) * 2 ** 3 * 1.0001
+    assert at_now[poisoned] - at_now[clean] <= len(poison) * 2**3 * 1.0001
 
 
 def test_one_record_counts_at_most_three_half_lives_ahead():

@@ -1,4 +1,5 @@
 """Items are candidates only from their publication ``ts`` on; the learned freshness prior."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,11 @@ from driftrec.stream import Event, Item
 
 def _scorer(n: int = 6, d: int = 6, item_ts: dict[str, int] | None = None, **cfg: object) -> Scorer:
     t = ItemTable.from_text([f"i{j}" for j in range(n)], np.eye(n, d, dtype=np.float32))
-    return Scorer(ScorerConfig(top_k=3, **cfg), ServingModel("v0", t, Representation(pop_weight=0.0)),  # type: ignore[arg-type]
-                  item_ts=item_ts)
+    return Scorer(
+        ScorerConfig(top_k=3, **cfg),
+        ServingModel("v0", t, Representation(pop_weight=0.0)),  # type: ignore[arg-type]
+        item_ts=item_ts,
+    )
 
 
 def test_an_item_published_later_is_never_recommended_before_its_ts() -> None:
@@ -58,8 +62,9 @@ def test_future_items_are_masked_on_both_ranking_paths(precision: str) -> None:
     ids = [f"i{j}" for j in range(n)]
     ts = {i: (10_000 if j % 2 else 0) for j, i in enumerate(ids)}  # odd items: later
     t = ItemTable.from_text(ids, V)
-    s = Scorer(ScorerConfig(top_k=10, rank_precision=precision), ServingModel("v0", t, Representation()),
-               item_ts=ts)
+    s = Scorer(
+        ScorerConfig(top_k=10, rank_precision=precision), ServingModel("v0", t, Representation()), item_ts=ts
+    )
     users = [UserState(f"u{b}") for b in range(B)]
     r = s.learn_many([Event(f"e{b}", "like", f"u{b}", ids[2 * b + 1], 20_000) for b in range(B)], {})
     states = [r.users[f"u{b}"] for b in range(B)]

@@ -1,4 +1,5 @@
 """The bfloat16 first pass ranks exactly what the float32 path ranks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,12 @@ def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
 
 def _model(n: int = 8192, d: int = 64, cooc: bool = True, neg: bool = False) -> ServingModel:
     rng = np.random.default_rng(0)
-    t = ItemTable([f"i{j}" for j in range(n)], _unit(rng, n, d), np.zeros((n, d), np.float32),
-                  rng.standard_normal(n).astype(np.float32) * 0.3)
+    t = ItemTable(
+        [f"i{j}" for j in range(n)],
+        _unit(rng, n, d),
+        np.zeros((n, d), np.float32),
+        rng.standard_normal(n).astype(np.float32) * 0.3,
+    )
     if cooc:
         w = rng.random((n, 20)).astype(np.float32) - (0.5 if neg else 0.0)
         t = t.with_cooc(rng.integers(0, n, (n, 20)).astype(np.int32), w, 2.0)
@@ -29,8 +34,15 @@ def _events(n_users: int, n_items: int, per_user: int = 6, seed: int = 1) -> lis
     rng = np.random.default_rng(seed)
     out = []
     for k in range(n_users * per_user):
-        out.append(Event(f"e{k}", "like" if k % 3 else "click", f"u{k % n_users}",
-                         f"i{int(rng.integers(0, n_items))}", 1_000_000 + k))
+        out.append(
+            Event(
+                f"e{k}",
+                "like" if k % 3 else "click",
+                f"u{k % n_users}",
+                f"i{int(rng.integers(0, n_items))}",
+                1_000_000 + k,
+            )
+        )
     return out
 
 
@@ -165,7 +177,9 @@ def test_a_swapped_in_version_finds_its_item_side_prepared(tmp_path) -> None:
     rng = np.random.default_rng(7)
     t = m.table
     new = ItemTable(list(t.item_ids), t.text, 0.1 * _unit(rng, len(t.item_ids), t.dim), t.bias, t.context)
-    rec = write_artifact(str(tmp_path), "v2", {}, None, new, "test", {"from_ts": 0, "to_ts": 0, "n_events": 0}, {})
+    rec = write_artifact(
+        str(tmp_path), "v2", {}, None, new, "test", {"from_ts": 0, "to_ts": 0, "n_events": 0}, {}
+    )
     mgr = SwapManager(s, background=True)
     mgr.submit(rec)
     mgr.wait()

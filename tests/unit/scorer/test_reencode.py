@@ -1,6 +1,7 @@
 """Background re-encoding after a swap (issue 14, item 6): the scorer serves the previous
 version's vectors for stale rows until their re-encoded block is swapped in, newest and
 most engaged first, never a full-catalog pass on the serving thread."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,11 @@ def _setup(model_dir: str, tmp_path: Path, stale_rows: np.ndarray, background: b
     standby = TextEncoder(model_dir, lora_r=2)
     texts = [TEXTS[i] for i in IDS]
     table = ItemTable.from_text(IDS, serving.encode(texts))
-    scorer = Scorer(ScorerConfig(top_k=5), ServingModel("base", table, Representation(), serving,
-                                                        {"base_model": serving.base_model}), item_ts=PUB)
+    scorer = Scorer(
+        ScorerConfig(top_k=5),
+        ServingModel("base", table, Representation(), serving, {"base_model": serving.base_model}),
+        item_ts=PUB,
+    )
     mgr = SwapManager(scorer, TEXTS, standby, background=background, store=str(tmp_path))
     mgr.reencode_chunk, mgr.reencode_patch = 4, 8
     lora = _trained_lora(standby)
@@ -50,8 +54,16 @@ def _setup(model_dir: str, tmp_path: Path, stale_rows: np.ndarray, background: b
     stale[stale_rows] = True
     cand_text[stale] = table.text[stale]  # the learner left these with the previous vectors
     cand = ItemTable(IDS, cand_text, table.residual, table.bias, table.context, stale=stale)
-    rec = write_artifact(tmp_path, "v1", lora, serving.lora_config, cand, serving.base_model,
-                         {"from_ts": 0, "to_ts": 1, "n_events": 2}, {})
+    rec = write_artifact(
+        tmp_path,
+        "v1",
+        lora,
+        serving.lora_config,
+        cand,
+        serving.base_model,
+        {"from_ts": 0, "to_ts": 1, "n_events": 2},
+        {},
+    )
     return scorer, mgr, rec, table, new_text, stale
 
 
@@ -63,9 +75,9 @@ def test_stale_mask_round_trips_through_the_artifact(model_dir: str, tmp_path: P
 def test_old_vectors_served_until_reencoded_in_priority_order(model_dir: str, tmp_path: Path) -> None:
     scorer, mgr, rec, old, new_text, stale = _setup(model_dir, tmp_path, np.arange(10, 40))
     blocks: list[np.ndarray] = []
-    mgr.on_reencode = lambda v, done, left: blocks.append(scorer.model.table.stale.copy()
-                                                          if scorer.model.table.stale is not None
-                                                          else np.zeros(len(IDS), bool))
+    mgr.on_reencode = lambda v, done, left: blocks.append(
+        scorer.model.table.stale.copy() if scorer.model.table.stale is not None else np.zeros(len(IDS), bool)
+    )
     mgr.submit(rec)
     mgr.wait()
     assert mgr.maybe_swap() is not None

@@ -82,8 +82,7 @@ def test_hits_are_judged_against_published_top_k() -> None:
     r1 = s.learn_many([ev(1, "i0", 0)], {})
     top = r1.users["u1"].topk
     other = next(i for i in ["i1", "i2", "i3", "i4", "i5"] if i not in top)
-    r2 = s.learn_many([ev(2, top[0], 5, "like"), ev(3, other, 6, "like"), ev(4, "i5", 7, "click")],
-                      r1.users)
+    r2 = s.learn_many([ev(2, top[0], 5, "like"), ev(3, other, 6, "like"), ev(4, "i5", 7, "click")], r1.users)
     assert [h for _, h in r2.hits] == [True, False]  # clicks are not targets by default
 
 
@@ -114,8 +113,12 @@ def test_scores_in_one_product_agree_with_learner_scores_across_swaps() -> None:
 
     def version(seed: int) -> ServingModel:
         r = np.random.default_rng(seed)
-        t = ItemTable(ids, r.standard_normal((300, 16)).astype(np.float32),
-                      np.zeros((300, 16), np.float32), r.standard_normal(300).astype(np.float32))
+        t = ItemTable(
+            ids,
+            r.standard_normal((300, 16)).astype(np.float32),
+            np.zeros((300, 16), np.float32),
+            r.standard_normal(300).astype(np.float32),
+        )
         return ServingModel(f"v{seed}", t, Representation(temperature=0.2))
 
     s = Scorer(ScorerConfig(), version(1))

@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftrec.model import ArtifactError, ItemTable, Representation, TextEncoder, load_artifact, write_artifact
+from driftrec.model import (
+    ArtifactError,
+    ItemTable,
+    Representation,
+    TextEncoder,
+    load_artifact,
+    write_artifact,
+)
 from driftrec.scorer import Scorer, ScorerConfig, ServingModel, SwapManager
 from driftrec.state import MemoryStateStore, StateWrite
 from driftrec.stream import Event
@@ -24,8 +31,16 @@ def base_table(d: int = 8, seed: int = 0) -> ItemTable:
 def publish(store: Path, version: str, seed: int) -> dict:
     t = base_table(seed=seed)
     t = ItemTable(t.item_ids, t.text, t.residual + 0.1, t.bias + 0.01, t.context)
-    return write_artifact(store, version, {}, None, t, "none", {"from_ts": 0, "to_ts": 1, "n_events": 2},
-                          {"val_hr_candidate": 0.5})
+    return write_artifact(
+        store,
+        version,
+        {},
+        None,
+        t,
+        "none",
+        {"from_ts": 0, "to_ts": 1, "n_events": 2},
+        {"val_hr_candidate": 0.5},
+    )
 
 
 def make_scorer() -> tuple[Scorer, SwapManager]:
@@ -37,8 +52,13 @@ def make_scorer() -> tuple[Scorer, SwapManager]:
 def test_artifact_roundtrip_and_layout(tmp_path: Path) -> None:
     rec = publish(tmp_path, "v1", seed=1)
     files = sorted(p.name for p in (tmp_path / "v1").iterdir())
-    assert files == ["adapter_config.json", "adapter_model.safetensors", "item_ids.json",
-                     "items.safetensors", "manifest.json"]
+    assert files == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "item_ids.json",
+        "items.safetensors",
+        "manifest.json",
+    ]
     assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())  # atomic rename
     art = load_artifact(rec, expect_dim=8)
     assert art.version == "v1" and art.items.item_ids == IDS
@@ -50,9 +70,14 @@ def test_artifact_roundtrip_and_layout(tmp_path: Path) -> None:
 def test_artifact_arrays_come_back_exact_and_writable(tmp_path: Path) -> None:
     t = base_table(seed=3)
     rng = np.random.default_rng(3)
-    t = ItemTable(t.item_ids, t.text, t.residual + 0.1, rng.normal(size=len(IDS)).astype(np.float32), t.context)
-    t = t.with_cooc(rng.integers(0, len(IDS), (len(IDS), 4)).astype(np.int32),
-                    rng.random((len(IDS), 4)).astype(np.float32), 2.5)
+    t = ItemTable(
+        t.item_ids, t.text, t.residual + 0.1, rng.normal(size=len(IDS)).astype(np.float32), t.context
+    )
+    t = t.with_cooc(
+        rng.integers(0, len(IDS), (len(IDS), 4)).astype(np.int32),
+        rng.random((len(IDS), 4)).astype(np.float32),
+        2.5,
+    )
     rec = write_artifact(tmp_path, "v1", {}, None, t, "none", {"from_ts": 0, "to_ts": 1, "n_events": 2}, {})
     back = load_artifact(rec).items
     for name in ("text", "residual", "bias", "context", "nbr_idx", "nbr_w"):
@@ -110,14 +135,15 @@ def test_hot_swap_mid_stream_drops_and_duplicates_nothing(tmp_path: Path) -> Non
     s, swaps = make_scorer()
     state = MemoryStateStore()
     rng = np.random.default_rng(0)
-    events = [Event(f"e{n}", "like", f"u{rng.integers(0, 30)}", IDS[rng.integers(0, 20)], n)
-              for n in range(3000)]
+    events = [
+        Event(f"e{n}", "like", f"u{rng.integers(0, 30)}", IDS[rng.integers(0, 20)], n) for n in range(3000)
+    ]
     recs = [publish(tmp_path, f"v{k}", seed=k) for k in range(1, 4)]
     versions_per_batch: list[set[str]] = []
     applied = 0
     submitted = 0
     for b in range(0, len(events), 50):
-        batch = events[b:b + 50]
+        batch = events[b : b + 50]
         r = s.learn_many(batch, state.get_many([e.user_id for e in batch]))
         state.commit(StateWrite(r.users, r.item_pop, {"t:0": b + len(batch)}))
         applied += r.applied
@@ -170,8 +196,16 @@ def test_swap_loads_lora_into_the_standby_encoder(tmp_path: Path, tiny_model: st
     texts = {i: f"goal pasta {i}" for i in IDS}
     table = ItemTable.from_text(IDS, serving.encode([texts[i] for i in IDS]))
     with_lora = {k: v + 0.05 for k, v in trainer.lora_state().items()}
-    rec = write_artifact(tmp_path, "v1", with_lora, trainer.lora_config, table, serving.base_model,
-                         {"from_ts": 0, "to_ts": 0, "n_events": 0}, {})
+    rec = write_artifact(
+        tmp_path,
+        "v1",
+        with_lora,
+        trainer.lora_config,
+        table,
+        serving.base_model,
+        {"from_ts": 0, "to_ts": 0, "n_events": 0},
+        {},
+    )
     model = ServingModel("base", table, Representation(), serving, {"base_model": serving.base_model})
     s = Scorer(ScorerConfig(), model)
     swaps = SwapManager(s, texts, standby)
@@ -184,8 +218,16 @@ def test_swap_loads_lora_into_the_standby_encoder(tmp_path: Path, tiny_model: st
     assert all(np.allclose(got[k].numpy(), with_lora[k].numpy()) for k in with_lora)
     # an artifact with a different LoRA rank is incompatible
     other = TextEncoder(tiny_model, lora_r=4)
-    rec2 = write_artifact(tmp_path, "v2", other.lora_state(), other.lora_config, table,
-                          serving.base_model, {"from_ts": 0, "to_ts": 0, "n_events": 0}, {})
+    rec2 = write_artifact(
+        tmp_path,
+        "v2",
+        other.lora_state(),
+        other.lora_config,
+        table,
+        serving.base_model,
+        {"from_ts": 0, "to_ts": 0, "n_events": 0},
+        {},
+    )
     swaps.submit(rec2)
     swaps.wait()
     assert swaps.maybe_swap() is None and s.version == "v1"
@@ -226,7 +268,10 @@ def test_swap_manager_compares_ids_off_the_serving_thread(tmp_path: Path) -> Non
     s, swaps = make_scorer()
     calls: list = []
     orig = s.swap
-    s.swap = lambda model, same_catalog_as=None: (calls.append(same_catalog_as), orig(model, same_catalog_as))[1]  # type: ignore[method-assign]
+    s.swap = lambda model, same_catalog_as=None: (
+        calls.append(same_catalog_as),
+        orig(model, same_catalog_as),
+    )[1]  # type: ignore[method-assign]
     served = s.model.table
     swaps.submit(publish(tmp_path, "v1", seed=1))
     swaps.wait()
@@ -246,6 +291,7 @@ def test_a_replaced_version_is_freed_off_the_serving_thread(tmp_path: Path, monk
     def spy(self):  # the timer thread frees what it holds
         freed_on.append(threading.current_thread().name)
         real(self)
+
     # patched before the first swap: its timer (base replaced by v1) may also free v1 when
     # the second swap comes within RETIRE_AFTER_S of it
     monkeypatch.setattr(swap_mod.SwapManager, "_free_retired", spy)

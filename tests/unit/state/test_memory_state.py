@@ -5,13 +5,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftrec.state import (Interaction, MemoryStateStore, StateConfigError, StateUnavailable, StateWrite,
-                   UserState, open_state)
+from driftrec.state import (
+    Interaction,
+    MemoryStateStore,
+    StateConfigError,
+    StateUnavailable,
+    StateWrite,
+    UserState,
+    open_state,
+)
 
 
 def _user(uid: str) -> UserState:
-    return UserState(uid, [Interaction("e1", "comment", "i1", 5, "nice")], np.arange(4, dtype=np.float32),
-                     "v1", ["i2", "i3"], 1, "e1", ["i1"])
+    return UserState(
+        uid,
+        [Interaction("e1", "comment", "i1", 5, "nice")],
+        np.arange(4, dtype=np.float32),
+        "v1",
+        ["i2", "i3"],
+        1,
+        "e1",
+        ["i1"],
+    )
 
 
 def test_file_backend_persists_and_reloads(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
 """The ``emerging`` scenario: new posts named by invented words, and what its knobs change."""
+
 from __future__ import annotations
 
 import pytest

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from driftrec.stream import REASONS, Event, decode, decode_item, encode, dead_letter, Record
+from driftrec.stream import REASONS, Event, Record, dead_letter, decode, decode_item, encode
 from driftrec.stream.events import MAX_RECORD_BYTES, MAX_TEXT_LEN, DecodeCounts
 
 GOOD = {"event_id": "e1", "type": "like", "user_id": "u1", "item_id": "i1", "ts": 1_700_000_000_000}
@@ -52,8 +52,8 @@ CASES = [
     (raw(ts=-1), "bad_timestamp"),
     (raw(ts=True), "bad_timestamp"),
     (raw(ts=1.5), "bad_timestamp"),
-    (raw(ts=2 ** 63 - 1), "ts_out_of_range"),
-    (raw(ts=10 ** 20), "ts_out_of_range"),
+    (raw(ts=2**63 - 1), "ts_out_of_range"),
+    (raw(ts=10**20), "ts_out_of_range"),
     (raw(type="comment"), "missing_text"),
     (raw(type="comment", text="  "), "missing_text"),
     (raw(type="comment", text="x" * (MAX_TEXT_LEN + 1)), "bad_text"),
@@ -119,7 +119,10 @@ TRICKY = [
     b'{"event_id":"\xc3\xa9\xe2\x82\xac","type":"like","user_id":"u","item_id":"i","ts":5,"n":null,"b":true}',
     b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5,"t":"\xed\xa0\x80"}',
     b'"just a string"',
-    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5,"deep":' + b'[' * 200 + b']' * 200 + b'}',
+    b'{"event_id":"e1","type":"like","user_id":"u","item_id":"i","ts":5,"deep":'
+    + b"[" * 200
+    + b"]" * 200
+    + b"}",
 ]
 
 
@@ -140,7 +143,12 @@ def test_fast_json_path_decides_exactly_as_the_stdlib(data: bytes, monkeypatch: 
 def test_poison_records_are_rejected_not_raised() -> None:
     # nested deeper than the parser's recursion limit (yet under the size limit): a reason,
     # not an exception that would kill the scorer on this record at every restart
-    deep = b'{"event_id":"e","type":"like","user_id":"u","item_id":"i","ts":1,"x":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    deep = (
+        b'{"event_id":"e","type":"like","user_id":"u","item_id":"i","ts":1,"x":'
+        + b"[" * 20_000
+        + b"]" * 20_000
+        + b"}"
+    )
     assert len(deep) < MAX_RECORD_BYTES
     r = decode(deep)
     assert r.reason == "bad_json" and "nested" in r.detail, r.detail
@@ -148,4 +156,4 @@ def test_poison_records_are_rejected_not_raised() -> None:
     lone = b'{"event_id":"e","type":"comment","user_id":"u","item_id":"i","ts":1,"text":"hi \\ud800"}'
     assert decode(lone).reason == "bad_encoding"
     ok = b'{"event_id":"e","type":"comment","user_id":"u","item_id":"i","ts":1,"text":"hi \\ud83d\\ude00"}'
-    assert decode(ok).text == "hi \U0001F600"
+    assert decode(ok).text == "hi \U0001f600"

@@ -1,4 +1,5 @@
 """kafka-python's exceptions become stream errors that say what to do (no broker needed)."""
+
 import kafka.errors as ke
 import pytest
 

@@ -1,6 +1,7 @@
 """KafkaSecurity: one config object, the keyword arguments of each Kafka client library,
 errors that name what failed and never the password (issue 15, build 4). The broker side
 is tests/integration/test_security.py."""
+
 from __future__ import annotations
 
 import ssl
@@ -50,13 +51,16 @@ def test_the_password_is_never_shown():
     assert msg is not None and "authentication" in msg and PW not in msg
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(protocol="TLS"), "KAFKA_SECURITY_PROTOCOL"),
-    (dict(protocol="SASL_SSL", mechanism="GSSAPI", username="u", password="p"), "KAFKA_SASL_MECHANISM"),
-    (dict(protocol="SASL_SSL", mechanism="PLAIN", username="u"), "KAFKA_SASL_PASSWORD"),
-    (dict(protocol="SSL", keyfile="/k.pem"), "KAFKA_SSL_CERTFILE"),
-    (dict(protocol="SSL", cafile="/no/such/ca.pem"), "KAFKA_SSL_CAFILE"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(protocol="TLS"), "KAFKA_SECURITY_PROTOCOL"),
+        (dict(protocol="SASL_SSL", mechanism="GSSAPI", username="u", password="p"), "KAFKA_SASL_MECHANISM"),
+        (dict(protocol="SASL_SSL", mechanism="PLAIN", username="u"), "KAFKA_SASL_PASSWORD"),
+        (dict(protocol="SSL", keyfile="/k.pem"), "KAFKA_SSL_CERTFILE"),
+        (dict(protocol="SSL", cafile="/no/such/ca.pem"), "KAFKA_SSL_CAFILE"),
+    ],
+)
 def test_bad_combinations_are_config_errors(kw, match):
     with pytest.raises(StreamConfigError, match=match):
         KafkaSecurity(**kw).aiokafka_kwargs()
@@ -80,17 +84,31 @@ def test_explain_names_tls_and_authentication():
 def test_settings_password_file_and_validation(tmp_path):
     f = tmp_path / "pw"
     f.write_text(PW + "\n")
-    s = Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-                           "KAFKA_SASL_USERNAME": "alice", "KAFKA_SASL_PASSWORD_FILE": str(f)})
+    s = Settings.from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "alice",
+            "KAFKA_SASL_PASSWORD_FILE": str(f),
+        }
+    )
     sec = s.kafka_security()
     assert sec.password == PW and sec.mechanism == "SCRAM-SHA-512"
     assert PW not in repr(s)
     # the variable wins over the file
-    s2 = Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "a",
-                            "KAFKA_SASL_PASSWORD": "direct", "KAFKA_SASL_PASSWORD_FILE": str(f)})
+    s2 = Settings.from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_USERNAME": "a",
+            "KAFKA_SASL_PASSWORD": "direct",
+            "KAFKA_SASL_PASSWORD_FILE": str(f),
+        }
+    )
     assert s2.kafka_security().password == "direct"
     with pytest.raises(ConfigError, match="KAFKA_SASL_PASSWORD"):
-        Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "a"}).kafka_security()
+        Settings.from_env(
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "a"}
+        ).kafka_security()
     with pytest.raises(ConfigError) as e:
         Settings.from_env({"KAFKA_SASL_PASSWORD": PW, "KAFKA_SECURITY_PROTOCOL": "SSL3"})
     assert PW not in str(e.value)
@@ -104,8 +122,13 @@ def test_redis_options_from_settings(tmp_path):
     f.write_text("r-pw\n")
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
-    s = Settings.from_env({"REDIS_PASSWORD_FILE": str(f), "REDIS_SSL_CAFILE": str(ca),
-                           "STATE_URL": "rediss://driftrec@127.0.0.1:6380/0"})
+    s = Settings.from_env(
+        {
+            "REDIS_PASSWORD_FILE": str(f),
+            "REDIS_SSL_CAFILE": str(ca),
+            "STATE_URL": "rediss://driftrec@127.0.0.1:6380/0",
+        }
+    )
     assert s.redis_options() == {"ssl_ca_certs": str(ca), "password": "r-pw"}
     assert s.state_url.startswith("rediss://")
 

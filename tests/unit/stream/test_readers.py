@@ -12,13 +12,19 @@ from driftrec.stream.synthetic import SCENARIOS
 def test_jsonl_sorted_by_ts_with_rejects(tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
     items = tmp_path / "items.jsonl"
-    log.write_text("\n".join([
-        json.dumps({"event_id": "b", "type": "click", "user_id": "u", "item_id": "i2", "ts": 20}),
-        "garbage",
-        json.dumps({"event_id": "a", "type": "like", "user_id": "u", "item_id": "i1", "ts": 10}),
-        "",
-    ]))
-    items.write_text(json.dumps({"item_id": "i1", "text": "one"}) + "\n" + json.dumps({"item_id": "i2", "text": "two"}))
+    log.write_text(
+        "\n".join(
+            [
+                json.dumps({"event_id": "b", "type": "click", "user_id": "u", "item_id": "i2", "ts": 20}),
+                "garbage",
+                json.dumps({"event_id": "a", "type": "like", "user_id": "u", "item_id": "i1", "ts": 10}),
+                "",
+            ]
+        )
+    )
+    items.write_text(
+        json.dumps({"item_id": "i1", "text": "one"}) + "\n" + json.dumps({"item_id": "i2", "text": "two"})
+    )
     out = read_log(log, "jsonl", items)
     assert [e.event_id for e in out.events] == ["a", "b"]
     assert [r.reason for r in out.rejected] == ["bad_json"]
@@ -28,10 +34,12 @@ def test_jsonl_sorted_by_ts_with_rejects(tmp_path: Path) -> None:
 
 def test_csv(tmp_path: Path) -> None:
     p = tmp_path / "log.csv"
-    p.write_text("event_id,type,user_id,item_id,ts,text\n"
-                 "e2,comment,u1,i1,200,nice one\n"
-                 "e1,click,u1,i2,100,\n"
-                 "e3,click,u1,i2,notanumber,\n")
+    p.write_text(
+        "event_id,type,user_id,item_id,ts,text\n"
+        "e2,comment,u1,i1,200,nice one\n"
+        "e1,click,u1,i2,100,\n"
+        "e3,click,u1,i2,notanumber,\n"
+    )
     out = read_log(p, "csv", None)
     assert [e.event_id for e in out.events] == ["e1", "e2"]
     assert out.events[1].text == "nice one"
@@ -49,9 +57,11 @@ def test_movielens_format(tmp_path: Path) -> None:
     (tmp_path / "u.data").write_text("1\t10\t5\t881250949\n2\t11\t3\t881250900\n")
     genre_flags = ["0"] * 19
     genre_flags[1] = "1"  # Action
-    (tmp_path / "u.item").write_text("10|Heat (1995)|01-Jan-1995||http://x|" + "|".join(genre_flags) + "\n"
-                                     "11|Babe (1995)|01-Jan-1995||http://x|" + "|".join(["0"] * 19) + "\n",
-                                     encoding="latin-1")
+    (tmp_path / "u.item").write_text(
+        "10|Heat (1995)|01-Jan-1995||http://x|" + "|".join(genre_flags) + "\n"
+        "11|Babe (1995)|01-Jan-1995||http://x|" + "|".join(["0"] * 19) + "\n",
+        encoding="latin-1",
+    )
     out = read_log(tmp_path, "movielens")
     assert [(e.user_id, e.item_id, e.type) for e in out.events] == [("2", "11", "click"), ("1", "10", "like")]
     assert out.events[0].ts == 881250900_000
@@ -82,6 +92,7 @@ def test_synthetic_scenarios(scenario: str, tmp_path: Path) -> None:
 
 def test_coengagement_moves_users_to_partner_items() -> None:
     s = generate("coengagement", n_events=6000, n_users=60, n_items=240, seed=1)
+
     # after the shift, shifted users follow a fixed partner mapping: the same
     # (previous item -> next item) transition repeats far more often than before
     def repeats(evs: list) -> float:
@@ -93,6 +104,7 @@ def test_coengagement_moves_users_to_partner_items() -> None:
                 trans[k] = trans.get(k, 0) + 1
             last[e.user_id] = e.item_id
         return sum(v for v in trans.values() if v > 1) / max(1, sum(trans.values()))
+
     before = [e for e in s.events if e.ts < s.shift_ts]
     after = [e for e in s.events if e.ts >= s.shift_ts]
     assert repeats(after) > repeats(before) + 0.1
