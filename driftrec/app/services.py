@@ -59,7 +59,7 @@ def _common(p: argparse.ArgumentParser, state: bool = True, model: bool = False)
         )
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
     o = {
         "kafka_bootstrap": getattr(args, "bootstrap", None),
         "topic_prefix": getattr(args, "topic_prefix", None),
@@ -264,7 +264,7 @@ def ensure_topics(
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    s = _settings(args)
+    s = settings_from_args(args)
     out = ensure_topics(
         s.kafka_bootstrap,
         TopicNames(s.topic_prefix),
@@ -286,7 +286,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not path:
         print("driftrec replay: error: give the log: driftrec replay LOG --to kafka", file=sys.stderr)
         return 2
-    s = _settings(args)
+    s = settings_from_args(args)
     lg = read_log(path, args.format, args.items)
     events = sorted(lg.events, key=lambda e: e.ts)
     if args.limit:
@@ -594,7 +594,7 @@ class _Stop:
 def cmd_scorer(args: argparse.Namespace) -> int:
     from .metrics import Metrics
 
-    s = _settings(args)
+    s = settings_from_args(args)
     metrics = Metrics("scorer")
     metrics.serve(s.metrics_port)
     if args.runtime == "faust":
@@ -895,7 +895,7 @@ def _run_scorer_once(
 def cmd_learner(args: argparse.Namespace) -> int:
     from .metrics import Metrics
 
-    s = _settings(args)
+    s = settings_from_args(args)
     metrics = Metrics("learner")
     metrics.serve(s.metrics_port)
     return run_learner(s, args.group, metrics, args.exit_when_idle, args.train_on_exit)
@@ -1054,7 +1054,7 @@ def _run_learner_once(
 def cmd_adapters_list(args: argparse.Namespace) -> int:
     from driftrec.state import open_state
 
-    s = _settings(args)
+    s = settings_from_args(args)
     st = open_state(s.state_url, **s.redis_options())
     try:
         recs = st.records()
@@ -1078,12 +1078,12 @@ def cmd_adapters_list(args: argparse.Namespace) -> int:
 
 
 def cmd_adapters_rollback(args: argparse.Namespace) -> int:
-    from driftrec.model.artifacts import _path_from_uri  # the one place that reads announcement URIs
+    from driftrec.model import path_from_uri
     from driftrec.state import open_state
     from driftrec.stream import Message
     from driftrec.stream.kafka import KafkaSink
 
-    s = _settings(args)
+    s = settings_from_args(args)
     st = open_state(s.state_url, **s.redis_options())
     try:
         recs = st.records()
@@ -1101,7 +1101,7 @@ def cmd_adapters_rollback(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if rec["uri"] != BASE_RECORD["uri"] and not (_path_from_uri(rec["uri"]) / "manifest.json").exists():
+    if rec["uri"] != BASE_RECORD["uri"] and not (path_from_uri(rec["uri"]) / "manifest.json").exists():
         print(
             f"driftrec adapters rollback: error: the artifact of {args.version} is gone ({rec['uri']})",
             file=sys.stderr,

@@ -276,9 +276,9 @@ def run(args: argparse.Namespace) -> dict:
     say(f"1/3 raw kafka-python rates: producing and consuming {args.raw:,} messages")
     out["raw"] = raw_rates(args.bootstrap, raw_topic, args.raw, encode(s.events[0]))
     say(f"1/3 the scorer core alone on the {len(backlog):,}-event backlog (no transport, no state store)")
-    from driftrec.app.services import _settings
+    from driftrec.app.services import settings_from_args
 
-    out["core_only"] = core_rate(_settings(argparse.Namespace(model=args.model)), s.items, backlog)
+    out["core_only"] = core_rate(settings_from_args(argparse.Namespace(model=args.model)), s.items, backlog)
 
     state_url = f"{args.redis}?prefix={prefix}"
     store = RedisStateStore.from_url(state_url)

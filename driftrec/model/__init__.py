@@ -8,7 +8,15 @@ this package and never each other.
 
 from __future__ import annotations
 
-from .artifacts import Artifact, ItemTable, load_artifact, new_version, sha256_file, write_artifact
+from .artifacts import (
+    Artifact,
+    ItemTable,
+    load_artifact,
+    new_version,
+    path_from_uri,
+    sha256_file,
+    write_artifact,
+)
 from .cooc import CoEngagement, add_cooc, add_entries, cooc_entries
 from .encoder import DEFAULT_MODEL, TextEncoder, default_model_path, make_tiny_model, pick_device
 from .errors import ArtifactError, ModelError, ModelLoadError
@@ -33,6 +41,7 @@ __all__ = [
     "logaddexp",
     "make_tiny_model",
     "new_version",
+    "path_from_uri",
     "pick_device",
     "scores",
     "sha256_file",

@@ -118,7 +118,7 @@ def resolve_in_store(uri: str, version: str, store: str | os.PathLike[str]) -> P
             "uri_outside_store",
         )
     root = Path(os.path.realpath(store))
-    path = Path(os.path.realpath(_path_from_uri(uri)))
+    path = Path(os.path.realpath(path_from_uri(uri)))
     if path != root / version:
         raise ArtifactError(
             f"artifact {version!r}: uri {uri[:200]} is not <ARTIFACT_DIR>/{version} (resolves to {path})",
@@ -466,7 +466,7 @@ def write_artifact(
     return record
 
 
-def _path_from_uri(uri: str) -> Path:
+def path_from_uri(uri: str) -> Path:
     if uri.startswith("file://"):
         from urllib.parse import unquote, urlparse
 
@@ -548,7 +548,7 @@ def load_artifact(
     if store is not None:
         path = resolve_in_store(uri, version, store)
     else:
-        path = _path_from_uri(str(uri))
+        path = path_from_uri(str(uri))
     mpath = path / "manifest.json"
     try:
         mbytes = _read_inside(path, "manifest.json")
