@@ -18,7 +18,8 @@ driftrec: a streaming continual-learning recommender.
 
   driftrec demo                 the whole pipeline in one process (no Kafka, no Redis)
   driftrec eval                 drift tests: prequential evaluation with baselines
-  driftrec bench scorer|swap|learner|kafka   speed and memory figures
+  driftrec generate             write a synthetic stream (events + items) to a folder
+  driftrec bench scorer|swap|reencode|learner|kafka   speed and memory figures
   driftrec topics create        create the Kafka topics
   driftrec replay LOG --to kafka       replay an event log into Kafka
   driftrec scorer / learner     run the services against Kafka (+ Redis)

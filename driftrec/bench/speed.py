@@ -598,7 +598,7 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "bench",
-        help="speed and memory figures: scorer, swap, learner, kafka",
+        help="speed and memory figures: scorer, swap, reencode, learner, kafka",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
