@@ -32,7 +32,7 @@ import re
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -251,20 +251,7 @@ class ItemTable:
 
     def with_age(self, edges: np.ndarray | None, lograte: np.ndarray | None, weight: float) -> ItemTable:
         """The same item parts with another freshness curve and weight."""
-        return ItemTable(
-            self.item_ids,
-            self.text,
-            self.residual,
-            self.bias,
-            self.context,
-            self.nbr_idx,
-            self.nbr_w,
-            self.cooc_weight,
-            edges,
-            lograte,
-            float(weight),
-            self.stale,
-        )
+        return replace(self, age_edges=edges, age_lograte=lograte, age_weight=float(weight))
 
     @property
     def dim(self) -> int:
@@ -328,37 +315,11 @@ class ItemTable:
         st = None if self.stale is None else self.stale.copy()
         if st is not None:
             st[rows] = False
-        return ItemTable(
-            self.item_ids,
-            t,
-            self.residual,
-            self.bias,
-            self.context,
-            self.nbr_idx,
-            self.nbr_w,
-            self.cooc_weight,
-            self.age_edges,
-            self.age_lograte,
-            self.age_weight,
-            st,
-        )
+        return replace(self, text=t, stale=st)
 
     def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> ItemTable:
         """The same item parts with other co-engagement neighbours and weight."""
-        return ItemTable(
-            self.item_ids,
-            self.text,
-            self.residual,
-            self.bias,
-            self.context,
-            nbr_idx,
-            nbr_w,
-            float(weight),
-            self.age_edges,
-            self.age_lograte,
-            self.age_weight,
-            self.stale,
-        )
+        return replace(self, nbr_idx=nbr_idx, nbr_w=nbr_w, cooc_weight=float(weight))
 
 
 @dataclass
