@@ -16,6 +16,14 @@ round trips and prints one OK/FAIL line per step:
 Usage:  scripts/services.sh up
         KAFKA_BOOTSTRAP=127.0.0.1:9092 $VENV/bin/python scripts/check_kafka_clients.py [--skip-faust]
 
+Every client connects with the transport security of driftrec's settings
+(KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*; see `driftrec settings`), e.g. against
+the SASL_SSL broker of `scripts/services.sh up-secure`:
+
+        eval "$(scripts/services.sh env-secure)"; $VENV/bin/python scripts/check_kafka_clients.py
+
+The password is never printed.
+
 Exit status 0 only if no step FAILs (SKIP = feature missing from that client
 version). CHECK_VERBOSE=1 prints tracebacks. Topics it creates are named
 driftrec-check-<random> and deleted at the end.
@@ -34,9 +42,29 @@ import time
 import traceback
 import uuid
 
+from driftrec.app.settings import Settings
+
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 N = 20
 RESULTS: list[tuple[str, bool, str]] = []
+#: The clients' transport security (a driftrec.stream.security.KafkaSecurity), from the
+#: environment (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*); set in main().
+SEC = None
+
+
+def kp_kw() -> dict:
+    """The security keyword arguments of kafka-python's clients."""
+    return SEC.kafka_python_kwargs() if SEC is not None else {}
+
+
+def aio_kw() -> dict:
+    """The security keyword arguments of aiokafka's clients."""
+    return SEC.aiokafka_kwargs() if SEC is not None else {}
+
+
+def scrub(text: str) -> str:
+    """``text`` without the SASL password (should a client ever put it in an error)."""
+    return SEC.scrub(text) if SEC is not None else text
 
 
 def kp_new_topics(admin, specs: dict) -> None:
@@ -84,9 +112,9 @@ def step(name: str, fn, *args):
         return True
     except Exception as exc:  # noqa: BLE001 - report every failure
         ok = False
-        detail = f"{type(exc).__name__}: {exc}"
+        detail = scrub(f"{type(exc).__name__}: {exc}")
         if os.environ.get("CHECK_VERBOSE"):
-            traceback.print_exc()
+            print(scrub(traceback.format_exc()), end="", file=sys.stderr)
     dt = time.monotonic() - t0
     RESULTS.append((name, ok, str(detail or "")))
     print(f"{'OK  ' if ok else 'FAIL'} {name:<48} {dt:5.1f}s  {detail or ''}", flush=True)
@@ -106,7 +134,7 @@ def kp_steps(topic: str, group: str) -> None:
     def admin_connect():
         nonlocal admin
         admin = KafkaAdminClient(
-            bootstrap_servers=BOOTSTRAP, client_id="driftrec-check", request_timeout_ms=15000
+            bootstrap_servers=BOOTSTRAP, client_id="driftrec-check", request_timeout_ms=15000, **kp_kw()
         )
 
     def create():
@@ -138,7 +166,7 @@ def kp_steps(topic: str, group: str) -> None:
                 raise RuntimeError(f"{want!r} missing from describe_configs result")
 
     def produce():
-        p = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+        p = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5, **kp_kw())
         futs = [p.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode()) for i in range(N)]
         p.flush(timeout=15)
         for f in futs:
@@ -153,6 +181,7 @@ def kp_steps(topic: str, group: str) -> None:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             consumer_timeout_ms=20000,
+            **kp_kw(),
         )
         got = 0
         deadline = time.time() + 30
@@ -178,7 +207,7 @@ def kp_steps(topic: str, group: str) -> None:
     def idempotent():
         if "enable_idempotence" not in KafkaProducer.DEFAULT_CONFIG:
             raise Skip(f"kafka-python {kafka.__version__} has no idempotent producer")
-        p = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True)
+        p = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True, **kp_kw())
         p.send(topic, b"idem").get(timeout=15)
         p.close(timeout=10)
 
@@ -207,9 +236,9 @@ async def aio_steps(topic: str, group: str) -> None:
             ok = True
         except Exception as exc:  # noqa: BLE001
             ok = False
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = scrub(f"{type(exc).__name__}: {exc}")
             if os.environ.get("CHECK_VERBOSE"):
-                traceback.print_exc()
+                print(scrub(traceback.format_exc()), end="", file=sys.stderr)
         RESULTS.append((name, ok, str(detail or "")))
         print(
             f"{'OK  ' if ok else 'FAIL'} {name:<48} {time.monotonic() - t0:5.1f}s  {detail or ''}", flush=True
@@ -217,7 +246,7 @@ async def aio_steps(topic: str, group: str) -> None:
         return ok
 
     async def create():
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, **aio_kw())
         await admin.start()
         try:
             await admin.create_topics(
@@ -239,7 +268,7 @@ async def aio_steps(topic: str, group: str) -> None:
             await admin.close()
 
     async def produce():
-        p = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+        p = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", **aio_kw())
         await p.start()
         try:
             for i in range(N):
@@ -254,6 +283,7 @@ async def aio_steps(topic: str, group: str) -> None:
             group_id=group,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            **aio_kw(),
         )
         await c.start()
         try:
@@ -275,7 +305,7 @@ async def aio_steps(topic: str, group: str) -> None:
             await c.stop()
 
     async def idempotent():
-        p = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True)
+        p = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True, **aio_kw())
         await p.start()
         try:
             await p.send_and_wait(topic, b"idem")
@@ -284,7 +314,7 @@ async def aio_steps(topic: str, group: str) -> None:
 
     async def transactional():
         p = AIOKafkaProducer(
-            bootstrap_servers=BOOTSTRAP, transactional_id=f"driftrec-check-{uuid.uuid4().hex[:8]}"
+            bootstrap_servers=BOOTSTRAP, transactional_id=f"driftrec-check-{uuid.uuid4().hex[:8]}", **aio_kw()
         )
         await p.start()
         try:
@@ -320,6 +350,7 @@ def faust_worker(topic: str, app_id: str, n: int) -> None:
         topic_partitions=1,
         broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
+        **(SEC.faust_config() if SEC is not None else {}),
     )
     src = app.topic(topic, value_serializer="raw", key_serializer="raw")
     counts = app.Table("counts", default=int, partitions=1)
@@ -343,10 +374,10 @@ def faust_steps(topic: str, app_id: str) -> None:
     from kafka import KafkaAdminClient, KafkaProducer
 
     def prepare():
-        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, **kp_kw())
         kp_new_topics(admin, {topic: {"num_partitions": 1, "replication_factor": 1}})
         admin.close()
-        p = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+        p = KafkaProducer(bootstrap_servers=BOOTSTRAP, **kp_kw())
         for i in range(N):
             p.send(topic, f"e{i}".encode())
         p.flush(timeout=15)
@@ -365,12 +396,12 @@ def faust_steps(topic: str, app_id: str) -> None:
             if '{"faust_count"' in line:  # faust routes print() into its log
                 count = json.loads(line[line.index("{") :]).get("faust_count")
         if count != N:
-            tail = (proc.stdout + proc.stderr)[-3000:]
+            tail = scrub(proc.stdout + proc.stderr)[-3000:]
             raise RuntimeError(f"faust counted {count} (want {N}), exit {proc.returncode}:\n{tail}")
         return f"agent counted {count} into a Table, worker exit {proc.returncode}"
 
     def committed():
-        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, **kp_kw())
         try:
             offs = kp_group_offsets(admin, app_id)
         finally:
@@ -392,7 +423,7 @@ def cleanup(topics: list[str]) -> None:
     try:
         from kafka import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, **kp_kw())
         existing = set(admin.list_topics())
         doomed = [t for t in existing if any(t.startswith(p) for p in topics)]
         if doomed:
@@ -400,7 +431,7 @@ def cleanup(topics: list[str]) -> None:
         admin.close()
         print(f"cleanup: deleted {len(doomed)} topic(s)")
     except Exception as exc:  # noqa: BLE001
-        print(f"cleanup: could not delete test topics: {exc}")
+        print(scrub(f"cleanup: could not delete test topics: {exc}"))
 
 
 def main() -> int:
@@ -408,6 +439,10 @@ def main() -> int:
     ap.add_argument("--skip-faust", action="store_true")
     ap.add_argument("--faust-worker", nargs=2, metavar=("TOPIC", "APP_ID"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global SEC
+    # the worker subprocess inherits the environment and reads the same settings (no
+    # password on a command line)
+    SEC = Settings.from_env().kafka_security()
     if args.faust_worker:
         faust_worker(*args.faust_worker, N)
         return 0
@@ -422,7 +457,7 @@ def main() -> int:
         versions += f", faust-streaming {faust.__version__}"
     except ImportError:
         pass
-    print(f"checking Kafka clients against {BOOTSTRAP} ({versions})", flush=True)
+    print(f"checking Kafka clients against {BOOTSTRAP} ({SEC.describe()}; {versions})", flush=True)
 
     run = uuid.uuid4().hex[:8]
     prefix = f"driftrec-check-{run}"

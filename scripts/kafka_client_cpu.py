@@ -4,6 +4,11 @@ the same broker: process CPU time over all threads, acks=all, 3 partitions, synt
 events, two rounds. The figures behind the choice in docs/operations.md, "Kafka clients".
 
     eval "$(scripts/services.sh env)"; python scripts/kafka_client_cpu.py "$KAFKA_BOOTSTRAP" 20000
+
+Every client connects with the transport security of driftrec's settings
+(KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*), e.g. ``eval "$(scripts/services.sh
+env-secure)"`` for the SASL_SSL broker of ``scripts/services.sh up-secure``. The password is
+never printed.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from driftrec.app.settings import Settings
 from driftrec.stream import Message, encode, generate
 from driftrec.stream.kafka import KafkaSink, KafkaSource, create_topics
 
@@ -30,13 +37,14 @@ def cpu_us(fn: Callable[[], None], n: int) -> float:
     return round((time.process_time() - c0) / n * 1e6, 1)
 
 
-def one_round(bootstrap: str, msgs: list[Message], out: dict[str, list[float]]) -> None:
+def one_round(bootstrap: str, msgs: list[Message], out: dict[str, list[float]], security: Any) -> None:
     n = len(msgs)
+    kw = security.kafka_python_kwargs()
     ta, tk = f"cpu{uuid.uuid4().hex[:8]}a", f"cpu{uuid.uuid4().hex[:8]}k"
-    create_topics(bootstrap, [ta, tk], 3)
+    create_topics(bootstrap, [ta, tk], 3, security=security)
     try:
         mine = [Message(ta, m.value, m.key) for m in msgs]
-        sink = KafkaSink(bootstrap)
+        sink = KafkaSink(bootstrap, security=security)
         sink.send_many(mine[:10])  # metadata and connections before the clock
         out["produce_aiokafka_us"].append(
             cpu_us(lambda: [sink.send_many(mine[i : i + BATCH]) for i in range(0, n, BATCH)], n)
@@ -50,6 +58,7 @@ def one_round(bootstrap: str, msgs: list[Message], out: dict[str, list[float]]) 
             retries=5,
             max_in_flight_requests_per_connection=1,
             batch_size=256 * 1024,
+            **kw,
         )
         p.send(tk, b"x", b"warm").get(30)
 
@@ -63,7 +72,7 @@ def one_round(bootstrap: str, msgs: list[Message], out: dict[str, list[float]]) 
         out["produce_kafka_python_us"].append(cpu_us(kp_send, n))
         p.close()
 
-        src = KafkaSource(bootstrap, [ta], None)
+        src = KafkaSource(bootstrap, [ta], None, security=security)
 
         def aio_poll() -> None:
             got = 0
@@ -74,7 +83,7 @@ def one_round(bootstrap: str, msgs: list[Message], out: dict[str, list[float]]) 
         src.close()
 
         c = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=200
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=200, **kw
         )
         tps = [TopicPartition(ta, q) for q in range(3)]
         c.assign(tps)
@@ -88,13 +97,15 @@ def one_round(bootstrap: str, msgs: list[Message], out: dict[str, list[float]]) 
         out["consume_kafka_python_us"].append(cpu_us(kp_poll, n))
         c.close()
     finally:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kw)
         admin.delete_topics([ta, tk])
         admin.close()
 
 
 def main(argv: list[str]) -> int:
     bootstrap, n = argv[0], int(argv[1]) if len(argv) > 1 else 20_000
+    security = Settings.from_env().kafka_security()  # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, ...
+    print(f"broker {bootstrap} ({security.describe()})", file=sys.stderr, flush=True)
     events = generate("abrupt", n_events=n, n_users=2000, n_items=500, seed=7).events
     msgs = [Message("", encode(e), e.user_id.encode()) for e in events]
     out: dict[str, list[float]] = {
@@ -107,7 +118,7 @@ def main(argv: list[str]) -> int:
         )
     }
     for _ in range(2):
-        one_round(bootstrap, msgs, out)
+        one_round(bootstrap, msgs, out, security)
     print(json.dumps(out))
     return 0
 

@@ -14,7 +14,11 @@
 
     driftrec bench kafka [--model PATH] [--events 20000] [--rate 1000] [--seconds 20] [--json]
 
-Uses its own topic prefix and Redis namespace, removed afterwards.
+Uses its own topic prefix and Redis namespace, removed afterwards. Every Kafka client
+(here, in the scorer processes and in the probe) connects with the transport security of
+the settings (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``, ``KAFKA_SSL_*``; the Redis
+state with ``REDIS_SSL_CAFILE``/``REDIS_PASSWORD_FILE``), so it also runs against a SASL_SSL
+broker (``eval "$(scripts/services.sh env-secure)"``). The password is never printed.
 """
 
 from __future__ import annotations
@@ -30,16 +34,23 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout the scorer subprocess imports
 
 
-def raw_rates(bootstrap: str, topic: str, n: int, payload: bytes) -> dict[str, float]:
+def raw_rates(
+    bootstrap: str, topic: str, n: int, payload: bytes, security: Any = None, timeout_s: float = 300.0
+) -> dict[str, float]:
+    """kafka-python's produce (acks=all) and consume rates of ``n`` messages of ``payload``
+    on ``topic`` (which must be empty); ``security``: a ``KafkaSecurity`` (default PLAINTEXT).
+    :class:`TimeoutError` when the ``n`` messages are not all read back within ``timeout_s``."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=512 * 1024)
+    kw = security.kafka_python_kwargs() if security is not None else {}
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=512 * 1024, **kw)
     t0 = time.perf_counter()
     for i in range(n):
         p.send(topic, key=b"u%d" % (i % 1000), value=payload)
@@ -52,12 +63,19 @@ def raw_rates(bootstrap: str, topic: str, n: int, payload: bytes) -> dict[str, f
         enable_auto_commit=False,
         max_poll_records=5000,
         fetch_max_wait_ms=20,
+        **kw,
     )
     tps = [TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or {0})]
     c.assign(tps)
     c.seek_to_beginning(*tps)
     got, t0 = 0, time.perf_counter()
+    deadline = time.monotonic() + timeout_s
     while got < n:
+        if time.monotonic() > deadline:
+            c.close()
+            raise TimeoutError(
+                f"raw rates: read {got:,} of the {n:,} messages of {topic} in {timeout_s:.0f} s"
+            )
         got += sum(len(v) for v in c.poll(timeout_ms=500, max_records=5000).values())
     consume = n / (time.perf_counter() - t0)
     c.close()
@@ -108,11 +126,13 @@ def covered(store, group: str, names) -> int:
     return sum(v for k, v in store.offsets(group).items() if not k.startswith(names.items + ":"))
 
 
-def group_members(bootstrap: str, group: str) -> int:
+def group_members(bootstrap: str, group: str, security: Any = None) -> int:
     """Members of a stable consumer group (0 while it rebalances or cannot be described)."""
     from kafka.admin import KafkaAdminClient
 
-    a = KafkaAdminClient(bootstrap_servers=bootstrap)
+    a = KafkaAdminClient(
+        bootstrap_servers=bootstrap, **(security.kafka_python_kwargs() if security is not None else {})
+    )
     try:
         d = a.describe_groups([group])[group]
         return len(d.get("members") or []) if d.get("group_state") == "Stable" else 0
@@ -132,17 +152,30 @@ def start_scorer(env: dict[str, str], group: str, runtime: str = "kafka") -> sub
 
 
 def probe(
-    bootstrap: str, topic: str, out_path: str, ready_path: str, stop_path: str, max_seconds: float = 900.0
+    bootstrap: str,
+    topic: str,
+    out_path: str,
+    ready_path: str,
+    stop_path: str,
+    max_seconds: float = 900.0,
+    security: Any = None,
 ) -> None:
     """The latency probe, in a process of its own (so that it shares no interpreter lock
     with the replay that timestamps the events): reads ``topic`` from its end and writes
     ``[event_id, event_ts, read_ms, update_record_ts]`` per update, one JSON line each, to
-    ``out_path`` once ``stop_path`` exists. ``ready_path`` is created when it is positioned."""
+    ``out_path`` once ``stop_path`` exists. ``ready_path`` is created when it is positioned.
+    ``security``: a ``KafkaSecurity`` (default PLAINTEXT)."""
     from kafka import KafkaConsumer, TopicPartition
 
     # fetch_min_bytes=1: the broker answers a fetch as soon as an update is there; the
     # max wait only bounds an empty long poll (short ones cost the 2 shared cores CPU)
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=100, fetch_min_bytes=1)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        fetch_max_wait_ms=100,
+        fetch_min_bytes=1,
+        **(security.kafka_python_kwargs() if security is not None else {}),
+    )
     tps = [TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or {0})]
     c.assign(tps)
     c.seek_to_end(*tps)
@@ -168,10 +201,14 @@ def probe(
 def start_probe(
     env: dict[str, str], bootstrap: str, topic: str, workdir: str
 ) -> tuple[subprocess.Popen, dict[str, str]]:
+    """Starts :func:`probe` in a process of its own, with ``env``. Its transport security
+    comes from the Kafka settings in ``env`` (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``,
+    ``KAFKA_SSL_*``), read again there: no password on its command line."""
     paths = {k: os.path.join(workdir, k) for k in ("arrivals.jsonl", "ready", "stop")}
     code = (
-        "import sys; from driftrec.bench.kafka import probe; "
-        "probe(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])"
+        "import sys; from driftrec.app.settings import Settings; from driftrec.bench.kafka import probe; "
+        "probe(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], "
+        "security=Settings.from_env().kafka_security())"
     )
     p = subprocess.Popen(
         [
@@ -248,6 +285,10 @@ def run(args: argparse.Namespace) -> dict:
 
     st = Settings.from_env(kafka_bootstrap=args.bootstrap, redis_url=args.redis, model=args.model)
     args.bootstrap, args.redis, args.model = st.kafka_bootstrap, st.redis_url, st.model
+    # every Kafka client below, and the scorer and probe processes (which read the same
+    # environment), connect with it; describe() is the only form of it that is printed
+    sec = st.kafka_security()
+    redis_opts = st.redis_options()  # REDIS_SSL_CAFILE, REDIS_PASSWORD_FILE
     from driftrec.app.runtime import TopicNames
     from driftrec.app.services import all_topics, ensure_topics
     from driftrec.state.redis import RedisStateStore
@@ -257,7 +298,8 @@ def run(args: argparse.Namespace) -> dict:
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     names = TopicNames(prefix)
-    ensure_topics(args.bootstrap, names, args.partitions)
+    say(f"broker {args.bootstrap} ({sec.describe()})")
+    ensure_topics(args.bootstrap, names, args.partitions, security=sec)
     n_lat = int(args.rate * args.seconds)
     s = generate("abrupt", n_events=args.events + n_lat, n_users=args.users, n_items=args.items, seed=7)
     backlog, live = s.events[: args.events], s.events[args.events :]
@@ -265,6 +307,7 @@ def run(args: argparse.Namespace) -> dict:
     gc.freeze()  # the generated stream stays out of the collector's walks (steady pacing)
     out: dict = {
         "broker": args.bootstrap,
+        "security": sec.describe(),
         "partitions": args.partitions,
         "scorers": args.scorers,
         "model": args.model or "bundled MiniLM",
@@ -272,17 +315,17 @@ def run(args: argparse.Namespace) -> dict:
 
     # 1. raw rates
     raw_topic = f"{prefix}.raw"
-    create_topics(args.bootstrap, [raw_topic], args.partitions)
+    create_topics(args.bootstrap, [raw_topic], args.partitions, security=sec)
     say(f"1/3 raw kafka-python rates: producing and consuming {args.raw:,} messages")
-    out["raw"] = raw_rates(args.bootstrap, raw_topic, args.raw, encode(s.events[0]))
+    out["raw"] = raw_rates(args.bootstrap, raw_topic, args.raw, encode(s.events[0]), security=sec)
     say(f"1/3 the scorer core alone on the {len(backlog):,}-event backlog (no transport, no state store)")
     from driftrec.app.services import settings_from_args
 
     out["core_only"] = core_rate(settings_from_args(argparse.Namespace(model=args.model)), s.items, backlog)
 
-    state_url = f"{args.redis}?prefix={prefix}"
-    store = RedisStateStore.from_url(state_url)
-    parent_env = dict(os.environ)  # the child service process starts from ours
+    state_url = f"{args.redis}{'&' if '?' in args.redis else '?'}prefix={prefix}"
+    store = RedisStateStore.from_url(state_url, **redis_opts)
+    parent_env = dict(os.environ)  # the child service process starts from ours (KAFKA_SASL_* included)
     env = dict(
         parent_env,
         KAFKA_BOOTSTRAP=args.bootstrap,
@@ -295,19 +338,19 @@ def run(args: argparse.Namespace) -> dict:
     if args.model:
         env["DRIFTREC_MODEL"] = args.model
     # 2. throughput on a backlog (items first, so the scorer starts with the catalog)
-    sink = KafkaSink(args.bootstrap)
+    sink = KafkaSink(args.bootstrap, security=sec)
     sink.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in s.items])
     say(
         f"2/3 scorer throughput: replaying a backlog of {len(backlog):,} events, then starting "
         f"{args.scorers} scorer process(es) to drain it"
     )
-    st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False)
+    st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False, security=sec)
     out["replay_backlog_per_s"] = round(st.rate)
     procs = [start_scorer(env, "bench", args.runtime) for _ in range(args.scorers)]
     workdirs: list[str] = [env["ARTIFACT_DIR"]]
     try:
         if args.scorers > 1:  # measure from when every member has joined (use a large --events)
-            wait_for(lambda: group_members(args.bootstrap, "bench") >= args.scorers, 300, procs)
+            wait_for(lambda: group_members(args.bootstrap, "bench", sec) >= args.scorers, 300, procs)
         wait_for(lambda: covered(store, "bench", names) > 0, 300, procs)
         t0 = time.perf_counter()
         c0 = covered(store, "bench", names)
@@ -335,7 +378,9 @@ def run(args: argparse.Namespace) -> dict:
             raise RuntimeError(f"the latency probe exited with status {pr.returncode}")
         before = covered(store, "bench", names)
         say(f"3/3 latency: {len(live):,} events at a steady {args.rate:,.0f}/s ({args.seconds:.0f} s)")
-        st = replay_to_kafka(live, [], args.bootstrap, prefix, rate=args.rate, restamp=True, progress=False)
+        st = replay_to_kafka(
+            live, [], args.bootstrap, prefix, rate=args.rate, restamp=True, progress=False, security=sec
+        )
         wait_for(lambda: covered(store, "bench", names) >= before + len(live), 120, scorers)
         time.sleep(0.5)
         Path(paths["stop"]).touch()
@@ -380,7 +425,7 @@ def run(args: argparse.Namespace) -> dict:
         try:
             from kafka.admin import KafkaAdminClient
 
-            a = KafkaAdminClient(bootstrap_servers=args.bootstrap)
+            a = KafkaAdminClient(bootstrap_servers=args.bootstrap, **sec.kafka_python_kwargs())
             a.delete_topics([*all_topics(names), raw_topic])
             a.close()
         except Exception:  # noqa: BLE001 - cleanup is best effort

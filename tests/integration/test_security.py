@@ -185,6 +185,70 @@ def test_cli_topics_create_over_sasl_ssl_and_with_a_wrong_password(secure_env, p
     assert "Wrong-pass-4242" not in bad.stderr + bad.stdout and password not in bad.stderr + bad.stdout
 
 
+def test_bench_kafka_clients_over_sasl_ssl_without_printing_the_password(
+    secure_env, bootstrap, password, tmp_path, capfd, caplog
+):
+    """The Kafka clients of `driftrec bench kafka`, with the security the bench takes from
+    the settings: the raw rates (kafka-python producer and consumer) produce and read back
+    every message, and the latency probe, in a process of its own that reads the security
+    from the environment it inherits, reads the updates sent to it. The password is in none
+    of their output (this process's, the probe's, and the clients' logs, even at DEBUG)."""
+    import json
+    import logging
+
+    from kafka.admin import KafkaAdminClient
+
+    from driftrec.app.settings import Settings
+    from driftrec.bench.kafka import raw_rates, start_probe
+    from driftrec.stream.kafka import KafkaSink, create_topics, read_topic
+
+    kenv = {k: v for k, v in secure_env.items() if k.startswith("KAFKA_")}
+    sec = Settings.from_env(kenv).kafka_security()  # as `driftrec bench kafka` does
+    assert sec.protocol == "SASL_SSL" and sec.password == password
+    prefix = f"benchsec{uuid.uuid4().hex[:8]}"
+    raw_topic, recs_topic = f"{prefix}.raw", f"{prefix}.recs"
+    create_topics(bootstrap, [raw_topic, recs_topic], 2, security=sec)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **kenv)
+    updates = [
+        Message(recs_topic, json.dumps({"event_id": f"e{i}", "event_ts": 0}).encode(), b"u%d" % i)
+        for i in range(20)
+    ]
+    try:
+        with caplog.at_level(logging.DEBUG):
+            raw = raw_rates(bootstrap, raw_topic, 1000, b"x" * 100, security=sec, timeout_s=30)
+            assert raw["messages"] == 1000 and raw["produce_per_s"] > 0 and raw["consume_per_s"] > 0
+            assert len(read_topic(bootstrap, raw_topic, security=sec, timeout_s=15)) == 1000
+
+            pr, paths = start_probe(env, bootstrap, recs_topic, str(tmp_path))
+            try:
+                deadline = time.monotonic() + 20
+                while (
+                    not os.path.exists(paths["ready"]) and pr.poll() is None and time.monotonic() < deadline
+                ):
+                    time.sleep(0.05)
+                assert os.path.exists(paths["ready"]), f"the probe is not ready (exit status {pr.poll()})"
+                sink = KafkaSink(bootstrap, security=sec, timeout_s=15)
+                try:
+                    sink.send_many(updates)
+                finally:
+                    sink.close()
+                time.sleep(1.5)  # an empty long poll of the probe lasts 100 ms
+                Path(paths["stop"]).touch()
+                assert pr.wait(20) == 0
+            finally:
+                if pr.poll() is None:
+                    pr.kill()
+        arrivals = [json.loads(line) for line in open(paths["arrivals.jsonl"])]
+        assert sorted(a[0] for a in arrivals) == sorted(f"e{i}" for i in range(20))
+    finally:
+        a = KafkaAdminClient(bootstrap_servers=bootstrap, **sec.kafka_python_kwargs())
+        a.delete_topics([raw_topic, recs_topic])
+        a.close()
+    out = capfd.readouterr()
+    assert caplog.text  # the clients did log
+    assert password not in out.out + out.err + caplog.text
+
+
 # ------------------------------------------------------------------------- redis ---
 def test_rediss_round_trip_with_acl_user_and_password(secure_env):
     from driftrec.app.settings import Settings
