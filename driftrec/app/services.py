@@ -946,59 +946,66 @@ def _run_learner_once(
     b = s.kafka_bootstrap
     sec = s.kafka_security()
     state = open_state(s.state_url, **s.redis_options())
-    items = load_catalog(b, names.items, sec)
-    enc = load_encoder(s.model, s.lora_r, s.max_len, s.device)
-    table = (
-        base_table(enc, items, s.cache_dir)
-        if items
-        else ItemTable.from_text([], np.zeros((0, enc.dim), np.float32))
-    )
-    lrn = make_learner(
-        s.learner, s.rep, table, {i.item_id: i.text for i in items}, enc, publication_times(items)
-    )
-
-    def on_result(res: Any, record: Any) -> None:
-        if metrics is None:
-            return
-        metrics.training.observe(
-            float(res.metrics.get("train_s", 0.0)) + float(res.metrics.get("encode_s", 0.0))
+    sink: Any = None
+    try:  # a failed attempt (the retry loop calls again) leaves no connection or thread behind
+        items = load_catalog(b, names.items, sec)
+        enc = load_encoder(s.model, s.lora_r, s.max_len, s.device)
+        table = (
+            base_table(enc, items, s.cache_dir)
+            if items
+            else ItemTable.from_text([], np.zeros((0, enc.dim), np.float32))
         )
-        (metrics.published if record is not None else metrics.gate_rejected).inc()
-        if record is not None:
-            metrics.set_version(record["version"])
+        lrn = make_learner(
+            s.learner, s.rep, table, {i.item_id: i.text for i in items}, enc, publication_times(items)
+        )
 
-    sink = KafkaSink(b, security=sec)
-    worker = LearnerWorker(
-        lrn,
-        sink,
-        s.artifact_dir,
-        state,
-        enc.base_model,
-        names,
-        on_result=on_result,
-        time_bounds=s.time_bounds(),
-        artifact_key=s.artifact_key,
-        group=group,
-    )
-    worker.restore()  # positions, positions at the last training, counters, forgotten users
-    # Items already in the catalog were loaded above; the group starts at the beginning of events.
-    # Training blocks polling for tens of seconds: a long session keeps the member in its group.
-    # The group's offsets are the start of the window (LearnerWorker.window_start), committed
-    # after every drained poll (async; sync on close): a restarted learner re-reads the window.
-    # Static membership (one learner per group): a learner restarted after a crash takes its
-    # old member's place at once instead of waiting out the 60 s session.
-    source = KafkaSource(
-        b,
-        [*names.events, names.items, names.recs],
-        group,
-        security=sec,
-        client_id="driftrec-learner",
-        commit_interval_s=0.0,
-        session_timeout_ms=60_000,
-        heartbeat_interval_ms=5_000,
-        start_offsets=worker.start_offsets,
-        group_instance_id=f"{group}-learner",
-    )
+        def on_result(res: Any, record: Any) -> None:
+            if metrics is None:
+                return
+            metrics.training.observe(
+                float(res.metrics.get("train_s", 0.0)) + float(res.metrics.get("encode_s", 0.0))
+            )
+            (metrics.published if record is not None else metrics.gate_rejected).inc()
+            if record is not None:
+                metrics.set_version(record["version"])
+
+        sink = KafkaSink(b, security=sec)
+        worker = LearnerWorker(
+            lrn,
+            sink,
+            s.artifact_dir,
+            state,
+            enc.base_model,
+            names,
+            on_result=on_result,
+            time_bounds=s.time_bounds(),
+            artifact_key=s.artifact_key,
+            group=group,
+        )
+        worker.restore()  # positions, positions at the last training, counters, forgotten users
+        # Items already in the catalog were loaded above; the group starts at the beginning of events.
+        # Training blocks polling for tens of seconds: a long session keeps the member in its group.
+        # The group's offsets are the start of the window (LearnerWorker.window_start), committed
+        # after every drained poll (async; sync on close): a restarted learner re-reads the window.
+        # Static membership (one learner per group): a learner restarted after a crash takes its
+        # old member's place at once instead of waiting out the 60 s session.
+        source = KafkaSource(
+            b,
+            [*names.events, names.items, names.recs],
+            group,
+            security=sec,
+            client_id="driftrec-learner",
+            commit_interval_s=0.0,
+            session_timeout_ms=60_000,
+            heartbeat_interval_ms=5_000,
+            start_offsets=worker.start_offsets,
+            group_instance_id=f"{group}-learner",
+        )
+    except BaseException:
+        if sink is not None:
+            sink.close()
+        state.close()
+        raise
     retry.started()
     last = last_status = time.monotonic()
     seen_at_status = 0

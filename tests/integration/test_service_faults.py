@@ -1,15 +1,18 @@
-"""Faults without loss: a Redis restart under a running scorer (its own redis-server on a
-free port), and a scorer that finds its state's offsets gone while its group committed some."""
+"""Faults without loss: a Redis restart under a running scorer or learner (its own
+redis-server on a free port), and a scorer that finds its state's offsets gone while its
+group committed some."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -146,6 +149,111 @@ def test_scorer_survives_a_redis_restart_and_applies_every_event_once(
     s = RedisStateStore.from_url(r.url)
     _applied_once(s, st.events)
     r.kill()
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """One scrape of a service's /metrics: ``{sample: value}`` (empty while it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    return {m[1]: float(m[2]) for m in re.finditer(r"^([^#\s]+) (\S+)$", text, re.M)}
+
+
+def _gauges(port: int) -> dict[str, float]:
+    """``driftrec_up{dependency}``: ``{dependency: value}``."""
+    up = re.compile(r'driftrec_up\{dependency="(\w+)"\}')
+    return {m[1]: v for k, v in _scrape(port).items() if (m := up.fullmatch(k))}
+
+
+def test_learner_survives_a_redis_outage_and_trains_after_it(settings, service_env, topics, prefix, tmp_path):
+    """`driftrec learner` against a Redis that goes away while events arrive: it backs off
+    (alive, driftrec_up{dependency="redis"} 0), and once Redis is back it rebuilds its window,
+    counts every event once, trains and publishes (or records the gate's refusal)."""
+    from driftrec.state.redis import RedisStateStore
+    from driftrec.stream.kafka import read_topic
+
+    b, names = settings.kafka_bootstrap, topics
+    r = _Redis(tmp_path, aof=True)
+    st = generate("abrupt", n_events=400, n_users=30, n_items=80, seed=11)
+    _send(b, [Message(names.items, encode_item(i), i.item_id.encode()) for i in st.items])
+    # before: fewer than the smallest window a training needs (min_pairs 128); during: the rest
+    first, second = st.events[:100], st.events[100:]
+    _send(b, _events(names, first))
+    group, port = f"{prefix}-learner", _free_port()
+    env = dict(
+        service_env,
+        STATE_URL=r.url,
+        SERVICE_RETRY_S="120",
+        METRICS_PORT=str(port),
+        LEARNER_WINDOW="512",
+        LEARNER_TRAIN_EVERY="200",
+        LEARNER_LORA_EVERY="1000",  # the item stage only (unless drift): a short training
+    )
+    log_path = tmp_path / "learner.log"
+    with open(log_path, "wb") as f:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "driftrec.cli", "learner", "--group", group],
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
+
+    def counters():
+        s = RedisStateStore.from_url(r.url)
+        try:
+            return s.offsets(f"{group}/counters")
+        finally:
+            s.close()
+
+    def wait_for(cond, what, timeout=90.0):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert p.poll() is None, (
+                f"the learner exited ({p.returncode}) {what}: " + log_path.read_text()[-3000:]
+            )
+            assert time.monotonic() < deadline, f"timed out {what}: " + log_path.read_text()[-3000:]
+            time.sleep(0.2)
+
+    try:
+        wait_for(lambda: counters().get("seen", 0) >= len(first), "reading the first events")
+        assert _gauges(port) == {"kafka": 1.0, "redis": 1.0}
+        r.kill()
+        _send(b, _events(names, second))  # its checkpoint after these meets the outage
+        wait_for(lambda: _gauges(port).get("redis") == 0.0, "waiting for driftrec_up redis 0", 30)
+        time.sleep(3)  # a few attempts: each rebuild fails at Redis again
+        assert p.poll() is None, log_path.read_text()[-3000:]
+        assert _gauges(port) == {"kafka": 1.0, "redis": 0.0}
+        assert _scrape(port)["driftrec_training_seconds_count"] == 0
+        r.start()
+        wait_for(lambda: counters().get("trainings", 0) >= 1, "training after the restart")
+        wait_for(lambda: _gauges(port).get("redis") == 1.0, "waiting for driftrec_up redis 1", 15)
+        assert _gauges(port) == {"kafka": 1.0, "redis": 1.0}
+        c = counters()
+        assert c["seen"] == len(st.events), c  # the window rebuilt; counted once
+        m = _scrape(port)  # each training is counted as published or refused by the gate
+        trained = m["driftrec_training_seconds_count"]
+        published = m["driftrec_adapters_published_total"]
+        assert trained >= 1 and published + m["driftrec_candidates_rejected_total"] >= 1, m
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0, log_path.read_text()[-3000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+        r.kill()
+    log = log_path.read_text()
+    assert "learner: redis unreachable (attempt 1" in log and "learner: connected again" in log, log[-3000:]
+    out = json.loads(log.strip().splitlines()[-1])
+    assert out["seen"] == len(st.events) and out["trainings"] >= 1, out
+    r.start()
+    try:
+        registry = [rec["version"] for rec in RedisStateStore.from_url(r.url).records()]
+    finally:
+        r.kill()
+    announced = [json.loads(m.value)["version"] for m in read_topic(b, names.adapters)]
+    assert announced == registry == out["published"]
+    assert len(out["published"]) >= published  # (another training may end before the SIGTERM)
 
 
 def test_lost_state_is_refused_unless_reset(settings, service_env, topics, tmp_path):
