@@ -37,15 +37,17 @@ class LearnerConfig:
     batch_size: int = 256
     epochs: int = 2
     max_steps: int = 64
+    #: passes over the window of the adapter stage (0: ``epochs``, as the item stage)
+    lora_epochs: int = 4
     item_max_steps: int = 512
     lora_every: int = 5
     cooc_neighbours: int = 50
     cooc_history: int = 50
     cooc_weights: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     #: weights of the learned freshness prior tried on validation (besides 0); () = off
-    age_weights: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
-    grad_items: int = 64
-    lr_lora: float = 1e-3
+    age_weights: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+    grad_items: int = 32
+    lr_lora: float = 5e-3
     #: weight of the text-only term of the adapter stage: each target scored by its text
     #: vector under the adapter alone (no residual, no bias) against the batch's other
     #: targets, as an item nobody engaged yet is (0: off; see docs/adapters.md for what it

@@ -148,7 +148,7 @@ class Learner:
         if self.detector is None or not hits:
             return False
         fired = any(self.detector.update_many(hits))
-        if fired and self._since_drift >= self.config.drift_cooldown:
+        if fired:  # within the cooldown it waits for the cooldown's end: never forgotten
             self._drift_pending = True
         return fired
 
@@ -156,10 +156,10 @@ class Learner:
         """Why a training should run now ("drift", "every_n") or None."""
         if len(self.window) < self.config.min_pairs:
             return None
-        if self._drift_pending:
+        if self._drift_pending and self._since_drift >= self.config.drift_cooldown:
             return "drift"
         if self._since_train >= self.config.train_every:
-            return "every_n"
+            return "drift" if self._drift_pending else "every_n"
         return None
 
     def add_items(self, items: Sequence[Item]) -> None:
@@ -229,9 +229,9 @@ class Learner:
         steps, losses = 0, []
         loss_before = self._loss(cur, ctx_idx, ctx_w, tgt, prior)
 
-        def batches(cap: int) -> Any:
+        def batches(cap: int, epochs: int = cfg.epochs) -> Any:
             n = 0
-            for _epoch in range(cfg.epochs):
+            for _epoch in range(epochs):
                 order = rng.permutation(len(train_p))
                 for s in range(0, len(order) - 1, B):
                     if n >= cap:
@@ -272,9 +272,14 @@ class Learner:
         items_s = time.perf_counter() - t0
         pop = self._pop_vector(cur)
         m_cur = self.evaluate(val_p, cur, pop)
-        e_items = self.evaluate_each(val_p, items_only, pop)
+        # The freshness curve is fitted once, on the training pairs: the adapters are judged
+        # with it, because an item nobody has engaged yet reaches a list only through its
+        # age prior and its text vector together (without the prior, fresh posts never rank
+        # and what the adapter does for them cannot show on validation).
+        age_fit = self._age_fit(items_only, train_p, val_p)
+        _, e_items = self._best_age_each(val_p, items_only, pop, age_fit)
         m_items = _means(e_items)
-        cand, m_new, lora = items_only, m_items, dict(self._lora)
+        cand, m_new, lora = items_only, _means(self.evaluate_each(val_p, items_only, pop)), dict(self._lora)
 
         # ---- stage 2: adapters on top of the new item parts ------------------------------------
         adapter_update, lora_steps, encode_s, m_lora = "none", 0, 0.0, None
@@ -292,7 +297,7 @@ class Learner:
             fresh_w = np.maximum(n_tgt, 1.0) ** -cfg.text_fresh
             enc.model.train()
             opt = torch.optim.Adam(enc.lora_parameters(), lr=cfg.lr_lora)
-            for bi in batches(cfg.max_steps):
+            for bi in batches(cfg.max_steps, cfg.lora_epochs or cfg.epochs):
                 # Fresh (trainable) target-side text vectors for the batch's targets; the
                 # rest of the catalog uses the cached vectors of the serving adapter.
                 g = np.unique(tgt[bi].numpy())
@@ -320,19 +325,20 @@ class Learner:
             t1 = time.perf_counter()
             with_lora = self._encode_candidate(cur, items_only, texts)
             encode_s = time.perf_counter() - t1
-            e_lora = self.evaluate_each(val_p, with_lora, pop)
+            _, e_lora = self._best_age_each(val_p, with_lora, pop, age_fit)
             m_lora = _means(e_lora)
             if _paired_gain(e_lora, e_items, cfg.lora_gate_z):
-                cand, m_new, lora, adapter_update = with_lora, m_lora, enc.lora_state(), "kept"
+                cand, lora, adapter_update = with_lora, enc.lora_state(), "kept"
+                m_new = _means(self.evaluate_each(val_p, with_lora, pop))
             else:
                 adapter_update = "dropped"
                 enc.load_lora_state(self._lora)  # back to the serving adapter
-        cooc_w = 0.0
+        cooc_w, val_table = 0.0, cand
         if self.cooc is not None:
-            cand, m_new, cooc_w = self._with_cooc(cand, m_new, val_p, pop)
+            cand, m_new, cooc_w, val_table = self._with_cooc(cand, m_new, val_p, pop)
         age_w = 0.0
         if self.item_ts and cfg.age_weights:
-            cand, m_new, age_w = self._with_age(cand, m_new, train_p, val_p, pop)
+            cand, m_new, age_w = self._with_age(cand, val_table, m_new, val_p, pop, age_fit)
         train_s = time.perf_counter() - t0 - encode_s
         loss_after = self._loss(cand, ctx_idx, ctx_w, tgt, prior)
         accepted = _better(m_new, m_cur, cfg.min_gain)
@@ -402,9 +408,11 @@ class Learner:
 
     def _with_cooc(
         self, cand: ItemTable, m_cand: dict[str, float], val_p: Sequence[Pair], pop: np.ndarray
-    ) -> tuple[ItemTable, dict[str, float], float]:
+    ) -> tuple[ItemTable, dict[str, float], float, ItemTable]:
         """Pick the co-engagement weight on validation (neighbours built without the
-        validation events, so none is scored with its own pair), ship fresh neighbours."""
+        validation events, so none is scored with its own pair), ship fresh neighbours.
+        Returns (the table to ship, its validation metrics, the weight, the table with the
+        validation neighbours: what later choices are judged on)."""
         cfg, co = self.config, self.cooc
         assert co is not None
         ids = cand.item_ids
@@ -420,37 +428,66 @@ class Learner:
             if _better(m, best_m, 0.0):
                 best_w, best_m = float(wgt), m
         n_idx, n_w = co.neighbours(ids, cfg.cooc_neighbours)
-        return cand.with_cooc(n_idx, n_w, best_w), best_m, best_w
+        return cand.with_cooc(n_idx, n_w, best_w), best_m, best_w, cand.with_cooc(v_idx, v_w, best_w)
+
+    def _age_fit(
+        self, table: ItemTable, train_p: Sequence[Pair], val_p: Sequence[Pair]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """How engagement varies with an item's age, learned on the training pairs
+        (:func:`fit_age_curve`): the log-rate curve and its value (weight 1) for every
+        validation pair and item, ``[val, items]``. None without publication times, weights
+        to try, validation pairs or a curve."""
+        if not (self.item_ts and self.config.age_weights and val_p and train_p):
+            return None
+        pub = self._pub_vector(table)
+        tgt = np.array([table.index(p.target) for p in train_p], np.int64)
+        ts = np.array([p.ts for p in train_p], np.float64)
+        ok = tgt >= 0
+        lograte = fit_age_curve(ts[ok] - pub[tgt[ok]], pub, float(ts.min()), float(ts.max()), AGE_EDGES_MS)
+        if not np.any(lograte):
+            return None
+        vts = np.array([p.ts for p in val_p], np.float64)
+        curve = table.with_age(AGE_EDGES_MS, lograte, 1.0).age_prior((vts[:, None] - pub[None, :]).ravel())
+        return lograte, curve.reshape(len(val_p), -1)
+
+    def _best_age_each(
+        self,
+        val_p: Sequence[Pair],
+        table: ItemTable,
+        pop: np.ndarray,
+        fit: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+        """The freshness weight (0 or one of ``age_weights``) that serves ``table`` best on
+        validation, and the per-pair metrics with it."""
+        base = table.with_age(None, None, 0.0) if table.has_age_prior else table
+        best_w, best = 0.0, self.evaluate_each(val_p, base, pop)
+        if fit is None:
+            return best_w, best
+        for wgt in self.config.age_weights:
+            e = self.evaluate_each(val_p, base, pop, extra=np.float32(wgt) * fit[1])
+            if _better(_means(e), _means(best), 0.0):
+                best_w, best = float(wgt), e
+        return best_w, best
 
     def _with_age(
         self,
         cand: ItemTable,
+        val_table: ItemTable,
         m_cand: dict[str, float],
-        train_p: Sequence[Pair],
         val_p: Sequence[Pair],
         pop: np.ndarray,
+        fit: tuple[np.ndarray, np.ndarray] | None,
     ) -> tuple[ItemTable, dict[str, float], float]:
-        """Learn how engagement varies with an item's age on the training pairs
-        (:func:`fit_age_curve`), pick its weight on validation (0 unless one wins), ship it."""
-        pub = self._pub_vector(cand)
-        tgt = np.array([cand.index(p.target) for p in train_p], np.int64)
-        ts = np.array([p.ts for p in train_p], np.float64)
-        ok = tgt >= 0
-        lograte = fit_age_curve(ts[ok] - pub[tgt[ok]], pub, float(ts.min()), float(ts.max()), AGE_EDGES_MS)
+        """Pick the freshness prior's weight on validation (0 unless one wins), ship it with
+        ``cand``. Judged on ``val_table`` (``cand``'s parts with co-engagement neighbours
+        built without the validation events: the shipped ones have seen them)."""
         base = cand.with_age(None, None, 0.0)
-        if not val_p or not np.any(lograte):
-            return base, m_cand if not cand.has_age_prior else self.evaluate(val_p, base, pop), 0.0
-        vts = np.array([p.ts for p in val_p], np.float64)
-        curve = base.with_age(AGE_EDGES_MS, lograte, 1.0).age_prior((vts[:, None] - pub[None, :]).ravel())
-        curve = curve.reshape(len(val_p), -1)
-        best_w, best_m = 0.0, (m_cand if not cand.has_age_prior else self.evaluate(val_p, base, pop))
-        for wgt in self.config.age_weights:
-            m = _means(self.evaluate_each(val_p, base, pop, extra=np.float32(wgt) * curve))
-            if _better(m, best_m, 0.0):
-                best_w, best_m = float(wgt), m
-        if best_w == 0.0:
-            return base, best_m, 0.0
-        return base.with_age(AGE_EDGES_MS, lograte, best_w), best_m, best_w
+        if fit is None:
+            return base, m_cand, 0.0
+        w, e = self._best_age_each(val_p, val_table.with_age(None, None, 0.0), pop, fit)
+        if w == 0.0:
+            return base, _means(e), 0.0
+        return base.with_age(AGE_EDGES_MS, fit[0], w), _means(e), w
 
     # ---- evaluation --------------------------------------------------------------------
     def evaluate(

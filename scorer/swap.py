@@ -26,6 +26,7 @@ import numpy as np
 
 from driftrec.model import ArtifactError, ModelLoadError, TextEncoder, load_artifact
 from driftrec.model.artifacts import check_version
+from driftrec.model.encoder import zero_at_init
 
 from .core import Scorer, ServingModel
 
@@ -370,7 +371,7 @@ def _same_adapter(lora: Mapping[str, Any], enc: TextEncoder | None) -> bool:
         return not lora
     cur = enc.lora_state()
     if not lora:
-        return all(not bool(t.any()) for n, t in cur.items() if "lora_B" in n)
+        return all(not bool(t.any()) for n, t in cur.items() if zero_at_init(n))
     return cur.keys() == lora.keys() and all(bool((cur[n] == lora[n].to(cur[n].dtype)).all()) for n in cur)
 
 

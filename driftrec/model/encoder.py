@@ -17,7 +17,22 @@ import numpy as np
 from .errors import ModelLoadError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-LORA_TARGETS = ("query", "value")
+#: Where the adapters sit: the attention's query and value projections, and the token
+#: embeddings, so that the pieces of a word the base model never saw can get a meaning of
+#: their own (docs/adapters.md has what each choice won on validation).
+LORA_TARGETS = ("query", "value", "word_embeddings")
+
+
+def zero_at_init(name: str) -> bool:
+    """Whether the LoRA tensor ``name`` is the factor peft starts at zero (``lora_B`` of a
+    linear layer, ``lora_embedding_A`` of an embedding): zero there means the base model.
+
+    >>> zero_at_init("x.query.lora_B.default.weight"), zero_at_init("x.lora_embedding_A.default")
+    (True, True)
+    >>> zero_at_init("x.query.lora_A.default.weight"), zero_at_init("x.lora_embedding_B.default")
+    (False, False)
+    """
+    return ".lora_B." in name or ".lora_embedding_A." in name or name.endswith(".lora_embedding_A")
 
 
 def default_model_path() -> str:
@@ -186,11 +201,11 @@ class TextEncoder:
                 params[n].copy_(t.to(params[n].device, params[n].dtype))
 
     def reset_lora(self) -> None:
-        """Back to the base model's function (LoRA B = 0)."""
+        """Back to the base model's function (the factors peft starts at zero set to zero)."""
         torch = self._torch
         with self.lock, torch.no_grad():
             for n, p in self.model.named_parameters():
-                if "lora_B" in n:
+                if zero_at_init(n):
                     p.zero_()
 
 

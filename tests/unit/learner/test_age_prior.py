@@ -66,3 +66,39 @@ def test_the_learner_ships_a_decaying_prior_where_engagement_goes_to_fresh_items
     ln2.observe_many(events)
     r2 = ln2.train("test")
     assert r2.metrics["age_weight"] == 0.0 and not r2.table.has_age_prior
+
+
+def test_the_freshness_weight_is_judged_without_the_validation_events_co_engagement() -> None:
+    """Validation must not see its own events through the co-engagement neighbours. Each
+    user engages two back-catalog items, one after the other: half the time one of 50
+    recurring pairs (co-engagement learns those honestly), otherwise a pair nobody engaged
+    before, which only neighbours built from the validation events themselves could
+    rank. The candidate's validation figure must not count those hits (the freshness
+    weight was once chosen on the shipped neighbours, which have seen them)."""
+    rng = np.random.default_rng(3)
+    n_items = 4000
+    ids = [f"i{j}" for j in range(n_items)]
+    pub = {i: int(rng.uniform(0, 30 * 24 * 3600 * SEC)) for i in ids}  # a month of back catalog
+    t0 = int(31 * 24 * 3600 * SEC)
+    fresh = iter(rng.permutation(np.arange(100, n_items)))  # items 0-99: the recurring pairs
+    events = []
+    for k in range(1500):  # one user per pair
+        if rng.random() < 0.5:
+            m = int(rng.integers(0, 50))
+            x, y = ids[2 * m], ids[2 * m + 1]
+        else:
+            x, y = ids[next(fresh)], ids[next(fresh)]
+        events.append(Event(f"e{k}x", "like", f"u{k}", x, t0 + k * 2000))
+        events.append(Event(f"e{k}y", "like", f"u{k}", y, t0 + k * 2000 + 1000))
+    V = rng.normal(size=(n_items, 8)).astype(np.float32)
+    table = ItemTable.from_text(ids, V / np.linalg.norm(V, axis=1, keepdims=True))
+    cfg = LearnerConfig(
+        min_pairs=16, use_lora=False, item_max_steps=4, drift=None, window_events=4096, cooc_neighbours=20
+    )
+    ln = Learner(cfg, Representation(pop_weight=0.0), table, {i: i for i in ids}, None, pub)
+    ln.observe_many(events)
+    res = ln.train("test")
+    m = res.metrics
+    # co-engagement earns its weight on the recurring pairs (a quarter of the validation
+    # targets); a leak would add the fresh pairs' y targets, another quarter
+    assert m["cooc_weight"] > 0 and 0.15 < m["val_hr_candidate"] < 0.35, m

@@ -119,6 +119,23 @@ def test_drift_trigger() -> None:
     assert ln.due() == "drift"
 
 
+def test_a_drift_detected_within_the_cooldown_trains_when_the_cooldown_ends() -> None:
+    """A detection shortly after a training is deferred, not forgotten (the detector fires
+    once per change: dropping it left the model stale until the next scheduled training)."""
+    t = ItemTable.from_text(["a"], np.ones((1, 4), np.float32))
+    ln = Learner(
+        LearnerConfig(min_pairs=8, train_every=10_000, drift="adwin", drift_cooldown=50, use_lora=False),
+        Representation(),
+        t,
+        {"a": "x"},
+    )
+    ln.observe_many([Event(f"e{n}", "like", "u", "a", n) for n in range(20)])
+    assert ln.observe_hits([True] * 1000 + [False] * 1000)  # 20 events since the start < 50
+    assert ln.due() is None
+    ln.observe_many([Event(f"f{n}", "like", "u", "a", 100 + n) for n in range(30)])
+    assert ln.due() == "drift"
+
+
 def test_window_bounds_by_count_and_age() -> None:
     w: RollingWindow[int] = RollingWindow(max_events=5, max_age_ms=50)
     for t in range(10):

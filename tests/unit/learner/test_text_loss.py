@@ -76,6 +76,8 @@ def _train(model_dir: str, text_loss: float, monkeypatch: pytest.MonkeyPatch) ->
         batch_size=64,
         lr_lora=0.03,
         epochs=5,
+        lora_epochs=5,
+        grad_items=64,
         text_loss=text_loss,
         text_fresh=1.0,
         cooc_neighbours=0,
@@ -98,5 +100,5 @@ def test_text_term_moves_an_unseen_item_with_a_new_word_toward_its_users(model_d
     base = _margin(enc, ItemTable.from_text(ids, enc.encode([texts[i] for i in ids])), texts["unseen"])
     with_text = _train(model_dir, 1.0, monkeypatch)
     without = _train(model_dir, 0.0, monkeypatch)
-    assert with_text > base + 0.015  # measured: 0.009 -> 0.033 (0.026 without the term)
+    assert with_text > base + 0.015  # measured: 0.009 -> 0.039 (-0.004 without the term)
     assert with_text > without
