@@ -598,9 +598,22 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     metrics = Metrics("scorer")
     metrics.serve(s.metrics_port)
     if args.runtime == "faust":
+        from driftrec.state import StateUnavailable
+        from driftrec.stream.errors import StreamUnavailable
         from driftrec.stream.faust_app import run_faust_scorer
 
-        svc = ScorerService(s, args.group, metrics, reset_state=args.reset_state)
+        # Kafka or Redis unreachable at start: backed off and retried as in the Kafka
+        # runtime. Once running, faust's consumer reconnects to the broker by itself; an
+        # error inside a batch (Redis lost) stops the worker with that error.
+        retry = Retry("scorer", s.service_retry_s, metrics)
+        while True:
+            try:
+                svc = ScorerService(s, args.group, metrics, reset_state=args.reset_state)
+                break
+            except (StateUnavailable, StreamUnavailable) as exc:
+                if not retry.failed(exc):
+                    raise
+        retry.started()
         tune_gc()
         try:
             run_faust_scorer(
