@@ -1,4 +1,4 @@
-"""``driftrec bench scorer|swap|learner|kafka``: speed and memory figures of the real cores.
+"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka``: speed and memory figures of the real cores.
 
 - ``scorer``: events/s and per-batch p50/p99 latency of :meth:`scorer.Scorer.learn_many`
   (embedded, no transport) on a synthetic catalog (default 10,000 items x 384 dims, random
@@ -552,6 +552,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.limit_s,
             device=args.device,
         )
+    elif kind == "fuzz":
+        from tqdm import tqdm
+
+        from .fuzz import run_fuzz
+
+        with tqdm(
+            total=args.records,
+            desc="fuzzed records",
+            file=sys.stderr,
+            disable=args.json and not sys.stderr.isatty(),
+        ) as bar:
+            res = run_fuzz(
+                args.records, args.good, args.seed, args.model, progress=lambda n: bar.update(n - bar.n)
+            )
+        ok = (
+            res["drained"]
+            and res["counts_reconcile"]
+            and res["rejected_not_on_dlq"] == 0
+            and res["on_dlq_not_fuzzed"] == 0
+            and res["on_dlq_with_reason"] == res["on_dlq"] == res["dead_lettered"]
+        )
+        print("driftrec bench fuzz")
+        print(json.dumps(res, indent=1))
+        if args.json:
+            print(json.dumps(res, separators=(",", ":")))
+        if not ok:
+            print(
+                "driftrec bench fuzz: error: a rejected record is missing from events.dlq, or counts do not reconcile",
+                file=sys.stderr,
+            )
+        return 0 if ok else 1
     elif kind == "kafka":
         from .kafka import run
 
@@ -598,7 +629,7 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "bench",
-        help="speed and memory figures: scorer, swap, reencode, learner, kafka",
+        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -609,6 +640,8 @@ def add_parser(sub: Any) -> None:
         "learner": "seconds per micro-fine-tune of a 4,096-event window, peak memory",
         "reencode": "after a swap: time until the catalog is re-encoded in the background, "
         "and the scorer's events/s meanwhile",
+        "fuzz": "hostile records (random bytes, corrupted events, deep nesting, huge ids, bad "
+        "times...) through the scorer's input path: every rejected one on events.dlq with a reason",
     }
     for name, text in helps.items():
         q = benches.add_parser(name, help=text, description=text)
@@ -657,6 +690,11 @@ def add_parser(sub: Any) -> None:
             q.add_argument(
                 "--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where it encodes"
             )
+        if name == "fuzz":
+            q.add_argument("--records", type=flag_int(1), default=100_000, help="fuzzed records")
+            q.add_argument("--good", type=flag_int(0), default=5_000, help="good events mixed in")
+            q.add_argument("--seed", type=flag_int(0), default=0, help="random seed")
+            q.add_argument("--model", default=None, help="encoder path (default all-MiniLM-L6-v2)")
         if name == "learner":
             q.add_argument(
                 "--items", type=flag_int(1), default=1_600, help="catalog size (re-encoded after training)"
