@@ -29,6 +29,7 @@ driftrec.stream.errors.StreamConfigError: KAFKA_SECURITY_PROTOCOL=SASL_SSL needs
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,6 +185,29 @@ class KafkaSecurity:
 
 
 PLAINTEXT = KafkaSecurity()
+
+
+class _NoPasswordInClientConfig(logging.Filter):
+    """kafka-python's ``KafkaAdminClient`` logs its whole configuration at DEBUG, the SASL
+    password included: the password is replaced by ``***`` before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, dict) and args.get("sasl_plain_password"):
+            record.args = ({**args, "sasl_plain_password": "***"},)
+        elif isinstance(args, tuple) and any(
+            isinstance(a, dict) and a.get("sasl_plain_password") for a in args
+        ):
+            record.args = tuple(
+                {**a, "sasl_plain_password": "***"}
+                if isinstance(a, dict) and a.get("sasl_plain_password")
+                else a
+                for a in args
+            )
+        return True
+
+
+logging.getLogger("kafka.admin.client").addFilter(_NoPasswordInClientConfig())
 
 #: Words in a client's error that mean the SASL exchange failed.
 _AUTH_WORDS = ("authentication", "sasl", "scram", "credentials", "invalid username", "password")

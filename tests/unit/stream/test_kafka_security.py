@@ -146,3 +146,21 @@ def test_faust_app_takes_the_credentials():
     app, _ = make_app(Hooks(), "127.0.0.1:9094", ["t"], "g-sec-test", security=s)
     assert app.conf.broker_credentials.username == "alice"
     assert app.conf.broker_credentials.mechanism.value == "SCRAM-SHA-512"
+
+
+def test_the_admin_clients_debug_log_of_its_configuration_hides_the_password(caplog) -> None:
+    """kafka-python's KafkaAdminClient logs its configuration, password included, at DEBUG
+    (``log.debug("Starting KafkaAdminClient with configuration: %s", configs)``)."""
+    import logging
+
+    import driftrec.stream.security  # noqa: F401  (installs the filter)
+
+    configs = {"bootstrap_servers": "b:9094", "sasl_plain_username": "u", "sasl_plain_password": "s3cr3t-pw"}
+    with caplog.at_level(logging.DEBUG, logger="kafka.admin.client"):
+        logging.getLogger("kafka.admin.client").debug(
+            "Starting KafkaAdminClient with configuration: %s", configs
+        )
+    text = caplog.text
+    assert "Starting KafkaAdminClient" in text and "sasl_plain_username" in text
+    assert "s3cr3t-pw" not in text and "***" in text
+    assert configs["sasl_plain_password"] == "s3cr3t-pw"  # the client's own configuration is untouched
