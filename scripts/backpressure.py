@@ -32,7 +32,7 @@ a = ap.parse_args()
 from driftrec.app.runtime import TopicNames  # noqa: E402
 from driftrec.app.services import ensure_topics  # noqa: E402
 from driftrec.app.settings import Settings  # noqa: E402
-from driftrec.bench.kafka import ROOT, covered, start_scorer, wait_for  # noqa: E402
+from driftrec.bench.kafka import covered, service_env, start_scorer, wait_for  # noqa: E402
 from driftrec.state.redis import RedisStateStore  # noqa: E402
 from driftrec.stream import Message, encode_item, generate  # noqa: E402
 from driftrec.stream.kafka import KafkaSink  # noqa: E402
@@ -53,18 +53,7 @@ KafkaSink(st.kafka_bootstrap, security=sec).send_many(
 )
 state_url = f"{st.redis_url}{'&' if '?' in st.redis_url else '?'}prefix={prefix}"
 store = RedisStateStore.from_url(state_url, **st.redis_options())
-env = dict(
-    os.environ,
-    KAFKA_BOOTSTRAP=st.kafka_bootstrap,
-    STATE_URL=state_url,
-    TOPIC_PREFIX=prefix,
-    DRIFTREC_DEVICE="cpu",
-    PYTHONPATH=str(ROOT),
-    ARTIFACT_DIR=f"/tmp/{prefix}-artifacts",
-    SERVICE_RETRY_S="300",
-)
-if a.model:
-    env["DRIFTREC_MODEL"] = a.model
+env = dict(service_env(st.kafka_bootstrap, state_url, prefix, a.model), SERVICE_RETRY_S="300")
 proc = start_scorer(env, "bp")
 redis_pid = int(
     subprocess.check_output(

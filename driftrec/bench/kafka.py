@@ -142,6 +142,23 @@ def group_members(bootstrap: str, group: str, security: Any = None) -> int:
         a.close()
 
 
+def service_env(bootstrap: str, state_url: str, prefix: str, model: str | None = None) -> dict[str, str]:
+    """The environment of a scorer process started by a bench: ours (``KAFKA_SASL_*``
+    included) with its own topics, state namespace and artifact folder, on the CPU."""
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP=bootstrap,
+        STATE_URL=state_url,
+        TOPIC_PREFIX=prefix,
+        DRIFTREC_DEVICE="cpu",
+        PYTHONPATH=str(ROOT),
+        ARTIFACT_DIR=f"/tmp/{prefix}-artifacts",
+    )
+    if model:
+        env["DRIFTREC_MODEL"] = model
+    return env
+
+
 def start_scorer(env: dict[str, str], group: str, runtime: str = "kafka") -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "driftrec.cli", "scorer", "--group", group, "--runtime", runtime],
@@ -325,18 +342,7 @@ def run(args: argparse.Namespace) -> dict:
 
     state_url = f"{args.redis}{'&' if '?' in args.redis else '?'}prefix={prefix}"
     store = RedisStateStore.from_url(state_url, **redis_opts)
-    parent_env = dict(os.environ)  # the child service process starts from ours (KAFKA_SASL_* included)
-    env = dict(
-        parent_env,
-        KAFKA_BOOTSTRAP=args.bootstrap,
-        STATE_URL=state_url,
-        TOPIC_PREFIX=prefix,
-        DRIFTREC_DEVICE="cpu",
-        PYTHONPATH=str(ROOT),
-        ARTIFACT_DIR=f"/tmp/{prefix}-artifacts",
-    )
-    if args.model:
-        env["DRIFTREC_MODEL"] = args.model
+    env = service_env(args.bootstrap, state_url, prefix, args.model)
     # 2. throughput on a backlog (items first, so the scorer starts with the catalog)
     sink = KafkaSink(args.bootstrap, security=sec)
     sink.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in s.items])
