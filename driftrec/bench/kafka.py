@@ -145,8 +145,8 @@ def group_members(bootstrap: str, group: str, security: Any = None) -> int:
 def service_env(bootstrap: str, state_url: str, prefix: str, model: str | None = None) -> dict[str, str]:
     """The environment of a scorer process started by a bench: ours (``KAFKA_SASL_*``
     included) with its own topics, state namespace and artifact folder, on the CPU."""
-    env = dict(
-        os.environ,
+    env = dict(os.environ)  # passed on whole to the child, not read here
+    env.update(
         KAFKA_BOOTSTRAP=bootstrap,
         STATE_URL=state_url,
         TOPIC_PREFIX=prefix,
