@@ -19,7 +19,8 @@ driftrec: a streaming continual-learning recommender.
   driftrec demo                 the whole pipeline in one process (no Kafka, no Redis)
   driftrec eval                 drift tests: prequential evaluation with baselines
   driftrec generate             write a synthetic stream (events + items) to a folder
-  driftrec bench scorer|swap|reencode|learner|kafka   speed and memory figures
+  driftrec bench scorer|swap|reencode|learner|fuzz|kafka   speed and memory figures
+  driftrec faults [--json]      fault suite on the running Kafka + Redis (kills, restarts, garbage)
   driftrec topics create        create the Kafka topics
   driftrec replay LOG --to kafka       replay an event log into Kafka
   driftrec scorer / learner     run the services against Kafka (+ Redis)
@@ -38,6 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .app import demo, services, settings, users
+    from .bench import faults
     from .bench import speed as bench
     from .evaluation import harness as evaluation
 
@@ -46,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in (demo, evaluation, bench, services, settings, users):
+    for mod in (demo, evaluation, bench, faults, services, settings, users):
         mod.add_parser(sub)
     try:
         args = parser.parse_args(argv)

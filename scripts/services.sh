@@ -4,7 +4,8 @@
 #
 #   scripts/services.sh up [kafka|redis]...   start (idempotent), print addresses
 #   scripts/services.sh down [kafka|redis]... stop what `up` started, remove data
-#   scripts/services.sh restart redis         stop and start Redis, keeping its data
+#   scripts/services.sh stop [kafka|redis]... stop, keeping the data (`up` brings it back)
+#   scripts/services.sh restart kafka|redis   stop and start, keeping the data
 #   scripts/services.sh status                running/answering? exit 0 = all up
 #   scripts/services.sh env                   print `export ...` lines for eval
 #   scripts/services.sh up-secure             the secured pair (also: DRIFTREC_SECURE=1 ... up):
@@ -34,9 +35,10 @@
 # `down` keeps the logs in $DRIFTREC_RUN/{kafka,redis}/ for post-mortems.
 # Redis persists with an append-only file (appendonly yes, fsync every second, as in
 # docker-compose.yml) in $DRIFTREC_RUN/redis/data: a Redis that crashed or was restarted
-# (`restart redis`, or `up` after it died) comes back with the scorer's offsets, user state
-# and the model registry. `down` removes that data (and Kafka's, which `up` recreates
-# empty), so offsets never outlive the topics they point into.
+# (`restart redis`, `stop` then `up`, or `up` after it died) comes back with the scorer's
+# offsets, user state and the model registry. Kafka likewise comes back with its topics,
+# records and committed offsets (`driftrec faults` restarts both this way). `down`
+# removes both services' data, so offsets never outlive the topics they point into.
 set -Eeuo pipefail
 
 DEFAULT_KAFKA_VERSION=4.3.1   # see scripts/KAFKA_COMPAT.md before changing
@@ -290,10 +292,16 @@ kafka_up() {
     die "java not found; Kafka needs Java 17+. Install it (apt-get install -y openjdk-17-jre-headless) or set JAVA_HOME"
   kafka_fetch
 
+  local cp="$KAFKA_LIBS/*" cluster_id
+  if [[ -f $KAFKA_DATA/meta.properties && -f $KAFKA_PROPS ]]; then
+    # stopped (`stop`, `restart`) or crashed: the same broker comes back with its data
+    log "kafka: starting Kafka $KAFKA_VERSION on $KAFKA_BOOTSTRAP with the data in $KAFKA_DATA, log $KAFKA_LOG"
+    kafka_launch
+    return
+  fi
   rm -rf "$KAFKA_DATA"
   mkdir -p "$KAFKA_DATA"
   kafka_write_config
-  local cp="$KAFKA_LIBS/*" cluster_id
   # Kafka cluster ids are 16 random bytes, url-safe base64 without padding
   # (what `kafka-storage random-uuid` prints); python saves a JVM start.
   local py
@@ -314,13 +322,18 @@ while True:
   fi
 
   log "kafka: starting Kafka $KAFKA_VERSION on $KAFKA_BOOTSTRAP (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT), log $KAFKA_LOG"
+  kafka_launch
+}
+
+kafka_launch() {
+  local cp="$KAFKA_LIBS/*" pid
   # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of JVM flags
   nohup "$JAVA" $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$KAFKA_RUN/log4j2.properties" \
     -Dkafka.logs.dir="$KAFKA_RUN" \
     -cp "$cp" kafka.Kafka "$KAFKA_PROPS" \
-    </dev/null >"$KAFKA_LOG" 2>&1 &
+    </dev/null >>"$KAFKA_LOG" 2>&1 &
   pid=$!
   echo "$pid" >"$KAFKA_PID"
   kafka_wait "$pid"
@@ -345,8 +358,18 @@ kafka_wait() {
 }
 
 kafka_down() {
-  stop_pidfile kafka "$KAFKA_PID" "$KAFKA_PROPS"
+  kafka_stop
   rm -rf "$KAFKA_DATA"
+}
+
+# kafka_stop / redis_stop: stop, keeping the data for the next `up`
+kafka_stop() {
+  stop_pidfile kafka "$KAFKA_PID" "$KAFKA_PROPS"
+}
+
+kafka_restart() {
+  kafka_stop
+  kafka_up
 }
 
 kafka_status() {
@@ -441,9 +464,13 @@ redis_down() {
   rm -rf "$REDIS_DATA" "$REDIS_RUN"/*.rdb "$REDIS_RUN"/appendonly* 2>/dev/null || true
 }
 
+redis_stop() {
+  stop_pidfile redis "$REDIS_PID" "redis-server"
+}
+
 # redis_restart: stop and start again; the data (AOF) stays
 redis_restart() {
-  stop_pidfile redis "$REDIS_PID" "redis-server"
+  redis_stop
   redis_up
 }
 
@@ -788,11 +815,16 @@ main() {
       echo "$dir"
       ;;
     env-secure) print_env_secure ;;
+    stop)
+      select_services "$@"
+      local s
+      for s in "${SERVICES[@]}"; do "${s}_stop"; done
+      ;;
     restart)
-      [[ ${1:-} == redis && $# -eq 1 ]] ||
-        { printf '[services] restart takes one service: redis (Kafka restarts empty: use down/up)\n' >&2; exit 2; }
+      [[ $# -eq 1 && ( $1 == redis || $1 == kafka ) ]] ||
+        { printf '[services] restart takes one service: kafka or redis\n' >&2; exit 2; }
       mkdir -p "$DRIFTREC_RUN"
-      redis_restart
+      "${1}_restart"
       echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP REDIS_URL=$REDIS_URL"
       ;;
     status)

@@ -460,6 +460,7 @@ class LearnerWorker:
         return self.train(reason)
 
     def train(self, reason: str) -> TrainResult:
+        log.info("learner: training (%s) on a window of %d events", reason, len(self.learner.window))
         self.trained = dict(self.position)  # what this training covers: all consumed
         res, record = self.publisher.train(reason)
         self.results.append((res, record))
