@@ -541,6 +541,17 @@ class Scorer:
             self._comments = _CommentWorker(self._store_comments)
         return self._comments
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the background comment encoder and wait for it (a process that exits while
+        a thread is inside the encoder can abort in native code: "terminate called
+        without an active exception")."""
+        c, self._comments = self._comments, None
+        if c is not None:
+            c.close(timeout)
+
+
+_STOP: dict[str, str] = {}  # the comment worker's end-of-work marker (compared by identity)
+
 
 class _CommentWorker:
     """Encodes comment texts off the scorer's thread (``ScorerConfig.comments="async"``)."""
@@ -569,21 +580,40 @@ class _CommentWorker:
     #: batch's few comments at once cost the scorer ~14 ms of CPU per 40-event batch.
     LINGER_S = 0.25
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Let the batch being encoded finish, drop the queued ones, end the thread."""
+        import queue
+
+        while True:  # what waits is evidence only: dropped, as when the queue is full
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+        self._q.put(_STOP)
+        self._t.join(timeout)
+
     def _run(self) -> None:
         import queue
         import time
 
-        while True:
+        stopping = False
+        while not stopping:
             batch = self._q.get()
+            if batch is _STOP:
+                return
             deadline = time.monotonic() + self.LINGER_S
             while len(batch) < 256:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    batch.update(self._q.get(timeout=left))
+                    more = self._q.get(timeout=left)
                 except queue.Empty:
                     break
+                if more is _STOP:
+                    stopping = True  # this batch is still encoded (close() emptied the rest)
+                    break
+                batch.update(more)
             try:
                 self._store(batch)
             except Exception:  # pragma: no cover - logged, never kills serving

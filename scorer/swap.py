@@ -324,6 +324,14 @@ class SwapManager:
                 self.on_reencode(model.version, len(model.table.item_ids) - left, left)
         self._patched.set()
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait for a version being prepared and stop the re-encoding: no thread of this
+        manager is left inside the encoder when the process exits."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+        self.stop_reencode(timeout)
+
     def stop_reencode(self, timeout: float | None = None) -> None:
         """Stop the background re-encoding (if any) and wait for its thread."""
         r, self._reencoder = self._reencoder, None

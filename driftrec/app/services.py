@@ -576,6 +576,8 @@ class ScorerService:
         }
 
     def close(self) -> None:
+        self.swaps.close()
+        self.scorer.close()
         self.watcher.close()
         self.sink.close()
         self.state.close()

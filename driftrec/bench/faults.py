@@ -218,7 +218,9 @@ class Bed:
         """Records on the event topics now (resent pieces included)."""
         from kafka import KafkaConsumer, TopicPartition
 
-        c = KafkaConsumer(bootstrap_servers=self.bootstrap, **self.sec.kafka_python_kwargs())
+        c = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.sec.kafka_python_kwargs()
+        )
         try:
             tps = [TopicPartition(t, q) for t in self.names.events for q in (c.partitions_for_topic(t) or ())]
             return int(sum(c.end_offsets(tps).values()))
@@ -227,7 +229,16 @@ class Bed:
 
     def drained(self, producer: Any) -> Callable[[], bool]:
         """True once ``producer`` is done and the scorer has committed every record."""
-        return lambda: not producer.is_alive() and self.covered() >= self.end()
+        end: list[int] = []  # the topics' end, read once the producer is done
+
+        def pred() -> bool:
+            if producer.is_alive():
+                return False
+            if not end:
+                end.append(self.end())
+            return self.covered() >= end[0]
+
+        return pred
 
     # ---- services ----------------------------------------------------------------------
     def start(self, service: str = "scorer", extra_env: dict[str, str] | None = None) -> subprocess.Popen:

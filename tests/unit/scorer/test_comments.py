@@ -36,3 +36,17 @@ def test_async_comments_arrive_on_the_next_update(tiny_model: str) -> None:
         time.sleep(0.01)
     r2 = asyn.learn_many(ev2, r1.users)
     assert np.allclose(r2.users["u"].vector, r_sync.users["u"].vector, atol=1e-5)
+
+
+def test_close_ends_the_comment_thread_after_the_batch_in_hand(tiny_model: str) -> None:
+    """A scorer that stops waits for its comment encoder: a process exiting while that
+    thread is inside the encoder aborted ("terminate called without an active exception",
+    exit -6, seen by `driftrec faults`)."""
+    s = _scorer(tiny_model, "async")
+    s.learn_many([Event("e1", "comment", "u", "a", 1, "pasta garlic oven sauce")], {})
+    worker = s._comments
+    assert worker is not None and worker._t.is_alive()
+    s.close(timeout=10)
+    assert not worker._t.is_alive()
+    assert s._comments is None
+    s.close()  # twice is harmless
