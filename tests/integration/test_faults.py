@@ -39,11 +39,12 @@ def test_fault_table_at_a_reduced_size(kafka_bootstrap, redis_url, tiny_model):
         if name != "learner_sigkill":
             assert row["exit"] == 0, row  # the scorer stopped cleanly on SIGTERM at the end
     # each fault happened where it should: mid-stream, with the services waiting it out
-    assert 0 < rows["scorer_sigkill"]["at"] < 300
+    assert 0 < rows["scorer_sigkill"]["at"] < rows["scorer_sigkill"]["sent"]
     for name in ("broker_restart_10s", "broker_restart_90s", "redis_restart"):
-        assert rows[name]["survived"] and rows[name]["at"] < 300, rows[name]
+        assert rows[name]["survived"] and rows[name]["at"] < rows[name]["sent"], rows[name]
     assert rows["broker_restart_90s"]["down_s"] >= 90
-    assert rows["garbage_flood"]["dead_lettered"] == 300 == rows["garbage_flood"]["dlq_with_reason"]
+    flood = rows["garbage_flood"]  # one garbage record per good event
+    assert flood["processed"] > 0 and flood["dead_lettered"] == flood["processed"] == flood["dlq_with_reason"]
     forged = rows["forged_artifacts"]
     assert forged["rejected"] == forged["forged"] == 6 and forged["updates_from_forged"] == 0
     assert set(forged["reasons"]) == {
