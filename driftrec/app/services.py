@@ -14,6 +14,7 @@ state already covers. Kafka's own committed offsets are only a hint for monitori
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import signal
@@ -423,6 +424,7 @@ class ScorerService:
         from .factory import base_table, load_encoder, make_scorer, publication_times
 
         self.settings, self.group, self.metrics = settings, group, metrics
+        self.retry: Retry | None = None  # set by the faust runtime (see handle)
         _limit_threads(settings.scorer_threads)
         self.names = names = TopicNames(settings.topic_prefix)
         b = settings.kafka_bootstrap
@@ -538,8 +540,25 @@ class ScorerService:
         return self.worker.start_offsets()
 
     def handle(self, records: list[Any]) -> dict[tuple[str, int], int]:
+        """One micro-batch (the faust runtime). With :attr:`retry` set, a Redis that stops
+        answering mid-batch is waited for (``SERVICE_RETRY_S``) and the same batch handled
+        again: its state was not committed (one MULTI/EXEC), its outputs may have been sent
+        (at least once, as after a crash), and its counts are taken back first."""
+        from driftrec.state import StateUnavailable
+
         t0 = time.perf_counter()
-        offs = self.worker.handle(records)
+        while True:
+            st = self.worker.stats
+            counts, recs = copy.deepcopy(st.counts), st.recs
+            try:
+                offs = self.worker.handle(records)
+                break
+            except StateUnavailable as exc:
+                st.counts, st.recs = counts, recs
+                if self.retry is None or not self.retry.failed(exc):
+                    raise
+        if self.retry is not None:
+            self.retry.progress(len(records))
         if self.metrics is not None:
             self.metrics.observe_scorer(self.worker.stats, time.perf_counter() - t0)
         return offs
@@ -605,8 +624,8 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         from driftrec.stream.faust_app import run_faust_scorer
 
         # Kafka or Redis unreachable at start: backed off and retried as in the Kafka
-        # runtime. Once running, faust's consumer reconnects to the broker by itself; an
-        # error inside a batch (Redis lost) stops the worker with that error.
+        # runtime. Once running, faust's consumer reconnects to the broker by itself, and
+        # a Redis lost inside a batch is waited for and the batch handled again (handle).
         retry = Retry("scorer", s.service_retry_s, metrics)
         while True:
             try:
@@ -616,6 +635,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
                 if not retry.failed(exc):
                     raise
         retry.started()
+        svc.retry = retry  # Redis lost mid-batch: waited for, the batch handled again
         tune_gc()
         try:
             run_faust_scorer(

@@ -95,8 +95,9 @@ def _applied_once(store, events):
         assert len(ids) == len(set(ids))
 
 
+@pytest.mark.parametrize("runtime", ["kafka", "faust"])
 def test_scorer_survives_a_redis_restart_and_applies_every_event_once(
-    settings, service_env, topics, tmp_path
+    settings, service_env, topics, tmp_path, runtime
 ):
     from driftrec.state.redis import RedisStateStore
 
@@ -110,7 +111,7 @@ def test_scorer_survives_a_redis_restart_and_applies_every_event_once(
     log_path = tmp_path / "scorer.log"
     with open(log_path, "wb") as f:
         p = subprocess.Popen(
-            [sys.executable, "-m", "driftrec.cli", "scorer", "--group", "g-faults"],
+            [sys.executable, "-m", "driftrec.cli", "scorer", "--group", "g-faults", "--runtime", runtime],
             env=env,
             stdout=f,
             stderr=subprocess.STDOUT,
