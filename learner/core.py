@@ -272,8 +272,8 @@ class Learner:
         items_s = time.perf_counter() - t0
         pop = self._pop_vector(cur)
         m_cur = self.evaluate(val_p, cur, pop)
-        # The freshness curve is fitted once, on the training pairs: the adapters are judged
-        # with it, because an item nobody has engaged yet reaches a list only through its
+        # The freshness curve is fitted once (its weight judged cross-fitted on validation,
+        # see _age_fit): the adapters are judged with it, because an item nobody has engaged yet reaches a list only through its
         # age prior and its text vector together (without the prior, fresh posts never rank
         # and what the adapter does for them cannot show on validation).
         age_fit = self._age_fit(items_only, train_p, val_p)
@@ -433,22 +433,38 @@ class Learner:
     def _age_fit(
         self, table: ItemTable, train_p: Sequence[Pair], val_p: Sequence[Pair]
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """How engagement varies with an item's age, learned on the training pairs
-        (:func:`fit_age_curve`): the log-rate curve and its value (weight 1) for every
-        validation pair and item, ``[val, items]``. None without publication times, weights
+        """How engagement varies with an item's age (:func:`fit_age_curve`): the log-rate
+        curve to ship, fitted on every pair of the window, and, for judging its weight, its
+        value (weight 1) for every validation pair and item, ``[val, items]``, cross-fitted:
+        each validation pair is scored with a curve fitted on the training pairs and the
+        *other* half of the validation pairs (every second one), never on itself. After a
+        shift towards fresh posts only the newest pairs (the validation share) show it; a
+        curve fitted on the training pairs alone lagged the shift by the whole validation
+        share (~800 events at the default window). None without publication times, weights
         to try, validation pairs or a curve."""
         if not (self.item_ts and self.config.age_weights and val_p and train_p):
             return None
         pub = self._pub_vector(table)
-        tgt = np.array([table.index(p.target) for p in train_p], np.int64)
-        ts = np.array([p.ts for p in train_p], np.float64)
-        ok = tgt >= 0
-        lograte = fit_age_curve(ts[ok] - pub[tgt[ok]], pub, float(ts.min()), float(ts.max()), AGE_EDGES_MS)
+
+        def fit(ps: Sequence[Pair]) -> np.ndarray:
+            tgt = np.array([table.index(p.target) for p in ps], np.int64)
+            ts = np.array([p.ts for p in ps], np.float64)
+            ok = tgt >= 0
+            return fit_age_curve(ts[ok] - pub[tgt[ok]], pub, float(ts.min()), float(ts.max()), AGE_EDGES_MS)
+
+        lograte = fit([*train_p, *val_p])
         if not np.any(lograte):
             return None
         vts = np.array([p.ts for p in val_p], np.float64)
-        curve = table.with_age(AGE_EDGES_MS, lograte, 1.0).age_prior((vts[:, None] - pub[None, :]).ravel())
-        return lograte, curve.reshape(len(val_p), -1)
+        curve = np.zeros((len(val_p), len(table.item_ids)), np.float32)
+        for half in (0, 1):
+            idx = np.arange(half, len(val_p), 2)
+            if not idx.size:
+                continue
+            lr = fit([*train_p, *val_p[1 - half :: 2]])
+            prior = table.with_age(AGE_EDGES_MS, lr, 1.0).age_prior((vts[idx, None] - pub[None, :]).ravel())
+            curve[idx] = prior.reshape(len(idx), -1)
+        return lograte, curve
 
     def _best_age_each(
         self,
