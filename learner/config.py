@@ -34,6 +34,13 @@ class LearnerConfig:
     min_pairs: int = 128
     drift: str | None = "adwin"
     drift_cooldown: int = 500
+    #: novelty trigger: train (adapters included, after ``drift_cooldown``) when the share
+    #: of the last ``novelty_events`` engagements that go to items nobody had engaged
+    #: before rises this much above its long-run level (0: off). Engagement moving to new
+    #: content (fresh posts, new names) barely moves the live hit rate the drift detector
+    #: watches, and waiting for ``train_every`` leaves the first posts unranked.
+    novelty_jump: float = 0.2
+    novelty_events: int = 200
     batch_size: int = 256
     epochs: int = 2
     max_steps: int = 64
@@ -94,5 +101,9 @@ class LearnerConfig:
             bad("lora_every", "must be >= 1")
         if not (self.use_lora or self.train_items):
             bad("use_lora", "and train_items cannot both be off: nothing would be learned")
+        if not 0.0 <= self.novelty_jump <= 1.0:
+            bad("novelty_jump", "must be between 0 (off) and 1")
+        if self.novelty_events < 10:
+            bad("novelty_events", "must be at least 10")
         if self.drift not in (None, "adwin", "page_hinkley"):
             bad("drift", "must be adwin, page_hinkley or None")

@@ -96,6 +96,14 @@ class Learner:
         self._since_train = 0
         self._since_drift = 0
         self._drift_pending = False
+        self._pending_reason = "drift"
+        # novelty: items engaged so far; whether each of the last 10 x novelty_events
+        # engagements was its item's first (the long-run share) and the sums of that
+        # window and of its newest novelty_events; the share at the last firing
+        self._engaged: set[str] = set()
+        self._novel: deque[bool] = deque(maxlen=10 * config.novelty_events)
+        self._novel_sum = [0, 0]  # [whole window, newest novelty_events]
+        self._novel_level = 0.0
         self.detector = HitRateDrift(config.drift) if config.drift else None
         self.cooc = CoEngagement(config.cooc_history) if config.cooc_neighbours else None
         # (ts, item, items it was paired with) of recent engagements: validation builds its
@@ -125,6 +133,7 @@ class Learner:
                 if paired is not None:
                     self._cooc_log.append((e.ts, e.item_id, paired))
             seen.add(e.item_id)
+            self._observe_novelty(e.item_id)
             self._pop[e.item_id] = logaddexp(
                 self._pop.get(e.item_id, -math.inf), rep.pop_increment(e.type, e.ts)
             )
@@ -132,6 +141,32 @@ class Learner:
             self._since_train += 1
             self._since_drift += 1
             self.n_events += 1
+
+    def _observe_novelty(self, item_id: str) -> None:
+        """Feed the novelty trigger (``LearnerConfig.novelty_jump``) one engagement."""
+        cfg = self.config
+        novel = item_id not in self._engaged
+        self._engaged.add(item_id)
+        if cfg.novelty_jump <= 0:
+            return
+        q, n, sums = self._novel, cfg.novelty_events, self._novel_sum
+        if len(q) == q.maxlen:
+            sums[0] -= q[0]
+        if len(q) >= n:
+            sums[1] -= q[-n]
+        q.append(novel)
+        sums[0] += novel
+        sums[1] += novel
+        if len(q) < 2 * n:  # a long-run share needs a longer history than the recent one
+            return
+        recent, base = sums[1] / n, sums[0] / len(q)
+        if base >= self._novel_level:
+            self._novel_level = 0.0  # the long run has caught up with the last rise
+        if recent - max(base, self._novel_level) >= cfg.novelty_jump:
+            if not self._drift_pending:
+                self._pending_reason = "novelty"
+            self._drift_pending = True
+            self._novel_level = recent  # fires again only on a further rise
 
     def forget_users(self, user_ids: Sequence[str]) -> None:
         """Drop what the learner holds per user (recent history, seen items, co-engagement
@@ -150,16 +185,17 @@ class Learner:
         fired = any(self.detector.update_many(hits))
         if fired:  # within the cooldown it waits for the cooldown's end: never forgotten
             self._drift_pending = True
+            self._pending_reason = "drift"
         return fired
 
     def due(self) -> str | None:
-        """Why a training should run now ("drift", "every_n") or None."""
+        """Why a training should run now ("drift", "novelty", "every_n") or None."""
         if len(self.window) < self.config.min_pairs:
             return None
         if self._drift_pending and self._since_drift >= self.config.drift_cooldown:
-            return "drift"
+            return self._pending_reason
         if self._since_train >= self.config.train_every:
-            return "drift" if self._drift_pending else "every_n"
+            return self._pending_reason if self._drift_pending else "every_n"
         return None
 
     def add_items(self, items: Sequence[Item]) -> None:
@@ -284,7 +320,7 @@ class Learner:
         # ---- stage 2: adapters on top of the new item parts ------------------------------------
         adapter_update, lora_steps, encode_s, m_lora = "none", 0, 0.0, None
         run_lora = enc is not None and (
-            reason == "drift" or not cfg.train_items or self.trainings % cfg.lora_every == 0
+            reason in ("drift", "novelty") or not cfg.train_items or self.trainings % cfg.lora_every == 0
         )
         if enc is not None and not run_lora:
             adapter_update = "skipped"

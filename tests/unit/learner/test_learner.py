@@ -136,6 +136,42 @@ def test_a_drift_detected_within_the_cooldown_trains_when_the_cooldown_ends() ->
     assert ln.due() == "drift"
 
 
+def test_engagement_moving_to_new_items_triggers_a_training() -> None:
+    """A back catalog engaged over and over, then engagement moves to items nobody engaged
+    before (fresh posts, new names): the novelty trigger asks for a training once the
+    cooldown since the last one has passed, long before ``train_every``; a steady share of
+    new items (a feed that always has fresh posts) does not."""
+    old = [f"o{j}" for j in range(50)]
+    t = ItemTable.from_text(old, np.ones((50, 4), np.float32))
+    cfg = LearnerConfig(min_pairs=8, train_every=10_000, drift=None, drift_cooldown=300, use_lora=False)
+    ln = Learner(cfg, Representation(), t, {i: i for i in old})
+    rng = np.random.default_rng(0)
+    ln.observe_many([Event(f"b{n}", "like", f"u{n % 30}", old[rng.integers(0, 50)], n) for n in range(2000)])
+    assert ln.due() is None
+    fresh = [
+        Event(f"a{n}", "like", f"u{n % 30}", f"new{n}" if n % 2 else old[0], 2000 + n) for n in range(400)
+    ]
+    ln._since_drift = 0  # as if it had just trained
+    ln.observe_many(fresh[:150])
+    assert ln._drift_pending and ln.due() is None  # fired, within the cooldown (150 < 300)
+    ln.observe_many(fresh[150:300])
+    assert ln.due() == "novelty"
+    # a feed where half of all engagement goes to new items all along: no trigger
+    steady = Learner(cfg, Representation(), t, {i: i for i in old})
+    evs = [Event(f"s{n}", "like", f"u{n % 30}", f"n{n}" if n % 2 else old[n % 50], n) for n in range(4000)]
+    steady.observe_many(evs)
+    assert steady.due() is None and not steady._drift_pending
+    # off
+    off = Learner(
+        LearnerConfig(min_pairs=8, train_every=10_000, drift=None, novelty_jump=0.0, use_lora=False),
+        Representation(),
+        t,
+        {i: i for i in old},
+    )
+    off.observe_many([Event(f"b{n}", "like", "u", old[n % 50], n) for n in range(2000)] + fresh)
+    assert off.due() is None
+
+
 def test_window_bounds_by_count_and_age() -> None:
     w: RollingWindow[int] = RollingWindow(max_events=5, max_age_ms=50)
     for t in range(10):
