@@ -36,10 +36,10 @@ class LearnerConfig:
     drift_cooldown: int = 500
     #: novelty trigger: train (adapters included, after ``drift_cooldown``) when the share
     #: of the last ``novelty_events`` engagements that go to items nobody had engaged
-    #: before rises this much above its long-run level (0: off). Engagement moving to new
+    #: before rises this much above that share at the last training (0: off). Engagement moving to new
     #: content (fresh posts, new names) barely moves the live hit rate the drift detector
     #: watches, and waiting for ``train_every`` leaves the first posts unranked.
-    novelty_jump: float = 0.2
+    novelty_jump: float = 0.15
     novelty_events: int = 200
     batch_size: int = 256
     epochs: int = 2

@@ -97,13 +97,13 @@ class Learner:
         self._since_drift = 0
         self._drift_pending = False
         self._pending_reason = "drift"
-        # novelty: items engaged so far; whether each of the last 10 x novelty_events
-        # engagements was its item's first (the long-run share) and the sums of that
-        # window and of its newest novelty_events; the share at the last firing
+        # novelty: items engaged so far; whether each of the last novelty_events
+        # engagements was its item's first, and how many were; that share when the
+        # serving candidate was trained (None: no training yet)
         self._engaged: set[str] = set()
-        self._novel: deque[bool] = deque(maxlen=10 * config.novelty_events)
-        self._novel_sum = [0, 0]  # [whole window, newest novelty_events]
-        self._novel_level = 0.0
+        self._novel: deque[bool] = deque(maxlen=config.novelty_events)
+        self._novel_n = 0
+        self._novel_at_train: float | None = None
         self.detector = HitRateDrift(config.drift) if config.drift else None
         self.cooc = CoEngagement(config.cooc_history) if config.cooc_neighbours else None
         # (ts, item, items it was paired with) of recent engagements: validation builds its
@@ -142,31 +142,30 @@ class Learner:
             self._since_drift += 1
             self.n_events += 1
 
+    def _novel_share(self) -> float | None:
+        q = self._novel
+        return self._novel_n / len(q) if len(q) == q.maxlen else None
+
     def _observe_novelty(self, item_id: str) -> None:
-        """Feed the novelty trigger (``LearnerConfig.novelty_jump``) one engagement."""
-        cfg = self.config
+        """Feed the novelty trigger (``LearnerConfig.novelty_jump``) one engagement: it
+        fires when the share of the last ``novelty_events`` engagements that were their
+        item's first is ``novelty_jump`` above that share at the last training (a catalog
+        being discovered has a falling share; a feed with fresh posts all along, a steady
+        one)."""
         novel = item_id not in self._engaged
         self._engaged.add(item_id)
-        if cfg.novelty_jump <= 0:
+        if self.config.novelty_jump <= 0:
             return
-        q, n, sums = self._novel, cfg.novelty_events, self._novel_sum
+        q = self._novel
         if len(q) == q.maxlen:
-            sums[0] -= q[0]
-        if len(q) >= n:
-            sums[1] -= q[-n]
+            self._novel_n -= q[0]
         q.append(novel)
-        sums[0] += novel
-        sums[1] += novel
-        if len(q) < 2 * n:  # a long-run share needs a longer history than the recent one
-            return
-        recent, base = sums[1] / n, sums[0] / len(q)
-        if base >= self._novel_level:
-            self._novel_level = 0.0  # the long run has caught up with the last rise
-        if recent - max(base, self._novel_level) >= cfg.novelty_jump:
+        self._novel_n += novel
+        share, ref = self._novel_share(), self._novel_at_train
+        if share is not None and ref is not None and share - ref >= self.config.novelty_jump:
             if not self._drift_pending:
                 self._pending_reason = "novelty"
             self._drift_pending = True
-            self._novel_level = recent  # fires again only on a further rise
 
     def forget_users(self, user_ids: Sequence[str]) -> None:
         """Drop what the learner holds per user (recent history, seen items, co-engagement
@@ -238,6 +237,7 @@ class Learner:
         self._since_train = 0
         self._since_drift = 0
         self._drift_pending = False
+        self._novel_at_train = self._novel_share()
         self.trainings += 1
         torch.manual_seed(cfg.seed + self.trainings)
         rng = np.random.default_rng(cfg.seed + self.trainings)

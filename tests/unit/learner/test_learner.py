@@ -140,35 +140,46 @@ def test_engagement_moving_to_new_items_triggers_a_training() -> None:
     """A back catalog engaged over and over, then engagement moves to items nobody engaged
     before (fresh posts, new names): the novelty trigger asks for a training once the
     cooldown since the last one has passed, long before ``train_every``; a steady share of
-    new items (a feed that always has fresh posts) does not."""
+    new items (a feed that always has fresh posts) does not, nor does a catalog being
+    discovered (a falling share)."""
     old = [f"o{j}" for j in range(50)]
     t = ItemTable.from_text(old, np.ones((50, 4), np.float32))
-    cfg = LearnerConfig(min_pairs=8, train_every=10_000, drift=None, drift_cooldown=300, use_lora=False)
+    cfg = LearnerConfig(
+        min_pairs=8, train_every=10_000, drift=None, drift_cooldown=300, use_lora=False, item_max_steps=2
+    )
     ln = Learner(cfg, Representation(), t, {i: i for i in old})
     rng = np.random.default_rng(0)
-    ln.observe_many([Event(f"b{n}", "like", f"u{n % 30}", old[rng.integers(0, 50)], n) for n in range(2000)])
+    ln.observe_many([Event(f"b{n}", "like", f"u{n % 30}", old[rng.integers(0, 50)], n) for n in range(1000)])
+    assert ln.due() is None  # the catalog's first engagements: a falling share
+    ln.train("test")
+    ln.observe_many(
+        [Event(f"c{n}", "like", f"u{n % 30}", old[rng.integers(0, 50)], 1000 + n) for n in range(500)]
+    )
     assert ln.due() is None
     fresh = [
         Event(f"a{n}", "like", f"u{n % 30}", f"new{n}" if n % 2 else old[0], 2000 + n) for n in range(400)
     ]
-    ln._since_drift = 0  # as if it had just trained
-    ln.observe_many(fresh[:150])
-    assert ln._drift_pending and ln.due() is None  # fired, within the cooldown (150 < 300)
-    ln.observe_many(fresh[150:300])
-    assert ln.due() == "novelty"
+    ln.observe_many(fresh[:100])
+    assert ln._drift_pending and ln.due() == "novelty"  # 600 events since the training
+    ln.observe_many(fresh[100:300])
+    ln.train("novelty")
+    ln.observe_many(fresh[300:])
+    assert ln.due() is None  # the new share is the one it was trained under
+    ln.observe_many([Event(f"d{n}", "like", "u1", f"newer{n}", 3000 + n) for n in range(100)])
+    assert ln._drift_pending and ln.due() is None  # a further rise, within the cooldown
     # a feed where half of all engagement goes to new items all along: no trigger
     steady = Learner(cfg, Representation(), t, {i: i for i in old})
     evs = [Event(f"s{n}", "like", f"u{n % 30}", f"n{n}" if n % 2 else old[n % 50], n) for n in range(4000)]
-    steady.observe_many(evs)
+    steady.observe_many(evs[:1000])
+    steady.train("test")
+    steady.observe_many(evs[1000:])
     assert steady.due() is None and not steady._drift_pending
     # off
-    off = Learner(
-        LearnerConfig(min_pairs=8, train_every=10_000, drift=None, novelty_jump=0.0, use_lora=False),
-        Representation(),
-        t,
-        {i: i for i in old},
-    )
-    off.observe_many([Event(f"b{n}", "like", "u", old[n % 50], n) for n in range(2000)] + fresh)
+    cfg_off = LearnerConfig(min_pairs=8, train_every=10_000, drift=None, novelty_jump=0.0, use_lora=False)
+    off = Learner(cfg_off, Representation(), t, {i: i for i in old})
+    off.observe_many([Event(f"b{n}", "like", "u", old[n % 50], n) for n in range(2000)])
+    off._novel_at_train = 0.0
+    off.observe_many(fresh)
     assert off.due() is None
 
 
