@@ -311,6 +311,17 @@ class Bed:
         except Exception:  # noqa: BLE001 - cleanup is best effort
             pass
 
+    def a_third_in(self, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Any]:
+        """Starts the scorer, waits for it to read the catalog, sends the stream at a steady
+        pace (:meth:`steady`) and returns once a third of it is committed: ``(the scorer,
+        the producer thread)``, the moment each fault strikes."""
+        p = self.start(extra_env=extra_env)
+        catalog = lambda: self.store.offsets(f"{self.prefix}-scorer") != {}  # noqa: E731
+        self.wait(catalog, 300, "the scorer to read the catalog", p)
+        th = self.steady(self.events)
+        self.wait(lambda: self.covered() >= len(self.events) // 3, 300, "a third of the stream", p)
+        return p, th
+
     # ---- the account -------------------------------------------------------------------
     def account(self, fault: str, good: Sequence[Any], garbage: int = 0) -> dict[str, Any]:
         """The row of the table, from Redis and the topics (see the module's docstring)."""
@@ -364,12 +375,7 @@ def _halves(bed: Bed) -> tuple[list[Any], list[Any]]:
 def fault_scorer_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
     n = len(bed.events)
     env = {"SCORER_BATCH_SIZE": "64"}  # small batches: the kill lands between commits
-    p = bed.start(extra_env=env)
-    bed.wait(
-        lambda: bed.store.offsets(f"{bed.prefix}-scorer") != {}, 300, "the scorer to read the catalog", p
-    )
-    th = bed.steady(bed.events)
-    bed.wait(lambda: bed.covered() >= n // 3, 300, "a third of the stream", p)
+    p, th = bed.a_third_in(env)
     p.send_signal(signal.SIGKILL)
     p.wait(10)
     at = bed.covered()
@@ -383,12 +389,7 @@ def fault_scorer_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> d
 def _broker_restart(down_s: float) -> Callable[[Bed, Controls, argparse.Namespace], dict]:
     def fault(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
         n = len(bed.events)
-        p = bed.start()
-        bed.wait(
-            lambda: bed.store.offsets(f"{bed.prefix}-scorer") != {}, 300, "the scorer to read the catalog", p
-        )
-        th = bed.steady(bed.events)
-        bed.wait(lambda: bed.covered() >= n // 3, 300, "a third of the stream", p)
+        p, th = bed.a_third_in()
         ctl.stopped("kafka", bed.bootstrap.split(",")[0])
         try:
             t0 = time.monotonic()  # the broker no longer answers
@@ -427,13 +428,7 @@ def _redis_address(url: str) -> str:
 def fault_redis_restart(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
     from driftrec.state.redis import RedisStateStore
 
-    n = len(bed.events)
-    p = bed.start()
-    bed.wait(
-        lambda: bed.store.offsets(f"{bed.prefix}-scorer") != {}, 300, "the scorer to read the catalog", p
-    )
-    th = bed.steady(bed.events)
-    bed.wait(lambda: bed.covered() >= n // 3, 300, "a third of the stream", p)
+    p, th = bed.a_third_in()
     at = bed.covered()
     ctl.stopped("redis", _redis_address(bed.settings.redis_url))
     try:
@@ -577,7 +572,8 @@ def _forge(bed: Bed) -> tuple[list[dict], set[str]]:
     return recs, {r["version"] for r in recs}
 
 
-def _scrape(port: int) -> dict[str, float]:
+def scrape(port: int) -> dict[str, float]:
+    """One scrape of a service's /metrics: ``{sample: value}`` (empty while it does not answer)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             text = r.read().decode()
@@ -606,7 +602,7 @@ def fault_forged_artifacts(bed: Bed, ctl: Controls, args: argparse.Namespace) ->
 
     def rejected() -> dict[str, float]:
         pat = re.compile(r'driftrec_artifacts_rejected_total\{reason="(\w+)"\}')
-        return {m[1]: v for k, v in _scrape(port).items() if (m := pat.fullmatch(k)) and v}
+        return {m[1]: v for k, v in scrape(port).items() if (m := pat.fullmatch(k)) and v}
 
     deadline = time.monotonic() + 60  # refusals are checked off the hot path
     while sum(rejected().values()) < len(forged) and time.monotonic() < deadline and p.poll() is None:

@@ -12,10 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
+from driftrec.bench.faults import scrape
 from driftrec.stream import Message, encode, encode_item, generate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -152,20 +152,10 @@ def test_scorer_survives_a_redis_restart_and_applies_every_event_once(
     r.kill()
 
 
-def _scrape(port: int) -> dict[str, float]:
-    """One scrape of a service's /metrics: ``{sample: value}`` (empty while it does not answer)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return {}
-    return {m[1]: float(m[2]) for m in re.finditer(r"^([^#\s]+) (\S+)$", text, re.M)}
-
-
 def _gauges(port: int) -> dict[str, float]:
     """``driftrec_up{dependency}``: ``{dependency: value}``."""
     up = re.compile(r'driftrec_up\{dependency="(\w+)"\}')
-    return {m[1]: v for k, v in _scrape(port).items() if (m := up.fullmatch(k))}
+    return {m[1]: v for k, v in scrape(port).items() if (m := up.fullmatch(k))}
 
 
 def test_learner_survives_a_redis_outage_and_trains_after_it(settings, service_env, topics, prefix, tmp_path):
@@ -226,14 +216,14 @@ def test_learner_survives_a_redis_outage_and_trains_after_it(settings, service_e
         time.sleep(3)  # a few attempts: each rebuild fails at Redis again
         assert p.poll() is None, log_path.read_text()[-3000:]
         assert _gauges(port) == {"kafka": 1.0, "redis": 0.0}
-        assert _scrape(port)["driftrec_training_seconds_count"] == 0
+        assert scrape(port)["driftrec_training_seconds_count"] == 0
         r.start()
         wait_for(lambda: counters().get("trainings", 0) >= 1, "training after the restart")
         wait_for(lambda: _gauges(port).get("redis") == 1.0, "waiting for driftrec_up redis 1", 15)
         assert _gauges(port) == {"kafka": 1.0, "redis": 1.0}
         c = counters()
         assert c["seen"] == len(st.events), c  # the window rebuilt; counted once
-        m = _scrape(port)  # each training is counted as published or refused by the gate
+        m = scrape(port)  # each training is counted as published or refused by the gate
         trained = m["driftrec_training_seconds_count"]
         published = m["driftrec_adapters_published_total"]
         assert trained >= 1 and published + m["driftrec_candidates_rejected_total"] >= 1, m

@@ -80,6 +80,10 @@ def test_redis_keeps_offsets_and_registry_across_restarts(own_redis):
     assert redis.Redis(port=port).get("driftrec:current") is None
 
 
-def test_restart_only_takes_redis(own_redis):
+def test_restart_takes_one_service(own_redis):
+    """`restart kafka` and `restart redis` keep the data (driftrec faults restarts both;
+    tests/integration/test_faults.py); anything else is a usage error."""
     sh, _, _ = own_redis
-    assert sh("restart", "kafka").returncode == 2
+    for args in ((), ("kafka", "redis"), ("zookeeper",)):
+        r = sh("restart", *args)
+        assert r.returncode == 2 and "restart takes one service: kafka or redis" in r.stderr, (args, r.stderr)
