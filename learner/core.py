@@ -112,6 +112,11 @@ class Learner:
         self.trainings = 0
         self.last_ts = 0
         self.n_events = 0
+        #: the newest event time the serving version was built from (None: the base
+        #: version, or unknown after a restart): a candidate is compared with it only on
+        #: validation pairs newer than that, since its co-engagement neighbours and its
+        #: freshness curve have seen the older ones
+        self.served_to_ts: int | None = None
 
     # ---- observing -------------------------------------------------------------------
     def observe_many(self, events: Sequence[Event]) -> None:
@@ -307,7 +312,6 @@ class Learner:
         )
         items_s = time.perf_counter() - t0
         pop = self._pop_vector(cur)
-        m_cur = self.evaluate(val_p, cur, pop)
         # The freshness curve is fitted once (its weight judged cross-fitted on validation,
         # see _age_fit): the adapters are judged with it, because an item nobody has engaged yet reaches a list only through its
         # age prior and its text vector together (without the prior, fresh posts never rank
@@ -377,12 +381,36 @@ class Learner:
             cand, m_new, age_w = self._with_age(cand, val_table, m_new, val_p, pop, age_fit)
         train_s = time.perf_counter() - t0 - encode_s
         loss_after = self._loss(cand, ctx_idx, ctx_w, tgt, prior)
+        # The candidate against the serving version, on the validation pairs the serving
+        # version has not seen, each knowing the same past: the serving version's
+        # co-engagement neighbours and freshness curve were built from every event up to
+        # its training, and a training 500 events after the last one has ~300 of its ~800
+        # validation pairs among those: judged on them, fresh candidates were turned down
+        # (test_the_serving_version_is_judged_on_validation_pairs_it_has_not_seen). The
+        # candidate's neighbours for this comparison have every event before those pairs,
+        # as the serving version's have.
+        unseen = np.ones(len(val_p), bool)
+        if self.served_to_ts is not None:
+            unseen = np.array([p.ts > self.served_to_ts for p in val_p], bool)
+            if not unseen.any():  # nothing newer: the only evidence there is
+                unseen[:] = True
+        judged = [p for p, u in zip(val_p, unseen) if u]
+        m_cur = self.evaluate(judged, cur, pop)
+        if not unseen.all():  # else m_new: the candidate as judged above, on every pair
+            jt = cand.with_age(None, None, 0.0)
+            if self.cooc is not None and cooc_w:
+                jt = jt.with_cooc(*self._neighbours_before(jt.item_ids, judged[0].ts), cooc_w)
+            extra = None
+            if age_w and age_fit is not None:
+                extra = np.float32(age_w) * age_fit[1][unseen]
+            m_new = _means(self.evaluate_each(judged, jt, pop, extra=extra))
         accepted = _better(m_new, m_cur, cfg.min_gain)
         metrics = {
             "reason": reason,
             "pairs": len(pairs),
             "train_pairs": len(train_p),
             "val_pairs": len(val_p),
+            "val_pairs_unseen": int(unseen.sum()),
             "steps": steps,
             "item_steps": item_steps,
             "lora_steps": lora_steps,
@@ -439,6 +467,7 @@ class Learner:
     def accept(self, result: TrainResult) -> None:
         """Make an accepted result the learner's current version."""
         self.table = result.table
+        self.served_to_ts = result.window.get("to_ts")
         if result.lora:
             self._lora = result.lora
 
@@ -452,12 +481,7 @@ class Learner:
         cfg, co = self.config, self.cooc
         assert co is not None
         ids = cand.item_ids
-        undo = [x for x in self._cooc_log if x[0] >= val_p[0].ts] if val_p else []
-        for _, item, paired in undo:
-            co.forget(item, paired)
-        v_idx, v_w = co.neighbours(ids, cfg.cooc_neighbours)
-        for _, item, paired in undo:
-            co.forget(item, paired, sign=1.0)
+        v_idx, v_w = self._neighbours_before(ids, val_p[0].ts if val_p else None)
         best_w, best_m = 0.0, m_cand
         for wgt in cfg.cooc_weights:
             m = self.evaluate(val_p, cand.with_cooc(v_idx, v_w, wgt), pop)
@@ -465,6 +489,19 @@ class Learner:
                 best_w, best_m = float(wgt), m
         n_idx, n_w = co.neighbours(ids, cfg.cooc_neighbours)
         return cand.with_cooc(n_idx, n_w, best_w), best_m, best_w, cand.with_cooc(v_idx, v_w, best_w)
+
+    def _neighbours_before(self, ids: Sequence[str], cut_ts: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Co-engagement neighbours of ``ids`` built without the engagements from ``cut_ts``
+        on (None: with all of them)."""
+        co = self.cooc
+        assert co is not None
+        undo = [x for x in self._cooc_log if x[0] >= cut_ts] if cut_ts is not None else []
+        for _, item, paired in undo:
+            co.forget(item, paired)
+        out = co.neighbours(ids, self.config.cooc_neighbours)
+        for _, item, paired in undo:
+            co.forget(item, paired, sign=1.0)
+        return out
 
     def _age_fit(
         self, table: ItemTable, train_p: Sequence[Pair], val_p: Sequence[Pair]
