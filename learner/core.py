@@ -259,6 +259,15 @@ class Learner:
             )
         prior = torch.from_numpy(rep.pop_prior(self._pop_vector(cur), self.last_ts))
         ctx_idx, ctx_w, tgt = self._tensors(train_p, cur)
+        # an item is no negative of a pair before its publication: else every post
+        # published after the training pairs (the ones the next events go to) is pushed
+        # away from every user by each step, and it is served with that
+        pub_t = torch.from_numpy(self._pub_vector(cur)) if self.item_ts else None
+        ts_t = torch.tensor([p.ts for p in train_p], dtype=torch.float64)
+
+        def late(bi: Any) -> Any:
+            return None if pub_t is None else (pub_t, ts_t[bi])
+
         T0 = torch.from_numpy(cur.text.copy())
         R = torch.nn.Parameter(torch.from_numpy(cur.residual.copy()))
         bias = torch.nn.Parameter(torch.from_numpy(cur.bias.copy()))
@@ -297,7 +306,17 @@ class Learner:
             for bi in batches(cfg.item_max_steps):
                 step(
                     opt,
-                    _softmax_loss(C, T0 + R, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature),
+                    _softmax_loss(
+                        C,
+                        T0 + R,
+                        bias,
+                        prior,
+                        ctx_idx[bi],
+                        ctx_w[bi],
+                        tgt[bi],
+                        rep.temperature,
+                        late=late(bi),
+                    ),
                 )
                 item_steps += 1
         for p in (R, bias, C):
@@ -348,16 +367,16 @@ class Learner:
                 tg = enc.forward([texts[j] for j in g]).float().cpu()
                 V = T0.index_put((g_t,), tg) + R
                 args = (C, V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature)
-                loss = _softmax_loss(*args)
+                loss = _softmax_loss(*args, late=late(bi))
                 # In-batch negatives over fresh vectors only, so that the adapters are
                 # not trained against stale vectors (targets outside g are skipped).
                 if bool(torch.isin(tgt[bi], g_t).all()):
-                    loss = loss + _softmax_loss(*args, columns=g_t)
+                    loss = loss + _softmax_loss(*args, columns=g_t, late=late(bi))
                 if cfg.text_loss > 0:
                     # targets scored by their text vector under the adapter alone, as an
                     # item nobody has engaged yet is: only the encoder can learn this
                     loss = loss + cfg.text_loss * _text_loss(
-                        C, tg, g_t, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature, fresh_w
+                        C, tg, g_t, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature, fresh_w, late(bi)
                     )
                 step(opt, loss)
                 lora_steps += 1
@@ -748,13 +767,21 @@ def _paired_gain(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
 
 
 def _text_loss(
-    C: Any, tg: Any, g_t: Any, ctx_idx: Any, ctx_w: Any, tgt: Any, temperature: float, fresh_w: np.ndarray
+    C: Any,
+    tg: Any,
+    g_t: Any,
+    ctx_idx: Any,
+    ctx_w: Any,
+    tgt: Any,
+    temperature: float,
+    fresh_w: np.ndarray,
+    late: Any = None,
 ) -> Any:
     """The text-only term of the adapter stage: each pair whose target is among the rows
     ``g_t`` (sorted) ranks its target's adapter text vector ``tg`` (no residual, no bias)
-    against the other rows' (the user's seen items masked), cross-entropy weighted by
-    ``fresh_w`` of the target (normalised to mean 1 over the pairs used). 0 when no pair
-    has its target in ``g_t``.
+    against the other rows' (the user's seen items masked, and with ``late`` those not yet
+    published at the pair's time), cross-entropy weighted by ``fresh_w`` of the target
+    (normalised to mean 1 over the pairs used). 0 when no pair has its target in ``g_t``.
 
     >>> import torch
     >>> C = torch.eye(3)
@@ -771,6 +798,8 @@ def _text_loss(
     if not bool(rows.any()):
         return tg.sum() * 0.0
     ctx_idx, ctx_w, tgt = ctx_idx[rows], ctx_w[rows], tgt[rows]
+    if late is not None:
+        late = (late[0], late[1][rows])
     N = C.shape[0]
     idx = torch.where(ctx_idx >= 0, ctx_idx, torch.full_like(ctx_idx, N))
     w = torch.where(ctx_idx >= 0, ctx_w, torch.zeros_like(ctx_w))
@@ -779,10 +808,23 @@ def _text_loss(
     logits = ctx @ tg.T / temperature
     seen = torch.zeros(len(tgt), N + 1, dtype=torch.bool)
     seen.scatter_(1, torch.where(idx == tgt.unsqueeze(1), torch.full_like(idx, N), idx), True)
-    logits = logits.masked_fill(seen[:, g_t], float("-inf"))
+    hide = seen[:, g_t]
+    if late is not None:
+        hide |= _unpublished(late, tgt, N)[:, g_t]
+    logits = logits.masked_fill(hide, float("-inf"))
     pw = torch.from_numpy(fresh_w[tgt.numpy()].astype(np.float32))
     ce = torch.nn.functional.cross_entropy(logits, torch.searchsorted(g_t, tgt), reduction="none")
     return (ce * pw).sum() / pw.sum()
+
+
+def _unpublished(late: Any, tgt: Any, N: int) -> Any:
+    """``[B, N]``: items published after each pair's time (never the pair's own target)."""
+    import torch
+
+    pub, ts = late
+    out = pub.unsqueeze(0) > ts.unsqueeze(1)
+    out[torch.arange(len(tgt)), tgt] = False
+    return out
 
 
 def _softmax_loss(
@@ -795,10 +837,13 @@ def _softmax_loss(
     tgt: Any,
     temperature: float,
     columns: Any = None,
+    late: Any = None,
 ) -> Any:
     """Softmax of (user context -> target) with seen items masked, in torch: over the whole
     catalog, or over ``columns`` (sorted item rows that contain every target). The context is
-    the weighted mean of context-side vectors ``C``; candidates are target-side ``V``."""
+    the weighted mean of context-side vectors ``C``; candidates are target-side ``V``.
+    ``late``: ``(publication times [N], pair times [B])``: items not yet published at a
+    pair's time are no negatives of it (as nobody could have been shown them)."""
     import torch
 
     N, d = V.shape
@@ -810,6 +855,8 @@ def _softmax_loss(
     mask = torch.zeros(ctx.shape[0], N + 1, dtype=torch.bool)
     seen = torch.where(idx == tgt.unsqueeze(1), torch.full_like(idx, N), idx)
     mask.scatter_(1, seen, True)
+    if late is not None:
+        mask[:, :N] |= _unpublished(late, tgt, N)
     if columns is None:
         logits = ctx @ V.T / temperature + bias + prior
         return torch.nn.functional.cross_entropy(logits.masked_fill(mask[:, :N], float("-inf")), tgt)

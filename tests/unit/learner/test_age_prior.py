@@ -184,3 +184,32 @@ def test_the_serving_version_is_judged_on_validation_pairs_it_has_not_seen() -> 
     assert 0 < m["val_pairs_unseen"] < m["val_pairs"], m
     # honest: a quarter of the targets (the recurring pairs' y) can be ranked
     assert m["val_hr_current"] < 0.32, m
+
+
+def test_items_published_after_a_pair_are_no_negatives_of_it() -> None:
+    """Training ranks each pair's target against the items it could have been shown. A post
+    published after every training pair was a negative of all of them: each step pushed
+    its residual away from the users and its bias down (Adam moves even a tiny gradient at
+    full step), and it was served that way exactly when the next events go to it."""
+    rng = np.random.default_rng(0)
+    old = [f"o{j}" for j in range(60)]
+    late = [f"n{j}" for j in range(5)]
+    t0 = int(10 * 24 * 3600 * SEC)
+    pub = {i: 0 for i in old}
+    n = 400
+    pub.update({i: t0 + n * 1000 + 10 for i in late})  # after the last event
+    events = [
+        Event(f"e{k}", "like", f"u{k % 40}", old[int(rng.integers(0, 30))], t0 + k * 1000) for k in range(n)
+    ]
+    ids = old + late
+    V = rng.normal(size=(len(ids), 8)).astype(np.float32)
+    table = ItemTable.from_text(ids, V / np.linalg.norm(V, axis=1, keepdims=True))
+    cfg = LearnerConfig(min_pairs=16, use_lora=False, drift=None, cooc_neighbours=0, age_weights=())
+    ln = Learner(cfg, Representation(pop_weight=0.0), table, {i: i for i in ids}, None, pub)
+    ln.observe_many(events)
+    res = ln.train("test")
+    rows = [res.table.index(i) for i in late]
+    assert not res.table.residual[rows].any() and not res.table.bias[rows].any()
+    # the old items nobody engaged were negatives all along: they moved
+    never = [res.table.index(i) for i in old[30:]]
+    assert np.abs(res.table.residual[never]).max() > 0.01
