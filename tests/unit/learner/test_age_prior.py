@@ -75,27 +75,7 @@ def test_the_freshness_weight_is_judged_without_the_validation_events_co_engagem
     before, which only neighbours built from the validation events themselves could
     rank. The candidate's validation figure must not count those hits (the freshness
     weight was once chosen on the shipped neighbours, which have seen them)."""
-    rng = np.random.default_rng(3)
-    n_items = 4000
-    ids = [f"i{j}" for j in range(n_items)]
-    pub = {i: int(rng.uniform(0, 30 * 24 * 3600 * SEC)) for i in ids}  # a month of back catalog
-    t0 = int(31 * 24 * 3600 * SEC)
-    fresh = iter(rng.permutation(np.arange(100, n_items)))  # items 0-99: the recurring pairs
-    events = []
-    for k in range(1500):  # one user per pair
-        if rng.random() < 0.5:
-            m = int(rng.integers(0, 50))
-            x, y = ids[2 * m], ids[2 * m + 1]
-        else:
-            x, y = ids[next(fresh)], ids[next(fresh)]
-        events.append(Event(f"e{k}x", "like", f"u{k}", x, t0 + k * 2000))
-        events.append(Event(f"e{k}y", "like", f"u{k}", y, t0 + k * 2000 + 1000))
-    V = rng.normal(size=(n_items, 8)).astype(np.float32)
-    table = ItemTable.from_text(ids, V / np.linalg.norm(V, axis=1, keepdims=True))
-    cfg = LearnerConfig(
-        min_pairs=16, use_lora=False, item_max_steps=4, drift=None, window_events=4096, cooc_neighbours=20
-    )
-    ln = Learner(cfg, Representation(pop_weight=0.0), table, {i: i for i in ids}, None, pub)
+    ln, events = _pairs_learner(n_items=4000, n_pairs=1500)
     ln.observe_many(events)
     res = ln.train("test")
     m = res.metrics
@@ -154,27 +134,7 @@ def test_the_serving_version_is_judged_on_validation_pairs_it_has_not_seen() -> 
     training 500 events after the last one has such pairs among its validation pairs;
     judged on all of them, the serving version read HR@10 0.36 (0.28 on the 500 pairs it
     had not seen) and turned down candidates as good as it on the events it had not seen."""
-    rng = np.random.default_rng(3)
-    n_items = 6000
-    ids = [f"i{j}" for j in range(n_items)]
-    pub = {i: int(rng.uniform(0, 30 * 24 * 3600 * SEC)) for i in ids}
-    t0 = int(31 * 24 * 3600 * SEC)
-    fresh = iter(rng.permutation(np.arange(100, n_items)))
-    events = []
-    for k in range(1950):
-        if rng.random() < 0.5:
-            m = int(rng.integers(0, 50))
-            x, y = ids[2 * m], ids[2 * m + 1]
-        else:
-            x, y = ids[next(fresh)], ids[next(fresh)]
-        events.append(Event(f"e{k}x", "like", f"u{k}", x, t0 + k * 2000))
-        events.append(Event(f"e{k}y", "like", f"u{k}", y, t0 + k * 2000 + 1000))
-    V = rng.normal(size=(n_items, 8)).astype(np.float32)
-    table = ItemTable.from_text(ids, V / np.linalg.norm(V, axis=1, keepdims=True))
-    cfg = LearnerConfig(
-        min_pairs=16, use_lora=False, item_max_steps=4, drift=None, window_events=4096, cooc_neighbours=20
-    )
-    ln = Learner(cfg, Representation(pop_weight=0.0), table, {i: i for i in ids}, None, pub)
+    ln, events = _pairs_learner(n_items=6000, n_pairs=1950)
     ln.observe_many(events[:3400])
     first = ln.train("test")
     assert first.accepted and first.metrics["cooc_weight"] > 0, first.metrics
@@ -213,3 +173,30 @@ def test_items_published_after_a_pair_are_no_negatives_of_it() -> None:
     # the old items nobody engaged were negatives all along: they moved
     never = [res.table.index(i) for i in old[30:]]
     assert np.abs(res.table.residual[never]).max() > 0.01
+
+
+def _pairs_learner(n_items: int, n_pairs: int) -> tuple[Learner, list[Event]]:
+    """A no-adapter learner with co-engagement over ``n_items`` back-catalog items, and
+    ``n_pairs`` users who each engage two of them, one after the other: half the time one
+    of 50 recurring pairs (items 0-99; co-engagement learns those honestly), otherwise a
+    pair nobody engaged before."""
+    rng = np.random.default_rng(3)
+    ids = [f"i{j}" for j in range(n_items)]
+    pub = {i: int(rng.uniform(0, 30 * 24 * 3600 * SEC)) for i in ids}  # a month of back catalog
+    t0 = int(31 * 24 * 3600 * SEC)
+    fresh = iter(rng.permutation(np.arange(100, n_items)))
+    events = []
+    for k in range(n_pairs):  # one user per pair
+        if rng.random() < 0.5:
+            m = int(rng.integers(0, 50))
+            x, y = ids[2 * m], ids[2 * m + 1]
+        else:
+            x, y = ids[next(fresh)], ids[next(fresh)]
+        events.append(Event(f"e{k}x", "like", f"u{k}", x, t0 + k * 2000))
+        events.append(Event(f"e{k}y", "like", f"u{k}", y, t0 + k * 2000 + 1000))
+    V = rng.normal(size=(n_items, 8)).astype(np.float32)
+    table = ItemTable.from_text(ids, V / np.linalg.norm(V, axis=1, keepdims=True))
+    cfg = LearnerConfig(
+        min_pairs=16, use_lora=False, item_max_steps=4, drift=None, window_events=4096, cooc_neighbours=20
+    )
+    return Learner(cfg, Representation(pop_weight=0.0), table, {i: i for i in ids}, None, pub), events
