@@ -105,6 +105,9 @@ class SyntheticStream:
     scenario: str
     #: the scenario's knobs as used (``emerging``: with ``posts_per_name`` resolved)
     params: dict[str, Any] = field(default_factory=dict)
+    #: ``emerging``: each invented name's topic (what only engagement reveals to a system;
+    #: for reference experiments such as ``scripts/name_oracle.py``)
+    name_topics: dict[str, str] = field(default_factory=dict)
 
 
 def _text(rng: np.random.Generator, words: list[str], n: int) -> str:
@@ -275,8 +278,19 @@ def generate(
     events.sort(key=lambda e: e.ts)
     if emerging:  # every user's feed changes at the shift, not their interests
         shifted = np.ones(n_users, bool)
+    name_topics = (
+        {posts.name_of[p]: topics[int(posts.topic_of[p])] for p in range(len(posts.name_of))}
+        if emerging
+        else {}
+    )
     return SyntheticStream(
-        events, items, shift_ts, frozenset(f"u{u}" for u in np.flatnonzero(shifted)), scenario, params
+        events,
+        items,
+        shift_ts,
+        frozenset(f"u{u}" for u in np.flatnonzero(shifted)),
+        scenario,
+        params,
+        name_topics,
     )
 
 

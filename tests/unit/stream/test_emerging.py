@@ -32,10 +32,27 @@ def test_new_posts_are_a_name_plus_generic_words_published_after_the_shift() -> 
         names.add(odd[0])
         assert it.ts >= s.shift_ts
     assert len(names) == 8 * 3
+    assert set(s.name_topics) == names  # each name's topic, for reference runs
+    assert sorted(list(s.name_topics.values()).count(t) for t in VOCAB) == [3] * 8
     assert all(it.ts < s.shift_ts for it in s.items if not it.item_id.startswith("p"))
     pub = {it.item_id: it.ts for it in s.items}
     assert all(e.ts >= pub[e.item_id] for e in s.events)  # never engaged before publication
     assert all(not e.item_id.startswith("p") for e in s.events if e.ts < s.shift_ts)
+
+
+def test_a_names_topic_is_the_topic_its_fans_write_about() -> None:
+    s = _stream()
+    text = {it.item_id: it.text for it in s.items}
+    checked = 0
+    for e in s.events:
+        if e.type != "comment" or not e.item_id.startswith("p") or e.text is None:
+            continue
+        (name,) = [w for w in text[e.item_id].split() if w in s.name_topics]
+        topic_words = {w for w in e.text.split() if w in TOPIC_WORDS}
+        assert topic_words and topic_words <= set(VOCAB[s.name_topics[name]])
+        checked += 1
+    assert checked > 50
+    assert generate("fresh", n_events=200, n_users=20, n_items=80).name_topics == {}
 
 
 def test_new_share_moves_engagement_to_new_posts() -> None:
