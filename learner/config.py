@@ -47,6 +47,10 @@ class LearnerConfig:
     #: passes over the window of the adapter stage (0: ``epochs``, as the item stage)
     lora_epochs: int = 4
     item_max_steps: int = 512
+    #: passes over the validation pairs that a kept adapter update trains on once its
+    #: candidate has won both checks, before it is shipped (0: off): the newest pairs are
+    #: where a name that appeared since the last round is engaged
+    lora_catchup: int = 0
     lora_every: int = 5
     cooc_neighbours: int = 50
     cooc_history: int = 50
@@ -89,6 +93,8 @@ class LearnerConfig:
             bad("val_share", "must be in (0, 1)")
         if self.batch_size < 2:
             bad("batch_size", "must be >= 2 (in-batch negatives)")
+        if self.lora_catchup < 0:
+            bad("lora_catchup", "must be >= 0 (0 = off)")
         if self.epochs < 1 or self.max_steps < 1 or self.item_max_steps < 1:
             bad("epochs", ", max_steps and item_max_steps must be >= 1")
         if self.cooc_neighbours < 0 or self.cooc_history < 1:

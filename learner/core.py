@@ -11,7 +11,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -356,29 +356,33 @@ class Learner:
             fresh_w = np.maximum(n_tgt, 1.0) ** -cfg.text_fresh
             enc.model.train()
             opt = torch.optim.Adam(enc.lora_parameters(), lr=cfg.lr_lora)
-            for bi in batches(cfg.max_steps, cfg.lora_epochs or cfg.epochs):
+
+            def adapter_step(ci: Any, cw: Any, tt: Any, lt: Any) -> None:
                 # Fresh (trainable) target-side text vectors for the batch's targets; the
                 # rest of the catalog uses the cached vectors of the serving adapter.
-                g = np.unique(tgt[bi].numpy())
+                g = np.unique(tt.numpy())
                 if len(g) > cfg.grad_items:
                     pg = fresh_w[g] / fresh_w[g].sum()
                     g = np.sort(rng.choice(g, cfg.grad_items, replace=False, p=pg))
                 g_t = torch.from_numpy(g.astype(np.int64))
                 tg = enc.forward([texts[j] for j in g]).float().cpu()
                 V = T0.index_put((g_t,), tg) + R
-                args = (C, V, bias, prior, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature)
-                loss = _softmax_loss(*args, late=late(bi))
+                args = (C, V, bias, prior, ci, cw, tt, rep.temperature)
+                loss = _softmax_loss(*args, late=lt)
                 # In-batch negatives over fresh vectors only, so that the adapters are
                 # not trained against stale vectors (targets outside g are skipped).
-                if bool(torch.isin(tgt[bi], g_t).all()):
-                    loss = loss + _softmax_loss(*args, columns=g_t, late=late(bi))
+                if bool(torch.isin(tt, g_t).all()):
+                    loss = loss + _softmax_loss(*args, columns=g_t, late=lt)
                 if cfg.text_loss > 0:
                     # targets scored by their text vector under the adapter alone, as an
                     # item nobody has engaged yet is: only the encoder can learn this
                     loss = loss + cfg.text_loss * _text_loss(
-                        C, tg, g_t, ctx_idx[bi], ctx_w[bi], tgt[bi], rep.temperature, fresh_w, late(bi)
+                        C, tg, g_t, ci, cw, tt, rep.temperature, fresh_w, lt
                     )
                 step(opt, loss)
+
+            for bi in batches(cfg.max_steps, cfg.lora_epochs or cfg.epochs):
+                adapter_step(ctx_idx[bi], ctx_w[bi], tgt[bi], late(bi))
                 lora_steps += 1
             enc.model.eval()
             t1 = time.perf_counter()
@@ -455,6 +459,32 @@ class Learner:
         }
         if not accepted and enc is not None and adapter_update == "kept":
             enc.load_lora_state(self._lora)  # back to the serving adapter
+        if accepted and adapter_update == "kept" and cfg.lora_catchup > 0:
+            # The adapter update won on validation and the candidate beat the serving
+            # version: the same training goes on over the validation pairs before it is
+            # shipped (as the freshness curve is refitted on the whole window). They are
+            # the newest ~20 % of the window, where a name that appeared since the last
+            # round has most of its engagement: without this, an adapter learns a name
+            # about one validation share later than it could.
+            assert enc is not None
+            t2 = time.perf_counter()
+            v_idx, v_w, v_tgt = self._tensors(val_p, cur)
+            v_ts = torch.tensor([p.ts for p in val_p], dtype=torch.float64)
+            enc.model.train()
+            n0 = lora_steps
+            for _pass in range(cfg.lora_catchup):
+                order = torch.from_numpy(rng.permutation(len(val_p)))
+                for s in range(0, len(val_p) - 1, B):
+                    bi = order[s : s + B]
+                    adapter_step(v_idx[bi], v_w[bi], v_tgt[bi], None if pub_t is None else (pub_t, v_ts[bi]))
+                    lora_steps += 1
+            enc.model.eval()
+            caught = self._encode_candidate(cur, items_only, texts)
+            cand = replace(cand, text=caught.text, stale=caught.stale)
+            lora = enc.lora_state()
+            metrics["lora_catchup_steps"] = lora_steps - n0
+            metrics["lora_steps"] = lora_steps
+            metrics["catchup_s"] = round(time.perf_counter() - t2, 3)
         return TrainResult(accepted, cand, lora, metrics, window, reason)
 
     def _encode_candidate(self, cur: ItemTable, items_only: ItemTable, texts: Sequence[str]) -> ItemTable:

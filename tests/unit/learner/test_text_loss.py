@@ -102,3 +102,74 @@ def test_text_term_moves_an_unseen_item_with_a_new_word_toward_its_users(model_d
     without = _train(model_dir, 0.0, monkeypatch)
     assert with_text > base + 0.015  # measured: 0.009 -> 0.039 (-0.004 without the term)
     assert with_text > without
+
+
+def _late_name_events(rng: np.random.Generator) -> list[Event]:
+    """Topic A's users take up the new name only in the newest pairs (the validation share)."""
+    evs, ts = [], 1_000
+    for r in range(40):
+        for u in range(16):
+            side = "a" if u < 8 else "b"
+            if r >= 34 and r % 2 and side == "a":
+                item = f"n{rng.integers(16)}"
+            else:
+                item = f"{side}{rng.integers(12)}"
+            evs.append(Event(f"e{ts}", "like", f"u{u}", item, ts))
+            ts += 1_000
+    return evs
+
+
+def _catchup(
+    model_dir: str, passes: int, accept: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[float, dict]:
+    texts = _catalog()
+    ids = [i for i in texts if i != "unseen"]
+    enc = TextEncoder(model_dir, lora_r=4)
+    table = ItemTable.from_text(ids, enc.encode([texts[i] for i in ids]))
+    cfg = replace(
+        LearnerConfig(),
+        window_events=1000,
+        train_every=10_000,
+        drift=None,
+        lora_every=1,
+        max_steps=40,
+        item_max_steps=40,
+        batch_size=64,
+        lr_lora=0.03,
+        lora_epochs=5,
+        grad_items=64,
+        cooc_neighbours=0,
+        age_weights=(),
+        lora_catchup=passes,
+        seed=0,
+    )
+    learner = Learner(cfg, Representation(), table, {i: texts[i] for i in ids}, enc)
+    learner.observe_many(_late_name_events(np.random.default_rng(0)))
+    monkeypatch.setattr(learner_core, "_paired_gain", lambda *a, **k: True)  # the adapter update is kept
+    monkeypatch.setattr(
+        learner_core, "_better", lambda *a, **k: accept
+    )  # ... and the candidate served or not
+    before = enc.lora_state()
+    res = learner.train("test")
+    if not accept:  # nothing is trained past the checks, and the serving adapter is back
+        assert "lora_catchup_steps" not in res.metrics
+        assert all(bool((enc.lora_state()[n] == t).all()) for n, t in before.items())
+    # the shipped table's loss on the validation pairs (most of them the new name's)
+    import torch
+
+    pairs = [p.value for p in learner.window if not p.value.repeat]
+    ci, cw, tg = learner._tensors(pairs[-res.metrics["val_pairs"] :], res.table)
+    return learner._loss(res.table, ci, cw, tg, torch.zeros(len(ids))), res.metrics
+
+
+def test_a_kept_adapter_catches_up_on_the_validation_pairs_before_it_is_shipped(
+    model_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without, m0 = _catchup(model_dir, 0, True, monkeypatch)
+    caught, m = _catchup(model_dir, 5, True, monkeypatch)
+    _catchup(model_dir, 2, False, monkeypatch)
+    # every pass goes over the validation pairs in batches of 64
+    assert m["lora_catchup_steps"] == 5 * len(range(0, m["val_pairs"] - 1, 64)) > 0
+    assert m["lora_steps"] == m["lora_catchup_steps"] + m0["lora_steps"]
+    # the name reached only the validation pairs: only the catch-up learns from them
+    assert caught < without - 0.05, (caught, without)
