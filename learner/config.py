@@ -49,8 +49,9 @@ class LearnerConfig:
     item_max_steps: int = 512
     #: passes over the validation pairs that a kept adapter update trains on once its
     #: candidate has won both checks, before it is shipped (0: off): the newest pairs are
-    #: where a name that appeared since the last round is engaged
-    lora_catchup: int = 0
+    #: where a name that appeared since the last round is engaged (docs/adapters.md,
+    #: sixth round)
+    lora_catchup: int = 2
     lora_every: int = 5
     cooc_neighbours: int = 50
     cooc_history: int = 50

@@ -483,6 +483,9 @@ def bench_learner(
         else None,
         "initial_encode_s": round(encode_s, 2),
         "accepted": res.accepted,
+        "adapter_update": m.get("adapter_update"),
+        # a kept, accepted adapter trains on the validation pairs and is encoded again
+        "catchup_s": m.get("catchup_s"),
         "peak_rss_mb": round(_peak_rss_mb(), 0),
     }
     if enc.device.startswith("cuda"):
@@ -511,6 +514,7 @@ LABELS = {
     "s_per_step": "per step (s)",
     "items_stage_s": "item-parts stage (s)",
     "s_per_lora_step": "per adapter step (s)",
+    "catchup_s": "catch-up on the validation pairs, re-encoding included (s)",
     "peak_rss_mb": "peak RSS (MB)",
     "cuda_max_allocated_mb": "CUDA max allocated (MB)",
 }
