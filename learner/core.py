@@ -484,6 +484,7 @@ class Learner:
             lora = enc.lora_state()
             metrics["lora_catchup_steps"] = lora_steps - n0
             metrics["lora_steps"] = lora_steps
+            metrics["steps"] = steps
             metrics["catchup_s"] = round(time.perf_counter() - t2, 3)
         return TrainResult(accepted, cand, lora, metrics, window, reason)
 

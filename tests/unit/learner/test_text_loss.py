@@ -172,5 +172,6 @@ def test_a_kept_adapter_catches_up_on_the_validation_pairs_before_it_is_shipped(
     # every pass goes over the validation pairs in batches of 64
     assert m["lora_catchup_steps"] == 5 * len(range(0, m["val_pairs"] - 1, 64)) > 0
     assert m["lora_steps"] == m["lora_catchup_steps"] + m0["lora_steps"]
+    assert m["steps"] == m["lora_catchup_steps"] + m0["steps"]
     # the name reached only the validation pairs: only the catch-up learns from them
     assert caught < without - 0.05, (caught, without)
