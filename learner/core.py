@@ -233,7 +233,10 @@ class Learner:
            dropped and the serving adapter stays: what the adapters add is measured against
            the same item parts, not assumed.
 
-        The better candidate must then beat the current version (``min_gain``).
+        The better candidate must then beat the current version (``min_gain``). A candidate
+        that passes both checks with a kept adapter update then trains the adapters
+        ``lora_catchup`` more passes over the validation pairs before it is shipped (the
+        newest pairs, where a name engaged since the last round mostly is).
         """
         import torch
 
