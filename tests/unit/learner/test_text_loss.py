@@ -60,7 +60,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), A + B + GENERIC + [NAME])
 
 
-def _train(model_dir: str, text_loss: float, monkeypatch: pytest.MonkeyPatch) -> float:
+def _learner(model_dir: str, events: list[Event], **kw: object) -> tuple[Learner, TextEncoder, ItemTable]:
+    """A learner on the tiny encoder with LoRA r=4, its settings for these tests plus ``kw``,
+    having observed ``events``."""
     texts = _catalog()
     ids = [i for i in texts if i != "unseen"]
     enc = TextEncoder(model_dir, lora_r=4)
@@ -71,26 +73,36 @@ def _train(model_dir: str, text_loss: float, monkeypatch: pytest.MonkeyPatch) ->
         train_every=10_000,
         drift=None,
         lora_every=1,
-        max_steps=80,
         item_max_steps=40,
         batch_size=64,
         lr_lora=0.03,
-        epochs=5,
         lora_epochs=5,
         grad_items=64,
-        text_loss=text_loss,
-        text_fresh=1.0,
         cooc_neighbours=0,
         age_weights=(),
         seed=0,
+        **kw,
     )
     learner = Learner(cfg, Representation(), table, {i: texts[i] for i in ids}, enc)
-    learner.observe_many(_events(np.random.default_rng(0)))
+    learner.observe_many(events)
+    return learner, enc, table
+
+
+def _train(model_dir: str, text_loss: float, monkeypatch: pytest.MonkeyPatch) -> float:
+    learner, enc, table = _learner(
+        model_dir,
+        _events(np.random.default_rng(0)),
+        max_steps=80,
+        epochs=5,
+        text_loss=text_loss,
+        text_fresh=1.0,
+        lora_catchup=0,
+    )
     # what the loss does to the encoder, whatever the gate says of it
     monkeypatch.setattr(learner_core, "_paired_gain", lambda *a, **k: True)
     res = learner.train("test")
     assert res.metrics["adapter_update"] == "kept"
-    return _margin(enc, table, texts["unseen"])
+    return _margin(enc, table, _catalog()["unseen"])
 
 
 def test_text_term_moves_an_unseen_item_with_a_new_word_toward_its_users(model_dir: str, monkeypatch) -> None:
@@ -124,34 +136,13 @@ def _catchup(
 ) -> tuple[float, dict]:
     import torch
 
-    texts = _catalog()
-    ids = [i for i in texts if i != "unseen"]
     torch.manual_seed(0)  # the same initial adapter in every call, whatever ran before
-    enc = TextEncoder(model_dir, lora_r=4)
-    table = ItemTable.from_text(ids, enc.encode([texts[i] for i in ids]))
-    cfg = replace(
-        LearnerConfig(),
-        window_events=1000,
-        train_every=10_000,
-        drift=None,
-        lora_every=1,
-        max_steps=40,
-        item_max_steps=40,
-        batch_size=64,
-        lr_lora=0.03,
-        lora_epochs=5,
-        grad_items=64,
-        cooc_neighbours=0,
-        age_weights=(),
-        lora_catchup=passes,
-        seed=0,
+    learner, enc, _ = _learner(
+        model_dir, _late_name_events(np.random.default_rng(0)), max_steps=40, lora_catchup=passes
     )
-    learner = Learner(cfg, Representation(), table, {i: texts[i] for i in ids}, enc)
-    learner.observe_many(_late_name_events(np.random.default_rng(0)))
-    monkeypatch.setattr(learner_core, "_paired_gain", lambda *a, **k: True)  # the adapter update is kept
-    monkeypatch.setattr(
-        learner_core, "_better", lambda *a, **k: accept
-    )  # ... and the candidate served or not
+    # the adapter update is kept, and the candidate is served (accept) or not
+    monkeypatch.setattr(learner_core, "_paired_gain", lambda *a, **k: True)
+    monkeypatch.setattr(learner_core, "_better", lambda *a, **k: accept)
     before = enc.lora_state()
     res = learner.train("test")
     if not accept:  # nothing is trained past the checks, and the serving adapter is back
@@ -160,7 +151,7 @@ def _catchup(
     # the shipped table's loss on the validation pairs (most of them the new name's)
     pairs = [p.value for p in learner.window if not p.value.repeat]
     ci, cw, tg = learner._tensors(pairs[-res.metrics["val_pairs"] :], res.table)
-    return learner._loss(res.table, ci, cw, tg, torch.zeros(len(ids))), res.metrics
+    return learner._loss(res.table, ci, cw, tg, torch.zeros(len(res.table.item_ids))), res.metrics
 
 
 def test_a_kept_adapter_catches_up_on_the_validation_pairs_before_it_is_shipped(
