@@ -112,9 +112,9 @@ def oracle_encoder() -> Iterator[None]:
     def base_table(encoder: Any, its: Any, cache_dir: Any = None, progress: Any = None) -> ItemTable:
         t = table(encoder, its, None, progress)
         cent.update(centroids(t.text))
-        texts = [it.text for it in its]
-        ctx = moved(texts, t.text, cent, True) if a.side == "all" else t.text.copy()
-        return ItemTable(list(t.item_ids), moved(texts, t.text, cent, True), t.residual, t.bias, ctx)
+        text = moved([it.text for it in its], t.text, cent, True)
+        ctx = text.copy() if a.side == "all" else t.text.copy()
+        return ItemTable(list(t.item_ids), text, t.residual, t.bias, ctx)
 
     def load_encoder(*args: Any, **kw: Any) -> Any:
         enc = load(*args, **kw)
