@@ -41,6 +41,15 @@ class LearnerConfig:
     #: watches, and waiting for ``train_every`` leaves the first posts unranked.
     novelty_jump: float = 0.15
     novelty_events: int = 200
+    #: new-words trigger: run an adapter round (a training, ``new_word_gap`` events after
+    #: the last one at the earliest) when the share of the last ``novelty_events``
+    #: engagements that go to items whose text carries a word no adapter round has seen
+    #: engaged ``new_word_min`` times rises this much above that share at the last training
+    #: (0: off). New names arrive in waves; a fixed ``lora_every`` learns them late or
+    #: trains adapters when nothing new is there (docs/adapters.md, seventh round).
+    new_word_jump: float = 0.1
+    new_word_min: int = 3
+    new_word_gap: int = 250
     batch_size: int = 256
     epochs: int = 2
     max_steps: int = 64
@@ -110,6 +119,10 @@ class LearnerConfig:
             bad("use_lora", "and train_items cannot both be off: nothing would be learned")
         if not 0.0 <= self.novelty_jump <= 1.0:
             bad("novelty_jump", "must be between 0 (off) and 1")
+        if not 0.0 <= self.new_word_jump <= 1.0:
+            bad("new_word_jump", "must be between 0 (off) and 1")
+        if self.new_word_min < 1 or self.new_word_gap < 1:
+            bad("new_word_min", "and new_word_gap must be >= 1")
         if self.novelty_events < 10:
             bad("novelty_events", "must be at least 10")
         if self.drift not in (None, "adwin", "page_hinkley"):

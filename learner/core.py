@@ -31,6 +31,7 @@ from driftrec.stream import Event, Item
 from .config import LearnerConfig
 from .drift import HitRateDrift
 from .windows import RollingWindow
+from .words import NewWords
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,13 @@ class Learner:
         self._novel: deque[bool] = deque(maxlen=config.novelty_events)
         self._novel_n = 0
         self._novel_at_train: float | None = None
+        # new words: the share of recent engagements whose item carries a word no adapter
+        # round has learned, that share at the last training, and whether it rose since
+        self._new_words = (
+            NewWords(config.novelty_events, config.new_word_min) if config.new_word_jump else None
+        )
+        self._new_words_at_train: float | None = None
+        self._new_words_pending = False
         self.detector = HitRateDrift(config.drift) if config.drift else None
         self.cooc = CoEngagement(config.cooc_history) if config.cooc_neighbours else None
         # (ts, item, items it was paired with) of recent engagements: validation builds its
@@ -139,6 +147,7 @@ class Learner:
                     self._cooc_log.append((e.ts, e.item_id, paired))
             seen.add(e.item_id)
             self._observe_novelty(e.item_id)
+            self._observe_new_words(e.item_id)
             self._pop[e.item_id] = logaddexp(
                 self._pop.get(e.item_id, -math.inf), rep.pop_increment(e.type, e.ts)
             )
@@ -172,6 +181,20 @@ class Learner:
                 self._pending_reason = "novelty"
             self._drift_pending = True
 
+    def _observe_new_words(self, item_id: str) -> None:
+        """Feed the new-words trigger (``LearnerConfig.new_word_jump``) one engagement: it
+        asks for an adapter round when the share of recent engagements going to items whose
+        text carries a word no adapter round has learned rises ``new_word_jump`` above that
+        share at the last training (the feed's long tail keeps a steady share; a wave of
+        new names lifts it)."""
+        nw = self._new_words
+        if nw is None:
+            return
+        nw.observe(item_id, self.texts.get(item_id, ""))
+        share, ref = nw.share(), self._new_words_at_train
+        if share is not None and ref is not None and share - ref >= self.config.new_word_jump:
+            self._new_words_pending = True
+
     def forget_users(self, user_ids: Sequence[str]) -> None:
         """Drop what the learner holds per user (recent history, seen items, co-engagement
         history). Their pairs in the window go through ``window.retain`` by the caller,
@@ -193,13 +216,18 @@ class Learner:
         return fired
 
     def due(self) -> str | None:
-        """Why a training should run now ("drift", "novelty", "every_n") or None."""
-        if len(self.window) < self.config.min_pairs:
+        """Why a training should run now ("drift", "novelty", "new_words", "every_n") or None."""
+        cfg = self.config
+        if len(self.window) < cfg.min_pairs:
             return None
-        if self._drift_pending and self._since_drift >= self.config.drift_cooldown:
+        if self._drift_pending and self._since_drift >= cfg.drift_cooldown:
             return self._pending_reason
-        if self._since_train >= self.config.train_every:
-            return self._pending_reason if self._drift_pending else "every_n"
+        if self._new_words_pending and self._since_train >= cfg.new_word_gap:
+            return "new_words"
+        if self._since_train >= cfg.train_every:
+            if self._drift_pending:
+                return self._pending_reason
+            return "new_words" if self._new_words_pending else "every_n"
         return None
 
     def add_items(self, items: Sequence[Item]) -> None:
@@ -245,6 +273,7 @@ class Learner:
         self._since_train = 0
         self._since_drift = 0
         self._drift_pending = False
+        self._new_words_pending = False
         self._novel_at_train = self._novel_share()
         self.trainings += 1
         torch.manual_seed(cfg.seed + self.trainings)
@@ -345,9 +374,20 @@ class Learner:
 
         # ---- stage 2: adapters on top of the new item parts ------------------------------------
         adapter_update, lora_steps, encode_s, m_lora = "none", 0, 0.0, None
-        run_lora = enc is not None and (
-            reason in ("drift", "novelty") or not cfg.train_items or self.trainings % cfg.lora_every == 0
+        # an adapter round (the same schedule with or without an encoder, so that the
+        # no-LoRA ablation trains when driftrec does)
+        adapter_round = (
+            reason in ("drift", "novelty", "new_words")
+            or not cfg.train_items
+            or self.trainings % cfg.lora_every == 0
         )
+        new_word_share = None
+        if self._new_words is not None:
+            new_word_share = self._new_words.share()
+            if adapter_round:
+                self._new_words.learned(self.texts.get(p.target, "") for p in pairs)
+            self._new_words_at_train = self._new_words.share()
+        run_lora = enc is not None and adapter_round
         if enc is not None and not run_lora:
             adapter_update = "skipped"
         if run_lora:
@@ -433,6 +473,7 @@ class Learner:
         accepted = _better(m_new, m_cur, cfg.min_gain)
         metrics = {
             "reason": reason,
+            "new_word_share": None if new_word_share is None else round(new_word_share, 3),
             "pairs": len(pairs),
             "train_pairs": len(train_p),
             "val_pairs": len(val_p),
