@@ -446,6 +446,16 @@ VARS: tuple[Var, ...] = (
         lo=1,
         hi=1_000_000,
     ),
+    Var(
+        "LEARNER_NEW_WORDS",
+        "learner.new_word_jump",
+        "float",
+        _LC.new_word_jump,
+        "an adapter round when the share of recent engagements on posts with words no round has "
+        "learned rises this much (0: off)",
+        lo=0.0,
+        hi=1.0,
+    ),
     Var("LEARNER_LORA_R", "lora_r", "int", 8, "LoRA rank of the adapters", lo=1, hi=256),
     Var(
         "REDIS_URL",
