@@ -288,6 +288,9 @@ def test_adapters_train_on_every_nth_training_and_on_drift(setup) -> None:
     assert second["adapter_update"] in ("kept", "dropped") and second["lora_steps"] == 2
     third = ln.train("drift").metrics  # a drift trigger always refits the adapters
     assert third["lora_steps"] == 2
+    ln.train("every_n")  # the 4th: adapters by lora_every
+    fifth = ln.train("new_words").metrics  # the 5th, off the schedule: a wave of new words refits them too
+    assert ln.trainings == 5 and fifth["lora_steps"] == 2 and fifth["adapter_update"] in ("kept", "dropped")
 
 
 def test_co_engagement_neighbours_ship_with_a_weight_picked_on_validation(setup, tmp_path) -> None:
