@@ -87,6 +87,12 @@ class LearnerConfig:
     use_lora: bool = True
     train_items: bool = True
     val_share: float = 0.2
+    #: the validation pairs are every ``val_spread``-th pair of the window's newest
+    #: ``val_share * val_spread`` (the newest among them); the others train. 1: the newest
+    #: ``val_share``, never trained on before the gate. A name that appeared since the last
+    #: round is engaged mostly in the newest pairs: held out whole, no candidate could learn
+    #: it before the gate (docs/adapters.md, seventh round)
+    val_spread: int = 1
     min_gain: float = 0.0
     lora_gate_z: float = 1.64
     seed: int = 0
@@ -101,6 +107,8 @@ class LearnerConfig:
             bad("train_every", "must be >= 1")
         if not 0 < self.val_share < 1:
             bad("val_share", "must be in (0, 1)")
+        if self.val_spread < 1:
+            bad("val_spread", "must be >= 1")
         if self.batch_size < 2:
             bad("batch_size", "must be >= 2 (in-batch negatives)")
         if self.lora_catchup < 0:

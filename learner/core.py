@@ -284,6 +284,11 @@ class Learner:
         window = {"from_ts": lo, "to_ts": hi, "n_events": len(self.window)}
         n_val = max(1, int(len(pairs) * cfg.val_share))
         train_p, val_p = pairs[:-n_val], pairs[-n_val:]
+        k = cfg.val_spread
+        if k > 1 and n_val * k < len(pairs):  # every k-th of the newest n_val * k validates
+            newest = pairs[-n_val * k :]
+            val_p = newest[k - 1 :: k]
+            train_p = pairs[: -n_val * k] + [p for j, p in enumerate(newest) if j % k != k - 1]
         cur = self.table
         if len(train_p) < 2:
             return TrainResult(

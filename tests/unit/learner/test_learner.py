@@ -245,6 +245,27 @@ def test_a_wave_of_new_words_asks_for_an_adapter_round() -> None:
     assert off.due() is None and off.train("test").metrics["new_word_share"] is None
 
 
+def test_spread_validation_trains_on_half_of_the_newest_pairs() -> None:
+    """``val_spread`` 2: the validation pairs are every second pair of the newest 40 % of
+    the window, the others train. An item engaged only in the newest pairs (a name that
+    appeared since the last round) is then trained on before the gate; with 1 (the newest
+    20 % held out whole) it is not."""
+    ids = [f"i{j}" for j in range(40)] + ["late"]
+    t = ItemTable.from_text(ids, np.random.default_rng(0).normal(size=(41, 8)).astype(np.float32))
+    rng = np.random.default_rng(1)
+    ev = [Event(f"e{n}", "like", f"u{n}", ids[rng.integers(0, 40)], n) for n in range(900)]
+    ev += [Event(f"l{n}", "like", f"v{n}", "late", 900 + n) for n in range(100)]  # the newest 10 %
+    bias = {}
+    for k in (1, 2):
+        cfg = LearnerConfig(min_pairs=8, drift=None, use_lora=False, val_spread=k, cooc_neighbours=0, seed=0)
+        ln = Learner(cfg, Representation(pop_weight=0.0), t, {i: i for i in ids})
+        ln.observe_many(ev)
+        res = ln.train("test")
+        assert (res.metrics["train_pairs"], res.metrics["val_pairs"]) == (800, 200)
+        bias[k] = float(res.table.bias[t.index("late")])  # the candidate's, whether served or not
+    assert bias[2] > 0.0 > bias[1], bias  # a positive target vs only ever a negative
+
+
 def test_window_bounds_by_count_and_age() -> None:
     w: RollingWindow[int] = RollingWindow(max_events=5, max_age_ms=50)
     for t in range(10):
