@@ -112,6 +112,9 @@ class Learner:
         )
         self._new_words_at_train: float | None = None
         self._new_words_pending = False
+        # an engagement counts for the trigger once it is older than the validation share
+        # of the window: then the next round trains on it (a newer one is only validated on)
+        self._new_words_delay: deque[str] = deque(maxlen=max(1, int(config.window_events * config.val_share)))
         self.detector = HitRateDrift(config.drift) if config.drift else None
         self.cooc = CoEngagement(config.cooc_history) if config.cooc_neighbours else None
         # (ts, item, items it was paired with) of recent engagements: validation builds its
@@ -183,14 +186,21 @@ class Learner:
 
     def _observe_new_words(self, item_id: str) -> None:
         """Feed the new-words trigger (``LearnerConfig.new_word_jump``) one engagement: it
-        asks for an adapter round when the share of recent engagements going to items whose
-        text carries a word no adapter round has learned rises ``new_word_jump`` above that
-        share at the last training (the feed's long tail keeps a steady share; a wave of
-        new names lifts it)."""
+        asks for an adapter round when the share of engagements going to items whose text
+        carries a word no adapter round has learned rises ``new_word_jump`` above that share
+        at the last training (the feed's long tail keeps a steady share; a wave of new names
+        lifts it). The share is over the engagements just older than the window's
+        validation share: those a round trains on before its gate (a round that fired on
+        the newest ones would only see the new words on validation, and be dropped)."""
         nw = self._new_words
         if nw is None:
             return
-        nw.observe(item_id, self.texts.get(item_id, ""))
+        d = self._new_words_delay
+        old = d.popleft() if len(d) == d.maxlen else None
+        d.append(item_id)
+        if old is None:
+            return
+        nw.observe(old, self.texts.get(old, ""))
         share, ref = nw.share(), self._new_words_at_train
         if share is not None and ref is not None and share - ref >= self.config.new_word_jump:
             self._new_words_pending = True
@@ -390,7 +400,7 @@ class Learner:
         if self._new_words is not None:
             new_word_share = self._new_words.share()
             if adapter_round:
-                self._new_words.learned(self.texts.get(p.target, "") for p in pairs)
+                self._new_words.learned(self.texts.get(p.target, "") for p in train_p)
             self._new_words_at_train = self._new_words.share()
         run_lora = enc is not None and adapter_round
         if enc is not None and not run_lora:

@@ -186,36 +186,47 @@ def test_engagement_moving_to_new_items_triggers_a_training() -> None:
 
 
 def test_a_wave_of_new_words_asks_for_an_adapter_round() -> None:
-    """Engagement moves to posts carrying a new name (no topic word): the new-words
-    trigger asks for a training, an adapter round, ``new_word_gap`` events after the last
-    one, long before ``train_every`` or ``lora_every``; the round learns the name (it
-    was engaged ``new_word_min`` times in the window) and the share falls back. A feed
-    whose long tail always brings unseen words keeps a steady share and never fires it,
-    and a training that is no adapter round learns no word."""
+    """Engagement moves to posts carrying a new name (no topic word): once those
+    engagements are older than the validation share (a round trains on them), the
+    new-words trigger asks for a training, an adapter round, ``new_word_gap`` events after
+    the last one, long before ``train_every`` or ``lora_every``; the round learns the name
+    (engaged ``new_word_min`` times in its training pairs) and the share falls back. A
+    feed whose long tail always brings unseen words keeps a steady share and never fires
+    it, and a training that is no adapter round learns no word."""
     old = [f"o{j}" for j in range(50)]
     new = [f"n{j}" for j in range(50)]
     texts = {i: "football match goal" for i in old} | {i: f"zorblax clip {i}" for i in new}
     t = ItemTable.from_text(old + new, np.ones((100, 4), np.float32))
     cfg = LearnerConfig(
-        min_pairs=8, train_every=10_000, drift=None, novelty_jump=0.0, novelty_events=100,
-        new_word_gap=50, lora_every=1, use_lora=False, item_max_steps=2,
-    )  # fmt: skip
+        min_pairs=8,
+        window_events=250,
+        train_every=10_000,
+        drift=None,
+        novelty_jump=0.0,
+        novelty_events=100,
+        new_word_gap=100,
+        lora_every=1,
+        use_lora=False,
+        item_max_steps=2,
+    )  # fmt: skip  (validation: the newest 50 pairs of 250)
     ln = Learner(cfg, Representation(), t, texts)
-    ev = [Event(f"b{n}", "like", f"u{n % 30}", old[n % 50], n) for n in range(500)]
+    ev = [Event(f"b{n}", "like", f"u{n % 97}", old[n % 50], n) for n in range(500)]
     ln.observe_many(ev)
     assert ln.due() is None  # no training yet: nothing to rise above
     res = ln.train("test")
     assert res.metrics["new_word_share"] == 1.0 and ln._new_words_at_train == 0.0
     wave = [
-        Event(f"w{n}", "like", f"u{n % 30}", new[n % 5] if n % 2 else old[n % 50], 500 + n) for n in range(60)
+        Event(f"w{n}", "like", f"v{n}", new[n % 5] if n % 2 else old[n % 50], 500 + n) for n in range(110)
     ]
-    ln.observe_many(wave[:20])
+    ln.observe_many(wave[:50])
+    assert not ln._new_words_pending  # the wave is all in the validation share yet
+    ln.observe_many(wave[50:70])
     assert ln._new_words_pending and ln.due() is None  # 0.1 above, but within the gap
-    ln.observe_many(wave[20:])
-    assert ln.due() == "new_words"  # 60 events on, not 10,000
+    ln.observe_many(wave[70:])
+    assert ln.due() == "new_words"  # 110 events on, not 10,000
     res = ln.train(ln.due())
     assert res.metrics["new_word_share"] == 0.3 and ln._new_words_at_train == 0.0  # zorblax learned
-    ln.observe_many([Event(f"x{n}", "like", "u1", new[n % 5], 600 + n) for n in range(100)])
+    ln.observe_many([Event(f"x{n}", "like", "u1", new[n % 5], 610 + n) for n in range(200)])
     assert ln.due() is None
     # a training that is no adapter round (lora_every) learns nothing
     rounds = Learner(replace(cfg, lora_every=5), Representation(), t, texts)
@@ -231,7 +242,7 @@ def test_a_wave_of_new_words_asks_for_an_adapter_round() -> None:
     }
     tail = Learner(cfg, Representation(), tt, {**texts, **words})
     evs = [
-        Event(f"s{n}", "like", f"u{n % 30}", rare[n // 2] if n % 2 else old[n % 50], n) for n in range(2000)
+        Event(f"s{n}", "like", f"u{n % 97}", rare[n // 2] if n % 2 else old[n % 50], n) for n in range(2000)
     ]
     tail.observe_many(evs[:1000])
     tail.train("test")
