@@ -18,7 +18,8 @@ class LearnerConfig:
     ``use_lora=False`` trains every learned part but the adapters (the ``no_lora``
     ablation); ``train_items=False`` trains the adapters only. Each training fits the
     item parts first (at most ``item_max_steps`` steps), then the adapters on top (at most
-    ``max_steps``) on every ``lora_every``-th training and on every drift trigger.
+    ``max_steps``) on every ``lora_every``-th training, on every drift or novelty trigger,
+    and when a wave of new words asks for one (``new_word_jump``; :mod:`learner.words`).
     ``age_weights``: the weights of the freshness prior (a log engagement rate by item age,
     learned from the window where items have publication times) tried on validation.
     ``cooc_neighbours`` > 0 ships each item's top co-engaged neighbours with every version,
