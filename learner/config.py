@@ -43,10 +43,10 @@ class LearnerConfig:
     novelty_jump: float = 0.15
     novelty_events: int = 200
     #: new-words trigger: run an adapter round (a training, ``new_word_gap`` events after
-    #: the last one at the earliest) when the share of the last ``novelty_events``
-    #: engagements that go to items whose text carries a word no adapter round has seen
-    #: engaged ``new_word_min`` times rises this much above that share at the last training
-    #: (0: off). New names arrive in waves; a fixed ``lora_every`` learns them late or
+    #: the last one at the earliest) when, of the ``novelty_events`` engagements just older
+    #: than the validation share (those a round trains on), the share that go to items whose
+    #: text carries a word no adapter round has trained on ``new_word_min`` times rises this
+    #: much above that share at the last training (0: off). New names arrive in waves; a fixed ``lora_every`` learns them late or
     #: trains adapters when nothing new is there (docs/adapters.md, seventh round).
     new_word_jump: float = 0.1
     new_word_min: int = 3

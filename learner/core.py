@@ -105,8 +105,8 @@ class Learner:
         self._novel: deque[bool] = deque(maxlen=config.novelty_events)
         self._novel_n = 0
         self._novel_at_train: float | None = None
-        # new words: the share of recent engagements whose item carries a word no adapter
-        # round has learned, that share at the last training, and whether it rose since
+        # new words: the share of engagements whose item carries a word no adapter round
+        # has learned, that share at the last training, and whether it rose since
         self._new_words = (
             NewWords(config.novelty_events, config.new_word_min) if config.new_word_jump else None
         )

@@ -2,8 +2,9 @@
 the adapters have not trained on.
 
 A word is *learned* once an adapter round has seen it engaged at least ``min_count``
-times in its window (it was trained on, whether or not the gate kept the update). The
-share is over the last ``n`` engagements: those whose item's text carries a word not
+times in its training pairs (it was trained on, whether or not the gate kept the update).
+The share is over the last ``n`` engagements it is shown (the learner shows it those
+older than the window's validation share): those whose item's text carries a word not
 learned. After a round it falls to what the feed's long tail keeps it at; a wave of new
 names (an artist, a game, a meme) lifts it, long before the next scheduled round.
 """
