@@ -208,7 +208,7 @@ def test_a_wave_of_new_words_asks_for_an_adapter_round() -> None:
         lora_every=1,
         use_lora=False,
         item_max_steps=2,
-    )  # fmt: skip  (validation: the newest 50 pairs of 250)
+    )  # validation: the newest 50 pairs of 250
     ln = Learner(cfg, Representation(), t, texts)
     ev = [Event(f"b{n}", "like", f"u{n % 97}", old[n % 50], n) for n in range(500)]
     ln.observe_many(ev)
