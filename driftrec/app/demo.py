@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     model = settings.model
     enc = factory.load_encoder(model, settings.lora_r, settings.max_len, "cpu")
     standby = factory.load_encoder(model, settings.lora_r, settings.max_len, "cpu")
-    trainer = factory.load_encoder(model, settings.lora_r, settings.max_len, args.device)
+    trainer = factory.load_encoder(model, settings.lora_r, settings.max_len, args.device, seed=args.seed)
     with tqdm(total=len(stream.items), desc="encode catalog", unit="item", file=err) as bar:
         table = factory.base_table(enc, stream.items, settings.cache_dir, progress=bar.update)
         bar.update(len(stream.items) - bar.n)  # cached vectors need no encoding

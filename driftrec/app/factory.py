@@ -22,8 +22,10 @@ log = logging.getLogger("driftrec")
 BASE_VERSION = "base"
 
 
-def load_encoder(model: str | None, lora_r: int = 8, max_len: int = 32, device: str = "auto") -> TextEncoder:
-    return TextEncoder(model, max_len=max_len, lora_r=lora_r, device=device)
+def load_encoder(
+    model: str | None, lora_r: int = 8, max_len: int = 32, device: str = "auto", seed: int = 0
+) -> TextEncoder:
+    return TextEncoder(model, max_len=max_len, lora_r=lora_r, device=device, seed=seed)
 
 
 def base_table(

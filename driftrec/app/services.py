@@ -984,7 +984,7 @@ def _run_learner_once(
     sink: Any = None
     try:  # a failed attempt (the retry loop calls again) leaves no connection or thread behind
         items = load_catalog(b, names.items, sec)
-        enc = load_encoder(s.model, s.lora_r, s.max_len, s.device)
+        enc = load_encoder(s.model, s.lora_r, s.max_len, s.device, seed=s.learner.seed)
         table = (
             base_table(enc, items, s.cache_dir)
             if items

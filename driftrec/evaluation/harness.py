@@ -159,7 +159,7 @@ def build_systems(
                 )
             )
         elif n == "driftrec":
-            enc = load_encoder(model, lora_r=lora_r, max_len=max_len, device=device)
+            enc = load_encoder(model, lora_r=lora_r, max_len=max_len, device=device, seed=lcfg.seed)
             sc, sw = make_scorer(enc, table, rep, scfg, texts=texts, background=False, item_ts=pub)
             cfg = replace(lcfg, use_lora=lora_r > 0)
             out.append(

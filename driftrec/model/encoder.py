@@ -69,6 +69,8 @@ class TextEncoder:
     model : local path of a Hugging Face model directory (or an HF id where the hub is reachable)
     max_len : tokens per text (short sequences keep training cheap)
     lora_r : LoRA rank; 0 means no adapters (the frozen encoder)
+    seed : seeds the adapters' initial weights (peft draws them from torch's global generator;
+        unseeded, two processes with the same settings trained different adapters)
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class TextEncoder:
         lora_alpha: int = 16,
         lora_targets: Sequence[str] = LORA_TARGETS,
         device: str | None = None,
+        seed: int = 0,
     ) -> None:
         path = resolve_model(model)
         if Path(path).exists():
@@ -114,7 +117,10 @@ class TextEncoder:
                 target_modules=list(lora_targets),
                 bias="none",
             )
-            base = get_peft_model(base, cfg)
+            # the initial adapter weights from their own seed, the global generator untouched
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                base = get_peft_model(base, cfg)
             self.lora_config = {
                 "r": lora_r,
                 "lora_alpha": lora_alpha,

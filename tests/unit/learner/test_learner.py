@@ -310,7 +310,7 @@ def test_a_harmful_adapter_update_is_dropped_and_item_parts_still_ship(setup) ->
 
 def test_adapters_train_on_every_nth_training_and_on_drift(setup) -> None:
     texts, events, enc, table = setup
-    cfg = LearnerConfig(min_pairs=16, lora_every=2, epochs=1, max_steps=2, drift=None)
+    cfg = LearnerConfig(min_pairs=16, lora_every=2, epochs=1, max_steps=2, drift=None, lora_catchup=0)
     ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, enc)
     ln.observe_many(events)
     first = ln.train("every_n").metrics
