@@ -51,6 +51,11 @@ class LearnerConfig:
     new_word_jump: float = 0.1
     new_word_min: int = 3
     new_word_gap: int = 250
+    #: after a round the trigger fired is dropped by the gate, the jump it needs doubles, up
+    #: to this many times (0: never); a kept adapter update sets it back. On a catalog whose
+    #: titles keep bringing words the adapters cannot use (MovieLens) the trigger otherwise
+    #: fires round after dropped round.
+    new_word_backoff: int = 3
     batch_size: int = 256
     epochs: int = 2
     max_steps: int = 64
@@ -130,6 +135,8 @@ class LearnerConfig:
             bad("novelty_jump", "must be between 0 (off) and 1")
         if not 0.0 <= self.new_word_jump <= 1.0:
             bad("new_word_jump", "must be between 0 (off) and 1")
+        if self.new_word_backoff < 0:
+            bad("new_word_backoff", "must be >= 0 (0: never back off)")
         if self.new_word_min < 1 or self.new_word_gap < 1:
             bad("new_word_min", "and new_word_gap must be >= 1")
         if self.novelty_events < 10:

@@ -112,6 +112,9 @@ class Learner:
         )
         self._new_words_at_train: float | None = None
         self._new_words_pending = False
+        # rounds it fired that the gate dropped since the last kept adapter update (each
+        # doubles the jump it needs, up to new_word_backoff times)
+        self._new_words_misses = 0
         # an engagement counts for the trigger once it is older than the validation share
         # of the window: then the next round trains on it (a newer one is only validated on)
         self._new_words_delay: deque[str] = deque(maxlen=max(1, int(config.window_events * config.val_share)))
@@ -202,8 +205,15 @@ class Learner:
             return
         nw.observe(old, self.texts.get(old, ""))
         share, ref = nw.share(), self._new_words_at_train
-        if share is not None and ref is not None and share - ref >= self.config.new_word_jump:
+        if share is not None and ref is not None and share - ref >= self.new_word_jump():
             self._new_words_pending = True
+
+    def new_word_jump(self) -> float:
+        """The rise of the new-words share that fires the trigger now: ``new_word_jump``,
+        doubled for each round it fired that the gate dropped since the last kept adapter
+        update (at most ``new_word_backoff`` times)."""
+        cfg = self.config
+        return float(cfg.new_word_jump * 2 ** min(self._new_words_misses, cfg.new_word_backoff))
 
     def forget_users(self, user_ids: Sequence[str]) -> None:
         """Drop what the learner holds per user (recent history, seen items, co-engagement
@@ -454,6 +464,10 @@ class Learner:
             else:
                 adapter_update = "dropped"
                 enc.load_lora_state(self._lora)  # back to the serving adapter
+            if adapter_update == "kept":
+                self._new_words_misses = 0
+            elif reason == "new_words":  # a wave the adapters could not use: ask for a bigger one
+                self._new_words_misses = min(self._new_words_misses + 1, cfg.new_word_backoff)
         cooc_w, val_table = 0.0, cand
         if self.cooc is not None:
             cand, m_new, cooc_w, val_table = self._with_cooc(cand, m_new, val_p, pop)
@@ -489,6 +503,7 @@ class Learner:
         metrics = {
             "reason": reason,
             "new_word_share": None if new_word_share is None else round(new_word_share, 3),
+            "new_word_jump": round(self.new_word_jump(), 3),
             "pairs": len(pairs),
             "train_pairs": len(train_p),
             "val_pairs": len(val_p),

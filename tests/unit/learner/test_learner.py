@@ -228,6 +228,16 @@ def test_a_wave_of_new_words_asks_for_an_adapter_round() -> None:
     assert res.metrics["new_word_share"] == 0.3 and ln._new_words_at_train == 0.0  # zorblax learned
     ln.observe_many([Event(f"x{n}", "like", "u1", new[n % 5], 610 + n) for n in range(200)])
     assert ln.due() is None
+    # after a round it fired was dropped, the trigger needs twice the jump: 0.2, 40 events
+    shy = Learner(cfg, Representation(), t, texts)
+    shy.observe_many(ev)
+    shy.train("test")
+    shy._new_words_misses = 1
+    assert shy.new_word_jump() == pytest.approx(0.2)
+    shy.observe_many(wave[:70])
+    assert not shy._new_words_pending
+    shy.observe_many(wave[70:90])
+    assert shy._new_words_pending
     # a training that is no adapter round (lora_every) learns nothing
     rounds = Learner(replace(cfg, lora_every=5), Representation(), t, texts)
     rounds.observe_many(ev + wave)
@@ -323,6 +333,40 @@ def test_adapters_train_on_every_nth_training_and_on_drift(setup) -> None:
     ln.train("every_n")  # the 4th: adapters by lora_every
     fifth = ln.train("new_words").metrics  # the 5th, off the schedule: a wave of new words refits them too
     assert ln.trainings == 5 and fifth["lora_steps"] == 2 and fifth["adapter_update"] in ("kept", "dropped")
+
+
+def test_the_new_words_trigger_backs_off_after_rounds_the_gate_dropped(setup) -> None:
+    """Each round the new-words trigger fired that the gate dropped doubles the jump it
+    needs, up to ``new_word_backoff`` times; a dropped scheduled round does not count, and
+    a kept adapter update sets it back."""
+    texts, events, enc, table = setup
+    rep = Representation(pop_weight=0.0, position_decay=0.5)
+    good = LearnerConfig(
+        window_events=4096,
+        min_pairs=16,
+        train_items=False,
+        lr_lora=1e-2,
+        epochs=10,
+        max_steps=200,
+        batch_size=64,
+        drift=None,
+        new_word_backoff=2,
+    )
+    # a destructive adapter learning rate (as in the test above): the gate drops every update
+    bad = LearnerConfig(
+        min_pairs=16, lr_lora=3.0, lr_items=0.01, epochs=3, drift=None, lora_every=1, new_word_backoff=2
+    )
+    ln = Learner(bad, rep, table, texts, enc)
+    ln.observe_many(events)
+    jumps = []
+    for reason in ("new_words", "every_n", "new_words", "new_words"):
+        m = ln.train(reason).metrics
+        assert m["adapter_update"] == "dropped", m
+        jumps.append(m["new_word_jump"])
+    assert jumps == [0.2, 0.2, 0.4, 0.4]
+    ln.config = good
+    m = ln.train("every_n").metrics
+    assert m["adapter_update"] == "kept" and m["new_word_jump"] == 0.1, m
 
 
 def test_co_engagement_neighbours_ship_with_a_weight_picked_on_validation(setup, tmp_path) -> None:
