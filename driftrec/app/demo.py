@@ -97,7 +97,12 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
         default=1_200,
         help=f"synthetic catalog size (at least {len(VOCAB)}, one per topic)",
     )
-    p.add_argument("--seed", type=flag_int(0), default=0, help="random seed")
+    p.add_argument(
+        "--seed",
+        type=flag_int(0),
+        default=0,
+        help="seeds the scenario, the learner and the adapters' initial weights (default 0)",
+    )
     emerging_args(p)
 
 

@@ -549,7 +549,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--shift-ts", type=flag_int(0), default=None, help="a known shift (epoch ms) in a log")
     p.add_argument("-k", "--k", type=flag_int(1, 10_000), default=10, help="top-k (default 10)")
     p.add_argument("--max-batch", type=flag_int(1), default=256, help="largest conflict-free micro-batch")
-    p.add_argument("--seed", type=flag_int(0), default=0)
+    p.add_argument(
+        "--seed",
+        type=flag_int(0),
+        default=0,
+        help="seeds the synthetic scenario, the learner and the adapters' initial weights: "
+        "the same command and seed give the same figures on the same machine (default 0)",
+    )
     from driftrec.app.demo import emerging_args
 
     emerging_args(p)
