@@ -211,9 +211,8 @@ class Learner:
     def new_word_jump(self) -> float:
         """The rise of the new-words share that fires the trigger now: ``new_word_jump``,
         doubled for each round it fired that the gate dropped since the last kept adapter
-        update (at most ``new_word_backoff`` times)."""
-        cfg = self.config
-        return float(cfg.new_word_jump * 2 ** min(self._new_words_misses, cfg.new_word_backoff))
+        update (at most ``new_word_backoff`` times: the count stops there)."""
+        return float(self.config.new_word_jump * 2**self._new_words_misses)
 
     def forget_users(self, user_ids: Sequence[str]) -> None:
         """Drop what the learner holds per user (recent history, seen items, co-engagement

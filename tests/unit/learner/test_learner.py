@@ -28,6 +28,20 @@ def planted(n_users: int = 240, per_topic: int = 60, seed: int = 0) -> tuple[dic
     return texts, events
 
 
+#: adapters alone, trained long enough on the planted pattern to pass the gate
+ADAPTERS_ONLY = LearnerConfig(
+    window_events=4096,
+    min_pairs=16,
+    train_items=False,
+    use_lora=True,
+    lr_lora=1e-2,
+    epochs=10,
+    max_steps=200,
+    batch_size=64,
+    drift=None,
+)
+
+
 @pytest.fixture()
 def setup(tiny_model: str):
     texts, events = planted()
@@ -41,18 +55,7 @@ def setup(tiny_model: str):
 def test_lora_fine_tune_lowers_loss_on_planted_pattern_and_passes_gate(setup) -> None:
     texts, events, enc, table = setup
     rep = Representation(pop_weight=0.0, position_decay=0.5)
-    cfg = LearnerConfig(
-        window_events=4096,
-        min_pairs=16,
-        train_items=False,
-        use_lora=True,
-        lr_lora=1e-2,
-        epochs=10,
-        max_steps=200,
-        batch_size=64,
-        drift=None,
-    )
-    ln = Learner(cfg, rep, table, texts, enc)
+    ln = Learner(ADAPTERS_ONLY, rep, table, texts, enc)
     ln.observe_many(events)
     before = {n: p.detach().clone() for n, p in enc.model.named_parameters() if "lora_B" in n}
     res = ln.train("test")
@@ -341,17 +344,7 @@ def test_the_new_words_trigger_backs_off_after_rounds_the_gate_dropped(setup) ->
     a kept adapter update sets it back."""
     texts, events, enc, table = setup
     rep = Representation(pop_weight=0.0, position_decay=0.5)
-    good = LearnerConfig(
-        window_events=4096,
-        min_pairs=16,
-        train_items=False,
-        lr_lora=1e-2,
-        epochs=10,
-        max_steps=200,
-        batch_size=64,
-        drift=None,
-        new_word_backoff=2,
-    )
+    good = replace(ADAPTERS_ONLY, new_word_backoff=2)  # keeps its update (the first test)
     # a destructive adapter learning rate (as in the test above): the gate drops every update
     bad = LearnerConfig(
         min_pairs=16, lr_lora=3.0, lr_items=0.01, epochs=3, drift=None, lora_every=1, new_word_backoff=2
