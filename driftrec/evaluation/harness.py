@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -425,38 +426,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
     bar = tqdm(
         total=len(items), desc="encoding catalog", unit="item", file=sys.stderr, disable=quiet, leave=False
     )
+    # the versions the learners publish during the run (up to ~1 GB on a long log): removed
+    # with the run, whatever ends it
     artifact_dir = tempfile.mkdtemp(prefix="driftrec-eval-artifacts-")
-    systems = build_systems(
-        names,
-        items,
-        model=args.model or st.model,
-        cache_dir=st.cache_dir,
-        learner_config=lcfg,
-        rep=Representation(),
-        device=args.device or st.device,
-        lora_r=st.lora_r,
-        max_len=st.max_len,
-        seed=args.seed,
-        artifact_dir=artifact_dir,
-        progress=bar.update,
-    )
-    bar.close()
-    bar = tqdm(
-        total=len(events), desc=f"eval {source}", unit="ev", file=sys.stderr, disable=quiet, smoothing=0.05
-    )
-    with _one_blas_thread():
-        from driftrec.app.factory import publication_times
-
-        pub = publication_times(items)
-        res = pq.run(
-            events,
-            systems,
-            k=args.k,
-            targets=targets,
-            max_batch=args.max_batch,
+    try:
+        systems = build_systems(
+            names,
+            items,
+            model=args.model or st.model,
+            cache_dir=st.cache_dir,
+            learner_config=lcfg,
+            rep=Representation(),
+            device=args.device or st.device,
+            lora_r=st.lora_r,
+            max_len=st.max_len,
+            seed=args.seed,
+            artifact_dir=artifact_dir,
             progress=bar.update,
-            publications=None if pub is None else list(pub.values()),
         )
+        bar.close()
+        bar = tqdm(
+            total=len(events), desc=f"eval {source}", unit="ev", file=sys.stderr, disable=quiet, smoothing=0.05
+        )
+        with _one_blas_thread():
+            from driftrec.app.factory import publication_times
+
+            pub = publication_times(items)
+            res = pq.run(
+                events,
+                systems,
+                k=args.k,
+                targets=targets,
+                max_batch=args.max_batch,
+                progress=bar.update,
+                publications=None if pub is None else list(pub.values()),
+            )
+    finally:
+        shutil.rmtree(artifact_dir, ignore_errors=True)
     bar.close()
     n_t = len(res.target_index)
     window = args.window or pq.auto_window(n_t)

@@ -87,9 +87,14 @@ def test_shift_index() -> None:
     assert pq.shift_index_of(events, None) is None
 
 
-def test_eval_command_on_a_synthetic_scenario(tiny_model: str, tmp_path, capsys) -> None:
+def test_eval_command_on_a_synthetic_scenario(tiny_model: str, tmp_path, capsys, monkeypatch) -> None:
+    import tempfile
+
     from driftrec.cli import main
 
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     rc = main(
         [
             "eval",
@@ -108,6 +113,8 @@ def test_eval_command_on_a_synthetic_scenario(tiny_model: str, tmp_path, capsys)
         ]
     )
     assert rc == 0
+    # the versions the learners published during the run went with it (up to ~1 GB each run)
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("driftrec-eval-artifacts-")]
     out = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out[-1])
     assert summary["events"] == 1500 and summary["shift_ts"] is not None
