@@ -582,7 +582,7 @@ def load_artifact(
     if lora_config is not None and not isinstance(lora_config, dict):
         raise ArtifactError(f"artifact {version}: adapter config is not an object", "bad_manifest")
     if expect_lora is not None or lora_config is not None:
-        for k in ("r", "target_modules"):
+        for k in ("r", "lora_alpha", "target_modules"):
             a = (lora_config or {}).get(k)
             b = (expect_lora or {}).get(k)
             if lora_config and expect_lora is not None and a != b:

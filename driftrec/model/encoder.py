@@ -69,6 +69,8 @@ class TextEncoder:
     model : local path of a Hugging Face model directory (or an HF id where the hub is reachable)
     max_len : tokens per text (short sequences keep training cheap)
     lora_r : LoRA rank; 0 means no adapters (the frozen encoder)
+    lora_alpha : LoRA scale numerator (the update is scaled by ``lora_alpha / lora_r``);
+        default ``2 * lora_r``, so that the scale stays 2 whatever the rank
     seed : seeds the adapters' initial weights (peft draws them from torch's global generator;
         unseeded, two processes with the same settings trained different adapters)
     """
@@ -78,7 +80,7 @@ class TextEncoder:
         model: str | None = None,
         max_len: int = 32,
         lora_r: int = 8,
-        lora_alpha: int = 16,
+        lora_alpha: int | None = None,
         lora_targets: Sequence[str] = LORA_TARGETS,
         device: str | None = None,
         seed: int = 0,
@@ -109,6 +111,8 @@ class TextEncoder:
         self.lora_config: dict[str, Any] | None = None
         if lora_r > 0:
             from peft import LoraConfig, get_peft_model
+
+            lora_alpha = 2 * lora_r if lora_alpha is None else lora_alpha
 
             cfg = LoraConfig(
                 r=lora_r,

@@ -232,6 +232,23 @@ def test_swap_loads_lora_into_the_standby_encoder(tmp_path: Path, tiny_model: st
     swaps.wait()
     assert swaps.maybe_swap() is None and s.version == "v1"
     assert "not compatible" in swaps.rejected[-1][1]
+    # and so is one of the same rank scaled otherwise (its update would be served at the
+    # serving encoder's scale: another model than the one validated)
+    scaled = TextEncoder(tiny_model, lora_r=2, lora_alpha=16)
+    rec3 = write_artifact(
+        tmp_path,
+        "v3",
+        scaled.lora_state(),
+        scaled.lora_config,
+        table,
+        serving.base_model,
+        {"from_ts": 0, "to_ts": 0, "n_events": 0},
+        {},
+    )
+    swaps.submit(rec3)
+    swaps.wait()
+    assert swaps.maybe_swap() is None and s.version == "v1"
+    assert "lora_alpha=16" in swaps.rejected[-1][1]
 
 
 def test_rollback_to_an_earlier_version_and_to_base(tmp_path: Path) -> None:
