@@ -3,7 +3,7 @@ item parts on the learner's own validation pairs, split by kind of target, and h
 candidate does on the events that follow.
 
     python scripts/adapter_round.py --seed 0 [--at 4500] [--set lora_epochs=2 --set lr_lora=0.001]
-        [--targets query,value] [--lora-r 8] [--scenario emerging]
+        [--targets query,value] [--lora-r 8] [--lora-alpha 16] [--scenario emerging]
 
 Prints one JSON line:
 
@@ -34,6 +34,7 @@ ap.add_argument("--events", type=int, default=6000)
 ap.add_argument("--set", action="append", default=[], help="LearnerConfig field=value")
 ap.add_argument("--targets", default=None, help="LoRA target modules, comma-separated")
 ap.add_argument("--lora-r", type=int, default=8)
+ap.add_argument("--lora-alpha", type=int, default=16)
 ap.add_argument("--scenario", default="emerging")
 a = ap.parse_args()
 
@@ -66,7 +67,7 @@ kw = {k: ast.literal_eval(v) for k, v in (x.split("=", 1) for x in a.set)}
 cfg = replace(LearnerConfig(seed=a.seed), lora_every=1, drift=None, **kw)
 table = base_table(load_encoder(None, lora_r=0), items, None)
 enc = TextEncoder(
-    None, lora_r=a.lora_r, **({"lora_targets": tuple(a.targets.split(","))} if a.targets else {})
+    None, lora_r=a.lora_r, lora_alpha=a.lora_alpha, seed=a.seed, **({"lora_targets": tuple(a.targets.split(","))} if a.targets else {})
 )
 L = make_learner(
     cfg, Representation(), table, {i.item_id: i.text for i in items}, enc, publication_times(items)
@@ -123,6 +124,7 @@ out = {
     "set": kw,
     "targets": a.targets,
     "r": a.lora_r,
+    "alpha": a.lora_alpha,
     "seed": a.seed,
     "at": a.at,
     "wall_s": round(wall, 1),
