@@ -65,7 +65,7 @@ def _learner(model_dir: str, events: list[Event], **kw: object) -> tuple[Learner
     having observed ``events``."""
     texts = _catalog()
     ids = [i for i in texts if i != "unseen"]
-    enc = TextEncoder(model_dir, lora_r=4)
+    enc = TextEncoder(model_dir, lora_r=4, lora_alpha=16)
     table = ItemTable.from_text(ids, enc.encode([texts[i] for i in ids]))
     cfg = replace(
         LearnerConfig(),
@@ -107,7 +107,7 @@ def _train(model_dir: str, text_loss: float, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_text_term_moves_an_unseen_item_with_a_new_word_toward_its_users(model_dir: str, monkeypatch) -> None:
     texts = _catalog()
-    enc = TextEncoder(model_dir, lora_r=4)
+    enc = TextEncoder(model_dir, lora_r=4, lora_alpha=16)
     ids = [i for i in texts if i != "unseen"]
     base = _margin(enc, ItemTable.from_text(ids, enc.encode([texts[i] for i in ids])), texts["unseen"])
     with_text = _train(model_dir, 1.0, monkeypatch)
