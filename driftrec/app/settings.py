@@ -456,7 +456,15 @@ VARS: tuple[Var, ...] = (
         lo=0.0,
         hi=1.0,
     ),
-    Var("LEARNER_LORA_R", "lora_r", "int", 8, "LoRA rank of the adapters (scaled by alpha = 2 x rank); scorer and learner must agree", lo=1, hi=256),
+    Var(
+        "LEARNER_LORA_R",
+        "lora_r",
+        "int",
+        8,
+        "LoRA rank of the adapters (scaled by alpha = 2 x rank); scorer and learner must agree",
+        lo=1,
+        hi=256,
+    ),
     Var(
         "REDIS_URL",
         "redis_url",

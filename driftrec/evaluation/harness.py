@@ -446,7 +446,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         bar.close()
         bar = tqdm(
-            total=len(events), desc=f"eval {source}", unit="ev", file=sys.stderr, disable=quiet, smoothing=0.05
+            total=len(events),
+            desc=f"eval {source}",
+            unit="ev",
+            file=sys.stderr,
+            disable=quiet,
+            smoothing=0.05,
         )
         with _one_blas_thread():
             from driftrec.app.factory import publication_times
