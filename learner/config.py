@@ -99,6 +99,12 @@ class LearnerConfig:
     #: round is engaged mostly in the newest pairs: held out whole, no candidate could learn
     #: it before the gate (docs/adapters.md, seventh round)
     val_spread: int = 1
+    #: a version with a kept adapter update moves each item's context vector (the history
+    #: side of the user vector) with its text vector: by this much of (text under the
+    #: adapter - text under the base encoder). 0: the context side stays in the base
+    #: encoder's space. A user whose recent history is posts named by a new word then
+    #: carries that word's topic once the adapter has learned it.
+    context_shift: float = 0.0
     min_gain: float = 0.0
     lora_gate_z: float = 1.64
     seed: int = 0
@@ -125,6 +131,8 @@ class LearnerConfig:
             bad("cooc_neighbours", "must be >= 0 (0 = off) and cooc_history >= 1")
         if self.lora_gate_z < 0:
             bad("lora_gate_z", "must be >= 0")
+        if self.context_shift < 0:
+            bad("context_shift", "must be >= 0 (0 = off)")
         if self.text_loss < 0 or self.text_fresh < 0 or self.encode_budget < 0:
             bad("text_loss", ", text_fresh and encode_budget must be >= 0")
         if self.lora_every < 1:

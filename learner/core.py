@@ -384,6 +384,7 @@ class Learner:
             bias.numpy().copy(),
             C.numpy().copy(),
             stale=cur.stale,
+            context_shift=cur.context_shift,
         )
         items_s = time.perf_counter() - t0
         pop = self._pop_vector(cur)
@@ -553,7 +554,7 @@ class Learner:
                     lora_steps += 1
             enc.model.eval()
             caught = self._encode_candidate(cur, items_only, texts)
-            cand = replace(cand, text=caught.text, stale=caught.stale)
+            cand = replace(cand, text=caught.text, context=caught.context, stale=caught.stale)
             lora = enc.lora_state()
             metrics["lora_catchup_steps"] = lora_steps - n0
             metrics["lora_steps"] = lora_steps
@@ -566,7 +567,10 @@ class Learner:
         ``encode_budget``, else its first ``encode_budget`` items by
         :func:`~driftrec.model.reencode.priority_order` (newest and most engaged), the
         others keeping the serving version's text vectors, marked stale (the scorer
-        re-encodes them after the swap). The gate sees what is served right after it."""
+        re-encodes them after the swap). The gate sees what is served right after it.
+
+        With ``context_shift``, the re-encoded items' context vectors move with their text:
+        every context carries ``context_shift * (text - base text)`` (:class:`ItemTable`)."""
         from driftrec.model.reencode import priority_order
 
         enc = self.encoder
@@ -583,8 +587,23 @@ class Learner:
         if len(rows) < n:
             stale = np.ones(n, bool)
             stale[rows] = False
+        context, beta = items_only.context, self.config.context_shift
+        if beta > 0 and context is not None:
+            # every row's context holds cur.context_shift * (its text - its base text)
+            context = context.copy()
+            moved = np.float32(beta) * text[rows] - np.float32(cur.context_shift) * cur.text[rows]
+            if beta != cur.context_shift:  # the first version with the shift
+                base = enc.encode([texts[int(j)] for j in rows], base=True)
+                moved -= np.float32(beta - cur.context_shift) * base
+            context[rows] += moved
         return ItemTable(
-            list(cur.item_ids), text, items_only.residual, items_only.bias, items_only.context, stale=stale
+            list(cur.item_ids),
+            text,
+            items_only.residual,
+            items_only.bias,
+            context,
+            stale=stale,
+            context_shift=beta if beta > 0 else cur.context_shift,
         )
 
     def accept(self, result: TrainResult) -> None:

@@ -67,7 +67,11 @@ kw = {k: ast.literal_eval(v) for k, v in (x.split("=", 1) for x in a.set)}
 cfg = replace(LearnerConfig(seed=a.seed), lora_every=1, drift=None, **kw)
 table = base_table(load_encoder(None, lora_r=0), items, None)
 enc = TextEncoder(
-    None, lora_r=a.lora_r, lora_alpha=a.lora_alpha, seed=a.seed, **({"lora_targets": tuple(a.targets.split(","))} if a.targets else {})
+    None,
+    lora_r=a.lora_r,
+    lora_alpha=a.lora_alpha,
+    seed=a.seed,
+    **({"lora_targets": tuple(a.targets.split(","))} if a.targets else {}),
 )
 L = make_learner(
     cfg, Representation(), table, {i.item_id: i.text for i in items}, enc, publication_times(items)
@@ -192,6 +196,7 @@ if a.next:
     out["next"] = {
         "pairs": len(fut),
         "candidate": round(float(hr.mean()), 4),
+        "new_posts": round(float(hr[[p.target.startswith("p") for p in fut]].mean()), 4) if fut else None,
         "newest": round(float(newest_hr(fut).mean()), 4),
     }
 print(json.dumps(out))

@@ -147,7 +147,11 @@ class ItemTable:
       (:meth:`age_prior`);
     - re-encoding: optional ``stale`` (bool ``[n]``): rows whose ``text`` is still a
       previous version's (the learner encoded only the newest and most engaged items under
-      this version's adapter); the scorer re-encodes them in the background after a swap.
+      this version's adapter); the scorer re-encodes them in the background after a swap;
+    - ``context_shift`` (``LearnerConfig.context_shift``): each context vector carries this
+      much of (its text vector - its base-encoder text vector), so that a history of posts
+      named by a word the adapter has learned says that word's topic. Items added to the
+      table (:meth:`with_items`) and rows re-encoded (:meth:`with_text`) keep that so.
     """
 
     item_ids: list[str]
@@ -162,6 +166,7 @@ class ItemTable:
     age_lograte: np.ndarray | None = None
     age_weight: float = 0.0
     stale: np.ndarray | None = None
+    context_shift: float = 0.0
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -202,6 +207,8 @@ class ItemTable:
                 "item table freshness: age_edges (increasing from 0, ms) and "
                 "age_lograte must both be finite [n_bins], age_weight finite"
             )
+        if not (math.isfinite(self.context_shift) and 0.0 <= self.context_shift <= 4.0):
+            raise ArtifactError(f"item table context_shift {self.context_shift!r} is not in [0, 4]")
         if e is not None:
             self.age_edges = np.asarray(e, np.float64)
             self.age_lograte = np.asarray(g, np.float32)
@@ -277,7 +284,8 @@ class ItemTable:
         """A copy with new items appended (nothing learned for them yet) or texts replaced.
 
         ``text`` is under this version's adapter (target side), ``base_text`` under the base
-        encoder (context side; defaults to ``text``)."""
+        encoder (context side; defaults to ``text``); a new item's context is
+        ``base_text + context_shift * (text - base_text)``."""
         base_text = text if base_text is None else base_text
         ids = list(self.item_ids)
         assert self.context is not None
@@ -293,7 +301,7 @@ class ItemTable:
             else:
                 ids.append(iid)
                 new_t.append(vec)
-                new_c.append(cvec)
+                new_c.append(cvec + np.float32(self.context_shift) * (np.asarray(vec) - cvec))
         if new_t:
             nv = np.asarray(new_t, np.float32)
             t = np.vstack([t, nv])
@@ -308,7 +316,19 @@ class ItemTable:
         if st is not None and len(ids) > len(st):
             st = np.concatenate([st, np.zeros(len(ids) - len(st), bool)])
         return ItemTable(
-            ids, t, r, b, c, ni, nw, self.cooc_weight, self.age_edges, self.age_lograte, self.age_weight, st
+            ids,
+            t,
+            r,
+            b,
+            c,
+            ni,
+            nw,
+            self.cooc_weight,
+            self.age_edges,
+            self.age_lograte,
+            self.age_weight,
+            st,
+            self.context_shift,
         )
 
     def with_text(self, rows: np.ndarray, text: np.ndarray) -> ItemTable:
@@ -326,7 +346,11 @@ class ItemTable:
         st = None if self.stale is None else self.stale.copy()
         if st is not None:
             st[rows] = False
-        return replace(self, text=t, stale=st)
+        c = self.context
+        if self.context_shift and c is not None:  # the context moves with the text
+            c = c.copy()
+            c[rows] += np.float32(self.context_shift) * (t[rows] - self.text[rows])
+        return replace(self, text=t, stale=st, context=c)
 
     def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> ItemTable:
         """The same item parts with other co-engagement neighbours and weight."""
@@ -402,6 +426,8 @@ def write_artifact(
         arrays["age_edges"] = items.age_edges.astype(np.float64)
         arrays["age_lograte"] = items.age_lograte.astype(np.float32)
         arrays["age_weight"] = np.array([items.age_weight], np.float64)
+    if items.context_shift:
+        arrays["context_shift"] = np.array([items.context_shift], np.float64)
     if items.stale is not None:
         arrays["stale"] = items.stale.astype(np.uint8)
     save_np(arrays, str(tmp / FILES[2]))
@@ -603,6 +629,7 @@ def load_artifact(
     try:
         cw = arrays.get("cooc_weight")
         aw = arrays.get("age_weight")
+        cs = arrays.get("context_shift")
         table = ItemTable(
             ids,
             arrays["text"],
@@ -616,6 +643,7 @@ def load_artifact(
             arrays.get("age_lograte"),
             float(aw[0]) if aw is not None else 0.0,
             None if arrays.get("stale") is None else arrays["stale"] != 0,
+            float(cs[0]) if cs is not None else 0.0,
         )
     except ArtifactError as exc:
         raise ArtifactError(str(exc), "bad_tensor") from exc
@@ -652,6 +680,7 @@ _TABLE_FLOATS = (
     "age_edges",
     "age_lograte",
     "age_weight",
+    "context_shift",
 )
 
 
@@ -692,7 +721,7 @@ def _check_arrays(
             raise ArtifactError(f"artifact {version}: {k} has dtype {a.dtype}, not float", "bad_tensor")
         if not np.isfinite(a).all():
             raise ArtifactError(f"artifact {version}: {k} holds NaN or infinite values", "bad_tensor")
-    for k in ("cooc_weight", "age_weight"):
+    for k in ("cooc_weight", "age_weight", "context_shift"):
         if arrays.get(k) is not None and arrays[k].size != 1:
             raise ArtifactError(f"artifact {version}: {k} must hold one value", "bad_tensor")
     sm = arrays.get("stale")

@@ -1,0 +1,94 @@
+"""``LearnerConfig.context_shift``: a version's context vectors move with its text vectors,
+once, whatever happened before (no shift counted twice; new and re-encoded items too)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from driftrec.learner import Learner, LearnerConfig
+from driftrec.learner.core import TrainResult
+from driftrec.model import ItemTable, Representation, TextEncoder
+from driftrec.stream import Item
+
+TEXTS = {
+    f"i{j}": t
+    for j, t in enumerate(["goal match team", "pasta sauce oven", "guitar song band", "beach flight hotel"])
+}
+
+
+def _nudge(enc: TextEncoder, by: float, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in enc.model.named_parameters():
+            if "lora_" in n:
+                p.add_(by * torch.randn(p.shape, generator=g))
+
+
+def _version(ln: Learner) -> ItemTable:
+    ids = ln.table.item_ids
+    table = ln._encode_candidate(ln.table, ln.table, [ln.texts[i] for i in ids])
+    ln.accept(TrainResult(True, table, {}, {}, {"to_ts": 0}, "test"))
+    return table
+
+
+def test_context_vectors_follow_the_text_under_the_adapter(tiny_model: str) -> None:
+    enc = TextEncoder(tiny_model, lora_r=2)
+    ids = sorted(TEXTS)
+    base = {i: v for i, v in zip(ids, enc.encode([TEXTS[i] for i in ids], base=True))}
+    table = ItemTable.from_text(ids, np.stack([base[i] for i in ids]))
+    ctx0 = table.context.copy()
+    ln = Learner(LearnerConfig(context_shift=1.0), Representation(), table, TEXTS, enc)
+
+    _nudge(enc, 0.2, 0)  # a first kept adapter
+    t1 = _version(ln)
+    assert t1.context_shift == 1.0
+    assert np.abs(t1.text - table.text).max() > 1e-3  # the adapter moved the texts
+    assert np.allclose(t1.context - ctx0, t1.text - table.text, atol=1e-5)
+
+    ln.add_items([Item("new", "goal team song", 5)])  # arrives with its shift
+    new_base = enc.encode(["goal team song"], base=True)[0]
+    j = ln.table.index("new")
+    assert np.allclose(ln.table.context[j], ln.table.text[j], atol=1e-5)
+    assert np.abs(ln.table.text[j] - new_base).max() > 1e-3
+
+    _nudge(enc, 0.2, 1)  # a second one: every context holds the newest shift, once
+    t2 = _version(ln)
+    for i in ids:
+        j = t2.index(i)
+        assert np.allclose(t2.context[j] - ctx0[j], t2.text[j] - base[i], atol=1e-5)
+    j = t2.index("new")
+    assert np.allclose(t2.context[j], t2.text[j], atol=1e-5)
+
+    # the scorer re-encoding a stale row moves its context with its text
+    moved = t2.with_text(np.array([0]), t2.text[[0]] + 0.5)
+    assert np.allclose(moved.context[0] - t2.context[0], 0.5, atol=1e-5)
+
+
+def test_off_the_context_side_stays_in_the_base_space(tiny_model: str) -> None:
+    enc = TextEncoder(tiny_model, lora_r=2)
+    ids = sorted(TEXTS)
+    table = ItemTable.from_text(ids, enc.encode([TEXTS[i] for i in ids], base=True))
+    ln = Learner(LearnerConfig(), Representation(), table, TEXTS, enc)
+    _nudge(enc, 0.2, 0)
+    t1 = _version(ln)
+    assert np.abs(t1.text - table.text).max() > 1e-3 and t1.context_shift == 0.0
+    assert np.array_equal(t1.context, table.context)
+    assert np.array_equal(t1.with_text(np.array([0]), t1.text[[0]] + 0.5).context, t1.context)
+
+
+def test_the_shift_travels_with_the_version(tmp_path) -> None:
+    import pytest
+
+    from driftrec.model import ArtifactError, load_artifact, write_artifact
+
+    t = ItemTable.from_text(["a", "b"], np.eye(2, dtype=np.float32))
+    t = ItemTable(t.item_ids, t.text, t.residual, t.bias, t.context, context_shift=0.5)
+    rec = write_artifact(tmp_path, "v1", {}, None, t, "base", {"from_ts": 0, "to_ts": 0, "n_events": 0}, {})
+    back = load_artifact(rec).items
+    assert back.context_shift == 0.5
+    # a scorer adding an item to the served version: its context half-way to its text
+    added = back.with_items(["c"], np.array([[1.0, 1.0]], np.float32), np.array([[1.0, 0.0]], np.float32))
+    assert np.allclose(added.context[2], [1.0, 0.5])
+    with pytest.raises(ArtifactError, match="context_shift"):
+        ItemTable(t.item_ids, t.text, t.residual, t.bias, t.context, context_shift=float("nan"))
