@@ -216,39 +216,21 @@ def test_swap_loads_lora_into_the_standby_encoder(tmp_path: Path, tiny_model: st
     assert s.model.encoder is standby and swaps._standby is serving
     got = standby.lora_state()
     assert all(np.allclose(got[k].numpy(), with_lora[k].numpy()) for k in with_lora)
-    # an artifact with a different LoRA rank is incompatible
-    other = TextEncoder(tiny_model, lora_r=4)
-    rec2 = write_artifact(
-        tmp_path,
-        "v2",
-        other.lora_state(),
-        other.lora_config,
-        table,
-        serving.base_model,
-        {"from_ts": 0, "to_ts": 0, "n_events": 0},
-        {},
-    )
-    swaps.submit(rec2)
-    swaps.wait()
-    assert swaps.maybe_swap() is None and s.version == "v1"
-    assert "not compatible" in swaps.rejected[-1][1]
-    # and so is one of the same rank scaled otherwise (its update would be served at the
-    # serving encoder's scale: another model than the one validated)
-    scaled = TextEncoder(tiny_model, lora_r=2, lora_alpha=16)
-    rec3 = write_artifact(
-        tmp_path,
-        "v3",
-        scaled.lora_state(),
-        scaled.lora_config,
-        table,
-        serving.base_model,
-        {"from_ts": 0, "to_ts": 0, "n_events": 0},
-        {},
-    )
-    swaps.submit(rec3)
-    swaps.wait()
-    assert swaps.maybe_swap() is None and s.version == "v1"
-    assert "lora_alpha=16" in swaps.rejected[-1][1]
+    window = {"from_ts": 0, "to_ts": 0, "n_events": 0}
+    # an artifact with a different LoRA rank is incompatible, and so is one of the same rank
+    # scaled otherwise (its update would be served at the serving encoder's scale: another
+    # model than the one validated)
+    for version, other, why in (
+        ("v2", TextEncoder(tiny_model, lora_r=4), "not compatible"),
+        ("v3", TextEncoder(tiny_model, lora_r=2, lora_alpha=16), "lora_alpha=16"),
+    ):
+        rec = write_artifact(
+            tmp_path, version, other.lora_state(), other.lora_config, table, serving.base_model, window, {}
+        )
+        swaps.submit(rec)
+        swaps.wait()
+        assert swaps.maybe_swap() is None and s.version == "v1"
+        assert why in swaps.rejected[-1][1]
 
 
 def test_rollback_to_an_earlier_version_and_to_base(tmp_path: Path) -> None:
