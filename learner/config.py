@@ -103,7 +103,8 @@ class LearnerConfig:
     #: side of the user vector) with its text vector: by this much of (text under the
     #: adapter - text under the base encoder). 0: the context side stays in the base
     #: encoder's space. A user whose recent history is posts named by a new word then
-    #: carries that word's topic once the adapter has learned it.
+    #: carries that word's topic once the adapter has learned it. Off: on whole runs it
+    #: did not win (docs/adapters.md, ninth round)
     context_shift: float = 0.0
     min_gain: float = 0.0
     lora_gate_z: float = 1.64
@@ -131,8 +132,8 @@ class LearnerConfig:
             bad("cooc_neighbours", "must be >= 0 (0 = off) and cooc_history >= 1")
         if self.lora_gate_z < 0:
             bad("lora_gate_z", "must be >= 0")
-        if self.context_shift < 0:
-            bad("context_shift", "must be >= 0 (0 = off)")
+        if not 0.0 <= self.context_shift <= 4.0:
+            bad("context_shift", "must be between 0 (off) and 4")
         if self.text_loss < 0 or self.text_fresh < 0 or self.encode_budget < 0:
             bad("text_loss", ", text_fresh and encode_budget must be >= 0")
         if self.lora_every < 1:
