@@ -3,7 +3,7 @@ item parts on the learner's own validation pairs, split by kind of target, and h
 candidate does on the events that follow.
 
     python scripts/adapter_round.py --seed 0 [--at 4500] [--set lora_epochs=2 --set lr_lora=0.001]
-        [--targets query,value] [--lora-r 8] [--lora-alpha 16] [--scenario emerging]
+        [--targets query,value] [--lora-r 8] [--lora-alpha 2R] [--scenario emerging]
 
 Prints one JSON line:
 
@@ -34,7 +34,7 @@ ap.add_argument("--events", type=int, default=6000)
 ap.add_argument("--set", action="append", default=[], help="LearnerConfig field=value")
 ap.add_argument("--targets", default=None, help="LoRA target modules, comma-separated")
 ap.add_argument("--lora-r", type=int, default=8)
-ap.add_argument("--lora-alpha", type=int, default=16)
+ap.add_argument("--lora-alpha", type=int, default=None, help="default: 2 x --lora-r, as the encoder")
 ap.add_argument("--scenario", default="emerging")
 a = ap.parse_args()
 
