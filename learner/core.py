@@ -131,6 +131,9 @@ class Learner:
         #: validation pairs newer than that, since its co-engagement neighbours and its
         #: freshness curve have seen the older ones
         self.served_to_ts: int | None = None
+        #: item id -> its text vector under the base encoder, kept while ``context_shift``
+        #: is on: training takes the shift back out of the context vectors (see train)
+        self._base_text: dict[str, np.ndarray] = {}
 
     # ---- observing -------------------------------------------------------------------
     def observe_many(self, events: Sequence[Event]) -> None:
@@ -260,9 +263,10 @@ class Learner:
         enc = self.encoder
         if enc is not None:
             texts = [it.text for it in items]
-            self.table = self.table.with_items(
-                [it.item_id for it in items], enc.encode(texts), enc.encode(texts, base=True)
-            )
+            base = enc.encode(texts, base=True)
+            if self.config.context_shift > 0:
+                self._base_text.update((it.item_id, v) for it, v in zip(items, base))
+            self.table = self.table.with_items([it.item_id for it in items], enc.encode(texts), base)
         else:
             known = [it for it in items if self.table.index(it.item_id) < 0]
             if known:
@@ -328,8 +332,18 @@ class Learner:
         R = torch.nn.Parameter(torch.from_numpy(cur.residual.copy()))
         bias = torch.nn.Parameter(torch.from_numpy(cur.bias.copy()))
         assert cur.context is not None
-        C = torch.nn.Parameter(torch.from_numpy(cur.context.copy()))
         enc = self.encoder
+        # The context shift is how a version is served, not something the learner trains
+        # from: the item parts and the adapters learn from contexts without it, and it is
+        # put back on the candidate. Trained from shifted contexts, a name an adapter got
+        # wrong pulled its users toward the wrong topic in every later round
+        # (docs/adapters.md, ninth and tenth rounds).
+        unshift = np.zeros((0,), np.float32)
+        if cur.context_shift and enc is not None:
+            unshift = np.float32(cur.context_shift) * (cur.text - self._base_rows(cur.item_ids))
+        C = torch.nn.Parameter(
+            torch.from_numpy(cur.context - unshift if unshift.size else cur.context.copy())
+        )
         dev = enc.device if enc is not None else "cpu"
         B = min(cfg.batch_size, len(train_p))
         steps, losses = 0, []
@@ -382,7 +396,7 @@ class Learner:
             cur.text,
             R.numpy().copy(),
             bias.numpy().copy(),
-            C.numpy().copy(),
+            C.numpy() + unshift if unshift.size else C.numpy().copy(),
             stale=cur.stale,
             context_shift=cur.context_shift,
         )
@@ -593,7 +607,7 @@ class Learner:
             context = context.copy()
             moved = np.float32(beta) * text[rows] - np.float32(cur.context_shift) * cur.text[rows]
             if beta != cur.context_shift:  # the first version with the shift
-                base = enc.encode([texts[int(j)] for j in rows], base=True)
+                base = self._base_rows([cur.item_ids[int(j)] for j in rows])
                 moved -= np.float32(beta - cur.context_shift) * base
             context[rows] += moved
         return ItemTable(
@@ -605,6 +619,16 @@ class Learner:
             stale=stale,
             context_shift=beta if beta > 0 else cur.context_shift,
         )
+
+    def _base_rows(self, ids: Sequence[str]) -> np.ndarray:
+        """The base encoder's text vectors of ``ids`` (cached; encodes the missing ones)."""
+        enc = self.encoder
+        assert enc is not None
+        missing = [i for i in dict.fromkeys(ids) if i not in self._base_text]
+        if missing:
+            vecs = enc.encode([self.texts.get(i, "") for i in missing], base=True)
+            self._base_text.update(zip(missing, vecs))
+        return np.stack([self._base_text[i] for i in ids]).astype(np.float32, copy=False)
 
     def accept(self, result: TrainResult) -> None:
         """Make an accepted result the learner's current version."""

@@ -92,3 +92,47 @@ def test_the_shift_travels_with_the_version(tmp_path) -> None:
     assert np.allclose(added.context[2], [1.0, 0.5])
     with pytest.raises(ArtifactError, match="context_shift"):
         ItemTable(t.item_ids, t.text, t.residual, t.bias, t.context, context_shift=float("nan"))
+
+
+def test_training_learns_from_contexts_without_the_shift(tiny_model: str) -> None:
+    """The shift is how a version is served, not what the next round trains from: the
+    item parts a shifted learner trains are those of the same learner without the shift."""
+    from dataclasses import replace
+
+    from driftrec.stream import Event
+    from driftrec.stream.synthetic import VOCAB
+
+    rng = np.random.default_rng(0)
+    topics = ("football", "cooking", "music", "travel")
+    texts = {f"{t}-{j}": " ".join(rng.choice(VOCAB[t], 4)) for t in topics for j in range(12)}
+    events, ts = [], 0
+    for u in range(120):
+        for t in ("football", "cooking"):
+            events.append(Event(f"e{len(events)}", "like", f"u{u}", f"{t}-{rng.integers(0, 12)}", ts))
+            ts += 1000
+    enc = TextEncoder(tiny_model, lora_r=2)
+    ids = sorted(texts)
+    base = enc.encode([texts[i] for i in ids], base=True)
+    cfg = LearnerConfig(
+        context_shift=1.0,
+        min_pairs=16,
+        drift=None,
+        lora_every=1000,
+        cooc_neighbours=0,
+        epochs=3,
+        lr_items=0.05,
+    )
+    shifted = Learner(cfg, Representation(pop_weight=0.0), ItemTable.from_text(ids, base), texts, enc)
+    _nudge(enc, 0.5, 0)
+    served = _version(shifted)
+    assert np.abs(served.context - base).max() > 0.05  # the contexts carry a shift
+    plain_table = replace(served, context=served.context - (served.text - base), context_shift=0.0)
+    plain = Learner(replace(cfg, context_shift=0.0), Representation(pop_weight=0.0), plain_table, texts, enc)
+    shifted.observe_many(events)
+    plain.observe_many(events)
+    a, b = shifted.train("test"), plain.train("test")
+    assert a.metrics["adapter_update"] == b.metrics["adapter_update"] == "skipped"
+    assert a.metrics["item_steps"] > 0 and np.abs(b.table.residual).max() > 1e-3
+    assert np.allclose(a.table.residual, b.table.residual, atol=1e-5)
+    assert np.allclose(a.table.context - (a.table.text - base), b.table.context, atol=1e-5)
+    assert a.table.context_shift == 1.0  # and it is served shifted again
