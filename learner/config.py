@@ -103,9 +103,9 @@ class LearnerConfig:
     #: side of the user vector) with its text vector: by this much of (text under the
     #: adapter - text under the base encoder). 0: the context side stays in the base
     #: encoder's space. A user whose recent history is posts named by a new word then
-    #: carries that word's topic once the adapter has learned it. Off: on whole runs it
-    #: did not win (docs/adapters.md, ninth round)
-    context_shift: float = 0.0
+    #: carries that word's topic once the adapter has learned it. The shift is served,
+    #: not trained from: training takes it back out (docs/adapters.md, tenth round)
+    context_shift: float = 1.0
     min_gain: float = 0.0
     lora_gate_z: float = 1.64
     seed: int = 0

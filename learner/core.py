@@ -471,6 +471,15 @@ class Learner:
             with_lora = self._encode_candidate(cur, items_only, texts)
             encode_s = time.perf_counter() - t1
             _, e_lora = self._best_age_each(val_p, with_lora, pop, age_fit)
+            if with_lora.context_shift > 0:
+                # The shift assumes a history points where its posts' text does (a user of
+                # a topic engages its new names); where engagement crosses topics it can
+                # hurt. The same adapter with the context side unmoved is served instead
+                # when validation says so by lora_gate_z standard errors.
+                flat = self._shifted(cur, items_only, with_lora.text, 0.0, with_lora.stale)
+                _, e_flat = self._best_age_each(val_p, flat, pop, age_fit)
+                if _paired_gain(e_flat, e_lora, cfg.lora_gate_z):
+                    with_lora, e_lora = flat, e_flat
             m_lora = _means(e_lora)
             if _paired_gain(e_lora, e_items, cfg.lora_gate_z):
                 cand, lora, adapter_update = with_lora, enc.lora_state(), "kept"
@@ -543,6 +552,7 @@ class Learner:
             "encode_s": round(encode_s, 3),
             "use_lora": enc is not None,
             "adapter_update": adapter_update,
+            "context_shift": cand.context_shift,
             "accepted": accepted,
         }
         if not accepted and enc is not None and adapter_update == "kept":
@@ -567,7 +577,7 @@ class Learner:
                     adapter_step(v_idx[bi], v_w[bi], v_tgt[bi], None if pub_t is None else (pub_t, v_ts[bi]))
                     lora_steps += 1
             enc.model.eval()
-            caught = self._encode_candidate(cur, items_only, texts)
+            caught = self._encode_candidate(cur, items_only, texts, cand.context_shift)
             cand = replace(cand, text=caught.text, context=caught.context, stale=caught.stale)
             lora = enc.lora_state()
             metrics["lora_catchup_steps"] = lora_steps - n0
@@ -576,15 +586,17 @@ class Learner:
             metrics["catchup_s"] = round(time.perf_counter() - t2, 3)
         return TrainResult(accepted, cand, lora, metrics, window, reason)
 
-    def _encode_candidate(self, cur: ItemTable, items_only: ItemTable, texts: Sequence[str]) -> ItemTable:
+    def _encode_candidate(
+        self, cur: ItemTable, items_only: ItemTable, texts: Sequence[str], shift: float | None = None
+    ) -> ItemTable:
         """The candidate table under the trained adapter: the whole catalog when it fits
         ``encode_budget``, else its first ``encode_budget`` items by
         :func:`~driftrec.model.reencode.priority_order` (newest and most engaged), the
         others keeping the serving version's text vectors, marked stale (the scorer
         re-encodes them after the swap). The gate sees what is served right after it.
 
-        With ``context_shift``, the re-encoded items' context vectors move with their text:
-        every context carries ``context_shift * (text - base text)`` (:class:`ItemTable`)."""
+        Its context vectors carry ``shift`` (default ``context_shift``) times (text - base
+        text): see :meth:`_shifted`."""
         from driftrec.model.reencode import priority_order
 
         enc = self.encoder
@@ -601,15 +613,23 @@ class Learner:
         if len(rows) < n:
             stale = np.ones(n, bool)
             stale[rows] = False
-        context, beta = items_only.context, self.config.context_shift
-        if beta > 0 and context is not None:
-            # every row's context holds cur.context_shift * (its text - its base text)
-            context = context.copy()
-            moved = np.float32(beta) * text[rows] - np.float32(cur.context_shift) * cur.text[rows]
-            if beta != cur.context_shift:  # the first version with the shift
-                base = self._base_rows([cur.item_ids[int(j)] for j in rows])
-                moved -= np.float32(beta - cur.context_shift) * base
-            context[rows] += moved
+        beta = self.config.context_shift if shift is None else shift
+        return self._shifted(cur, items_only, text, beta, stale)
+
+    def _shifted(
+        self, cur: ItemTable, items_only: ItemTable, text: np.ndarray, beta: float, stale: np.ndarray | None
+    ) -> ItemTable:
+        """``items_only`` with the text vectors ``text`` and every context vector holding
+        ``beta * (its text - its base text)`` on top of what was trained
+        (:class:`ItemTable`): ``items_only``'s contexts hold ``cur.context_shift`` times
+        ``cur``'s texts' shift, taken out here, so no shift is counted twice. Rows whose
+        text did not change (stale) move too when ``beta`` differs from the serving one."""
+        context = items_only.context
+        if context is not None and (beta > 0 or cur.context_shift > 0):
+            base = self._base_rows(cur.item_ids)
+            context = (
+                context + np.float32(beta) * (text - base) - np.float32(cur.context_shift) * (cur.text - base)
+            ).astype(np.float32, copy=False)
         return ItemTable(
             list(cur.item_ids),
             text,
@@ -617,7 +637,7 @@ class Learner:
             items_only.bias,
             context,
             stale=stale,
-            context_shift=beta if beta > 0 else cur.context_shift,
+            context_shift=float(beta),
         )
 
     def _base_rows(self, ids: Sequence[str]) -> np.ndarray:

@@ -53,8 +53,8 @@ def paired_gain(x, y, z):  # the gate's two per-pair figures
     return _gain(x, y, z)
 
 
-def encode_candidate(self, cur, items_only, texts):  # the two tables the gate compares
-    t = _encode(self, cur, items_only, texts)
+def encode_candidate(self, cur, items_only, texts, *shift):  # the two tables the gate compares
+    t = _encode(self, cur, items_only, texts, *shift)
     seen["t_lora"], seen["t_items"] = t, items_only
     return t
 

@@ -457,6 +457,16 @@ VARS: tuple[Var, ...] = (
         hi=1.0,
     ),
     Var(
+        "LEARNER_CONTEXT_SHIFT",
+        "learner.context_shift",
+        "float",
+        _LC.context_shift,
+        "how far a version's context vectors (the history side) move with the adapter's text "
+        "vectors (0: they stay in the base encoder's space)",
+        lo=0.0,
+        hi=4.0,
+    ),
+    Var(
         "LEARNER_LORA_R",
         "lora_r",
         "int",

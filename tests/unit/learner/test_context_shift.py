@@ -69,7 +69,7 @@ def test_off_the_context_side_stays_in_the_base_space(tiny_model: str) -> None:
     enc = TextEncoder(tiny_model, lora_r=2)
     ids = sorted(TEXTS)
     table = ItemTable.from_text(ids, enc.encode([TEXTS[i] for i in ids], base=True))
-    ln = Learner(LearnerConfig(), Representation(), table, TEXTS, enc)
+    ln = Learner(LearnerConfig(context_shift=0.0), Representation(), table, TEXTS, enc)
     _nudge(enc, 0.2, 0)
     t1 = _version(ln)
     assert np.abs(t1.text - table.text).max() > 1e-3 and t1.context_shift == 0.0

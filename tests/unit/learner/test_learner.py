@@ -62,6 +62,9 @@ def test_lora_fine_tune_lowers_loss_on_planted_pattern_and_passes_gate(setup) ->
     m = res.metrics
     assert m["loss_after"] < m["loss_before"] - 0.1, m
     assert res.accepted, m
+    # engagement here crosses topics: validation keeps the history side out of the
+    # adapter's space (LearnerConfig.context_shift), else the update would lose
+    assert res.table.context_shift == 0.0
     assert m["val_mrr_candidate"] > m["val_mrr_current"]
     assert res.lora and all(k.startswith("base_model") or "lora_" in k for k in res.lora)
     changed = [n for n, p in enc.model.named_parameters() if "lora_B" in n and not (p == before[n]).all()]
