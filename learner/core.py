@@ -471,17 +471,18 @@ class Learner:
             with_lora = self._encode_candidate(cur, items_only, texts)
             encode_s = time.perf_counter() - t1
             _, e_lora = self._best_age_each(val_p, with_lora, pop, age_fit)
-            if with_lora.context_shift > 0:
+            keep = _paired_gain(e_lora, e_items, cfg.lora_gate_z)
+            if not keep and with_lora.context_shift > 0:
                 # The shift assumes a history points where its posts' text does (a user of
                 # a topic engages its new names); where engagement crosses topics it can
-                # hurt. The same adapter with the context side unmoved is served instead
-                # when validation says so by lora_gate_z standard errors.
+                # sink an update that is worth serving with the context side unmoved. That
+                # one is judged by the same gate.
                 flat = self._shifted(cur, items_only, with_lora.text, 0.0, with_lora.stale)
                 _, e_flat = self._best_age_each(val_p, flat, pop, age_fit)
-                if _paired_gain(e_flat, e_lora, cfg.lora_gate_z):
-                    with_lora, e_lora = flat, e_flat
+                if _paired_gain(e_flat, e_items, cfg.lora_gate_z):
+                    keep, with_lora, e_lora = True, flat, e_flat
             m_lora = _means(e_lora)
-            if _paired_gain(e_lora, e_items, cfg.lora_gate_z):
+            if keep:
                 cand, lora, adapter_update = with_lora, enc.lora_state(), "kept"
                 m_new = _means(self.evaluate_each(val_p, with_lora, pop))
             else:

@@ -462,7 +462,8 @@ VARS: tuple[Var, ...] = (
         "float",
         _LC.context_shift,
         "how far a version's context vectors (the history side) move with the adapter's text "
-        "vectors (0: they stay in the base encoder's space)",
+        "vectors (0: they stay in the base encoder's space; a round leaves them where "
+        "validation says the move hurts)",
         lo=0.0,
         hi=4.0,
     ),

@@ -137,8 +137,14 @@ def _catchup(
     import torch
 
     torch.manual_seed(0)  # the same initial adapter in every call, whatever ran before
+    # the context side unmoved (context_shift 0): the loss below judges what the catch-up
+    # does to the target side, not how far the history side follows it
     learner, enc, _ = _learner(
-        model_dir, _late_name_events(np.random.default_rng(0)), max_steps=40, lora_catchup=passes
+        model_dir,
+        _late_name_events(np.random.default_rng(0)),
+        max_steps=40,
+        lora_catchup=passes,
+        context_shift=0.0,
     )
     # the adapter update is kept, and the candidate is served (accept) or not
     monkeypatch.setattr(learner_core, "_paired_gain", lambda *a, **k: True)
