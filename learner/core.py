@@ -256,17 +256,28 @@ class Learner:
         """New or changed catalog items, encoded under the current adapter."""
         if not items:
             return
+        enc = self.encoder
+        # an edited item's context swaps its old text's shift for the new one's
+        # (ItemTable.with_items): the old text's base vector, taken before the text changes
+        edited = [it.item_id for it in items if self.table.index(it.item_id) >= 0]
+        prev = (
+            dict(zip(edited, self._base_rows(edited)))
+            if enc is not None and edited and self.table.context_shift
+            else None
+        )
         for it in items:
             self.texts[it.item_id] = it.text
             if self.item_ts or it.ts:
                 self.item_ts[it.item_id] = it.ts
-        enc = self.encoder
         if enc is not None:
             texts = [it.text for it in items]
             base = enc.encode(texts, base=True)
-            if self.config.context_shift > 0:
+            if self.config.context_shift > 0 or self.table.context_shift:
                 self._base_text.update((it.item_id, v) for it, v in zip(items, base))
-            self.table = self.table.with_items([it.item_id for it in items], enc.encode(texts), base)
+            else:
+                for it in items:
+                    self._base_text.pop(it.item_id, None)
+            self.table = self.table.with_items([it.item_id for it in items], enc.encode(texts), base, prev)
         else:
             known = [it for it in items if self.table.index(it.item_id) < 0]
             if known:

@@ -279,14 +279,23 @@ class ItemTable:
         return self._index.get(item_id, -1)
 
     def with_items(
-        self, item_ids: list[str], text: np.ndarray, base_text: np.ndarray | None = None
+        self,
+        item_ids: list[str],
+        text: np.ndarray,
+        base_text: np.ndarray | None = None,
+        prev_base: Mapping[str, np.ndarray] | None = None,
     ) -> ItemTable:
         """A copy with new items appended (nothing learned for them yet) or texts replaced.
 
         ``text`` is under this version's adapter (target side), ``base_text`` under the base
         encoder (context side; defaults to ``text``); a new item's context is
-        ``base_text + context_shift * (text - base_text)``."""
+        ``base_text + context_shift * (text - base_text)``. An edited item keeps its context
+        (what was learned for it), but with ``prev_base`` (item id -> the base-encoder
+        vector of its text before the edit) the shift its old text put there is swapped for
+        the new text's, so that ``context - context_shift * (text - base_text)`` stays what
+        was learned."""
         base_text = text if base_text is None else base_text
+        prev = dict(prev_base) if prev_base is not None and self.context_shift else {}
         ids = list(self.item_ids)
         assert self.context is not None
         t, r, b, c = self.text.copy(), self.residual.copy(), self.bias.copy(), self.context.copy()
@@ -295,6 +304,9 @@ class ItemTable:
         for iid, vec, cvec in zip(item_ids, text, base_text):
             k = self._index.get(iid, -1)
             if k >= 0:
+                if iid in prev:
+                    c[k] += np.float32(self.context_shift) * ((vec - cvec) - (t[k] - prev[iid]))
+                    prev[iid] = np.asarray(cvec, np.float32)  # an id twice in one call
                 t[k] = vec
                 if st is not None:
                     st[k] = False  # encoded now, under this version's adapter

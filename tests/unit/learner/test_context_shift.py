@@ -94,6 +94,30 @@ def test_the_shift_travels_with_the_version(tmp_path) -> None:
         ItemTable(t.item_ids, t.text, t.residual, t.bias, t.context, context_shift=float("nan"))
 
 
+def test_an_edited_item_keeps_what_was_learned_and_takes_its_new_texts_shift(tiny_model: str) -> None:
+    """An edited post's context is what was learned plus the shift of its *new* text: the
+    next round takes out exactly what was put in."""
+    enc = TextEncoder(tiny_model, lora_r=2)
+    ids = sorted(TEXTS)
+    table = ItemTable.from_text(ids, enc.encode([TEXTS[i] for i in ids], base=True))
+    table = ItemTable(table.item_ids, table.text, table.residual, table.bias, table.context + 0.25)
+    ln = Learner(LearnerConfig(context_shift=1.0), Representation(), table, dict(TEXTS), enc)
+    _nudge(enc, 0.5, 0)
+    t1 = _version(ln)
+    j = t1.index("i0")
+    learned = t1.context[j] - (t1.text[j] - enc.encode([TEXTS["i0"]], base=True)[0])
+    assert np.allclose(learned, table.context[j], atol=1e-5)
+
+    ln.add_items([Item("i0", "guitar song band beach", 7)])  # the post is edited
+    t2 = ln.table
+    new_base = enc.encode(["guitar song band beach"], base=True)[0]
+    assert np.abs(t2.text[j] - t1.text[j]).max() > 1e-2  # its text vector moved
+    assert np.allclose(t2.context[j] - (t2.text[j] - new_base), learned, atol=1e-5)
+    assert np.allclose(ln._base_rows(["i0"])[0], new_base, atol=1e-6)  # the cache holds the new text's
+    k = t2.index("i1")  # the other rows are untouched
+    assert np.array_equal(t2.context[k], t1.context[k])
+
+
 def test_training_learns_from_contexts_without_the_shift(tiny_model: str) -> None:
     """The shift is how a version is served, not what the next round trains from: the
     item parts a shifted learner trains are those of the same learner without the shift."""
