@@ -106,7 +106,7 @@ class SyntheticStream:
     #: the scenario's knobs as used (``emerging``: with ``posts_per_name`` resolved)
     params: dict[str, Any] = field(default_factory=dict)
     #: ``emerging``: each invented name's topic (what only engagement reveals to a system;
-    #: for reference experiments such as ``scripts/name_oracle.py``)
+    #: for reference experiments such as ``experiments/name_oracle.py``)
     name_topics: dict[str, str] = field(default_factory=dict)
 
 

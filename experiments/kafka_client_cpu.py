@@ -3,7 +3,7 @@
 the same broker: process CPU time over all threads, acks=all, 3 partitions, synthetic
 events, two rounds. The figures behind the choice in docs/operations.md, "Kafka clients".
 
-    eval "$(scripts/services.sh env)"; python scripts/kafka_client_cpu.py "$KAFKA_BOOTSTRAP" 20000
+    eval "$(scripts/services.sh env)"; python experiments/kafka_client_cpu.py "$KAFKA_BOOTSTRAP" 20000
 
 Every client connects with the transport security of driftrec's settings
 (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*), e.g. ``eval "$(scripts/services.sh

@@ -2,7 +2,7 @@
 item parts on the learner's own validation pairs, split by kind of target, and how the
 candidate does on the events that follow.
 
-    python scripts/adapter_round.py --seed 0 [--at 4500] [--set lora_epochs=2 --set lr_lora=0.001]
+    python experiments/adapter_round.py --seed 0 [--at 4500] [--set lora_epochs=2 --set lr_lora=0.001]
         [--targets query,value] [--lora-r 8] [--lora-alpha 2R] [--scenario emerging]
 
 Prints one JSON line:

@@ -14,13 +14,13 @@ round trips and prints one OK/FAIL line per step:
                  topic into a Table; checks the count and the group's commit
 
 Usage:  scripts/services.sh up
-        KAFKA_BOOTSTRAP=127.0.0.1:9092 $VENV/bin/python scripts/check_kafka_clients.py [--skip-faust]
+        KAFKA_BOOTSTRAP=127.0.0.1:9092 $VENV/bin/python experiments/check_kafka_clients.py [--skip-faust]
 
 Every client connects with the transport security of driftrec's settings
 (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*; see `driftrec settings`), e.g. against
 the SASL_SSL broker of `scripts/services.sh up-secure`:
 
-        eval "$(scripts/services.sh env-secure)"; $VENV/bin/python scripts/check_kafka_clients.py
+        eval "$(scripts/services.sh env-secure)"; $VENV/bin/python experiments/check_kafka_clients.py
 
 The password is never printed.
 

@@ -1,10 +1,10 @@
-"""Backpressure (issue 15, item 9): does the scorer's memory stay bounded under a burst of
+"""Backpressure: does the scorer's memory stay bounded under a burst of
 10x the steady rate and while Redis is stalled? Lag should grow instead.
 
 Runs against the services of ``scripts/services.sh up`` (Kafka on KAFKA_BOOTSTRAP, Redis on
 REDIS_URL; it stalls that redis-server with SIGSTOP, so run it where nothing else uses it):
 
-    python scripts/backpressure.py [--rate 500] [--seconds 20] [--stall-s 20] [--model PATH]
+    python experiments/backpressure.py [--rate 500] [--seconds 20] [--stall-s 20] [--model PATH]
 
 Phases: steady (``--rate`` events/s), burst (10x), Redis stalled (SIGSTOP, steady rate),
 drain. Samples the scorer process's RSS and its lag (events produced minus events its

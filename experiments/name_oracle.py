@@ -15,13 +15,13 @@ catalog items of the topic), ``v + alpha * c``, normalised:
   the stream's pace) after the name's first post, as an adapter trained N events into a
   name's life would.
 
-    python scripts/name_oracle.py --seed 0 [--events 20000] [--side target|all] [--alpha 1]
+    python experiments/name_oracle.py --seed 0 [--events 20000] [--side target|all] [--alpha 1]
         [--lag 0] [--systems driftrec_no_lora,newest] [--report DIR] [--json]
 
 Prints the harness's table (HR@10, cold HR@10, post-shift HR@10, per window) and, with
 ``--json``, the summary. The oracle's HR@10 over driftrec_no_lora's in the same run is
-the most any adapter could add to the item parts in this scorer (docs/adapters.md, sixth
-round): it knows every name from its first post, without a training.
+the most any adapter could add to the item parts in this scorer (docs/adapters.md,
+"Measured effect"): it knows every name from its first post, without a training.
 """
 
 from __future__ import annotations
