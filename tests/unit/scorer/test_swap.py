@@ -234,7 +234,7 @@ def test_swap_loads_lora_into_the_standby_encoder(tmp_path: Path, tiny_model: st
 
 
 def test_rollback_to_an_earlier_version_and_to_base(tmp_path: Path) -> None:
-    from driftrec.scorer.swap import BASE_RECORD
+    from driftrec.scorer import BASE_RECORD
 
     s, swaps = make_scorer()
     v1, v2 = publish(tmp_path, "v1", seed=1), publish(tmp_path, "v2", seed=2)
