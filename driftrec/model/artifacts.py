@@ -161,7 +161,8 @@ def load_artifact(
     key: bytes | str | None = None,
 ) -> Artifact:
     """Verify the announcement, checksums, signature, shapes, values and compatibility,
-    then load. Raises :class:`ArtifactError` with a ``reason`` of :data:`~driftrec.model.trust.REJECT_REASONS`.
+    then load. Raises :class:`ArtifactError` with a ``reason`` of
+    :data:`~driftrec.model.trust.REJECT_REASONS`.
 
     ``store``: the artifact store (``ARTIFACT_DIR``); the ``uri`` must resolve to
     ``<store>/<version>`` (every service passes it; ``None`` skips only that check, for
