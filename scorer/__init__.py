@@ -6,15 +6,17 @@ from __future__ import annotations
 from .config import ScorerConfig
 from .core import BatchResult, Scorer, ServingModel
 from .errors import ScorerConfigError, ScorerError, SwapRejected
-from .swap import SwapManager
+from .swap import BASE_RECORD, SwapEvent, SwapManager
 
 __all__ = [
+    "BASE_RECORD",
     "BatchResult",
     "Scorer",
     "ScorerConfig",
     "ScorerConfigError",
     "ScorerError",
     "ServingModel",
+    "SwapEvent",
     "SwapManager",
     "SwapRejected",
 ]

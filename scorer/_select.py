@@ -101,6 +101,7 @@ def _rows(
 _compiled = None
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_pool_threads = 0  # the workers _pool was made with
 
 
 def kernel():
@@ -154,7 +155,7 @@ def select(
     ``threads`` threads. ``A16``: the bfloat16 product's bits ``[B, N]``; ``cptr, ccols,
     cvals``: co-engagement additions by row (CSR); ``sptr, scols``: seen columns by row;
     ``Ua [B, D]``, ``X [N, D]``: the float32 operands of the exact scores."""
-    global _pool
+    global _pool, _pool_threads
     f = kernel()
     B = A16.shape[0]
     out_i = np.empty((B, C), np.int64)
@@ -166,8 +167,9 @@ def select(
         f(A16, 0, B, *args)
         return out_i, out_a, out_e
     with _lock:
-        if _pool is None or _pool._max_workers < threads:
+        if _pool is None or _pool_threads < threads:
             _pool = ThreadPoolExecutor(threads, thread_name_prefix="driftrec-rank")
+            _pool_threads = threads
         pool = _pool
     cuts = np.linspace(0, B, threads + 1).astype(np.int64).tolist()
     futs = [pool.submit(f, A16, cuts[i], cuts[i + 1], *args) for i in range(threads)]

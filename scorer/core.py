@@ -16,8 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from driftrec.model import ItemTable, Representation, TextEncoder, cooc_entries, top_k, user_vectors
-from driftrec.model.representation import LN2, logaddexp
+from driftrec.model import (
+    LN2,
+    ItemTable,
+    Representation,
+    TextEncoder,
+    cooc_entries,
+    logaddexp,
+    top_k,
+    user_vectors,
+)
 from driftrec.state import Interaction, UserState
 from driftrec.stream import Event, Item
 
@@ -144,6 +152,18 @@ class Scorer:
     @property
     def version(self) -> str:
         return self._model.version
+
+    @property
+    def popularity(self) -> np.ndarray:
+        """The decayed log-popularity of each row of the serving table (float64; -inf: no
+        event yet), as of the last batch."""
+        return self._pop
+
+    @property
+    def publication_times(self) -> np.ndarray | None:
+        """The publication time of each row of the serving table (float64 ms; -inf:
+        unknown), ``None`` when no item has one."""
+        return self._pub
 
     @property
     def rank_precision(self) -> str:
@@ -324,7 +344,7 @@ class Scorer:
             by_id[item] = new
             touched[item] = new
         self._pop_clock = cap
-        cols = np.fromiter(map(table._index.get, touched, repeat(-1)), np.int64, count=len(touched))
+        cols = np.fromiter(map(table.row_index.get, touched, repeat(-1)), np.int64, count=len(touched))
         known = cols >= 0
         if known.any():
             vals = np.fromiter(touched.values(), np.float64, count=len(touched))
@@ -358,7 +378,7 @@ class Scorer:
         seen_rc = None
         if n_seen:
             seen_cols = np.fromiter(
-                map(t._index.get, chain.from_iterable(seen), repeat(-1)), np.int64, count=n_seen
+                map(t.row_index.get, chain.from_iterable(seen), repeat(-1)), np.int64, count=n_seen
             )
             seen_rows = np.repeat(np.arange(B), lens)
             known = seen_cols >= 0
@@ -473,7 +493,7 @@ class Scorer:
         extra = np.zeros((B, d), np.float32)
         extra_w = np.zeros(B, np.float32)
         todo: list[tuple[int, float, str, str]] = []
-        get = m.table._index.get
+        get = m.table.row_index.get
         comments = m.encoder is not None and rep.comment_weight > 0 and self.config.comments != "off"
         flat = _flat_weights(rep, states, now)
         if flat is not None:  # every history at once: the same numbers, no per-user numpy calls

@@ -24,9 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from driftrec.model import ArtifactError, ModelLoadError, TextEncoder, load_artifact
-from driftrec.model.artifacts import check_version
-from driftrec.model.encoder import zero_at_init
+from driftrec.model import (
+    ArtifactError,
+    ModelLoadError,
+    TextEncoder,
+    check_version,
+    load_artifact,
+    priority_order,
+    zero_at_init,
+)
 
 from .core import Scorer, ServingModel
 
@@ -87,7 +93,7 @@ class SwapManager:
         self._prepare_s = 0.0
         self._retired: list[ServingModel] = []  # replaced versions, freed off the serving thread
         self.on_swap: Callable[[SwapEvent], None] | None = None
-        # background re-encoding of a swapped-in version's stale rows (issue 14, item 6)
+        # background re-encoding of a swapped-in version's stale rows
         self.reencode_chunk = REENCODE_CHUNK
         self.reencode_patch = REENCODE_PATCH
         self._patch: tuple[ServingModel, Any] | None = None  # (model, the table it patches)
@@ -209,7 +215,7 @@ class SwapManager:
             self.on_swap(ev)
         return ev
 
-    # ---- background re-encoding (issue 14, item 6) ----------------------------------------
+    # ---- background re-encoding ---------------------------------------------------------
     def _fill_stale(self, table: Any, cur: ServingModel, same_adapter: bool, enc: TextEncoder) -> Any:
         """Rows the learner left stale: under the serving adapter (an item-parts-only
         version), those the scorer has re-encoded since are taken from the serving table;
@@ -253,8 +259,6 @@ class SwapManager:
         table and its operands here (off the serving thread) and hand it to
         :meth:`maybe_swap`, which serves it between two batches. Items not re-encoded yet
         keep the previous version's vectors meanwhile."""
-        from driftrec.model.reencode import priority_order
-
         done = 0
         pending: dict[str, np.ndarray] = {}
         st0 = self.scorer.model.table.stale
@@ -269,9 +273,7 @@ class SwapManager:
                 t = m.table
                 if m.version != version or t.stale is None:
                     return
-                order = priority_order(
-                    getattr(self.scorer, "_pub", None), getattr(self.scorer, "_pop", None), len(t.item_ids)
-                )
+                order = priority_order(self.scorer.publication_times, self.scorer.popularity, len(t.item_ids))
                 order = [j for j in order[t.stale[order]].tolist() if t.item_ids[j] not in pending]
                 chunk = order[: self.reencode_chunk]
                 if chunk:

@@ -119,15 +119,6 @@ class _Outcome:
     recs: int = 0
 
 
-@dataclass
-class _InFlight:
-    """A batch whose outputs are sent and whose state waits for their acknowledgement."""
-
-    wait: Callable[[], None]
-    write: StateWrite
-    outcome: _Outcome
-
-
 class ScorerWorker:
     """One batch at a time: decode -> dead-letter the bad -> scorer core -> send outputs
     (recs.updates, events.dlq) -> commit state with offsets -> commit the consumer.
@@ -141,16 +132,6 @@ class ScorerWorker:
     while this worker is the only writer of its users, i.e. while it owns every partition
     their events can arrive on: the caller turns it on with :meth:`set_cache_valid` after
     each assignment it has checked (the cache is emptied on every assignment).
-
-    ``pipeline=True`` (a sink with ``send_many_async``) overlaps the broker's acknowledgement
-    of a batch's outputs with the work on the next batch: batch N's outputs are sent, then
-    batch N+1 is polled and scored (reading batch N's users from the batch in flight), and
-    only then are N's acknowledgements awaited and N's state committed with its offsets,
-    before N+1's outputs are sent (one batch's outputs in flight at a time: per-key order
-    on the output topics holds even when the producer retries).
-    The order that makes restarts exact is kept (outputs acknowledged, then state with
-    offsets, then the group's offsets hint); at most one batch is in flight, and the caller
-    finishes it with :meth:`flush` when it goes idle, loses partitions or stops.
     """
 
     def __init__(
@@ -164,7 +145,6 @@ class ScorerWorker:
         clock: Callable[[], float] = time.time,
         on_batch: Callable[[BatchResult, float], None] | None = None,
         cache_users: int = 0,
-        pipeline: bool = False,
         time_bounds: TimeBounds | None = TimeBounds(),
     ) -> None:
         self.scorer, self.state, self.sink, self.names = scorer, state, sink, names
@@ -178,19 +158,11 @@ class ScorerWorker:
         self.cache_users = cache_users
         self._cache: OrderedDict[str, UserState] = OrderedDict()
         self._cache_on = False
-        self._inflight: _InFlight | None = None
-        self.set_pipeline(pipeline)
-
-    def set_pipeline(self, on: bool) -> None:
-        """Pipeline batches (see the class) if ``on`` and the sink can send asynchronously."""
-        self.flush()
-        self.pipeline = bool(on) and hasattr(self.sink, "send_many_async")
 
     def start_offsets(self) -> dict[tuple[str, int], int]:
         """Where to resume: the offsets stored with the state, read afresh (another instance
         may have advanced them before a partition moved here). Called on every partition
         assignment: the user cache is emptied and off until :meth:`set_cache_valid`."""
-        self.flush()
         self._cache.clear()
         self._cache_on = False
         self._committed = dict(self.state.offsets(self.group))
@@ -208,12 +180,9 @@ class ScorerWorker:
 
     def _get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
         out: dict[str, UserState] = {}
-        if self._inflight is not None:  # newer than the store and the cache
-            fresh = self._inflight.write.users
-            out = {u: fresh[u] for u in user_ids if u in fresh}
         if self._cache_on:
             cache = self._cache
-            out.update({u: cache[u] for u in user_ids if u in cache and u not in out})
+            out = {u: cache[u] for u in user_ids if u in cache}
         if len(out) < len(user_ids):
             out.update(self.state.get_many([u for u in user_ids if u not in out]))
         return out
@@ -277,22 +246,10 @@ class ScorerWorker:
             rec["emitted_ts"] = now
             out.append(Message(self.names.recs, _rec_bytes(rec), rec["user_id"].encode()))
         write = StateWrite(result.users, result.item_pop, offsets, self.group)
-        if self.pipeline:
-            # The previous batch first: its acknowledgements came in while this batch was
-            # scored, as a rule. Its commit comes before this batch's sends, so two batches'
-            # outputs are never in flight together (a retried send could overtake otherwise).
-            done = self.flush()
-            wait = self.sink.send_many_async(out)  # type: ignore[attr-defined]
-            if offsets or result.users:
-                self._inflight = _InFlight(wait, write, outcome)
-            else:
-                wait()
-                self._acknowledged(outcome)
-        else:
-            if out:
-                self.sink.send_many(out)
-            self._acknowledged(outcome)
-            done = self._commit(write, outcome)
+        if out:
+            self.sink.send_many(out)
+        self._acknowledged(outcome)
+        done = self._commit(write, outcome)
         st.batches += 1
         ms = (time.perf_counter() - t0) * 1000
         st.batch_ms.append(ms)
@@ -318,20 +275,10 @@ class ScorerWorker:
         self._cache_put(write.users)
         return _positions(write.offsets)
 
-    def flush(self) -> dict[tuple[str, int], int]:
-        """Finish the batch in flight (``pipeline``): wait for its outputs' acknowledgement,
-        commit its state with its offsets. Returns the consumer offsets now covered."""
-        f, self._inflight = self._inflight, None
-        if f is None:
-            return {}
-        f.wait()
-        self._acknowledged(f.outcome)
-        return self._commit(f.write, f.outcome)
-
     def run_once(self, source: EventSource, max_records: int, timeout_ms: int) -> int:
         """Poll, handle, commit; then swap in a prepared version if one is ready."""
         recs = source.poll(max_records, timeout_ms)
-        offs = self.handle(recs) if recs else self.flush()  # idle: nothing waits in flight
+        offs = self.handle(recs) if recs else {}
         if offs:
             source.commit(offs)
         if self.swaps is not None:

@@ -853,11 +853,6 @@ def _run_scorer_once(
     def assigned(tps: list[tuple[str, int]]) -> None:
         svc.worker.set_cache_valid(owns_its_users(tps, names.events, source.partition_count))
 
-    def revoked(tps: list[tuple[str, int]]) -> None:
-        source.commit(svc.worker.flush())  # the batch in flight is committed before they go
-
-    # SCORER_PIPELINE=1: a batch's updates are acknowledged while the next batch is scored
-    svc.worker.set_pipeline(s.scorer_pipeline)
     try:
         source = KafkaSource(
             s.kafka_bootstrap,
@@ -865,7 +860,6 @@ def _run_scorer_once(
             group,
             start_offsets=svc.start_offsets,
             on_assign=assigned,
-            on_revoke=revoked,
             default_offset=0,
             client_id=f"driftrec-scorer-{group}",
             security=svc.security,
@@ -915,10 +909,6 @@ def _run_scorer_once(
             if max_seconds and now - t_start > max_seconds:
                 break
     finally:
-        try:
-            source.commit(svc.worker.flush())
-        except Exception as exc:  # noqa: BLE001 - reprocessed after a restart, nothing lost
-            log.warning("the last batch was not committed (it is reprocessed on restart): %s", exc)
         source.close()
         summary = svc.summary()
         print(json.dumps(summary), flush=True)

@@ -1,26 +1,29 @@
 """model: what the scorer and the learner share.
 
-The item table and the artifact format (:mod:`.artifacts`), the user representation,
-scores and the one top-k (:mod:`.representation`), co-engagement (:mod:`.cooc`) and the
-text encoder with its LoRA adapters (:mod:`.encoder`). The scorer and the learner import
-this package and never each other.
+The item table (:mod:`.table`), the artifact format (:mod:`.artifacts`) and the checks an
+untrusted artifact passes before it is loaded (:mod:`.trust`), the user representation,
+scores and the one top-k (:mod:`.representation`), co-engagement (:mod:`.cooc`), the
+order of re-encoding (:mod:`.reencode`) and the text encoder with its LoRA adapters
+(:mod:`.encoder`). The scorer and the learner import this package and never each other.
 """
 
 from __future__ import annotations
 
-from .artifacts import (
-    Artifact,
-    ItemTable,
-    load_artifact,
-    new_version,
-    path_from_uri,
-    sha256_file,
-    write_artifact,
-)
+from .artifacts import Artifact, load_artifact, new_version, sha256_file, write_artifact
 from .cooc import CoEngagement, add_cooc, add_entries, cooc_entries
-from .encoder import DEFAULT_MODEL, TextEncoder, default_model_path, make_tiny_model, pick_device
+from .encoder import (
+    DEFAULT_MODEL,
+    TextEncoder,
+    default_model_path,
+    make_tiny_model,
+    pick_device,
+    zero_at_init,
+)
 from .errors import ArtifactError, ModelError, ModelLoadError
+from .reencode import priority_order
 from .representation import LN2, Representation, logaddexp, scores, top_k, user_vectors
+from .table import ItemTable
+from .trust import REJECT_REASONS, check_version, path_from_uri, resolve_in_store, sign_manifest
 
 __all__ = [
     "Artifact",
@@ -31,10 +34,12 @@ __all__ = [
     "LN2",
     "ModelError",
     "ModelLoadError",
+    "REJECT_REASONS",
     "Representation",
     "TextEncoder",
     "add_cooc",
     "add_entries",
+    "check_version",
     "cooc_entries",
     "default_model_path",
     "load_artifact",
@@ -43,9 +48,13 @@ __all__ = [
     "new_version",
     "path_from_uri",
     "pick_device",
+    "priority_order",
+    "resolve_in_store",
     "scores",
     "sha256_file",
+    "sign_manifest",
     "top_k",
     "user_vectors",
     "write_artifact",
+    "zero_at_init",
 ]

@@ -142,7 +142,7 @@ class TextEncoder:
 
     @staticmethod
     def _base_name(path: str, model: Any) -> str:
-        name = getattr(model.config, "_name_or_path", "") or path
+        name = getattr(model.config, "name_or_path", "") or path
         if "minilm" in path.lower() or "minilm" in str(name).lower():
             return DEFAULT_MODEL
         return Path(str(name)).name or str(name)

@@ -14,7 +14,7 @@ class ModelLoadError(ModelError):
 class ArtifactError(ModelError):
     """An artifact is invalid: checksum mismatch, missing file, wrong shape, incompatible.
 
-    ``reason``: a stable snake_case code (``driftrec.model.artifacts.REJECT_REASONS``) that
+    ``reason``: a stable snake_case code (``driftrec.model.REJECT_REASONS``) that
     metrics count (``driftrec_artifacts_rejected_total{reason}``)."""
 
     def __init__(self, message: str, reason: str = "load_error") -> None:

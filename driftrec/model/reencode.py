@@ -1,4 +1,4 @@
-"""Which items to re-encode first under a new adapter (issue 14, item 6).
+"""Which items to re-encode first under a new adapter.
 
 After a version with a new adapter is accepted, every item's target-side text vector is
 out of date. Neither the learner (before publishing) nor the scorer (after the swap)

@@ -15,8 +15,7 @@ from driftrec.app import embedded
 from driftrec.app.runtime import ScorerWorker
 from driftrec.cli import main
 from driftrec.model import ItemTable, Representation
-from driftrec.scorer import Scorer, ScorerConfig
-from driftrec.scorer.core import ServingModel
+from driftrec.scorer import Scorer, ScorerConfig, ServingModel
 from driftrec.state.memory import MemoryStateStore
 from driftrec.stream import Event, MemoryBroker, Record, encode
 from driftrec.stream.errors import StreamUnavailable
@@ -35,21 +34,15 @@ class FailingSink(ListSink):
             raise StreamUnavailable(f"{self.fail_topic}: not acknowledged")
         super().send_many(messages)
 
-    def send_many_async(self, messages):
-        def wait() -> None:
-            self.send_many(messages)
 
-        return wait
-
-
-def _worker(sink, pipeline: bool) -> tuple[ScorerWorker, MemoryStateStore]:
+def _worker(sink) -> tuple[ScorerWorker, MemoryStateStore]:
     ids = [f"i{k}" for k in range(6)]
     vecs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     scorer = Scorer(
         ScorerConfig(top_k=3), ServingModel("v0", ItemTable.from_text(ids, vecs), Representation())
     )
     store = MemoryStateStore()
-    return ScorerWorker(scorer, store, sink, NAMES, group="g", pipeline=pipeline), store
+    return ScorerWorker(scorer, store, sink, NAMES, group="g"), store
 
 
 def _batch() -> list[Record]:
@@ -58,24 +51,19 @@ def _batch() -> list[Record]:
     return [Record(topic, 0, 0, b"u1", good), Record(topic, 0, 1, b"u2", b"{not json")]
 
 
-@pytest.mark.parametrize("pipeline", [False, True])
-def test_counts_reconcile_once_every_output_is_acknowledged(pipeline: bool) -> None:
-    sink = ListSink() if not pipeline else FailingSink("nothing-fails")
-    w, store = _worker(sink, pipeline)
+def test_counts_reconcile_once_every_output_is_acknowledged() -> None:
+    w, store = _worker(ListSink())
     w.handle(_batch())
-    w.flush()
     c = w.stats.counts
     assert (c.consumed, c.processed, c.dead_lettered) == (2, 1, 1) and c.reconciled
     assert w.stats.recs == 1 and store.offsets("g") == {f"{NAMES.for_type('like')}:0": 2}
 
 
 @pytest.mark.parametrize("fail", ["dlq", "recs"])
-@pytest.mark.parametrize("pipeline", [False, True])
-def test_a_send_that_is_not_acknowledged_is_not_counted(pipeline: bool, fail: str) -> None:
-    w, store = _worker(FailingSink(getattr(NAMES, fail)), pipeline)
+def test_a_send_that_is_not_acknowledged_is_not_counted(fail: str) -> None:
+    w, store = _worker(FailingSink(getattr(NAMES, fail)))
     with pytest.raises(StreamUnavailable):
         w.handle(_batch())
-        w.flush()  # pipelined: the acknowledgement is awaited here
     c = w.stats.counts
     assert (c.consumed, c.processed, c.dead_lettered, w.stats.recs) == (2, 0, 0, 0)
     assert not c.reconciled

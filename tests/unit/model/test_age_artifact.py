@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from driftrec.model import ItemTable, load_artifact, write_artifact
-from driftrec.model.errors import ArtifactError
+from driftrec.model import ArtifactError, ItemTable, load_artifact, write_artifact
 
 
 def test_age_curve_roundtrips_through_an_artifact(tmp_path) -> None:  # type: ignore[no-untyped-def]

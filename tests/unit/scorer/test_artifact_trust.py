@@ -12,8 +12,16 @@ import numpy as np
 import pytest
 
 from driftrec.app.metrics import Metrics
-from driftrec.model import ArtifactError, ItemTable, Representation, load_artifact, write_artifact
-from driftrec.model.artifacts import REJECT_REASONS, sha256_file, sign_manifest
+from driftrec.model import (
+    REJECT_REASONS,
+    ArtifactError,
+    ItemTable,
+    Representation,
+    load_artifact,
+    sha256_file,
+    sign_manifest,
+    write_artifact,
+)
 from driftrec.scorer import Scorer, ScorerConfig, ServingModel, SwapManager
 from driftrec.stream import Event
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from driftrec.model import ItemTable, Representation
-from driftrec.scorer import Scorer, ScorerConfig
-from driftrec.scorer.core import ServingModel
+from driftrec.scorer import Scorer, ScorerConfig, ServingModel
 from driftrec.stream import Event
 
 DAY = 24 * 3600 * 1000

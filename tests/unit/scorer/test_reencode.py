@@ -9,9 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftrec.model import ItemTable, Representation, TextEncoder, load_artifact, write_artifact
-from driftrec.model.encoder import make_tiny_model
-from driftrec.model.reencode import priority_order
+from driftrec.model import (
+    ItemTable,
+    Representation,
+    TextEncoder,
+    load_artifact,
+    make_tiny_model,
+    priority_order,
+    write_artifact,
+)
 from driftrec.scorer import Scorer, ScorerConfig, ServingModel, SwapManager
 from driftrec.stream import Event
 

@@ -234,7 +234,7 @@ def test_swap_loads_lora_into_the_standby_encoder(tmp_path: Path, tiny_model: st
 
 
 def test_rollback_to_an_earlier_version_and_to_base(tmp_path: Path) -> None:
-    from driftrec.scorer.swap import BASE_RECORD
+    from driftrec.scorer import BASE_RECORD
 
     s, swaps = make_scorer()
     v1, v2 = publish(tmp_path, "v1", seed=1), publish(tmp_path, "v2", seed=2)
@@ -249,18 +249,18 @@ def test_rollback_to_an_earlier_version_and_to_base(tmp_path: Path) -> None:
 def test_swap_keeps_popularity_only_for_the_catalog_it_was_checked_against() -> None:
     s, _ = make_scorer()
     s.learn_many([Event("e1", "like", "u", "i3", 1_000)], {})
-    live = s._pop.copy()
+    live = s.popularity.copy()
     assert np.isfinite(live[3])
     same = ServingModel("v1", base_table(seed=1), s.model.rep, None, {})
     s.swap(same, same_catalog_as=s.model.table)  # checked off the serving thread: kept as is
-    assert s._pop is not None and np.array_equal(s._pop, live)
+    assert s.popularity is not None and np.array_equal(s.popularity, live)
     # a claim about a table that is no longer served is not trusted: the ids are compared
     other_ids = IDS[::-1]
     v = base_table(seed=2)
     other = ServingModel("v2", ItemTable.from_text(other_ids, v.text), s.model.rep, None, {})
     stale = ItemTable.from_text(IDS, v.text)
     s.swap(other, same_catalog_as=stale)
-    assert s._pop[other_ids.index("i3")] == live[3] and np.isneginf(s._pop[3])
+    assert s.popularity[other_ids.index("i3")] == live[3] and np.isneginf(s.popularity[3])
 
 
 def test_swap_manager_compares_ids_off_the_serving_thread(tmp_path: Path) -> None:

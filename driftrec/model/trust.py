@@ -1,0 +1,334 @@
+"""Trust: announcements and artifacts are untrusted input (DESIGN.md, hot-swap protocol, item 5).
+
+:func:`driftrec.model.load_artifact` loads nothing before these checks pass: the
+announcement carries a ``sha256`` of the manifest and a version name matching
+:data:`VERSION_PATTERN`; its ``uri`` resolves (symlinks followed) to ``<store>/<version>``
+(:func:`resolve_in_store`); every file is a regular file inside the artifact whose sha256
+is the manifest's (:func:`read_verified`); every tensor is finite, with neighbour indices
+inside the table and shapes that agree with the catalog (:func:`check_arrays`); and, given
+a shared key (``ARTIFACT_KEY``), the announcement's ``signature`` is the HMAC-SHA256 of the
+manifest (:func:`sign_manifest`). Each refusal is an :class:`ArtifactError` whose
+``reason`` is one of :data:`REJECT_REASONS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError
+
+#: What a version name may look like: a directory name of the store, never a path.
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+#: Every reason an announcement or artifact is refused with, and what it means.
+REJECT_REASONS: dict[str, str] = {
+    "bad_version": "version is not a name matching ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ (no '..')",
+    "missing_sha256": "the announcement carries no sha256 (64 hex digits) of the manifest",
+    "uri_outside_store": "uri does not resolve to <ARTIFACT_DIR>/<version> (a path, '..' or symlink outside)",
+    "missing_signature": "ARTIFACT_KEY is set and the announcement carries no signature",
+    "bad_signature": "the signature is not the HMAC-SHA256 of the manifest under ARTIFACT_KEY",
+    "missing_file": "the manifest or a file it lists is missing",
+    "checksum_mismatch": "a file's sha256 differs from the announcement's or the manifest's",
+    "bad_manifest": "the manifest or the item ids are not what write_artifact writes",
+    "incompatible": "base model, LoRA config or dimensions differ from the serving encoder's",
+    "bad_tensor": "a tensor holds NaN/inf or has a shape that disagrees with the catalog",
+    "bad_index": "a co-engagement neighbour index is outside the item table",
+    "load_error": "a file cannot be parsed or loaded",
+}
+
+SIGNATURE_PREFIX = "hmac-sha256:"
+
+
+def sign_manifest(manifest: bytes, key: bytes | str) -> str:
+    """The announcement's ``signature``: HMAC-SHA256 of the manifest's bytes under ``key``.
+
+    >>> sign_manifest(b"{}", "k")[:20]
+    'hmac-sha256:add853b1'
+    """
+    k = key.encode() if isinstance(key, str) else key
+    return SIGNATURE_PREFIX + hmac.new(k, manifest, hashlib.sha256).hexdigest()
+
+
+def check_version(version: Any) -> str:
+    """``version`` if it is a safe version name; :class:`ArtifactError` (``bad_version``) if not.
+
+    >>> check_version("v1700000000000-ab12")
+    'v1700000000000-ab12'
+    >>> check_version("../../../tmp/x/evil")
+    Traceback (most recent call last):
+    ...
+    driftrec.model.errors.ArtifactError: version '../../../tmp/x/evil' is not a version name (^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, no '..')
+    """
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version) or ".." in version:
+        raise ArtifactError(
+            f"version {str(version)[:80]!r} is not a version name "
+            f"(^[A-Za-z0-9][A-Za-z0-9._-]{{0,63}}$, no '..')",
+            "bad_version",
+        )
+    return version
+
+
+def path_from_uri(uri: str) -> Path:
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    return Path(uri)
+
+
+def resolve_in_store(uri: str, version: str, store: str | os.PathLike[str]) -> Path:
+    """The artifact directory that ``uri`` names, if it is ``<store>/<version>`` once every
+    symlink and ``..`` is resolved; :class:`ArtifactError` (``uri_outside_store``) if not.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> resolve_in_store(Path(d, "v1").as_uri(), "v1", d) == Path(d, "v1").resolve()
+    True
+    >>> resolve_in_store("file:///etc", "v1", d)
+    Traceback (most recent call last):
+    ...
+    driftrec.model.errors.ArtifactError: artifact 'v1': uri file:///etc is not <ARTIFACT_DIR>/v1 (resolves to /etc)
+    """
+    if (
+        not isinstance(uri, str)
+        or not uri
+        or "\x00" in uri
+        or ("://" in uri and not uri.startswith("file://"))
+    ):
+        raise ArtifactError(
+            f"artifact {version!r}: uri {str(uri)[:200]!r} is not a file:// URI or path "
+            f"in the artifact store",
+            "uri_outside_store",
+        )
+    root = Path(os.path.realpath(store))
+    path = Path(os.path.realpath(path_from_uri(uri)))
+    if path != root / version:
+        raise ArtifactError(
+            f"artifact {version!r}: uri {uri[:200]} is not <ARTIFACT_DIR>/{version} (resolves to {path})",
+            "uri_outside_store",
+        )
+    return path
+
+
+def verified_manifest(
+    record: Mapping[str, Any],
+    store: str | os.PathLike[str] | None = None,
+    key: bytes | str | None = None,
+) -> tuple[str, Path, dict[str, Any]]:
+    """Check an announcement against the manifest it names: ``(version, artifact
+    directory, manifest)``. The version name, the ``sha256`` of the manifest, the ``uri``
+    inside ``store`` (``None``: not checked), the signature under ``key`` (when given), and
+    a manifest that is a JSON object with ``files`` for the announced version.
+    """
+    version = check_version(record.get("version"))
+    want_sha = record.get("sha256")
+    if not isinstance(want_sha, str) or not re.fullmatch(r"[0-9a-f]{64}", want_sha):
+        raise ArtifactError(
+            f"artifact {version}: the announcement carries no sha256 of its manifest", "missing_sha256"
+        )
+    uri = record.get("uri", "")
+    if store is not None:
+        path = resolve_in_store(uri, version, store)
+    else:
+        path = path_from_uri(str(uri))
+    mpath = path / "manifest.json"
+    try:
+        mbytes = read_inside(path, "manifest.json")
+    except FileNotFoundError:
+        raise ArtifactError(f"artifact {version}: {mpath} does not exist", "missing_file") from None
+    if not hmac.compare_digest(hashlib.sha256(mbytes).hexdigest(), want_sha):
+        raise ArtifactError(
+            f"artifact {version}: manifest checksum does not match the announcement", "checksum_mismatch"
+        )
+    if key:
+        sig = record.get("signature")
+        if not isinstance(sig, str) or not sig:
+            raise ArtifactError(
+                f"artifact {version}: ARTIFACT_KEY is set and the announcement is not signed",
+                "missing_signature",
+            )
+        if not hmac.compare_digest(sig.encode(), sign_manifest(mbytes, key).encode()):
+            raise ArtifactError(
+                f"artifact {version}: the signature does not match the manifest under ARTIFACT_KEY",
+                "bad_signature",
+            )
+    try:
+        manifest = json.loads(mbytes)
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(
+            f"artifact {version}: manifest is not JSON: {str(exc)[:200]}", "bad_manifest"
+        ) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ArtifactError(f"artifact {version}: manifest is not an object with files", "bad_manifest")
+    if manifest.get("version") != version:
+        raise ArtifactError(
+            f"artifact {version}: the manifest names version {str(manifest.get('version'))[:80]!r}",
+            "bad_manifest",
+        )
+    return version, path, manifest
+
+
+def read_verified(
+    path: Path, version: str, manifest: Mapping[str, Any], names: Sequence[str]
+) -> dict[str, bytes]:
+    """The bytes of each file ``names`` of the artifact at ``path``, each a regular file
+    inside it whose sha256 is the one ``manifest`` lists."""
+    # Each file is read once, checksummed and parsed from the same bytes. Reading and
+    # hashing release the interpreter lock; safetensors' load_file (mmap) held it for
+    # ~23 ms per 10,000 x 384 table, and this runs in the scorer's background thread.
+    data: dict[str, bytes] = {}
+    for f in names:
+        want = manifest["files"].get(f)
+        try:
+            data[f] = read_inside(path, f)
+        except FileNotFoundError:
+            raise ArtifactError(f"artifact {version}: file {f} is missing", "missing_file") from None
+        if not isinstance(want, str) or not hmac.compare_digest(want, hashlib.sha256(data[f]).hexdigest()):
+            raise ArtifactError(f"artifact {version}: checksum mismatch for {f}", "checksum_mismatch")
+    return data
+
+
+def read_inside(path: Path, name: str) -> bytes:
+    """The bytes of ``path/name``, a regular file that is not a link out of ``path``."""
+    f = path / name
+    real = os.path.realpath(f)
+    if os.path.dirname(real) != os.path.realpath(path) or not os.path.isfile(real):
+        if not os.path.lexists(f):
+            raise FileNotFoundError(str(f))
+        raise ArtifactError(
+            f"artifact {path.name}: {name} is not a regular file inside the artifact", "uri_outside_store"
+        )
+    return f.read_bytes()
+
+
+#: safetensors dtype codes of the arrays ``write_artifact`` stores (and a few more).
+_ST_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+    "BOOL": "?",
+}
+
+
+def safetensors_views(buf: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a safetensors file's bytes as read-only views (no copy): an 8-byte
+    little-endian header size, a JSON header (name -> dtype, shape, data offsets), the data.
+
+    >>> import safetensors.numpy
+    >>> b = safetensors.numpy.save({"x": np.arange(6, dtype=np.float32).reshape(2, 3)})
+    >>> safetensors_views(b)["x"].tolist()
+    [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    """
+    if len(buf) < 8:
+        raise ValueError("not a safetensors file: shorter than its header size")
+    n = int.from_bytes(buf[:8], "little")
+    if 8 + n > len(buf):
+        raise ValueError("not a safetensors file: header runs past the end")
+    header = json.loads(buf[8 : 8 + n])
+    mv = memoryview(buf)[8 + n :]
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        dt = _ST_DTYPES.get(meta.get("dtype"))
+        if dt is None:
+            raise ValueError(f"tensor {name!r}: dtype {meta.get('dtype')!r} is not supported here")
+        begin, end = meta["data_offsets"]
+        shape = tuple(meta["shape"])
+        if not 0 <= begin <= end <= len(mv) or end - begin != int(np.prod(shape)) * np.dtype(dt).itemsize:
+            raise ValueError(f"tensor {name!r}: data offsets {begin}..{end} do not fit shape {shape}")
+        out[name] = np.frombuffer(mv[begin:end], dtype=dt).reshape(shape)
+    return out
+
+
+_TABLE_FLOATS = (
+    "text",
+    "residual",
+    "bias",
+    "context",
+    "nbr_w",
+    "cooc_weight",
+    "age_edges",
+    "age_lograte",
+    "age_weight",
+    "context_shift",
+)
+
+
+def check_arrays(
+    version: str,
+    arrays: Mapping[str, np.ndarray],
+    ids: Any,
+    lora: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+) -> None:
+    """Refuse what would poison serving: non-finite values, neighbour indices outside the
+    table, shapes that disagree with the item ids or the manifest (reasons ``bad_tensor``,
+    ``bad_index``, ``bad_manifest``)."""
+    import torch
+
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
+        raise ArtifactError(
+            f"artifact {version}: item ids are not a list of distinct strings", "bad_manifest"
+        )
+    n = len(ids)
+    missing = [k for k in ("text", "residual", "bias", "context") if k not in arrays]
+    if missing:
+        raise ArtifactError(f"artifact {version}: items.safetensors lacks {missing}", "bad_tensor")
+    text = arrays["text"]
+    if text.ndim != 2 or text.shape[0] != n:
+        raise ArtifactError(f"artifact {version}: text vectors {text.shape} for {n} item ids", "bad_tensor")
+    if manifest.get("n_items") not in (None, n) or manifest.get("dim") not in (None, text.shape[1]):
+        raise ArtifactError(
+            f"artifact {version}: {n} items of {text.shape[1]} dims, the manifest says "
+            f"{manifest.get('n_items')} of {manifest.get('dim')}",
+            "bad_tensor",
+        )
+    for k in _TABLE_FLOATS:
+        a = arrays.get(k)
+        if a is None:
+            continue
+        if a.dtype.kind != "f":
+            raise ArtifactError(f"artifact {version}: {k} has dtype {a.dtype}, not float", "bad_tensor")
+        if not np.isfinite(a).all():
+            raise ArtifactError(f"artifact {version}: {k} holds NaN or infinite values", "bad_tensor")
+    for k in ("cooc_weight", "age_weight", "context_shift"):
+        if arrays.get(k) is not None and arrays[k].size != 1:
+            raise ArtifactError(f"artifact {version}: {k} must hold one value", "bad_tensor")
+    sm = arrays.get("stale")
+    if sm is not None and (sm.dtype.kind not in "iub" or sm.shape != (n,)):
+        raise ArtifactError(
+            f"artifact {version}: stale {sm.dtype}{sm.shape} is not a [{n}] mask", "bad_tensor"
+        )
+    ni = arrays.get("nbr_idx")
+    if ni is not None:
+        if ni.dtype.kind not in "iu" or ni.ndim != 2 or ni.shape[0] != n:
+            raise ArtifactError(
+                f"artifact {version}: nbr_idx {ni.dtype}{ni.shape} is not an integer [{n}, m] table",
+                "bad_tensor",
+            )
+        if ni.size and (int(ni.min()) < -1 or int(ni.max()) >= n):
+            raise ArtifactError(
+                f"artifact {version}: neighbour indices span {int(ni.min())}..{int(ni.max())}, "
+                f"outside -1..{n - 1}",
+                "bad_index",
+            )
+    for name, t in lora.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ArtifactError(
+                f"artifact {version}: LoRA tensor {name} holds NaN or infinite values", "bad_tensor"
+            )
