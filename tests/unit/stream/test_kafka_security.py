@@ -9,8 +9,8 @@ import ssl
 import pytest
 
 from driftrec.app.settings import ConfigError, Settings
-from driftrec.stream import StreamConfigError
-from driftrec.stream.security import KafkaSecurity, explain
+from driftrec.stream import KafkaSecurity, StreamConfigError
+from driftrec.stream.security import explain
 
 PW = "Pw-never-shown-77"  # noqa: S105
 
