@@ -1,4 +1,4 @@
-"""Property tests of the decoders (issue 15, item 8): whatever bytes arrive, the result is an
+"""Property tests of the decoders: whatever bytes arrive, the result is an
 Event or a rejection with a reason and the original bytes, never an exception; and a
 rejection always makes a dead letter with that reason."""
 

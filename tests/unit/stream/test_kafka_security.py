@@ -1,5 +1,5 @@
 """KafkaSecurity: one config object, the keyword arguments of each Kafka client library,
-errors that name what failed and never the password (issue 15, build 4). The broker side
+errors that name what failed and never the password. The broker side
 is tests/integration/test_security.py."""
 
 from __future__ import annotations
