@@ -26,6 +26,7 @@ from .ports import EventSink, EventSource, Message, Record
 from .readers import FORMATS, Log, LogFormatError, read_log, write_jsonl
 from .security import KafkaSecurity
 from .synthetic import SCENARIO_HELP, SCENARIOS, SyntheticStream, generate
+from .topics import TopicNames
 
 __all__ = [
     "EVENT_TYPES",
@@ -54,6 +55,7 @@ __all__ = [
     "Rejected",
     "SyntheticStream",
     "TimeBounds",
+    "TopicNames",
     "UserId",
     "dead_letter",
     "decode",

@@ -116,9 +116,9 @@ def run_faust_scorer(
         last[0] = time.monotonic()
 
     if security is not None and security.protocol != "PLAINTEXT":
-        from .kafka import _raise_if_refused
+        from .kafka_clients import raise_if_refused
 
-        _raise_if_refused(bootstrap, security, RuntimeError("faust"))  # faust would retry forever
+        raise_if_refused(bootstrap, security, RuntimeError("faust"))  # faust would retry forever
     app, _ = make_app(
         hooks, bootstrap, [*names.events, names.items], group, batch_size, batch_ms, seen, security=security
     )

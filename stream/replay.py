@@ -18,10 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import topics
+from . import kafka_clients, topics
 from .errors import StreamConfigError
 from .events import Event, Item, encode, encode_item
-from .kafka import _raise_if_refused, map_kafka_errors
 from .security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("driftrec.stream.replay")
@@ -91,20 +90,19 @@ def replay_to_kafka(
     ``restamp`` replaces each event's ``ts`` with the wall-clock time it is sent (so
     event-to-update latency can be measured downstream).
     """
-    from kafka import KafkaProducer
-
     st = ReplayStats()
     own = producer is None
     sec = security or PLAINTEXT
-    if own:
-        _raise_if_refused(bootstrap, sec, None)  # kafka-python only says so after 30 s, and not why
-    with map_kafka_errors(bootstrap, "replay producer", sec):
+    if own:  # kafka-python only says that TLS or the password is refused after 30 s, and not why
+        kafka_clients.raise_if_refused(bootstrap, sec, None)
+    with kafka_clients.map_kafka_errors(bootstrap, "replay producer", sec):
         if own:
             # idempotent: per-partition order holds with several requests in flight (and a
             # retry cannot duplicate), so one slow acknowledgement does not hold back the next
             # requests (with one in flight, a paced replay queued behind every slow one)
-            producer = KafkaProducer(
-                bootstrap_servers=bootstrap.split(","),
+            producer = kafka_clients.producer(
+                bootstrap,
+                sec,
                 client_id="driftrec-replay",
                 acks="all",
                 linger_ms=5,
@@ -112,11 +110,10 @@ def replay_to_kafka(
                 enable_idempotence=True,
                 max_in_flight_requests_per_connection=5,
                 retries=5,
-                **sec.kafka_python_kwargs(),
             )
     t0 = time.monotonic()
     try:
-        with map_kafka_errors(bootstrap, "replay items"):
+        with kafka_clients.map_kafka_errors(bootstrap, "replay items"):
             item_topic = topics.prefixed(prefix, topics.ITEMS)
             futs = [producer.send(item_topic, key=it.item_id.encode(), value=encode_item(it)) for it in items]
             producer.flush(timeout=60)
@@ -131,7 +128,7 @@ def replay_to_kafka(
             bar = tqdm(
                 total=len(evs), unit="ev", file=sys.stderr, desc="replay", mininterval=0.5, dynamic_ncols=True
             )
-        with map_kafka_errors(bootstrap, "replay metadata"):
+        with kafka_clients.map_kafka_errors(bootstrap, "replay metadata"):
             # the event topics' metadata before the clock starts: otherwise the first send
             # waits for it (~300 ms here) and a paced replay then sends that time's events
             # in one burst
@@ -139,7 +136,7 @@ def replay_to_kafka(
                 producer.partitions_for(t)
         pacer = Pacer(speed, rate, evs[0].ts if evs else 0)
         pending: list[Any] = []
-        with map_kafka_errors(bootstrap, "replay events"):
+        with kafka_clients.map_kafka_errors(bootstrap, "replay events"):
             for i, e in enumerate(evs):
                 due = pacer.due(i, e.ts)
                 now = time.monotonic()

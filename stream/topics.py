@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 CLICKS = "events.clicks"
 LIKES = "events.likes"
 COMMENTS = "events.comments"
@@ -40,3 +42,45 @@ def prefixed(prefix: str, name: str) -> str:
     ('items', 't1.items')
     """
     return f"{prefix}.{name}" if prefix else name
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Topic names, optionally under a prefix (tests isolate themselves this way).
+
+    Examples
+    --------
+    >>> names = TopicNames("t1")
+    >>> names.items, names.for_type("like")
+    ('t1.items', 't1.events.likes')
+    >>> TopicNames().events
+    ('events.clicks', 'events.likes', 'events.comments')
+    """
+
+    prefix: str = ""
+
+    def _t(self, name: str) -> str:
+        return prefixed(self.prefix, name)
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        return tuple(self._t(t) for t in EVENT_TOPICS)
+
+    @property
+    def items(self) -> str:
+        return self._t(ITEMS)
+
+    @property
+    def recs(self) -> str:
+        return self._t(RECS)
+
+    @property
+    def adapters(self) -> str:
+        return self._t(ADAPTERS)
+
+    @property
+    def dlq(self) -> str:
+        return self._t(DLQ)
+
+    def for_type(self, event_type: str) -> str:
+        return self._t(topic_for(event_type))

@@ -24,10 +24,10 @@ from driftrec.stream import (
     Record,
     Rejected,
     TimeBounds,
+    TopicNames,
     dead_letter,
     decode,
     decode_item,
-    topics,
 )
 
 from .adaptation import Publisher
@@ -47,39 +47,6 @@ def _rec_bytes(rec: Mapping[str, Any]) -> bytes:
         except TypeError:  # what orjson refuses (a lone surrogate in an id), the stdlib writes
             pass
     return json.dumps(rec, separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True)
-class TopicNames:
-    """Topic names, optionally under a prefix (tests isolate themselves this way)."""
-
-    prefix: str = ""
-
-    def _t(self, name: str) -> str:
-        return topics.prefixed(self.prefix, name)
-
-    @property
-    def events(self) -> tuple[str, ...]:
-        return tuple(self._t(t) for t in topics.EVENT_TOPICS)
-
-    @property
-    def items(self) -> str:
-        return self._t(topics.ITEMS)
-
-    @property
-    def recs(self) -> str:
-        return self._t(topics.RECS)
-
-    @property
-    def adapters(self) -> str:
-        return self._t(topics.ADAPTERS)
-
-    @property
-    def dlq(self) -> str:
-        return self._t(topics.DLQ)
-
-    def for_type(self, event_type: str) -> str:
-        return self._t(topics.topic_for(event_type))
 
 
 def _key(topic: str, partition: int) -> str:

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,23 +48,24 @@ def raw_rates(
     """kafka-python's produce (acks=all) and consume rates of ``n`` messages of ``payload``
     on ``topic`` (which must be empty); ``security``: a ``KafkaSecurity`` (default PLAINTEXT).
     :class:`TimeoutError` when the ``n`` messages are not all read back within ``timeout_s``."""
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import TopicPartition
 
-    kw = security.kafka_python_kwargs() if security is not None else {}
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=512 * 1024, **kw)
+    from driftrec.stream.kafka import consumer, producer
+
+    p = producer(bootstrap, security, acks="all", linger_ms=5, batch_size=512 * 1024)
     t0 = time.perf_counter()
     for i in range(n):
         p.send(topic, key=b"u%d" % (i % 1000), value=payload)
     p.flush()
     produce = n / (time.perf_counter() - t0)
     p.close()
-    c = KafkaConsumer(
-        bootstrap_servers=bootstrap,
+    c = consumer(
+        bootstrap,
+        security,
         group_id=None,
         enable_auto_commit=False,
         max_poll_records=5000,
         fetch_max_wait_ms=20,
-        **kw,
     )
     tps = [TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or {0})]
     c.assign(tps)
@@ -128,11 +130,9 @@ def covered(store, group: str, names) -> int:
 
 def group_members(bootstrap: str, group: str, security: Any = None) -> int:
     """Members of a stable consumer group (0 while it rebalances or cannot be described)."""
-    from kafka.admin import KafkaAdminClient
+    from driftrec.stream.kafka import admin
 
-    a = KafkaAdminClient(
-        bootstrap_servers=bootstrap, **(security.kafka_python_kwargs() if security is not None else {})
-    )
+    a = admin(bootstrap, security)
     try:
         d = a.describe_groups([group])[group]
         return len(d.get("members") or []) if d.get("group_state") == "Stable" else 0
@@ -182,17 +182,13 @@ def probe(
     ``[event_id, event_ts, read_ms, update_record_ts]`` per update, one JSON line each, to
     ``out_path`` once ``stop_path`` exists. ``ready_path`` is created when it is positioned.
     ``security``: a ``KafkaSecurity`` (default PLAINTEXT)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+
+    from driftrec.stream.kafka import consumer
 
     # fetch_min_bytes=1: the broker answers a fetch as soon as an update is there; the
     # max wait only bounds an empty long poll (short ones cost the 2 shared cores CPU)
-    c = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        fetch_max_wait_ms=100,
-        fetch_min_bytes=1,
-        **(security.kafka_python_kwargs() if security is not None else {}),
-    )
+    c = consumer(bootstrap, security, group_id=None, fetch_max_wait_ms=100, fetch_min_bytes=1)
     tps = [TopicPartition(topic, q) for q in sorted(c.partitions_for_topic(topic) or {0})]
     c.assign(tps)
     c.seek_to_end(*tps)
@@ -249,7 +245,7 @@ def say(msg: str) -> None:
     print(f"[bench kafka] {msg}", file=sys.stderr, flush=True)
 
 
-def wait_for(pred, timeout: float, procs: list[subprocess.Popen] = ()) -> None:
+def wait_for(pred, timeout: float, procs: Sequence[subprocess.Popen] = ()) -> None:
     """Until ``pred()``; fails at once if one of ``procs`` (the scorers) has exited."""
     t = time.monotonic() + timeout
     while time.monotonic() < t:
@@ -306,11 +302,10 @@ def run(args: argparse.Namespace) -> dict:
     # environment), connect with it; describe() is the only form of it that is printed
     sec = st.kafka_security()
     redis_opts = st.redis_options()  # REDIS_SSL_CAFILE, REDIS_PASSWORD_FILE
-    from driftrec.app.runtime import TopicNames
     from driftrec.app.services import all_topics, ensure_topics
     from driftrec.state.redis import RedisStateStore
-    from driftrec.stream import Message, encode, encode_item, generate
-    from driftrec.stream.kafka import KafkaSink, create_topics
+    from driftrec.stream import Message, TopicNames, encode, encode_item, generate
+    from driftrec.stream.kafka import KafkaSink, admin, create_topics
     from driftrec.stream.replay import replay_to_kafka
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -350,8 +345,8 @@ def run(args: argparse.Namespace) -> dict:
         f"2/3 scorer throughput: replaying a backlog of {len(backlog):,} events, then starting "
         f"{args.scorers} scorer process(es) to drain it"
     )
-    st = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False, security=sec)
-    out["replay_backlog_per_s"] = round(st.rate)
+    sent = replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False, security=sec)
+    out["replay_backlog_per_s"] = round(sent.rate)
     procs = [start_scorer(env, "bench", args.runtime) for _ in range(args.scorers)]
     workdirs: list[str] = [env["ARTIFACT_DIR"]]
     try:
@@ -384,7 +379,7 @@ def run(args: argparse.Namespace) -> dict:
             raise RuntimeError(f"the latency probe exited with status {pr.returncode}")
         before = covered(store, "bench", names)
         say(f"3/3 latency: {len(live):,} events at a steady {args.rate:,.0f}/s ({args.seconds:.0f} s)")
-        st = replay_to_kafka(
+        sent = replay_to_kafka(
             live, [], args.bootstrap, prefix, rate=args.rate, restamp=True, progress=False, security=sec
         )
         wait_for(lambda: covered(store, "bench", names) >= before + len(live), 120, scorers)
@@ -401,9 +396,9 @@ def run(args: argparse.Namespace) -> dict:
         read = np.array([now - made for _, now, made in mine])
         out["steady"] = {
             "target_per_s": args.rate,
-            "sent_per_s": round(st.rate, 1),
+            "sent_per_s": round(sent.rate, 1),
             "events": len(live),
-            "max_send_behind_ms": round(st.max_behind_ms, 1),
+            "max_send_behind_ms": round(sent.max_behind_ms, 1),
             "updates": int(lat.size),
             "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
             "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
@@ -429,9 +424,7 @@ def run(args: argparse.Namespace) -> dict:
         for w in workdirs:
             shutil.rmtree(w, ignore_errors=True)
         try:
-            from kafka.admin import KafkaAdminClient
-
-            a = KafkaAdminClient(bootstrap_servers=args.bootstrap, **sec.kafka_python_kwargs())
+            a = admin(args.bootstrap, sec)
             a.delete_topics([*all_topics(names), raw_topic])
             a.close()
         except Exception:  # noqa: BLE001 - cleanup is best effort

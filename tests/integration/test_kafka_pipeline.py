@@ -168,7 +168,7 @@ def test_dead_letter_the_broker_refuses_is_not_counted_nor_committed(settings, t
     malformed record fails, the run's counts do not reconcile, and nothing is committed."""
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-    from driftrec.stream.errors import StreamUnavailable
+    from driftrec.stream import StreamUnavailable
 
     b, names = settings.kafka_bootstrap, topics
     admin = KafkaAdminClient(bootstrap_servers=b.split(","), client_id="driftrec-tests")

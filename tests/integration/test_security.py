@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from driftrec.stream import Event, Message, StreamSecurityError
-from driftrec.stream.security import KafkaSecurity
+from driftrec.stream import Event, KafkaSecurity, Message, StreamSecurityError
 
 pytestmark = pytest.mark.integration
 
@@ -76,8 +75,8 @@ def bootstrap(secure_env) -> str:
 
 @pytest.fixture
 def names(bootstrap, security):
-    from driftrec.app.runtime import TopicNames
     from driftrec.app.services import ensure_topics
+    from driftrec.stream import TopicNames
 
     names = TopicNames(f"sec{uuid.uuid4().hex[:8]}")
     out = ensure_topics(bootstrap, names, partitions=2, security=security)

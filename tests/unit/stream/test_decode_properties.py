@@ -1,4 +1,4 @@
-"""Property tests of the decoders (issue 15, item 8): whatever bytes arrive, the result is an
+"""Property tests of the decoders: whatever bytes arrive, the result is an
 Event or a rejection with a reason and the original bytes, never an exception; and a
 rejection always makes a dead letter with that reason."""
 
@@ -9,10 +9,18 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftrec.stream import Event, Item
-from driftrec.stream.deadletter import dead_letter
-from driftrec.stream.events import EVENT_TYPES, Rejected, decode, decode_item, encode, encode_item
-from driftrec.stream.ports import Record
+from driftrec.stream import (
+    EVENT_TYPES,
+    Event,
+    Item,
+    Record,
+    Rejected,
+    dead_letter,
+    decode,
+    decode_item,
+    encode,
+    encode_item,
+)
 
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from driftrec.stream import REASONS, Event, Record, dead_letter, decode, decode_item, encode
-from driftrec.stream.events import MAX_RECORD_BYTES, MAX_TEXT_LEN, DecodeCounts
+from driftrec.stream import REASONS, DecodeCounts, Event, Record, dead_letter, decode, decode_item, encode
+from driftrec.stream.events import MAX_RECORD_BYTES, MAX_TEXT_LEN
 
 GOOD = {"event_id": "e1", "type": "like", "user_id": "u1", "item_id": "i1", "ts": 1_700_000_000_000}
 

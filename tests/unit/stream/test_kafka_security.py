@@ -1,5 +1,5 @@
 """KafkaSecurity: one config object, the keyword arguments of each Kafka client library,
-errors that name what failed and never the password (issue 15, build 4). The broker side
+errors that name what failed and never the password. The broker side
 is tests/integration/test_security.py."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import ssl
 import pytest
 
 from driftrec.app.settings import ConfigError, Settings
-from driftrec.stream import StreamConfigError
-from driftrec.stream.security import KafkaSecurity, explain
+from driftrec.stream import KafkaSecurity, StreamConfigError
+from driftrec.stream.security import explain
 
 PW = "Pw-never-shown-77"  # noqa: S105
 

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from driftrec.stream import LogFormatError, generate, read_log, write_jsonl
-from driftrec.stream.synthetic import SCENARIOS
+from driftrec.stream import SCENARIOS, LogFormatError, generate, read_log, write_jsonl
 
 
 def test_jsonl_sorted_by_ts_with_rejects(tmp_path: Path) -> None:
