@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from driftrec.cli.flags import flag_float, flag_int
 from driftrec.stream import SCENARIO_HELP, SCENARIOS
 from driftrec.stream.synthetic import VOCAB
-
-from .settings import flag_float, flag_int
 
 log = logging.getLogger("driftrec.demo")
 

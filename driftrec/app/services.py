@@ -24,9 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from driftrec.cli.flags import flag_float, flag_int, flag_path
+
+from .checks import check_kafka
 from .process import tune_gc
 from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
-from .settings import VARS_BY_NAME, Settings, check_kafka, flag_float, flag_int, flag_path
+from .settings import VARS_BY_NAME, Settings
 
 log = logging.getLogger("driftrec.services")
 
@@ -90,7 +93,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     def run(args: argparse.Namespace) -> int:
         from driftrec.stream.errors import StreamError
 
-        from .settings import redact
+        from .checks import redact
 
         try:
             return fn(args)
@@ -747,7 +750,7 @@ class Retry:
         """Whether to try again (after sleeping); False: give up."""
         from driftrec.state import StateUnavailable
 
-        from .settings import redact
+        from .checks import redact
 
         if self.permanent(exc):
             return False
@@ -856,8 +859,6 @@ def _run_scorer_once(
     def revoked(tps: list[tuple[str, int]]) -> None:
         source.commit(svc.worker.flush())  # the batch in flight is committed before they go
 
-    # SCORER_PIPELINE=1: a batch's updates are acknowledged while the next batch is scored
-    svc.worker.set_pipeline(s.scorer_pipeline)
     try:
         source = KafkaSource(
             s.kafka_bootstrap,

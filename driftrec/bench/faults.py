@@ -711,7 +711,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def add_parser(sub: Any) -> None:
-    from driftrec.app.settings import flag_int
+    from driftrec.cli.flags import flag_int
 
     p = sub.add_parser(
         "faults",

@@ -267,7 +267,7 @@ def wait_for(pred, timeout: float, procs: list[subprocess.Popen] = ()) -> None:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The flags of the Kafka bench (shared by `driftrec bench kafka` and the script)."""
-    from driftrec.app.settings import flag_float, flag_int
+    from driftrec.cli.flags import flag_float, flag_int
 
     ap.add_argument(
         "--bootstrap",

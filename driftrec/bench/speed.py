@@ -630,7 +630,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    from driftrec.app.settings import flag_float, flag_int
+    from driftrec.cli.flags import flag_float, flag_int
 
     p = sub.add_parser(
         "bench",

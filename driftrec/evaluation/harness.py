@@ -509,7 +509,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    from driftrec.app.settings import flag_int, flag_path
+    from driftrec.cli.flags import flag_int, flag_path
 
     p = sub.add_parser(
         "eval",
