@@ -40,29 +40,22 @@ for other deployments. Stopping the broker disturbs every other client of it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import random
 import re
-import shlex
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from .kafka import service_env
+from .faultbed import Bed, Controls, FaultError, free_port, say
 
 FAULTS = (
     "scorer_sigkill",
@@ -74,296 +67,26 @@ FAULTS = (
     "forged_artifacts",
 )
 COLUMNS = ("fault", "sent", "processed", "dead_lettered", "lost", "applied_twice", "updates_lost")
-SERVICES_SH = str(Path(__file__).resolve().parents[2] / "scripts" / "services.sh")  # in a checkout
 
 
-def say(msg: str) -> None:
-    print(f"[faults] {msg}", file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class FaultArgs:
+    """What ``driftrec faults`` runs (its flags: :mod:`driftrec.cli.faults`); the connections
+    left None come from the settings (``KAFKA_BOOTSTRAP``, ``REDIS_URL``, ``DRIFTREC_MODEL``)."""
 
-
-class FaultError(RuntimeError):
-    """A step of a fault could not be carried out (the row says so; the suite goes on)."""
-
-
-@dataclass
-class Controls:
-    """Shell commands that stop and start the broker and Redis, keeping their data."""
-
-    kafka_stop: str = f"{SERVICES_SH} stop kafka"
-    kafka_start: str = f"{SERVICES_SH} up kafka"
-    redis_stop: str = f"{SERVICES_SH} stop redis"
-    redis_start: str = f"{SERVICES_SH} up redis"
-
-    def run(self, which: str) -> None:
-        cmd = getattr(self, which)
-        try:
-            r = subprocess.run(shlex.split(cmd), capture_output=True, text=True, timeout=180)
-        except FileNotFoundError:
-            flag = "--" + which.replace("_", "-")
-            raise FaultError(
-                f"`{cmd}`: no such program. Run driftrec faults from a checkout (scripts/services.sh), "
-                f"or say how to do it with {flag} (e.g. {flag} 'docker compose "
-                f"{which.split('_')[1]} {which.split('_')[0]}')"
-            ) from None
-        if r.returncode != 0:
-            raise FaultError(f"`{cmd}` failed (exit {r.returncode}): {r.stderr.strip()[-500:]}")
-
-    def stopped(self, which: str, address: str) -> None:
-        """Runs ``<which>_stop`` and checks that ``host:port`` no longer answers (a service
-        that ``scripts/services.sh`` did not start is left running by it)."""
-        self.run(f"{which}_stop")
-        host, _, port = address.rpartition(":")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection((host or "127.0.0.1", int(port)), timeout=1).close()
-            except OSError:
-                return
-            if time.monotonic() > deadline:
-                raise FaultError(
-                    f"{address} still answers 30 s after `{self.__dict__[which + '_stop']}`: that "
-                    f"{which} was not started by it. Say how to stop and start it: "
-                    f"--{which}-stop/--{which}-start"
-                )
-            time.sleep(0.2)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Bed:
-    """One fault's own topics, Redis namespace, artifact store and service processes."""
-
-    settings: Any
-    events: list[Any]
-    items: list[Any]
-    partitions: int
-    prefix: str = field(default_factory=lambda: f"faults{uuid.uuid4().hex[:8]}")
-    procs: list[subprocess.Popen] = field(default_factory=list)
-    keep: bool = False  # keep the services' log (a fault that went wrong)
-
-    def __post_init__(self) -> None:
-        from driftrec.app.runtime import TopicNames
-        from driftrec.app.services import ensure_topics
-        from driftrec.state.redis import RedisStateStore
-
-        st = self.settings
-        self.sec = st.kafka_security()
-        self.names = TopicNames(self.prefix)
-        self.bootstrap = st.kafka_bootstrap
-        sep = "&" if "?" in st.redis_url else "?"
-        self.state_url = f"{st.redis_url}{sep}prefix={self.prefix}"
-        self.redis_opts = st.redis_options()
-        self.store = RedisStateStore.from_url(self.state_url, **self.redis_opts)
-        self.env = dict(service_env(self.bootstrap, self.state_url, self.prefix, st.model))
-        self.env["SERVICE_RETRY_S"] = "300"
-        self.work = tempfile.mkdtemp(prefix=f"{self.prefix}-")
-        self.log_path = os.path.join(self.work, "service.log")
-        ensure_topics(self.bootstrap, self.names, self.partitions, security=self.sec)
-        self.send_items()
-
-    # ---- input -------------------------------------------------------------------------
-    def send(self, msgs: Sequence[Any]) -> None:
-        from driftrec.stream.kafka import KafkaSink
-
-        sink = KafkaSink(self.bootstrap, security=self.sec)
-        try:
-            sink.send_many(list(msgs))
-        finally:
-            sink.close()
-
-    def send_items(self) -> None:
-        from driftrec.stream import Message, encode_item
-
-        self.send([Message(self.names.items, encode_item(i), i.item_id.encode()) for i in self.items])
-
-    def send_events(self, events: Sequence[Any]) -> None:
-        from driftrec.stream import Message, encode
-
-        self.send([Message(self.names.for_type(e.type), encode(e), e.user_id.encode()) for e in events])
-
-    def steady(self, events: Sequence[Any], chunks: int = 100, pause_s: float = 0.05) -> Any:
-        """Sends ``events`` in ``chunks`` pieces from a thread, as an app would while the
-        services work; a piece the broker does not acknowledge (it is down) is sent again
-        until it is (a resend may write a record twice: the scorer must apply it once).
-        Returns the thread; ``self.resends`` counts the pieces sent again."""
-        import threading
-
-        self.resends = 0
-        step = max(1, len(events) // chunks)
-
-        def produce() -> None:
-            deadline = time.monotonic() + 900
-            for i in range(0, len(events), step):
-                while True:
-                    try:
-                        self.send_events(events[i : i + step])
-                        break
-                    except Exception:  # noqa: BLE001 - the fault under test; sent again
-                        if time.monotonic() > deadline:
-                            raise
-                        self.resends += 1
-                        time.sleep(1.0)
-                time.sleep(pause_s)
-
-        th = threading.Thread(target=produce, name="faults-producer", daemon=True)
-        th.start()
-        return th
-
-    def end(self) -> int:
-        """Records on the event topics now (resent pieces included)."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        c = KafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.sec.kafka_python_kwargs()
-        )
-        try:
-            tps = [TopicPartition(t, q) for t in self.names.events for q in (c.partitions_for_topic(t) or ())]
-            return int(sum(c.end_offsets(tps).values()))
-        finally:
-            c.close()
-
-    def drained(self, producer: Any) -> Callable[[], bool]:
-        """True once ``producer`` is done and the scorer has committed every record."""
-        end: list[int] = []  # the topics' end, read once the producer is done
-
-        def pred() -> bool:
-            if producer.is_alive():
-                return False
-            if not end:
-                end.append(self.end())
-            return self.covered() >= end[0]
-
-        return pred
-
-    # ---- services ----------------------------------------------------------------------
-    def start(self, service: str = "scorer", extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-        env = dict(self.env, **(extra_env or {}))
-        cmd = [sys.executable, "-m", "driftrec.cli", service, "--group", f"{self.prefix}-{service}"]
-        with open(self.log_path, "ab") as f:
-            p = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
-        self.procs.append(p)
-        return p
-
-    def log_tail(self, n: int = 1500) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-n:]
-        except OSError:
-            return ""
-
-    def covered(self, group: str | None = None) -> int:
-        """Records of the event topics the scorer has committed (its offsets in Redis)."""
-        g = group or f"{self.prefix}-scorer"
-        return sum(v for k, v in self.store.offsets(g).items() if not k.startswith(self.names.items + ":"))
-
-    def wait(self, pred: Callable[[], bool], timeout: float, what: str, p: subprocess.Popen | None) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if p is not None and p.poll() is not None:
-                raise FaultError(
-                    f"the service exited ({p.returncode}) waiting for {what}: {self.log_tail(600)}"
-                )
-            if time.monotonic() > deadline:
-                raise FaultError(f"timed out after {timeout:.0f} s waiting for {what}")
-            time.sleep(0.05)
-
-    def stop(self, p: subprocess.Popen, timeout: float = 60) -> int:
-        p.send_signal(signal.SIGTERM)
-        try:
-            rc = p.wait(timeout)
-            if rc != 0:
-                self.keep = True
-                say(f"  the service exited {rc} on SIGTERM; its log ends:\n{self.log_tail(3000)}")
-            return rc
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
-            raise FaultError("the service did not stop within 60 s of SIGTERM") from None
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
-        try:
-            self.store.drop()
-            self.store.close()
-        except Exception:  # noqa: BLE001 - cleanup is best effort (Redis may be the fault)
-            pass
-        if self.keep:
-            say(f"  the services' log is kept in {self.log_path}")
-        else:
-            shutil.rmtree(self.work, ignore_errors=True)
-        shutil.rmtree(self.env["ARTIFACT_DIR"], ignore_errors=True)
-        try:
-            from kafka.admin import KafkaAdminClient
-
-            from driftrec.app.services import all_topics
-
-            a = KafkaAdminClient(bootstrap_servers=self.bootstrap, **self.sec.kafka_python_kwargs())
-            a.delete_topics(all_topics(self.names))
-            a.close()
-        except Exception:  # noqa: BLE001 - cleanup is best effort
-            pass
-
-    def a_third_in(self, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Any]:
-        """Starts the scorer, waits for it to read the catalog, sends the stream at a steady
-        pace (:meth:`steady`) and returns once a third of it is committed: ``(the scorer,
-        the producer thread)``, the moment each fault strikes."""
-        p = self.start(extra_env=extra_env)
-        catalog = lambda: self.store.offsets(f"{self.prefix}-scorer") != {}  # noqa: E731
-        self.wait(catalog, 300, "the scorer to read the catalog", p)
-        th = self.steady(self.events)
-        self.wait(lambda: self.covered() >= len(self.events) // 3, 300, "a third of the stream", p)
-        return p, th
-
-    # ---- the account -------------------------------------------------------------------
-    def account(self, fault: str, good: Sequence[Any], garbage: int = 0) -> dict[str, Any]:
-        """The row of the table, from Redis and the topics (see the module's docstring)."""
-        from driftrec.stream.kafka import read_topic
-
-        users = self.store.users()
-        good_ids = {e.event_id for e in good}
-        in_history: Counter[str] = Counter()
-        truncated = 0
-        for u in users.values():
-            in_history.update(h.event_id for h in u.history)
-            truncated += u.n_events > len(u.history)
-        processed = sum(1 for i in in_history if i in good_ids)
-        applications = sum(u.n_events for u in users.values())
-        dlq = read_topic(self.bootstrap, self.names.dlq, security=self.sec)
-        where = Counter(
-            (h.get("source_topic"), h.get("partition"), h.get("offset"))
-            for h in ({k: v.decode(errors="replace") for k, v in r.headers} for r in dlq)
-        )
-        dead = len(where)
-        sent = len(good) + garbage
-        recs = read_topic(self.bootstrap, self.names.recs, security=self.sec)
-        last: dict[str, list[str]] = {}
-        for r in recs:
-            if r.key is not None and r.value:
-                last[r.key.decode()] = [x["item_id"] for x in json.loads(r.value)["items"]]
-        updates_lost = sum(1 for uid, u in users.items() if u.topk and last.get(uid) != list(u.topk))
-        row = {
-            "fault": fault,
-            "sent": sent,
-            "processed": processed,
-            "dead_lettered": dead,
-            "lost": sent - processed - dead,
-            "applied_twice": (applications - processed) + (sum(where.values()) - dead),
-            "updates_lost": updates_lost,
-            "dlq_with_reason": sum(1 for r in dlq if any(k == "reason" and v for k, v in r.headers)),
-            "users": len(users),
-            "updates": len(recs),
-        }
-        if truncated:  # histories dropped their oldest events: lost/twice are estimates
-            row["histories_truncated"] = truncated
-        return row
+    bootstrap: str | None
+    redis: str | None
+    model: str | None
+    events: int  # events generated per fault (at most 40 a user are kept)
+    items: int  # catalog size
+    partitions: int  # partitions per topic
+    seed: int  # seed of the streams and the garbage
+    only: list[str] | None  # these faults only (None: all of FAULTS)
+    #: the shell commands that stop and start the broker and Redis (:class:`Controls`)
+    kafka_stop: str
+    kafka_start: str
+    redis_stop: str
+    redis_start: str
 
 
 # ------------------------------------------------------------------------- faults ---
@@ -372,7 +95,7 @@ def _halves(bed: Bed) -> tuple[list[Any], list[Any]]:
     return bed.events[: n // 2], bed.events[n // 2 :]
 
 
-def fault_scorer_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def fault_scorer_sigkill(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     n = len(bed.events)
     env = {"SCORER_BATCH_SIZE": "64"}  # small batches: the kill lands between commits
     p, th = bed.a_third_in(env)
@@ -386,8 +109,8 @@ def fault_scorer_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> d
     return dict(bed.account("scorer_sigkill", bed.events), at=at, exit=rc)
 
 
-def _broker_restart(down_s: float) -> Callable[[Bed, Controls, argparse.Namespace], dict]:
-    def fault(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def _broker_restart(down_s: float) -> Callable[[Bed, Controls, FaultArgs], dict]:
+    def fault(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
         n = len(bed.events)
         p, th = bed.a_third_in()
         ctl.stopped("kafka", bed.bootstrap.split(",")[0])
@@ -425,7 +148,7 @@ def _redis_address(url: str) -> str:
     return f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"
 
 
-def fault_redis_restart(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def fault_redis_restart(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     from driftrec.state.redis import RedisStateStore
 
     p, th = bed.a_third_in()
@@ -447,7 +170,7 @@ def fault_redis_restart(bed: Bed, ctl: Controls, args: argparse.Namespace) -> di
     return dict(bed.account("redis_restart", bed.events), at=at, survived=alive, exit=rc)
 
 
-def fault_learner_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def fault_learner_sigkill(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     n = len(bed.events)
     first, second = _halves(bed)
     env = {
@@ -505,7 +228,7 @@ def fault_learner_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> 
     }
 
 
-def fault_garbage_flood(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def fault_garbage_flood(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     from driftrec.stream import Message, encode
     from driftrec.stream.events import Rejected, decode
 
@@ -582,12 +305,12 @@ def scrape(port: int) -> dict[str, float]:
     return {m[1]: float(m[2]) for m in re.finditer(r"^([^#\s]+) (\S+)$", text, re.M)}
 
 
-def fault_forged_artifacts(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def fault_forged_artifacts(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     from driftrec.stream import Message
 
     first, second = _halves(bed)
     forged, versions = _forge(bed)
-    port = _free_port()
+    port = free_port()
     bed.send_events(first)
     p = bed.start(extra_env={"METRICS_PORT": str(port)})
     bed.wait(lambda: bed.covered() >= len(first) // 2, 300, "a quarter of the stream", p)
@@ -626,7 +349,7 @@ def fault_forged_artifacts(bed: Bed, ctl: Controls, args: argparse.Namespace) ->
     )
 
 
-RUNNERS: dict[str, Callable[[Bed, Controls, argparse.Namespace], dict]] = {
+RUNNERS: dict[str, Callable[[Bed, Controls, FaultArgs], dict]] = {
     "scorer_sigkill": fault_scorer_sigkill,
     "broker_restart_10s": _broker_restart(10),
     "broker_restart_90s": _broker_restart(90),
@@ -660,7 +383,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join([line(head), line(["-" * x for x in w]), *(line(c) for c in cells)])
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def run(args: FaultArgs) -> list[dict]:
     from driftrec.app.settings import Settings
     from driftrec.stream import generate
 
@@ -708,58 +431,3 @@ def run(args: argparse.Namespace) -> list[dict]:
         say(f"  {'ok' if row_ok(row) else 'NOT OK'} in {row['seconds']:.0f} s: " + json.dumps(row))
         rows.append(row)
     return rows
-
-
-def add_parser(sub: Any) -> None:
-    from driftrec.cli.flags import flag_int
-
-    p = sub.add_parser(
-        "faults",
-        help="fault suite against the running Kafka and Redis: kills, restarts, garbage, forged artifacts",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP)")
-    p.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
-    p.add_argument("--model", default=None, help="encoder (default: $DRIFTREC_MODEL or the bundled MiniLM)")
-    p.add_argument(
-        "--events",
-        type=flag_int(20),
-        default=4000,
-        help="events generated per fault (default 4000; at most 40 a user are kept)",
-    )
-    p.add_argument("--items", type=flag_int(8), default=300, help="catalog size (default 300)")
-    p.add_argument("--partitions", type=flag_int(1, 1000), default=3, help="partitions per topic (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the streams and the garbage")
-    p.add_argument(
-        "--only",
-        nargs="+",
-        choices=FAULTS,
-        metavar="FAULT",
-        help=f"run these faults only (default: all): {', '.join(FAULTS)}",
-    )
-    ctl = Controls()
-    for name, what in (
-        ("kafka-stop", "stop the broker, keeping its data"),
-        ("kafka-start", "start it again"),
-        ("redis-stop", "stop Redis, keeping its data"),
-        ("redis-start", "start it again"),
-    ):
-        p.add_argument(
-            f"--{name}",
-            default=getattr(ctl, name.replace("-", "_")),
-            help=f"command to {what} (default: scripts/services.sh; e.g. 'docker compose stop kafka')",
-        )
-    p.add_argument("--json", action="store_true", help='last line: {"faults": [{"fault", "sent", ...}, ...]}')
-    p.set_defaults(func=cmd_faults)
-
-
-def cmd_faults(args: argparse.Namespace) -> int:
-    rows = run(args)
-    print(table(rows))
-    bad = [r["fault"] for r in rows if not row_ok(r)]
-    if args.json:
-        print(json.dumps({"faults": rows}, separators=(",", ":")))
-    if bad:
-        print(f"driftrec faults: not met for {', '.join(bad)} (details above, on stderr)", file=sys.stderr)
-    return 1 if bad else 0

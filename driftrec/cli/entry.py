@@ -39,12 +39,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``driftrec`` parser: every subcommand, each from its module of this package."""
-    from driftrec.app import demo, services, users
-    from driftrec.bench import faults
-    from driftrec.bench import speed as bench
-    from driftrec.evaluation import harness as evaluation
+    from driftrec.app import services
 
-    from . import settings
+    from . import bench, demo, evaluation, faults, settings, users
 
     parser = _Parser(
         prog="driftrec", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter

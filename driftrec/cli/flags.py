@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from driftrec.app.settings import Var
 
-__all__ = ["flag_float", "flag_int", "flag_path"]
+__all__ = ["flag_float", "flag_int", "flag_path", "options"]
+
+T = TypeVar("T")
 
 
 def flag_int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
@@ -52,3 +55,9 @@ def _flag(var: Var, name: str) -> Callable[[str], Any]:
 
     convert.__name__ = name
     return convert
+
+
+def options(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
+    """``cls`` (a dataclass of a command's arguments) from the parsed flags of the same
+    names; ``given`` sets the fields that are not flags."""
+    return cls(**{f.name: given[f.name] if f.name in given else getattr(args, f.name) for f in fields(cls)})
