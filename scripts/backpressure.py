@@ -29,8 +29,8 @@ ap.add_argument("--stall-s", type=float, default=20.0)
 ap.add_argument("--model", default=None)
 a = ap.parse_args()
 
+from driftrec.app.admin import ensure_topics  # noqa: E402
 from driftrec.app.runtime import TopicNames  # noqa: E402
-from driftrec.app.services import ensure_topics  # noqa: E402
 from driftrec.app.settings import Settings  # noqa: E402
 from driftrec.bench.kafka import covered, service_env, start_scorer, wait_for  # noqa: E402
 from driftrec.state.redis import RedisStateStore  # noqa: E402

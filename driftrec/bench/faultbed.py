@@ -97,8 +97,8 @@ class Bed:
     keep: bool = False  # keep the services' log (a fault that went wrong)
 
     def __post_init__(self) -> None:
+        from driftrec.app.admin import ensure_topics
         from driftrec.app.runtime import TopicNames
-        from driftrec.app.services import ensure_topics
         from driftrec.state.redis import RedisStateStore
 
         st = self.settings
@@ -253,7 +253,7 @@ class Bed:
         try:
             from kafka.admin import KafkaAdminClient
 
-            from driftrec.app.services import all_topics
+            from driftrec.app.admin import all_topics
 
             a = KafkaAdminClient(bootstrap_servers=self.bootstrap, **self.sec.kafka_python_kwargs())
             a.delete_topics(all_topics(self.names))

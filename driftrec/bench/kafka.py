@@ -95,7 +95,7 @@ def core_rate(settings, items, events) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
     from driftrec.app.factory import base_table, load_encoder, make_scorer
-    from driftrec.app.services import scorer_threads
+    from driftrec.app.scorer_service import scorer_threads
 
     enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
     table = base_table(enc, items, settings.cache_dir)
@@ -294,8 +294,8 @@ def run(args: KafkaBenchArgs) -> dict:
     # environment), connect with it; describe() is the only form of it that is printed
     sec = st.kafka_security()
     redis_opts = st.redis_options()  # REDIS_SSL_CAFILE, REDIS_PASSWORD_FILE
+    from driftrec.app.admin import all_topics, ensure_topics
     from driftrec.app.runtime import TopicNames
-    from driftrec.app.services import all_topics, ensure_topics
     from driftrec.state.redis import RedisStateStore
     from driftrec.stream import Message, encode, encode_item, generate
     from driftrec.stream.kafka import KafkaSink, create_topics

@@ -39,9 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``driftrec`` parser: every subcommand, each from its module of this package."""
-    from driftrec.app import services
-
-    from . import bench, demo, evaluation, faults, settings, users
+    from . import bench, demo, evaluation, faults, services, settings, users
 
     parser = _Parser(
         prog="driftrec", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -73,8 +73,8 @@ def prefix() -> str:
 @pytest.fixture
 def topics(kafka_bootstrap, prefix):
     """Creates this test's topics (2 partitions) under its prefix; deletes them after."""
+    from driftrec.app.admin import all_topics, ensure_topics
     from driftrec.app.runtime import TopicNames
-    from driftrec.app.services import all_topics, ensure_topics
 
     names = TopicNames(prefix)
     ensure_topics(kafka_bootstrap, names, partitions=2)

@@ -76,8 +76,8 @@ def bootstrap(secure_env) -> str:
 
 @pytest.fixture
 def names(bootstrap, security):
+    from driftrec.app.admin import ensure_topics
     from driftrec.app.runtime import TopicNames
-    from driftrec.app.services import ensure_topics
 
     names = TopicNames(f"sec{uuid.uuid4().hex[:8]}")
     out = ensure_topics(bootstrap, names, partitions=2, security=security)
