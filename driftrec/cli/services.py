@@ -53,9 +53,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "metrics_port": getattr(args, "metrics_port", None),
     }
     # the services' defaults (settings.VARS): comment encoding off the hot path (async), and
-    # batches up to SERVICE_BATCH_SIZE: a poll returns what is there, up to this: small
-    # batches when live, large ones (a user's events coalesced, fixed costs shared) when
-    # there is a backlog
+    # batches up to SCORER_BATCH_SIZE's service default: a poll returns what is there, up to
+    # this: small batches when live, large ones (a user's events coalesced, fixed costs
+    # shared) when there is a backlog
     s = Settings.from_env(service=True, **o)
     if getattr(args, "command", None) in ("topics", "replay", "scorer", "learner"):
         check_kafka(
