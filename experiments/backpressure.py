@@ -29,12 +29,16 @@ ap.add_argument("--stall-s", type=float, default=20.0)
 ap.add_argument("--model", default=None)
 a = ap.parse_args()
 
-from driftrec.app.runtime import TopicNames  # noqa: E402
-from driftrec.app.services import ensure_topics  # noqa: E402
+from driftrec.app.admin import ensure_topics  # noqa: E402
 from driftrec.app.settings import Settings  # noqa: E402
 from driftrec.bench.kafka import covered, service_env, start_scorer, wait_for  # noqa: E402
 from driftrec.state.redis import RedisStateStore  # noqa: E402
-from driftrec.stream import Message, encode_item, generate  # noqa: E402
+from driftrec.stream import (  # noqa: E402
+    Message,
+    TopicNames,  # noqa: E402
+    encode_item,
+    generate,
+)
 from driftrec.stream.kafka import KafkaSink  # noqa: E402
 from driftrec.stream.replay import replay_to_kafka  # noqa: E402
 

@@ -37,6 +37,10 @@ class ModelRegistry(Protocol):
 
     def set_current(self, version: str) -> None: ...
 
+    def current(self) -> str | None:
+        """The serving version (:meth:`set_current`); None before the first swap."""
+        ...
+
 
 class UserEraser(Protocol):
     """Forgetting users: their state goes (vector, history, top-k, last event ids) and
@@ -52,7 +56,7 @@ class UserEraser(Protocol):
         ...
 
 
-class StateStore(UserStore, OffsetStore, ItemStatsStore, UserEraser, Protocol):
-    """What the scorer needs from one backend."""
+class StateStore(UserStore, OffsetStore, ItemStatsStore, UserEraser, ModelRegistry, Protocol):
+    """What the services need from one backend (every backend implements all of it)."""
 
     def close(self) -> None: ...

@@ -14,7 +14,7 @@ record the state's offsets already cover, so each event is applied exactly once.
 faust runs on aiokafka, the client of every other long-running consumer and producer
 (docs/operations.md, "Kafka clients"). This module does not import the wiring package: the
 caller passes ``hooks``, an object with ``handle(records)`` and ``between_batches()``
-(``driftrec.app.services.ScorerService``).
+(``driftrec.app.scorer_service.ScorerService``).
 """
 
 from __future__ import annotations

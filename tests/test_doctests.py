@@ -11,11 +11,11 @@ import pytest
 
 import driftrec
 
-SUBPACKAGES = ["model", "stream", "state", "scorer", "learner", "app", "evaluation", "bench"]
+SUBPACKAGES = ["model", "stream", "state", "scorer", "learner", "app", "evaluation", "bench", "cli"]
 
 
 def _modules() -> list[str]:
-    names = ["driftrec", "driftrec.cli"]
+    names = ["driftrec"]
     for sub in SUBPACKAGES:
         pkg = importlib.import_module(f"driftrec.{sub}")
         names.append(pkg.__name__)

@@ -7,7 +7,8 @@ hot path and swaps it in between two batches.
 
 Every runner uses these two halves and only differs in how the announcement travels:
 
-- the services: over the ``adapters`` topic of Kafka (:mod:`driftrec.app.services`);
+- the services: over the ``adapters`` topic of Kafka (:mod:`driftrec.app.scorer_service`,
+  :mod:`driftrec.app.learner_service`);
 - the embedded runner: over the same topic of the in-process broker
   (:mod:`driftrec.app.embedded`);
 - the evaluation harness: handed straight to the scorer's swap manager, prepared in the

@@ -19,9 +19,9 @@ from driftrec.learner import Learner, TrainResult
 from driftrec.scorer import BatchResult, Scorer, SwapManager
 from driftrec.scorer.swap import SwapEvent
 from driftrec.state import StateStore
-from driftrec.stream import Event, Item, MemoryBroker, Message, encode, encode_item
+from driftrec.stream import Event, Item, MemoryBroker, Message, TopicNames, encode, encode_item
 
-from .runtime import LearnerWorker, ScorerWorker, TopicNames, parse_announcement
+from .runtime import LearnerWorker, ScorerWorker, parse_announcement
 
 log = logging.getLogger("driftrec.embedded")
 

@@ -273,7 +273,7 @@ class LearnerWorker:
         learner: Learner,
         sink: EventSink,
         store_dir: str,
-        registry: Any,
+        registry: StateStore | None,
         base_model: str,
         names: TopicNames = TopicNames(),
         on_result: Callable[[TrainResult, dict[str, Any] | None], None] | None = None,
@@ -400,7 +400,7 @@ class LearnerWorker:
     def checkpoint(self) -> None:
         """Positions, positions at the last training and counters to the state store."""
         reg = self.registry
-        if reg is None or not hasattr(reg, "commit"):
+        if reg is None:
             return
         g_pos, g_trained, g_counters = self._groups()
         reg.commit(StateWrite(offsets=dict(self.position), group=g_pos))
@@ -415,7 +415,7 @@ class LearnerWorker:
     def restore(self) -> None:
         """Read back :meth:`checkpoint` and the forgotten users (before the first poll)."""
         reg = self.registry
-        if reg is None or not hasattr(reg, "offsets"):
+        if reg is None:
             return
         g_pos, g_trained, g_counters = self._groups()
         self._resume = dict(reg.offsets(g_pos))
@@ -438,7 +438,7 @@ class LearnerWorker:
         """Read the forgotten users; drop the pairs of newly forgotten ones from the window
         and what the learner holds per user. Returns the users newly dropped."""
         reg = self.registry
-        if reg is None or not hasattr(reg, "forgotten"):
+        if reg is None:
             return []
         now = dict(reg.forgotten())
         fresh = [u for u, t in now.items() if self.forgotten.get(u) != t]
@@ -450,8 +450,7 @@ class LearnerWorker:
                 n = self.learner.window.retain(keep)
                 self._origin = deque(o for o, k in zip(self._origin, keep) if k)
                 log.info("learner: %d events of %d forgotten users left the window", n, len(fresh))
-            if hasattr(self.learner, "forget_users"):
-                self.learner.forget_users(fresh)
+            self.learner.forget_users(fresh)
         return fresh
 
     def run_once(

@@ -5,38 +5,33 @@ or allowed choices and a one-line meaning. :meth:`Settings.from_env` builds the 
 it (once, at an entry point; command-line flags override); code below the entry points
 receives config objects and never reads the environment. A bad value is a
 :class:`ConfigError` whose message is one line naming the variable, its value (passwords
-redacted) and what is allowed; the CLI prints it and exits with status 2.
+redacted) and what is allowed; the CLI prints it and exits with status 2. The checks of
+the values, and of the services' reachability, are in :mod:`driftrec.app.checks`; the
+``driftrec settings`` command (the README's table, ``--check``) in :mod:`driftrec.cli`.
 
-``driftrec settings`` prints the table as markdown (the README's is generated from it) and
-``driftrec settings --check`` validates the current environment.
-
-Examples
---------
->>> Settings.from_env({"SCORER_TOP_K": "5", "SCORER_PIPELINE": "yes"}).scorer.top_k
+>>> Settings.from_env({"SCORER_TOP_K": "5", "SCORER_COMMENTS": "off"}).scorer.top_k
 5
 >>> Settings.from_env({"SCORER_TOP_K": "0"})
 Traceback (most recent call last):
 ...
-driftrec.app.settings.ConfigError: SCORER_TOP_K='0': out of range; allowed: an integer from 1 to 10000
->>> redact("redis://:s3cret@host:6379/0")
-'redis://:***@host:6379/0'
+driftrec.app.checks.ConfigError: SCORER_TOP_K='0': out of range; allowed: an integer from 1 to 10000
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from driftrec.learner import LearnerConfig
 from driftrec.model import Representation
 from driftrec.scorer import ScorerConfig
+from driftrec.stream import KafkaSecurity, StreamConfigError, TimeBounds
+
+from . import checks
+from .checks import ConfigError, redact
 
 __all__ = [
     "ConfigError",
@@ -45,157 +40,8 @@ __all__ = [
     "VARS_BY_NAME",
     "Var",
     "check_env",
-    "check_kafka",
-    "check_services",
-    "flag_choice",
-    "flag_float",
-    "flag_int",
-    "flag_path",
-    "markdown_table",
     "redact",
-    "update_readme",
 ]
-
-
-class ConfigError(ValueError):
-    """A setting is wrong; the message (one line) names the variable or flag."""
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of every ``user:password@host`` in it replaced by ``***``
-    (the one helper, :func:`driftrec.state.redact`, which the Redis errors use too).
-
-    >>> redact("cannot reach Redis at u:pw@h:6379 (rediss://:x@y/0)")
-    'cannot reach Redis at u:***@h:6379 (rediss://:***@y/0)'
-    """
-    from driftrec.state import redact as _redact
-
-    return _redact(text)
-
-
-def _shown(var: Var, raw: str) -> str:
-    """How a value appears in a message: a secret that is not a URL (a key) never does."""
-    if var.secret and "://" not in raw and "@" not in raw:
-        return "***"
-    return redact(raw)
-
-
-# ------------------------------------------------------------------ checks ---
-# Each check takes the raw string and returns the value, or raises ValueError whose message
-# is "<problem>" (the caller adds the name, the value and what is allowed).
-_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
-
-
-def _bool(raw: str) -> bool:
-    v = raw.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise ValueError("not a boolean")
-
-
-def _dir(raw: str) -> str:
-    """A directory that exists or can be created: no part of it is a regular file."""
-    p = Path(raw).expanduser()
-    for q in (p, *p.parents):
-        if q.exists():
-            if not q.is_dir():
-                raise ValueError("not a directory" if q == p else f"{q} is not a directory")
-            if not os.access(q, os.W_OK):
-                raise ValueError(f"{q} is not writable")
-            break
-    return str(p)
-
-
-def _model(raw: str) -> str:
-    """A local model directory (a path: must exist) or a Hugging Face id."""
-    if raw.startswith(("/", "./", "../", "~")) or os.sep in raw and Path(raw).expanduser().exists():
-        p = Path(raw).expanduser()
-        if not p.is_dir():
-            raise ValueError("no such model directory")
-        return str(p)
-    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", raw):
-        raise ValueError("neither an existing directory nor a Hugging Face id")
-    return raw
-
-
-def _bootstrap(raw: str) -> str:
-    for hp in raw.split(","):
-        host, _, port = hp.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{hp.strip()!r} is not HOST:PORT")
-    return raw
-
-
-def _state_url(raw: str) -> str:
-    from driftrec.state import BACKENDS
-
-    scheme = raw.split("://", 1)[0] if "://" in raw else ""
-    if scheme not in BACKENDS:
-        raise ValueError(f"unknown scheme {scheme!r}")
-    if scheme == "file":
-        path = raw[len("file://") :]
-        if not path:
-            raise ValueError("names no file")
-        if Path(path).is_dir():
-            raise ValueError("is a directory, not a file")
-        _dir(str(Path(path).parent))
-    elif scheme != "memory":
-        _redis_url(raw)
-    return raw
-
-
-def _redis_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"unknown scheme {parts.scheme!r}")
-    try:
-        parts.port  # noqa: B018 - parses the port
-    except ValueError:
-        raise ValueError("bad port") from None
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError("names no host")
-    return raw
-
-
-def _readable_file(raw: str) -> str:
-    """An existing, readable file (a CA bundle, a certificate, a key, a password file)."""
-    p = Path(raw).expanduser()
-    if not p.is_file():
-        raise ValueError("no such file" if not p.exists() else "not a file")
-    if not os.access(p, os.R_OK):
-        raise ValueError("not readable")
-    return str(p)
-
-
-def read_secret_file(path: str, label: str) -> str:
-    """The secret held in ``path`` (one line; the trailing newline dropped); the message of a
-    failure names the variable and the file, never the content."""
-    try:
-        value = Path(path).expanduser().read_text().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{label}={path!r}: cannot read it ({type(exc).__name__}); allowed: a readable file "
-            f"holding the password"
-        ) from None
-    if not value:
-        raise ConfigError(
-            f"{label}={path!r}: the file is empty; allowed: a readable file holding the password"
-        )
-    return value
-
-
-def _artifact_key(raw: str) -> str:
-    if len(raw) < 16:
-        raise ValueError("too short")
-    return raw
-
-
-def _topic_prefix(raw: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9._-]{0,200}", raw):
-        raise ValueError("not a Kafka topic name")
-    return raw
 
 
 @dataclass(frozen=True)
@@ -247,15 +93,23 @@ class Var:
     def parse(self, raw: str, label: str | None = None) -> Any:
         """The typed value of ``raw``; :class:`ConfigError` (one line) if it is not allowed."""
         try:
-            return self._parse(raw)
+            return self.value(raw)
         except ValueError as exc:
-            shown = _shown(self, raw)
-            raise ConfigError(f"{label or self.name}={shown!r}: {exc}; allowed: {self.allowed}") from None
+            raise ConfigError(
+                f"{label or self.name}={self.shown(raw)!r}: {exc}; allowed: {self.allowed}"
+            ) from None
 
-    def _parse(self, raw: str) -> Any:
+    def shown(self, raw: str) -> str:
+        """How a value appears in a message: a secret that is not a URL (a key) never does."""
+        if self.secret and "://" not in raw and "@" not in raw:
+            return "***"
+        return redact(raw)
+
+    def value(self, raw: str) -> Any:
+        """The typed value of ``raw``, or :class:`ValueError` saying what is wrong with it."""
         raw = raw.strip()
         if self.kind == "bool":
-            return _bool(raw)
+            return checks.bool_value(raw)
         if self.kind == "choice":
             if raw not in self.choices:
                 raise ValueError("not one of the choices")
@@ -290,7 +144,7 @@ VARS: tuple[Var, ...] = (
         "str",
         "memory://",
         "state backend: memory://, file:///path/state.json or redis://[user:password@]host:port/db[?prefix=NAME]",
-        check=_state_url,
+        check=checks.state_url,
         allowed_text="memory://, file:///PATH, redis://HOST:PORT/DB",
         flag="--state",
         secret=True,
@@ -301,7 +155,7 @@ VARS: tuple[Var, ...] = (
         "str",
         "127.0.0.1:9092",
         "Kafka bootstrap servers",
-        check=_bootstrap,
+        check=checks.bootstrap,
         allowed_text="HOST:PORT[,HOST:PORT...]",
         flag="--bootstrap",
     ),
@@ -311,7 +165,7 @@ VARS: tuple[Var, ...] = (
         "str",
         "",
         "namespace prepended to every topic name",
-        check=_topic_prefix,
+        check=checks.topic_prefix,
         allowed_text="letters, digits, '.', '_', '-' (at most 200)",
         flag="--topic-prefix",
     ),
@@ -321,7 +175,7 @@ VARS: tuple[Var, ...] = (
         "str",
         "$DRIFTREC_CACHE/artifacts",
         "artifact store: one folder per model version",
-        check=_dir,
+        check=checks.directory,
         allowed_text="a directory (created if missing)",
         flag="--artifacts",
     ),
@@ -331,7 +185,7 @@ VARS: tuple[Var, ...] = (
         "str",
         "~/.cache/driftrec",
         "caches: encoded catalog vectors, the default artifact store",
-        check=_dir,
+        check=checks.directory,
         allowed_text="a directory (created if missing)",
     ),
     Var(
@@ -340,7 +194,7 @@ VARS: tuple[Var, ...] = (
         "str",
         None,
         "text encoder: a local model directory or a Hugging Face id (default: the bundled all-MiniLM-L6-v2)",
-        check=_model,
+        check=checks.model_ref,
         allowed_text="an existing directory or a Hugging Face id",
         flag="--model",
     ),
@@ -413,13 +267,6 @@ VARS: tuple[Var, ...] = (
         hi=100_000_000,
     ),
     Var(
-        "SCORER_PIPELINE",
-        "scorer_pipeline",
-        "bool",
-        False,
-        "acknowledge a batch's outputs while the next batch is scored",
-    ),
-    Var(
         "LEARNER_WINDOW",
         "learner.window_events",
         "int",
@@ -482,7 +329,7 @@ VARS: tuple[Var, ...] = (
         "str",
         "redis://127.0.0.1:6379/0",
         "Redis of `driftrec bench kafka` and the integration tests",
-        check=_redis_url,
+        check=checks.redis_url,
         allowed_text="redis://..., rediss://..., unix://...",
         flag="--redis",
         secret=True,
@@ -494,7 +341,7 @@ VARS: tuple[Var, ...] = (
         None,
         "shared key: the learner signs each artifact's manifest (HMAC-SHA256), the scorer refuses "
         "unsigned or wrongly signed ones (unset: no signing)",
-        check=_artifact_key,
+        check=checks.artifact_key,
         allowed_text="at least 16 characters",
         secret=True,
     ),
@@ -560,7 +407,7 @@ VARS: tuple[Var, ...] = (
         "str",
         None,
         "a file holding the SASL password (a mounted secret); used when KAFKA_SASL_PASSWORD is unset",
-        check=_readable_file,
+        check=checks.readable_file,
         allowed_text="a readable file",
     ),
     Var(
@@ -569,7 +416,7 @@ VARS: tuple[Var, ...] = (
         "str",
         None,
         "PEM CA bundle that signed the brokers' certificates (default: the system's trust store)",
-        check=_readable_file,
+        check=checks.readable_file,
         allowed_text="a readable PEM file",
     ),
     Var(
@@ -578,7 +425,7 @@ VARS: tuple[Var, ...] = (
         "str",
         None,
         "PEM client certificate (mutual TLS; optional)",
-        check=_readable_file,
+        check=checks.readable_file,
         allowed_text="a readable PEM file",
     ),
     Var(
@@ -587,7 +434,7 @@ VARS: tuple[Var, ...] = (
         "str",
         None,
         "PEM key of the client certificate (mutual TLS)",
-        check=_readable_file,
+        check=checks.readable_file,
         allowed_text="a readable PEM file",
     ),
     Var(
@@ -596,7 +443,7 @@ VARS: tuple[Var, ...] = (
         "str",
         None,
         "PEM CA bundle of a rediss:// STATE_URL/REDIS_URL (or ?ssl_ca_certs= in the URL)",
-        check=_readable_file,
+        check=checks.readable_file,
         allowed_text="a readable PEM file",
     ),
     Var(
@@ -605,7 +452,7 @@ VARS: tuple[Var, ...] = (
         "str",
         None,
         "a file holding the Redis password of STATE_URL/REDIS_URL (when the URL has none)",
-        check=_readable_file,
+        check=checks.readable_file,
         allowed_text="a readable file",
     ),
 )
@@ -630,7 +477,6 @@ class Settings:
     metrics_port: int = 0
     scorer_threads: int = 1
     scorer_cache_users: int = 200_000
-    scorer_pipeline: bool = False
     redis_url: str = "redis://127.0.0.1:6379/0"
     artifact_key: str | None = None
     event_max_skew_s: int = 3600
@@ -650,26 +496,21 @@ class Settings:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     rep: Representation = field(default_factory=Representation)
 
-    def time_bounds(self) -> Any:
+    def time_bounds(self) -> TimeBounds:
         """The plausible event times of the services (``EVENT_MAX_SKEW_S``, ``EVENT_MAX_AGE_DAYS``)."""
-        from driftrec.stream import TimeBounds
-
         return TimeBounds(
             self.event_max_skew_s * 1000,
             self.event_max_age_days * 86_400_000 if self.event_max_age_days else None,
         )
 
-    def kafka_security(self) -> Any:
+    def kafka_security(self) -> KafkaSecurity:
         """The :class:`driftrec.stream.security.KafkaSecurity` of every Kafka client
         (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``, ``KAFKA_SSL_*``); a combination that
         does not work is a :class:`ConfigError` (one line, no password)."""
-        from driftrec.stream import StreamConfigError
-        from driftrec.stream.security import KafkaSecurity
-
         password = self.kafka_sasl_password
         sasl = self.kafka_security_protocol.startswith("SASL_")
         if sasl and not password and self.kafka_sasl_password_file:
-            password = read_secret_file(self.kafka_sasl_password_file, "KAFKA_SASL_PASSWORD_FILE")
+            password = checks.read_secret_file(self.kafka_sasl_password_file, "KAFKA_SASL_PASSWORD_FILE")
         try:
             return KafkaSecurity(
                 self.kafka_security_protocol,
@@ -690,7 +531,7 @@ class Settings:
         if self.redis_ssl_cafile:
             out["ssl_ca_certs"] = self.redis_ssl_cafile
         if self.redis_password_file:
-            out["password"] = read_secret_file(self.redis_password_file, "REDIS_PASSWORD_FILE")
+            out["password"] = checks.read_secret_file(self.redis_password_file, "REDIS_PASSWORD_FILE")
         return out
 
     @classmethod
@@ -753,189 +594,3 @@ def check_env(env: Mapping[str, str] | None = None) -> list[str]:
             except ConfigError as exc:
                 errors.append(str(exc))
     return errors
-
-
-def check_kafka(
-    bootstrap: str, label: str = "KAFKA_BOOTSTRAP", timeout_s: float = 5.0, security: Any = None
-) -> None:
-    """:class:`ConfigError` (one line) unless one of the bootstrap servers accepts a TCP
-    connection: a fast, quiet answer instead of a client's retries. With ``security`` (a
-    ``KafkaSecurity`` other than PLAINTEXT) it also lets us in: an untrusted certificate or
-    a refused password is a ``StreamSecurityError`` saying which (never the password)."""
-    import socket
-
-    why = ""
-    for hp in bootstrap.split(","):
-        host, _, port = hp.strip().rpartition(":")
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-        except (OSError, ValueError) as exc:
-            why = getattr(exc, "strerror", None) or str(exc)
-            continue
-        if security is not None and security.protocol != "PLAINTEXT":
-            from driftrec.stream import StreamSecurityError
-            from driftrec.stream.security import diagnose
-
-            refused = diagnose(bootstrap, security, timeout_s=max(timeout_s, 10.0))
-            if refused:
-                raise StreamSecurityError(refused)
-        return
-    raise ConfigError(
-        f"{label}={bootstrap!r}: no Kafka broker reachable ({why}); allowed: the address of a "
-        f"running broker (scripts/services.sh up kafka)"
-    )
-
-
-def check_services(s: Settings) -> list[str]:
-    """One line per service of ``s`` that cannot be reached (Kafka bootstrap, Redis state)."""
-    from driftrec.stream import StreamError
-
-    errors = []
-    try:
-        check_kafka(s.kafka_bootstrap, security=s.kafka_security())
-    except (ConfigError, StreamError) as exc:
-        errors.append(str(exc))
-    if s.state_url.split("://", 1)[0] in ("redis", "rediss", "unix"):
-        errors.extend(_check_state(s.state_url, s.redis_options()))
-    return errors
-
-
-def _check_state(url: str, options: Mapping[str, Any] | None = None) -> list[str]:
-    from driftrec.state import StateError, open_state
-
-    try:
-        open_state(url, **dict(options or {})).close()
-    except StateError as exc:
-        return [redact(f"STATE_URL={url!r}: {exc}")]
-    return []
-
-
-README_START, README_END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
-
-
-def update_readme(path: str | Path) -> bool:
-    """Write :func:`markdown_table` between the README's markers; whether the file changed."""
-    p = Path(path)
-    text = p.read_text()
-    if README_START not in text or README_END not in text:
-        raise ConfigError(f"{p}: no {README_START} ... {README_END} markers; allowed: a README with both")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f"{head}{README_START}\n{markdown_table()}\n{README_END}{tail}"
-    if new != text:
-        p.write_text(new)
-    return new != text
-
-
-def markdown_table() -> str:
-    """The README's configuration table (``driftrec settings``)."""
-    rows = ["| variable | default | allowed | meaning |", "|---|---|---|---|"]
-    for v in VARS:
-        default = (
-            "(none)"
-            if v.default is None
-            else (
-                ("1" if v.default else "0")
-                if v.kind == "bool"
-                else (str(v.default) if v.default != "" else "(empty)")
-            )
-        )
-        if v.service_default is not None:
-            default += f" (services: {v.service_default})"
-        meaning = v.help + (f"; flag `{v.flag}`" if v.flag else "")
-        rows.append(
-            f"| `{v.name}` | `{default}` | {v.allowed} | {meaning} |".replace("`(none)`", "(none)").replace(
-                "`(empty)`", "(empty)"
-            )
-        )
-    return "\n".join(rows)
-
-
-# ---------------------------------------------------- command-line flags ---
-def flag_int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type=`` for an integer in ``[lo, hi]`` (a bad one: one line, exit 2)."""
-    return _flag(Var("", "", "int", None, "", lo=lo, hi=hi), "int")
-
-
-def flag_float(
-    lo: float | None = None, hi: float | None = None, above: float | None = None
-) -> Callable[[str], float]:
-    """An argparse ``type=`` for a finite number in ``[lo, hi]`` (or ``(above, hi]``)."""
-    if above is not None:
-        return _flag(Var("", "", "float", None, "", lo=above, hi=hi, lo_open=True), "float")
-    return _flag(Var("", "", "float", None, "", lo=lo, hi=hi), "float")
-
-
-def flag_choice(*choices: str) -> Callable[[str], str]:
-    return _flag(Var("", "", "choice", None, "", choices=choices), "choice")
-
-
-def flag_path(kind: str = "any") -> Callable[[str], str]:
-    """An argparse ``type=`` for an existing path: ``file``, ``dir`` or ``any``."""
-
-    def check(raw: str) -> str:
-        p = Path(raw).expanduser()
-        ok = p.is_file() if kind == "file" else p.is_dir() if kind == "dir" else p.exists()
-        if not ok:
-            what = {"file": "file", "dir": "directory"}.get(kind, "file or directory")
-            problem = "does not exist" if not p.exists() else f"is not a {what}"
-            raise argparse.ArgumentTypeError(f"{raw!r} {problem}; allowed: an existing {what}")
-        return raw
-
-    check.__name__ = kind
-    return check
-
-
-def _flag(var: Var, name: str) -> Callable[[str], Any]:
-    def convert(raw: str) -> Any:
-        try:
-            return var._parse(raw)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{raw!r}: {exc}; allowed: {var.allowed}") from None
-
-    convert.__name__ = name
-    return convert
-
-
-# ----------------------------------------------------------- the command ---
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "settings",
-        help="the environment variables: a table, or check the current ones",
-        description="Print every environment variable driftrec reads as a markdown table "
-        "(name, default, allowed values, meaning), or with --check validate "
-        "the current environment (exit status 2 if a value is bad).",
-    )
-    p.add_argument("--check", action="store_true", help="validate the current environment")
-    p.add_argument(
-        "--connect",
-        action="store_true",
-        help="with --check: also reach the Kafka bootstrap servers and a Redis STATE_URL",
-    )
-    p.add_argument(
-        "--update-readme",
-        metavar="PATH",
-        help="write the table between the settings-table markers of PATH (README.md)",
-    )
-    p.set_defaults(func=cmd_settings)
-
-
-def cmd_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    if getattr(args, "update_readme", None):
-        changed = update_readme(args.update_readme)
-        print(f"{args.update_readme}: {'updated' if changed else 'already up to date'}")
-        return 0
-    if not args.check:
-        print(markdown_table())
-        return 0
-    errors = check_env(env)
-    if not errors and args.connect:
-        errors = check_services(Settings.from_env(env))
-    for e in errors:
-        print(f"driftrec settings: error: {e}", file=sys.stderr)
-    if errors:
-        return 2
-    shown = [f"{v.name}={_shown(v, env[v.name])}" for v in VARS if env.get(v.name, "").strip()]
-    print("ok" + (": " + ", ".join(shown) if shown else ": every variable at its default"))
-    return 0

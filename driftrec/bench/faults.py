@@ -40,7 +40,6 @@ for other deployments. Stopping the broker disturbs every other client of it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -53,6 +52,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .testbed import Bed, Controls, FaultError, free_port, say
@@ -69,13 +69,33 @@ FAULTS = (
 COLUMNS = ("fault", "sent", "processed", "dead_lettered", "lost", "applied_twice", "updates_lost")
 
 
+@dataclass(frozen=True)
+class FaultArgs:
+    """What ``driftrec faults`` runs (its flags: :mod:`driftrec.cli.faults`); the connections
+    left None come from the settings (``KAFKA_BOOTSTRAP``, ``REDIS_URL``, ``DRIFTREC_MODEL``)."""
+
+    bootstrap: str | None
+    redis: str | None
+    model: str | None
+    events: int  # events generated per fault (at most 40 a user are kept)
+    items: int  # catalog size
+    partitions: int  # partitions per topic
+    seed: int  # seed of the streams and the garbage
+    only: list[str] | None  # these faults only (None: all of FAULTS)
+    #: the shell commands that stop and start the broker and Redis (:class:`Controls`)
+    kafka_stop: str
+    kafka_start: str
+    redis_stop: str
+    redis_start: str
+
+
 # ------------------------------------------------------------------------- faults ---
 def _halves(bed: Bed) -> tuple[list[Any], list[Any]]:
     n = len(bed.events)
     return bed.events[: n // 2], bed.events[n // 2 :]
 
 
-def fault_scorer_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def fault_scorer_sigkill(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     n = len(bed.events)
     env = {"SCORER_BATCH_SIZE": "64"}  # small batches: the kill lands between commits
     p, th = bed.a_third_in(env)
@@ -89,8 +109,8 @@ def fault_scorer_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> d
     return dict(bed.account("scorer_sigkill", bed.events), at=at, exit=rc)
 
 
-def _broker_restart(down_s: float) -> Callable[[Bed, Controls, argparse.Namespace], dict]:
-    def fault(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def _broker_restart(down_s: float) -> Callable[[Bed, Controls, FaultArgs], dict]:
+    def fault(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
         n = len(bed.events)
         p, th = bed.a_third_in()
         ctl.stopped("kafka", bed.bootstrap.split(",")[0])
@@ -128,7 +148,7 @@ def _redis_address(url: str) -> str:
     return f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"
 
 
-def fault_redis_restart(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def fault_redis_restart(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     from driftrec.state.redis import RedisStateStore
 
     p, th = bed.a_third_in()
@@ -150,7 +170,7 @@ def fault_redis_restart(bed: Bed, ctl: Controls, args: argparse.Namespace) -> di
     return dict(bed.account("redis_restart", bed.events), at=at, survived=alive, exit=rc)
 
 
-def fault_learner_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def fault_learner_sigkill(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     n = len(bed.events)
     first, second = _halves(bed)
     env = {
@@ -208,8 +228,9 @@ def fault_learner_sigkill(bed: Bed, ctl: Controls, args: argparse.Namespace) -> 
     }
 
 
-def fault_garbage_flood(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
-    from driftrec.stream import Message, Rejected, decode, encode
+def fault_garbage_flood(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
+    from driftrec.stream import Message, encode
+    from driftrec.stream.events import Rejected, decode
 
     from .fuzz import KINDS, fuzz_record
 
@@ -284,7 +305,7 @@ def scrape(port: int) -> dict[str, float]:
     return {m[1]: float(m[2]) for m in re.finditer(r"^([^#\s]+) (\S+)$", text, re.M)}
 
 
-def fault_forged_artifacts(bed: Bed, ctl: Controls, args: argparse.Namespace) -> dict:
+def fault_forged_artifacts(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     from driftrec.stream import Message
 
     first, second = _halves(bed)
@@ -328,7 +349,7 @@ def fault_forged_artifacts(bed: Bed, ctl: Controls, args: argparse.Namespace) ->
     )
 
 
-RUNNERS: dict[str, Callable[[Bed, Controls, argparse.Namespace], dict]] = {
+RUNNERS: dict[str, Callable[[Bed, Controls, FaultArgs], dict]] = {
     "scorer_sigkill": fault_scorer_sigkill,
     "broker_restart_10s": _broker_restart(10),
     "broker_restart_90s": _broker_restart(90),
@@ -362,7 +383,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join([line(head), line(["-" * x for x in w]), *(line(c) for c in cells)])
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def run(args: FaultArgs) -> list[dict]:
     from driftrec.app.settings import Settings
     from driftrec.stream import generate
 
@@ -410,58 +431,3 @@ def run(args: argparse.Namespace) -> list[dict]:
         say(f"  {'ok' if row_ok(row) else 'NOT OK'} in {row['seconds']:.0f} s: " + json.dumps(row))
         rows.append(row)
     return rows
-
-
-def add_parser(sub: Any) -> None:
-    from driftrec.app.settings import flag_int
-
-    p = sub.add_parser(
-        "faults",
-        help="fault suite against the running Kafka and Redis: kills, restarts, garbage, forged artifacts",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP)")
-    p.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
-    p.add_argument("--model", default=None, help="encoder (default: $DRIFTREC_MODEL or the bundled MiniLM)")
-    p.add_argument(
-        "--events",
-        type=flag_int(20),
-        default=4000,
-        help="events generated per fault (default 4000; at most 40 a user are kept)",
-    )
-    p.add_argument("--items", type=flag_int(8), default=300, help="catalog size (default 300)")
-    p.add_argument("--partitions", type=flag_int(1, 1000), default=3, help="partitions per topic (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the streams and the garbage")
-    p.add_argument(
-        "--only",
-        nargs="+",
-        choices=FAULTS,
-        metavar="FAULT",
-        help=f"run these faults only (default: all): {', '.join(FAULTS)}",
-    )
-    ctl = Controls()
-    for name, what in (
-        ("kafka-stop", "stop the broker, keeping its data"),
-        ("kafka-start", "start it again"),
-        ("redis-stop", "stop Redis, keeping its data"),
-        ("redis-start", "start it again"),
-    ):
-        p.add_argument(
-            f"--{name}",
-            default=getattr(ctl, name.replace("-", "_")),
-            help=f"command to {what} (default: scripts/services.sh; e.g. 'docker compose stop kafka')",
-        )
-    p.add_argument("--json", action="store_true", help='last line: {"faults": [{"fault", "sent", ...}, ...]}')
-    p.set_defaults(func=cmd_faults)
-
-
-def cmd_faults(args: argparse.Namespace) -> int:
-    rows = run(args)
-    print(table(rows))
-    bad = [r["fault"] for r in rows if not row_ok(r)]
-    if args.json:
-        print(json.dumps({"faults": rows}, separators=(",", ":")))
-    if bad:
-        print(f"driftrec faults: not met for {', '.join(bad)} (details above, on stderr)", file=sys.stderr)
-    return 1 if bad else 0

@@ -95,10 +95,9 @@ def run_fuzz(records: int, good: int, seed: int = 0, model: str | None = None, p
     """Feed ``records`` fuzzed records and ``good`` good events to the embedded scorer."""
     from driftrec.app import factory
     from driftrec.app.embedded import EmbeddedPipeline, dlq_records
-    from driftrec.app.runtime import TopicNames
     from driftrec.app.settings import Settings
     from driftrec.state import open_state
-    from driftrec.stream import generate
+    from driftrec.stream import TopicNames, generate
     from driftrec.stream.events import Rejected, decode
 
     st = Settings.from_env(model=model)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """`driftrec bench kafka`: Kafka figures on the running broker + Redis (scripts/services.sh up).
 
 1. raw kafka-python produce rate (acks=all) and consume rate on the same broker; and the
@@ -23,7 +22,6 @@ broker (``eval "$(scripts/services.sh env-secure)"``). The password is never pri
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -34,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +97,7 @@ def core_rate(settings, items, events) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
     from driftrec.app.factory import base_table, load_encoder, make_scorer
-    from driftrec.app.services import scorer_threads
+    from driftrec.app.scorer_service import scorer_threads
 
     enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
     table = base_table(enc, items, settings.cache_dir)
@@ -261,38 +260,27 @@ def wait_for(pred, timeout: float, procs: Sequence[subprocess.Popen] = ()) -> No
     raise TimeoutError("benchmark step timed out")
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The flags of the Kafka bench (shared by `driftrec bench kafka` and the script)."""
-    from driftrec.app.settings import flag_float, flag_int
+@dataclass
+class KafkaBenchArgs:
+    """What ``driftrec bench kafka`` measures (its flags: :mod:`driftrec.cli.bench`); the
+    connections left None come from the settings (``KAFKA_BOOTSTRAP``, ``REDIS_URL``,
+    ``DRIFTREC_MODEL``)."""
 
-    ap.add_argument(
-        "--bootstrap",
-        default=None,
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or 127.0.0.1:9092)",
-    )
-    ap.add_argument(
-        "--redis",
-        default=None,
-        help="Redis for the scorer's state (default: $REDIS_URL or redis://127.0.0.1:6379/0)",
-    )
-    ap.add_argument("--model", default=None, help="encoder (default: $DRIFTREC_MODEL or the bundled MiniLM)")
-    ap.add_argument("--events", type=flag_int(1), default=20_000, help="backlog size for the throughput run")
-    ap.add_argument("--raw", type=flag_int(1), default=100_000, help="messages for the raw rates")
-    ap.add_argument("--rate", type=flag_float(above=0), default=1000.0, help="steady rate of the latency run")
-    ap.add_argument("--seconds", type=flag_float(above=0), default=20.0, help="length of the latency run")
-    ap.add_argument("--users", type=flag_int(1), default=2000, help="users in the synthetic stream")
-    ap.add_argument("--items", type=flag_int(8), default=2000, help="catalog size")
-    ap.add_argument("--partitions", type=flag_int(1, 10_000), default=3, help="partitions of each topic")
-    ap.add_argument("--runtime", choices=["kafka", "faust"], default="kafka", help="the scorer's runtime")
-    ap.add_argument(
-        "--scorers",
-        type=flag_int(1, 64),
-        default=1,
-        help="scorer processes in one consumer group (scale-out; default 1)",
-    )
+    bootstrap: str | None
+    redis: str | None
+    model: str | None
+    events: int  # backlog size for the throughput run
+    raw: int  # messages for the raw rates
+    rate: float  # steady rate of the latency run
+    seconds: float  # length of the latency run
+    users: int  # users in the synthetic stream
+    items: int  # catalog size
+    partitions: int  # partitions of each topic
+    runtime: str  # the scorer's runtime: kafka or faust
+    scorers: int  # scorer processes in one consumer group (scale-out)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: KafkaBenchArgs) -> dict:
     """Runs the three measurements; returns the figures."""
     from driftrec.app.settings import Settings
 
@@ -302,7 +290,7 @@ def run(args: argparse.Namespace) -> dict:
     # environment), connect with it; describe() is the only form of it that is printed
     sec = st.kafka_security()
     redis_opts = st.redis_options()  # REDIS_SSL_CAFILE, REDIS_PASSWORD_FILE
-    from driftrec.app.services import all_topics, ensure_topics
+    from driftrec.app.admin import all_topics, ensure_topics
     from driftrec.state.redis import RedisStateStore
     from driftrec.stream import Message, TopicNames, encode, encode_item, generate
     from driftrec.stream.kafka import KafkaSink, admin, create_topics
@@ -331,9 +319,7 @@ def run(args: argparse.Namespace) -> dict:
     say(f"1/3 raw kafka-python rates: producing and consuming {args.raw:,} messages")
     out["raw"] = raw_rates(args.bootstrap, raw_topic, args.raw, encode(s.events[0]), security=sec)
     say(f"1/3 the scorer core alone on the {len(backlog):,}-event backlog (no transport, no state store)")
-    from driftrec.app.services import settings_from_args
-
-    out["core_only"] = core_rate(settings_from_args(argparse.Namespace(model=args.model)), s.items, backlog)
+    out["core_only"] = core_rate(Settings.from_env(service=True, model=args.model), s.items, backlog)
 
     state_url = f"{args.redis}{'&' if '?' in args.redis else '?'}prefix={prefix}"
     store = RedisStateStore.from_url(state_url, **redis_opts)
@@ -434,14 +420,3 @@ def run(args: argparse.Namespace) -> dict:
     out["scorer_vs_raw_consume"] = round(eps / raw_c, 3) if eps else None
     out["core_only_vs_raw_consume"] = round(out["core_only"]["events_per_s"] / raw_c, 3)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
-    print(json.dumps(run(ap.parse_args(argv)), indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

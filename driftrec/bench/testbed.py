@@ -99,7 +99,7 @@ class Bed:
     keep: bool = False  # keep the services' log (a fault that went wrong)
 
     def __post_init__(self) -> None:
-        from driftrec.app.services import ensure_topics
+        from driftrec.app.admin import ensure_topics
         from driftrec.state.redis import RedisStateStore
         from driftrec.stream import TopicNames
 
@@ -253,7 +253,7 @@ class Bed:
             shutil.rmtree(self.work, ignore_errors=True)
         shutil.rmtree(self.env["ARTIFACT_DIR"], ignore_errors=True)
         try:
-            from driftrec.app.services import all_topics
+            from driftrec.app.admin import all_topics
             from driftrec.stream.kafka import admin
 
             a = admin(self.bootstrap, self.sec)

@@ -16,7 +16,6 @@ with ``--json``, prints the summary as the last line of stdout.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -25,12 +24,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from driftrec.stream import SCENARIO_HELP, SCENARIOS, Event, Item
+from driftrec.stream import Event, Item
 
 from . import prequential as pq
 
@@ -371,7 +370,35 @@ def _one_blas_thread() -> Any:
 
 
 # ---- the command -------------------------------------------------------------------------
-def load_stream(args: argparse.Namespace) -> tuple[list[Event], list[Item], int | None, str]:
+@dataclass(frozen=True)
+class EvalArgs:
+    """What ``driftrec eval`` evaluates (its flags: :mod:`driftrec.cli.evaluation`)."""
+
+    scenario: str | None  # a synthetic stream (None: ``log``)
+    log: str | None  # an event log (JSONL, CSV or the MovieLens folder)
+    format: str
+    items: str | None  # the item catalog of a JSONL or CSV log
+    events: int | None  # the first N events of the log (synthetic: generate N; default 20000)
+    systems: str  # comma-separated names of :data:`ALL_SYSTEMS`
+    model: str | None
+    device: str | None
+    train_every: int | None
+    lora_every: int | None
+    drift: str | None  # the learner's drift trigger ("none": off; None: the settings')
+    window: int | None  # target events per window (None: about 1/20 of the targets)
+    targets: str  # comma-separated event types scored
+    shift_ts: int | None  # a known shift (epoch ms) in a log
+    k: int
+    max_batch: int
+    seed: int
+    #: the ``emerging`` scenario's knobs (:data:`driftrec.stream.synthetic.EMERGING_DEFAULTS`)
+    emerging: dict[str, Any]
+    report: str  # folder for the PNG, table.txt, summary.json
+    json: bool  # print the summary as JSON on the last line
+    no_progress: bool
+
+
+def load_stream(args: EvalArgs) -> tuple[list[Event], list[Item], int | None, str]:
     if args.log:
         from driftrec.app.settings import ConfigError
         from driftrec.stream import read_log
@@ -395,15 +422,14 @@ def load_stream(args: argparse.Namespace) -> tuple[list[Event], list[Item], int 
         if not items:
             raise ConfigError("the log has no item catalog: pass --items PATH (JSONL or CSV)")
         return events, items, args.shift_ts, os.path.basename(os.path.normpath(args.log))
-    from driftrec.app.demo import emerging_kwargs
     from driftrec.stream.synthetic import generate
 
-    s = generate(args.scenario, n_events=args.events or 20_000, seed=args.seed, **emerging_kwargs(args))
+    s = generate(args.scenario, n_events=args.events or 20_000, seed=args.seed, **args.emerging)
     shift = args.shift_ts if args.shift_ts is not None else s.shift_ts
     return list(s.events), list(s.items), shift, args.scenario
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def run_eval(args: EvalArgs) -> int:
     from tqdm import tqdm
 
     from driftrec.app.process import tune_gc
@@ -506,82 +532,3 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, separators=(",", ":")))
     return 0
-
-
-def add_parser(sub: Any) -> None:
-    from driftrec.app.settings import flag_int, flag_path
-
-    p = sub.add_parser(
-        "eval",
-        help="drift tests: prequential evaluation with baselines",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument(
-        "--scenario",
-        choices=SCENARIOS,
-        default=None,
-        help="a synthetic stream with a known shift (default: abrupt). " + SCENARIO_HELP,
-    )
-    src.add_argument("--log", type=flag_path(), help="an event log (JSONL, CSV or the MovieLens folder)")
-    p.add_argument("--format", choices=("jsonl", "csv", "movielens"), default="jsonl")
-    p.add_argument("--items", type=flag_path("file"), help="the item catalog for JSONL and CSV logs")
-    p.add_argument(
-        "--events",
-        type=flag_int(1),
-        default=None,
-        help="use the first N events of the log (synthetic: generate N; default 20000)",
-    )
-    p.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated: %(default)s")
-    p.add_argument("--model", default=None, help="local encoder path (default: bundled all-MiniLM-L6-v2)")
-    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="where the learner trains")
-    p.add_argument("--train-every", type=flag_int(1), default=None, help="events between trainings")
-    p.add_argument(
-        "--lora-every",
-        type=flag_int(1),
-        default=None,
-        help="fine-tune the adapters on every n-th training (and on drift); the item "
-        "parts train every time (default LEARNER_LORA_EVERY or 5)",
-    )
-    p.add_argument(
-        "--drift",
-        choices=("adwin", "page_hinkley", "none"),
-        default=None,
-        help="the learner's drift trigger (default: the settings', adwin)",
-    )
-    p.add_argument(
-        "--window",
-        type=flag_int(1),
-        default=None,
-        help="target events per window (default: about 1/20 of the targets, 100..1000)",
-    )
-    p.add_argument("--targets", default=",".join(pq.DEFAULT_TARGETS), help="event types scored: %(default)s")
-    p.add_argument("--shift-ts", type=flag_int(0), default=None, help="a known shift (epoch ms) in a log")
-    p.add_argument("-k", "--k", type=flag_int(1, 10_000), default=10, help="top-k (default 10)")
-    p.add_argument("--max-batch", type=flag_int(1), default=256, help="largest conflict-free micro-batch")
-    p.add_argument(
-        "--seed",
-        type=flag_int(0),
-        default=0,
-        help="seeds the synthetic scenario, the learner and the adapters' initial weights: "
-        "the same command and seed give the same figures on the same machine (default 0)",
-    )
-    from driftrec.app.demo import emerging_args
-
-    emerging_args(p)
-    p.add_argument("--report", default="driftrec-report", help="folder for the PNG, table.txt, summary.json")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    def run_cmd(args: argparse.Namespace) -> int:
-        bad = [n for n in args.systems.split(",") if n.strip() and n.strip() not in ALL_SYSTEMS]
-        if bad:
-            p.error(f"unknown systems {bad}; choose from {', '.join(ALL_SYSTEMS)}")
-        if not args.log and not args.scenario:
-            args.scenario = "abrupt"
-        if args.log and args.format in ("jsonl", "csv") and not args.items:
-            p.error(f"--format {args.format} needs --items PATH (the item catalog)")
-        return cmd_eval(args)
-
-    p.set_defaults(func=run_cmd)

@@ -73,7 +73,7 @@ def prefix() -> str:
 @pytest.fixture
 def topics(kafka_bootstrap, prefix):
     """Creates this test's topics (2 partitions) under its prefix; deletes them after."""
-    from driftrec.app.services import all_topics, ensure_topics
+    from driftrec.app.admin import all_topics, ensure_topics
     from driftrec.stream import TopicNames
 
     names = TopicNames(prefix)

@@ -47,7 +47,7 @@ def _store(url):
 
 
 def _run_scorer(settings, group, idle=2.0, metrics=None, **kw):
-    from driftrec.app.services import run_scorer
+    from driftrec.app.scorer_service import run_scorer
 
     return run_scorer(settings, group, metrics, exit_when_idle=idle, stop=threading.Event(), **kw)
 
@@ -296,7 +296,7 @@ def _artifact(settings, items, version):
 
 
 def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, state_url):
-    from driftrec.app.services import run_scorer
+    from driftrec.app.scorer_service import run_scorer
     from driftrec.stream.kafka import read_topic
 
     b, names = settings.kafka_bootstrap, topics
@@ -335,7 +335,7 @@ def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, 
 def test_sigkill_scorer_and_restart_equals_uninterrupted_run(
     settings, service_env, topics, state_url, redis_url, prefix, tmp_path, pipeline, monkeypatch
 ):
-    from driftrec.app.services import run_scorer
+    from driftrec.app.scorer_service import run_scorer
 
     b, names = settings.kafka_bootstrap, topics
     events, items = _stream(1500, 60, 150, seed=11)
@@ -420,7 +420,7 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(
 def test_second_scorer_joins_mid_stream_each_event_applied_once(settings, topics, state_url):
     """Scale-out: a second scorer joins the group mid-stream; the partitions are split
     between the two and every event is still applied exactly once."""
-    from driftrec.app.services import run_scorer
+    from driftrec.app.scorer_service import run_scorer
 
     b, names = settings.kafka_bootstrap, topics
     events, _, first, second, sink = _first_half_on_topics(b, names, 800, 50, 100, seed=21)

@@ -75,7 +75,7 @@ def bootstrap(secure_env) -> str:
 
 @pytest.fixture
 def names(bootstrap, security):
-    from driftrec.app.services import ensure_topics
+    from driftrec.app.admin import ensure_topics
     from driftrec.stream import TopicNames
 
     names = TopicNames(f"sec{uuid.uuid4().hex[:8]}")

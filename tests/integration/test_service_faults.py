@@ -248,7 +248,7 @@ def test_learner_survives_a_redis_outage_and_trains_after_it(settings, service_e
 
 
 def test_lost_state_is_refused_unless_reset(settings, service_env, topics, tmp_path):
-    from driftrec.app.services import run_scorer
+    from driftrec.app.scorer_service import run_scorer
     from driftrec.state.redis import RedisStateStore
 
     b, names = settings.kafka_bootstrap, topics

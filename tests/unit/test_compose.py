@@ -25,16 +25,10 @@ def _app_services(compose):
 
 
 def _parser() -> argparse.ArgumentParser:
-    """The CLI's parser, built the way driftrec.cli.main builds it."""
-    from driftrec.app import demo, services
-    from driftrec.bench import speed as bench
-    from driftrec.evaluation import harness as evaluation
+    """The CLI's parser, as driftrec.cli.main builds it."""
+    from driftrec.cli import build_parser
 
-    p = argparse.ArgumentParser(prog="driftrec")
-    sub = p.add_subparsers(dest="command")
-    for mod in (demo, evaluation, bench, services):
-        mod.add_parser(sub)
-    return p
+    return build_parser()
 
 
 def _volume_target(svc, source):

@@ -1,5 +1,7 @@
 """The arrows run one way (docs/architecture.md): a package imports only the packages
-below it. Read from the source with ``ast``, so an import inside a function counts too."""
+below it, the CLI sits on top of everything, the library never parses command lines, and
+no package imports another's private (``_name``) modules or names. Read from the source
+with ``ast``, so an import inside a function counts too."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ FOLDERS = {
     "app": ROOT / "driftrec" / "app",
     "evaluation": ROOT / "driftrec" / "evaluation",
     "bench": ROOT / "driftrec" / "bench",
+    "cli": ROOT / "driftrec" / "cli",
 }
 _BASE = {"stream", "state"}
 #: package -> what it may import besides itself
@@ -32,6 +35,7 @@ ALLOWED = {
     "app": _BASE | {"model", "scorer", "learner"},
     "evaluation": _BASE | {"model", "scorer", "learner", "app"},
     "bench": _BASE | {"model", "scorer", "learner", "app"},
+    "cli": _BASE | {"model", "scorer", "learner", "app", "evaluation", "bench"},
 }
 #: top-level names the code must never import (they would be the generic folders, not driftrec's)
 GENERIC = {"stream", "state", "scorer", "learner", "model"}
@@ -55,7 +59,7 @@ def _files(pkg: str) -> list[Path]:
 def test_imports_point_down(pkg: str) -> None:
     bad = []
     for f in _files(pkg):
-        for line, mod in _imports(f):
+        for line, mod, _ in _imported(pkg, f):  # relative imports resolved
             parts = mod.split(".")
             if parts[0] in GENERIC:
                 bad.append(f"{f.relative_to(ROOT)}:{line} imports {mod} (use driftrec.{mod})")
@@ -69,3 +73,79 @@ def test_scorer_and_learner_never_import_each_other() -> None:
     # stated on its own: the shared model lives below both (driftrec.model)
     assert "learner" not in ALLOWED["scorer"] and "scorer" not in ALLOWED["learner"]
     assert all(_files(p) for p in FOLDERS)
+
+
+def test_the_cli_is_on_top() -> None:
+    # no package lists the CLI (test_imports_point_down), and it may import them all
+    assert all("cli" not in allowed for pkg, allowed in ALLOWED.items() if pkg != "cli")
+    assert ALLOWED["cli"] == set(FOLDERS) - {"cli"}
+    bad = []
+    for f in (ROOT / "driftrec").glob("*.py"):  # outside the folders: driftrec/__init__.py
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.ImportFrom):
+                mod = "." * node.level + (node.module or "")
+                sep = "." if node.module else ""
+                names = [mod, *(mod + sep + a.name for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n.startswith(("driftrec.cli", ".cli")) for n in names):
+                bad.append(f"{f.relative_to(ROOT)}:{node.lineno} imports the CLI")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("pkg", sorted(set(FOLDERS) - {"cli"}))
+def test_the_library_never_parses_command_lines(pkg: str) -> None:
+    bad = [
+        f"{f.relative_to(ROOT)}:{line} imports {mod}"
+        for f in _files(pkg)
+        for line, mod in _imports(f)
+        if mod.split(".")[0] == "argparse"
+    ]
+    assert not bad, "argparse belongs to driftrec.cli (flags, parsers, commands):\n" + "\n".join(bad)
+
+
+def _module_of(pkg: str, path: Path) -> list[str]:
+    """The dotted name of ``path`` (in ``pkg``'s folder) as installed, split."""
+    rel = path.relative_to(FOLDERS[pkg]).with_suffix("").parts
+    parts = ["driftrec", pkg, *rel]
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def _imported(pkg: str, path: Path) -> list[tuple[int, str, list[str]]]:
+    """``(line, absolute module, names)`` of every import of ``path``; relative ones resolved."""
+    here = _module_of(pkg, path)
+    package = here if path.name == "__init__.py" else here[:-1]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                mod = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                mod = node.module or ""
+            out.append((node.lineno, mod, [a.name for a in node.names]))
+    return out
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+@pytest.mark.parametrize("pkg", sorted(FOLDERS))
+def test_no_private_name_crosses_a_package(pkg: str) -> None:
+    """``from driftrec.x import _y``, ``from driftrec.x._y import z`` or ``import driftrec.x._y``
+    where x is not the importing package: the owner exports what others use."""
+    bad = []
+    for f in _files(pkg):
+        for line, mod, names in _imported(pkg, f):
+            parts = mod.split(".")
+            if parts[0] != "driftrec" or len(parts) < 2 or parts[1] == pkg:
+                continue
+            private = [p for p in parts[2:] if _private(p)] + [n for n in names if _private(n)]
+            if private:
+                bad.append(f"{f.relative_to(ROOT)}:{line} imports {', '.join(private)} from {mod}")
+    assert not bad, "private names of another package:\n" + "\n".join(bad)

@@ -75,33 +75,12 @@ def _documented_commands() -> list[tuple[str, str, list[str]]]:
     return found
 
 
-class _Captured(Exception):
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        self.parser = parser
-
-
 @pytest.fixture(scope="module")
 def parser() -> argparse.ArgumentParser:
     """The ``driftrec`` parser, as :func:`driftrec.cli.main` builds it."""
-    from driftrec import cli
+    from driftrec.cli import build_parser
 
-    build = getattr(cli, "build_parser", None)
-    if callable(build):
-        built = build()
-        assert isinstance(built, argparse.ArgumentParser)
-        return built
-
-    def grab(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        raise _Captured(self)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(argparse.ArgumentParser, "parse_args", grab)
-        mp.setattr(argparse.ArgumentParser, "parse_known_args", grab)
-        try:
-            cli.main([])
-        except _Captured as captured:
-            return captured.parser
-    raise AssertionError("driftrec.cli.main did not build a parser")
+    return build_parser()
 
 
 def _subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser] | None:

@@ -19,7 +19,7 @@ from driftrec.stream import StreamConfigError, StreamSecurityError, StreamUnavai
 )
 def test_stream_errors_are_one_line_exit_2(monkeypatch, capsys, exc):
     from driftrec import cli
-    from driftrec.app import settings
+    from driftrec.cli import settings
 
     def boom(args, env=None):
         raise exc
@@ -33,7 +33,7 @@ def test_stream_errors_are_one_line_exit_2(monkeypatch, capsys, exc):
 
 def test_a_commands_own_status_stands(monkeypatch):
     from driftrec import cli
-    from driftrec.app import settings
+    from driftrec.cli import settings
 
     monkeypatch.setattr(settings, "cmd_settings", lambda args, env=None: 1)
     assert cli.main(["settings"]) == 1

@@ -7,12 +7,11 @@ import pytest
 
 from driftrec.app import factory
 from driftrec.app.embedded import EmbeddedPipeline, dlq_records
-from driftrec.app.runtime import TopicNames
 from driftrec.learner import LearnerConfig
 from driftrec.model import Representation
 from driftrec.scorer import ScorerConfig
 from driftrec.state import MemoryStateStore
-from driftrec.stream import generate
+from driftrec.stream import TopicNames, generate
 
 
 @pytest.fixture()

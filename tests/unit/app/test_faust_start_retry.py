@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
-from driftrec.app import services
+from driftrec.app import scorer_service
 from driftrec.app.settings import Settings
 from driftrec.cli import main
+from driftrec.cli import services as cli_services
 from driftrec.state import StateUnavailable
 
 
 class _Svc:
-    """What ``cmd_scorer`` needs of a built service once faust has run."""
+    """What ``run_scorer_faust`` needs of a built service once faust has run."""
 
     names = security = None
 
@@ -34,9 +35,9 @@ def _run(monkeypatch: pytest.MonkeyPatch, fails: int, retry_s: str) -> tuple[int
             raise StateUnavailable("cannot reach Redis at 127.0.0.1:1: connection refused")
         return _Svc()
 
-    monkeypatch.setattr(services, "ScorerService", build)
+    monkeypatch.setattr(scorer_service, "ScorerService", build)
     # the settings as given, without the reachability check the CLI makes before starting
-    monkeypatch.setattr(services, "settings_from_args", lambda args: Settings.from_env())
+    monkeypatch.setattr(cli_services, "settings_from_args", lambda args: Settings.from_env())
     monkeypatch.setattr("driftrec.stream.faust_app.run_faust_scorer", lambda *a, **k: None)
     monkeypatch.setenv("SERVICE_RETRY_S", retry_s)
     code = main(["scorer", "--runtime", "faust"])

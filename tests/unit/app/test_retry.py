@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from driftrec.app.metrics import Metrics
-from driftrec.app.services import Retry
+from driftrec.app.supervision import Retry
 from driftrec.state import StateUnavailable
 from driftrec.stream.errors import StreamUnavailable
 

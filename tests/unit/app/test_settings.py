@@ -11,17 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from driftrec.app.settings import (
-    README_END,
-    README_START,
-    VARS,
-    ConfigError,
-    Settings,
-    check_env,
-    markdown_table,
-    redact,
-)
+from driftrec.app.settings import VARS, ConfigError, Settings, Var, check_env, redact
 from driftrec.cli import main
+from driftrec.cli.settings import README_END, README_START, markdown_table
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -53,7 +45,6 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str], *names: str) -> s
     [
         ("SCORER_THREADS", "abc"),
         ("SCORER_CACHE_USERS", "abc"),
-        ("SCORER_PIPELINE", "maybe"),
         ("METRICS_PORT", "1.5"),
     ],
 )
@@ -121,7 +112,9 @@ def test_a_value_not_among_the_choices_is_one_line(
     "raw,want", [("1", True), ("true", True), ("YES", True), ("0", False), ("false", False), ("no", False)]
 )
 def test_booleans_accept_the_six_spellings(raw: str, want: bool) -> None:
-    assert Settings.from_env({"SCORER_PIPELINE": raw}).scorer_pipeline is want
+    assert Var("FLAG", "flag", "bool", False, "a switch").parse(raw) is want
+    with pytest.raises(ConfigError, match="FLAG='maybe': not a boolean"):
+        Var("FLAG", "flag", "bool", False, "a switch").parse("maybe")
 
 
 def test_a_flag_not_among_the_choices_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,11 +215,12 @@ def test_the_readme_table_is_the_generated_one() -> None:
 
 
 def test_no_code_below_the_entry_points_reads_the_environment() -> None:
-    """Only settings.py reads the variables (the thread and HF defaults are set, not read)."""
+    """Only the settings (and the CLI above them) read the variables (the thread and HF
+    defaults are set, not read)."""
     offenders = []
     for folder in ("driftrec", "stream", "scorer", "learner", "state"):
         for p in (ROOT / folder).rglob("*.py"):
-            if p.name == "settings.py" and p.parent.name == "app":
+            if p == ROOT / "driftrec" / "app" / "settings.py" or p.parent == ROOT / "driftrec" / "cli":
                 continue
             for i, line in enumerate(p.read_text().splitlines(), 1):
                 if (

@@ -37,11 +37,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .app import demo, services, settings, users
-    from .bench import faults
-    from .bench import speed as bench
-    from .evaluation import harness as evaluation
+def build_parser() -> argparse.ArgumentParser:
+    """The ``driftrec`` parser: every subcommand, each from its module of this package."""
+    from . import bench, demo, evaluation, faults, services, settings, users
 
     parser = _Parser(
         prog="driftrec", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -50,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in (demo, evaluation, bench, faults, services, settings, users):
         mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a bad flag (one line already printed); --help exits 0 as usual
@@ -66,12 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from driftrec.app.checks import ConfigError, redact
     from driftrec.learner import LearnerError
     from driftrec.model import ModelError
     from driftrec.state import StateError
     from driftrec.stream import LogFormatError, StreamError
-
-    from .app.settings import ConfigError, redact
 
     try:  # exit 2: a setting, a file or a service (Kafka unreachable or refusing us, Redis);
         # a command's own status stands otherwise (the scorer: 1 when counts do not reconcile)

@@ -1,0 +1,176 @@
+"""The learner service (``driftrec learner``): the learner core on the Kafka transport.
+
+It wires the same core as the embedded runner (:class:`~driftrec.app.runtime.LearnerWorker`)
+to the Kafka transport (``driftrec.stream.kafka``): it consumes the event topics on its own
+group, fine-tunes LoRA adapters when due, writes artifacts to ``ARTIFACT_DIR``, registers
+them in the state store and announces them on the ``adapters`` topic. Its window lives in
+memory and is rebuilt from the group's offsets (the window's start) after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from driftrec.stream import TopicNames
+
+from .admin import load_catalog
+from .metrics import Metrics
+from .runtime import LearnerWorker
+from .settings import Settings
+from .supervision import STATUS_EVERY_S, Retry, stop_flag
+
+log = logging.getLogger("driftrec.services")
+
+LEARNER_GROUP = "driftrec-learner"
+
+
+def run_learner(
+    s: Settings,
+    group: str = LEARNER_GROUP,
+    metrics: Metrics | None = None,
+    exit_when_idle: float = 0.0,
+    train_on_exit: bool = False,
+    stop: threading.Event | None = None,
+) -> int:
+    """The learner service. An unreachable Kafka or Redis is retried for ``SERVICE_RETRY_S``
+    (:class:`Retry`): the service is built again and rebuilds its window from the group's
+    offsets (the window's start), as after a crash."""
+    stop = stop or stop_flag()
+    retry = Retry("learner", s.service_retry_s, metrics, stop)
+    return retry.run(lambda: _run_learner_once(s, group, metrics, exit_when_idle, train_on_exit, stop, retry))
+
+
+def _run_learner_once(
+    s: Settings,
+    group: str,
+    metrics: Metrics | None,
+    exit_when_idle: float,
+    train_on_exit: bool,
+    stop: threading.Event,
+    retry: Retry,
+) -> int:
+    import numpy as np
+
+    from driftrec.model import ItemTable
+    from driftrec.state import open_state
+    from driftrec.stream.kafka import KafkaSink, KafkaSource
+
+    from .factory import base_table, load_encoder, make_learner, publication_times
+
+    names = TopicNames(s.topic_prefix)
+    b = s.kafka_bootstrap
+    sec = s.kafka_security()
+    state = open_state(s.state_url, **s.redis_options())
+    sink: Any = None
+    try:  # a failed attempt (the retry loop calls again) leaves no connection or thread behind
+        items = load_catalog(b, names.items, sec)
+        enc = load_encoder(s.model, s.lora_r, s.max_len, s.device, seed=s.learner.seed)
+        table = (
+            base_table(enc, items, s.cache_dir)
+            if items
+            else ItemTable.from_text([], np.zeros((0, enc.dim), np.float32))
+        )
+        lrn = make_learner(
+            s.learner, s.rep, table, {i.item_id: i.text for i in items}, enc, publication_times(items)
+        )
+
+        def on_result(res: Any, record: Any) -> None:
+            if metrics is None:
+                return
+            metrics.training.observe(
+                float(res.metrics.get("train_s", 0.0)) + float(res.metrics.get("encode_s", 0.0))
+            )
+            (metrics.published if record is not None else metrics.gate_rejected).inc()
+            if record is not None:
+                metrics.set_version(record["version"])
+
+        sink = KafkaSink(b, security=sec)
+        worker = LearnerWorker(
+            lrn,
+            sink,
+            s.artifact_dir,
+            state,
+            enc.base_model,
+            names,
+            on_result=on_result,
+            time_bounds=s.time_bounds(),
+            artifact_key=s.artifact_key,
+            group=group,
+        )
+        worker.restore()  # positions, positions at the last training, counters, forgotten users
+        # Items already in the catalog were loaded above; the group starts at the beginning of events.
+        # Training blocks polling for tens of seconds: a long session keeps the member in its group.
+        # The group's offsets are the start of the window (LearnerWorker.window_start), committed
+        # after every drained poll (async; sync on close): a restarted learner re-reads the window.
+        # Static membership (one learner per group): a learner restarted after a crash takes its
+        # old member's place at once instead of waiting out the 60 s session.
+        source = KafkaSource(
+            b,
+            [*names.events, names.items, names.recs],
+            group,
+            security=sec,
+            client_id="driftrec-learner",
+            commit_interval_s=0.0,
+            session_timeout_ms=60_000,
+            heartbeat_interval_ms=5_000,
+            start_offsets=worker.start_offsets,
+            group_instance_id=f"{group}-learner",
+        )
+    except BaseException:
+        if sink is not None:
+            sink.close()
+        state.close()
+        raise
+    retry.started()
+    last = last_status = time.monotonic()
+    seen_at_status = 0
+    try:
+        while not stop.is_set():
+            trained = len(worker.results)
+            n = worker.run_once(source, 1000, 200)
+            retry.progress(n)
+            now = time.monotonic()
+            if len(worker.results) != trained:
+                last = now  # time spent training is not idle time
+            if now - last_status >= STATUS_EVERY_S:
+                worker.refresh_forgotten()
+                log.info(
+                    "learner: %d events seen (%.0f/s), window %d, %d trainings, %d published",
+                    worker.seen,
+                    (worker.seen - seen_at_status) / (now - last_status),
+                    len(lrn.window),
+                    len(worker.results),
+                    sum(1 for _, r in worker.results if r),
+                )
+                last_status, seen_at_status = now, worker.seen
+            if n:
+                last = now
+                if metrics is not None:
+                    metrics.events.labels("processed").inc(n)
+            if exit_when_idle and now - last > exit_when_idle and source.assignment() and source.lag() == 0:
+                break
+        if train_on_exit and len(lrn.window) >= 2:
+            worker.train("manual")
+    finally:
+        source.close()
+        sink.close()
+        state.close()
+        print(
+            json.dumps(
+                {
+                    "seen": worker.seen,
+                    "trainings": len(worker.results),
+                    "trainings_total": worker.trainings,
+                    "window": len(lrn.window),
+                    "dropped_forgotten": worker.dropped_forgotten,
+                    "last_training_window": worker.results[-1][0].window if worker.results else None,
+                    "published": [r["version"] for _, r in worker.results if r],
+                }
+            ),
+            flush=True,
+        )
+    return 0

@@ -1,0 +1,158 @@
+"""Supervision of the services: backing off while Kafka or Redis is unreachable, and stopping
+on a signal.
+
+Every service runs its attempts in one loop, :meth:`Retry.run`: the scorer and the learner
+build themselves and run (an outage rebuilds them; they resume at their stored offsets),
+the faust scorer builds itself, and a batch that lost Redis is handled again.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from driftrec.state import StateUnavailable
+from driftrec.stream import StreamUnavailable
+
+from .checks import redact
+from .metrics import Metrics
+
+log = logging.getLogger("driftrec.services")
+
+T = TypeVar("T")
+
+#: How often a service logs its progress, for a person reading the log (seconds).
+STATUS_EVERY_S = 10.0
+#: What a service waits out: Kafka or Redis unreachable.
+OUTAGES: tuple[type[BaseException], ...] = (StateUnavailable, StreamUnavailable)
+
+
+class Retry:
+    """Backing off while Kafka or Redis is unreachable: one log line per attempt with the
+    (redacted) error, ``driftrec_up{dependency}`` 0 meanwhile; gives up (re-raises) once an
+    outage has lasted ``SERVICE_RETRY_S``. :meth:`up` ends an outage. :meth:`run` is the
+    one loop every service runs its attempts in."""
+
+    def __init__(
+        self,
+        service: str,
+        limit_s: float,
+        metrics: Metrics | None = None,
+        stop: threading.Event | None = None,
+        first_delay_s: float = 0.5,
+        max_delay_s: float = 10.0,
+    ) -> None:
+        self.service, self.limit_s, self.metrics, self.stop = service, limit_s, metrics, stop
+        self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
+        self.since: float | None = None
+        self.attempts = 0
+        self.restarts = 0
+        self._healthy_at = 0.0
+
+    def started(self) -> None:
+        """The service is built: the gauges say up unless an outage is going on (which
+        only progress ends: :meth:`progress`)."""
+        if self.since is None:
+            self.up()
+        self._healthy_at = time.monotonic() + 5.0
+
+    def progress(self, n: int) -> None:
+        """After each poll: a batch handled, or 5 s without an error, ends an outage."""
+        if self.since is not None and (n or time.monotonic() >= self._healthy_at):
+            self.up()
+
+    def up(self) -> None:
+        if self.since is not None:
+            log.info("%s: connected again after %.1f s", self.service, time.monotonic() - self.since)
+        self.since, self.attempts = None, 0
+        self._set("kafka", 1)
+        self._set("redis", 1)
+
+    def _set(self, dep: str, v: int) -> None:
+        if self.metrics is not None:
+            self.metrics.up.labels(dep).set(v)
+
+    @staticmethod
+    def permanent(exc: BaseException) -> bool:
+        """A broker's refusal that retrying cannot fix (a broker error code that Kafka marks
+        not retriable: a record too large, an authorisation failure), not an outage."""
+        seen: set[int] = set()
+        e: BaseException | None = exc
+        while e is not None and id(e) not in seen:
+            seen.add(id(e))
+            if getattr(e, "errno", None) is not None and getattr(e, "retriable", True) is False:
+                return True
+            e = e.__cause__ or e.__context__
+        return False
+
+    def failed(self, exc: BaseException) -> bool:
+        """Whether to try again (after sleeping); False: give up."""
+        from driftrec.state import StateUnavailable
+
+        if self.permanent(exc):
+            return False
+        dep = "redis" if isinstance(exc, StateUnavailable) else "kafka"
+        self._set(dep, 0)
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        waited = now - self.since
+        if waited >= self.limit_s or (self.stop is not None and self.stop.is_set()):
+            log.error(
+                "%s: %s unreachable for %.0f s (SERVICE_RETRY_S=%.0f); giving up",
+                self.service,
+                dep,
+                waited,
+                self.limit_s,
+            )
+            return False
+        delay = min(self.max_delay_s, self.first_delay_s * 2**self.attempts, self.limit_s - waited)
+        self.attempts += 1
+        self.restarts += 1
+        log.warning(
+            "%s: %s unreachable (attempt %d, retrying in %.1f s, giving up in %.0f s): %s",
+            self.service,
+            dep,
+            self.attempts,
+            delay,
+            self.limit_s - waited,
+            redact(str(exc)).replace("\n", " ")[:500],
+        )
+        if self.stop is not None:
+            self.stop.wait(delay)
+        else:
+            time.sleep(delay)
+        return not (self.stop is not None and self.stop.is_set())
+
+    def run(
+        self,
+        attempt: Callable[[], T],
+        outages: tuple[type[BaseException], ...] = OUTAGES,
+        on_outage: Callable[[], None] | None = None,
+    ) -> T:
+        """``attempt()`` until it returns. An outage (one of ``outages``) is backed off and
+        tried again (:meth:`failed`) until it has lasted ``SERVICE_RETRY_S``, then re-raised;
+        ``on_outage`` runs after each failed attempt (it takes back what the attempt counted)."""
+        while True:
+            try:
+                return attempt()
+            except outages as exc:
+                if on_outage is not None:
+                    on_outage()
+                if not self.failed(exc):
+                    raise
+
+
+def stop_flag() -> threading.Event:
+    """An event that SIGTERM and SIGINT set: a service stops after its current batch."""
+    flag = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, lambda *_: flag.set())
+        except ValueError:  # not the main thread (tests)
+            pass
+    return flag
