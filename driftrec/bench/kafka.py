@@ -23,6 +23,11 @@ broker (``eval "$(scripts/services.sh env-secure)"``). The password is never pri
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a script, this is the entry point: thread settings before numpy loads
+    from driftrec.app.process import set_thread_env
+
+    set_thread_env()
+
 import argparse
 import gc
 import json
