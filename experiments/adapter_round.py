@@ -39,7 +39,8 @@ ap.add_argument("--scenario", default="emerging")
 a = ap.parse_args()
 
 import driftrec.learner.core as core  # noqa: E402
-from driftrec.app.factory import base_table, load_encoder, make_learner, publication_times  # noqa: E402
+from driftrec.app.system import base_table, load_encoder, publication_times  # noqa: E402
+from driftrec.app.system import build_learner as make_learner  # noqa: E402
 from driftrec.learner import LearnerConfig  # noqa: E402
 from driftrec.model import Representation, TextEncoder, user_vectors  # noqa: E402
 from driftrec.stream.synthetic import generate  # noqa: E402

@@ -57,7 +57,7 @@ if a.alpha <= 0:
     ap.error("--alpha must be > 0")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import driftrec.app.factory as factory  # noqa: E402
+import driftrec.app.system as factory  # noqa: E402
 from driftrec.evaluation import harness  # noqa: E402
 from driftrec.evaluation import prequential as pq  # noqa: E402
 from driftrec.learner import LearnerConfig  # noqa: E402

@@ -69,6 +69,14 @@ EMERGING_DEFAULTS: dict[str, Any] = {
 }
 
 
+def emerging_kwargs(opts: Any) -> dict[str, Any]:
+    """:func:`generate`'s ``emerging`` knobs from an object that carries them as attributes
+    (the parsed flags of ``driftrec demo``, ``generate`` and ``eval``)."""
+    if opts.names_per_topic < 1:
+        raise ValueError("--names-per-topic must be >= 1")
+    return {k: getattr(opts, k) for k in EMERGING_DEFAULTS}
+
+
 def vocabulary() -> list[str]:
     """Every word the synthetic scenarios write (a tiny test encoder's vocabulary)."""
     return [w for v in VOCAB.values() for w in v] + FILLER + OPINION

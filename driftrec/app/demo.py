@@ -54,13 +54,12 @@ def run(args: DemoArgs) -> int:
 
     from tqdm import tqdm
 
-    from driftrec.state import open_state
     from driftrec.stream import TopicNames, generate
 
-    from . import factory
-    from .embedded import EmbeddedPipeline, PipelineError
+    from .embedded import PipelineError
     from .process import tune_gc
     from .settings import Settings
+    from .system import SystemSpec, build_system, open_store
 
     tune_gc()
     t_start = time.perf_counter()
@@ -79,32 +78,19 @@ def run(args: DemoArgs) -> int:
         **args.emerging,
     )
     print("loading encoders ...", file=err)
-    model = settings.model
-    enc = factory.load_encoder(model, settings.lora_r, settings.max_len, "cpu")
-    standby = factory.load_encoder(model, settings.lora_r, settings.max_len, "cpu")
-    trainer = factory.load_encoder(model, settings.lora_r, settings.max_len, args.device, seed=args.seed)
-    with tqdm(total=len(stream.items), desc="encode catalog", unit="item", file=err) as bar:
-        table = factory.base_table(enc, stream.items, settings.cache_dir, progress=bar.update)
-        bar.update(len(stream.items) - bar.n)  # cached vectors need no encoding
-    texts = {i.item_id: i.text for i in stream.items}
-    rep = settings.rep
-    pub = factory.publication_times(stream.items)  # emerging: posts are candidates from their ts
-    scorer, swaps = factory.make_scorer(enc, table, rep, settings.scorer, standby, texts, item_ts=pub)
-    lcfg = replace(settings.learner, train_every=args.train_every, seed=args.seed)
-    learner = factory.make_learner(lcfg, rep, table, texts, trainer, pub)
-    state = open_state(settings.state_url, **settings.redis_options())
-    names = TopicNames(settings.topic_prefix)
-    pipe = EmbeddedPipeline(
-        scorer,
-        swaps,
-        learner,
-        state,
-        str(artifacts),
-        enc.base_model,
-        names,
-        batch_size=settings.scorer.batch_size,
-        batch_ms=settings.scorer.batch_ms,
+    # serving and standby encoders on the cpu, the trainer where --device says
+    spec = replace(
+        SystemSpec.from_settings(settings),
+        device="cpu",
+        train_device=args.device,
+        learner=replace(settings.learner, train_every=args.train_every, seed=args.seed),
     )
+    with tqdm(total=len(stream.items), desc="encode catalog", unit="item", file=err) as bar:
+        system = build_system(spec, stream.items, progress=bar.update)
+        bar.update(len(stream.items) - bar.n)  # cached vectors need no encoding
+    state = open_store(settings)
+    names = TopicNames(settings.topic_prefix)
+    pipe = system.embedded(state, str(artifacts), names)
     pipe.publish_items(stream.items)
     pipe.start(skip_items=True)
 

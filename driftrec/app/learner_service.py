@@ -19,7 +19,6 @@ from driftrec.stream import TopicNames
 
 from .admin import load_catalog
 from .metrics import Metrics
-from .runtime import LearnerWorker
 from .settings import Settings
 from .supervision import STATUS_EVERY_S, Retry, stop_flag
 
@@ -53,30 +52,20 @@ def _run_learner_once(
     stop: threading.Event,
     retry: Retry,
 ) -> int:
-    import numpy as np
-
-    from driftrec.model import ItemTable
-    from driftrec.state import open_state
     from driftrec.stream.kafka import KafkaSink, KafkaSource
 
-    from .factory import base_table, load_encoder, make_learner, publication_times
+    from .system import SystemSpec, build_system, open_store
 
     names = TopicNames(s.topic_prefix)
     b = s.kafka_bootstrap
     sec = s.kafka_security()
-    state = open_state(s.state_url, **s.redis_options())
+    state = open_store(s)
     sink: Any = None
     try:  # a failed attempt (the retry loop calls again) leaves no connection or thread behind
         items = load_catalog(b, names.items, sec)
-        enc = load_encoder(s.model, s.lora_r, s.max_len, s.device, seed=s.learner.seed)
-        table = (
-            base_table(enc, items, s.cache_dir)
-            if items
-            else ItemTable.from_text([], np.zeros((0, enc.dim), np.float32))
-        )
-        lrn = make_learner(
-            s.learner, s.rep, table, {i.item_id: i.text for i in items}, enc, publication_times(items)
-        )
+        system = build_system(SystemSpec.from_settings(s), items, serve=False)
+        lrn = system.learner
+        assert lrn is not None  # built to learn
 
         def on_result(res: Any, record: Any) -> None:
             if metrics is None:
@@ -89,13 +78,11 @@ def _run_learner_once(
                 metrics.set_version(record["version"])
 
         sink = KafkaSink(b, security=sec)
-        worker = LearnerWorker(
-            lrn,
+        worker = system.learner_worker(
             sink,
-            s.artifact_dir,
             state,
-            enc.base_model,
             names,
+            s.artifact_dir,
             on_result=on_result,
             time_bounds=s.time_bounds(),
             artifact_key=s.artifact_key,

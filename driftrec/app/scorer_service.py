@@ -29,7 +29,7 @@ from driftrec.stream.kafka import KafkaSource, group_committed
 from .admin import load_catalog
 from .metrics import Metrics
 from .process import tune_gc
-from .runtime import ScorerWorker, parse_announcement
+from .runtime import parse_announcement
 from .settings import Settings
 from .supervision import STATUS_EVERY_S, Retry, stop_flag
 
@@ -103,20 +103,16 @@ class ScorerService:
         metrics: Metrics | None = None,
         reset_state: bool = False,
     ) -> None:
-        import numpy as np
-
-        from driftrec.model import ItemTable
-        from driftrec.state import open_state
         from driftrec.stream.kafka import KafkaSink
 
-        from .factory import base_table, load_encoder, make_scorer, publication_times
+        from .system import SystemSpec, build_system, open_store
 
         self.settings, self.group, self.metrics = settings, group, metrics
         self.retry: Retry | None = None  # set by the faust runtime (see handle)
         _limit_threads(settings.scorer_threads)
         self.names = names = TopicNames(settings.topic_prefix)
         b = settings.kafka_bootstrap
-        self.state = open_state(settings.state_url, **settings.redis_options())
+        self.state = open_store(settings)
         stored = self.state.offsets(group)
         self.security = sec = settings.kafka_security()
         self._forgotten: dict[str, int] = dict(self.state.forgotten())
@@ -131,37 +127,28 @@ class ScorerService:
         # The catalog: the items topic is compacted, i.e. a table; start with all of it.
         # Item records consumed later (at or past the stored offsets) update it live.
         items = load_catalog(b, names.items, sec)
-        self.encoder = load_encoder(settings.model, settings.lora_r, settings.max_len, settings.device)
-        standby = load_encoder(settings.model, settings.lora_r, settings.max_len, settings.device)
-        if items:
-            table = base_table(self.encoder, items, settings.cache_dir)
-        else:
-            table = ItemTable.from_text([], np.zeros((0, self.encoder.dim), np.float32))
-        self.scorer, self.swaps = make_scorer(
-            self.encoder,
-            table,
-            settings.rep,
-            settings.scorer,
-            standby,
-            {i.item_id: i.text for i in items},
-            self.state.item_pop(),
-            background=True,
-            item_ts=publication_times(items),
-        )
         # announcements are untrusted: uris inside ARTIFACT_DIR, signed when ARTIFACT_KEY is set
-        self.swaps.store, self.swaps.key = settings.artifact_dir, settings.artifact_key
+        self.system = build_system(
+            SystemSpec.from_settings(settings),
+            items,
+            learn=False,
+            item_pop=self.state.item_pop(),
+            store=settings.artifact_dir,
+            key=settings.artifact_key,
+        )
+        system = self.system
+        assert system.scorer is not None and system.swaps is not None  # built to serve
+        self.encoder, self.scorer, self.swaps = system.encoder, system.scorer, system.swaps
         if metrics is not None:
             self.swaps.on_reject = metrics.artifact_rejected
         self._load_current()
         self.swaps.on_swap = self._swapped
         # recs.updates and events.dlq (aiokafka's batch API: docs/operations.md, "Kafka clients")
         self.sink = KafkaSink(b, security=sec)
-        self.worker = ScorerWorker(
-            self.scorer,
+        self.worker = self.system.scorer_worker(
             self.state,
             self.sink,
             names,
-            self.swaps,
             group,
             cache_users=settings.scorer_cache_users,
             time_bounds=settings.time_bounds(),

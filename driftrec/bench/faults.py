@@ -254,14 +254,17 @@ def fault_garbage_flood(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
 
 def _forge(bed: Bed) -> tuple[list[dict], set[str]]:
     """Six forged announcements; the versions they name."""
+    from dataclasses import replace
+
     import numpy as np
 
-    from driftrec.app.factory import base_table, load_encoder
+    from driftrec.app.system import SystemSpec, build_system
     from driftrec.model import write_artifact
 
     st = bed.settings
-    enc = load_encoder(st.model, st.lora_r, st.max_len, "cpu")
-    table = base_table(enc, bed.items, None)
+    spec = replace(SystemSpec.from_settings(st), device="cpu", cache_dir=None)
+    base = build_system(spec, bed.items, serve=False, learn=False)  # the encoder and its table
+    enc, table = base.encoder, base.table
     store = bed.env["ARTIFACT_DIR"]
     elsewhere = os.path.join(bed.work, "elsewhere")
     window = {"from_ts": 0, "to_ts": 1, "n_events": 2}
@@ -271,8 +274,6 @@ def _forge(bed: Bed) -> tuple[list[dict], set[str]]:
         return write_artifact(where, version, {}, None, t, enc.base_model, window, {}, key=key)
 
     def tampered(**parts: Any) -> Any:
-        from dataclasses import replace
-
         return replace(table, **parts)
 
     nan = table.residual.copy()

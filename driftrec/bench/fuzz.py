@@ -93,9 +93,11 @@ def fuzz_record(rng: random.Random, good: Event, kind: str) -> bytes:
 
 def run_fuzz(records: int, good: int, seed: int = 0, model: str | None = None, progress: Any = None) -> dict:
     """Feed ``records`` fuzzed records and ``good`` good events to the embedded scorer."""
-    from driftrec.app import factory
-    from driftrec.app.embedded import EmbeddedPipeline, dlq_records
+    from dataclasses import replace
+
+    from driftrec.app.embedded import dlq_records
     from driftrec.app.settings import Settings
+    from driftrec.app.system import SystemSpec, build_system
     from driftrec.state import open_state
     from driftrec.stream import TopicNames, generate
     from driftrec.stream.events import Rejected, decode
@@ -103,22 +105,11 @@ def run_fuzz(records: int, good: int, seed: int = 0, model: str | None = None, p
     st = Settings.from_env(model=model)
     s = generate("abrupt", n_events=max(good, 1), n_users=200, n_items=300, seed=seed)
     events = s.events[:good]
-    enc = factory.load_encoder(st.model, 0, st.max_len, "cpu")
-    table = factory.base_table(enc, s.items, None)
-    texts = {i.item_id: i.text for i in s.items}
-    scorer, swaps = factory.make_scorer(enc, table, st.rep, st.scorer, None, texts)
+    # the scorer alone: the base encoder on the cpu, no standby, no learner, nothing cached
+    spec = replace(SystemSpec.from_settings(st), lora_r=0, device="cpu", cache_dir=None)
+    system = build_system(spec, s.items, learn=False, standby=False)
     names = TopicNames("fuzz")
-    pipe = EmbeddedPipeline(
-        scorer,
-        swaps,
-        None,
-        open_state("memory://"),
-        tempfile.mkdtemp(prefix="driftrec-fuzz-"),
-        enc.base_model,
-        names,
-        batch_size=st.scorer.batch_size,
-        batch_ms=st.scorer.batch_ms,
-    )
+    pipe = system.embedded(open_state("memory://"), tempfile.mkdtemp(prefix="driftrec-fuzz-"), names)
     pipe.publish_items(s.items)
     pipe.start(skip_items=True)
     rng = random.Random(seed)

@@ -93,15 +93,17 @@ def core_rate(settings, items, events) -> dict[str, float]:
     (its settings: model, catalog encoding, batch size, comment mode, thread limit), with a
     dictionary for state: an upper bound on what the service can do with the same events
     (it also decodes them, reads and commits state, and produces the updates)."""
+    from dataclasses import replace
+
     import torch
     from threadpoolctl import threadpool_limits
 
-    from driftrec.app.factory import base_table, load_encoder, make_scorer
     from driftrec.app.scorer_service import scorer_threads
+    from driftrec.app.system import SystemSpec, build_system
 
-    enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
-    table = base_table(enc, items, settings.cache_dir)
-    scorer, _ = make_scorer(enc, table, settings.rep, settings.scorer, background=False)
+    spec = replace(SystemSpec.from_settings(settings), device="cpu")
+    scorer = build_system(spec, items, learn=False, standby=False, background=False).scorer
+    assert scorer is not None
     threads, bs = torch.get_num_threads(), settings.scorer.batch_size
     n = scorer_threads(settings)  # as the service
     users: dict = {}

@@ -95,20 +95,19 @@ def matmul_rate(
 def _scorer(
     n_items: int, dim: int, seed: int = 0, cooc: int = 50, precision: str = "auto", batch: int = 256
 ) -> Any:
+    from driftrec.app.system import build_scorer
     from driftrec.model import ItemTable, Representation
-    from driftrec.scorer import Scorer, ScorerConfig, ServingModel
+    from driftrec.scorer import ScorerConfig
 
     rng = np.random.default_rng(seed)
     table = ItemTable.from_text([f"i{j}" for j in range(n_items)], _unit(rng, n_items, dim))
     if cooc:  # as served after a training: co-engagement neighbours in the score
         nbr = rng.integers(0, n_items, (n_items, cooc)).astype(np.int32)
         table = table.with_cooc(nbr, rng.random((n_items, cooc)).astype(np.float32), 2.0)
-    sc = Scorer(
-        ScorerConfig(rank_precision=precision, batch_size=batch),
-        ServingModel("base", table, Representation(), None, {"base_model": "bench", "version": "base"}),
+    # the compiled ranking pass, if these batches take it, is loaded before the clock starts
+    return build_scorer(
+        ScorerConfig(rank_precision=precision, batch_size=batch), table, Representation(), base_model="bench"
     )
-    sc.wait_ready()  # the compiled ranking pass, if these batches take it: loaded before the clock starts
-    return sc
 
 
 # ---- scorer --------------------------------------------------------------------------------
@@ -195,11 +194,11 @@ def bench_swap(
     released batch waited while nothing was served (``max_pause_ms``; at a swap:
     ``max_pause_at_swap_ms``); ``max_gap_incl_idle_ms`` also counts a scorer that was ahead
     of the stream idling until the next release."""
+    from driftrec.app.system import build_swaps
     from driftrec.model import ItemTable, write_artifact
-    from driftrec.scorer import SwapManager
 
     sc = _scorer(n_items, dim, seed, precision=precision, batch=batch)
-    mgr = SwapManager(sc, background=True)
+    mgr = build_swaps(sc, background=True)
     rng = np.random.default_rng(seed + 2)
     evs = _events(rng, n_events, n_users, n_items)
     gc.collect()
@@ -315,8 +314,9 @@ def bench_reencode(
     from the rows re-encoded so far (``extrapolated``: true)."""
     import torch
 
-    from driftrec.model import ItemTable, Representation, TextEncoder, write_artifact
-    from driftrec.scorer import Scorer, ScorerConfig, ServingModel, SwapManager
+    from driftrec.app.system import build_scorer, build_swaps, load_encoder
+    from driftrec.model import ItemTable, Representation, write_artifact
+    from driftrec.scorer import ScorerConfig
     from driftrec.stream.synthetic import FILLER, VOCAB
 
     rng = np.random.default_rng(seed)
@@ -324,18 +324,13 @@ def bench_reencode(
     ids = [f"i{j}" for j in range(n_items)]
     texts = {i: " ".join(rng.choice(words, 6)) for i in ids}
     pub = {i: 1_600_000_000_000 + j * 1000 for j, i in enumerate(ids)}
-    serving = TextEncoder(model, max_len=max_len, lora_r=8, device=device)
-    standby = TextEncoder(model, max_len=max_len, lora_r=8, device=device)
+    serving = load_encoder(model, lora_r=8, max_len=max_len, device=device)
+    standby = load_encoder(model, lora_r=8, max_len=max_len, device=device)
     dim = serving.dim
     old = ItemTable.from_text(ids, _unit(rng, n_items, dim))
-    sc = Scorer(
-        ScorerConfig(batch_size=batch),
-        ServingModel("base", old, Representation(), serving, {"base_model": serving.base_model}),
-        item_ts=pub,
-    )
-    sc.wait_ready()
+    sc = build_scorer(ScorerConfig(batch_size=batch), old, Representation(), serving, item_ts=pub)
     store = tempfile.mkdtemp(prefix="driftrec-bench-reencode-")
-    mgr = SwapManager(sc, texts, standby, background=True, store=store)
+    mgr = build_swaps(sc, texts, standby, background=True, store=store)
     g = torch.Generator().manual_seed(seed)
     lora = {n: torch.randn(t.shape, generator=g) * 0.02 for n, t in standby.lora_state().items()}
     from driftrec.model.reencode import priority_order
@@ -437,12 +432,13 @@ def bench_learner(
     """One micro-fine-tune of a ``window``-event window (synthetic stream, real encoder)."""
     import torch
 
-    from driftrec.learner import Learner, LearnerConfig
-    from driftrec.model import ItemTable, Representation, TextEncoder
+    from driftrec.app.system import build_learner, load_encoder
+    from driftrec.learner import LearnerConfig
+    from driftrec.model import ItemTable, Representation
     from driftrec.stream.synthetic import generate
 
     s = generate("abrupt", n_events=window, n_items=n_items, seed=seed)
-    enc = TextEncoder(model, lora_r=8 if use_lora else 0, device=device)
+    enc = load_encoder(model, lora_r=8 if use_lora else 0, device=device)
     t0 = time.perf_counter()
     table = ItemTable.from_text([it.item_id for it in s.items], enc.encode([it.text for it in s.items]))
     encode_s = time.perf_counter() - t0
@@ -451,7 +447,7 @@ def bench_learner(
     cfg = LearnerConfig(
         window_events=window, train_every=window, drift=None, use_lora=use_lora, seed=seed, lora_every=1
     )
-    L = Learner(cfg, Representation(), table, {it.item_id: it.text for it in s.items}, enc)
+    L = build_learner(cfg, Representation(), table, {it.item_id: it.text for it in s.items}, enc)
     L.observe_many(s.events)
     if enc.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()

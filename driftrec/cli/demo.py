@@ -9,7 +9,7 @@ from typing import Any
 
 from driftrec.app import demo
 from driftrec.stream import SCENARIO_HELP, SCENARIOS, generate, write_jsonl
-from driftrec.stream.synthetic import EMERGING_DEFAULTS, VOCAB
+from driftrec.stream.synthetic import EMERGING_DEFAULTS, VOCAB, emerging_kwargs
 
 from .flags import flag_float, flag_int, options
 
@@ -129,18 +129,6 @@ def emerging_args(p: argparse.ArgumentParser) -> None:
         default=D["comment_names"],
         help="emerging: share of the comments on new posts that use the post's name",
     )
-
-
-def emerging_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """:func:`driftrec.stream.generate`'s ``emerging`` knobs from the flags of :func:`emerging_args`."""
-    if args.names_per_topic < 1:
-        raise ValueError("--names-per-topic must be >= 1")
-    return {
-        "new_share": args.new_share,
-        "names_per_topic": args.names_per_topic,
-        "posts_per_name": args.posts_per_name,
-        "comment_names": args.comment_names,
-    }
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -9,9 +9,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from driftrec.app.process import set_thread_env
+
+# The entry point: the process's environment is set here, before numpy and torch load.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+set_thread_env()
 
 DESCRIPTION = """\
 driftrec: a streaming continual-learning recommender.

@@ -9,8 +9,9 @@ from driftrec.evaluation import harness
 from driftrec.evaluation.harness import ALL_SYSTEMS
 from driftrec.evaluation.prequential import DEFAULT_TARGETS
 from driftrec.stream import SCENARIO_HELP, SCENARIOS
+from driftrec.stream.synthetic import emerging_kwargs
 
-from .demo import emerging_args, emerging_kwargs
+from .demo import emerging_args
 from .flags import flag_int, flag_path, options
 
 

@@ -121,7 +121,7 @@ def build_systems(
     progress: Any = None,
 ) -> list[Any]:
     """The systems named in ``names``, ready for :func:`driftrec.evaluation.prequential.run`."""
-    from driftrec.app.factory import base_table, load_encoder, make_learner, make_scorer, publication_times
+    from driftrec.app.system import SystemSpec, build_system, publication_times
     from driftrec.learner import LearnerConfig
     from driftrec.model import Representation
     from driftrec.scorer import ScorerConfig
@@ -134,39 +134,48 @@ def build_systems(
     ids = [it.item_id for it in items]
     texts = {it.item_id: it.text for it in items}
     pub = publication_times(items)  # an item is a candidate from its ts on, in every system
-    rep = rep or Representation()
     lcfg = learner_config or LearnerConfig(seed=seed)
     # Seen items are excluded without a cap in the eval (every system alike).
-    scfg = scorer_config or ScorerConfig(seen_limit=1_000_000)
+    spec = SystemSpec(
+        model=model,
+        lora_r=lora_r,
+        max_len=max_len,
+        device=device,
+        cache_dir=cache_dir,
+        rep=rep or Representation(),
+        scorer=scorer_config or ScorerConfig(seen_limit=1_000_000),
+        learner=lcfg,
+    )
+    frozen = replace(spec, lora_r=0)  # the base encoder, no adapters
     out: list[Any] = []
     need_enc = [n for n in names if n in ("driftrec", "driftrec_no_lora", "frozen")]
     if artifact_dir is None and ("driftrec" in names or "driftrec_no_lora" in names):
         artifact_dir = tempfile.mkdtemp(prefix="driftrec-eval-artifacts-")
-    base_enc = table = None
-    if need_enc:
-        base_enc = load_encoder(model, lora_r=0, max_len=max_len, device=device)
-        table = base_table(base_enc, items, cache_dir, progress=progress)
+    # one base table (and base encoder) shared by the three systems
+    base = build_system(frozen, items, serve=False, learn=False, progress=progress) if need_enc else None
+    shared: dict[str, Any] = {"encoder": base.encoder, "table": base.table} if base else {}
     for n in names:
         if n == "frozen":
-            sc, _ = make_scorer(base_enc, table, rep, scfg, item_ts=pub)
-            out.append(ScorerSystem(n, sc))
+            s = build_system(frozen, items, learn=False, standby=False, **shared)
+            out.append(ScorerSystem(n, s.scorer))
         elif n == "driftrec_no_lora":
-            sc, sw = make_scorer(base_enc, table, rep, scfg, texts=texts, background=False, item_ts=pub)
             cfg = replace(lcfg, use_lora=False, train_items=True)
-            out.append(
-                ScorerSystem(
-                    n, sc, make_learner(cfg, rep, table, texts, None, pub), sw, os.path.join(artifact_dir, n)
-                )
+            s = build_system(
+                replace(frozen, learner=cfg), items, standby=False, trainer=None, background=False, **shared
             )
+            out.append(ScorerSystem(n, s.scorer, s.learner, s.swaps, os.path.join(artifact_dir, n)))
         elif n == "driftrec":
-            enc = load_encoder(model, lora_r=lora_r, max_len=max_len, device=device, seed=lcfg.seed)
-            sc, sw = make_scorer(enc, table, rep, scfg, texts=texts, background=False, item_ts=pub)
+            # its own encoder with adapters (seeded by the learner's seed) serves and trains
             cfg = replace(lcfg, use_lora=lora_r > 0)
-            out.append(
-                ScorerSystem(
-                    n, sc, make_learner(cfg, rep, table, texts, enc, pub), sw, os.path.join(artifact_dir, n)
-                )
+            s = build_system(
+                replace(spec, learner=cfg),
+                items,
+                standby=False,
+                trainer="serving",
+                background=False,
+                table=shared["table"],
             )
+            out.append(ScorerSystem(n, s.scorer, s.learner, s.swaps, os.path.join(artifact_dir, n)))
         elif n == "river_mf":
             out.append(baselines.RiverMF(ids, seed=seed, item_ts=pub))
         elif n == "content_tfidf":
@@ -480,7 +489,7 @@ def run_eval(args: EvalArgs) -> int:
             smoothing=0.05,
         )
         with _one_blas_thread():
-            from driftrec.app.factory import publication_times
+            from driftrec.app.system import publication_times
 
             pub = publication_times(items)
             res = pq.run(

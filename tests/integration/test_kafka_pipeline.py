@@ -271,11 +271,14 @@ def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_u
 
 def _artifact(settings, items, version):
     """An adapter artifact as the learner writes it (learner.write_artifact)."""
-    from driftrec.app.factory import base_table, load_encoder
+    from dataclasses import replace
+
+    from driftrec.app.system import SystemSpec, build_system
     from driftrec.model import ItemTable, write_artifact
 
-    enc = load_encoder(settings.model, settings.lora_r, settings.max_len, "cpu")
-    t = base_table(enc, items, None)
+    spec = replace(SystemSpec.from_settings(settings), device="cpu", cache_dir=None)
+    base = build_system(spec, items, serve=False, learn=False)
+    enc, t = base.encoder, base.table
     rng = np.random.default_rng(0)
     table = ItemTable(
         t.item_ids,

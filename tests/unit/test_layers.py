@@ -149,3 +149,40 @@ def test_no_private_name_crosses_a_package(pkg: str) -> None:
             if private:
                 bad.append(f"{f.relative_to(ROOT)}:{line} imports {', '.join(private)} from {mod}")
     assert not bad, "private names of another package:\n" + "\n".join(bad)
+
+
+#: class -> where, besides the composition root (driftrec/app/system.py), it may be made:
+#: its own package (and the embedded runner, which wires its two workers)
+SYSTEM = ROOT / "driftrec" / "app" / "system.py"
+BUILT_ONLY_IN_THE_ROOT = {
+    "Scorer": [FOLDERS["scorer"]],
+    "SwapManager": [FOLDERS["scorer"]],
+    "Learner": [FOLDERS["learner"]],
+    "TextEncoder": [FOLDERS["model"]],
+    "ScorerWorker": [FOLDERS["app"] / "embedded.py"],
+    "LearnerWorker": [FOLDERS["app"] / "embedded.py"],
+    "EmbeddedPipeline": [],
+}
+
+
+def _calls(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if name in BUILT_ONLY_IN_THE_ROOT:
+                out.append((node.lineno, name))
+    return out
+
+
+def test_the_system_is_built_in_one_place() -> None:
+    files = sorted({*ROOT.joinpath("driftrec").glob("*.py"), *(f for p in FOLDERS for f in _files(p))})
+    bad = []
+    for f in files:
+        if f == SYSTEM:
+            continue
+        for line, name in _calls(f):
+            if not any(f == a or a in f.parents for a in BUILT_ONLY_IN_THE_ROOT[name]):
+                bad.append(f"{f.relative_to(ROOT)}:{line} makes a {name}")
+    assert not bad, "build it with driftrec.app.system (the composition root):\n" + "\n".join(bad)

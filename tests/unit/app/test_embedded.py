@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from driftrec.app import factory
-from driftrec.app.embedded import EmbeddedPipeline, dlq_records
+from driftrec.app.embedded import dlq_records
+from driftrec.app.system import SystemSpec, build_system
 from driftrec.learner import LearnerConfig
-from driftrec.model import Representation
 from driftrec.scorer import ScorerConfig
 from driftrec.state import MemoryStateStore
 from driftrec.stream import TopicNames, generate
@@ -17,28 +16,12 @@ from driftrec.stream import TopicNames, generate
 @pytest.fixture()
 def pipeline(tiny_model: str, tmp_path: Path):
     stream = generate("abrupt", n_events=3000, n_users=40, n_items=160, seed=2)
-    enc = factory.load_encoder(tiny_model, lora_r=2)
-    standby = factory.load_encoder(tiny_model, lora_r=2)
-    trainer = factory.load_encoder(tiny_model, lora_r=2)
-    table = factory.base_table(enc, stream.items, None)
-    texts = {i.item_id: i.text for i in stream.items}
-    rep = Representation()
-    scorer, swaps = factory.make_scorer(enc, table, rep, ScorerConfig(), standby, texts)
     # min_gain=-1: every candidate passes the gate, so swaps happen deterministically
     lcfg = LearnerConfig(train_every=700, min_pairs=100, epochs=1, max_steps=4, min_gain=-1.0, drift=None)
-    learner = factory.make_learner(lcfg, rep, table, texts, trainer)
+    spec = SystemSpec(model=tiny_model, lora_r=2, scorer=ScorerConfig(), learner=lcfg)
+    system = build_system(spec, stream.items)
     state = MemoryStateStore()
-    pipe = EmbeddedPipeline(
-        scorer,
-        swaps,
-        learner,
-        state,
-        str(tmp_path / "artifacts"),
-        enc.base_model,
-        TopicNames("t"),
-        batch_size=64,
-        batch_ms=5,
-    )
+    pipe = system.embedded(state, str(tmp_path / "artifacts"), TopicNames("t"), batch_size=64, batch_ms=5)
     pipe.publish_items(stream.items)
     return pipe, stream, state
 
