@@ -92,13 +92,9 @@ class LearnerConfig:
     lr_items: float = 0.003
     use_lora: bool = True
     train_items: bool = True
+    #: the newest ``val_share`` of the window's pairs validate, never trained on before the
+    #: gate: a round is judged on the engagements the version will serve next
     val_share: float = 0.2
-    #: the validation pairs are every ``val_spread``-th pair of the window's newest
-    #: ``val_share * val_spread`` (the newest among them); the others train. 1: the newest
-    #: ``val_share``, never trained on before the gate. A name that appeared since the last
-    #: round is engaged mostly in the newest pairs: held out whole, no candidate could learn
-    #: it before the gate (docs/adapters.md, seventh round)
-    val_spread: int = 1
     #: a version with a kept adapter update moves each item's context vector (the history
     #: side of the user vector) with its text vector: by this much of (text under the
     #: adapter - text under the base encoder). 0: the context side stays in the base
@@ -121,8 +117,6 @@ class LearnerConfig:
             bad("train_every", "must be >= 1")
         if not 0 < self.val_share < 1:
             bad("val_share", "must be in (0, 1)")
-        if self.val_spread < 1:
-            bad("val_spread", "must be >= 1")
         if self.batch_size < 2:
             bad("batch_size", "must be >= 2 (in-batch negatives)")
         if self.lora_catchup < 0:

@@ -1,11 +1,13 @@
-"""The freshness prior: learned from the window, chosen on validation, used by the scorer."""
+"""The freshness prior (:mod:`driftrec.learner.age`): learned from the window, its weight
+chosen on validation, used by the scorer."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from driftrec.learner import Learner, LearnerConfig
-from driftrec.learner.core import AGE_EDGES_MS, fit_age_curve
+from driftrec.learner.age import AGE_EDGES_MS, best_age_weight, cross_fit, fit_age_curve, with_age
+from driftrec.learner.pairs import Pair
 from driftrec.model import ItemTable, Representation
 from driftrec.stream import Event
 
@@ -68,22 +70,6 @@ def test_the_learner_ships_a_decaying_prior_where_engagement_goes_to_fresh_items
     assert r2.metrics["age_weight"] == 0.0 and not r2.table.has_age_prior
 
 
-def test_the_freshness_weight_is_judged_without_the_validation_events_co_engagement() -> None:
-    """Validation must not see its own events through the co-engagement neighbours. Each
-    user engages two back-catalog items, one after the other: half the time one of 50
-    recurring pairs (co-engagement learns those honestly), otherwise a pair nobody engaged
-    before, which only neighbours built from the validation events themselves could
-    rank. The candidate's validation figure must not count those hits (the freshness
-    weight was once chosen on the shipped neighbours, which have seen them)."""
-    ln, events = _pairs_learner(n_items=4000, n_pairs=1500)
-    ln.observe_many(events)
-    res = ln.train("test")
-    m = res.metrics
-    # co-engagement earns its weight on the recurring pairs (a quarter of the validation
-    # targets); a leak would add the fresh pairs' y targets, another quarter
-    assert m["cooc_weight"] > 0 and 0.15 < m["val_hr_candidate"] < 0.35, m
-
-
 def test_a_shift_to_fresh_posts_in_the_newest_pairs_is_learned_at_once() -> None:
     """For 85 % of the window users engage the back catalog (all published long ago); in the
     newest 15 % (inside the validation share) they engage one of the 3 newest posts, one
@@ -126,77 +112,53 @@ def test_a_shift_to_fresh_posts_in_the_newest_pairs_is_learned_at_once() -> None
     assert m["val_hr_candidate"] > 0.5, m
 
 
-def test_the_serving_version_is_judged_on_validation_pairs_it_has_not_seen() -> None:
-    """A candidate is compared with the serving version on validation pairs newer than the
-    serving version's data. Its co-engagement neighbours were built from every event up
-    to its training, so on the older validation pairs it ranks pairs that nobody could
-    have predicted (the setup of the test above: half the pairs are new random pairs). A
-    training 500 events after the last one has such pairs among its validation pairs;
-    judged on all of them, the serving version read HR@10 0.36 (0.28 on the 500 pairs it
-    had not seen) and turned down candidates as good as it on the events it had not seen."""
-    ln, events = _pairs_learner(n_items=6000, n_pairs=1950)
-    ln.observe_many(events[:3400])
-    first = ln.train("test")
-    assert first.accepted and first.metrics["cooc_weight"] > 0, first.metrics
-    ln.accept(first)
-    ln.observe_many(events[3400:3900])
-    m = ln.train("test").metrics
-    assert 0 < m["val_pairs_unseen"] < m["val_pairs"], m
-    # honest: a quarter of the targets (the recurring pairs' y) can be ranked
-    assert m["val_hr_current"] < 0.32, m
-
-
-def test_items_published_after_a_pair_are_no_negatives_of_it() -> None:
-    """Training ranks each pair's target against the items it could have been shown. A post
-    published after every training pair was a negative of all of them: each step pushed
-    its residual away from the users and its bias down (Adam moves even a tiny gradient at
-    full step), and it was served that way exactly when the next events go to it."""
+def test_cross_fit_scores_each_validation_pair_with_a_curve_fitted_without_it() -> None:
+    """Training pairs engage items of every age; the validation pairs engage only the
+    newest posts. The shipped curve is fitted on every pair; each validation pair's values
+    come from a curve fitted on the training pairs and the *other* half of the validation
+    pairs, which lifts young items for every one of them."""
     rng = np.random.default_rng(0)
-    old = [f"o{j}" for j in range(60)]
-    late = [f"n{j}" for j in range(5)]
-    t0 = int(10 * 24 * 3600 * SEC)
-    pub = {i: 0 for i in old}
-    n = 400
-    pub.update({i: t0 + n * 1000 + 10 for i in late})  # after the last event
-    events = [
-        Event(f"e{k}", "like", f"u{k % 40}", old[int(rng.integers(0, 30))], t0 + k * 1000) for k in range(n)
-    ]
-    ids = old + late
-    V = rng.normal(size=(len(ids), 8)).astype(np.float32)
-    table = ItemTable.from_text(ids, V / np.linalg.norm(V, axis=1, keepdims=True))
-    cfg = LearnerConfig(min_pairs=16, use_lora=False, drift=None, cooc_neighbours=0, age_weights=())
-    ln = Learner(cfg, Representation(pop_weight=0.0), table, {i: i for i in ids}, None, pub)
-    ln.observe_many(events)
-    res = ln.train("test")
-    rows = [res.table.index(i) for i in late]
-    assert not res.table.residual[rows].any() and not res.table.bias[rows].any()
-    # the old items nobody engaged were negatives all along: they moved
-    never = [res.table.index(i) for i in old[30:]]
-    assert np.abs(res.table.residual[never]).max() > 0.01
+    n = 221
+    ids = [f"i{j}" for j in range(n)]
+    table = ItemTable.from_text(ids, np.eye(n, dtype=np.float32))
+    pub = np.arange(n, dtype=np.float64) * 10 * SEC  # one post every 10 s, until 2200 s
+    z = np.zeros(0, np.float32)
+    train = []
+    for k in range(400):  # 2000-2200 s: any published item, whatever its age
+        ts = int(2000 * SEC + k * 500)
+        train.append(Pair((), z, ids[int(rng.integers(0, ts // (10 * SEC) + 1))], ts))
+    val = [Pair((), z, ids[n - 1 - k % 3], int(2200 * SEC + 10 * k)) for k in range(20)]
+    fit = cross_fit(table, pub, train, val)
+    assert fit is not None
+    lograte, curve = fit
+    assert lograte.shape == AGE_EDGES_MS.shape and curve.shape == (20, n)
+    assert (curve[:, n - 1] > curve[:, 0] + 1.0).all()  # the newest lifted, for every pair
+    # the curve of a validation pair is fitted without it: the even pairs' on the odd ones
+    ages = lambda ps: np.array([p.ts for p in ps], float) - pub[[table.index(p.target) for p in ps]]  # noqa: E731
+    span = lambda ps: (float(min(p.ts for p in ps)), float(max(p.ts for p in ps)))  # noqa: E731
+    other = [*train, *val[1::2]]
+    lr = fit_age_curve(ages(other), pub, *span(other), AGE_EDGES_MS)
+    want = table.with_age(AGE_EDGES_MS, lr, 1.0).age_prior(val[0].ts - pub)
+    assert np.allclose(curve[0], want)
+    assert np.array_equal(lograte, fit_age_curve(ages(train + val), pub, *span(train + val), AGE_EDGES_MS))
+    # nothing to learn: no publication times
+    assert cross_fit(table, np.full(n, -np.inf), train, val) is None
 
 
-def _pairs_learner(n_items: int, n_pairs: int) -> tuple[Learner, list[Event]]:
-    """A no-adapter learner with co-engagement over ``n_items`` back-catalog items, and
-    ``n_pairs`` users who each engage two of them, one after the other: half the time one
-    of 50 recurring pairs (items 0-99; co-engagement learns those honestly), otherwise a
-    pair nobody engaged before."""
-    rng = np.random.default_rng(3)
-    ids = [f"i{j}" for j in range(n_items)]
-    pub = {i: int(rng.uniform(0, 30 * 24 * 3600 * SEC)) for i in ids}  # a month of back catalog
-    t0 = int(31 * 24 * 3600 * SEC)
-    fresh = iter(rng.permutation(np.arange(100, n_items)))
-    events = []
-    for k in range(n_pairs):  # one user per pair
-        if rng.random() < 0.5:
-            m = int(rng.integers(0, 50))
-            x, y = ids[2 * m], ids[2 * m + 1]
-        else:
-            x, y = ids[next(fresh)], ids[next(fresh)]
-        events.append(Event(f"e{k}x", "like", f"u{k}", x, t0 + k * 2000))
-        events.append(Event(f"e{k}y", "like", f"u{k}", y, t0 + k * 2000 + 1000))
-    V = rng.normal(size=(n_items, 8)).astype(np.float32)
-    table = ItemTable.from_text(ids, V / np.linalg.norm(V, axis=1, keepdims=True))
-    cfg = LearnerConfig(
-        min_pairs=16, use_lora=False, item_max_steps=4, drift=None, window_events=4096, cooc_neighbours=20
-    )
-    return Learner(cfg, Representation(pop_weight=0.0), table, {i: i for i in ids}, None, pub), events
+def test_the_freshness_weight_is_the_one_that_wins_on_validation() -> None:
+    ids = ["old", "new"]
+    table = ItemTable.from_text(ids, np.eye(2, dtype=np.float32))
+    fit = (np.linspace(1, -1, len(AGE_EDGES_MS)).astype(np.float32), np.array([[0.0, 1.0]], np.float32))
+
+    def each(t, extra):  # one pair whose target is "new": won once the prior lifts it by > 0.7
+        s = np.array([0.7, 0.0]) if extra is None else np.array([0.7, 0.0]) + extra[0]
+        hit = float(s[1] > s[0])
+        return np.array([hit]), np.array([hit])
+
+    assert best_age_weight(each, table, fit, (0.5, 1.0, 2.0))[0] == 1.0  # the first that wins
+    assert best_age_weight(each, table, fit, (0.5,))[0] == 0.0  # none wins: 0
+    shipped, m, w = with_age(table, table, {"hr": 0.0, "mrr": 0.0}, fit, each, (0.5, 1.0))
+    assert w == 1.0 and m == {"hr": 1.0, "mrr": 1.0} and shipped.has_age_prior
+    assert shipped.age_weight == 1.0 and np.array_equal(shipped.age_lograte, fit[0])
+    unfit, m0, w0 = with_age(table, table, {"hr": 0.5, "mrr": 0.5}, None, each, (1.0,))
+    assert w0 == 0.0 and m0 == {"hr": 0.5, "mrr": 0.5} and not unfit.has_age_prior
