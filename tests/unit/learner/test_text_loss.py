@@ -1,4 +1,4 @@
-"""The adapter stage's text-only term (issue 14, item 5): targets scored by their text
+"""The adapter stage's text-only term: targets scored by their text
 vector under the adapter alone, so that an item nobody engaged yet, which shares a new word
 with engaged items, moves toward those items' users."""
 
