@@ -46,8 +46,8 @@ class LearnerConfig:
     #: the last one at the earliest) when, of the ``novelty_events`` engagements just older
     #: than the validation share (those a round trains on), the share that go to items whose
     #: text carries a word no adapter round has trained on ``new_word_min`` times rises this
-    #: much above that share at the last training (0: off). New names arrive in waves; a fixed ``lora_every`` learns them late or
-    #: trains adapters when nothing new is there (docs/adapters.md, seventh round).
+    #: much above that share at the last training (0: off). New names arrive in waves; a fixed
+    #: ``lora_every`` learns them late or trains adapters when nothing new is there.
     new_word_jump: float = 0.1
     new_word_min: int = 3
     new_word_gap: int = 250
@@ -64,8 +64,8 @@ class LearnerConfig:
     item_max_steps: int = 512
     #: passes over the validation pairs that a kept adapter update trains on once its
     #: candidate has won both checks, before it is shipped (0: off): the newest pairs are
-    #: where a name that appeared since the last round is engaged (docs/adapters.md,
-    #: sixth round)
+    #: where a name that appeared since the last round is engaged, and without them an
+    #: adapter would learn it one validation share late
     lora_catchup: int = 2
     lora_every: int = 5
     cooc_neighbours: int = 50
@@ -77,8 +77,9 @@ class LearnerConfig:
     lr_lora: float = 5e-3
     #: weight of the text-only term of the adapter stage: each target scored by its text
     #: vector under the adapter alone (no residual, no bias) against the batch's other
-    #: targets, as an item nobody engaged yet is (0: off; see docs/adapters.md for what it
-    #: won and lost on validation)
+    #: targets, as an item nobody engaged yet is (0: off). Only this term trains what the
+    #: adapter does for such an item; with it on, the gate kept adapter updates it dropped
+    #: without it on the co-engagement scenario
     text_loss: float = 1.0
     #: pairs of the text-only term weighted by (engagements of the target in the window)
     #: ** -text_fresh, and the adapter stage's targets drawn with the same weights: rarely
@@ -92,20 +93,17 @@ class LearnerConfig:
     lr_items: float = 0.003
     use_lora: bool = True
     train_items: bool = True
+    #: the newest ``val_share`` of the window's pairs validate, never trained on before the
+    #: gate: a round is judged on the engagements the version will serve next
     val_share: float = 0.2
-    #: the validation pairs are every ``val_spread``-th pair of the window's newest
-    #: ``val_share * val_spread`` (the newest among them); the others train. 1: the newest
-    #: ``val_share``, never trained on before the gate. A name that appeared since the last
-    #: round is engaged mostly in the newest pairs: held out whole, no candidate could learn
-    #: it before the gate (docs/adapters.md, seventh round)
-    val_spread: int = 1
     #: a version with a kept adapter update moves each item's context vector (the history
     #: side of the user vector) with its text vector: by this much of (text under the
     #: adapter - text under the base encoder). 0: the context side stays in the base
     #: encoder's space. A user whose recent history is posts named by a new word then
     #: carries that word's topic once the adapter has learned it. The shift is served,
-    #: not trained from: training takes it back out (docs/adapters.md, tenth round).
-    #: 1.5 and 2 were no better over five seeds (eleventh round)
+    #: not trained from: training takes it back out, so that a name an adapter got wrong
+    #: does not pull its users toward the wrong topic in every later round. 1: larger
+    #: shifts (1.5, 2) do no better on the emerging-names scenario over five seeds.
     context_shift: float = 1.0
     min_gain: float = 0.0
     lora_gate_z: float = 1.64
@@ -121,8 +119,6 @@ class LearnerConfig:
             bad("train_every", "must be >= 1")
         if not 0 < self.val_share < 1:
             bad("val_share", "must be in (0, 1)")
-        if self.val_spread < 1:
-            bad("val_spread", "must be >= 1")
         if self.batch_size < 2:
             bad("batch_size", "must be >= 2 (in-batch negatives)")
         if self.lora_catchup < 0:

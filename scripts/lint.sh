@@ -19,6 +19,8 @@ for p in stream state scorer learner; do ln -s "$PWD/$p" "$stage/driftrec/$p"; d
 STRICT=(
   driftrec.model
   driftrec.scorer.core driftrec.learner.core
+  driftrec.learner.age driftrec.learner.candidate driftrec.learner.gate driftrec.learner.losses
+  driftrec.learner.neighbours driftrec.learner.pairs driftrec.learner.training driftrec.learner.triggers
   driftrec.stream.ports driftrec.state.ports driftrec.stream.events
   driftrec.app.adaptation
 )

@@ -65,6 +65,18 @@ class CoEngagement:
         if item_id in self.n:
             self.n[item_id] += sign
 
+    def forget_user(self, user_id: str) -> None:
+        """Drop a user's recent items (the counts they added stay: they are no one's).
+        The user's next engagement starts a fresh history.
+
+        >>> c = CoEngagement()
+        >>> _ = c.observe("u", "a")
+        >>> c.forget_user("u")
+        >>> c.observe("u", "b")  # not paired with "a" any more
+        ()
+        """
+        self._recent.pop(user_id, None)
+
     def neighbours(self, item_ids: Sequence[str], m: int) -> tuple[np.ndarray, np.ndarray]:
         """``[N, m]`` row indices (-1 = none) and cosine weights of each item's top ``m``."""
         N = len(item_ids)

@@ -1,4 +1,4 @@
-"""The adapter stage's text-only term (issue 14, item 5): targets scored by their text
+"""The adapter stage's text-only term: targets scored by their text
 vector under the adapter alone, so that an item nobody engaged yet, which shares a new word
 with engaged items, moves toward those items' users."""
 
@@ -11,6 +11,8 @@ import pytest
 
 from driftrec.learner import Learner, LearnerConfig
 from driftrec.learner import core as learner_core
+from driftrec.learner.losses import table_loss
+from driftrec.learner.pairs import pair_tensors
 from driftrec.model import ItemTable, Representation, TextEncoder
 from driftrec.model.encoder import make_tiny_model
 from driftrec.stream import Event
@@ -99,7 +101,7 @@ def _train(model_dir: str, text_loss: float, monkeypatch: pytest.MonkeyPatch) ->
         lora_catchup=0,
     )
     # what the loss does to the encoder, whatever the gate says of it
-    monkeypatch.setattr(learner_core, "_paired_gain", lambda *a, **k: True)
+    monkeypatch.setattr(learner_core, "paired_gain", lambda *a, **k: True)
     res = learner.train("test")
     assert res.metrics["adapter_update"] == "kept"
     return _margin(enc, table, _catalog()["unseen"])
@@ -147,8 +149,8 @@ def _catchup(
         context_shift=0.0,
     )
     # the adapter update is kept, and the candidate is served (accept) or not
-    monkeypatch.setattr(learner_core, "_paired_gain", lambda *a, **k: True)
-    monkeypatch.setattr(learner_core, "_better", lambda *a, **k: accept)
+    monkeypatch.setattr(learner_core, "paired_gain", lambda *a, **k: True)
+    monkeypatch.setattr(learner_core, "better", lambda *a, **k: accept)
     before = enc.lora_state()
     res = learner.train("test")
     if not accept:  # nothing is trained past the checks, and the serving adapter is back
@@ -156,8 +158,9 @@ def _catchup(
         assert all(bool((enc.lora_state()[n] == t).all()) for n, t in before.items())
     # the shipped table's loss on the validation pairs (most of them the new name's)
     pairs = [p.value for p in learner.window if not p.value.repeat]
-    ci, cw, tg = learner._tensors(pairs[-res.metrics["val_pairs"] :], res.table)
-    return learner._loss(res.table, ci, cw, tg, torch.zeros(len(res.table.item_ids))), res.metrics
+    ci, cw, tg = pair_tensors(pairs[-res.metrics["val_pairs"] :], res.table)
+    prior = torch.zeros(len(res.table.item_ids))
+    return table_loss(res.table, ci, cw, tg, prior, learner.rep.temperature), res.metrics
 
 
 def test_a_kept_adapter_catches_up_on_the_validation_pairs_before_it_is_shipped(

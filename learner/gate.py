@@ -1,0 +1,125 @@
+"""The gate: how a round's tables are scored on the validation pairs, and the rules that
+decide what is kept.
+
+Every choice of a round is made on validation: whether the adapter update is kept
+(:func:`paired_gain`, a win beyond noise over the item parts alone), the weights of
+co-engagement and freshness, and whether the candidate replaces the serving version
+(:func:`better`), judged on the pairs the serving version has not seen
+(:func:`unseen`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from driftrec.model import ItemTable, add_cooc, scores, user_vectors
+
+from .pairs import Pair
+
+
+def rank_each(
+    table: ItemTable,
+    ctx_idx: np.ndarray,
+    ctx_w: np.ndarray,
+    tgt: np.ndarray,
+    prior: np.ndarray,
+    temperature: float,
+    pub: np.ndarray | None = None,
+    ts: np.ndarray | None = None,
+    k: int = 10,
+    extra: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair (rows of :func:`~driftrec.learner.pairs.pair_arrays`): HR@k (expected over
+    ties) and reciprocal rank of the target under ``table``, the pair's seen items
+    excluded. With publication times ``pub`` and pair times ``ts``, each pair ranks the
+    items published by its time, with ``table``'s freshness prior of their age then;
+    ``extra``: a ``[pairs, items]`` addition to the scores.
+
+    >>> V = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], np.float32)
+    >>> t = ItemTable.from_text(["a", "b", "c"], V)
+    >>> hist, w = np.array([[0], [0]]), np.ones((2, 1), np.float32)
+    >>> hr, rr = rank_each(t, hist, w, np.array([1, 2]), np.zeros(3), 0.1, k=1)
+    >>> hr.tolist(), rr.tolist()  # "a" is seen: "b" ranks first, "c" second
+    ([1.0, 0.0], [1.0, 0.5])
+    """
+    assert table.context is not None
+    U = user_vectors(ctx_idx, ctx_w, table.context)
+    S = scores(U, table.vectors, table.bias, prior, temperature)
+    if extra is not None:
+        S += extra
+    if pub is not None and ts is not None:
+        age = ts[:, None] - pub[None, :]
+        if table.has_age_prior:
+            S += table.age_prior(age.ravel()).reshape(S.shape)
+        S[age < 0] = -np.inf  # not yet published
+    if table.cooc_weight and table.nbr_idx is not None and table.nbr_w is not None:
+        add_cooc(S, ctx_idx, ctx_w, table.nbr_idx, table.nbr_w, table.cooc_weight)
+    rows = np.arange(len(tgt))
+    for b in range(len(tgt)):  # seen items cannot be recommended
+        ex = ctx_idx[b][ctx_idx[b] >= 0]
+        S[b, ex] = -np.inf
+    tsc = S[rows, tgt][:, None]
+    greater = (S > tsc).sum(1)
+    equal = np.maximum((S == tsc).sum(1), 1)  # ties are broken at random: expected values
+    hr = np.clip((k - greater) / equal, 0.0, 1.0)
+    mrr = 1.0 / (greater + (equal + 1) / 2.0)
+    return hr, mrr
+
+
+def means(each: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    """``{"hr", "mrr"}``: the means of per-pair metrics (0 for no pairs).
+
+    >>> means((np.array([1.0, 0.0]), np.array([1.0, 0.5])))
+    {'hr': 0.5, 'mrr': 0.75}
+    """
+    hr, mrr = each
+    return {"hr": float(hr.mean()) if hr.size else 0.0, "mrr": float(mrr.mean()) if mrr.size else 0.0}
+
+
+def better(a: Mapping[str, float], b: Mapping[str, float], gain: float) -> bool:
+    """``a`` beats ``b`` on validation: higher HR@10, or equal HR@10 and higher MRR.
+
+    >>> better({"hr": 0.3, "mrr": 0.1}, {"hr": 0.3, "mrr": 0.2}, 0.0)
+    False
+    >>> better({"hr": 0.3, "mrr": 0.3}, {"hr": 0.3, "mrr": 0.2}, 0.0)
+    True
+    """
+    return a["hr"] > b["hr"] + gain or (a["hr"] >= b["hr"] and a["mrr"] > b["mrr"] + gain)
+
+
+def paired_gain(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], z: float) -> bool:
+    """``a`` beats ``b`` on the same validation pairs by more than ``z`` standard errors of
+    the per-pair difference: HR@10, or reciprocal rank where no pair's HR@10 differs. A
+    win of a few pairs out of hundreds is noise; taking it costs on the events that follow.
+    ``z = 0``: any win."""
+    for x, y in zip(a, b):
+        d = np.asarray(x, np.float64) - np.asarray(y, np.float64)
+        if d.size == 0 or not d.any():
+            continue
+        se = float(d.std(ddof=1)) / np.sqrt(d.size) if d.size > 1 else 0.0
+        return float(d.mean()) > z * se and float(d.mean()) > 0
+    return False
+
+
+def unseen(val_p: Sequence[Pair], served_to_ts: int | None) -> np.ndarray:
+    """Which validation pairs the serving version has not seen (bool ``[val]``): those
+    newer than the newest event it was built from (all of them when that is unknown, or
+    when none is newer: then they are the only evidence there is).
+
+    The serving version's co-engagement neighbours and freshness curve were built from
+    every event up to its training, and a training soon after the last one has many of
+    its validation pairs among those: judged on them, the serving version would look
+    better than it is and fresh candidates would be turned down.
+
+    >>> ps = [Pair((), np.zeros(0, np.float32), "a", ts) for ts in (5, 10, 15)]
+    >>> unseen(ps, 10).tolist(), unseen(ps, 20).tolist(), unseen(ps, None).tolist()
+    ([False, False, True], [True, True, True], [True, True, True])
+    """
+    out = np.ones(len(val_p), bool)
+    if served_to_ts is not None:
+        out = np.array([p.ts > served_to_ts for p in val_p], bool)
+        if not out.any():  # nothing newer: the only evidence there is
+            out[:] = True
+    return out
