@@ -32,7 +32,7 @@ def encode_rows(
     ``encoder`` (``texts``: the text of each row), and which rows were not (None: none
     stale). ``pub_pop()``: the publication times (None: unknown) and popularity of
     ``cur``'s rows, which pick the rows when the budget is short."""
-    from driftrec.model.reencode import priority_order
+    from driftrec.model import priority_order
 
     n = len(cur.item_ids)
     if budget == 0 or n <= budget:

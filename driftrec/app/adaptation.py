@@ -24,8 +24,7 @@ from typing import Any
 
 from driftrec.learner import Learner, TrainResult
 from driftrec.model import new_version, write_artifact
-from driftrec.scorer import SwapManager
-from driftrec.scorer.swap import SwapEvent
+from driftrec.scorer import SwapEvent, SwapManager
 
 log = logging.getLogger("driftrec.adaptation")
 

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from driftrec.model import path_from_uri
-from driftrec.scorer.swap import BASE_RECORD
+from driftrec.scorer import BASE_RECORD
 from driftrec.state import open_state
 from driftrec.stream import Item, Message, TopicNames, decode_item, read_log
 from driftrec.stream.kafka import RETENTION_MS, KafkaSink, create_topics, read_topic

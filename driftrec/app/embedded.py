@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftrec.learner import Learner, TrainResult
-from driftrec.scorer import BatchResult, Scorer, SwapManager
-from driftrec.scorer.swap import SwapEvent
+from driftrec.scorer import BatchResult, Scorer, SwapEvent, SwapManager
 from driftrec.state import StateStore
 from driftrec.stream import Event, Item, MemoryBroker, Message, TopicNames, encode, encode_item
 

@@ -333,7 +333,7 @@ def bench_reencode(
     mgr = build_swaps(sc, texts, standby, background=True, store=store)
     g = torch.Generator().manual_seed(seed)
     lora = {n: torch.randn(t.shape, generator=g) * 0.02 for n, t in standby.lora_state().items()}
-    from driftrec.model.reencode import priority_order
+    from driftrec.model import priority_order
 
     first = np.sort(priority_order(np.array([pub[i] for i in ids], np.float64), None, n_items)[:budget])
     standby.load_lora_state(lora)
