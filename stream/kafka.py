@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import StreamConfigError, StreamUnavailable
@@ -175,24 +175,6 @@ class KafkaSink:
     def send_many(self, messages: Sequence[Message]) -> None:
         if messages:
             self._run(self._send(messages), f"send {len(messages)} messages")
-
-    def send_many_async(self, messages: Sequence[Message]) -> Callable[[], None]:
-        """Start sending ``messages``; returns a function that blocks until the broker has
-        acknowledged all of them (raising :class:`StreamUnavailable` as ``send_many`` does).
-        Per-partition order across calls holds only if each call's function has returned
-        before the next call: overlapping sends can be reordered (a retried request, or
-        batches enqueued as their callers wake up; the producer is not idempotent)."""
-        import asyncio
-
-        if not messages:
-            return lambda: None
-        fut = asyncio.run_coroutine_threadsafe(self._send(messages), self._loop)
-        what = f"send {len(messages)} messages"
-
-        def wait() -> None:
-            self._result(fut, what)
-
-        return wait
 
     def _result(self, fut: Any, what: str) -> Any:
         return result(fut, self.timeout_s + 5, self.bootstrap, what, self.security)

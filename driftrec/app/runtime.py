@@ -351,10 +351,10 @@ class LearnerWorker:
                 if n and e.type in ("like", "comment")
             ]
             self.learner.observe_hits(hits)
-            before = getattr(self.learner, "since_train", None)
+            before = self.learner.since_train
             self.learner.observe_many(events)
             done = sum(1 for k, o in at if o < trained.get(k, 0))  # trained on before a restart
-            if done and before is not None:
+            if done:
                 self.learner.since_train = max(before, self.learner.since_train - done)
             # the window's order: observe_many adds the events sorted by ts (a stable sort)
             origin = self._origin

@@ -224,7 +224,7 @@ def summarise(
             "pre_shift_hr": None if rec["pre"] is None else round(rec["pre"], 4),
             "seconds": round(r.seconds, 1),
         }
-        if r.swaps or getattr(s, "trainings", None):
+        if r.swaps or (isinstance(s, ScorerSystem) and s.trainings):
             d["swaps"] = len(r.swaps)
             d["trainings"] = len(s.trainings)
             d["train_s"] = round(s.train_s, 1)
@@ -528,7 +528,7 @@ def run_eval(args: EvalArgs) -> int:
     )
     print(format_tables(res, summary, window, max_windows=24))
     for s in systems:
-        if getattr(s, "trainings", None):
+        if isinstance(s, ScorerSystem) and s.trainings:
             acc = sum(1 for m in s.trainings if m.get("accepted"))
             print(
                 f"{s.name}: {len(s.trainings)} trainings, {acc} accepted (hot-swaps), "

@@ -197,11 +197,8 @@ def test_dead_letter_the_broker_refuses_is_not_counted_nor_committed(settings, t
     assert not any(k.startswith(names.for_type("like") + ":") for k in offsets)  # redelivered on restart
 
 
-@pytest.mark.parametrize("pipeline", ["0", "1"])
-def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_url, pipeline, monkeypatch):
+def test_n_events_reconcile_and_recs_for_changed_users(settings, topics, state_url):
     from driftrec.stream.kafka import read_topic
-
-    monkeypatch.setenv("SCORER_PIPELINE", pipeline)
 
     b, names = settings.kafka_bootstrap, topics
     events, items = _stream(400, 30, 100)
@@ -334,9 +331,8 @@ def test_announcement_mid_stream_swaps_without_loss_or_double(settings, topics, 
     assert {r["model_version"] for r in recs if r["event_id"] in second_ids} == {"v-mid-1"}
 
 
-@pytest.mark.parametrize("pipeline", ["0", "1"])
 def test_sigkill_scorer_and_restart_equals_uninterrupted_run(
-    settings, service_env, topics, state_url, redis_url, prefix, tmp_path, pipeline, monkeypatch
+    settings, service_env, topics, state_url, redis_url, prefix, tmp_path
 ):
     from driftrec.app.scorer_service import run_scorer
 
@@ -348,8 +344,7 @@ def test_sigkill_scorer_and_restart_equals_uninterrupted_run(
     # history is kept in applied order: the same set of events, but not the same list.)
     events = [replace(e, type="click", text=None) for e in events]
     _produce_items(b, names, items)
-    env = dict(service_env, SCORER_BATCH_SIZE="16", SCORER_PIPELINE=pipeline)
-    monkeypatch.setenv("SCORER_PIPELINE", pipeline)  # the in-process reference run too
+    env = dict(service_env, SCORER_BATCH_SIZE="16")
     cmd = [sys.executable, "-m", "driftrec.cli", "scorer", "--group", "g-run"]
     store = _store(state_url)
 
