@@ -39,6 +39,9 @@ except ImportError:  # pragma: no cover - orjson is a dependency
 
 log = logging.getLogger("driftrec.runtime")
 
+#: How often the scorer worker asks the state to delete users past USER_TTL_DAYS.
+EXPIRE_EVERY_S = 60.0
+
 
 def _rec_bytes(rec: Mapping[str, Any]) -> bytes:
     if _orjson is not None:
@@ -179,6 +182,7 @@ class ScorerWorker:
         self._cache: OrderedDict[str, UserState] = OrderedDict()
         self._cache_on = False
         self._inflight: _InFlight | None = None
+        self._next_expire = 0.0
         self.set_pipeline(pipeline)
 
     def set_pipeline(self, on: bool) -> None:
@@ -206,7 +210,9 @@ class ScorerWorker:
         self._cache.clear()
         self._cache_on = bool(valid) and self.cache_users > 0
 
-    def _get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+    def _get_users(
+        self, user_ids: Sequence[str], shards: Mapping[str, int] | None = None
+    ) -> dict[str, UserState]:
         out: dict[str, UserState] = {}
         if self._inflight is not None:  # newer than the store and the cache
             fresh = self._inflight.write.users
@@ -215,7 +221,7 @@ class ScorerWorker:
             cache = self._cache
             out.update({u: cache[u] for u in user_ids if u in cache and u not in out})
         if len(out) < len(user_ids):
-            out.update(self.state.get_many([u for u in user_ids if u not in out]))
+            out.update(self.state.get_many([u for u in user_ids if u not in out], shards))
         return out
 
     def _cache_put(self, users: Mapping[str, UserState]) -> None:
@@ -237,6 +243,7 @@ class ScorerWorker:
         out: list[Message] = []
         rejected: list[Rejected] = []
         offsets: dict[str, int] = {}
+        shards: dict[str, int] = {}  # user -> the partition its events come from (StateWrite.shards)
         tb = self.time_bounds
         ts_range = tb.window(int(self.clock() * 1000)) if tb is not None else None
         for r in records:
@@ -249,6 +256,7 @@ class ScorerWorker:
             d = decode_item(r.value) if r.topic == self.names.items else decode(r.value, ts_range)
             if isinstance(d, Event):
                 events.append(d)
+                shards[d.user_id] = r.partition
             elif isinstance(d, Item):
                 items.append(d)
             else:
@@ -264,7 +272,7 @@ class ScorerWorker:
             if self.swaps is not None:
                 self.swaps.texts.update({i.item_id: i.text for i in items})
             st.items += len(items)
-        users = self._get_users(sorted({e.user_id for e in events}))
+        users = self._get_users(sorted({e.user_id for e in events}), shards)
         result = self.scorer.learn_many(events, users)
         # counted once acknowledged and committed (_acknowledged, _commit): consumed =
         # processed + dead-lettered holds only when every output of the run was acknowledged
@@ -276,7 +284,7 @@ class ScorerWorker:
         for rec in result.recs:
             rec["emitted_ts"] = now
             out.append(Message(self.names.recs, _rec_bytes(rec), rec["user_id"].encode()))
-        write = StateWrite(result.users, result.item_pop, offsets, self.group)
+        write = StateWrite(result.users, result.item_pop, offsets, self.group, shards, result.pop_added)
         if self.pipeline:
             # The previous batch first: its acknowledgements came in while this batch was
             # scored, as a rule. Its commit comes before this batch's sends, so two batches'
@@ -336,6 +344,10 @@ class ScorerWorker:
             source.commit(offs)
         if self.swaps is not None:
             self.swaps.maybe_swap()
+        now = time.monotonic()
+        if now >= self._next_expire:  # USER_TTL_DAYS: expired users leave the store and the cache
+            self._next_expire = now + EXPIRE_EVERY_S
+            self.forget_cached(self.state.expire_users())
         return len(recs)
 
 
