@@ -23,7 +23,7 @@
 #   scripts/services.sh env-cluster           `export REDIS_CLUSTER_URL=...` for eval
 #   scripts/services.sh pki [DIR]             CA, keystores, passwords for docker-compose.secure.yml
 #                                             (DIR [secrets], empty or new: DIR/pki, DIR/secrets)
-#   (`down` with no service named stops the secured pair and the cluster too)
+#   (`down` with no service named stops the secured pair too; the cluster has down-cluster)
 #
 # Env knobs (defaults in brackets):
 #   KAFKA_VERSION [see DEFAULT_KAFKA_VERSION; scripts/KAFKA_COMPAT.md says why]
@@ -521,12 +521,16 @@ cluster_node_answers() {
   [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
 }
 
-# cluster_ok: some node says cluster_state:ok and knows all six nodes, each of them answering
+# cluster_ok: every node answers and says cluster_state:ok with six nodes known, and every
+# replica is in sync with its master (a replica that never synced cannot take over)
 cluster_ok() {
-  local p info
-  for p in $(cluster_ports); do cluster_node_answers "$p" || return 1; done
-  info=$(redis-cli -h 127.0.0.1 -p "$REDIS_CLUSTER_BASE_PORT" cluster info 2>/dev/null) || return 1
-  grep -q "^cluster_state:ok" <<<"$info" && grep -q "^cluster_known_nodes:6" <<<"$info"
+  local p info repl
+  for p in $(cluster_ports); do
+    info=$(redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null) || return 1
+    grep -q "^cluster_state:ok" <<<"$info" && grep -q "^cluster_known_nodes:6" <<<"$info" || return 1
+    repl=$(redis-cli -h 127.0.0.1 -p "$p" info replication 2>/dev/null) || return 1
+    if grep -q "^role:slave" <<<"$repl"; then grep -q "^master_link_status:up" <<<"$repl" || return 1; fi
+  done
 }
 
 cluster_node_up() {
@@ -541,7 +545,7 @@ cluster_node_up() {
   if [[ -z ${pid:-} ]]; then
     nohup redis-server --port "$port" --bind 127.0.0.1 --daemonize no \
       --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
-      --cluster-node-timeout "$REDIS_CLUSTER_NODE_TIMEOUT" \
+      --cluster-node-timeout "$REDIS_CLUSTER_NODE_TIMEOUT" --repl-diskless-sync-delay 0 \
       --save '' --appendonly yes --appendfsync everysec --dir "$dir" \
       </dev/null >>"$dir/redis.log" 2>&1 &
     pid=$!
@@ -920,7 +924,7 @@ main() {
       select_services "$@"
       local s
       for s in "${SERVICES[@]}"; do "${s}_down"; done
-      ((all)) && { secure_down; cluster_down; }
+      ((all)) && secure_down
       rmdir "$SKAFKA_RUN" "$SREDIS_RUN" "$SECURE_RUN" "$KAFKA_RUN" "$REDIS_RUN" "$DRIFTREC_RUN" 2>/dev/null || true
       ;;
     down-secure)

@@ -86,6 +86,13 @@ def map_redis_errors(where: str) -> Iterator[None]:
             )
         ) from exc
     except rex.ResponseError as exc:
+        if isinstance(exc, rex.AskError) and not cluster:  # MovedError is one too
+            raise StateConfigError(
+                redact(
+                    f"Redis at {where} is a node of a Redis Cluster ({exc}): use "
+                    f"redis+cluster://HOST:PORT[,HOST:PORT...] in STATE_URL"
+                )
+            ) from exc
         if "cluster support disabled" in str(exc):
             raise StateConfigError(
                 redact(
@@ -129,7 +136,7 @@ def _cluster_error(where: str, exc: Exception) -> StateError:
                 f"or start a local one with scripts/services.sh up-cluster"
             )
         )
-    if "cluster support disabled" in text:
+    if "cluster support disabled" in text or "Cluster mode is not enabled" in text:
         return StateConfigError(
             redact(f"Redis at {where} is a single server, not a cluster ({text}): use redis:// in STATE_URL")
         )
