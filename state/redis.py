@@ -252,6 +252,11 @@ class RedisStateStore:
                 client.ping()
         return store
 
+    @property
+    def client(self) -> Any:
+        """The ``redis.Redis`` client (benchmarks read the server's INFO through it)."""
+        return self._r
+
     # ---- UserStore ---------------------------------------------------------------------
     def get_many(
         self, user_ids: Sequence[str], shards: Mapping[str, int] | None = None

@@ -17,7 +17,8 @@ and the keys that belong to no shard share the tag ``{ns}`` (one slot)::
                                     (tools, tests, the learner's offsets)
 
 A batch's write is committed as one MULTI/EXEC per shard it touches: the shard's users,
-its popularity increments and its partition's offsets together. A user lives in one
+its popularity increments and its partition's offsets together (the masters in parallel,
+a master's shards one after the other). A user lives in one
 shard, so every partition stays exactly-once: after a crash between two shards'
 transactions, each partition resumes at its own stored offsets. The increments are added
 by a Lua step inside the transaction that does nothing when the shard's offsets already
@@ -36,6 +37,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -43,7 +45,7 @@ from .errors import StateConfigError, StateError
 from .model import StateWrite, UserState
 from .redaction import redact, redact_url
 from .redis import EXPIRE_SCRIPT, _s, map_redis_errors, parse_prefix
-from .sharding import merge_pop, split_by_shard
+from .sharding import ShardWrite, merge_pop, split_by_shard
 from .ttl import DAY_MS, EXPIRE_LIMIT, check_ttl
 
 #: Attempts of a command or transaction that meets a connection error, a MOVED/ASK or a
@@ -160,6 +162,7 @@ class RedisClusterStateStore:
         self.user_ttl_days = check_ttl(user_ttl_days)
         self.clock = clock
         self._known: set[int] = set()  # shards noted in {ns}:shards by this process
+        self._pool: ThreadPoolExecutor | None = None  # commits to several masters at once
         self._k_shards = f"{{{namespace}}}:shards"
         self._k_reg = f"{{{namespace}}}:registry"
         self._k_order = f"{{{namespace}}}:registry:order"
@@ -286,8 +289,26 @@ class RedisClusterStateStore:
             raise StateError(str(exc)) from None
         with map_redis_errors(self.where):
             self._note_shards(p.shard for p in parts)
+            by_node: dict[str, list[ShardWrite]] = {}
             for p in parts:
-                self._commit_part(p.shard, p.users, p.offsets, write.group, p.pop_add, {})
+                node = self._r.get_node_from_key(self._key(p.shard, "pop")).name
+                by_node.setdefault(node, []).append(p)
+            groups = list(by_node.values())
+            if len(groups) == 1:
+                self._commit_parts(groups[0], write.group)
+                return
+            # the masters work in parallel, each on its shards one after the other; every
+            # part has finished (or failed) before the first error is raised
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(8, thread_name_prefix="driftrec-state")
+            futures = [self._pool.submit(self._commit_parts, g, write.group) for g in groups]
+            errors = [e for e in (f.exception() for f in futures) if e is not None]
+            if errors:
+                raise errors[0]
+
+    def _commit_parts(self, parts: Sequence[ShardWrite], group: str) -> None:
+        for p in parts:
+            self._commit_part(p.shard, p.users, p.offsets, group, p.pop_add, {})
 
     def _commit_part(
         self,
@@ -428,6 +449,9 @@ class RedisClusterStateStore:
         return n
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
