@@ -67,6 +67,9 @@ class BatchResult:
     applied: int
     duplicates: int
     version: str
+    #: (user_id, item_id, log-space popularity increment) per applied event: what a
+    #: sharded state backend adds to the user's shard (``item_pop`` holds the totals)
+    pop_added: list[tuple[str, str, float]] = field(default_factory=list)
 
 
 class Scorer:
@@ -283,7 +286,8 @@ class Scorer:
             last_event[uid] = e  # events come in time order: the last one is the newest
             pop_events.append(e)
         applied = len(pop_events)
-        touched_pop = self._update_pop(pop_events, rep, table)
+        pop_added: list[tuple[str, str, float]] = []
+        touched_pop = self._update_pop(pop_events, rep, table, pop_added)
         recs: list[dict[str, Any]] = []
         if last_event:
             now = max(e.ts for e in last_event.values())
@@ -310,11 +314,17 @@ class Scorer:
                             "event_ts": ev.ts,
                         }
                     )
-        return BatchResult(out, recs, touched_pop, hits, applied, dups, m.version)
+        return BatchResult(out, recs, touched_pop, hits, applied, dups, m.version, pop_added)
 
-    def _update_pop(self, events: Sequence[Event], rep: Representation, table: ItemTable) -> dict[str, float]:
+    def _update_pop(
+        self,
+        events: Sequence[Event],
+        rep: Representation,
+        table: ItemTable,
+        added: list[tuple[str, str, float]] | None = None,
+    ) -> dict[str, float]:
         """Add ``events`` (in time order) to the items' decayed popularity; returns the new
-        values of the items they touched.
+        values of the items they touched (and appends each event's increment to ``added``).
 
         Bounded: an event counts at most ``POP_SLACK_HALF_LIVES`` popularity half-lives
         after the ``POP_BOUND_RANK``-th newest of the last ``POP_CLOCK_EVENTS`` event times
@@ -340,7 +350,10 @@ class Scorer:
         for e in events:
             item = e.item_id
             ts = e.ts if e.ts <= cap else cap
-            new = logaddexp(get(item, neg_inf), inc_of(e.type, ts))
+            inc = inc_of(e.type, ts)
+            new = logaddexp(get(item, neg_inf), inc)
+            if added is not None:
+                added.append((e.user_id, item, inc))
             by_id[item] = new
             touched[item] = new
         self._pop_clock = cap

@@ -15,9 +15,15 @@
 #       (openssl, keytool) and random passwords under $DRIFTREC_RUN/secure
 #   scripts/services.sh env-secure            `export ...` lines for the secured pair
 #   scripts/services.sh status-secure         exit 0 = the secured pair answers
+#   scripts/services.sh up-cluster            a Redis Cluster of 3 masters + 3 replicas
+#       (REDIS_CLUSTER_BASE_PORT [7000] and the five ports after it), prints REDIS_CLUSTER_URL=...
+#   scripts/services.sh down-cluster          stop it and remove its data
+#   scripts/services.sh stop-cluster          stop it, keeping the data (`up-cluster` brings it back)
+#   scripts/services.sh status-cluster        exit 0 = every node answers and the cluster is ok
+#   scripts/services.sh env-cluster           `export REDIS_CLUSTER_URL=...` for eval
 #   scripts/services.sh pki [DIR]             CA, keystores, passwords for docker-compose.secure.yml
 #                                             (DIR [secrets], empty or new: DIR/pki, DIR/secrets)
-#   (`down` with no service named stops the secured pair too)
+#   (`down` with no service named stops the secured pair too; the cluster has down-cluster)
 #
 # Env knobs (defaults in brackets):
 #   KAFKA_VERSION [see DEFAULT_KAFKA_VERSION; scripts/KAFKA_COMPAT.md says why]
@@ -26,6 +32,7 @@
 #   DRIFTREC_CACHE [$HOME/.cache/driftrec]  jar cache: kafka-<version>/libs
 #   DRIFTREC_RUN   [/tmp/driftrec-services] data dirs, logs, pid files
 #   KAFKA_START_TIMEOUT [90]  REDIS_START_TIMEOUT [20]   seconds
+#   REDIS_CLUSTER_BASE_PORT [7000]  REDIS_CLUSTER_NODE_TIMEOUT [5000] ms (failover after it)
 #
 # Kafka jars come from Maven Central once (mvn + scripts/kafka-pom.xml);
 # later runs reuse the cache. Redis comes from Debian (apt-get) if missing.
@@ -51,6 +58,8 @@ REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-20}"
+REDIS_CLUSTER_BASE_PORT="${REDIS_CLUSTER_BASE_PORT:-7000}"
+REDIS_CLUSTER_NODE_TIMEOUT="${REDIS_CLUSTER_NODE_TIMEOUT:-5000}"
 DRIFTREC_CACHE="${DRIFTREC_CACHE:-${HOME:-/root}/.cache/driftrec}"
 DRIFTREC_RUN="${DRIFTREC_RUN:-/tmp/driftrec-services}"
 
@@ -65,6 +74,7 @@ REDIS_RUN="$DRIFTREC_RUN/redis"
 REDIS_LOG="$REDIS_RUN/redis.log"
 REDIS_PID="$REDIS_RUN/redis.pid"
 REDIS_DATA="$REDIS_RUN/data"
+CLUSTER_RUN="$DRIFTREC_RUN/redis-cluster"
 # the secured pair (up-secure): own ports, own run dir
 KAFKA_SECURE_PORT="${KAFKA_SECURE_PORT:-9094}"
 KAFKA_SECURE_CONTROLLER_PORT="${KAFKA_SECURE_CONTROLLER_PORT:-9095}"
@@ -488,6 +498,127 @@ redis_status() {
   echo "redis: not running (start it: $0 up)"; return 1
 }
 
+# ---------------------------------------------------------- redis cluster ---
+# `up-cluster`: six redis-servers with --cluster-enabled yes on REDIS_CLUSTER_BASE_PORT and
+# the five ports after it (127.0.0.1 only), made into 3 masters + 3 replicas by
+# `redis-cli --cluster create --cluster-replicas 1`; append-only files as the single Redis.
+# A node that died (or `stop-cluster`) comes back with its nodes.conf and data: it rejoins
+# the cluster (as a replica if its replica was promoted meanwhile).
+
+cluster_ports() {
+  local i
+  for ((i = 0; i < 6; i++)); do echo $((REDIS_CLUSTER_BASE_PORT + i)); done
+}
+
+cluster_url() {
+  local p nodes=()
+  for p in $(cluster_ports | head -n 3); do nodes+=("127.0.0.1:$p"); done
+  local IFS=,
+  echo "redis+cluster://${nodes[*]}"
+}
+
+cluster_node_answers() {
+  [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
+}
+
+# cluster_ok: every node answers and says cluster_state:ok with six nodes known, and every
+# replica is in sync with its master (a replica that never synced cannot take over)
+cluster_ok() {
+  local p info repl
+  for p in $(cluster_ports); do
+    info=$(redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null) || return 1
+    grep -q "^cluster_state:ok" <<<"$info" && grep -q "^cluster_known_nodes:6" <<<"$info" || return 1
+    repl=$(redis-cli -h 127.0.0.1 -p "$p" info replication 2>/dev/null) || return 1
+    if grep -q "^role:slave" <<<"$repl"; then grep -q "^master_link_status:up" <<<"$repl" || return 1; fi
+  done
+}
+
+cluster_node_up() {
+  local port=$1 dir="$CLUSTER_RUN/$1" pid
+  if pid=$(pid_alive "$dir/redis.pid" "redis-server") && cluster_node_answers "$port"; then
+    return 0
+  fi
+  if [[ -z ${pid:-} ]] && port_open "$port"; then
+    die "port $port is taken by a process this script did not start. Stop it, or move the cluster: REDIS_CLUSTER_BASE_PORT=17000 $0 up-cluster"
+  fi
+  mkdir -p "$dir"
+  if [[ -z ${pid:-} ]]; then
+    nohup redis-server --port "$port" --bind 127.0.0.1 --daemonize no \
+      --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+      --cluster-node-timeout "$REDIS_CLUSTER_NODE_TIMEOUT" --repl-diskless-sync-delay 0 \
+      --save '' --appendonly yes --appendfsync everysec --dir "$dir" \
+      </dev/null >>"$dir/redis.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$dir/redis.pid"
+  fi
+  local t0=$SECONDS
+  while ((SECONDS - t0 < REDIS_START_TIMEOUT)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$dir/redis.log" >&2 || true
+      rm -f "$dir/redis.pid"
+      die "redis-cluster: the node on port $port exited during startup (log above: $dir/redis.log)"
+    fi
+    cluster_node_answers "$port" && return 0
+    sleep 0.2
+  done
+  die "redis-cluster: no PONG on 127.0.0.1:$port after ${REDIS_START_TIMEOUT}s (log $dir/redis.log)"
+}
+
+cluster_up() {
+  redis_install
+  mkdir -p "$CLUSTER_RUN"
+  local p
+  for p in $(cluster_ports); do cluster_node_up "$p"; done
+  local known
+  known=$(redis-cli -h 127.0.0.1 -p "$REDIS_CLUSTER_BASE_PORT" cluster info 2>/dev/null |
+    sed -n 's/^cluster_known_nodes:\([0-9]*\).*/\1/p')
+  if [[ ${known:-1} == 1 ]]; then
+    local nodes=()
+    for p in $(cluster_ports); do nodes+=("127.0.0.1:$p"); done
+    log "redis-cluster: creating 3 masters + 3 replicas on ${nodes[*]}"
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+      >"$CLUSTER_RUN/create.log" 2>&1 ||
+      { cat "$CLUSTER_RUN/create.log" >&2; die "redis-cli --cluster create failed (output above). Run '$0 down-cluster' and retry"; }
+  fi
+  local t0=$SECONDS
+  while ((SECONDS - t0 < REDIS_START_TIMEOUT + REDIS_CLUSTER_NODE_TIMEOUT / 1000)); do
+    if cluster_ok; then
+      log "redis-cluster: ready, $(cluster_url)"
+      return 0
+    fi
+    sleep 0.3
+  done
+  redis-cli -h 127.0.0.1 -p "$REDIS_CLUSTER_BASE_PORT" cluster info >&2 || true
+  die "redis-cluster: not cluster_state:ok with 6 nodes after waiting (logs in $CLUSTER_RUN/PORT/redis.log). Run '$0 down-cluster' and retry"
+}
+
+cluster_stop() {
+  local p
+  for p in $(cluster_ports); do stop_pidfile "redis-cluster:$p" "$CLUSTER_RUN/$p/redis.pid" "redis-server"; done
+}
+
+cluster_down() {
+  cluster_stop
+  rm -rf "$CLUSTER_RUN"
+}
+
+cluster_status() {
+  local rc=0 p pid
+  for p in $(cluster_ports); do
+    if pid=$(pid_alive "$CLUSTER_RUN/$p/redis.pid" "redis-server") && cluster_node_answers "$p"; then
+      echo "redis-cluster: node 127.0.0.1:$p running (pid $pid), $(redis-cli -h 127.0.0.1 -p "$p" role 2>/dev/null | head -n 1)"
+    else
+      echo "redis-cluster: node 127.0.0.1:$p not running (start it: $0 up-cluster)"; rc=3
+    fi
+  done
+  if cluster_ok; then
+    echo "redis-cluster: cluster_state:ok, $(cluster_url)"
+  else
+    echo "redis-cluster: not ok (start it: $0 up-cluster)"; rc=3
+  fi
+  return $rc
+}
+
 # ----------------------------------------------------------- secured pair ---
 # `up-secure` (or DRIFTREC_SECURE=1 ... up): a throwaway CA and keystores (openssl,
 # keytool) under $SECURE_RUN/pki, a SECOND broker (own ports, own data dir) whose only
@@ -801,6 +932,18 @@ main() {
       rmdir "$SKAFKA_RUN" "$SREDIS_RUN" "$SECURE_RUN" 2>/dev/null || true
       ;;
     status-secure) secure_status ;;
+    up-cluster)
+      mkdir -p "$DRIFTREC_RUN"
+      cluster_up
+      echo "REDIS_CLUSTER_URL=$(cluster_url)"
+      ;;
+    down-cluster)
+      cluster_down
+      rmdir "$DRIFTREC_RUN" 2>/dev/null || true
+      ;;
+    stop-cluster) cluster_stop ;;
+    status-cluster) cluster_status ;;
+    env-cluster) echo "export REDIS_CLUSTER_URL=$(cluster_url)" ;;
     pki)  # the CA, keystores and passwords of docker-compose.secure.yml, into an empty folder
       local dir=${1:-secrets}
       [[ ! -e $dir || -z $(ls -A "$dir") ]] || { printf '[services] pki: %s is not empty\n' "$dir" >&2; exit 2; }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: installs driftrec with its test extras (into the active virtualenv,
 # or ${DRIFTREC_VENV:-.venv}), starts a real Kafka broker and redis-server on localhost
-# (scripts/services.sh), runs pytest (unit, contract, integration, doctests) and stops the
-# services again (unless both were already running before it). Extra arguments go to
-# pytest, e.g. scripts/test.sh -m "not integration".
+# (scripts/services.sh), the secured pair and a Redis Cluster of 3 masters + 3 replicas
+# (up-cluster, REDIS_CLUSTER_URL; skipped with DRIFTREC_SKIP_CLUSTER=1), runs pytest (unit,
+# contract, integration, doctests) and stops the services again (those that were not
+# already running before it). Extra arguments go to pytest, e.g. scripts/test.sh -m "not integration".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ python -m pip install -q --disable-pip-version-check -e ".[test]"
 
 started=0
 started_secure=0
+started_cluster=0
 if [ "${DRIFTREC_SKIP_SERVICES:-0}" != "1" ]; then
   # services someone already had running stay running afterwards; only what this run
   # started is stopped again
@@ -37,10 +39,19 @@ if [ "${DRIFTREC_SKIP_SERVICES:-0}" != "1" ]; then
     fi
     scripts/services.sh up-secure >/dev/null
   fi
+  # the Redis Cluster: the state contract suite and tests/integration/test_redis_cluster.py
+  if [ "${DRIFTREC_SKIP_CLUSTER:-0}" != "1" ]; then
+    if ! scripts/services.sh status-cluster >/dev/null 2>&1; then
+      started_cluster=1
+    fi
+    scripts/services.sh up-cluster >/dev/null
+    eval "$(scripts/services.sh env-cluster)"
+  fi
 fi
 cleanup() {
   if [ "$started" = 1 ]; then scripts/services.sh down >&2 || true
   elif [ "$started_secure" = 1 ]; then scripts/services.sh down-secure >&2 || true; fi
+  if [ "$started_cluster" = 1 ]; then scripts/services.sh down-cluster >&2 || true; fi
 }
 trap cleanup EXIT
 

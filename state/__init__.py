@@ -1,8 +1,11 @@
 """state: persistence of user state, item popularity, consumer offsets and the model registry.
 
 Backends are picked by URL scheme: ``memory://`` (in process), ``file:///path/state.json``
-(in process, persisted) and ``redis://host:port/db`` (also ``rediss://`` with TLS and
-``unix://``; the options of :meth:`RedisStateStore.from_url`: ``ssl_ca_certs``, ``password``).
+(in process, persisted), ``redis://host:port/db`` (also ``rediss://`` with TLS and
+``unix://``; the options of :meth:`RedisStateStore.from_url`: ``ssl_ca_certs``, ``password``)
+and ``redis+cluster://host:port[,host:port...]`` (also ``rediss+cluster://``): Redis
+Cluster, keyed per shard (:mod:`.redis_cluster`). Every backend takes ``user_ttl_days``
+(``USER_TTL_DAYS``, :mod:`.ttl`).
 """
 
 from __future__ import annotations
@@ -37,15 +40,15 @@ __all__ = [
 ]
 
 
-def _memory(url: str, **_: object) -> MemoryStateStore:
-    return MemoryStateStore()
+def _memory(url: str, user_ttl_days: float | None = None, **_: object) -> MemoryStateStore:
+    return MemoryStateStore(user_ttl_days=user_ttl_days)
 
 
-def _file(url: str, **_: object) -> MemoryStateStore:
+def _file(url: str, user_ttl_days: float | None = None, **_: object) -> MemoryStateStore:
     path = url[len("file://") :]
     if not path:
         raise StateConfigError(f"STATE_URL {url!r} names no file; use file:///path/to/state.json")
-    return MemoryStateStore(path)
+    return MemoryStateStore(path, user_ttl_days=user_ttl_days)
 
 
 def _redis(url: str, **options: Any) -> StateStore:
@@ -54,12 +57,20 @@ def _redis(url: str, **options: Any) -> StateStore:
     return RedisStateStore.from_url(url, **options)
 
 
+def _redis_cluster(url: str, **options: Any) -> StateStore:
+    from .redis_cluster import RedisClusterStateStore  # imported only when used
+
+    return RedisClusterStateStore.from_url(url, **options)
+
+
 BACKENDS: dict[str, Callable[..., StateStore]] = {
     "memory": _memory,
     "file": _file,
     "redis": _redis,
     "rediss": _redis,
     "unix": _redis,
+    "redis+cluster": _redis_cluster,
+    "rediss+cluster": _redis_cluster,
 }
 
 
@@ -73,10 +84,11 @@ def open_state(url: str = "memory://", **options: Any) -> StateStore:
     >>> open_state("mongo://x")
     Traceback (most recent call last):
     ...
-    driftrec.state.errors.StateConfigError: STATE_URL 'mongo://x' has unknown scheme 'mongo'; use one of memory, file, redis, rediss, unix
+    driftrec.state.errors.StateConfigError: STATE_URL 'mongo://x' has unknown scheme 'mongo'; use one of memory, file, redis, rediss, unix, redis+cluster, rediss+cluster
 
-    ``options`` go to the Redis backend (``ssl_ca_certs``: the CA bundle of a ``rediss://``
-    URL; ``password``: when the URL holds none), and are ignored by the others.
+    ``options`` go to the Redis backends (``ssl_ca_certs``: the CA bundle of a ``rediss://``
+    URL; ``password``: when the URL holds none), and are ignored by the others, except
+    ``user_ttl_days`` (every backend: inactive users expire, :mod:`.ttl`).
     """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in BACKENDS:

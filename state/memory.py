@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import StateUnavailable
 from .model import StateWrite, UserState
+from .ttl import DAY_MS, EXPIRE_LIMIT, check_ttl
 
 
 class MemoryStateStore:
     """Users, popularity, offsets and the model registry in dictionaries.
 
     With ``path`` set, every ``flush_every`` commits (and on :meth:`close`) the whole state
-    is written to ``path`` by one atomic rename, and read back on start.
+    is written to ``path`` by one atomic rename, and read back on start. With
+    ``user_ttl_days``, :meth:`expire_users` deletes the users not written for that long.
+    Shards (``StateWrite.shards``) are ignored: one keyspace.
 
     Examples
     --------
@@ -27,8 +32,17 @@ class MemoryStateStore:
     (1, {'t:0': 5})
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, flush_every: int = 50) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        flush_every: int = 50,
+        user_ttl_days: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._lock = threading.Lock()
+        self.user_ttl_days = check_ttl(user_ttl_days)
+        self.clock = clock
+        self._seen: dict[str, int] = {}  # user -> epoch ms of its last write (with a TTL)
         self._users: dict[str, UserState] = {}
         self._pop: dict[str, float] = {}
         self._offsets: dict[str, dict[str, int]] = {}
@@ -42,13 +56,17 @@ class MemoryStateStore:
             self._load()
 
     # UserStore
-    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+    def get_many(
+        self, user_ids: Sequence[str], shards: Mapping[str, int] | None = None
+    ) -> dict[str, UserState]:
         with self._lock:
             return {u: self._users[u] for u in user_ids if u in self._users}
 
     def commit(self, write: StateWrite) -> None:
         with self._lock:
             self._users.update(write.users)
+            if self.user_ttl_days is not None and write.users:
+                self._seen.update(dict.fromkeys(write.users, int(self.clock() * 1000)))
             self._pop.update(write.item_pop)
             if write.offsets:
                 self._offsets.setdefault(write.group, {}).update(write.offsets)
@@ -62,10 +80,27 @@ class MemoryStateStore:
             n = 0
             for u in user_ids:
                 n += self._users.pop(u, None) is not None
+                self._seen.pop(u, None)
                 self._forgotten[u] = int(at_ms)
             if self._path:
                 self._flush()
             return n
+
+    def expire_users(self, now_ms: int | None = None, limit: int = EXPIRE_LIMIT) -> list[str]:
+        """With ``user_ttl_days``: delete the users not written for that long (at most
+        ``limit``, oldest first); returns their ids. Without it: ``[]``."""
+        if self.user_ttl_days is None:
+            return []
+        with self._lock:
+            now = int(self.clock() * 1000) if now_ms is None else int(now_ms)
+            cutoff = now - int(self.user_ttl_days * DAY_MS)
+            old = heapq.nsmallest(max(0, int(limit)), ((t, u) for u, t in self._seen.items() if t <= cutoff))
+            for _, u in old:
+                del self._seen[u]
+                self._users.pop(u, None)
+            if old and self._path:
+                self._flush()
+            return [u for _, u in old]
 
     def forgotten(self) -> dict[str, int]:
         with self._lock:
@@ -118,6 +153,7 @@ class MemoryStateStore:
             "records": self._records,
             "current": self._current,
             "forgotten": self._forgotten,
+            "seen": self._seen,
         }
         tmp = self._path.with_suffix(self._path.suffix + ".tmp")
         try:
@@ -144,3 +180,4 @@ class MemoryStateStore:
         self._records = doc.get("records", [])
         self._current = doc.get("current")
         self._forgotten = {u: int(t) for u, t in doc.get("forgotten", {}).items()}
+        self._seen = {u: int(t) for u, t in doc.get("seen", {}).items()}

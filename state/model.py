@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NewType
 
@@ -129,9 +129,19 @@ class StateWrite:
 
     ``offsets`` maps ``"topic:partition"`` to the next offset to read for ``group``.
     ``item_pop`` holds the new decayed-popularity accumulators of the items it touched.
+
+    ``shards`` maps each user of the write to its shard: the partition number its events
+    come from (every events topic has the same partition count and is keyed by user, so a
+    user lives in one). A sharded backend (Redis Cluster) then commits one transaction per
+    shard (that shard's users, its offsets and its popularity increments ``pop_added``:
+    ``(user_id, item_id, log-space increment)`` per applied event) and keeps popularity as
+    per-shard accumulators merged on read; the other backends ignore both and store
+    ``item_pop``. An empty ``shards`` is an unsharded write: one transaction everywhere.
     """
 
     users: Mapping[str, UserState] = field(default_factory=dict)
     item_pop: Mapping[str, float] = field(default_factory=dict)
     offsets: Mapping[str, int] = field(default_factory=dict)
     group: str = "scorer"
+    shards: Mapping[str, int] = field(default_factory=dict)
+    pop_added: Sequence[tuple[str, str, float]] = ()

@@ -9,9 +9,15 @@ from .model import StateWrite, UserState
 
 
 class UserStore(Protocol):
-    """User state in batches; a write carries its consumer offsets, atomically."""
+    """User state in batches; a write carries its consumer offsets, atomically (per shard
+    on a sharded backend: ``StateWrite.shards``)."""
 
-    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]: ...
+    def get_many(
+        self, user_ids: Sequence[str], shards: Mapping[str, int] | None = None
+    ) -> dict[str, UserState]:
+        """The users that have a state; ``shards`` (user -> partition number) tells a
+        sharded backend where to look, the others ignore it."""
+        ...
 
     def commit(self, write: StateWrite) -> None: ...
 
@@ -53,6 +59,11 @@ class UserEraser(Protocol):
 
     def forgotten(self) -> dict[str, int]:
         """``user_id -> time (epoch ms) of the forget request`` for every forgotten user."""
+        ...
+
+    def expire_users(self, now_ms: int | None = None, limit: int = ...) -> list[str]:
+        """With ``user_ttl_days`` set: delete the state of the users not written for that
+        long (at most ``limit`` per shard); returns their ids. Without: ``[]``."""
         ...
 
 

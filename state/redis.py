@@ -10,24 +10,31 @@ Layout (every key under a namespace, ``driftrec`` unless the URL says ``?prefix=
     {ns}:registry:order      list  versions in registration order
     {ns}:current             string  the serving version
     {ns}:forgotten           hash  user_id -> epoch ms of its ``forget`` request
+    {ns}:users:seen          sorted set  user_id -> epoch ms of its last write (only with
+                             ``user_ttl_days``: :meth:`RedisStateStore.expire_users`)
 
 Reads of a batch are one round trip (a pipeline of two HMGETs). A batch's write — users,
 item popularity and the consumer offsets it covers — is one MULTI/EXEC transaction, so
 after a crash either all of it is there or none of it is: the scorer resumes at the stored
 offsets and neither loses nor double-applies an event.
+
+This layout is the single-server one (``redis://``, ``rediss://``, ``unix://``); Redis
+Cluster (``redis+cluster://``) keys the same data per shard: :mod:`.redis_cluster`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from .errors import StateConfigError, StateUnavailable
+from .errors import StateConfigError, StateError, StateUnavailable
 from .model import StateWrite, UserState
 from .redaction import redact, redact_url
+from .ttl import DAY_MS, EXPIRE_LIMIT, check_ttl
 
 DEFAULT_NAMESPACE = "driftrec"
 
@@ -38,8 +45,19 @@ def map_redis_errors(where: str) -> Iterator[None]:
     import redis.exceptions as rex
 
     where = redact(where)
+    cluster = "+cluster://" in where
+    start = "scripts/services.sh up-cluster" if cluster else "scripts/services.sh up redis"
     try:
         yield
+    except rex.RedisClusterException as exc:  # not a RedisError: the cluster client's own
+        raise _cluster_error(where, exc) from exc
+    except rex.ClusterDownError as exc:  # before ResponseError, its base class
+        raise StateUnavailable(
+            redact(
+                f"the Redis Cluster at {where} is down ({exc}): a master failed and no replica "
+                f"took over yet; retry, or check it with redis-cli --cluster check HOST:PORT"
+            )
+        ) from exc
     except rex.AuthenticationError as exc:  # before ConnectionError, its base class
         raise StateUnavailable(
             redact(
@@ -63,11 +81,24 @@ def map_redis_errors(where: str) -> Iterator[None]:
             ) from exc
         raise StateUnavailable(
             redact(
-                f"cannot reach Redis at {where}: {exc}. Start it (scripts/services.sh up redis) "
+                f"cannot reach Redis at {where}: {exc}. Start it ({start}) "
                 f"or point STATE_URL at a running server"
             )
         ) from exc
     except rex.ResponseError as exc:
+        if isinstance(exc, rex.AskError) and not cluster:  # MovedError is one too
+            raise StateConfigError(
+                redact(
+                    f"Redis at {where} is a node of a Redis Cluster ({exc}): use "
+                    f"redis+cluster://HOST:PORT[,HOST:PORT...] in STATE_URL"
+                )
+            ) from exc
+        if "cluster support disabled" in str(exc):
+            raise StateConfigError(
+                redact(
+                    f"Redis at {where} is a single server, not a cluster ({exc}): use redis:// in STATE_URL"
+                )
+            ) from exc
         if str(exc).startswith(_AUTH_REPLIES):
             raise StateUnavailable(
                 redact(
@@ -89,6 +120,59 @@ def map_redis_errors(where: str) -> Iterator[None]:
 _AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password")
 
 
+def _cluster_error(where: str, exc: Exception) -> StateError:
+    """One line for what the cluster client raises outside RedisError."""
+    import redis.exceptions as rex
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, rex.CrossSlotTransactionError):  # a bug here, not the server's fault
+        return StateError(f"a state transaction on {where} spans hash slots: {text}")
+    if "not covered" in text or isinstance(exc, rex.SlotNotCoveredError):
+        return StateUnavailable(
+            redact(
+                f"the Redis Cluster at {where} does not serve all 16384 hash slots ({text}): a master "
+                f"is down without a replica, or the cluster was never created. Check it with "
+                f"redis-cli --cluster check HOST:PORT and repair it (redis-cli --cluster fix HOST:PORT), "
+                f"or start a local one with scripts/services.sh up-cluster"
+            )
+        )
+    if "cluster support disabled" in text or "Cluster mode is not enabled" in text:
+        return StateConfigError(
+            redact(f"Redis at {where} is a single server, not a cluster ({text}): use redis:// in STATE_URL")
+        )
+    if isinstance(exc, rex.RedisClusterUnreachableError) or "cannot be connected" in text:
+        return StateUnavailable(
+            redact(
+                f"cannot reach any node of the Redis Cluster at {where}: {text}. Start it "
+                f"(scripts/services.sh up-cluster) or list a running node in STATE_URL"
+            )
+        )
+    return StateUnavailable(redact(f"the Redis Cluster at {where} failed: {text}; check the server logs"))
+
+
+#: Deletes the state of the users not written since ARGV[1] (epoch ms), at most ARGV[2]
+#: of them, in one step; returns their ids. KEYS: last-seen sorted set, meta hash, vec hash.
+EXPIRE_SCRIPT = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids > 0 then
+  redis.call('HDEL', KEYS[2], unpack(ids))
+  redis.call('HDEL', KEYS[3], unpack(ids))
+  redis.call('ZREM', KEYS[1], unpack(ids))
+end
+return ids
+"""
+
+
+def parse_prefix(url: str, q: dict[str, list[str]]) -> str:
+    """The namespace of ``?prefix=NAME`` (removed from ``q``), ``driftrec`` by default."""
+    ns = (q.pop("prefix", [DEFAULT_NAMESPACE]) or [DEFAULT_NAMESPACE])[0]
+    if not ns or any(c in ns for c in " \n{}"):
+        raise StateConfigError(
+            f"STATE_URL {redact_url(url)!r}: prefix must be a non-empty name without spaces or braces"
+        )
+    return ns
+
+
 def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
 
@@ -103,10 +187,21 @@ class RedisStateStore:
     where : how to name the server in error messages
     """
 
-    def __init__(self, client: Any, namespace: str = DEFAULT_NAMESPACE, where: str = "redis") -> None:
+    def __init__(
+        self,
+        client: Any,
+        namespace: str = DEFAULT_NAMESPACE,
+        where: str = "redis",
+        user_ttl_days: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._r = client
         self.ns = namespace
         self.where = where
+        #: users not written for this many days are deleted by :meth:`expire_users`
+        self.user_ttl_days = check_ttl(user_ttl_days)
+        self.clock = clock
+        self._k_seen = f"{namespace}:users:seen"
         self._k_meta = f"{namespace}:users:meta"
         self._k_vec = f"{namespace}:users:vec"
         self._k_pop = f"{namespace}:pop"
@@ -117,22 +212,24 @@ class RedisStateStore:
 
     @classmethod
     def from_url(
-        cls, url: str, check: bool = True, ssl_ca_certs: str | None = None, password: str | None = None
+        cls,
+        url: str,
+        check: bool = True,
+        ssl_ca_certs: str | None = None,
+        password: str | None = None,
+        user_ttl_days: float | None = None,
     ) -> RedisStateStore:
         """``redis://[user:password@]host:port/db[?prefix=NAME]`` (also ``unix://``), or
         ``rediss://...`` over TLS: the server's certificate is verified against
         ``ssl_ca_certs`` (``REDIS_SSL_CAFILE``) or ``?ssl_ca_certs=PATH`` in the URL (default:
         the system's trust store). ``password`` (``REDIS_PASSWORD_FILE``) is used when the URL
-        holds none; an ACL user comes from the URL."""
+        holds none; an ACL user comes from the URL. ``user_ttl_days``: ``USER_TTL_DAYS``."""
         import redis
 
         parts = urlsplit(url)
         q = parse_qs(parts.query)
-        ns = (q.pop("prefix", [DEFAULT_NAMESPACE]) or [DEFAULT_NAMESPACE])[0]
-        if not ns or any(c in ns for c in " \n{}"):
-            raise StateConfigError(
-                f"STATE_URL {redact_url(url)!r}: prefix must be a non-empty name without spaces or braces"
-            )
+        ns = parse_prefix(url, q)
+        ttl = check_ttl(user_ttl_days)
         rest = "&".join(f"{k}={v}" for k, vs in q.items() for v in vs)
         clean = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
         try:
@@ -149,14 +246,22 @@ class RedisStateStore:
                 redact(f"STATE_URL {redact_url(url)!r} is not a Redis URL: {exc}")
             ) from None
         where = redact_url(f"{parts.scheme}://{parts.netloc}" if parts.netloc else clean)
-        store = cls(client, ns, where)
+        store = cls(client, ns, where, ttl)
         if check:
             with map_redis_errors(where):
                 client.ping()
         return store
 
+    @property
+    def client(self) -> Any:
+        """The ``redis.Redis`` client (benchmarks read the server's INFO through it)."""
+        return self._r
+
     # ---- UserStore ---------------------------------------------------------------------
-    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+    def get_many(
+        self, user_ids: Sequence[str], shards: Mapping[str, int] | None = None
+    ) -> dict[str, UserState]:
+        """The users that have a state (``shards``: ignored, one keyspace)."""
         if not user_ids:
             return {}
         ids = list(user_ids)
@@ -178,6 +283,9 @@ class RedisStateStore:
             if write.users:
                 pipe.hset(self._k_meta, mapping={u: s.meta_bytes() for u, s in write.users.items()})
                 pipe.hset(self._k_vec, mapping={u: s.vector_bytes() for u, s in write.users.items()})
+                if self.user_ttl_days is not None:
+                    now = int(self.clock() * 1000)
+                    pipe.zadd(self._k_seen, dict.fromkeys(write.users, now))
             if write.item_pop:
                 pipe.hset(self._k_pop, mapping={i: repr(float(v)) for i, v in write.item_pop.items()})
             if write.offsets:
@@ -197,9 +305,21 @@ class RedisStateStore:
             pipe = self._r.pipeline(transaction=True)
             pipe.hdel(self._k_meta, *ids)
             pipe.hdel(self._k_vec, *ids)
+            pipe.zrem(self._k_seen, *ids)
             pipe.hset(self._k_forgotten, mapping={u: int(at_ms) for u in ids})
-            n, _, _ = pipe.execute()
+            n = pipe.execute()[0]
         return int(n)
+
+    def expire_users(self, now_ms: int | None = None, limit: int = EXPIRE_LIMIT) -> list[str]:
+        """With ``user_ttl_days``: delete the state of users not written for that long (at
+        most ``limit``, oldest first); returns their ids. Without it: nothing, ``[]``."""
+        if self.user_ttl_days is None:
+            return []
+        now = int(self.clock() * 1000) if now_ms is None else int(now_ms)
+        cutoff = now - int(self.user_ttl_days * DAY_MS)
+        with map_redis_errors(self.where):
+            ids = self._r.eval(EXPIRE_SCRIPT, 3, self._k_seen, self._k_meta, self._k_vec, cutoff, int(limit))
+        return [_s(u) for u in ids]
 
     def forgotten(self) -> dict[str, int]:
         with map_redis_errors(self.where):

@@ -117,8 +117,25 @@ def state_url(raw: str) -> str:
         if Path(path).is_dir():
             raise ValueError("is a directory, not a file")
         directory(str(Path(path).parent))
+    elif scheme in ("redis+cluster", "rediss+cluster"):
+        cluster_url(raw)
     elif scheme != "memory":
         redis_url(raw)
+    return raw
+
+
+def cluster_url(raw: str) -> str:
+    """``redis+cluster://[user:password@]host:port[,host:port...][?prefix=NAME]``: every
+    node a HOST:PORT."""
+    rest = raw.split("://", 1)[1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    nodes = authority.rsplit("@", 1)[-1]
+    if not nodes:
+        raise ValueError("names no node")
+    for node in nodes.split(","):
+        host, _, port = node.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"node {node.strip()!r} is not HOST:PORT")
     return raw
 
 

@@ -39,6 +39,9 @@ except ImportError:  # pragma: no cover - orjson is a dependency
 
 log = logging.getLogger("driftrec.runtime")
 
+#: How often the scorer worker asks the state to delete users past USER_TTL_DAYS.
+EXPIRE_EVERY_S = 60.0
+
 
 def _rec_bytes(rec: Mapping[str, Any]) -> bytes:
     if _orjson is not None:
@@ -125,6 +128,7 @@ class ScorerWorker:
         self.cache_users = cache_users
         self._cache: OrderedDict[str, UserState] = OrderedDict()
         self._cache_on = False
+        self._next_expire = 0.0
 
     def start_offsets(self) -> dict[tuple[str, int], int]:
         """Where to resume: the offsets stored with the state, read afresh (another instance
@@ -145,13 +149,15 @@ class ScorerWorker:
         self._cache.clear()
         self._cache_on = bool(valid) and self.cache_users > 0
 
-    def _get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+    def _get_users(
+        self, user_ids: Sequence[str], shards: Mapping[str, int] | None = None
+    ) -> dict[str, UserState]:
         out: dict[str, UserState] = {}
         if self._cache_on:
             cache = self._cache
             out = {u: cache[u] for u in user_ids if u in cache}
         if len(out) < len(user_ids):
-            out.update(self.state.get_many([u for u in user_ids if u not in out]))
+            out.update(self.state.get_many([u for u in user_ids if u not in out], shards))
         return out
 
     def _cache_put(self, users: Mapping[str, UserState]) -> None:
@@ -173,6 +179,7 @@ class ScorerWorker:
         out: list[Message] = []
         rejected: list[Rejected] = []
         offsets: dict[str, int] = {}
+        shards: dict[str, int] = {}  # user -> the partition its events come from (StateWrite.shards)
         tb = self.time_bounds
         ts_range = tb.window(int(self.clock() * 1000)) if tb is not None else None
         for r in records:
@@ -185,6 +192,7 @@ class ScorerWorker:
             d = decode_item(r.value) if r.topic == self.names.items else decode(r.value, ts_range)
             if isinstance(d, Event):
                 events.append(d)
+                shards[d.user_id] = r.partition
             elif isinstance(d, Item):
                 items.append(d)
             else:
@@ -200,7 +208,7 @@ class ScorerWorker:
             if self.swaps is not None:
                 self.swaps.texts.update({i.item_id: i.text for i in items})
             st.items += len(items)
-        users = self._get_users(sorted({e.user_id for e in events}))
+        users = self._get_users(sorted({e.user_id for e in events}), shards)
         result = self.scorer.learn_many(events, users)
         # counted once acknowledged and committed (_acknowledged, _commit): consumed =
         # processed + dead-lettered holds only when every output of the run was acknowledged
@@ -212,7 +220,7 @@ class ScorerWorker:
         for rec in result.recs:
             rec["emitted_ts"] = now
             out.append(Message(self.names.recs, _rec_bytes(rec), rec["user_id"].encode()))
-        write = StateWrite(result.users, result.item_pop, offsets, self.group)
+        write = StateWrite(result.users, result.item_pop, offsets, self.group, shards, result.pop_added)
         if out:
             self.sink.send_many(out)
         self._acknowledged(outcome)
@@ -250,6 +258,10 @@ class ScorerWorker:
             source.commit(offs)
         if self.swaps is not None:
             self.swaps.maybe_swap()
+        now = time.monotonic()
+        if now >= self._next_expire:  # USER_TTL_DAYS: expired users leave the store and the cache
+            self._next_expire = now + EXPIRE_EVERY_S
+            self.forget_cached(self.state.expire_users())
         return len(recs)
 
 

@@ -143,9 +143,10 @@ VARS: tuple[Var, ...] = (
         "state_url",
         "str",
         "memory://",
-        "state backend: memory://, file:///path/state.json or redis://[user:password@]host:port/db[?prefix=NAME]",
+        "state backend: memory://, file:///path/state.json, redis://[user:password@]host:port/db[?prefix=NAME] "
+        "or redis+cluster://host:port[,host:port...][?prefix=NAME] (docs/scaling.md)",
         check=checks.state_url,
-        allowed_text="memory://, file:///PATH, redis://HOST:PORT/DB",
+        allowed_text="memory://, file:///PATH, redis://HOST:PORT/DB, redis+cluster://HOST:PORT[,...]",
         flag="--state",
         secret=True,
     ),
@@ -455,6 +456,14 @@ VARS: tuple[Var, ...] = (
         check=checks.readable_file,
         allowed_text="a readable file",
     ),
+    Var(
+        "USER_TTL_DAYS",
+        "user_ttl_days",
+        "float",
+        0.0,
+        "users not written for this many days lose their state (swept by the scorer every minute); 0: never",
+        lo=0.0,
+    ),
 )
 #: The declarations by variable name.
 VARS_BY_NAME = {v.name: v for v in VARS}
@@ -492,6 +501,7 @@ class Settings:
     kafka_ssl_keyfile: str | None = None
     redis_ssl_cafile: str | None = None
     redis_password_file: str | None = None
+    user_ttl_days: float = 0.0
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     rep: Representation = field(default_factory=Representation)
@@ -526,8 +536,11 @@ class Settings:
 
     def redis_options(self) -> dict[str, Any]:
         """Keyword arguments of ``open_state``/``RedisStateStore.from_url`` for a Redis URL:
-        the CA bundle (``REDIS_SSL_CAFILE``) and the password (``REDIS_PASSWORD_FILE``)."""
+        the CA bundle (``REDIS_SSL_CAFILE``) and the password (``REDIS_PASSWORD_FILE``); and
+        for every backend ``user_ttl_days`` (``USER_TTL_DAYS``) when set."""
         out: dict[str, Any] = {}
+        if self.user_ttl_days:
+            out["user_ttl_days"] = self.user_ttl_days
         if self.redis_ssl_cafile:
             out["ssl_ca_certs"] = self.redis_ssl_cafile
         if self.redis_password_file:

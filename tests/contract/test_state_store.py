@@ -1,12 +1,14 @@
-"""The state contract, stated once and run against every backend (memory, Redis).
+"""The state contract, stated once and run against every backend (memory, Redis, Redis Cluster).
 
-The Redis case needs redis-server (``scripts/services.sh up redis``); it is marked
-``integration``. Without CI it is skipped when Redis is unreachable; with ``CI=true`` an
-unreachable Redis is a failure.
+The Redis cases need redis-server (``scripts/services.sh up redis``, ``REDIS_URL``) and a
+Redis Cluster (``scripts/services.sh up-cluster``, ``REDIS_CLUSTER_URL``); they are marked
+``integration``. Without CI they are skipped when unreachable; with ``CI=true`` an
+unreachable server is a failure.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 
@@ -16,32 +18,57 @@ import pytest
 from driftrec.state import Interaction, MemoryStateStore, StateUnavailable, StateWrite, UserState, open_state
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_CLUSTER_URL = os.environ.get("REDIS_CLUSTER_URL", "redis+cluster://127.0.0.1:7000")
 
 
-def _redis_store():
-    from driftrec.state.redis import RedisStateStore
-
-    url = f"{REDIS_URL}?prefix=test-contract-{uuid.uuid4().hex[:10]}"
+def _open(url: str, what: str, start: str, **options):
     try:
-        store = RedisStateStore.from_url(url)
+        return open_state(f"{url}?prefix=test-contract-{uuid.uuid4().hex[:10]}", **options)
     except StateUnavailable as exc:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true but Redis is unreachable: {exc}")
-        pytest.skip(f"Redis unreachable ({exc}); run scripts/services.sh up redis")
-    return store
+            pytest.fail(f"CI=true but {what} is unreachable: {exc}")
+        pytest.skip(f"{what} unreachable ({exc}); run scripts/services.sh {start}")
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def store(request):
-    if request.param == "memory":
-        s = MemoryStateStore()
-        yield s
+def _redis_store(**options):
+    return _open(REDIS_URL, "Redis", "up redis", **options)
+
+
+def _make(kind: str, **options):
+    if kind == "memory":
+        return MemoryStateStore(**options)
+    if kind == "redis":
+        return _redis_store(**options)
+    return _open(REDIS_CLUSTER_URL, "the Redis Cluster", "up-cluster", **options)
+
+
+BACKENDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.integration),
+    pytest.param("redis+cluster", marks=pytest.mark.integration),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def make_store(request):
+    """A factory of empty stores of one backend (options: ``user_ttl_days``); dropped after."""
+    made = []
+
+    def make(**options):
+        s = _make(request.param, **options)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        if hasattr(s, "drop"):
+            s.drop()
         s.close()
-    else:
-        s = _redis_store()
-        yield s
-        s.drop()
-        s.close()
+
+
+@pytest.fixture
+def store(make_store):
+    return make_store()
 
 
 def _user(uid: str, n: int = 2, dim: int = 4) -> UserState:
@@ -124,11 +151,17 @@ def test_registry(store):
 def test_open_state_picks_redis_by_scheme():
     pytest.importorskip("redis")
     from driftrec.state.redis import RedisStateStore
+    from driftrec.state.redis_cluster import RedisClusterStateStore
 
     s = RedisStateStore.from_url("redis://127.0.0.1:1/0?prefix=x", check=False)
     assert s.ns == "x" and isinstance(s, RedisStateStore)
     with pytest.raises(StateUnavailable, match="scripts/services.sh up redis"):
         s.offsets("scorer")
+    c = RedisClusterStateStore.from_url("redis+cluster://127.0.0.1:1,127.0.0.1:2?prefix=y", check=False)
+    assert c.ns == "y"
+    with pytest.raises(StateUnavailable, match="scripts/services.sh up-cluster") as e:
+        c.offsets("scorer")
+    assert "\n" not in str(e.value)
 
 
 def test_open_state_reaches_redis_backend(monkeypatch):
@@ -155,3 +188,119 @@ def test_forget_deletes_the_users_state_and_notes_them(store):
     assert store.forget([], 99) == 0
     store.commit(StateWrite(users={"u1": _user("u1", n=1)}))  # a user may come back afresh
     assert store.get_many(["u1"])["u1"].n_events == 1
+
+
+# ---- shards: a batch from several partitions (StateWrite.shards) --------------------------
+def _pop_totals(increments):
+    """What one scorer holds after these increments: the running log-sum per item."""
+    out: dict[str, float] = {}
+    for _, item, inc in increments:
+        out[item] = np.logaddexp(out.get(item, -np.inf), inc)
+    return {k: float(v) for k, v in out.items()}
+
+
+def _sharded_write(users, shard_of, offsets, increments, group="scorer"):
+    return StateWrite(
+        users=users,
+        item_pop=_pop_totals(increments),
+        offsets=offsets,
+        group=group,
+        shards=shard_of,
+        pop_added=increments,
+    )
+
+
+def test_a_sharded_write_reads_back_by_shard_and_without(store):
+    us = {u: _user(u) for u in ("a", "b", "c", "ü d")}
+    shard_of = {"a": 0, "b": 3, "c": 3, "ü d": 11}
+    offsets = {
+        "events.likes:0": 4,
+        "events.likes:3": 9,
+        "events.clicks:3": 2,
+        "events.likes:11": 1,
+        "items:3": 7,
+    }
+    store.commit(_sharded_write(us, shard_of, offsets, [("a", "i1", 1.0), ("b", "i2", 2.0)]))
+    got = store.get_many(list(us), shard_of)
+    assert set(got) == set(us) and all(got[u].same_as(us[u]) for u in us)
+    assert set(store.get_many(["a", "ü d", "nobody"])) == {"a", "ü d"}  # no shards given: looked for
+    assert store.offsets("scorer") == offsets
+    assert set(store.get_many(["a", "nobody"], {"a": 0, "nobody": 5})) == {"a"}
+
+
+def test_popularity_of_sharded_writes_is_what_one_accumulator_holds(store):
+    """Per-shard accumulators merged on read equal one running log-sum (up to rounding)."""
+    rng = np.random.default_rng(0)
+    shard_of = {f"u{k}": k % 4 for k in range(12)}
+    seen: list[tuple[str, str, float]] = []
+    for b in range(5):
+        incs = [
+            (f"u{int(rng.integers(12))}", f"i{int(rng.integers(5))}", 13_000.0 + float(rng.normal()))
+            for _ in range(20)
+        ]
+        seen += incs
+        users = {u: _user(u, n=1) for u, _, _ in incs}
+        offsets = {f"events.likes:{s}": 10 * (b + 1) for s in {shard_of[u] for u in users}}
+        w = _sharded_write(users, {u: shard_of[u] for u in users}, offsets, incs)
+        w.item_pop = _pop_totals(seen)  # the scorer's totals after this batch
+        store.commit(w)
+    want = _pop_totals(seen)
+    got = store.item_pop()
+    assert set(got) == set(want)
+    for item, v in want.items():
+        assert math.isclose(got[item], v, rel_tol=0, abs_tol=1e-9), (item, got[item], v)
+
+
+def test_a_sharded_write_committed_twice_counts_once(store):
+    """A transaction retried after a lost reply: popularity and offsets as after one."""
+    incs = [("a", "i1", 5.0), ("b", "i1", 6.0), ("b", "i2", 1.0)]
+    w = _sharded_write({"a": _user("a"), "b": _user("b")}, {"a": 1, "b": 2}, {"t:1": 3, "t:2": 4}, incs)
+    store.commit(w)
+    once = store.item_pop()
+    store.commit(w)
+    again = store.item_pop()
+    assert once.keys() == again.keys() and all(math.isclose(once[k], again[k], abs_tol=1e-12) for k in once)
+    assert math.isclose(once["i1"], float(np.logaddexp(5.0, 6.0)), abs_tol=1e-12)
+    assert store.offsets("scorer") == {"t:1": 3, "t:2": 4}
+
+
+def test_forget_reaches_every_shard(store):
+    us = {u: _user(u) for u in ("a", "b", "c")}
+    store.commit(_sharded_write(us, {"a": 0, "b": 1, "c": 2}, {"t:0": 1, "t:1": 1, "t:2": 1}, []))
+    assert store.forget(["a", "c", "zz"], 77) == 2
+    assert set(store.get_many(["a", "b", "c"])) == {"b"}
+    assert set(store.get_many(["a", "b", "c"], {"a": 0, "b": 1, "c": 2})) == {"b"}
+    assert store.forgotten() == {"a": 77, "c": 77, "zz": 77}
+
+
+def test_unsharded_and_sharded_offsets_merge(store):
+    store.commit(StateWrite(offsets={"seen": 5, "t:0": 2}, group="g"))
+    store.commit(_sharded_write({"a": _user("a")}, {"a": 0}, {"t:0": 9}, [], group="g"))
+    assert store.offsets("g") == {"seen": 5, "t:0": 9}
+
+
+# ---- USER_TTL_DAYS --------------------------------------------------------------------------
+def test_inactive_users_expire(make_store):
+    clock = [1_000_000.0]  # seconds
+    s = make_store(user_ttl_days=1)
+    s.clock = lambda: clock[0]
+    s.commit(
+        _sharded_write({"old": _user("old"), "x": _user("x")}, {"old": 0, "x": 1}, {"t:0": 1, "t:1": 1}, [])
+    )
+    clock[0] += 20 * 3600
+    s.commit(_sharded_write({"new": _user("new"), "x": _user("x", n=3)}, {"new": 1, "x": 1}, {"t:1": 2}, []))
+    assert s.expire_users() == []  # nobody is a day old yet
+    clock[0] += 5 * 3600  # "old" last written 25 h ago, "x" and "new" 5 h ago
+    assert s.expire_users() == ["old"]
+    assert set(s.get_many(["old", "x", "new"])) == {"x", "new"}
+    assert s.get_many(["x"])["x"].n_events == 3
+    assert s.offsets("scorer") == {"t:0": 1, "t:1": 2}  # offsets stay
+    clock[0] += 2 * 86400
+    assert sorted(s.expire_users(limit=1000)) == ["new", "x"]
+    assert s.get_many(["x", "new"]) == {}
+
+
+def test_without_a_ttl_nobody_expires(store):
+    store.commit(StateWrite(users={"u1": _user("u1")}))
+    assert store.expire_users(now_ms=10**15) == []
+    assert set(store.get_many(["u1"])) == {"u1"}

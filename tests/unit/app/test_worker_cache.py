@@ -56,7 +56,7 @@ def test_cache_gives_the_same_state_and_recs_as_reading_the_store() -> None:
     cached.set_cache_valid(True)
     reads = []
     get_many = s2.get_many
-    s2.get_many = lambda ids: (reads.append(list(ids)), get_many(ids))[1]  # type: ignore[method-assign]
+    s2.get_many = lambda ids, shards=None: (reads.append(list(ids)), get_many(ids))[1]  # type: ignore[method-assign]
     for batch in _batches():
         plain.handle(batch)
         cached.handle(batch)
