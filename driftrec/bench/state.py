@@ -221,26 +221,3 @@ def run_state_bench(
             commands={k: round(v / users, 4) for k, v in sorted(calls.items())},
         )
     return out
-
-
-if __name__ == "__main__":  # python -m driftrec.bench.state URL [USERS [SHARDS [BATCH [HISTORY]]]]
-    import argparse
-    import json
-    import sys
-
-    ap = argparse.ArgumentParser(prog="python -m driftrec.bench.state", description=__doc__.split("\n\n")[0])
-    ap.add_argument("url", help="STATE_URL: redis://HOST:PORT/0 or redis+cluster://HOST:PORT[,...]")
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--shards", type=int, default=12, help="partitions of the events topics")
-    ap.add_argument("--batch", type=int, default=256, help="events (new users) per batch")
-    ap.add_argument("--history", type=int, default=50, help="interactions per user (the scorer keeps 50)")
-    ap.add_argument("--ttl-days", type=float, default=None, help="USER_TTL_DAYS (adds the last-write index)")
-    a = ap.parse_args()
-
-    def show(done: int, total: int) -> None:
-        if done == total or done % (50 * a.batch) < a.batch:
-            print(f"\r{done:,}/{total:,} users", end="", file=sys.stderr, flush=True)
-
-    res = run_state_bench(a.url, a.users, a.shards, a.batch, a.history, show, user_ttl_days=a.ttl_days)
-    print(file=sys.stderr)
-    print(json.dumps(res))

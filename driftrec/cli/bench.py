@@ -1,4 +1,4 @@
-"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka``: the flags and the command
+"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka|state``: the flags and the command
 (the measurements: :mod:`driftrec.bench.speed`, :mod:`driftrec.bench.fuzz`,
 :mod:`driftrec.bench.kafka`)."""
 
@@ -77,6 +77,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 0 if ok else 1
+    elif kind == "state":
+        from driftrec.bench.state import run_state_bench
+
+        with tqdm(total=args.users, desc="users written", unit="user", file=sys.stderr) as bar:
+            res = run_state_bench(
+                args.url,
+                args.users,
+                args.shards,
+                args.batch,
+                args.history,
+                lambda done, total: bar.update(done - bar.n),
+                user_ttl_days=args.ttl_days,
+            )
+        print("driftrec bench state")
+        print(json.dumps(res, indent=1))
+        if args.json:
+            print(json.dumps(res, separators=(",", ":")))
+        return 0
     elif kind == "kafka":
         res = bench_kafka.run(options(KafkaBenchArgs, args))
         print("driftrec bench kafka")
@@ -115,7 +133,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
-        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka",
+        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka, state",
         description=speed.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -192,6 +210,24 @@ def add_parser(sub: Any) -> None:
             )
             q.add_argument("--no-lora", action="store_true", help="train the item parts only (no adapters)")
         q.set_defaults(func=cmd_bench)
+    text = "bytes per user in Redis, redis-server RSS, commands per event, commit latency"
+    q = benches.add_parser("state", help=text, description=text)
+    q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+    q.add_argument(
+        "--url",
+        default=None,
+        required=True,
+        help="STATE_URL to write to: redis://HOST:PORT/0 or redis+cluster://HOST:PORT[,...] "
+        "(a fresh prefix is used and removed)",
+    )
+    q.add_argument("--users", type=flag_int(1), default=100_000, help="users written (default 100,000)")
+    q.add_argument("--shards", type=flag_int(1), default=12, help="partitions of the events topics")
+    q.add_argument("--batch", type=flag_int(1), default=256, help="events (new users) per batch")
+    q.add_argument("--history", type=flag_int(1), default=50, help="interactions per user")
+    q.add_argument(
+        "--ttl-days", type=flag_float(above=0), default=None, help="USER_TTL_DAYS (adds the last-write index)"
+    )
+    q.set_defaults(func=cmd_bench)
     text = "replay -> Kafka -> scorer -> recs.updates throughput and latency, raw client rates"
     q = benches.add_parser(
         "kafka",

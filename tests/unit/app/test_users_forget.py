@@ -29,6 +29,7 @@ def test_learner_worker_drops_forgotten_users_pairs():
 
             self.window = RollingWindow(100)
             self.forgot = []
+            self.since_train = 0  # events since the last training (the Learner protocol)
 
         def observe_hits(self, hits):
             return False
