@@ -177,7 +177,47 @@ def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
 
 
-class RedisStateStore:
+class RedisRegistry:
+    """The model registry (:class:`~driftrec.state.ports.ModelRegistry`) in three keys:
+    versions in announcement order (a list), their records (a hash) and the serving one (a
+    string). Shared by the single-server and the cluster stores; the keys are set by them
+    (on a cluster they share one hash tag, so a registration is one MULTI/EXEC)."""
+
+    _r: Any
+    where: str
+    _k_reg: str
+    _k_order: str
+    _k_cur: str
+
+    def register(self, record: Mapping[str, Any]) -> None:
+        version = str(record["version"])
+        with map_redis_errors(self.where):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.lrem(self._k_order, 0, version)
+            pipe.rpush(self._k_order, version)
+            pipe.hset(self._k_reg, version, json.dumps(dict(record), sort_keys=True))
+            pipe.execute()
+
+    def records(self) -> list[dict[str, Any]]:
+        with map_redis_errors(self.where):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.lrange(self._k_order, 0, -1)
+            pipe.hgetall(self._k_reg)
+            order, recs = pipe.execute()
+        by_version = {_s(k): json.loads(v) for k, v in recs.items()}
+        return [by_version[_s(v)] for v in order if _s(v) in by_version]
+
+    def set_current(self, version: str) -> None:
+        with map_redis_errors(self.where):
+            self._r.set(self._k_cur, version)
+
+    def current(self) -> str | None:
+        with map_redis_errors(self.where):
+            v = self._r.get(self._k_cur)
+        return None if v is None else _s(v)
+
+
+class RedisStateStore(RedisRegistry):
     """User state, item popularity, offsets and the model registry in Redis.
 
     Parameters
@@ -339,34 +379,6 @@ class RedisStateStore:
         with map_redis_errors(self.where):
             raw = self._r.hgetall(self._k_pop)
         return {_s(k): float(v) for k, v in raw.items()}
-
-    # ---- ModelRegistry -------------------------------------------------------------------
-    def register(self, record: Mapping[str, Any]) -> None:
-        version = str(record["version"])
-        with map_redis_errors(self.where):
-            pipe = self._r.pipeline(transaction=True)
-            pipe.lrem(self._k_order, 0, version)
-            pipe.rpush(self._k_order, version)
-            pipe.hset(self._k_reg, version, json.dumps(dict(record), sort_keys=True))
-            pipe.execute()
-
-    def records(self) -> list[dict[str, Any]]:
-        with map_redis_errors(self.where):
-            pipe = self._r.pipeline(transaction=True)
-            pipe.lrange(self._k_order, 0, -1)
-            pipe.hgetall(self._k_reg)
-            order, recs = pipe.execute()
-        by_version = {_s(k): json.loads(v) for k, v in recs.items()}
-        return [by_version[_s(v)] for v in order if _s(v) in by_version]
-
-    def set_current(self, version: str) -> None:
-        with map_redis_errors(self.where):
-            self._r.set(self._k_cur, version)
-
-    def current(self) -> str | None:
-        with map_redis_errors(self.where):
-            v = self._r.get(self._k_cur)
-        return None if v is None else _s(v)
 
     # ---- reports, tests, lifecycle -------------------------------------------------------
     def users(self) -> dict[str, UserState]:

@@ -34,7 +34,6 @@ gives up on becomes :class:`~.errors.StateUnavailable` (one line, saying what to
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +43,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .errors import StateConfigError, StateError
 from .model import StateWrite, UserState
 from .redaction import redact, redact_url
-from .redis import EXPIRE_SCRIPT, _s, map_redis_errors, parse_prefix
+from .redis import EXPIRE_SCRIPT, RedisRegistry, _s, map_redis_errors, parse_prefix
 from .sharding import ShardWrite, merge_pop, split_by_shard
 from .ttl import DAY_MS, EXPIRE_LIMIT, check_ttl
 
@@ -135,7 +134,7 @@ def parse_cluster_url(url: str, ssl_ca_certs: str | None = None) -> dict[str, An
     return {"namespace": ns, "nodes": nodes, "options": options}
 
 
-class RedisClusterStateStore:
+class RedisClusterStateStore(RedisRegistry):
     """User state, popularity, offsets and the model registry on a Redis Cluster, keyed
     per shard (the module's docstring has the layout).
 
@@ -397,34 +396,6 @@ class RedisClusterStateStore:
     def item_pop(self) -> dict[str, float]:
         """Per item, the log-sum of the shards' accumulators (and of an unsharded write's)."""
         return merge_pop({_s(k): float(v) for k, v in raw.items()} for raw in self._over_shards("pop"))
-
-    # ---- ModelRegistry -------------------------------------------------------------------
-    def register(self, record: Mapping[str, Any]) -> None:
-        version = str(record["version"])
-        with map_redis_errors(self.where):
-            pipe = self._r.pipeline(transaction=True)
-            pipe.lrem(self._k_order, 0, version)
-            pipe.rpush(self._k_order, version)
-            pipe.hset(self._k_reg, version, json.dumps(dict(record), sort_keys=True))
-            pipe.execute()
-
-    def records(self) -> list[dict[str, Any]]:
-        with map_redis_errors(self.where):
-            pipe = self._r.pipeline(transaction=True)
-            pipe.lrange(self._k_order, 0, -1)
-            pipe.hgetall(self._k_reg)
-            order, recs = pipe.execute()
-        by_version = {_s(k): json.loads(v) for k, v in recs.items()}
-        return [by_version[_s(v)] for v in order if _s(v) in by_version]
-
-    def set_current(self, version: str) -> None:
-        with map_redis_errors(self.where):
-            self._r.set(self._k_cur, version)
-
-    def current(self) -> str | None:
-        with map_redis_errors(self.where):
-            v = self._r.get(self._k_cur)
-        return None if v is None else _s(v)
 
     # ---- reports, tests, lifecycle -------------------------------------------------------
     def users(self) -> dict[str, UserState]:
