@@ -33,11 +33,12 @@ from .config import ScorerConfig
 from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, resolve_precision
 
 MAX_COMMENT_CHARS = 512
-#: Popularity's time bound (_update_pop): an event counts at most POP_SLACK_HALF_LIVES
-#: popularity half-lives after the POP_BOUND_RANK-th newest of the last POP_CLOCK_EVENTS
-#: event times. On MovieLens-100K (gaps up to 2 days, pop half-life 1 day) the newest event
-#: is at most 2.7 days after the 32nd newest of the last 1,024: the bound never binds there,
-#: nor on the synthetic scenarios.
+#: Popularity's time bound (_update_pop): the stream's clock is the POP_BOUND_RANK-th newest
+#: of the items' latest times among the last POP_CLOCK_EVENTS events; an event more than
+#: POP_SLACK_HALF_LIVES popularity half-lives ahead of it adds nothing to popularity. On
+#: MovieLens-100K (gaps up to 2 days, pop half-life 1 day) the newest event is at most 2.7
+#: days after the 32nd newest of the last 1,024: the bound never binds there, nor on the
+#: synthetic scenarios.
 POP_CLOCK_EVENTS = 1024
 POP_BOUND_RANK = 32
 POP_SLACK_HALF_LIVES = 3.0
@@ -101,9 +102,9 @@ class Scorer:
         self._model = model
         self._pop_by_id: dict[str, float] = dict(item_pop or {})
         self._pop = self._align_pop(model.table)
-        #: the last POP_CLOCK_EVENTS event times (as sent; see _update_pop) and the latest
-        #: time an event counts at (None: before the first batch)
-        self._pop_recent: deque[int] = deque(maxlen=POP_CLOCK_EVENTS)
+        #: (time, item) of the last POP_CLOCK_EVENTS events (as sent; see _update_pop) and the
+        #: latest time an event adds to popularity at (None: before the first batch)
+        self._pop_recent: deque[tuple[int, str]] = deque(maxlen=POP_CLOCK_EVENTS)
         self._pop_clock: int | None = None
         # publication times (DESIGN.md, items' ts): an item is a candidate from its ts on
         self._ts_by_id: dict[str, int] = dict(item_ts or {})
@@ -326,15 +327,15 @@ class Scorer:
         """Add ``events`` (in time order) to the items' decayed popularity; returns the new
         values of the items they touched (and appends each event's increment to ``added``).
 
-        Bounded: an event counts at most ``POP_SLACK_HALF_LIVES`` popularity half-lives
-        after the ``POP_BOUND_RANK``-th newest of the last ``POP_CLOCK_EVENTS`` event times
-        (this batch's included): a record far ahead in time adds at most 2**3 = 8 times its
-        type weight to its item, measured at the newest events' time, instead of
-        2**(its lead / half-life); its exponent stays within 3 half-lives of the others'.
-        Moving the bound takes ``POP_BOUND_RANK`` records ahead among the recent ones (the
-        ingestion bound, ``ts_out_of_range``, stops floods). Normal logs are unchanged (see
-        ``POP_CLOCK_EVENTS``). The first batch after a start has no history: its own times
-        set the bound."""
+        Bounded by the stream's own clock, not the wall clock (a replay or a backlog runs
+        behind the wall clock, so a record "a few minutes from now" can be days ahead of the
+        stream): the clock is the ``POP_BOUND_RANK``-th newest of the items' latest times
+        among the last ``POP_CLOCK_EVENTS`` events (this batch's included), and an event more
+        than ``POP_SLACK_HALF_LIVES`` popularity half-lives ahead of it adds nothing to
+        popularity (it still counts for its user). Moving the clock takes records ahead on
+        ``POP_BOUND_RANK`` different items: a burst on one item, from any number of users,
+        does not. Normal logs are unchanged (see ``POP_CLOCK_EVENTS``). The first batch after
+        a start has no history: its own times set the clock."""
         touched: dict[str, float] = {}
         if not events:
             return touched
@@ -343,14 +344,19 @@ class Scorer:
         inc_of = rep.pop_increment
         neg_inf = -np.inf
         recent = self._pop_recent
-        times = np.fromiter(chain(recent, (e.ts for e in events)), np.float64)[-POP_CLOCK_EVENTS:]
+        recent.extend((e.ts, e.item_id) for e in events)
+        latest: dict[str, int] = {}
+        for ts, item in recent:  # the items' latest times (one point per item)
+            if ts > latest.get(item, -1):
+                latest[item] = ts
+        times = np.fromiter(latest.values(), np.float64, count=len(latest))
         k = min(POP_BOUND_RANK, len(times))
         cap = int(np.partition(times, -k)[-k]) + int(POP_SLACK_HALF_LIVES * rep.pop_half_life_ms)
-        recent.extend(e.ts for e in events)
         for e in events:
+            if e.ts > cap:  # far ahead of the stream: no popularity (its user has it)
+                continue
             item = e.item_id
-            ts = e.ts if e.ts <= cap else cap
-            inc = inc_of(e.type, ts)
+            inc = inc_of(e.type, e.ts)
             new = logaddexp(get(item, neg_inf), inc)
             if added is not None:
                 added.append((e.user_id, item, inc))
