@@ -14,10 +14,11 @@ from .errors import StateConfigError, StateError, StateUnavailable
 from .memory import MemoryStateStore
 from .model import DEFAULT_HISTORY, Interaction, StateWrite, UserState
 from .ports import ItemStatsStore, ModelRegistry, OffsetStore, StateStore, UserEraser, UserStore
-from .redaction import redact, redact_url
+from .redaction import PERCENT_ENCODE, redact, redact_url, unencoded_userinfo
 
 __all__ = [
     "DEFAULT_HISTORY",
+    "PERCENT_ENCODE",
     "Interaction",
     "ItemStatsStore",
     "MemoryStateStore",
@@ -34,6 +35,7 @@ __all__ = [
     "open_state",
     "redact",
     "redact_url",
+    "unencoded_userinfo",
 ]
 
 

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .errors import StateConfigError, StateUnavailable
 from .model import StateWrite, UserState
-from .redaction import redact, redact_url
+from .redaction import PERCENT_ENCODE, redact, redact_url, unencoded_userinfo
 
 DEFAULT_NAMESPACE = "driftrec"
 
@@ -126,6 +126,9 @@ class RedisStateStore:
         holds none; an ACL user comes from the URL."""
         import redis
 
+        why = unencoded_userinfo(url)
+        if why:
+            raise StateConfigError(f"STATE_URL {redact_url(url)!r}: {why}; {PERCENT_ENCODE}")
         parts = urlsplit(url)
         q = parse_qs(parts.query)
         ns = (q.pop("prefix", [DEFAULT_NAMESPACE]) or [DEFAULT_NAMESPACE])[0]

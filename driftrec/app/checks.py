@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from driftrec.state import BACKENDS, StateError, open_state
+from driftrec.state import BACKENDS, PERCENT_ENCODE, StateError, open_state, redact_url, unencoded_userinfo
 from driftrec.state import redact as _redact
 from driftrec.stream import StreamError, StreamSecurityError
 from driftrec.stream.security import diagnose
@@ -40,6 +40,7 @@ __all__ = [
     "read_secret_file",
     "readable_file",
     "redact",
+    "redact_url",
     "redis_url",
     "state_url",
     "topic_prefix",
@@ -123,6 +124,9 @@ def state_url(raw: str) -> str:
 
 
 def redis_url(raw: str) -> str:
+    why = unencoded_userinfo(raw)
+    if why:  # checked before any parsing: the parts of such a URL are not what they seem
+        raise ValueError(f"{why}; {PERCENT_ENCODE}")
     parts = urlsplit(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"unknown scheme {parts.scheme!r}")
@@ -219,5 +223,5 @@ def _check_state(url: str, options: Mapping[str, Any] | None = None) -> list[str
     try:
         open_state(url, **dict(options or {})).close()
     except StateError as exc:
-        return [redact(f"STATE_URL={url!r}: {exc}")]
+        return [f"STATE_URL={redact_url(url)!r}: {redact(str(exc))}"]
     return []
