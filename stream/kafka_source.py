@@ -336,6 +336,24 @@ class KafkaSource:
 
         return int(self._run(lag(), "lag"))
 
+    def reachable(self, timeout_s: float = 2.0) -> bool:
+        """Whether a broker of the cluster answers a metadata request within ``timeout_s``:
+        a health probe (the client reconnects quietly while the brokers are gone). The
+        request runs on the consumer's own loop; the calling thread waits, not the caller of
+        :meth:`poll` (call it from another thread)."""
+        import asyncio
+
+        async def ask() -> None:
+            await asyncio.wait_for(self._c._client.fetch_all_metadata(), timeout_s)
+
+        fut = asyncio.run_coroutine_threadsafe(ask(), self._loop)
+        try:
+            fut.result(timeout_s + 1.0)
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "no broker answered"
+            fut.cancel()
+            return False
+
     def close(self) -> None:
         try:
             self.commit_sync()

@@ -18,6 +18,7 @@ from typing import Any
 from driftrec.stream import TopicNames
 
 from .admin import load_catalog
+from .health import Probe
 from .metrics import Metrics
 from .settings import Settings
 from .supervision import STATUS_EVERY_S, Retry, stop_flag
@@ -113,6 +114,10 @@ def _run_learner_once(
         state.close()
         raise
     retry.started()
+    checks = {"kafka": source.reachable}
+    if s.state_url.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        checks["redis"] = lambda: state.current() is not None or True
+    probe = Probe(retry.health, checks).start()  # the gauge sees an outage during a training too
     last = last_status = time.monotonic()
     seen_at_status = 0
     try:
@@ -143,6 +148,7 @@ def _run_learner_once(
         if train_on_exit and len(lrn.window) >= 2:
             worker.train("manual")
     finally:
+        probe.close()
         source.close()
         sink.close()
         state.close()

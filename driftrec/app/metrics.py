@@ -27,7 +27,9 @@ driftrec_artifacts_rejected_total   counter     the same, by reason: missing_sha
 driftrec_training_seconds           histogram   learner: one train round
 driftrec_adapters_published_total   counter     learner: versions published
 driftrec_candidates_rejected_total  counter     learner: candidates refused by the gate
-driftrec_up{dependency}             gauge       1 while kafka | redis answers, 0 while the service
+driftrec_up{dependency}             gauge       1 while kafka | redis answers, 0 from a second or
+                                                two after it stops (a probe every second:
+                                                driftrec.app.health) and while the service
                                                 backs off and reconnects (SERVICE_RETRY_S)
 ==================================  ==========  ==========================================
 

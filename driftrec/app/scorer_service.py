@@ -27,6 +27,7 @@ from driftrec.stream import TopicNames
 from driftrec.stream.kafka import KafkaSource, group_committed
 
 from .admin import load_catalog
+from .health import Probe
 from .metrics import Metrics
 from .process import tune_gc
 from .runtime import parse_announcement
@@ -248,6 +249,14 @@ class ScorerService:
             log.info("announcement of %r; preparing it", str(rec.get("version"))[:80])
             self.swaps.submit(rec)  # a refusal is counted by swaps.on_reject (metrics)
 
+    def probes(self, source: Any) -> dict[str, Callable[[], bool]]:
+        """What the health probe asks (:class:`~driftrec.app.health.Probe`): the brokers
+        of ``source`` (its cluster metadata) and, for a Redis state, the registry's pointer."""
+        checks: dict[str, Callable[[], bool]] = {"kafka": source.reachable}
+        if self.settings.state_url.split("://", 1)[0] in ("redis", "rediss", "unix"):
+            checks["redis"] = lambda: self.state.current() is not None or True
+        return checks
+
     def summary(self) -> dict[str, Any]:
         st = self.worker.stats
         c = st.counts
@@ -372,6 +381,7 @@ def _run_scorer_once(
         svc.close()
         raise
     retry.started()
+    probe = Probe(retry.health, svc.probes(source)).start()  # the gauge sees an idle outage too
     t_start = last = last_status = time.monotonic()
     next_lag = 0.0
     next_status = t_start + STATUS_EVERY_S
@@ -413,6 +423,7 @@ def _run_scorer_once(
             if max_seconds and now - t_start > max_seconds:
                 break
     finally:
+        probe.close()
         source.close()
         summary = svc.summary()
         print(json.dumps(summary), flush=True)

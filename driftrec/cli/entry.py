@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from driftrec.app.process import set_thread_env
+from driftrec.app.process import limit_library_logs, set_thread_env
 
 # The entry point: the process's environment is set here, before numpy and torch load.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("kafka", "aiokafka", "faust", "mode", "urllib3", "httpx", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    limit_library_logs()  # a broker outage: a few lines a minute from the clients, not thousands a second
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
