@@ -23,7 +23,8 @@ driftrec_swaps_rejected_total       counter     announced versions rejected (bad
 driftrec_artifacts_rejected_total   counter     the same, by reason: missing_sha256, bad_version,
 {reason}                                        uri_outside_store, missing_signature,
                                                 bad_signature, checksum_mismatch, bad_tensor,
-                                                bad_index, ... (driftrec.model.REJECT_REASONS)
+                                                bad_index, out_of_range, ...
+                                                (driftrec.model.REJECT_REASONS)
 driftrec_training_seconds           histogram   learner: one train round
 driftrec_adapters_published_total   counter     learner: versions published
 driftrec_candidates_rejected_total  counter     learner: candidates refused by the gate

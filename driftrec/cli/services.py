@@ -272,8 +272,12 @@ def cmd_adapters_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"current": cur, "versions": recs}, indent=1))
         return 0
+    known = {r.get("version") for r in recs}
+    # the registry's pointer, which every scorer loads at start, whatever it names
+    note = " (not a registered version)" if cur and cur != "base" and cur not in known else ""
+    print(f"current: {cur or 'base'}{note}")
     if not recs:
-        print("no adapter versions registered (serving: base)")
+        print("no adapter versions registered")
         return 0
     print(f"  {'version':<28} {'created':<20} {'events':>7}  val HR@10 (current -> candidate)")
     for r in recs:
