@@ -8,7 +8,8 @@ loop (:func:`run_scorer`) or faust-streaming (:func:`run_scorer_faust`).
 Exactly-once application: the scorer stores its consumer offsets in the same state
 transaction as the user state they produced; on start (and on every partition assignment)
 it seeks to those offsets, rebuilds the catalog from the ``items`` topic up to the stored
-items offsets, loads the registry's current version, and the worker skips any record the
+items offsets, loads the latest announced version (or the registry's current one: see
+:meth:`ScorerService._load_current`), and the worker skips any record the
 state already covers. Kafka's own committed offsets are only a hint for monitoring.
 """
 
@@ -42,9 +43,16 @@ ADAPTER_POLL_S = 0.1
 
 
 class AdapterWatcher:
-    """Reads new announcements on the adapters topic (no group; from the end at start)."""
+    """Reads new announcements on the adapters topic (no group; from the end at start).
+
+    :attr:`latest` is the last announcement already on the topic when the watcher started
+    (read once, to its end): a scorer that starts after a version was published, while no
+    scorer ran, serves it from its first update (:meth:`ScorerService._load_current`). The
+    records read then are not returned again by :meth:`poll`."""
 
     def __init__(self, bootstrap: str, topic: str, security: Any = None) -> None:
+        from driftrec.stream.kafka import read_topic
+
         self.bootstrap, self.topic = bootstrap, topic
         # an empty long poll waits up to 500 ms on aiokafka's thread, not on the scorer's
         self._c = KafkaSource(
@@ -57,10 +65,24 @@ class AdapterWatcher:
             security=security,
         )
         self._c.poll(100, 0)  # positions the partitions at their ends now
+        try:
+            before = read_topic(bootstrap, topic, security=security)  # to the end, at or past those
+        except BaseException:
+            self.close()
+            raise
+        self._read: dict[int, int] = {}  # partition -> last offset read at start
+        self.latest: dict[str, Any] | None = None
+        for r in sorted(before, key=lambda r: r.offset):
+            self._read[r.partition] = max(self._read.get(r.partition, -1), r.offset)
+            rec = parse_announcement(r.value or b"")
+            if rec is not None:
+                self.latest = dict(rec)
 
     def poll(self, timeout_ms: int = 0) -> list[dict[str, Any]]:
         out = []
         for r in self._c.poll(100, timeout_ms):
+            if r.offset <= self._read.get(r.partition, -1):
+                continue  # read at start (see latest)
             rec = parse_announcement(r.value or b"")
             if rec is None:
                 log.error("ignoring a malformed announcement on %s at offset %d", self.topic, r.offset)
@@ -188,19 +210,33 @@ class ScorerService:
             log.info("scorer: forgotten users dropped from the user cache")
 
     def _load_current(self) -> None:
+        """Before serving: the latest announcement on the adapters topic (a version
+        published while no scorer ran is newer than the registry's current one) or, when
+        there is none or it is refused, the registry's current version. What is loaded
+        becomes the registry's current version."""
         cur = self.state.current()
-        if not cur or cur == self.scorer.version:
+        latest = self.watcher.latest
+        tries: list[tuple[str, dict[str, Any]]] = []
+        if latest is not None:
+            tries.append(("the latest announcement", latest))
+        if cur and (latest is None or latest.get("version") != cur):
+            rec = next((r for r in self.state.records() if r.get("version") == cur), None)
+            if rec is None and cur != self.scorer.version:
+                log.error("registry points at %s but has no record of it", cur)
+            elif rec is not None:
+                tries.append(("the registry's current version", rec))
+        for what, rec in tries:
+            version = str(rec.get("version"))[:80]
+            if version != self.scorer.version:
+                self.swaps.submit(rec)
+                self.swaps.wait()
+                if self.swaps.maybe_swap() is None:
+                    log.error("could not load %s, %s; serving %s", what, version, self.scorer.version)
+                    continue
+                log.info("serving %s from the start (%s)", version, what)
+            if cur != version:
+                self.state.set_current(version)
             return
-        rec = next((r for r in self.state.records() if r.get("version") == cur), None)
-        if rec is None:
-            log.error("registry points at %s but has no record of it; serving %s", cur, self.scorer.version)
-            return
-        self.swaps.submit(rec)
-        self.swaps.wait()
-        if self.swaps.maybe_swap() is None:
-            log.error(
-                "could not load the registry's current version %s; serving %s", cur, self.scorer.version
-            )
 
     def _swapped(self, ev: Any) -> None:
         self.state.set_current(ev.version)
