@@ -7,7 +7,9 @@ Backends are picked by URL scheme: ``memory://`` (in process), ``file:///path/st
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .errors import StateConfigError, StateError, StateUnavailable
@@ -47,6 +49,16 @@ def _file(url: str, **_: object) -> MemoryStateStore:
     path = url[len("file://") :]
     if not path:
         raise StateConfigError(f"STATE_URL {url!r} names no file; use file:///path/to/state.json")
+    folder = Path(path).parent
+    try:  # the file is written later, by an atomic rename in this directory: checked now
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".driftrec-write-check-"):
+            pass
+    except OSError as exc:
+        raise StateConfigError(
+            f"STATE_URL {url!r}: cannot create or write its directory {folder} "
+            f"({exc.strerror or type(exc).__name__}); use a file in a directory this user can write"
+        ) from None
     return MemoryStateStore(path)
 
 

@@ -136,6 +136,11 @@ class RedisStateStore:
             raise StateConfigError(
                 f"STATE_URL {redact_url(url)!r}: prefix must be a non-empty name without spaces or braces"
             )
+        tls = sorted(k for k in q if k.startswith("ssl"))
+        if tls and parts.scheme != "rediss":  # redis-py would fail at the first command
+            raise StateConfigError(
+                f"STATE_URL {redact_url(url)!r}: ?{tls[0]}= is a TLS option: use rediss:// (Redis over TLS)"
+            )
         rest = "&".join(f"{k}={v}" for k, vs in q.items() for v in vs)
         clean = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
         try:

@@ -17,6 +17,7 @@ from typing import Any
 
 from driftrec.stream import TopicNames
 
+from . import checks
 from .admin import load_catalog
 from .health import Probe
 from .metrics import Metrics
@@ -39,6 +40,7 @@ def run_learner(
     """The learner service. An unreachable Kafka or Redis is retried for ``SERVICE_RETRY_S``
     (:class:`Retry`): the service is built again and rebuilds its window from the group's
     offsets (the window's start), as after a crash."""
+    checks.writable_directory(s.artifact_dir, "ARTIFACT_DIR")  # at start, not at the first training
     stop = stop or stop_flag()
     retry = Retry("learner", s.service_retry_s, metrics, stop)
     return retry.run(lambda: _run_learner_once(s, group, metrics, exit_when_idle, train_on_exit, stop, retry))
