@@ -34,19 +34,16 @@ DEFAULT_NAMESPACE = "driftrec"
 
 @contextlib.contextmanager
 def map_redis_errors(where: str) -> Iterator[None]:
-    """Translate redis-py exceptions into :class:`StateUnavailable` (chained)."""
+    """Translate redis-py exceptions into :class:`StateUnavailable` (chained); refused
+    credentials (a wrong password or user, none where one is required, an ACL user without
+    the rights) into :class:`StateConfigError`: retrying cannot fix them."""
     import redis.exceptions as rex
 
     where = redact(where)
     try:
         yield
     except rex.AuthenticationError as exc:  # before ConnectionError, its base class
-        raise StateUnavailable(
-            redact(
-                f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
-                f"(redis://USER:PASSWORD@host:port/db)"
-            )
-        ) from exc
+        raise StateConfigError(redact(_refused(where, exc))) from exc
     except (rex.ConnectionError, rex.TimeoutError) as exc:
         text = str(exc)
         if any(w in text for w in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSL", "TLS")):
@@ -69,12 +66,7 @@ def map_redis_errors(where: str) -> Iterator[None]:
         ) from exc
     except rex.ResponseError as exc:
         if str(exc).startswith(_AUTH_REPLIES):
-            raise StateUnavailable(
-                redact(
-                    f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
-                    f"and the ACL user's permissions"
-                )
-            ) from exc
+            raise StateConfigError(redact(_refused(where, exc))) from exc
         raise StateUnavailable(
             redact(
                 f"Redis at {where} refused a command: {exc}. Check that it is a Redis >= 6 "
@@ -87,6 +79,14 @@ def map_redis_errors(where: str) -> Iterator[None]:
 
 #: Error replies that mean the credentials (or the ACL user's rights) are wrong.
 _AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password")
+
+
+def _refused(where: str, exc: BaseException) -> str:
+    return (
+        f"Redis at {where} refused the password/user ({exc}): the credentials were refused, which "
+        f"retrying cannot fix; check the user and password of STATE_URL (or REDIS_PASSWORD_FILE) "
+        f"and the ACL user's permissions"
+    )
 
 
 def _s(x: bytes | str) -> str:
