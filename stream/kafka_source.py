@@ -116,6 +116,14 @@ class KafkaSource:
 
         async def start() -> Any:
             c = aio_consumer(bootstrap, self.security, **opts)
+            try:
+                return await started(c)
+            except BaseException:  # a consumer that did not start is closed, not dropped
+                with contextlib.suppress(Exception):
+                    await c.stop()
+                raise
+
+        async def started(c: Any) -> Any:
             await c.start()
             deadline = time.monotonic() + 15.0
             while True:  # every topic's partitions known before joining: a whole first assignment
@@ -124,7 +132,6 @@ class KafkaSource:
                 if not missing:
                     break
                 if time.monotonic() > deadline:
-                    await c.stop()
                     raise StreamConfigError(
                         f"topics {missing} do not exist on {bootstrap}; "
                         f"run `driftrec topics create` (with the same TOPIC_PREFIX)"

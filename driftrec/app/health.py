@@ -51,6 +51,12 @@ class Health:
         with self._lock:
             return dep not in self._since
 
+    def down_for(self, dep: str) -> float | None:
+        """Seconds since ``dep`` was lost (None: it answers)."""
+        with self._lock:
+            since = self._since.get(dep)
+        return None if since is None else time.monotonic() - since
+
     def lost(self, dep: str, why: str = "") -> None:
         """``dep`` does not answer: the gauge at 0; one line, the first time."""
         with self._lock:

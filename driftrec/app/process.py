@@ -34,11 +34,18 @@ def tune_gc() -> None:
     tens of thousands of small containers, and with the default thresholds the collector
     kept walking every user's history: ``driftrec bench scorer`` ran at 2,461 events/s with
     the defaults and 3,639 with this, on the same (busy) machine."""
+    import atexit
     import gc
 
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    # Handed back before the interpreter's teardown: objects still frozen then are never
+    # freed, and a library that checks for leaks at exit reports them (triton's nanobind
+    # bindings, which torch loads with transformers, printed ~30 "nanobind: leaked" lines
+    # at every service's exit).
+    atexit.unregister(gc.unfreeze)
+    atexit.register(gc.unfreeze)
 
 
 #: The client libraries whose log lines :class:`RateLimit` holds back (with their children).
@@ -93,13 +100,16 @@ class RateLimit(logging.Filter):
 
 
 def limit_library_logs(
-    prefixes: tuple[str, ...] = LIBRARY_LOGGERS, every_s: float = LIBRARY_LOG_EVERY_S
+    handlers: list[logging.Handler] | None = None,
+    prefixes: tuple[str, ...] = LIBRARY_LOGGERS,
+    every_s: float = LIBRARY_LOG_EVERY_S,
 ) -> RateLimit:
-    """Put one :class:`RateLimit` on every handler of the root logger (an entry point calls
-    it once its logging is configured): the client libraries' lines reach those handlers by
-    propagation, which a logger's own filter would not see. A handler that has one keeps it."""
+    """Put one :class:`RateLimit` on each of ``handlers`` (default: every handler of the root
+    logger; an entry point passes the ones its logging configuration made): the client
+    libraries' lines reach the root's handlers by propagation, which a logger's own filter
+    would not see. A handler that has one keeps it."""
     f = RateLimit(prefixes, every_s)
-    for h in logging.getLogger().handlers:
+    for h in logging.getLogger().handlers if handlers is None else handlers:
         if not any(isinstance(x, RateLimit) for x in h.filters):
             h.addFilter(f)
     return f

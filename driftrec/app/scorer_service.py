@@ -15,6 +15,7 @@ state already covers. Kafka's own committed offsets are only a hint for monitori
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from driftrec.state import StateConfigError, StateUnavailable
-from driftrec.stream import TopicNames
+from driftrec.stream import StreamUnavailable, TopicNames
 from driftrec.stream.kafka import KafkaSource, group_committed
 
 from .admin import load_catalog
@@ -126,26 +127,37 @@ class ScorerService:
         metrics: Metrics | None = None,
         reset_state: bool = False,
     ) -> None:
-        from driftrec.stream.kafka import KafkaSink
-
-        from .system import SystemSpec, build_system, open_store
+        from .system import open_store
 
         self.settings, self.group, self.metrics = settings, group, metrics
         self.retry: Retry | None = None  # set by the faust runtime (see handle)
         _limit_threads(settings.scorer_threads)
-        self.names = names = TopicNames(settings.topic_prefix)
-        b = settings.kafka_bootstrap
+        self.names = TopicNames(settings.topic_prefix)
+        self.security = settings.kafka_security()
         self.state = open_store(settings)
+        # a failed start (an outage: the retry loop builds the service again) closes what it
+        # opened, Kafka clients included, instead of leaving them to the collector
+        self._opened: list[Callable[[], None]] = [self.state.close]
+        try:
+            self._start(settings, group, metrics, reset_state)
+        except BaseException:
+            for close in reversed(self._opened):
+                with contextlib.suppress(Exception):
+                    close()
+            raise
+
+    def _start(self, settings: Settings, group: str, metrics: Metrics | None, reset_state: bool) -> None:
+        from driftrec.stream.kafka import KafkaSink
+
+        from .system import SystemSpec, build_system
+
+        names, sec, b = self.names, self.security, settings.kafka_bootstrap
         stored = self.state.offsets(group)
-        self.security = sec = settings.kafka_security()
         self._forgotten: dict[str, int] = dict(self.state.forgotten())
         if not stored and not reset_state:
-            try:
-                self._refuse_lost_state(b, group, names, sec)
-            except BaseException:
-                self.state.close()
-                raise
+            self._refuse_lost_state(b, group, names, sec)
         self.watcher = AdapterWatcher(b, names.adapters, sec)
+        self._opened.append(self.watcher.close)
         self._next_watch = 0.0
         # The catalog: the items topic is compacted, i.e. a table; start with all of it.
         # Item records consumed later (at or past the stored offsets) update it live.
@@ -162,12 +174,14 @@ class ScorerService:
         system = self.system
         assert system.scorer is not None and system.swaps is not None  # built to serve
         self.encoder, self.scorer, self.swaps = system.encoder, system.scorer, system.swaps
+        self._opened += [self.scorer.close, self.swaps.close]
         if metrics is not None:
             self.swaps.on_reject = metrics.artifact_rejected
         self._load_current()
         self.swaps.on_swap = self._swapped
         # recs.updates and events.dlq (aiokafka's batch API: docs/operations.md, "Kafka clients")
         self.sink = KafkaSink(b, security=sec)
+        self._opened.append(self.sink.close)
         self.worker = self.system.scorer_worker(
             self.state,
             self.sink,
@@ -433,7 +447,14 @@ def _run_scorer_once(
                 if metrics is not None:
                     metrics.observe_scorer(svc.worker.stats, time.perf_counter() - t0)
             svc.between_batches()
-            if metrics is not None and now >= next_lag:
+            # While no broker answers the probe, asking for the log ends would block this
+            # thread for the client's timeout (30 s) and rebuild the service for nothing: the
+            # consumer reconnects by itself. An outage that lasts SERVICE_RETRY_S ends it.
+            kafka_up = retry.health.is_up("kafka")
+            gone = retry.health.down_for("kafka")
+            if gone is not None and gone >= s.service_retry_s:
+                raise StreamUnavailable(f"no Kafka broker answered for {gone:.0f} s ({s.kafka_bootstrap})")
+            if metrics is not None and now >= next_lag and kafka_up:
                 metrics.lag.set(source.lag())
                 next_lag = now + 1.0
             if now >= next_status:  # progress for a person reading the log
@@ -452,7 +473,13 @@ def _run_scorer_once(
                     "?" if age is None else f"{age:.0f} ms",
                 )
                 last_count, last_status, next_status = c.consumed, now, now + STATUS_EVERY_S
-            if exit_when_idle and now - last > exit_when_idle and source.assignment() and source.lag() == 0:
+            if (
+                exit_when_idle
+                and now - last > exit_when_idle
+                and kafka_up
+                and source.assignment()
+                and source.lag() == 0
+            ):
                 if not svc.swaps.busy:
                     svc.swaps.maybe_swap()
                     break

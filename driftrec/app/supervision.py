@@ -96,8 +96,8 @@ class Retry:
         dep = "redis" if isinstance(exc, StateUnavailable) else "kafka"
         self.health.lost(dep, redact(str(exc)).replace("\n", " ")[:300])
         now = time.monotonic()
-        if self.since is None:
-            self.since = now
+        if self.since is None:  # the outage began when the probe saw it, if it did
+            self.since = now - (self.health.down_for(dep) or 0.0)
         waited = now - self.since
         if waited >= self.limit_s or (self.stop is not None and self.stop.is_set()):
             log.error(

@@ -103,12 +103,31 @@ def test_library_lines_are_rate_limited_with_a_count():
 
 
 def test_the_filter_sits_on_the_handlers_once():
-    root = logging.getLogger()
     h = logging.StreamHandler()
-    root.addHandler(h)
-    try:
-        limit_library_logs()
-        limit_library_logs()
-        assert sum(isinstance(x, RateLimit) for x in h.filters) == 1
-    finally:
-        root.removeHandler(h)
+    limit_library_logs([h])
+    limit_library_logs([h])
+    assert sum(isinstance(x, RateLimit) for x in h.filters) == 1
+
+
+def test_the_command_limits_its_own_handler_only():
+    """In a host process that configured logging first (pytest here), the command leaves
+    the host's handlers alone."""
+    from driftrec.cli import main
+
+    root = logging.getLogger()
+    assert main(["settings"]) == 0
+    assert not any(isinstance(f, RateLimit) for h in root.handlers for f in h.filters)
+
+
+def test_an_outage_the_probe_saw_counts_from_then(caplog):
+    """SERVICE_RETRY_S counts from when the probe lost the dependency, not from the first
+    error the service itself met (an idle scorer meets none)."""
+    from driftrec.stream.errors import StreamUnavailable
+
+    r = Retry("scorer", limit_s=0.2, stop=threading.Event(), first_delay_s=0.01)
+    r.started()
+    r.health.lost("kafka", "no answer")
+    assert r.health.down_for("kafka") is not None and r.health.down_for("redis") is None
+    time.sleep(0.25)
+    assert not r.failed(StreamUnavailable("no Kafka broker answered for 0 s"))
+    assert "giving up" in caplog.text
