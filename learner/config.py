@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from driftrec.model import VALUE_RANGES
+
 from .errors import LearnerError
 
 
@@ -147,5 +149,9 @@ class LearnerConfig:
             bad("new_word_min", "and new_word_gap must be >= 1")
         if self.novelty_events < 10:
             bad("novelty_events", "must be at least 10")
+        for name in ("cooc_weights", "age_weights"):  # a scorer refuses a version beyond them
+            hi = VALUE_RANGES["cooc_weight" if name == "cooc_weights" else "age_weight"][1]
+            if not all(0 < w <= hi for w in getattr(self, name)):
+                bad(name, f"must each be > 0 and <= {hi:g} (driftrec.model.VALUE_RANGES)")
         if self.drift not in (None, "adwin", "page_hinkley"):
             bad("drift", "must be adwin, page_hinkley or None")

@@ -10,17 +10,20 @@ Cluster, keyed per shard (:mod:`.redis_cluster`). Every backend takes ``user_ttl
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .errors import StateConfigError, StateError, StateUnavailable
 from .memory import MemoryStateStore
 from .model import DEFAULT_HISTORY, Interaction, StateWrite, UserState
 from .ports import ItemStatsStore, ModelRegistry, OffsetStore, StateStore, UserEraser, UserStore
-from .redaction import redact, redact_url
+from .redaction import PERCENT_ENCODE, redact, redact_url, unencoded_userinfo
 
 __all__ = [
     "DEFAULT_HISTORY",
+    "PERCENT_ENCODE",
     "Interaction",
     "ItemStatsStore",
     "MemoryStateStore",
@@ -37,6 +40,7 @@ __all__ = [
     "open_state",
     "redact",
     "redact_url",
+    "unencoded_userinfo",
 ]
 
 
@@ -48,6 +52,16 @@ def _file(url: str, user_ttl_days: float | None = None, **_: object) -> MemorySt
     path = url[len("file://") :]
     if not path:
         raise StateConfigError(f"STATE_URL {url!r} names no file; use file:///path/to/state.json")
+    folder = Path(path).parent
+    try:  # the file is written later, by an atomic rename in this directory: checked now
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".driftrec-write-check-"):
+            pass
+    except OSError as exc:
+        raise StateConfigError(
+            f"STATE_URL {url!r}: cannot create or write its directory {folder} "
+            f"({exc.strerror or type(exc).__name__}); use a file in a directory this user can write"
+        ) from None
     return MemoryStateStore(path, user_ttl_days=user_ttl_days)
 
 

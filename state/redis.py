@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .errors import StateConfigError, StateError, StateUnavailable
 from .model import StateWrite, UserState
-from .redaction import redact, redact_url
+from .redaction import PERCENT_ENCODE, redact, redact_url, unencoded_userinfo
 from .ttl import DAY_MS, EXPIRE_LIMIT, check_ttl
 
 DEFAULT_NAMESPACE = "driftrec"
@@ -41,7 +41,9 @@ DEFAULT_NAMESPACE = "driftrec"
 
 @contextlib.contextmanager
 def map_redis_errors(where: str) -> Iterator[None]:
-    """Translate redis-py exceptions into :class:`StateUnavailable` (chained)."""
+    """Translate redis-py exceptions into :class:`StateUnavailable` (chained); refused
+    credentials (a wrong password or user, none where one is required, an ACL user without
+    the rights) into :class:`StateConfigError`: retrying cannot fix them."""
     import redis.exceptions as rex
 
     where = redact(where)
@@ -59,12 +61,7 @@ def map_redis_errors(where: str) -> Iterator[None]:
             )
         ) from exc
     except rex.AuthenticationError as exc:  # before ConnectionError, its base class
-        raise StateUnavailable(
-            redact(
-                f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
-                f"(redis://USER:PASSWORD@host:port/db)"
-            )
-        ) from exc
+        raise StateConfigError(redact(_refused(where, exc))) from exc
     except (rex.ConnectionError, rex.TimeoutError) as exc:
         text = str(exc)
         if any(w in text for w in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSL", "TLS")):
@@ -100,12 +97,7 @@ def map_redis_errors(where: str) -> Iterator[None]:
                 )
             ) from exc
         if str(exc).startswith(_AUTH_REPLIES):
-            raise StateUnavailable(
-                redact(
-                    f"Redis at {where} refused the password/user ({exc}): check STATE_URL's credentials "
-                    f"and the ACL user's permissions"
-                )
-            ) from exc
+            raise StateConfigError(redact(_refused(where, exc))) from exc
         raise StateUnavailable(
             redact(
                 f"Redis at {where} refused a command: {exc}. Check that it is a Redis >= 6 "
@@ -118,6 +110,14 @@ def map_redis_errors(where: str) -> Iterator[None]:
 
 #: Error replies that mean the credentials (or the ACL user's rights) are wrong.
 _AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password")
+
+
+def _refused(where: str, exc: BaseException) -> str:
+    return (
+        f"Redis at {where} refused the password/user ({exc}): the credentials were refused, which "
+        f"retrying cannot fix; check the user and password of STATE_URL (or REDIS_PASSWORD_FILE) "
+        f"and the ACL user's permissions"
+    )
 
 
 def _cluster_error(where: str, exc: Exception) -> StateError:
@@ -266,9 +266,17 @@ class RedisStateStore(RedisRegistry):
         holds none; an ACL user comes from the URL. ``user_ttl_days``: ``USER_TTL_DAYS``."""
         import redis
 
+        why = unencoded_userinfo(url)
+        if why:
+            raise StateConfigError(f"STATE_URL {redact_url(url)!r}: {why}; {PERCENT_ENCODE}")
         parts = urlsplit(url)
         q = parse_qs(parts.query)
         ns = parse_prefix(url, q)
+        tls = sorted(k for k in q if k.startswith("ssl"))
+        if tls and parts.scheme != "rediss":  # redis-py would fail at the first command
+            raise StateConfigError(
+                f"STATE_URL {redact_url(url)!r}: ?{tls[0]}= is a TLS option: use rediss:// (Redis over TLS)"
+            )
         ttl = check_ttl(user_ttl_days)
         rest = "&".join(f"{k}={v}" for k, vs in q.items() for v in vs)
         clean = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))

@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import StateConfigError, StateError
 from .model import StateWrite, UserState
-from .redaction import redact, redact_url
+from .redaction import PERCENT_ENCODE, redact, redact_url, unencoded_userinfo
 from .redis import EXPIRE_SCRIPT, RedisRegistry, _s, map_redis_errors, parse_prefix
 from .sharding import ShardWrite, merge_pop, split_by_shard
 from .ttl import DAY_MS, EXPIRE_LIMIT, check_ttl
@@ -180,6 +180,9 @@ class RedisClusterStateStore(RedisRegistry):
         """The store of a ``redis+cluster://`` URL (see :func:`parse_cluster_url`); the
         startup nodes are asked for the cluster's slot map (one that answers is enough).
         ``password`` (``REDIS_PASSWORD_FILE``) is used when the URL holds none."""
+        why = unencoded_userinfo(url)
+        if why:
+            raise StateConfigError(f"STATE_URL {redact_url(url)!r}: {why}; {PERCENT_ENCODE}")
         d = parse_cluster_url(url, ssl_ca_certs)
         opts = d["options"]
         if password and opts["password"] is None:

@@ -116,7 +116,12 @@ class KafkaSink:
                 request_timeout_ms=int(timeout_s * 1000),
                 enable_idempotence=False,
             )
-            await p.start()
+            try:
+                await p.start()
+            except BaseException:  # a producer that did not start is closed, not dropped
+                with contextlib.suppress(Exception):
+                    await p.stop()
+                raise
             return p
 
         try:

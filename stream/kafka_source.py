@@ -116,6 +116,14 @@ class KafkaSource:
 
         async def start() -> Any:
             c = aio_consumer(bootstrap, self.security, **opts)
+            try:
+                return await started(c)
+            except BaseException:  # a consumer that did not start is closed, not dropped
+                with contextlib.suppress(Exception):
+                    await c.stop()
+                raise
+
+        async def started(c: Any) -> Any:
             await c.start()
             deadline = time.monotonic() + 15.0
             while True:  # every topic's partitions known before joining: a whole first assignment
@@ -124,7 +132,6 @@ class KafkaSource:
                 if not missing:
                     break
                 if time.monotonic() > deadline:
-                    await c.stop()
                     raise StreamConfigError(
                         f"topics {missing} do not exist on {bootstrap}; "
                         f"run `driftrec topics create` (with the same TOPIC_PREFIX)"
@@ -335,6 +342,24 @@ class KafkaSource:
             return total
 
         return int(self._run(lag(), "lag"))
+
+    def reachable(self, timeout_s: float = 2.0) -> bool:
+        """Whether a broker of the cluster answers a metadata request within ``timeout_s``:
+        a health probe (the client reconnects quietly while the brokers are gone). The
+        request runs on the consumer's own loop; the calling thread waits, not the caller of
+        :meth:`poll` (call it from another thread)."""
+        import asyncio
+
+        async def ask() -> None:
+            await asyncio.wait_for(self._c._client.fetch_all_metadata(), timeout_s)
+
+        fut = asyncio.run_coroutine_threadsafe(ask(), self._loop)
+        try:
+            fut.result(timeout_s + 1.0)
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "no broker answered"
+            fut.cancel()
+            return False
 
     def close(self) -> None:
         try:

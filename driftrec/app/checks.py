@@ -18,9 +18,9 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from driftrec.state import BACKENDS, StateError, open_state
+from driftrec.state import BACKENDS, PERCENT_ENCODE, StateError, open_state, redact_url, unencoded_userinfo
 from driftrec.state import redact as _redact
 from driftrec.stream import StreamError, StreamSecurityError
 from driftrec.stream.security import diagnose
@@ -40,9 +40,11 @@ __all__ = [
     "read_secret_file",
     "readable_file",
     "redact",
+    "redact_url",
     "redis_url",
     "state_url",
     "topic_prefix",
+    "writable_directory",
 ]
 
 
@@ -83,6 +85,26 @@ def directory(raw: str) -> str:
             if not os.access(q, os.W_OK):
                 raise ValueError(f"{q} is not writable")
             break
+    return str(p)
+
+
+def writable_directory(path: str, label: str) -> str:
+    """``path``, created if missing, once a file can be written in it: a start check of a
+    directory a service writes to (the learner's ``ARTIFACT_DIR``), so that a path nobody can
+    create fails at start, in one line, and not at the first training. :class:`ConfigError`
+    naming ``label`` otherwise."""
+    import tempfile
+
+    p = Path(path).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".driftrec-write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{label}={path!r}: cannot create or write it ({exc.strerror or type(exc).__name__}); "
+            f"allowed: a directory this user can create and write"
+        ) from None
     return str(p)
 
 
@@ -127,6 +149,9 @@ def state_url(raw: str) -> str:
 def cluster_url(raw: str) -> str:
     """``redis+cluster://[user:password@]host:port[,host:port...][?prefix=NAME]``: every
     node a HOST:PORT."""
+    why = unencoded_userinfo(raw)
+    if why:
+        raise ValueError(f"{why}; {PERCENT_ENCODE}")
     rest = raw.split("://", 1)[1]
     authority = rest.split("/", 1)[0].split("?", 1)[0]
     nodes = authority.rsplit("@", 1)[-1]
@@ -140,9 +165,15 @@ def cluster_url(raw: str) -> str:
 
 
 def redis_url(raw: str) -> str:
+    why = unencoded_userinfo(raw)
+    if why:  # checked before any parsing: the parts of such a URL are not what they seem
+        raise ValueError(f"{why}; {PERCENT_ENCODE}")
     parts = urlsplit(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"unknown scheme {parts.scheme!r}")
+    tls = sorted({k for k, _ in parse_qsl(parts.query) if k.startswith("ssl")})
+    if tls and parts.scheme != "rediss":
+        raise ValueError(f"?{tls[0]}= is a TLS option: use rediss:// (Redis over TLS)")
     try:
         parts.port  # noqa: B018 - parses the port
     except ValueError:
@@ -236,5 +267,5 @@ def _check_state(url: str, options: Mapping[str, Any] | None = None) -> list[str
     try:
         open_state(url, **dict(options or {})).close()
     except StateError as exc:
-        return [redact(f"STATE_URL={url!r}: {exc}")]
+        return [f"STATE_URL={redact_url(url)!r}: {redact(str(exc))}"]
     return []

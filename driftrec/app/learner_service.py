@@ -17,7 +17,9 @@ from typing import Any
 
 from driftrec.stream import TopicNames
 
+from . import checks
 from .admin import load_catalog
+from .health import Probe
 from .metrics import Metrics
 from .settings import Settings
 from .supervision import STATUS_EVERY_S, Retry, stop_flag
@@ -38,6 +40,7 @@ def run_learner(
     """The learner service. An unreachable Kafka or Redis is retried for ``SERVICE_RETRY_S``
     (:class:`Retry`): the service is built again and rebuilds its window from the group's
     offsets (the window's start), as after a crash."""
+    checks.writable_directory(s.artifact_dir, "ARTIFACT_DIR")  # at start, not at the first training
     stop = stop or stop_flag()
     retry = Retry("learner", s.service_retry_s, metrics, stop)
     return retry.run(lambda: _run_learner_once(s, group, metrics, exit_when_idle, train_on_exit, stop, retry))
@@ -113,6 +116,10 @@ def _run_learner_once(
         state.close()
         raise
     retry.started()
+    checks = {"kafka": source.reachable}
+    if s.state_url.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        checks["redis"] = lambda: state.current() is not None or True
+    probe = Probe(retry.health, checks).start()  # the gauge sees an outage during a training too
     last = last_status = time.monotonic()
     seen_at_status = 0
     try:
@@ -143,6 +150,7 @@ def _run_learner_once(
         if train_on_exit and len(lrn.window) >= 2:
             worker.train("manual")
     finally:
+        probe.close()
         source.close()
         sink.close()
         state.close()

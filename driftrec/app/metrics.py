@@ -23,11 +23,14 @@ driftrec_swaps_rejected_total       counter     announced versions rejected (bad
 driftrec_artifacts_rejected_total   counter     the same, by reason: missing_sha256, bad_version,
 {reason}                                        uri_outside_store, missing_signature,
                                                 bad_signature, checksum_mismatch, bad_tensor,
-                                                bad_index, ... (driftrec.model.REJECT_REASONS)
+                                                bad_index, out_of_range, ...
+                                                (driftrec.model.REJECT_REASONS)
 driftrec_training_seconds           histogram   learner: one train round
 driftrec_adapters_published_total   counter     learner: versions published
 driftrec_candidates_rejected_total  counter     learner: candidates refused by the gate
-driftrec_up{dependency}             gauge       1 while kafka | redis answers, 0 while the service
+driftrec_up{dependency}             gauge       1 while kafka | redis answers, 0 from a second or
+                                                two after it stops (a probe every second:
+                                                driftrec.app.health) and while the service
                                                 backs off and reconnects (SERVICE_RETRY_S)
 ==================================  ==========  ==========================================
 
@@ -36,6 +39,7 @@ driftrec_up{dependency}             gauge       1 while kafka | redis answers, 0
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -94,12 +98,22 @@ class Metrics:
         )
         self._seen: dict[str, int] = {}
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        """Serve ``/metrics`` on ``port`` (0 = off)."""
+    def serve(self, port: int, addr: str = "0.0.0.0", label: str = "METRICS_PORT") -> None:
+        """Serve ``/metrics`` on ``port`` (0 = off); a port that cannot be bound (in use) is
+        a :class:`~driftrec.app.checks.ConfigError` naming ``label``, at start."""
         if port:
             from prometheus_client import start_http_server
 
-            start_http_server(port, addr=addr, registry=self.registry)
+            from .checks import ConfigError
+
+            try:
+                start_http_server(port, addr=addr, registry=self.registry)
+            except OSError as exc:
+                why = "in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+                raise ConfigError(
+                    f"{label}={port}: cannot serve metrics on {addr}:{port} ({why}); allowed: a free "
+                    f"port (0: off)"
+                ) from None
 
     def artifact_rejected(self, version: str, reason: str, message: str = "") -> None:
         """A :class:`~driftrec.scorer.SwapManager` ``on_reject`` hook: count the refusal."""

@@ -8,12 +8,14 @@ loop (:func:`run_scorer`) or faust-streaming (:func:`run_scorer_faust`).
 Exactly-once application: the scorer stores its consumer offsets in the same state
 transaction as the user state they produced; on start (and on every partition assignment)
 it seeks to those offsets, rebuilds the catalog from the ``items`` topic up to the stored
-items offsets, loads the registry's current version, and the worker skips any record the
+items offsets, loads the latest announced version (or the registry's current one: see
+:meth:`ScorerService._load_current`), and the worker skips any record the
 state already covers. Kafka's own committed offsets are only a hint for monitoring.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -23,10 +25,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from driftrec.state import StateConfigError, StateUnavailable
-from driftrec.stream import TopicNames
+from driftrec.stream import StreamUnavailable, TopicNames
 from driftrec.stream.kafka import KafkaSource, group_committed
 
 from .admin import load_catalog
+from .health import Probe
 from .metrics import Metrics
 from .process import tune_gc
 from .runtime import parse_announcement
@@ -41,9 +44,16 @@ ADAPTER_POLL_S = 0.1
 
 
 class AdapterWatcher:
-    """Reads new announcements on the adapters topic (no group; from the end at start)."""
+    """Reads new announcements on the adapters topic (no group; from the end at start).
+
+    :attr:`latest` is the last announcement already on the topic when the watcher started
+    (read once, to its end): a scorer that starts after a version was published, while no
+    scorer ran, serves it from its first update (:meth:`ScorerService._load_current`). The
+    records read then are not returned again by :meth:`poll`."""
 
     def __init__(self, bootstrap: str, topic: str, security: Any = None) -> None:
+        from driftrec.stream.kafka import read_topic
+
         self.bootstrap, self.topic = bootstrap, topic
         # an empty long poll waits up to 500 ms on aiokafka's thread, not on the scorer's
         self._c = KafkaSource(
@@ -56,10 +66,24 @@ class AdapterWatcher:
             security=security,
         )
         self._c.poll(100, 0)  # positions the partitions at their ends now
+        try:
+            before = read_topic(bootstrap, topic, security=security)  # to the end, at or past those
+        except BaseException:
+            self.close()
+            raise
+        self._read: dict[int, int] = {}  # partition -> last offset read at start
+        self.latest: dict[str, Any] | None = None
+        for r in sorted(before, key=lambda r: r.offset):
+            self._read[r.partition] = max(self._read.get(r.partition, -1), r.offset)
+            rec = parse_announcement(r.value or b"")
+            if rec is not None:
+                self.latest = dict(rec)
 
     def poll(self, timeout_ms: int = 0) -> list[dict[str, Any]]:
         out = []
         for r in self._c.poll(100, timeout_ms):
+            if r.offset <= self._read.get(r.partition, -1):
+                continue  # read at start (see latest)
             rec = parse_announcement(r.value or b"")
             if rec is None:
                 log.error("ignoring a malformed announcement on %s at offset %d", self.topic, r.offset)
@@ -103,26 +127,37 @@ class ScorerService:
         metrics: Metrics | None = None,
         reset_state: bool = False,
     ) -> None:
-        from driftrec.stream.kafka import KafkaSink
-
-        from .system import SystemSpec, build_system, open_store
+        from .system import open_store
 
         self.settings, self.group, self.metrics = settings, group, metrics
         self.retry: Retry | None = None  # set by the faust runtime (see handle)
         _limit_threads(settings.scorer_threads)
-        self.names = names = TopicNames(settings.topic_prefix)
-        b = settings.kafka_bootstrap
+        self.names = TopicNames(settings.topic_prefix)
+        self.security = settings.kafka_security()
         self.state = open_store(settings)
+        # a failed start (an outage: the retry loop builds the service again) closes what it
+        # opened, Kafka clients included, instead of leaving them to the collector
+        self._opened: list[Callable[[], None]] = [self.state.close]
+        try:
+            self._start(settings, group, metrics, reset_state)
+        except BaseException:
+            for close in reversed(self._opened):
+                with contextlib.suppress(Exception):
+                    close()
+            raise
+
+    def _start(self, settings: Settings, group: str, metrics: Metrics | None, reset_state: bool) -> None:
+        from driftrec.stream.kafka import KafkaSink
+
+        from .system import SystemSpec, build_system
+
+        names, sec, b = self.names, self.security, settings.kafka_bootstrap
         stored = self.state.offsets(group)
-        self.security = sec = settings.kafka_security()
         self._forgotten: dict[str, int] = dict(self.state.forgotten())
         if not stored and not reset_state:
-            try:
-                self._refuse_lost_state(b, group, names, sec)
-            except BaseException:
-                self.state.close()
-                raise
+            self._refuse_lost_state(b, group, names, sec)
         self.watcher = AdapterWatcher(b, names.adapters, sec)
+        self._opened.append(self.watcher.close)
         self._next_watch = 0.0
         # The catalog: the items topic is compacted, i.e. a table; start with all of it.
         # Item records consumed later (at or past the stored offsets) update it live.
@@ -139,12 +174,14 @@ class ScorerService:
         system = self.system
         assert system.scorer is not None and system.swaps is not None  # built to serve
         self.encoder, self.scorer, self.swaps = system.encoder, system.scorer, system.swaps
+        self._opened += [self.scorer.close, self.swaps.close]
         if metrics is not None:
             self.swaps.on_reject = metrics.artifact_rejected
         self._load_current()
         self.swaps.on_swap = self._swapped
         # recs.updates and events.dlq (aiokafka's batch API: docs/operations.md, "Kafka clients")
         self.sink = KafkaSink(b, security=sec)
+        self._opened.append(self.sink.close)
         self.worker = self.system.scorer_worker(
             self.state,
             self.sink,
@@ -187,19 +224,33 @@ class ScorerService:
             log.info("scorer: forgotten users dropped from the user cache")
 
     def _load_current(self) -> None:
+        """Before serving: the latest announcement on the adapters topic (a version
+        published while no scorer ran is newer than the registry's current one) or, when
+        there is none or it is refused, the registry's current version. What is loaded
+        becomes the registry's current version."""
         cur = self.state.current()
-        if not cur or cur == self.scorer.version:
+        latest = self.watcher.latest
+        tries: list[tuple[str, dict[str, Any]]] = []
+        if latest is not None:
+            tries.append(("the latest announcement", latest))
+        if cur and (latest is None or latest.get("version") != cur):
+            rec = next((r for r in self.state.records() if r.get("version") == cur), None)
+            if rec is None and cur != self.scorer.version:
+                log.error("registry points at %s but has no record of it", cur)
+            elif rec is not None:
+                tries.append(("the registry's current version", rec))
+        for what, rec in tries:
+            version = str(rec.get("version"))[:80]
+            if version != self.scorer.version:
+                self.swaps.submit(rec)
+                self.swaps.wait()
+                if self.swaps.maybe_swap() is None:
+                    log.error("could not load %s, %s; serving %s", what, version, self.scorer.version)
+                    continue
+                log.info("serving %s from the start (%s)", version, what)
+            if cur != version:
+                self.state.set_current(version)
             return
-        rec = next((r for r in self.state.records() if r.get("version") == cur), None)
-        if rec is None:
-            log.error("registry points at %s but has no record of it; serving %s", cur, self.scorer.version)
-            return
-        self.swaps.submit(rec)
-        self.swaps.wait()
-        if self.swaps.maybe_swap() is None:
-            log.error(
-                "could not load the registry's current version %s; serving %s", cur, self.scorer.version
-            )
 
     def _swapped(self, ev: Any) -> None:
         self.state.set_current(ev.version)
@@ -247,6 +298,14 @@ class ScorerService:
         for rec in self.watcher.poll(0):
             log.info("announcement of %r; preparing it", str(rec.get("version"))[:80])
             self.swaps.submit(rec)  # a refusal is counted by swaps.on_reject (metrics)
+
+    def probes(self, source: Any) -> dict[str, Callable[[], bool]]:
+        """What the health probe asks (:class:`~driftrec.app.health.Probe`): the brokers
+        of ``source`` (its cluster metadata) and, for a Redis state, the registry's pointer."""
+        checks: dict[str, Callable[[], bool]] = {"kafka": source.reachable}
+        if self.settings.state_url.split("://", 1)[0] in ("redis", "rediss", "unix"):
+            checks["redis"] = lambda: self.state.current() is not None or True
+        return checks
 
     def summary(self) -> dict[str, Any]:
         st = self.worker.stats
@@ -372,6 +431,7 @@ def _run_scorer_once(
         svc.close()
         raise
     retry.started()
+    probe = Probe(retry.health, svc.probes(source)).start()  # the gauge sees an idle outage too
     t_start = last = last_status = time.monotonic()
     next_lag = 0.0
     next_status = t_start + STATUS_EVERY_S
@@ -387,7 +447,14 @@ def _run_scorer_once(
                 if metrics is not None:
                     metrics.observe_scorer(svc.worker.stats, time.perf_counter() - t0)
             svc.between_batches()
-            if metrics is not None and now >= next_lag:
+            # While no broker answers the probe, asking for the log ends would block this
+            # thread for the client's timeout (30 s) and rebuild the service for nothing: the
+            # consumer reconnects by itself. An outage that lasts SERVICE_RETRY_S ends it.
+            kafka_up = retry.health.is_up("kafka")
+            gone = retry.health.down_for("kafka")
+            if gone is not None and gone >= s.service_retry_s:
+                raise StreamUnavailable(f"no Kafka broker answered for {gone:.0f} s ({s.kafka_bootstrap})")
+            if metrics is not None and now >= next_lag and kafka_up:
                 metrics.lag.set(source.lag())
                 next_lag = now + 1.0
             if now >= next_status:  # progress for a person reading the log
@@ -406,13 +473,20 @@ def _run_scorer_once(
                     "?" if age is None else f"{age:.0f} ms",
                 )
                 last_count, last_status, next_status = c.consumed, now, now + STATUS_EVERY_S
-            if exit_when_idle and now - last > exit_when_idle and source.assignment() and source.lag() == 0:
+            if (
+                exit_when_idle
+                and now - last > exit_when_idle
+                and kafka_up
+                and source.assignment()
+                and source.lag() == 0
+            ):
                 if not svc.swaps.busy:
                     svc.swaps.maybe_swap()
                     break
             if max_seconds and now - t_start > max_seconds:
                 break
     finally:
+        probe.close()
         source.close()
         summary = svc.summary()
         print(json.dumps(summary), flush=True)

@@ -100,9 +100,10 @@ class Var:
             ) from None
 
     def shown(self, raw: str) -> str:
-        """How a value appears in a message: a secret that is not a URL (a key) never does."""
-        if self.secret and "://" not in raw and "@" not in raw:
-            return "***"
+        """How a value appears in a message: a secret that is not a URL (a key) never does;
+        a URL's password is masked before the message is built (:func:`checks.redact_url`)."""
+        if self.secret:
+            return checks.redact_url(raw) if "://" in raw else "***"
         return redact(raw)
 
     def value(self, raw: str) -> Any:

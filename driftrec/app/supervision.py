@@ -19,6 +19,7 @@ from driftrec.state import StateUnavailable
 from driftrec.stream import StreamUnavailable
 
 from .checks import redact
+from .health import DEPENDENCIES, Health
 from .metrics import Metrics
 
 log = logging.getLogger("driftrec.services")
@@ -33,9 +34,10 @@ OUTAGES: tuple[type[BaseException], ...] = (StateUnavailable, StreamUnavailable)
 
 class Retry:
     """Backing off while Kafka or Redis is unreachable: one log line per attempt with the
-    (redacted) error, ``driftrec_up{dependency}`` 0 meanwhile; gives up (re-raises) once an
-    outage has lasted ``SERVICE_RETRY_S``. :meth:`up` ends an outage. :meth:`run` is the
-    one loop every service runs its attempts in."""
+    (redacted) error, ``driftrec_up{dependency}`` 0 meanwhile (:attr:`health`, which a
+    :class:`~driftrec.app.health.Probe` of the running service reports to as well); gives up
+    (re-raises) once an outage has lasted ``SERVICE_RETRY_S``. :meth:`up` ends an outage.
+    :meth:`run` is the one loop every service runs its attempts in."""
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class Retry:
         self.attempts = 0
         self.restarts = 0
         self._healthy_at = 0.0
+        self.health = Health(service, metrics)
 
     def started(self) -> None:
         """The service is built: the gauges say up unless an outage is going on (which
@@ -66,15 +69,10 @@ class Retry:
             self.up()
 
     def up(self) -> None:
-        if self.since is not None:
-            log.info("%s: connected again after %.1f s", self.service, time.monotonic() - self.since)
+        """The service works: every dependency answers (one line for each that was lost)."""
         self.since, self.attempts = None, 0
-        self._set("kafka", 1)
-        self._set("redis", 1)
-
-    def _set(self, dep: str, v: int) -> None:
-        if self.metrics is not None:
-            self.metrics.up.labels(dep).set(v)
+        for dep in DEPENDENCIES:
+            self.health.regained(dep)
 
     @staticmethod
     def permanent(exc: BaseException) -> bool:
@@ -96,10 +94,10 @@ class Retry:
         if self.permanent(exc):
             return False
         dep = "redis" if isinstance(exc, StateUnavailable) else "kafka"
-        self._set(dep, 0)
+        self.health.lost(dep, redact(str(exc)).replace("\n", " ")[:300])
         now = time.monotonic()
-        if self.since is None:
-            self.since = now
+        if self.since is None:  # the outage began when the probe saw it, if it did
+            self.since = now - (self.health.down_for(dep) or 0.0)
         waited = now - self.since
         if waited >= self.limit_s or (self.stop is not None and self.stop.is_set()):
             log.error(

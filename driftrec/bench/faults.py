@@ -14,6 +14,13 @@ gone with it):
 - **updates_lost**: users whose last record on ``recs.updates`` is not the top-k their state
   says was published last (an update committed in state but never delivered).
 
+The outage rows (``broker_restart_*``, ``redis_restart``) also check the health gauge: the
+scorer's ``driftrec_up{dependency}`` is sampled every 0.5 s on its metrics port, and
+**up_drop_s** (from the dependency gone to the gauge at 0), **up_back_s** (from it back to
+the gauge at 1) and **log_lines** (the scorer's log lines, its own and its client
+libraries', during the outage) are columns; each must be within :data:`UP_WITHIN_S` and
+under :data:`MAX_LOG_LINES`.
+
 For ``learner_sigkill`` the learner is the service under test: processed = events in the
 window of the first training after the restart, applied_twice = events counted twice in
 its ``seen`` counter, updates_lost = 1 when no training follows the restart.
@@ -66,7 +73,25 @@ FAULTS = (
     "garbage_flood",
     "forged_artifacts",
 )
-COLUMNS = ("fault", "sent", "processed", "dead_lettered", "lost", "applied_twice", "updates_lost")
+COLUMNS = (
+    "fault",
+    "sent",
+    "processed",
+    "dead_lettered",
+    "lost",
+    "applied_twice",
+    "updates_lost",
+    "up_drop_s",
+    "up_back_s",
+    "log_lines",
+)
+#: The outage rows' gauge check: ``driftrec_up{dependency}`` 0 within this many seconds of
+#: the dependency going away and 1 within as many of it coming back; the scorer's log lines
+#: (its own and its client libraries') during the outage fewer than :data:`MAX_LOG_LINES`.
+UP_WITHIN_S = 5.0
+MAX_LOG_LINES = 1000
+#: The columns of the rows without an outage.
+_NO_OUTAGE = {"up_drop_s": "-", "up_back_s": "-", "log_lines": "-"}
 
 
 @dataclass(frozen=True)
@@ -109,28 +134,86 @@ def fault_scorer_sigkill(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     return dict(bed.account("scorer_sigkill", bed.events), at=at, exit=rc)
 
 
+class GaugeWatch:
+    """Samples a service's ``driftrec_up{dependency=DEP}`` every ``every_s`` on a thread,
+    and counts the lines of its log, from the moment a dependency is stopped until it is
+    back (:meth:`figures`: ``up_drop_s``, ``up_back_s``, ``log_lines``)."""
+
+    def __init__(self, bed: Bed, port: int, dep: str, every_s: float = 0.5) -> None:
+        import threading
+
+        self.bed, self.port, self.dep, self.every_s = bed, port, dep, every_s
+        self.samples: list[tuple[float, float | None]] = []
+        self._stop = threading.Event()
+        self._log_at = os.path.getsize(bed.log_path) if os.path.exists(bed.log_path) else 0
+        self.gone = self.back = 0.0  # when the dependency stopped answering, answered again
+        self._th = threading.Thread(target=self._run, name="faults-gauge", daemon=True)
+        self._th.start()
+
+    def _run(self) -> None:
+        key = f'driftrec_up{{dependency="{self.dep}"}}'
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), scrape(self.port).get(key)))
+            self._stop.wait(self.every_s)
+
+    def _first(self, value: float, since: float) -> float | None:
+        return next((t for t, v in self.samples if t >= since and v == value), None)
+
+    def wait_back(self, timeout_s: float = 60.0) -> None:
+        """Until the gauge says 1 again (or ``timeout_s``), then stop sampling."""
+        deadline = time.monotonic() + timeout_s
+        while self._first(1.0, self.back) is None and time.monotonic() < deadline:
+            time.sleep(self.every_s)
+        self._stop.set()
+        self._th.join(5)
+
+    def figures(self) -> dict[str, Any]:
+        """Seconds from the dependency gone to the gauge at 0 (None: never), from it back
+        to the gauge at 1 (None: never), and the log lines written meanwhile."""
+        drop = self._first(0.0, self.gone - 60)  # a drop while the stop command runs counts too
+        back = self._first(1.0, self.back)
+        end = back if back is not None else time.monotonic()
+        with open(self.bed.log_path, "rb") as f:
+            f.seek(self._log_at)
+            text = f.read().decode(errors="replace")
+        return {
+            "up_drop_s": None if drop is None or drop > end else round(max(0.0, drop - self.gone), 1),
+            "up_back_s": None if back is None else round(max(0.0, back - self.back), 1),
+            "log_lines": text.count("\n"),
+            "outage_log_s": round(end - self.gone, 1),
+            # driftrec's own lines about it (driftrec.app.health): one each way
+            "said_lost": text.count(f": lost {self.dep}"),
+            "said_back": text.count(f": connected again to {self.dep} after"),
+        }
+
+
 def _broker_restart(down_s: float) -> Callable[[Bed, Controls, FaultArgs], dict]:
     def fault(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
         n = len(bed.events)
-        p, th = bed.a_third_in()
+        port = free_port()
+        p, th = bed.a_third_in({"METRICS_PORT": str(port)})
+        watch = GaugeWatch(bed, port, "kafka")
         ctl.stopped("kafka", bed.bootstrap.split(",")[0])
         try:
-            t0 = time.monotonic()  # the broker no longer answers
+            t0 = watch.gone = time.monotonic()  # the broker no longer answers
             at = bed.covered()
             say(f"  broker stopped at {at:,} of {n:,} events; down for {down_s:.0f} s")
             while time.monotonic() - t0 < down_s and p.poll() is None:
                 time.sleep(0.5)
         finally:  # interrupted or not, the broker is started again
             ctl.run("kafka_start")
-        down = time.monotonic() - t0
+        watch.back = time.monotonic()
+        down = watch.back - t0
         alive = p.poll() is None
         say(f"  broker back after {down:.0f} s without it; the scorer {'waited' if alive else 'EXITED'}")
+        watch.wait_back()
         if not alive:  # a row that says so, and the rest of the stream by a new scorer
             p = bed.start()
         bed.wait(bed.drained(th), 300, "the stream after the broker came back", p)
         rc = bed.stop(p)
         return dict(
             bed.account(f"broker_restart_{down_s:.0f}s", bed.events),
+            **watch.figures(),
             at=at,
             down_s=round(down, 1),
             resent=bed.resends,
@@ -151,23 +234,28 @@ def _redis_address(url: str) -> str:
 def fault_redis_restart(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     from driftrec.state.redis import RedisStateStore
 
-    p, th = bed.a_third_in()
+    port = free_port()
+    p, th = bed.a_third_in({"METRICS_PORT": str(port)})
     at = bed.covered()
+    watch = GaugeWatch(bed, port, "redis")
     ctl.stopped("redis", _redis_address(bed.settings.redis_url))
     try:
+        watch.gone = time.monotonic()
         say("  Redis stopped; the stream goes on while it is down (5 s)")
         time.sleep(5)
         alive = p.poll() is None
     finally:  # interrupted or not, Redis is started again
         ctl.run("redis_start")
+    watch.back = time.monotonic()
     say(f"  Redis back; the scorer {'waited' if alive else 'EXITED'}")
+    watch.wait_back()
     bed.store.close()
     bed.store = RedisStateStore.from_url(bed.state_url, **bed.redis_opts)
     if not alive:
         p = bed.start()
     bed.wait(bed.drained(th), 300, "the stream after Redis came back", p)
     rc = bed.stop(p)
-    return dict(bed.account("redis_restart", bed.events), at=at, survived=alive, exit=rc)
+    return dict(bed.account("redis_restart", bed.events), **watch.figures(), at=at, survived=alive, exit=rc)
 
 
 def fault_learner_sigkill(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
@@ -373,6 +461,11 @@ def row_ok(row: dict) -> bool:
         ok = ok and row.get("rejected") == row.get("forged") and row.get("updates_from_forged") == 0
     if row["fault"] == "garbage_flood":
         ok = ok and row["dlq_with_reason"] >= row["dead_lettered"]
+    if row.get("up_drop_s", "-") != "-":  # an outage row: the gauge saw it, the log stayed small
+        ok = ok and all(
+            isinstance(row[k], (int, float)) and row[k] <= UP_WITHIN_S for k in ("up_drop_s", "up_back_s")
+        )
+        ok = ok and isinstance(row["log_lines"], int) and row["log_lines"] < MAX_LOG_LINES
     return ok
 
 
@@ -428,6 +521,8 @@ def run(args: FaultArgs) -> list[dict]:
         finally:
             if bed is not None:
                 bed.close()
+        for c, v in _NO_OUTAGE.items():
+            row.setdefault(c, v)
         row["seconds"] = round(time.monotonic() - t0, 1)
         say(f"  {'ok' if row_ok(row) else 'NOT OK'} in {row['seconds']:.0f} s: " + json.dumps(row))
         rows.append(row)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from driftrec.app.process import set_thread_env
+from driftrec.app.process import limit_library_logs, set_thread_env
 
 # The entry point: the process's environment is set here, before numpy and torch load.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.code in (0, None):
             raise
         return int(exc.code) if isinstance(exc.code, int) else 2
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -70,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("kafka", "aiokafka", "faust", "mode", "urllib3", "httpx", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a broker outage: a few lines a minute from the clients, not thousands a second (on the
+    # handler made here: a host program's own handlers are its business)
+    limit_library_logs([h for h in root.handlers if h not in before])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -240,10 +240,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_port_label(args: argparse.Namespace) -> str:
+    return "--metrics-port" if getattr(args, "metrics_port", None) is not None else "METRICS_PORT"
+
+
 def cmd_scorer(args: argparse.Namespace) -> int:
     s = settings_from_args(args)
     metrics = Metrics("scorer")
-    metrics.serve(s.metrics_port)
+    metrics.serve(s.metrics_port, label=_metrics_port_label(args))
     if args.runtime == "faust":
         summary = run_scorer_faust(s, args.group, metrics, args.exit_when_idle, args.reset_state)
     else:
@@ -263,7 +267,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
 def cmd_learner(args: argparse.Namespace) -> int:
     s = settings_from_args(args)
     metrics = Metrics("learner")
-    metrics.serve(s.metrics_port)
+    metrics.serve(s.metrics_port, label=_metrics_port_label(args))
     return run_learner(s, args.group, metrics, args.exit_when_idle, args.train_on_exit)
 
 
@@ -272,8 +276,12 @@ def cmd_adapters_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"current": cur, "versions": recs}, indent=1))
         return 0
+    known = {r.get("version") for r in recs}
+    # the registry's pointer, which every scorer loads at start, whatever it names
+    note = " (not a registered version)" if cur and cur != "base" and cur not in known else ""
+    print(f"current: {cur or 'base'}{note}")
     if not recs:
-        print("no adapter versions registered (serving: base)")
+        print("no adapter versions registered")
         return 0
     print(f"  {'version':<28} {'created':<20} {'events':>7}  val HR@10 (current -> candidate)")
     for r in recs:

@@ -23,7 +23,7 @@ from .errors import ArtifactError, ModelError, ModelLoadError
 from .reencode import priority_order
 from .representation import LN2, Representation, logaddexp, scores, top_k, user_vectors
 from .table import ItemTable
-from .trust import REJECT_REASONS, check_version, path_from_uri, resolve_in_store, sign_manifest
+from .trust import REJECT_REASONS, VALUE_RANGES, check_version, path_from_uri, resolve_in_store, sign_manifest
 
 __all__ = [
     "Artifact",
@@ -35,6 +35,7 @@ __all__ = [
     "ModelError",
     "ModelLoadError",
     "REJECT_REASONS",
+    "VALUE_RANGES",
     "Representation",
     "TextEncoder",
     "add_cooc",

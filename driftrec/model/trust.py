@@ -42,10 +42,48 @@ REJECT_REASONS: dict[str, str] = {
     "incompatible": "base model, LoRA config or dimensions differ from the serving encoder's",
     "bad_tensor": "a tensor holds NaN/inf or has a shape that disagrees with the catalog",
     "bad_index": "a co-engagement neighbour index is outside the item table",
+    "out_of_range": "a value is beyond what training can produce (VALUE_RANGES: biases, row norms, "
+    "co-engagement and freshness weights, the age curve, the context shift)",
     "load_error": "a file cannot be parsed or loaded",
 }
 
 SIGNATURE_PREFIX = "hmac-sha256:"
+
+#: What training can produce, with a wide margin: ``name -> (low, high)`` of every value
+#: (``bias``, ``nbr_w``, the weights, ``age_lograte``, ``age_edges``, ``context_shift``) or
+#: of the L2 norm of every row (``text``, ``residual``, ``context``). :func:`check_arrays`
+#: refuses an artifact with a value outside (``out_of_range``), signed or not: finite values
+#: like a bias of 1e30 behind correct checksums would otherwise put one item first for
+#: everyone. Where they come from (learner/core.py, learner/config.py, driftrec.model.cooc):
+#:
+#: - ``text``: the encoder's output is L2-normalised (norm 1);
+#: - ``bias``, ``residual``, ``context``: Adam at ``lr_items`` (3e-3) for at most
+#:   ``item_max_steps`` (512) steps a training, no decay, from 0 (residual, bias) and the
+#:   unit text vectors (context, plus ``context_shift`` times a difference of two unit
+#:   vectors, <= 8); a full-catalog softmax stops pushing a logit that already wins. Sixty
+#:   trainings on the synthetic stream ended at |bias| <= 0.37 and row norms <= 1.9;
+#: - ``nbr_w``: cosines of co-engagement counts, ``count(i, j) / sqrt(n_i n_j)`` > 0 and
+#:   about 1 (a pair is counted at most about twice per engagement of either item: < 3);
+#: - ``cooc_weight``, ``age_weight``: 0 or one of ``LearnerConfig.cooc_weights`` /
+#:   ``age_weights`` (default at most 16 and 8; the config refuses more than this bound);
+#: - ``age_lograte``: ``log((n_b + 1) / (exposure_b + 1/r0) / r0)``, within
+#:   +-log(pairs + 1) (about 16 for a window of 10 million);
+#: - ``age_edges``: bin starts in ms from 0 (the learner's reach 30 days);
+#: - ``context_shift``: ``LearnerConfig.context_shift``, 0 to 4.
+VALUE_RANGES: dict[str, tuple[float, float]] = {
+    "text": (0.0, 100.0),
+    "residual": (0.0, 100.0),
+    "context": (0.0, 100.0),
+    "bias": (-100.0, 100.0),
+    "nbr_w": (0.0, 10.0),
+    "cooc_weight": (0.0, 100.0),
+    "age_weight": (0.0, 100.0),
+    "age_lograte": (-50.0, 50.0),
+    "age_edges": (0.0, 1e14),
+    "context_shift": (0.0, 4.0),
+}
+#: The arrays whose rows' L2 norms :data:`VALUE_RANGES` bounds (the others: every value).
+_ROW_NORMS = ("text", "residual", "context")
 
 
 def sign_manifest(manifest: bytes, key: bytes | str) -> str:
@@ -309,6 +347,7 @@ def check_arrays(
     for k in ("cooc_weight", "age_weight", "context_shift"):
         if arrays.get(k) is not None and arrays[k].size != 1:
             raise ArtifactError(f"artifact {version}: {k} must hold one value", "bad_tensor")
+    check_ranges(version, arrays)
     sm = arrays.get("stale")
     if sm is not None and (sm.dtype.kind not in "iub" or sm.shape != (n,)):
         raise ArtifactError(
@@ -331,4 +370,36 @@ def check_arrays(
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ArtifactError(
                 f"artifact {version}: LoRA tensor {name} holds NaN or infinite values", "bad_tensor"
+            )
+
+
+def check_ranges(version: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """:class:`ArtifactError` (``out_of_range``) when a value, or a row's L2 norm for
+    ``text``/``residual``/``context``, is outside :data:`VALUE_RANGES` (finite values only:
+    :func:`check_arrays` refused the others first).
+
+    >>> check_ranges("v1", {"bias": np.array([0.3, -1.2], np.float32)})
+    >>> check_ranges("v1", {"bias": np.array([0.3, 1e30], np.float32)})
+    Traceback (most recent call last):
+    ...
+    driftrec.model.errors.ArtifactError: artifact v1: bias holds 1e+30 (row 1), outside -100..100, beyond what training produces
+    """
+    for k, (lo, hi) in VALUE_RANGES.items():
+        a = arrays.get(k)
+        if a is None or a.size == 0:
+            continue
+        if k in _ROW_NORMS and a.ndim == 2:
+            a = np.linalg.norm(a.astype(np.float64), axis=1)
+            what = f"a row of {k} has an L2 norm of"
+        else:
+            what = f"{k} holds"
+            a = a.astype(np.float64).ravel()
+        bad = np.flatnonzero((a < lo) | (a > hi))
+        if bad.size:
+            i = int(bad[0])
+            row = f" (row {i})" if a.size > 1 else ""
+            raise ArtifactError(
+                f"artifact {version}: {what} {a[i]:.4g}{row}, outside {lo:g}..{hi:g}, "
+                f"beyond what training produces",
+                "out_of_range",
             )

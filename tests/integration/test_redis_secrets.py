@@ -89,10 +89,10 @@ def test_wrong_or_missing_credentials_are_named_and_not_printed(secured_redis, u
     # the URL, so it must not be echoed)
     url = f"redis://{userinfo + '@' if userinfo else ''}127.0.0.1:{secured_redis}/0"
     caplog.set_level(logging.DEBUG)
-    with pytest.raises(StateUnavailable) as ei:
+    with pytest.raises(StateConfigError) as ei:  # not an outage: not retried
         open_state(url)
     msg = str(ei.value)
-    assert "refused the password/user" in msg and "check STATE_URL's credentials" in msg, msg
+    assert "refused the password/user" in msg and "credentials were refused" in msg, msg
     assert "scripts/services.sh" not in msg
     _no_secret(msg)
     _no_secret(caplog.text)
@@ -147,3 +147,31 @@ def test_cli_output_does_not_print_the_password(secured_redis):
 def test_redact_helpers():
     assert redact_url(f"redis://user:{PASSWORD}@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact(f"at rediss://:{PASSWORD}@h:1 and u:{PASSWORD}@h2") == "at rediss://:***@h:1 and u:***@h2"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("service", ["scorer", "learner"])
+def test_refused_credentials_are_not_retried(secured_redis, service_env, service, tmp_path):
+    """A wrong password is not an outage: the service says the credentials were refused
+    and exits 2 at once, instead of backing off for SERVICE_RETRY_S (300 s)."""
+    env = dict(
+        service_env,
+        STATE_URL=f"redis://app:wrong-{ACL_PASSWORD}@127.0.0.1:{secured_redis}/0",
+        SERVICE_RETRY_S="300",
+    )
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "driftrec.cli", service],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"still retrying after {time.monotonic() - t0:.0f} s: {str(exc.stderr)[-800:]}")
+    assert p.returncode == 2, p.stderr[-2000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"driftrec {service}: error: ") and "credentials were refused" in last, last
+    assert "unreachable (attempt" not in p.stderr, p.stderr[-2000:]
+    _no_secret(p.stdout + p.stderr)

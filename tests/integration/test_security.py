@@ -265,13 +265,13 @@ def test_rediss_round_trip_with_acl_user_and_password(secure_env):
 
 
 def test_rediss_refusals_are_named_without_the_password(secure_env):
-    from driftrec.state import StateUnavailable
+    from driftrec.state import StateConfigError, StateUnavailable
     from driftrec.state.redis import RedisStateStore
 
     url = secure_env["REDIS_URL"]
     ca = secure_env["REDIS_SSL_CAFILE"]
     pw = Path(secure_env["REDIS_PASSWORD_FILE"]).read_text().strip()
-    with pytest.raises(StateUnavailable) as e:
+    with pytest.raises(StateConfigError) as e:  # refused credentials: not an outage
         RedisStateStore.from_url(url, ssl_ca_certs=ca, password="Wrong-pass-4242")
     assert "refused the password" in str(e.value) and "Wrong-pass-4242" not in str(e.value)
     with pytest.raises(StateUnavailable) as e:
