@@ -292,8 +292,9 @@ class Scorer:
         recs: list[dict[str, Any]] = []
         if last_event:
             now = max(e.ts for e in last_event.values())
-            if self._pop_clock is not None:  # a record far ahead does not age everyone's prior
-                now = min(now, self._pop_clock)
+            clock = self._pop_clock
+            if clock is not None and now > clock:  # records far ahead do not age everyone's prior
+                now = max((e.ts for e in last_event.values() if e.ts <= clock), default=clock)
             states = [st for u, st in out.items() if u in last_event]
             U, id_rows, score_rows = self._rank(states, now, cfg.top_k, digits=5)
             version = m.version
