@@ -57,6 +57,11 @@ SIDE_MAX = 2048
 #: Index results asked for beyond ``ann_k``: as many as the batch's longest seen list, up to
 #: this (they are dropped as seen).
 SEEN_EXTRA = 64
+#: The most popular items of each of the first ``LIST_LISTS`` lists a user's query scans
+#: (``LIST_POPULAR`` of each) are candidates too: the index ranks by ``u . v`` alone, and
+#: on a topical catalog the items that win are a topic's popular ones. Recomputed every
+#: ``LIST_POP_EVERY`` batches.
+LIST_LISTS, LIST_POPULAR, LIST_POP_EVERY = 8, 8, 8
 
 
 @dataclass
@@ -129,6 +134,7 @@ class CandidateRanker:
         self._marks = Marks()
         self._slot = np.zeros(0, np.int32)
         self._fresh: tuple[Any, np.ndarray, np.ndarray] | None = None  # (pub, order, sorted pub)
+        self._lp: tuple[Any, int, int, np.ndarray] | None = None  # (index, folds, batch, per list)
         self._plock = threading.Lock()
 
     # ---- which path ----------------------------------------------------------------------
@@ -305,6 +311,33 @@ class CandidateRanker:
         out: np.ndarray = rows[~excl[rows]]
         return out
 
+    def _list_popular(self, sc: Scorer, index: AnnIndex) -> np.ndarray | None:
+        """``[nlist, LIST_POPULAR]``: each list's most popular rows (-1: fewer)."""
+        lo = index.list_of
+        if lo is None or not self.config.popular_k:
+            return None
+        c = self._lp
+        if (
+            c is not None
+            and c[0] is index
+            and c[1] == self.stats.folds
+            and self.stats.batches - c[2] < LIST_POP_EVERY
+        ):
+            return c[3]
+        pop = sc._pop
+        n = min(len(pop), len(lo))
+        rows = np.flatnonzero(pop[:n] > -np.inf)
+        rows = rows[lo[rows] >= 0]
+        lst = lo[rows]
+        order = np.lexsort((-pop[rows], lst))
+        rows, lst = rows[order], lst[order]
+        rank = np.arange(len(rows)) - np.searchsorted(lst, np.arange(index.nlist))[lst]
+        keep = rank < LIST_POPULAR
+        lp = np.full((index.nlist, LIST_POPULAR), -1, np.int64)
+        lp[lst[keep], rank[keep]] = rows[keep]
+        self._lp = (index, self.stats.folds, self.stats.batches, lp)
+        return lp
+
     def _base(
         self, sc: Scorer, t: ItemTable, rep: Representation, cols: np.ndarray, excl: np.ndarray, now: int
     ) -> np.ndarray:
@@ -345,7 +378,10 @@ class CandidateRanker:
         if st.index is not None and cfg.ann_k:
             # a user's history is what its vector is nearest to: seen items come first
             extra = min(int(lens.max(initial=0)), SEEN_EXTRA)
-            ann = st.index.search(query_side(Ut, st.index.D), cfg.ann_k + extra)
+            ann, lists = st.index.search_lists(query_side(Ut, st.index.D), cfg.ann_k + extra)
+            lp = self._list_popular(sc, st.index) if lists is not None else None
+            if lp is not None and lists is not None:
+                ann = np.concatenate([ann, lp[lists[:, :LIST_LISTS]].reshape(B, -1)], 1)
         else:
             ann = np.zeros((B, 0), np.int64)
         z = np.zeros(0, np.int64)

@@ -39,7 +39,7 @@ class ScorerConfig:
     exact_below: int = 50_000
     ann_k: int = 64
     ann_recall: float = 0.95
-    ann_scan: int = 8192
+    ann_scan: int = 1024
     index_spec: str = "auto"
     popular_k: int = 256
     fresh_ms: int = 24 * 3600 * 1000

@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,7 @@ def run_catalog_bench(
     recall_users: int = 256,
     catalog: str = "random",
     index_spec: str = "auto",
+    ann_scan: int | None = None,
 ) -> dict[str, Any]:
     """The figures of one catalog size (see the module doc). ``candidates``: the scorer's
     ``ScorerConfig.candidates`` (``auto``, ``exact`` or ``index``); ``progress(n)``: timed
@@ -101,6 +103,8 @@ def run_catalog_bench(
     table = table.with_cooc(nbr, rng.random((items, 50)).astype(np.float32), 2.0)
     del nbr
     cfg = ScorerConfig(batch_size=batch, candidates=candidates, index_spec=index_spec)
+    if ann_scan is not None:
+        cfg = replace(cfg, ann_scan=ann_scan)
     sc = Scorer(cfg, ServingModel("base", table, Representation(), None, {"base_model": "bench"}))
     del table
     cand = sc.candidates
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", choices=("auto", "exact", "index"), default="auto")
     p.add_argument("--catalog", choices=("random", "topics"), default="random")
     p.add_argument("--index-spec", default="auto", help="a faiss index factory string, or auto")
+    p.add_argument("--ann-scan", type=int, default=None, help="ScorerConfig.ann_scan (default: its default)")
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--recall-users", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         recall_users=a.recall_users,
         catalog=a.catalog,
         index_spec=a.index_spec,
+        ann_scan=a.ann_scan,
     )
     print(f"driftrec bench catalog (--items {a.items})")
     print(format_result(res))

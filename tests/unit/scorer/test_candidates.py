@@ -66,7 +66,7 @@ def test_recall_against_exact_on_a_random_catalog() -> None:
     t = t.with_cooc(rng.integers(0, n, (n, 8)).astype(np.int32), rng.random((n, 8)).astype(np.float32), 0.5)
     # the index is searched on u.v / temperature + bias alone: an item that ranks on the
     # popularity it has and its neighbours lack can be missed; a deeper scan finds more
-    sc = _scorer(t, ann_recall=0.99)
+    sc = _scorer(t, ann_recall=0.99, ann_scan=n)
     sc.prepare(sc.model)
     idx = sc.candidates.prepared_index
     assert idx is not None and idx.spec.startswith("IVF") and idx.curve
