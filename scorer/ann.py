@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -218,6 +218,15 @@ class AnnIndex:
                 break
             p = min(2 * p, nlist)
         self.nprobe = best
+
+    def copy(self) -> AnnIndex:
+        """An independent copy (faiss's index cloned), to change off the serving thread."""
+        return replace(
+            self,
+            index=_faiss().clone_index(self.index),
+            curve=list(self.curve),
+            list_of=None if self.list_of is None else self.list_of.copy(),
+        )
 
     def search(self, Q: np.ndarray, k: int) -> np.ndarray:
         """Rows of the ``k`` best items of each query row of ``Q`` (``[B, D]``, see

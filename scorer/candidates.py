@@ -57,6 +57,9 @@ SIDE_MAX = 2048
 #: Index results asked for beyond ``ann_k``: as many as the batch's longest seen list, up to
 #: this (they are dropped as seen).
 SEEN_EXTRA = 64
+#: A table served without being prepared is indexed between two batches up to this size;
+#: above it the previous index serves until the next prepare.
+SYNC_BUILD_MAX = 200_000
 #: The most popular items of each of the first ``LIST_LISTS`` lists a user's query scans
 #: (``LIST_POPULAR`` of each) are candidates too: the index ranks by ``u . v`` alone, and
 #: on a topical catalog the items that win are a topic's popular ones. Recomputed every
@@ -156,10 +159,12 @@ class CandidateRanker:
     # ---- lifecycle -----------------------------------------------------------------------
     def prepare(self, table: ItemTable, rep: Representation) -> None:
         """The index of ``table`` before it is served (off the serving thread): the serving
-        one with the changed rows scored for everyone where ``table`` only adds or edits a
-        few rows, a new one otherwise."""
+        one with the changed rows scored for everyone where ``table`` only adds or edits up
+        to ``SIDE_MAX`` rows, a copy of it with them indexed again where it changes up to a
+        quarter of them (a re-encoded block), a new one otherwise."""
         cur = self._state
-        st = self._derive(cur, table) if cur is not None else None
+        reindex = max(SIDE_MAX, len(table.item_ids) // 4)
+        st = self._derive(cur, table, reindex) if cur is not None else None
         if st is None:
             st = self._build(table, rep)
         with self._plock:
@@ -224,27 +229,34 @@ class CandidateRanker:
         return _State(table, index, ok)
 
     @staticmethod
-    def _derive(cur: _State, table: ItemTable) -> _State | None:
-        """``cur``'s index for ``table`` if the rows that differ (and those already
-        changed) are at most ``SIDE_MAX``; else None."""
+    def _derive(cur: _State, table: ItemTable, reindex: int = 0) -> _State | None:
+        """``cur``'s index for ``table`` (the same leading items): the changed rows (with
+        those already changed) scored for everyone where they are at most ``SIDE_MAX``,
+        indexed again in a copy of the index where at most ``reindex``; else None."""
         old = cur.table
         if table is old:
             return cur
         if cur.index is None or not _same_prefix(old, table):
             return None
         n_old, n = len(old.item_ids), len(table.item_ids)
-        if n - n_old > SIDE_MAX:
+        if n - n_old > max(SIDE_MAX, reindex):
             return None
         diff = _changed_rows(old, table)
         side = np.union1d(np.union1d(cur.side, diff), np.arange(n_old, n, dtype=np.int64))
-        if len(side) > SIDE_MAX:
+        if len(side) > max(SIDE_MAX, reindex):
             return None
         ok = np.concatenate([cur.ok, np.zeros(n - n_old, bool)])
         ok[side] = finite_rows(table.vectors[side], table.bias[side])
-        return _State(table, cur.index, ok, side)
+        if len(side) <= SIDE_MAX:
+            return _State(table, cur.index, ok, side)
+        index = cur.index.copy()
+        index.add(side[ok[side]], table.vectors, table.bias)
+        index.remove(side[~ok[side]])
+        return _State(table, index, ok)
 
     def _sync(self, table: ItemTable, rep: Representation) -> _State:
-        """The state of the table being served, taken, derived or (first batch) built."""
+        """The state of the table being served: prepared, derived from the serving one,
+        or (the first batch, or a swap that was not prepared) built here."""
         st = self._state
         if st is not None and st.table is table:
             return st
@@ -264,8 +276,25 @@ class CandidateRanker:
             if nxt is not None:  # prepared for another table: kept for it
                 with self._plock:
                     self._next = self._next or nxt
-            derived = self._derive(st, table) if st is not None else None
-            st = derived if derived is not None else self._build(table, rep)
+            base = st
+            st = self._derive(base, table) if base is not None else None
+            if (
+                st is None
+                and base is not None
+                and base.index is not None
+                and len(table.item_ids) > SYNC_BUILD_MAX
+            ):
+                # not prepared, and too large to build between two batches: the old index
+                # goes on proposing candidates (all ranked with this table) until the next
+                # prepare builds this table's
+                log.warning(
+                    "serving a table of %d items with the previous version's candidate index "
+                    "(the swap was not prepared)",
+                    len(table.item_ids),
+                )
+                st = _State(table, base.index, np.ones(len(table.item_ids), bool))
+            elif st is None:
+                st = self._build(table, rep)
         if len(st.side) > SIDE_MAX and st.index is not None:  # fold the changed rows in
             st.index.add(st.side[st.ok[st.side]], table.vectors, table.bias)
             st.index.remove(st.side[~st.ok[st.side]])

@@ -168,13 +168,14 @@ OPS = st.lists(
         st.tuples(st.just("swap"), st.booleans()),  # a new version, prepared or not
         st.tuples(st.just("shuffle"), st.booleans()),  # a version with the rows in another order
         st.tuples(st.just("nan"), st.integers(0, 10_000)),
+        st.tuples(st.just("patch"), st.integers(1, 24)),  # a few rows re-encoded; even: prepared
     ),
     min_size=1,
     max_size=12,
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=OPS, seed=st.integers(0, 2**16))
 def test_add_remove_swap_sequences_agree_with_exact(ops: list[tuple[str, object]], seed: int) -> None:
     """After every step, the served lists are the exact path's (the index is exact at this
@@ -209,6 +210,14 @@ def test_add_remove_swap_sequences_agree_with_exact(ops: list[tuple[str, object]
                 iid = cur.item_ids[int(arg) % len(cur.item_ids)]
                 sc.remove_items([iid])
                 removed.add(iid)
+            elif op == "patch":
+                rows = rng.choice(len(cur.item_ids), min(int(arg), len(cur.item_ids)), replace=False)
+                new = cur.with_text(rows, _unit(rng, len(rows)))
+                bad -= {cur.item_ids[r] for r in rows}  # a finite text again
+                model = ServingModel(sc.model.version, new, rep, HashEncoder())  # type: ignore[arg-type]
+                if int(arg) % 2 == 0:
+                    sc.prepare(model)
+                sc.swap(model)
             elif op in ("swap", "shuffle", "nan"):
                 ids = list(cur.item_ids)
                 order = np.arange(len(ids))
