@@ -56,7 +56,7 @@ log = logging.getLogger("driftrec.scorer.candidates")
 SIDE_MAX = 2048
 #: Index results asked for beyond ``ann_k``: as many as the batch's longest seen list, up to
 #: this (they are dropped as seen).
-SEEN_EXTRA = 64
+SEEN_EXTRA = 32
 #: A table served without being prepared is indexed between two batches up to this size;
 #: above it the previous index serves until the next prepare.
 SYNC_BUILD_MAX = 200_000
@@ -447,7 +447,11 @@ class CandidateRanker:
         valid = own_c >= 0
         own = own_d
         with np.errstate(invalid="ignore"):  # a malformed row's NaN, taken out below
-            own[valid] += self._base(sc, t, rep, own_c[valid], excl, now)
+            cols = own_c[valid]
+            if len(cols) > N:  # cheaper over the whole catalog, then picked
+                own[valid] += self._base(sc, t, rep, np.arange(N), excl, now)[cols]
+            else:
+                own[valid] += self._base(sc, t, rep, cols, excl, now)
             own += own_a
             if S:
                 sh = Ut @ t.vectors[shared].T

@@ -37,7 +37,7 @@ class ScorerConfig:
     rank_precision: str = "auto"
     candidates: str = "auto"
     exact_below: int = 50_000
-    ann_k: int = 64
+    ann_k: int = 32
     ann_recall: float = 0.95
     ann_scan: int = 1024
     index_spec: str = "auto"
