@@ -64,7 +64,7 @@ SYNC_BUILD_MAX = 200_000
 #: (``LIST_POPULAR`` of each) are candidates too: the index ranks by ``u . v`` alone, and
 #: on a topical catalog the items that win are a topic's popular ones. Recomputed every
 #: ``LIST_POP_EVERY`` batches.
-LIST_LISTS, LIST_POPULAR, LIST_POP_EVERY = 8, 8, 8
+LIST_LISTS, LIST_POPULAR, LIST_POP_EVERY = 8, 16, 8
 
 
 @dataclass
@@ -410,7 +410,9 @@ class CandidateRanker:
             ann, lists = st.index.search_lists(query_side(Ut, st.index.D), cfg.ann_k + extra)
             lp = self._list_popular(sc, st.index) if lists is not None else None
             if lp is not None and lists is not None:
-                ann = np.concatenate([ann, lp[lists[:, :LIST_LISTS]].reshape(B, -1)], 1)
+                ann = np.concatenate(
+                    [ann, lp[lists[:, : min(LIST_LISTS, st.index.nprobe)]].reshape(B, -1)], 1
+                )
         else:
             ann = np.zeros((B, 0), np.int64)
         z = np.zeros(0, np.int64)

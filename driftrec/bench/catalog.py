@@ -87,6 +87,7 @@ def run_catalog_bench(
     catalog: str = "random",
     index_spec: str = "auto",
     ann_scan: int | None = None,
+    ann_k: int | None = None,
 ) -> dict[str, Any]:
     """The figures of one catalog size (see the module doc). ``candidates``: the scorer's
     ``ScorerConfig.candidates`` (``auto``, ``exact`` or ``index``); ``progress(n)``: timed
@@ -105,6 +106,8 @@ def run_catalog_bench(
     cfg = ScorerConfig(batch_size=batch, candidates=candidates, index_spec=index_spec)
     if ann_scan is not None:
         cfg = replace(cfg, ann_scan=ann_scan)
+    if ann_k is not None:
+        cfg = replace(cfg, ann_k=ann_k)
     sc = Scorer(cfg, ServingModel("base", table, Representation(), None, {"base_model": "bench"}))
     del table
     cand = sc.candidates
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--catalog", choices=("random", "topics"), default="random")
     p.add_argument("--index-spec", default="auto", help="a faiss index factory string, or auto")
     p.add_argument("--ann-scan", type=int, default=None, help="ScorerConfig.ann_scan (default: its default)")
+    p.add_argument("--ann-k", type=int, default=None, help="ScorerConfig.ann_k (default: its default)")
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--recall-users", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
@@ -228,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         catalog=a.catalog,
         index_spec=a.index_spec,
         ann_scan=a.ann_scan,
+        ann_k=a.ann_k,
     )
     print(f"driftrec bench catalog (--items {a.items})")
     print(format_result(res))
