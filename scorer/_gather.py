@@ -124,6 +124,13 @@ def kernel():
     return _compiled
 
 
+def warm() -> None:
+    """Compile (or load from the cache) the row function on a background thread, so that
+    the first batch on the candidate path does not wait for it."""
+    if _compiled is None and _nb is not None:
+        threading.Thread(target=kernel, name="driftrec-cand-compile", daemon=True).start()
+
+
 class Marks:
     """Per-thread stamp arrays over the catalog's columns, kept from batch to batch."""
 

@@ -14,7 +14,10 @@ removed items out):
   exact path;
 - **co-engagement**: every neighbour the exact path would add co-engagement to (the
   neighbours of the user's recent history);
-- **popular**: the ``popular_k`` items with the most decayed engagement;
+- **popular**: the ``popular_k`` items with the most decayed engagement, and the most
+  popular items of the index lists the user's query scans (``LIST_POPULAR`` of each of the
+  first ``LIST_LISTS``): the index ranks by ``u . v`` alone, and where items form topics
+  the ones that win are often a topic's popular ones;
 - **changed**: items added or edited since the index was built (until they are folded
   into it).
 

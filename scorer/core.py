@@ -114,6 +114,10 @@ class Scorer:
             warm()  # batches of the configured size will take the bfloat16 pass
         self._crange: tuple[Any, float, float, float] | None = None  # (nbr_w, weight, down, up)
         self._cand = CandidateRanker(config)  # large catalogs: candidates, then the exact score
+        if self._cand.active(len(model.table.item_ids)):
+            from ._gather import warm as warm_gather
+
+            warm_gather()
 
     def _compiled_pass(self) -> bool:
         """Whether batches of ``config.batch_size`` events will take the bfloat16 pass
