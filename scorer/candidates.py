@@ -141,7 +141,8 @@ class CandidateRanker:
         self._slot = np.zeros(0, np.int32)
         self._fresh: tuple[Any, np.ndarray, np.ndarray] | None = None  # (pub, order, sorted pub)
         self._lp: tuple[Any, int, int, np.ndarray] | None = None  # (index, folds, batch, per list)
-        self._plock = threading.Lock()
+        self._plock = threading.Lock()  # guards _next
+        self._ilock = threading.Lock()  # a serving index changed in place, or copied
 
     # ---- which path ----------------------------------------------------------------------
     def active(self, n_items: int) -> bool:
@@ -231,8 +232,7 @@ class CandidateRanker:
         )
         return _State(table, index, ok)
 
-    @staticmethod
-    def _derive(cur: _State, table: ItemTable, reindex: int = 0) -> _State | None:
+    def _derive(self, cur: _State, table: ItemTable, reindex: int = 0) -> _State | None:
         """``cur``'s index for ``table`` (the same leading items): the changed rows (with
         those already changed) scored for everyone where they are at most ``SIDE_MAX``,
         indexed again in a copy of the index where at most ``reindex``; else None."""
@@ -252,7 +252,8 @@ class CandidateRanker:
         ok[side] = finite_rows(table.vectors[side], table.bias[side])
         if len(side) <= SIDE_MAX:
             return _State(table, cur.index, ok, side)
-        index = cur.index.copy()
+        with self._ilock:  # not while the serving thread folds rows into it
+            index = cur.index.copy()
         index.add(side[ok[side]], table.vectors, table.bias)
         index.remove(side[~ok[side]])
         return _State(table, index, ok)
@@ -299,8 +300,9 @@ class CandidateRanker:
             elif st is None:
                 st = self._build(table, rep)
         if len(st.side) > SIDE_MAX and st.index is not None:  # fold the changed rows in
-            st.index.add(st.side[st.ok[st.side]], table.vectors, table.bias)
-            st.index.remove(st.side[~st.ok[st.side]])
+            with self._ilock:
+                st.index.add(st.side[st.ok[st.side]], table.vectors, table.bias)
+                st.index.remove(st.side[~st.ok[st.side]])
             st = _State(table, st.index, st.ok)
             self.stats.folds += 1
         self._state = st
