@@ -160,9 +160,9 @@ class AnnIndex:
         for s in range(0, n, CHUNK):
             r = rows[s : s + CHUNK].astype(np.int64)
             X = item_side(vectors, bias, r, D)
-            if ivf is None:
+            if ivf is None or "fs" in spec:  # fast-scan lists pack their codes in add_with_ids
                 index.add_with_ids(X, r)
-            else:  # each row to its list by a bfloat16 product (faiss's float32 one: minutes at 1M)
+            else:  # each row to its list by a bfloat16 product (faiss's float32 one is slower)
                 lists = torch.argmax(torch.from_numpy(X).bfloat16() @ out._centres16.T, dim=1).numpy()
                 lists = np.ascontiguousarray(lists, np.int64)
                 index.add_core(len(r), faiss.swig_ptr(X), faiss.swig_ptr(r), faiss.swig_ptr(lists))
