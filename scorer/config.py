@@ -17,7 +17,15 @@ class ScorerConfig:
     on; what the services use) or ``off``.
     ``rank_precision``: the first pass over large score matrices: ``float32``, ``bfloat16``
     (candidates from a bfloat16 product, ranked exactly; see :mod:`scorer.ranking`) or
-    ``auto`` (bfloat16 where the CPU multiplies it natively)."""
+    ``auto`` (bfloat16 where the CPU multiplies it natively).
+    ``candidates``: ``exact`` (every item scored), ``index`` (candidates from an index,
+    fresh, co-engaged and popular items, ranked with the same score; see
+    :mod:`scorer.candidates`) or ``auto`` (``index`` from ``exact_below`` items on).
+    ``ann_k``: index candidates per user; ``ann_recall``/``ann_scan``: the index scans the
+    fewest lists whose measured recall@10 reaches ``ann_recall``, at most ``ann_scan`` rows
+    a query; ``index_spec``: a faiss index factory string, or ``auto`` (by catalog size);
+    ``popular_k``: popular candidates; ``fresh_ms``/``fresh_max``: items published within
+    that horizon (at most the newest ``fresh_max``) are candidates for every user."""
 
     top_k: int = 10
     seen_limit: int = 500
@@ -27,6 +35,15 @@ class ScorerConfig:
     comment_cache: int = 20_000
     comments: str = "sync"
     rank_precision: str = "auto"
+    candidates: str = "auto"
+    exact_below: int = 50_000
+    ann_k: int = 32
+    ann_recall: float = 0.95
+    ann_scan: int = 1024
+    index_spec: str = "auto"
+    popular_k: int = 256
+    fresh_ms: int = 24 * 3600 * 1000
+    fresh_max: int = 1024
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -37,5 +54,14 @@ class ScorerConfig:
             raise ScorerConfigError("SCORER_COMMENTS must be sync, async or off")
         if self.rank_precision not in ("auto", "float32", "bfloat16"):
             raise ScorerConfigError("SCORER_RANK_PRECISION must be auto, float32 or bfloat16")
+        if self.candidates not in ("auto", "exact", "index"):
+            raise ScorerConfigError("SCORER_CANDIDATES must be auto, exact or index")
+        if (
+            min(self.exact_below, self.ann_k, self.ann_scan, self.popular_k, self.fresh_ms, self.fresh_max)
+            < 0
+        ):
+            raise ScorerConfigError("the candidate settings (SCORER_EXACT_BELOW, ...) must be >= 0")
+        if not 0.0 <= self.ann_recall <= 1.0:
+            raise ScorerConfigError("SCORER_ANN_RECALL must be in [0, 1]")
         if self.batch_size < 1 or self.batch_ms < 0:
             raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")

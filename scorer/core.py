@@ -6,6 +6,7 @@ Pure: no Kafka, Redis, environment or wall clock. The caller reads user state be
 
 from __future__ import annotations
 
+import logging
 import operator
 import threading
 from collections import OrderedDict, deque
@@ -29,9 +30,11 @@ from driftrec.model import (
 from driftrec.state import Interaction, UserState
 from driftrec.stream import Event, Item
 
+from .candidates import CandidateRanker
 from .config import ScorerConfig
 from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, resolve_precision
 
+_log = logging.getLogger("driftrec.scorer")
 MAX_COMMENT_CHARS = 512
 #: Popularity's time bound (_update_pop): the stream's clock is the POP_BOUND_RANK-th newest
 #: of the items' latest times among the last POP_CLOCK_EVENTS events; an event more than
@@ -122,6 +125,11 @@ class Scorer:
 
             warm()  # batches of the configured size will take the bfloat16 pass
         self._crange: tuple[Any, float, float, float] | None = None  # (nbr_w, weight, down, up)
+        self._cand = CandidateRanker(config)  # large catalogs: candidates, then the exact score
+        if self._cand.active(len(model.table.item_ids)):
+            from ._gather import warm as warm_gather
+
+            warm_gather()
 
     def _compiled_pass(self) -> bool:
         """Whether batches of ``config.batch_size`` events will take the bfloat16 pass
@@ -168,6 +176,11 @@ class Scorer:
         """The publication time of each row of the serving table (float64 ms; -inf:
         unknown), ``None`` when no item has one."""
         return self._pub
+
+    @property
+    def candidates(self) -> CandidateRanker:
+        """The candidate path of large catalogs (its index, settings and counts)."""
+        return self._cand
 
     @property
     def rank_precision(self) -> str:
@@ -229,15 +242,31 @@ class Scorer:
         if m.encoder is None:
             raise ValueError("adding items needs a serving model with an encoder")
         texts = [it.text for it in items]
-        table = m.table.with_items(
-            [it.item_id for it in items], m.encoder.encode(texts), m.encoder.encode(texts, base=True)
-        )
+        vecs, base = m.encoder.encode(texts), m.encoder.encode(texts, base=True)
+        ok = np.isfinite(vecs).all(1) & np.isfinite(base).all(1)
+        if not ok.all():  # a malformed vector never reaches a user
+            bad = [it.item_id for it, g in zip(items, ok) if not g]
+            _log.warning("%d items with a non-finite vector not added (first: %r)", len(bad), bad[0][:80])
+            items = [it for it, g in zip(items, ok) if g]
+            vecs, base = vecs[ok], base[ok]
+            if not items:
+                return 0
+        ids: list[str] = [it.item_id for it in items]
+        table = m.table.with_items(ids, vecs, base)
         with self._lock:
             self._ts_by_id.update((it.item_id, it.ts) for it in items)
+            self._cand.expect(table, ids)
         self.swap(ServingModel(m.version, table, m.rep, m.encoder, m.manifest))
         with self._lock:  # a text (and time) changed in place: the swap kept the old times
             self._pub, self._pub_max = self._align_ts(self._model.table)
         return len(items)
+
+    def remove_items(self, item_ids: Sequence[str]) -> int:
+        """Never serve these items again, on either path (an items-topic tombstone, expiry);
+        adding one again brings it back. Returns how many the catalog has."""
+        with self._lock:
+            self._cand.remove(item_ids)
+            return sum(self._model.table.index(i) >= 0 for i in set(item_ids))
 
     # ---- the batch -------------------------------------------------------------------
     def learn_many(self, events: Sequence[Event], users: Mapping[str, UserState]) -> BatchResult:
@@ -386,8 +415,13 @@ class Scorer:
         """User vectors ``[B, d]`` of ``states``, and per user the top-k item ids and their
         scores, best first; ``digits``: scores rounded to that many decimals."""
         m = self._model
+        if self._cand.active(len(m.table.item_ids)):
+            return self._cand.rank(self, states, now, k, digits)
         U, hist_idx, hist_w = self._user_vectors(states, now)
         prior = self._time_prior(m.table, m.rep.pop_prior(self._pop, now), now)
+        gone = self._cand.excluded(m.table)
+        if gone is not None:
+            prior[gone] = -np.inf
         B, N = len(states), len(m.table.item_ids)
         t = m.table
         cooc = bool(t.cooc_weight) and t.nbr_idx is not None and t.nbr_w is not None
@@ -467,6 +501,9 @@ class Scorer:
         on another thread: :class:`SwapManager` calls it while preparing a version), so that
         its first batch does not build them (a 15 MB copy, and the bfloat16 side)."""
         t = model.table
+        if self._cand.active(len(t.item_ids)):  # its candidate index instead
+            self._cand.prepare(t, model.rep)
+            return
         aug = (t.vectors, self._augmented(t.vectors))
         self._next_aug = aug
         if self._ranker is not None and len(t.item_ids) > self.config.top_k + MAX_MARGIN:
