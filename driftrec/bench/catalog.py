@@ -16,9 +16,6 @@ figures as JSON on the last line).
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -92,8 +89,9 @@ def run_catalog_bench(
     """The figures of one catalog size (see the module doc). ``candidates``: the scorer's
     ``ScorerConfig.candidates`` (``auto``, ``exact`` or ``index``); ``progress(n)``: timed
     events applied so far."""
+    from driftrec.app.system import build_scorer
     from driftrec.model import ItemTable, Representation
-    from driftrec.scorer import Scorer, ScorerConfig, ServingModel
+    from driftrec.scorer import ScorerConfig
     from driftrec.scorer.candidates import recall_at_k
 
     rng = np.random.default_rng(seed)
@@ -108,7 +106,7 @@ def run_catalog_bench(
         cfg = replace(cfg, ann_scan=ann_scan)
     if ann_k is not None:
         cfg = replace(cfg, ann_k=ann_k)
-    sc = Scorer(cfg, ServingModel("base", table, Representation(), None, {"base_model": "bench"}))
+    sc = build_scorer(cfg, table, Representation(), base_model="bench")
     del table
     cand = sc.candidates
     path = "index" if cand.active(items) else "exact"
@@ -201,45 +199,3 @@ def format_result(res: dict[str, Any]) -> str:
             mark = "  <-" if c["nprobe"] == res.get("nprobe") else ""
             text += f"{c['nprobe']:>6}  {c['rows_scanned']:>12}  {c['recall_at_10']:>9.3f}  {c['us_per_query']:>8.1f}{mark}\n"
     return text
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m driftrec.bench.catalog", description=__doc__.split("\n\n")[0])
-    p.add_argument("--items", type=int, default=100_000)
-    p.add_argument("--events", type=int, default=60_000)
-    p.add_argument("--users", type=int, default=10_000)
-    p.add_argument("--candidates", choices=("auto", "exact", "index"), default="auto")
-    p.add_argument("--catalog", choices=("random", "topics"), default="random")
-    p.add_argument("--index-spec", default="auto", help="a faiss index factory string, or auto")
-    p.add_argument("--ann-scan", type=int, default=None, help="ScorerConfig.ann_scan (default: its default)")
-    p.add_argument("--ann-k", type=int, default=None, help="ScorerConfig.ann_k (default: its default)")
-    p.add_argument("--batch", type=int, default=1024)
-    p.add_argument("--recall-users", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
-    from driftrec.app.process import tune_gc
-
-    tune_gc()  # as the services run
-    res = run_catalog_bench(
-        a.items,
-        a.events,
-        a.users,
-        a.candidates,
-        a.seed,
-        batch=a.batch,
-        recall_users=a.recall_users,
-        catalog=a.catalog,
-        index_spec=a.index_spec,
-        ann_scan=a.ann_scan,
-        ann_k=a.ann_k,
-    )
-    print(f"driftrec bench catalog (--items {a.items})")
-    print(format_result(res))
-    if a.json:
-        print(json.dumps(res, separators=(",", ":")))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka|state``: the flags and the command
+"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka|state|catalog``: the flags and the command
 (the measurements: :mod:`driftrec.bench.speed`, :mod:`driftrec.bench.fuzz`,
 :mod:`driftrec.bench.kafka`)."""
 
@@ -77,6 +77,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 0 if ok else 1
+    elif kind == "catalog":
+        from driftrec.bench.catalog import format_result, run_catalog_bench
+
+        with tqdm(total=args.events, desc="timed events", unit="ev", file=sys.stderr) as bar:
+            res = run_catalog_bench(
+                args.items,
+                args.events,
+                args.users,
+                args.candidates,
+                args.seed,
+                lambda n: bar.update(n - bar.n),
+                batch=args.batch,
+                recall_users=args.recall_users,
+                catalog=args.catalog,
+                index_spec=args.index_spec,
+                ann_scan=args.ann_scan,
+                ann_k=args.ann_k,
+            )
+        print(f"driftrec bench catalog (--items {args.items})")
+        print(format_result(res))
+        if args.json:
+            print(json.dumps(res, separators=(",", ":")))
+        return 0
     elif kind == "state":
         from driftrec.bench.state import run_state_bench
 
@@ -133,7 +156,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
-        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka, state",
+        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka, state, catalog",
         description=speed.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -210,6 +233,38 @@ def add_parser(sub: Any) -> None:
             )
             q.add_argument("--no-lora", action="store_true", help="train the item parts only (no adapters)")
         q.set_defaults(func=cmd_bench)
+    text = (
+        "a catalog of N items through the scorer: events/s, batch p50/p99, peak RSS, the candidate "
+        "index's build time and recall/speed curve, recall@10 of the served top-10 against exact"
+    )
+    q = benches.add_parser("catalog", help=text, description=text)
+    q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+    q.add_argument("--items", type=flag_int(1), default=100_000, help="catalog size (default 100,000)")
+    q.add_argument("--events", type=flag_int(1), default=60_000, help="events to time")
+    q.add_argument("--users", type=flag_int(1), default=10_000, help="users")
+    q.add_argument(
+        "--candidates",
+        choices=("auto", "exact", "index"),
+        default="auto",
+        help="SCORER_CANDIDATES: exact ranks every item; index takes candidates from the ANN "
+        "index, fresh, co-engaged and popular items and re-ranks them exactly; auto: index from "
+        "SCORER_EXACT_BELOW items on",
+    )
+    q.add_argument(
+        "--catalog",
+        choices=("random", "topics"),
+        default="random",
+        help="random unit vectors, or vectors grouped around topics (closer to text embeddings)",
+    )
+    q.add_argument("--index-spec", default="auto", help="a faiss index factory string, or auto")
+    q.add_argument(
+        "--ann-scan", type=flag_int(1), default=None, help="lists scanned per query (default: tuned)"
+    )
+    q.add_argument("--ann-k", type=flag_int(1), default=None, help="candidates taken from the index per user")
+    q.add_argument("--batch", type=flag_int(1), default=1024, help="micro-batch size")
+    q.add_argument("--recall-users", type=flag_int(1), default=256, help="users sampled for recall@10")
+    q.add_argument("--seed", type=flag_int(0), default=0, help="random seed")
+    q.set_defaults(func=cmd_bench)
     text = "bytes per user in Redis, redis-server RSS, commands per event, commit latency"
     q = benches.add_parser("state", help=text, description=text)
     q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
