@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import operator
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 
 from driftrec.model import (
-    LN2,
     ItemTable,
     Representation,
     TextEncoder,
     cooc_entries,
-    logaddexp,
     top_k,
     user_vectors,
 )
@@ -31,20 +29,14 @@ from driftrec.state import Interaction, UserState
 from driftrec.stream import Event, Item
 
 from .candidates import CandidateRanker
+from .comments import CommentWorker
 from .config import ScorerConfig
+from .history import copy_state, flat_weights, item_of
+from .popularity import StreamPopularity
 from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, resolve_precision
 
 _log = logging.getLogger("driftrec.scorer")
 MAX_COMMENT_CHARS = 512
-#: Popularity's time bound (_update_pop): the stream's clock is the POP_BOUND_RANK-th newest
-#: of the items' latest times among the last POP_CLOCK_EVENTS events; an event more than
-#: POP_SLACK_HALF_LIVES popularity half-lives ahead of it adds nothing to popularity. On
-#: MovieLens-100K (gaps up to 2 days, pop half-life 1 day) the newest event is at most 2.7
-#: days after the 32nd newest of the last 1,024: the bound never binds there, nor on the
-#: synthetic scenarios.
-POP_CLOCK_EVENTS = 1024
-POP_BOUND_RANK = 32
-POP_SLACK_HALF_LIVES = 3.0
 
 
 @dataclass
@@ -103,17 +95,13 @@ class Scorer:
     ) -> None:
         self.config = config
         self._model = model
-        self._pop_by_id: dict[str, float] = dict(item_pop or {})
+        self._popularity = StreamPopularity(item_pop)
         self._pop = self._align_pop(model.table)
-        #: (time, item) of the last POP_CLOCK_EVENTS events (as sent; see _update_pop) and the
-        #: latest time an event adds to popularity at (None: before the first batch)
-        self._pop_recent: deque[tuple[int, str]] = deque(maxlen=POP_CLOCK_EVENTS)
-        self._pop_clock: int | None = None
         # publication times (DESIGN.md, items' ts): an item is a candidate from its ts on
         self._ts_by_id: dict[str, int] = dict(item_ts or {})
         self._pub, self._pub_max = self._align_ts(model.table)
         self._comment_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._comments: _CommentWorker | None = None
+        self._comments: CommentWorker | None = None
         self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
         self._buf: np.ndarray | None = None  # the score matrix, reused batch after batch
         self._aug: tuple[np.ndarray, np.ndarray] | None = None  # (vectors, [vectors | bias+prior])
@@ -291,7 +279,7 @@ class Scorer:
             st = out.get(uid)
             if st is None:
                 prev = users.get(uid)
-                st = _copy(prev) if prev is not None else UserState(uid)
+                st = copy_state(prev) if prev is not None else UserState(uid)
                 out[uid] = st
             if st.has_event(e.event_id):
                 dups += 1
@@ -354,51 +342,22 @@ class Scorer:
         table: ItemTable,
         added: list[tuple[str, str, float]] | None = None,
     ) -> dict[str, float]:
-        """Add ``events`` (in time order) to the items' decayed popularity; returns the new
-        values of the items they touched (and appends each event's increment to ``added``).
-
-        Bounded by the stream's own clock, not the wall clock (a replay or a backlog runs
-        behind the wall clock, so a record "a few minutes from now" can be days ahead of the
-        stream): the clock is the ``POP_BOUND_RANK``-th newest of the items' latest times
-        among the last ``POP_CLOCK_EVENTS`` events (this batch's included), and an event more
-        than ``POP_SLACK_HALF_LIVES`` popularity half-lives ahead of it adds nothing to
-        popularity (it still counts for its user). Moving the clock takes records ahead on
-        ``POP_BOUND_RANK`` different items: a burst on one item, from any number of users,
-        does not. Normal logs are unchanged (see ``POP_CLOCK_EVENTS``). The first batch after
-        a start has no history: its own times set the clock."""
-        touched: dict[str, float] = {}
-        if not events:
-            return touched
-        by_id = self._pop_by_id
-        get = by_id.get
-        inc_of = rep.pop_increment
-        neg_inf = -np.inf
-        recent = self._pop_recent
-        recent.extend((e.ts, e.item_id) for e in events)
-        latest: dict[str, int] = {}
-        for ts, item in recent:  # the items' latest times (one point per item)
-            if ts > latest.get(item, -1):
-                latest[item] = ts
-        times = np.fromiter(latest.values(), np.float64, count=len(latest))
-        k = min(POP_BOUND_RANK, len(times))
-        cap = int(np.partition(times, -k)[-k]) + int(POP_SLACK_HALF_LIVES * rep.pop_half_life_ms)
-        for e in events:
-            if e.ts > cap:  # far ahead of the stream: no popularity (its user has it)
-                continue
-            item = e.item_id
-            inc = inc_of(e.type, e.ts)
-            new = logaddexp(get(item, neg_inf), inc)
-            if added is not None:
-                added.append((e.user_id, item, inc))
-            by_id[item] = new
-            touched[item] = new
-        self._pop_clock = cap
+        """:meth:`StreamPopularity.update`, and the rows of ``table`` it touched."""
+        touched = self._popularity.update(events, rep, added)
         cols = np.fromiter(map(table.row_index.get, touched, repeat(-1)), np.int64, count=len(touched))
         known = cols >= 0
         if known.any():
             vals = np.fromiter(touched.values(), np.float64, count=len(touched))
             self._pop[cols[known]] = vals[known]
         return touched
+
+    @property
+    def _pop_by_id(self) -> dict[str, float]:
+        return self._popularity.by_id
+
+    @property
+    def _pop_clock(self) -> int | None:
+        return self._popularity.clock
 
     # ---- ranking -----------------------------------------------------------------------
     def rank_many(
@@ -552,12 +511,10 @@ class Scorer:
         todo: list[tuple[int, float, str, str]] = []
         get = m.table.row_index.get
         comments = m.encoder is not None and rep.comment_weight > 0 and self.config.comments != "off"
-        flat = _flat_weights(rep, states, now)
+        flat = flat_weights(rep, states, now)
         if flat is not None:  # every history at once: the same numbers, no per-user numpy calls
             hist, rows, cols, wf = flat
-            idx[rows, cols] = np.fromiter(
-                map(get, map(_item_of, hist), repeat(-1)), np.int64, count=len(hist)
-            )
+            idx[rows, cols] = np.fromiter(map(get, map(item_of, hist), repeat(-1)), np.int64, count=len(hist))
             w[rows, cols] = wf
             if comments:
                 rl = rows.tolist()
@@ -613,9 +570,9 @@ class Scorer:
         while len(cache) > self.config.comment_cache:
             cache.popitem(last=False)
 
-    def _comment_worker(self) -> _CommentWorker:
+    def _comment_worker(self) -> CommentWorker:
         if self._comments is None:
-            self._comments = _CommentWorker(self._store_comments)
+            self._comments = CommentWorker(self._store_comments)
         return self._comments
 
     def close(self, timeout: float = 10.0) -> None:
@@ -627,123 +584,4 @@ class Scorer:
             c.close(timeout)
 
 
-_STOP: dict[str, str] = {}  # the comment worker's end-of-work marker (compared by identity)
-
-
-class _CommentWorker:
-    """Encodes comment texts off the scorer's thread (``ScorerConfig.comments="async"``)."""
-
-    def __init__(self, store: Any) -> None:
-        import queue
-
-        self._store = store
-        self._q: queue.Queue[dict[str, str]] = queue.Queue(maxsize=1000)
-        self._pending: set[str] = set()
-        self._t = threading.Thread(target=self._run, name="driftrec-comments", daemon=True)
-        self._t.start()
-
-    def submit(self, texts: Mapping[str, str]) -> None:
-        new = {k: v for k, v in texts.items() if k not in self._pending}
-        if new:
-            self._pending.update(new)
-            try:
-                self._q.put_nowait(new)
-            except Exception:  # queue full: drop the evidence rather than stall serving
-                self._pending.difference_update(new)
-
-    #: how long the worker gathers texts before encoding them: one encoder call costs about
-    #: the same for 5 texts as for 50 (tokenizer and per-layer Python overhead), and while it
-    #: runs it competes with the serving thread for the GIL. At 1,000 events/s, encoding each
-    #: batch's few comments at once cost the scorer ~14 ms of CPU per 40-event batch.
-    LINGER_S = 0.25
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Let the batch being encoded finish, drop the queued ones, end the thread."""
-        import queue
-
-        while True:  # what waits is evidence only: dropped, as when the queue is full
-            try:
-                self._q.get_nowait()
-            except queue.Empty:
-                break
-        self._q.put(_STOP)
-        self._t.join(timeout)
-
-    def _run(self) -> None:
-        import queue
-        import time
-
-        stopping = False
-        while not stopping:
-            batch = self._q.get()
-            if batch is _STOP:
-                return
-            deadline = time.monotonic() + self.LINGER_S
-            while len(batch) < 256:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    more = self._q.get(timeout=left)
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stopping = True  # this batch is still encoded (close() emptied the rest)
-                    break
-                batch.update(more)
-            try:
-                self._store(batch)
-            except Exception:  # pragma: no cover - logged, never kills serving
-                import logging
-
-                logging.getLogger("driftrec.scorer").exception("comment encoding failed")
-            finally:
-                self._pending.difference_update(batch)
-
-
-def _flat_weights(
-    rep: Representation, states: Sequence[UserState], now: int
-) -> tuple[list[Interaction], np.ndarray, np.ndarray, np.ndarray] | None:
-    """:meth:`Representation.weights` of every user's history in one pass over the
-    concatenated histories: ``(interactions, rows, cols, weights)``, or ``None`` where the
-    caller must ask ``rep.weights`` per user: a representation whose ``weights`` is not
-    the stock one, or a result that differs from it on the first history (checked every
-    batch, so a change to the formula can only make the scorer slower, never different).
-    The arithmetic is that of ``Representation.weights``, element by element.
-    """
-    if type(rep).weights is not Representation.weights or len(states) < 2:
-        return None
-    lens = [len(s.history) for s in states]
-    hist = list(chain.from_iterable(s.history for s in states))
-    if not hist:
-        return None
-    n = np.asarray(lens, np.int64)
-    rows = np.repeat(np.arange(len(states)), n)
-    cols = np.arange(len(hist)) - np.repeat(np.cumsum(n) - n, n)
-    tww = rep.type_weights
-    tw = np.fromiter(map(tww.get, map(_type_of, hist), repeat(1.0)), np.float64, count=len(hist))
-    age = np.maximum(0, now - np.fromiter(map(_ts_of, hist), np.float64, count=len(hist)))
-    pos = rep.position_decay ** (np.repeat(n, n) - 1 - cols).astype(np.float64)
-    wf = (tw * np.exp(-LN2 * age / rep.half_life_ms) * pos).astype(np.float32)
-    b0 = next(b for b, k in enumerate(lens) if k)
-    h0 = states[b0].history
-    if not np.array_equal(wf[: len(h0)], rep.weights([x.type for x in h0], [x.ts for x in h0], now)):
-        return None
-    return hist, rows, cols, wf
-
-
-_type_of, _item_of, _ts_of = (operator.itemgetter(k) for k in (1, 2, 3))  # Interaction fields, at C speed
 _ts_attr = operator.attrgetter("ts")  # Event.ts
-
-
-def _copy(st: UserState) -> UserState:
-    return UserState(
-        st.user_id,
-        list(st.history),
-        st.vector,
-        st.version,
-        list(st.topk),
-        st.n_events,
-        st.last_event_id,
-        list(st.seen),
-    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from driftrec.model import Representation
-from driftrec.scorer.core import _flat_weights
+from driftrec.scorer.history import flat_weights as _flat_weights
 from driftrec.state import Interaction, UserState
 
 
