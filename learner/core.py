@@ -73,6 +73,8 @@ class Learner:
         self.rep = rep
         self.table = table
         self.texts = dict(texts)
+        #: items deleted from the catalog (remove_items): no training target, no popularity
+        self.removed: set[str] = set()
         self.item_ts: dict[str, int] = dict(item_ts or {})
         self.encoder = encoder if config.use_lora else None
         self._lora = encoder.lora_state() if (encoder is not None and config.use_lora) else {}
@@ -157,6 +159,14 @@ class Learner:
     def since_train(self, n: int) -> None:
         self.triggers.since_train = n
 
+    def remove_items(self, item_ids: Sequence[str]) -> None:
+        """Items deleted from the catalog (an items-topic tombstone): no longer a training
+        target nor counted as popular. Their rows stay in the table (every scorer masks a
+        deleted id, in every version); publishing an item again brings it back."""
+        self.removed.update(item_ids)
+        for i in item_ids:
+            self._pop.pop(i, None)
+
     def add_items(self, items: Sequence[Item]) -> None:
         """New or changed catalog items, encoded under the current adapter."""
         if not items:
@@ -170,6 +180,7 @@ class Learner:
             if enc is not None and edited and self.table.context_shift
             else None
         )
+        self.removed.difference_update(it.item_id for it in items)  # published again: back
         for it in items:
             self.texts[it.item_id] = it.text
             if self.item_ts or it.ts:
@@ -256,7 +267,12 @@ class Learner:
     def _window_pairs(self) -> tuple[list[Pair], dict[str, int]]:
         """The window's pairs a round learns from, and the window's span."""
         # Re-engagements cannot be recommended (seen items are excluded): not trained on.
-        pairs = [p.value for p in self.window if not p.value.repeat and self.table.index(p.value.target) >= 0]
+        removed = self.removed
+        pairs = [
+            p.value
+            for p in self.window
+            if not p.value.repeat and self.table.index(p.value.target) >= 0 and p.value.target not in removed
+        ]
         lo, hi = self.window.span()
         return pairs, {"from_ts": lo, "to_ts": hi, "n_events": len(self.window)}
 

@@ -48,6 +48,8 @@ REASONS: dict[str, str] = {
     "missing_text": "a comment needs a non-empty text",
     "bad_text": "text must be a string of at most 4096 characters",
     "missing_text_item": "an item needs a string text",
+    "bad_item_tombstone": "an items tombstone (a record without a value) needs the item id, "
+    "1..128 characters of UTF-8, as its key",
 }
 
 
@@ -269,6 +271,38 @@ def decode(raw: bytes | str, ts_range: tuple[int, int] | None = None) -> Decoded
         text = None  # ignored for other types (DESIGN.md)
     meta = {k: v for k, v in obj.items() if k not in _EVENT_FIELDS} if obj.keys() - _EVENT_FIELDS else {}
     return Event(obj["event_id"], etype, UserId(obj["user_id"]), ItemId(obj["item_id"]), int(ts), text, meta)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTombstone:
+    """A record without a value on ``items``, keyed by an item id (a Kafka tombstone; the
+    topic is compacted): the item is deleted from ranking in every scorer and from the
+    learner's training targets. Publishing the item again brings it back."""
+
+    item_id: ItemId
+
+
+def decode_item_record(key: bytes | None, value: bytes | str | None) -> Item | ItemTombstone | Rejected:
+    """One record of the ``items`` topic: an item, or a tombstone (no value) for its key.
+
+    Examples
+    --------
+    >>> decode_item_record(b"m1", None)
+    ItemTombstone(item_id='m1')
+    >>> decode_item_record(None, None).reason
+    'bad_item_tombstone'
+    >>> decode_item_record(b"m1", b'{"item_id":"m1","text":"Toy Story"}').text
+    'Toy Story'
+    """
+    if value is not None and len(value) > 0:
+        return decode_item(value)
+    try:
+        item_id = key.decode("utf-8") if key is not None else ""
+    except UnicodeDecodeError:
+        item_id = ""
+    if not 1 <= len(item_id) <= MAX_ID_LEN:
+        return Rejected(b"", "bad_item_tombstone", REASONS["bad_item_tombstone"])
+    return ItemTombstone(ItemId(item_id))
 
 
 def decode_item(raw: bytes | str) -> Item | Rejected:

@@ -20,6 +20,7 @@ from driftrec.stream import (
     EventSink,
     EventSource,
     Item,
+    ItemTombstone,
     Message,
     Record,
     Rejected,
@@ -27,7 +28,7 @@ from driftrec.stream import (
     TopicNames,
     dead_letter,
     decode,
-    decode_item,
+    decode_item_record,
 )
 
 from .adaptation import Publisher
@@ -73,6 +74,7 @@ class WorkerStats:
     duplicates: int = 0
     skipped_committed: int = 0
     items: int = 0
+    items_removed: int = 0  # items deleted by an items-topic tombstone
     batch_ms: list[float] = field(default_factory=list)
     #: the last batch's oldest record: its age (now - its Kafka timestamp) when the batch's
     #: updates were made, in ms; None when its records carry no timestamp
@@ -176,6 +178,8 @@ class ScorerWorker:
         st = self.stats
         events: list[Event] = []
         items: list[Item] = []
+        catalog: dict[str, Item | None] = {}  # item id -> its last record (None: a tombstone)
+        n_tombstones = 0
         out: list[Message] = []
         rejected: list[Rejected] = []
         offsets: dict[str, int] = {}
@@ -189,16 +193,32 @@ class ScorerWorker:
                 continue
             offsets[k] = max(offsets.get(k, 0), r.offset + 1)
             st.counts.consumed += 1
-            d = decode_item(r.value) if r.topic == self.names.items else decode(r.value, ts_range)
+            if r.topic == self.names.items:
+                d = decode_item_record(r.key, r.value)
+            else:
+                d = decode(r.value, ts_range)
             if isinstance(d, Event):
                 events.append(d)
                 shards[d.user_id] = r.partition
             elif isinstance(d, Item):
                 items.append(d)
+                catalog[d.item_id] = d
+            elif isinstance(d, ItemTombstone):
+                n_tombstones += 1
+                catalog[d.item_id] = None
             else:
                 rejected.append(d)
                 out.append(dead_letter(d, r, self.names.dlq))
-        n_items = len(items)
+        n_items = len(items) + n_tombstones
+        # the items topic is a table: the last record of an id in the batch is what it is now
+        items = [d for d in catalog.values() if d is not None]
+        gone = [i for i, d in catalog.items() if d is None]
+        if gone:
+            self.scorer.remove_items(gone)
+            if self.swaps is not None:
+                for i in gone:
+                    self.swaps.texts.pop(i, None)
+            st.items_removed += len(gone)
         if items and self.swaps is not None:
             # the items topic is a table: re-reading it must not re-encode what is known
             known = self.swaps.texts
@@ -342,7 +362,16 @@ class LearnerWorker:
                 except (ValueError, KeyError, TypeError, RecursionError):
                     pass
                 continue
-            d = decode_item(r.value) if r.topic == self.names.items else decode(r.value, ts_range)
+            if r.topic == self.names.items:
+                d = decode_item_record(r.key, r.value)
+            else:
+                d = decode(r.value, ts_range)
+            if isinstance(d, ItemTombstone):
+                if items:  # in record order: what came before the tombstone first
+                    self.learner.add_items(items)
+                    items = []
+                self.learner.remove_items([d.item_id])
+                continue
             if isinstance(d, Event):
                 t = forgotten.get(d.user_id)
                 if t is not None and d.ts <= t:

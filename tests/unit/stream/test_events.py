@@ -4,7 +4,17 @@ import json
 
 import pytest
 
-from driftrec.stream import REASONS, DecodeCounts, Event, Record, dead_letter, decode, decode_item, encode
+from driftrec.stream import (
+    REASONS,
+    DecodeCounts,
+    Event,
+    Record,
+    dead_letter,
+    decode,
+    decode_item,
+    decode_item_record,
+    encode,
+)
 from driftrec.stream.events import MAX_RECORD_BYTES, MAX_TEXT_LEN
 
 GOOD = {"event_id": "e1", "type": "like", "user_id": "u1", "item_id": "i1", "ts": 1_700_000_000_000}
@@ -72,7 +82,7 @@ def test_every_reason(data: bytes, reason: str) -> None:
 
 def test_every_event_reason_is_tested_and_documented() -> None:
     tested = {reason for _, reason in CASES}
-    item_only = {"missing_text_item"}
+    item_only = {"missing_text_item", "bad_item_tombstone"}  # tested in test_item_validation
     assert tested | item_only == set(REASONS)
 
 
@@ -81,6 +91,7 @@ def test_item_validation() -> None:
     assert it.item_id == "m1" and it.tags == ("a",) and it.ts == 3
     assert decode_item(b'{"item_id":"m1"}').reason == "missing_text_item"
     assert decode_item(b'{"text":"x"}').reason == "missing_item_id"
+    assert decode_item_record(None, None).reason == "bad_item_tombstone"
 
 
 def test_dead_letter_headers() -> None:
