@@ -455,6 +455,7 @@ def run(args: FaultArgs) -> list[dict]:
         try:
             bed = Bed(st, events, s.items, args.partitions, redis)
             row = RUNNERS[name](bed, ctl, args)
+            bed.keep = bed.keep or not row_ok(row)  # the services' log of a row not met
         except Exception as exc:  # noqa: BLE001 - a fault that could not run is a row saying why
             if bed is not None:
                 bed.keep = True

@@ -371,4 +371,6 @@ class Bed:
         }
         if truncated:  # histories dropped their oldest events: lost/twice are estimates
             row["histories_truncated"] = truncated
+        if row["lost"] > 0:  # what a person looks for in the kept log
+            row["lost_examples"] = sorted(good_ids - set(in_history))[:5]
         return row

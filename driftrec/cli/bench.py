@@ -1,6 +1,6 @@
-"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka|state``: the flags and the command
-(the measurements: :mod:`driftrec.bench.speed`, :mod:`driftrec.bench.fuzz`,
-:mod:`driftrec.bench.kafka`)."""
+"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka|state|scale``: the flags and the
+command (the measurements: :mod:`driftrec.bench.speed`, :mod:`driftrec.bench.fuzz`,
+:mod:`driftrec.bench.kafka`, :mod:`driftrec.bench.state`, :mod:`driftrec.bench.scale`)."""
 
 from __future__ import annotations
 
@@ -95,6 +95,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(res, separators=(",", ":")))
         return 0
+    elif kind == "scale":
+        from driftrec.bench import scale
+
+        res = scale.run(options(scale.ScaleBenchArgs, args))
+        print("driftrec bench scale")
+        print(scale.format_table(res))
+        if args.json:
+            print(json.dumps(res, separators=(",", ":")))
+        return 0
     elif kind == "kafka":
         res = bench_kafka.run(options(KafkaBenchArgs, args))
         print("driftrec bench kafka")
@@ -133,7 +142,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
-        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka, state",
+        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka, state, scale",
         description=speed.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -237,6 +246,49 @@ def add_parser(sub: Any) -> None:
     )
     q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
     _kafka_arguments(q)
+    q.set_defaults(func=cmd_bench)
+    _scale_parser(benches)
+
+
+def _counts(raw: str) -> list[int]:
+    """``--scorers 1,2,4``: scorer counts, each 1 to 64."""
+    try:
+        out = [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        out = []
+    if not out or any(not 1 <= k <= 64 for k in out):
+        raise argparse.ArgumentTypeError(f"{raw!r}: allowed: counts from 1 to 64, comma-separated (1,2,4)")
+    return out
+
+
+def _scale_parser(benches: Any) -> None:
+    """``driftrec bench scale`` (:class:`driftrec.bench.scale.ScaleBenchArgs`)."""
+    from driftrec.bench import scale
+
+    text = "events/s and per CPU core, and event-to-update latency, by scorer processes in one group"
+    q = benches.add_parser(
+        "scale", help=text, description=scale.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+    q.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP)")
+    q.add_argument(
+        "--redis",
+        default=None,
+        help="the scorers' state: redis://HOST:PORT/DB or redis+cluster://HOST:PORT[,...] "
+        "(default: $REDIS_URL)",
+    )
+    q.add_argument("--model", default=None, help="encoder (default: $DRIFTREC_MODEL or the bundled MiniLM)")
+    q.add_argument(
+        "--scorers", type=_counts, default=[1, 2, 4], help="scorer processes per run (default 1,2,4)"
+    )
+    q.add_argument("--partitions", type=flag_int(1, 10_000), default=12, help="partitions of each topic")
+    q.add_argument("--events", type=flag_int(1), default=100_000, help="backlog drained per run")
+    q.add_argument(
+        "--rate", type=flag_float(above=0), default=1000.0, help="steady rate of the latency run (events/s)"
+    )
+    q.add_argument("--seconds", type=flag_float(above=0), default=20.0, help="length of the latency run")
+    q.add_argument("--users", type=flag_int(1), default=10_000, help="users in the synthetic stream")
+    q.add_argument("--items", type=flag_int(8), default=2000, help="catalog size")
     q.set_defaults(func=cmd_bench)
 
 

@@ -1,0 +1,300 @@
+"""`driftrec bench scale`: throughput and latency by the number of scorer processes, on the
+running broker and state (``scripts/services.sh up`` and ``up-cluster``).
+
+For each count of ``--scorers`` (default 1, 2, 4), on topics of ``--partitions`` partitions
+and a state namespace of its own (both removed afterwards):
+
+1. that many ``driftrec scorer`` processes start in one consumer group and wait, with the
+   catalog read, until the group holds all of them;
+2. a backlog of ``--events`` events is replayed into Kafka as fast as it goes, and the
+   scorers drain it: events/s from the first commit of an event to the last, and the CPU
+   time the scorer processes used meanwhile (``/proc/PID/stat``), so events per CPU second
+   ("per core used"); the machine's busy cores over the same window (``/proc/stat``) say
+   how much else ran;
+3. at a steady ``--rate`` for ``--seconds`` (event time = send time), a probe in a process
+   of its own reads ``recs.updates``: event-to-update latency p50/p99.
+
+Speed-up is events/s against one scorer's; per-core efficiency is events per CPU second
+against one scorer's. On a machine with fewer cores than scorer processes (plus the
+broker, Redis and the replay) the processes share the cores: more processes than cores
+measure contention, not scale-out.
+
+    driftrec bench scale --scorers 1,2,4 --partitions 12 \\
+        --redis redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002 [--json]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .kafka import covered, group_members, service_env, start_probe, wait_for
+
+__all__ = ["ScaleBenchArgs", "cpu_seconds", "machine_busy", "run"]
+
+
+@dataclass
+class ScaleBenchArgs:
+    """What ``driftrec bench scale`` measures (its flags: :mod:`driftrec.cli.bench`); the
+    connections left None come from the settings (``KAFKA_BOOTSTRAP``, ``REDIS_URL``,
+    ``DRIFTREC_MODEL``)."""
+
+    bootstrap: str | None
+    redis: str | None  # the state: redis://... or redis+cluster://HOST:PORT[,...]
+    model: str | None
+    scorers: list[int]  # scorer processes per run
+    partitions: int  # partitions of each topic
+    events: int  # backlog drained per run
+    rate: float  # steady rate of the latency run
+    seconds: float  # length of the latency run
+    users: int  # users in the synthetic stream
+    items: int  # catalog size
+
+
+def say(msg: str) -> None:
+    print(f"[bench scale] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads (``/proc``);
+    0.0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the command: state is field 3, utime 14 and stime 15 (1-based)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """``(busy, total)`` CPU seconds of the whole machine so far (``/proc/stat``), summed
+    over its cores: the difference of two readings over the wall time is how many cores
+    were busy."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(v) - idle) / tick, sum(v) / tick
+
+
+def _percentiles(lat: Any) -> dict[str, float | None]:
+    if not len(lat):
+        return {"latency_ms_p50": None, "latency_ms_p99": None, "latency_ms_max": None}
+    return {
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
+        "latency_ms_p99": round(float(np.percentile(lat, 99)), 1),
+        "latency_ms_max": round(float(np.max(lat)), 1),
+    }
+
+
+def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: Any) -> dict:
+    """One run with ``k`` scorer processes."""
+    from driftrec.app.admin import all_topics, ensure_topics
+    from driftrec.state import open_state
+    from driftrec.stream import Message, TopicNames, encode_item, generate
+    from driftrec.stream.kafka import KafkaSink, admin
+    from driftrec.stream.replay import replay_to_kafka
+
+    assert args.bootstrap is not None
+    prefix = f"scale{uuid.uuid4().hex[:8]}"
+    names = TopicNames(prefix)
+    group = "scale"
+    ensure_topics(args.bootstrap, names, args.partitions, security=sec)
+    n_lat = int(args.rate * args.seconds)
+    s = generate("abrupt", n_events=args.events + n_lat, n_users=args.users, n_items=args.items, seed=11 + k)
+    backlog, live = s.events[: args.events], s.events[args.events :]
+    state_url = f"{state_base}{'&' if '?' in state_base else '?'}prefix={prefix}"
+    store = open_state(state_url, **redis_opts)
+    env = service_env(args.bootstrap, state_url, prefix, args.model)
+    sink = KafkaSink(args.bootstrap, security=sec)
+    sink.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in s.items])
+    work = tempfile.mkdtemp(prefix=f"{prefix}-")
+    log_path = os.path.join(work, "scorers.log")
+    procs: list[subprocess.Popen] = []
+    pr: subprocess.Popen | None = None
+    out: dict[str, Any] = {"scorers": k}
+    try:
+        with open(log_path, "ab") as log:
+            for _ in range(k):
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "driftrec.cli", "scorer", "--group", group],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        say(f"{k} scorer(s): waiting for the group to hold all of them")
+        wait_for(lambda: group_members(args.bootstrap, group, sec) >= k, 600, procs)
+        time.sleep(2.0)  # the last assignment seeks and turns the caches on
+
+        # 2. the backlog, drained
+        say(f"{k} scorer(s): replaying {len(backlog):,} events; the scorers drain them")
+        replayed: dict[str, Any] = {}
+
+        def replay() -> None:
+            replayed["stats"] = replay_to_kafka(
+                backlog, [], args.bootstrap, prefix, speed=0, progress=False, security=sec
+            )
+
+        th = threading.Thread(target=replay, name="scale-replay", daemon=True)
+        th.start()
+        wait_for(lambda: covered(store, group, names) > 0, 300, procs)
+        t0, c0 = time.perf_counter(), covered(store, group, names)
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        busy0, all0 = machine_busy()
+        wait_for(lambda: covered(store, group, names) >= len(backlog), 900, procs)
+        dt = time.perf_counter() - t0
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        busy1, all1 = machine_busy()
+        th.join(60)
+        done = len(backlog) - c0
+        rep = replayed.get("stats")
+        out["drain"] = {
+            "events": done,
+            "seconds": round(dt, 2),
+            "events_per_s": round(done / dt) if dt > 0 else None,
+            "scorer_cpu_s": round(cpu, 2),
+            "cores_used": round(cpu / dt, 2) if dt > 0 else None,
+            "events_per_cpu_s": round(done / cpu) if cpu > 0 else None,
+            "machine_busy_cores": round((busy1 - busy0) / dt, 2) if dt > 0 else None,
+            "machine_cores": round((all1 - all0) / dt) if dt > 0 else None,
+            "replay_per_s": round(rep.rate) if rep is not None else None,
+        }
+
+        # 3. latency at a steady rate
+        pr, paths = start_probe(env, args.bootstrap, names.recs, work)
+        wait_for(lambda: os.path.exists(paths["ready"]) or pr.poll() is not None, 60, procs)
+        if pr.poll() is not None:
+            raise RuntimeError(f"the latency probe exited with status {pr.returncode}")
+        before = covered(store, group, names)
+        say(f"{k} scorer(s): {len(live):,} events at a steady {args.rate:,.0f}/s")
+        sent = replay_to_kafka(
+            live, [], args.bootstrap, prefix, rate=args.rate, restamp=True, progress=False, security=sec
+        )
+        wait_for(lambda: covered(store, group, names) >= before + len(live), 300, procs)
+        time.sleep(0.5)
+        Path(paths["stop"]).touch()
+        pr.wait(30)
+        live_ids = {e.event_id for e in live}
+        with open(paths["arrivals.jsonl"]) as f:
+            lat = np.array(
+                [now - ts for eid, ts, now, _ in (json.loads(line) for line in f) if eid in live_ids]
+            )
+        out["steady"] = {
+            "target_per_s": args.rate,
+            "sent_per_s": round(sent.rate, 1),
+            "events": len(live),
+            "updates": int(lat.size),
+            **_percentiles(lat),
+        }
+    finally:
+        if pr is not None and pr.poll() is None:
+            pr.kill()
+        for q in procs:
+            q.terminate()
+        for q in procs:
+            try:
+                q.wait(30)
+            except subprocess.TimeoutExpired:
+                q.kill()
+        sink.close()
+        try:
+            store.drop()
+            store.close()
+        except Exception:  # noqa: BLE001 - cleanup is best effort
+            pass
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(env["ARTIFACT_DIR"], ignore_errors=True)
+        try:
+            a = admin(args.bootstrap, sec)
+            a.delete_topics(all_topics(names))
+            a.close()
+        except Exception:  # noqa: BLE001 - cleanup is best effort
+            pass
+    return out
+
+
+def run(args: ScaleBenchArgs) -> dict:
+    """Runs one measurement per count of ``args.scorers``; returns the figures."""
+    from driftrec.app.settings import Settings
+
+    cluster = "+cluster://" in (args.redis or "")  # REDIS_URL names a single Redis
+    st = Settings.from_env(
+        kafka_bootstrap=args.bootstrap, redis_url=None if cluster else args.redis, model=args.model
+    )
+    args.bootstrap, args.model = st.kafka_bootstrap, st.model
+    state_base = args.redis if cluster else st.redis_url
+    assert state_base is not None
+    sec = st.kafka_security()
+    from driftrec.state import redact_url
+
+    out: dict[str, Any] = {
+        "broker": args.bootstrap,
+        "state": redact_url(state_base),
+        "partitions": args.partitions,
+        "model": args.model or "bundled MiniLM",
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "runs": [],
+    }
+    for k in args.scorers:
+        out["runs"].append(_one(args, k, state_base, st.redis_options(), sec))
+    base = out["runs"][0]["drain"] if out["runs"] else {}
+    k0 = out["runs"][0]["scorers"] if out["runs"] else 1
+    for r in out["runs"]:
+        d = r["drain"]
+        if base.get("events_per_s") and d.get("events_per_s"):
+            d["speedup"] = round(d["events_per_s"] / base["events_per_s"], 2)
+            d["ideal_speedup"] = round(min(r["scorers"], out["cpus"] or 1) / min(k0, out["cpus"] or 1), 2)
+        if base.get("events_per_cpu_s") and d.get("events_per_cpu_s"):
+            d["per_core_efficiency"] = round(d["events_per_cpu_s"] / base["events_per_cpu_s"], 2)
+    return out
+
+
+def format_table(res: dict) -> str:
+    """The runs as a table a person reads."""
+    head = (
+        "scorers",
+        "events/s",
+        "speedup",
+        "scorer cores",
+        "events/cpu-s",
+        "per-core eff.",
+        "machine busy",
+        "p50 ms",
+        "p99 ms",
+    )
+    rows: list[Sequence[str]] = []
+    for r in res["runs"]:
+        d, s = r["drain"], r["steady"]
+        rows.append(
+            [
+                str(r["scorers"]),
+                f"{d['events_per_s']:,}" if d.get("events_per_s") else "-",
+                str(d.get("speedup", "-")),
+                str(d.get("cores_used", "-")),
+                f"{d['events_per_cpu_s']:,}" if d.get("events_per_cpu_s") else "-",
+                str(d.get("per_core_efficiency", "-")),
+                f"{d.get('machine_busy_cores', '-')}/{d.get('machine_cores', '-')}",
+                str(s.get("latency_ms_p50", "-")),
+                str(s.get("latency_ms_p99", "-")),
+            ]
+        )
+    w = [max(len(h), *(len(c[i]) for c in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = lambda xs: "  ".join(x.rjust(w[i]) for i, x in enumerate(xs))  # noqa: E731
+    return "\n".join([line(head), line(["-" * x for x in w]), *(line(c) for c in rows)])
