@@ -4,13 +4,16 @@ running broker and state (``scripts/services.sh up`` and ``up-cluster``).
 For each count of ``--scorers`` (default 1, 2, 4), on topics of ``--partitions`` partitions
 and a state namespace of its own (both removed afterwards):
 
-1. that many ``driftrec scorer`` processes start in one consumer group and wait, with the
-   catalog read, until the group holds all of them;
-2. a backlog of ``--events`` events is replayed into Kafka as fast as it goes, and the
-   scorers drain it: events/s from the first commit of an event to the last, and the CPU
-   time the scorer processes used meanwhile (``/proc/PID/stat``), so events per CPU second
-   ("per core used"); the machine's busy cores over the same window (``/proc/stat``) say
-   how much else ran;
+1. a backlog of ``--events`` events is replayed into Kafka, and the state is told that the
+   group has read it all (its offsets at the end of every events partition: a gate);
+2. that many ``driftrec scorer`` processes start in one consumer group; once the group
+   holds all of them (the catalog read, nothing else to do), a member that reads nothing
+   joins, the gate's offsets go back to 0, and the member leaves: the rebalance makes
+   every scorer seek to 0 at once. Measured from that moment to the backlog's end (one
+   rebalance included): events/s, and the CPU time the scorer processes used
+   meanwhile (``/proc/PID/stat``), so events per CPU second ("per core used"); the CPU of
+   the redis-server processes behind the state (those on this host), and the machine's
+   busy cores over the same window (``/proc/stat``), say where the rest went;
 3. at a steady ``--rate`` for ``--seconds`` (event time = send time), a probe in a process
    of its own reads ``recs.updates``: event-to-update latency p50/p99.
 
@@ -25,16 +28,16 @@ measure contention, not scale-out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +94,26 @@ def machine_busy() -> tuple[float, float]:
     return (sum(v) - idle) / tick, sum(v) / tick
 
 
+def state_pids(store: Any) -> list[int]:
+    """The redis-server processes behind ``store`` that run on this host (every node of a
+    cluster, replicas included): their ``INFO server`` process ids that ``/proc`` shows
+    as a redis-server."""
+    client = getattr(store, "client", None)
+    if client is None:
+        return []
+    nodes = [n.redis_connection for n in client.get_nodes()] if hasattr(client, "get_nodes") else [client]
+    out = []
+    for r in nodes:
+        try:
+            pid = int(r.info("server")["process_id"])
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip().startswith("redis-server"):
+                    out.append(pid)
+        except Exception:  # noqa: BLE001 - elsewhere, or not answering: not counted
+            pass
+    return out
+
+
 def _percentiles(lat: Any) -> dict[str, float | None]:
     if not len(lat):
         return {"latency_ms_p50": None, "latency_ms_p99": None, "latency_ms_max": None}
@@ -101,10 +124,43 @@ def _percentiles(lat: Any) -> dict[str, float | None]:
     }
 
 
+def _ends(bootstrap: str, topics: Sequence[str], sec: Any) -> dict[str, int]:
+    """``{"topic:partition": end offset}`` of ``topics``."""
+    from kafka import TopicPartition
+
+    from driftrec.stream.kafka import consumer
+
+    c = consumer(bootstrap, sec, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(t, q) for t in topics for q in sorted(c.partitions_for_topic(t) or ())]
+        return {f"{tp.topic}:{tp.partition}": int(v) for tp, v in c.end_offsets(tps).items()}
+    finally:
+        c.close()
+
+
+@contextlib.contextmanager
+def _extra_member(bootstrap: str, group: str, topics: Sequence[str], sec: Any) -> Iterator[None]:
+    """A member of ``group`` (it reads nothing) from entering until leaving: each of the two
+    is a rebalance, after which every member has sought to where its ``start_offsets``
+    says (the state's offsets)."""
+    from driftrec.stream.kafka import consumer
+
+    c = consumer(bootstrap, sec, group_id=group, enable_auto_commit=False, client_id="driftrec-bench-gate")
+    try:
+        c.subscribe(topics)
+        deadline = time.monotonic() + 300
+        while not c.assignment() and time.monotonic() < deadline:
+            c.poll(timeout_ms=200, max_records=1)
+        c.pause(*c.assignment())
+        yield
+    finally:
+        c.close()
+
+
 def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: Any) -> dict:
     """One run with ``k`` scorer processes."""
     from driftrec.app.admin import all_topics, ensure_topics
-    from driftrec.state import open_state
+    from driftrec.state import StateWrite, open_state
     from driftrec.stream import Message, TopicNames, encode_item, generate
     from driftrec.stream.kafka import KafkaSink, admin
     from driftrec.stream.replay import replay_to_kafka
@@ -122,6 +178,10 @@ def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: A
     env = service_env(args.bootstrap, state_url, prefix, args.model)
     sink = KafkaSink(args.bootstrap, security=sec)
     sink.send_many([Message(names.items, encode_item(it), it.item_id.encode()) for it in s.items])
+    say(f"{k} scorer(s): replaying a backlog of {len(backlog):,} events")
+    replay_to_kafka(backlog, [], args.bootstrap, prefix, speed=0, progress=False, security=sec)
+    gate = _ends(args.bootstrap, names.events, sec)
+    store.commit(StateWrite(offsets=gate, group=group))  # as if read: the scorers wait there
     work = tempfile.mkdtemp(prefix=f"{prefix}-")
     log_path = os.path.join(work, "scorers.log")
     procs: list[subprocess.Popen] = []
@@ -138,32 +198,24 @@ def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: A
                         stderr=subprocess.STDOUT,
                     )
                 )
-        say(f"{k} scorer(s): waiting for the group to hold all of them")
+        say(f"{k} scorer(s): waiting for the group to hold all of them (the backlog gated)")
         wait_for(lambda: group_members(args.bootstrap, group, sec) >= k, 600, procs)
-        time.sleep(2.0)  # the last assignment seeks and turns the caches on
-
-        # 2. the backlog, drained
-        say(f"{k} scorer(s): replaying {len(backlog):,} events; the scorers drain them")
-        replayed: dict[str, Any] = {}
-
-        def replay() -> None:
-            replayed["stats"] = replay_to_kafka(
-                backlog, [], args.bootstrap, prefix, speed=0, progress=False, security=sec
-            )
-
-        th = threading.Thread(target=replay, name="scale-replay", daemon=True)
-        th.start()
-        wait_for(lambda: covered(store, group, names) > 0, 300, procs)
-        t0, c0 = time.perf_counter(), covered(store, group, names)
-        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
-        busy0, all0 = machine_busy()
+        with _extra_member(args.bootstrap, group, [*names.events, names.items], sec):
+            wait_for(lambda: group_members(args.bootstrap, group, sec) >= k + 1, 300, procs)
+            store.commit(StateWrite(offsets=dict.fromkeys(gate, 0), group=group))  # the gate opens
+            say(f"{k} scorer(s): draining the backlog of {len(backlog):,} events")
+            t0, c0 = time.perf_counter(), covered(store, group, names)
+            cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+            redis_pids = state_pids(store)
+            redis0 = sum(cpu_seconds(q) for q in redis_pids)
+            busy0, all0 = machine_busy()
+        # it has left: the rebalance seeks every scorer to the gate's 0 at once
         wait_for(lambda: covered(store, group, names) >= len(backlog), 900, procs)
         dt = time.perf_counter() - t0
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        redis_cpu = sum(cpu_seconds(q) for q in redis_pids) - redis0
         busy1, all1 = machine_busy()
-        th.join(60)
         done = len(backlog) - c0
-        rep = replayed.get("stats")
         out["drain"] = {
             "events": done,
             "seconds": round(dt, 2),
@@ -171,9 +223,10 @@ def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: A
             "scorer_cpu_s": round(cpu, 2),
             "cores_used": round(cpu / dt, 2) if dt > 0 else None,
             "events_per_cpu_s": round(done / cpu) if cpu > 0 else None,
+            "redis_servers": len(redis_pids),
+            "redis_cores_used": round(redis_cpu / dt, 2) if dt > 0 and redis_pids else None,
             "machine_busy_cores": round((busy1 - busy0) / dt, 2) if dt > 0 else None,
             "machine_cores": round((all1 - all0) / dt) if dt > 0 else None,
-            "replay_per_s": round(rep.rate) if rep is not None else None,
         }
 
         # 3. latency at a steady rate
@@ -275,6 +328,7 @@ def format_table(res: dict) -> str:
         "scorer cores",
         "events/cpu-s",
         "per-core eff.",
+        "redis cores",
         "machine busy",
         "p50 ms",
         "p99 ms",
@@ -290,6 +344,7 @@ def format_table(res: dict) -> str:
                 str(d.get("cores_used", "-")),
                 f"{d['events_per_cpu_s']:,}" if d.get("events_per_cpu_s") else "-",
                 str(d.get("per_core_efficiency", "-")),
+                str(d.get("redis_cores_used") if d.get("redis_cores_used") is not None else "-"),
                 f"{d.get('machine_busy_cores', '-')}/{d.get('machine_cores', '-')}",
                 str(s.get("latency_ms_p50", "-")),
                 str(s.get("latency_ms_p99", "-")),

@@ -1,6 +1,7 @@
-"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka|state|scale``: the flags and the
-command (the measurements: :mod:`driftrec.bench.speed`, :mod:`driftrec.bench.fuzz`,
-:mod:`driftrec.bench.kafka`, :mod:`driftrec.bench.state`, :mod:`driftrec.bench.scale`)."""
+"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka|state|scale|cache``: the flags
+and the command (the measurements: :mod:`driftrec.bench.speed`, :mod:`driftrec.bench.fuzz`,
+:mod:`driftrec.bench.kafka`, :mod:`driftrec.bench.state`, :mod:`driftrec.bench.scale`,
+:mod:`driftrec.bench.cache`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from driftrec.app.process import tune_gc
+from driftrec.app.settings import Settings
 from driftrec.bench import kafka as bench_kafka
 from driftrec.bench import speed
 from driftrec.bench.fuzz import run_fuzz
@@ -95,6 +97,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(res, separators=(",", ":")))
         return 0
+    elif kind == "cache":
+        from driftrec.bench.cache import run_cache_bench
+
+        with tqdm(total=args.users, desc="users", unit="user", file=sys.stderr) as bar:
+            res = run_cache_bench(
+                args.users,
+                args.cache_users,
+                args.batch,
+                args.history,
+                progress=lambda n: bar.update(n - bar.n),
+            )
+        print("driftrec bench cache")
+        print(json.dumps(res, indent=1))
+        if args.json:
+            print(json.dumps(res, separators=(",", ":")))
+        return 0
     elif kind == "scale":
         from driftrec.bench import scale
 
@@ -142,7 +160,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
-        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka, state, scale",
+        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka, state, scale, cache",
         description=speed.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -248,6 +266,21 @@ def add_parser(sub: Any) -> None:
     _kafka_arguments(q)
     q.set_defaults(func=cmd_bench)
     _scale_parser(benches)
+    text = "the scorer's user cache (SCORER_CACHE_USERS) at a million users: RSS and its length"
+    q = benches.add_parser("cache", help=text, description=text)
+    q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+    q.add_argument("--users", type=flag_int(1), default=1_000_000, help="distinct users (default 1,000,000)")
+    q.add_argument(
+        "--cache-users",
+        type=flag_int(0),
+        default=Settings.scorer_cache_users,
+        help=f"SCORER_CACHE_USERS (default {Settings.scorer_cache_users:,}, the service's)",
+    )
+    q.add_argument("--batch", type=flag_int(1), default=4096, help="records per batch (default 4,096)")
+    q.add_argument(
+        "--history", type=flag_int(0, 50), default=10, help="interactions each user comes back with"
+    )
+    q.set_defaults(func=cmd_bench)
 
 
 def _counts(raw: str) -> list[int]:
