@@ -114,6 +114,21 @@ def state_pids(store: Any) -> list[int]:
     return out
 
 
+def _until(pred: Any, timeout: float, procs: Sequence[subprocess.Popen]) -> None:
+    """:func:`~driftrec.bench.kafka.wait_for`, looking every 0.1 s (each look reads the
+    offsets of every shard: the clock's resolution against the CPU it takes)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        dead = [q for q in procs if q.poll() is not None]
+        if dead:
+            raise RuntimeError(
+                f"a scorer process exited with status {dead[0].returncode} during the benchmark"
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark step timed out")
+        time.sleep(0.1)
+
+
 def _percentiles(lat: Any) -> dict[str, float | None]:
     if not len(lat):
         return {"latency_ms_p50": None, "latency_ms_p99": None, "latency_ms_max": None}
@@ -186,7 +201,7 @@ def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: A
     log_path = os.path.join(work, "scorers.log")
     procs: list[subprocess.Popen] = []
     pr: subprocess.Popen | None = None
-    out: dict[str, Any] = {"scorers": k}
+    out: dict[str, Any] = {"scorers": k, "load_average_1m_before": round(os.getloadavg()[0], 2)}
     try:
         with open(log_path, "ab") as log:
             for _ in range(k):
@@ -206,13 +221,15 @@ def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: A
             say(f"{k} scorer(s): draining the backlog of {len(backlog):,} events")
             t0, c0 = time.perf_counter(), covered(store, group, names)
             cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+            own0 = cpu_seconds(os.getpid())
             redis_pids = state_pids(store)
             redis0 = sum(cpu_seconds(q) for q in redis_pids)
             busy0, all0 = machine_busy()
         # it has left: the rebalance seeks every scorer to the gate's 0 at once
-        wait_for(lambda: covered(store, group, names) >= len(backlog), 900, procs)
+        _until(lambda: covered(store, group, names) >= len(backlog), 900, procs)
         dt = time.perf_counter() - t0
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        own = cpu_seconds(os.getpid()) - own0
         redis_cpu = sum(cpu_seconds(q) for q in redis_pids) - redis0
         busy1, all1 = machine_busy()
         done = len(backlog) - c0
@@ -223,6 +240,7 @@ def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: A
             "scorer_cpu_s": round(cpu, 2),
             "cores_used": round(cpu / dt, 2) if dt > 0 else None,
             "events_per_cpu_s": round(done / cpu) if cpu > 0 else None,
+            "bench_cores_used": round(own / dt, 2) if dt > 0 else None,
             "redis_servers": len(redis_pids),
             "redis_cores_used": round(redis_cpu / dt, 2) if dt > 0 and redis_pids else None,
             "machine_busy_cores": round((busy1 - busy0) / dt, 2) if dt > 0 else None,
