@@ -98,18 +98,13 @@ def run_cache_bench(
     >>> r["users"], r["cache_users"], r["cache_len_end"], r["store_reads"]
     (600, 100, 100, 600)
     """
-    from driftrec.app.runtime import ScorerWorker
+    from driftrec.app.system import build_scorer_worker
 
     names = TopicNames()
     scorer = _scorer(n_items, dim, batch=batch)
     store = _ReturningUsers(history, dim, n_items)
-    worker = ScorerWorker(
-        scorer,
-        store,
-        _Nowhere(),
-        names,
-        cache_users=cache_users,
-        time_bounds=None,  # type: ignore[arg-type]
+    worker = build_scorer_worker(
+        scorer, store, _Nowhere(), names, "scorer", cache_users=cache_users, time_bounds=None
     )
     worker.set_cache_valid(True)
     rng = np.random.default_rng(1)

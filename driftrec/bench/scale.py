@@ -83,15 +83,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def machine_busy() -> tuple[float, float]:
-    """``(busy, total)`` CPU seconds of the whole machine so far (``/proc/stat``), summed
-    over its cores: the difference of two readings over the wall time is how many cores
-    were busy."""
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far, summed over its cores (``/proc/stat``:
+    user, nice, system, irq, softirq, steal): the difference of two readings over the wall
+    time is how many cores were busy."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    tick = os.sysconf("SC_CLK_TCK")
-    return (sum(v) - idle) / tick, sum(v) / tick
+    busy = sum(v[i] for i in (0, 1, 2, 5, 6, 7) if i < len(v))
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def state_pids(store: Any) -> list[int]:
@@ -224,14 +223,14 @@ def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: A
             own0 = cpu_seconds(os.getpid())
             redis_pids = state_pids(store)
             redis0 = sum(cpu_seconds(q) for q in redis_pids)
-            busy0, all0 = machine_busy()
+            busy0 = machine_busy()
         # it has left: the rebalance seeks every scorer to the gate's 0 at once
         _until(lambda: covered(store, group, names) >= len(backlog), 900, procs)
         dt = time.perf_counter() - t0
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
         own = cpu_seconds(os.getpid()) - own0
         redis_cpu = sum(cpu_seconds(q) for q in redis_pids) - redis0
-        busy1, all1 = machine_busy()
+        busy1 = machine_busy()
         done = len(backlog) - c0
         out["drain"] = {
             "events": done,
@@ -244,7 +243,7 @@ def _one(args: ScaleBenchArgs, k: int, state_base: str, redis_opts: dict, sec: A
             "redis_servers": len(redis_pids),
             "redis_cores_used": round(redis_cpu / dt, 2) if dt > 0 and redis_pids else None,
             "machine_busy_cores": round((busy1 - busy0) / dt, 2) if dt > 0 else None,
-            "machine_cores": round((all1 - all0) / dt) if dt > 0 else None,
+            "machine_cores": os.cpu_count(),
         }
 
         # 3. latency at a steady rate
