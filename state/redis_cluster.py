@@ -29,6 +29,14 @@ log-sum (:func:`.sharding.merge_pop`).
 MOVED/ASK redirections, failovers and topology refreshes are handled by redis-py's
 ``RedisCluster`` with a retry (exponential backoff up to :data:`RETRIES` times); what it
 gives up on becomes :class:`~.errors.StateUnavailable` (one line, saying what to do).
+
+Replication is asynchronous: a master that dies right after acknowledging a transaction
+can leave a promoted replica without it. So a commit returns only once the transaction is
+on ``wait_replicas`` replicas of each master it wrote to (``?wait_replicas=N``, default 1;
+0 turns it off), or on as many as the master has connected: after the transactions, one
+``SET {ns:pN}:synced`` and ``WAIT`` per master (:meth:`RedisClusterStateStore._replicated`).
+A commit that no replica confirms within :data:`WAIT_S` is :class:`~.errors.StateUnavailable`:
+the caller handles the batch again, which the transactions' offsets make exact.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .errors import StateConfigError, StateError
+from .errors import StateConfigError, StateError, StateUnavailable
 from .model import StateWrite, UserState
 from .redaction import PERCENT_ENCODE, redact, redact_url, unencoded_userinfo
 from .redis import EXPIRE_SCRIPT, RedisRegistry, _s, map_redis_errors, parse_prefix
@@ -50,6 +58,14 @@ from .ttl import DAY_MS, EXPIRE_LIMIT, check_ttl
 #: Attempts of a command or transaction that meets a connection error, a MOVED/ASK or a
 #: cluster that is failing over (backoff 50 ms doubling up to 1 s: about 7 s in all).
 RETRIES = 10
+
+#: How long a commit waits for a replica to confirm it (one WAIT of :data:`WAIT_STEP_MS`
+#: after another) before it is :class:`StateUnavailable`.
+WAIT_S = 10.0
+WAIT_STEP_MS = 1000
+
+#: How long a master's count of connected replicas (ROLE) is trusted before it is asked again.
+REPLICAS_TTL_S = 5.0
 
 #: Adds log-space popularity increments to a shard's accumulators unless the shard's
 #: offsets already stand at the write's (the same transaction, retried).
@@ -88,12 +104,13 @@ return 1
 
 def parse_cluster_url(url: str, ssl_ca_certs: str | None = None) -> dict[str, Any]:
     """``redis+cluster://[user:password@]host:port[,host:port...][/0][?prefix=NAME]`` (or
-    ``rediss+cluster://`` over TLS, with ``?ssl_ca_certs=PATH``): the namespace, the
-    startup nodes and the connection options.
+    ``rediss+cluster://`` over TLS, with ``?ssl_ca_certs=PATH``; ``&wait_replicas=N``: the
+    replicas a commit waits for, default 1): the namespace, the startup nodes, the
+    connection options and ``wait_replicas``.
 
     >>> d = parse_cluster_url("redis+cluster://a:7000,[::1]:7001?prefix=t")
-    >>> d["namespace"], d["nodes"], d["options"]["ssl"]
-    ('t', [('a', 7000), ('::1', 7001)], False)
+    >>> d["namespace"], d["nodes"], d["options"]["ssl"], d["wait_replicas"]
+    ('t', [('a', 7000), ('::1', 7001)], False, 1)
     >>> parse_cluster_url("redis+cluster://a:7000/3")
     Traceback (most recent call last):
     ...
@@ -105,10 +122,16 @@ def parse_cluster_url(url: str, ssl_ca_certs: str | None = None) -> dict[str, An
     shown = redact_url(url)
     tls = parts.scheme == "rediss+cluster"
     ca = (q.pop("ssl_ca_certs", [""]) or [""])[0] or ssl_ca_certs
+    wait = (q.pop("wait_replicas", ["1"]) or ["1"])[0]
     if q:
         raise StateConfigError(
             f"STATE_URL {shown!r}: unknown option(s) {', '.join(sorted(q))}; a cluster URL takes "
-            f"prefix and ssl_ca_certs"
+            f"prefix, ssl_ca_certs and wait_replicas"
+        )
+    if not wait.isdigit() or int(wait) > 16:
+        raise StateConfigError(
+            f"STATE_URL {shown!r}: wait_replicas must be a whole number from 0 to 16 (the replicas "
+            f"a commit waits for; 0: none), not {wait!r}"
         )
     if parts.path not in ("", "/", "/0"):
         raise StateConfigError(f"STATE_URL {shown!r}: a Redis Cluster has only database 0")
@@ -131,7 +154,7 @@ def parse_cluster_url(url: str, ssl_ca_certs: str | None = None) -> dict[str, An
     }
     if tls and ca:
         options["ssl_ca_certs"] = ca
-    return {"namespace": ns, "nodes": nodes, "options": options}
+    return {"namespace": ns, "nodes": nodes, "options": options, "wait_replicas": int(wait)}
 
 
 class RedisClusterStateStore(RedisRegistry):
@@ -144,6 +167,8 @@ class RedisClusterStateStore(RedisRegistry):
     namespace : the key prefix; tests use a unique one each
     where : how to name the cluster in error messages
     user_ttl_days : users not written for this many days go (:meth:`expire_users`)
+    wait_replicas : a commit returns once on this many replicas of each master it wrote to
+        (or on all the master has connected, when fewer); 0: at once
     """
 
     def __init__(
@@ -153,8 +178,11 @@ class RedisClusterStateStore(RedisRegistry):
         where: str = "redis+cluster",
         user_ttl_days: float | None = None,
         clock: Callable[[], float] = time.time,
+        wait_replicas: int = 0,
     ) -> None:
         self._connect = connect
+        self.wait_replicas = int(wait_replicas)
+        self._replicas: dict[str, tuple[int, float]] = {}  # node -> (connected replicas, asked at)
         self._client: Any = None
         self.ns = namespace
         self.where = where
@@ -205,7 +233,7 @@ class RedisClusterStateStore(RedisRegistry):
                 **opts,
             )
 
-        store = cls(connect, d["namespace"], where, ttl)
+        store = cls(connect, d["namespace"], where, ttl, wait_replicas=d["wait_replicas"])
         if check:
             with map_redis_errors(where):
                 store._r.ping()
@@ -284,6 +312,7 @@ class RedisClusterStateStore(RedisRegistry):
         if not write.shards:
             with map_redis_errors(self.where):
                 self._commit_part(None, write.users, write.offsets, write.group, {}, write.item_pop)
+                self._replicated(None)
             return
         try:
             parts = split_by_shard(write)
@@ -311,6 +340,58 @@ class RedisClusterStateStore(RedisRegistry):
     def _commit_parts(self, parts: Sequence[ShardWrite], group: str) -> None:
         for p in parts:
             self._commit_part(p.shard, p.users, p.offsets, group, p.pop_add, {})
+        if parts:  # one master: its last transaction on a replica means all of them are
+            self._replicated(parts[-1].shard)
+
+    def _replicated(self, shard: int | None) -> None:
+        """Returns once the master of ``shard`` has its transactions so far on
+        ``wait_replicas`` replicas (or on every replica it has connected, when fewer).
+
+        ``WAIT`` counts the replicas that have a connection's last write, and a pooled
+        connection need not be the one that ran the transaction: so a ``SET`` of the shard's
+        ``synced`` key (the time, in ms) goes first on the same connection, after the
+        transactions, and ``WAIT`` waits for it."""
+        if self.wait_replicas <= 0:
+            return
+        import redis.exceptions as rex
+
+        key = self._key(shard, "synced")
+        node = self._r.get_node_from_key(key)
+        client = self._r.get_redis_connection(node)
+        want = self._wanted(node, client)
+        deadline = time.monotonic() + WAIT_S
+        while want > 0:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(key, int(self.clock() * 1000))
+            pipe.execute_command("WAIT", want, WAIT_STEP_MS)
+            try:
+                got = int(pipe.execute()[1])
+            except rex.AskError as exc:  # MOVED too: a failover since the transaction
+                raise StateUnavailable(
+                    f"the Redis Cluster at {self.where} moved shard {shard}'s slot while a commit "
+                    f"waited for a replica ({exc}); the batch is handled again"
+                ) from exc
+            if got >= want:
+                return
+            want = self._wanted(node, client, fresh=True)
+            if want > 0 and time.monotonic() > deadline:
+                raise StateUnavailable(
+                    f"the Redis Cluster at {self.where}: master {node.name} has {want} replica(s) "
+                    f"connected but none confirmed a commit within {WAIT_S:.0f} s (WAIT returned {got}); "
+                    f"check its replicas (redis-cli -h HOST -p PORT info replication), or set "
+                    f"wait_replicas=0 in STATE_URL to commit without waiting for one"
+                )
+
+    def _wanted(self, node: Any, client: Any, fresh: bool = False) -> int:
+        """How many replicas to wait for on ``node``: ``wait_replicas``, or fewer when the
+        master has fewer connected (ROLE; asked again after :data:`REPLICAS_TTL_S`)."""
+        now = time.monotonic()
+        n, at = self._replicas.get(node.name, (0, -REPLICAS_TTL_S))
+        if fresh or now - at >= REPLICAS_TTL_S:
+            role = client.execute_command("ROLE")
+            n = len(role[2]) if role and _s(role[0]) == "master" and len(role) > 2 else 0
+            self._replicas[node.name] = (n, now)
+        return min(self.wait_replicas, n)
 
     def _commit_part(
         self,

@@ -20,6 +20,18 @@ __all__ = ["KafkaSource"]
 log = logging.getLogger("driftrec.stream.kafka")
 
 
+def assignors() -> tuple[Any, ...]:
+    """The group's partition assignors: aiokafka's range assignor, which gives a member the
+    same partition numbers of every topic (of one partition count) that all subscribe to.
+
+    >>> [a.name for a in assignors()]
+    ['range']
+    """
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+    return (RangePartitionAssignor,)
+
+
 class KafkaSource:
     """A group consumer on aiokafka that polls :class:`Record` batches and commits explicitly.
 
@@ -51,6 +63,13 @@ class KafkaSource:
     between two batches (they run inside :meth:`poll`, on the caller's thread): a
     revocation waits until the batch in hand is committed, and an assignment seeks to the
     offsets stored with the state before any record of those partitions is returned.
+
+    Members get partitions by range (:func:`assignors`): each member gets the same partition
+    numbers of every subscribed topic of the same partition count, so a key's records on
+    several topics (a user's clicks, likes and comments) reach one member. (aiokafka's
+    default, round robin, deals the partitions of one number to different members: two
+    scorers would then read and write one user's state at once, and one write would undo
+    the other's.) ``partition_assignment_strategy`` in ``config`` overrides it.
     """
 
     def __init__(
@@ -111,6 +130,7 @@ class KafkaSource:
             "heartbeat_interval_ms": 2_000,
             "max_poll_interval_ms": 600_000,
             "request_timeout_ms": int(timeout_s * 1000),
+            "partition_assignment_strategy": assignors(),
             **config,
         }
 

@@ -141,6 +141,11 @@ class ScorerWorker:
         self._committed = dict(self.state.offsets(self.group))
         return _positions(self._committed)
 
+    @property
+    def cached(self) -> int:
+        """How many user states the cache holds now."""
+        return len(self._cache)
+
     def forget_cached(self, user_ids: Sequence[str]) -> int:
         """Drop forgotten users from the user cache (their state is gone from the store);
         returns how many were cached."""

@@ -138,7 +138,7 @@ class System:
         """The scorer service's worker around ``sink`` (recs.updates, events.dlq) and ``state``."""
         if self.scorer is None:
             raise ValueError("a scorer worker needs a system built with serve=True")
-        return ScorerWorker(self.scorer, state, sink, names, self.swaps, group, **kw)
+        return build_scorer_worker(self.scorer, state, sink, names, group, swaps=self.swaps, **kw)
 
     def learner_worker(
         self, sink: Any, state: StateStore, names: TopicNames, artifact_dir: str, **kw: Any
@@ -289,6 +289,21 @@ def build_scorer(
         log.info("compiling the scorer's ranking pass (once per machine, ~15 s; cached after)")
     scorer.wait_ready()  # before the first batch, not during it
     return scorer
+
+
+def build_scorer_worker(
+    scorer: Scorer,
+    state: StateStore,
+    sink: Any,
+    names: TopicNames,
+    group: str,
+    *,
+    swaps: SwapManager | None = None,
+    **kw: Any,
+) -> ScorerWorker:
+    """The scorer service's worker around ``scorer`` (benchmarks of a scorer made by
+    :func:`build_scorer`; a service uses :meth:`System.scorer_worker`)."""
+    return ScorerWorker(scorer, state, sink, names, swaps, group, **kw)
 
 
 def build_swaps(

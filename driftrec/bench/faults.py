@@ -38,11 +38,20 @@ Faults:
 - ``forged_artifacts``: six forged adapter announcements mid-stream (no sha256, a uri outside
   the artifact store, a path-traversal version, a wrong checksum, NaN tensors and an
   out-of-range neighbour index behind correct checksums); all must be refused
-  (``driftrec_artifacts_rejected_total``) and no update may name a forged version.
+  (``driftrec_artifacts_rejected_total``) and no update may name a forged version;
+- ``scorer_join``, ``scorer_leave``: scorers joining and leaving the group mid-stream;
+  ``redis_failover``, ``redis_failover_lagging``: a Redis Cluster master killed, its replica
+  (in sync, or lagging) promoted (:mod:`driftrec.bench.scaleout_faults`).
+
+Without ``--only``, the faults that the state backend allows run: with a single Redis
+(``--redis redis://...``) all but the failovers, with a Redis Cluster
+(``--redis redis+cluster://HOST:PORT[,...]``) all but ``redis_restart``.
 
 The broker and Redis are stopped and started with ``scripts/services.sh stop|up kafka|redis``
 (data kept); point ``--kafka-stop`` etc. at other commands (``docker compose stop kafka``)
-for other deployments. Stopping the broker disturbs every other client of it.
+for other deployments. Stopping the broker disturbs every other client of it. A cluster
+master is killed by pid (on this host; ``--master-kill`` says how elsewhere) and brought back
+with ``scripts/services.sh up-cluster`` (``--cluster-start``).
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import scaleout_faults
 from .testbed import Bed, Controls, FaultError, free_port, say
 
 FAULTS = (
@@ -72,7 +82,14 @@ FAULTS = (
     "learner_sigkill",
     "garbage_flood",
     "forged_artifacts",
+    "scorer_join",
+    "scorer_leave",
+    "redis_failover",
+    "redis_failover_lagging",
 )
+#: the faults that need a Redis Cluster, and the one that needs a single Redis
+CLUSTER_ONLY = ("redis_failover", "redis_failover_lagging")
+SINGLE_ONLY = ("redis_restart",)
 COLUMNS = (
     "fault",
     "sent",
@@ -100,7 +117,7 @@ class FaultArgs:
     left None come from the settings (``KAFKA_BOOTSTRAP``, ``REDIS_URL``, ``DRIFTREC_MODEL``)."""
 
     bootstrap: str | None
-    redis: str | None
+    redis: str | None  # a redis:// or redis+cluster:// URL
     model: str | None
     events: int  # events generated per fault (at most 40 a user are kept)
     items: int  # catalog size
@@ -112,6 +129,8 @@ class FaultArgs:
     kafka_start: str
     redis_stop: str
     redis_start: str
+    master_kill: str  # kills a cluster master ({host}, {port}); empty: SIGKILL by pid, here
+    cluster_start: str  # brings it back
 
 
 # ------------------------------------------------------------------------- faults ---
@@ -232,7 +251,8 @@ def _redis_address(url: str) -> str:
 
 
 def fault_redis_restart(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
-    from driftrec.state.redis import RedisStateStore
+    if bed.cluster:
+        raise FaultError("redis_restart restarts a single Redis: run it with --redis redis://HOST:PORT/DB")
 
     port = free_port()
     p, th = bed.a_third_in({"METRICS_PORT": str(port)})
@@ -250,7 +270,7 @@ def fault_redis_restart(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     say(f"  Redis back; the scorer {'waited' if alive else 'EXITED'}")
     watch.wait_back()
     bed.store.close()
-    bed.store = RedisStateStore.from_url(bed.state_url, **bed.redis_opts)
+    bed.store = bed.open_store()
     if not alive:
         p = bed.start()
     bed.wait(bed.drained(th), 300, "the stream after Redis came back", p)
@@ -446,7 +466,14 @@ RUNNERS: dict[str, Callable[[Bed, Controls, FaultArgs], dict]] = {
     "learner_sigkill": fault_learner_sigkill,
     "garbage_flood": fault_garbage_flood,
     "forged_artifacts": fault_forged_artifacts,
+    **scaleout_faults.RUNNERS,
 }
+
+
+def default_faults(cluster: bool) -> list[str]:
+    """The faults run without ``--only``: those the state backend allows."""
+    skip = SINGLE_ONLY if cluster else CLUSTER_ONLY
+    return [f for f in FAULTS if f not in skip]
 
 
 def row_ok(row: dict) -> bool:
@@ -481,11 +508,22 @@ def run(args: FaultArgs) -> list[dict]:
     from driftrec.app.settings import Settings
     from driftrec.stream import generate
 
-    st = Settings.from_env(kafka_bootstrap=args.bootstrap, redis_url=args.redis, model=args.model)
+    cluster = "+cluster://" in (args.redis or "")  # REDIS_URL names a single Redis
+    st = Settings.from_env(
+        kafka_bootstrap=args.bootstrap, redis_url=None if cluster else args.redis, model=args.model
+    )
+    redis = args.redis if cluster else st.redis_url
     # a new topic's first sends, and every send near a broker restart, are retried: expected here
     logging.getLogger("aiokafka.producer.sender").setLevel(logging.ERROR)
-    ctl = Controls(args.kafka_stop, args.kafka_start, args.redis_stop, args.redis_start)
-    chosen = args.only or list(FAULTS)
+    ctl = Controls(
+        args.kafka_stop,
+        args.kafka_start,
+        args.redis_stop,
+        args.redis_start,
+        args.master_kill,
+        args.cluster_start,
+    )
+    chosen = args.only or default_faults(cluster)
     say(
         f"{len(chosen)} fault(s), {args.events:,} events each, broker {st.kafka_bootstrap} "
         f"({st.kafka_security().describe()})"
@@ -509,8 +547,9 @@ def run(args: FaultArgs) -> list[dict]:
         t0 = time.monotonic()
         bed = None
         try:
-            bed = Bed(st, events, s.items, args.partitions)
+            bed = Bed(st, events, s.items, args.partitions, redis)
             row = RUNNERS[name](bed, ctl, args)
+            bed.keep = bed.keep or not row_ok(row)  # the services' log of a row not met
         except Exception as exc:  # noqa: BLE001 - a fault that could not run is a row saying why
             if bed is not None:
                 bed.keep = True

@@ -1,6 +1,7 @@
 """The test bed of ``driftrec faults``: one fault's own topics, Redis namespace, artifact
 store and service processes (:class:`Bed`), and the commands that stop and start the broker
-and Redis (:class:`Controls`, by default ``scripts/services.sh stop|up kafka|redis``)."""
+and Redis (:class:`Controls`, by default ``scripts/services.sh stop|up kafka|redis``), or
+kill a master of a Redis Cluster and bring it back (``scripts/services.sh up-cluster``)."""
 
 from __future__ import annotations
 
@@ -44,9 +45,14 @@ class Controls:
     kafka_start: str = f"{SERVICES_SH} up kafka"
     redis_stop: str = f"{SERVICES_SH} stop redis"
     redis_start: str = f"{SERVICES_SH} up redis"
+    #: kills a Redis Cluster master: a command with ``{host}`` and ``{port}`` in it, or empty
+    #: for SIGKILL of the process the master names (``INFO server``), on this host
+    master_kill: str = ""
+    #: brings the killed node back (it rejoins as a replica of the one promoted)
+    cluster_start: str = f"{SERVICES_SH} up-cluster"
 
-    def run(self, which: str) -> None:
-        cmd = getattr(self, which)
+    def run(self, which: str, **fill: str) -> None:
+        cmd = getattr(self, which).format(**fill) if fill else getattr(self, which)
         try:
             r = subprocess.run(shlex.split(cmd), capture_output=True, text=True, timeout=180)
         except FileNotFoundError:
@@ -94,29 +100,48 @@ class Bed:
     events: list[Any]
     items: list[Any]
     partitions: int
+    #: the state's URL without a prefix: a redis:// or redis+cluster:// (None: REDIS_URL)
+    redis: str | None = None
     prefix: str = field(default_factory=lambda: f"faults{uuid.uuid4().hex[:8]}")
     procs: list[subprocess.Popen] = field(default_factory=list)
     keep: bool = False  # keep the services' log (a fault that went wrong)
 
     def __post_init__(self) -> None:
         from driftrec.app.admin import ensure_topics
-        from driftrec.state.redis import RedisStateStore
         from driftrec.stream import TopicNames
 
         st = self.settings
         self.sec = st.kafka_security()
         self.names = TopicNames(self.prefix)
         self.bootstrap = st.kafka_bootstrap
-        sep = "&" if "?" in st.redis_url else "?"
-        self.state_url = f"{st.redis_url}{sep}prefix={self.prefix}"
+        base = self.redis or st.redis_url
+        self.cluster = "+cluster://" in base
+        sep = "&" if "?" in base else "?"
+        self.state_url = f"{base}{sep}prefix={self.prefix}"
         self.redis_opts = st.redis_options()
-        self.store = RedisStateStore.from_url(self.state_url, **self.redis_opts)
+        self.store = self.open_store()
         self.env = dict(service_env(self.bootstrap, self.state_url, self.prefix, st.model))
         self.env["SERVICE_RETRY_S"] = "300"
         self.work = tempfile.mkdtemp(prefix=f"{self.prefix}-")
         self.log_path = os.path.join(self.work, "service.log")
         ensure_topics(self.bootstrap, self.names, self.partitions, security=self.sec)
         self.send_items()
+
+    def open_store(self) -> Any:
+        """The bed's state store (a single Redis or a cluster, as its URL says)."""
+        from driftrec.state import open_state
+
+        return open_state(self.state_url, **self.redis_opts)
+
+    def redis_auth(self) -> dict[str, Any]:
+        """The credentials and TLS options of the bed's Redis Cluster URL, for a
+        ``redis.Redis`` of one of its nodes."""
+        from driftrec.state.redis_cluster import parse_cluster_url
+
+        opts = parse_cluster_url(self.state_url, self.redis_opts.get("ssl_ca_certs"))["options"]
+        if opts.get("password") is None and self.redis_opts.get("password"):
+            opts["password"] = self.redis_opts["password"]
+        return opts
 
     # ---- input -------------------------------------------------------------------------
     def send(self, msgs: Sequence[Any]) -> None:
@@ -194,6 +219,8 @@ class Bed:
 
     # ---- services ----------------------------------------------------------------------
     def start(self, service: str = "scorer", extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Starts ``driftrec SERVICE`` in the bed's group (every scorer started joins the
+        same one); its output goes to the bed's log."""
         env = dict(self.env, **(extra_env or {}))
         cmd = [sys.executable, "-m", "driftrec.cli", service, "--group", f"{self.prefix}-{service}"]
         with open(self.log_path, "ab") as f:
@@ -213,12 +240,42 @@ class Bed:
         g = group or f"{self.prefix}-scorer"
         return sum(v for k, v in self.store.offsets(g).items() if not k.startswith(self.names.items + ":"))
 
-    def wait(self, pred: Callable[[], bool], timeout: float, what: str, p: subprocess.Popen | None) -> None:
+    def members(self) -> int:
+        """Members of the scorers' consumer group once it is stable (0 while it rebalances)."""
+        from .kafka import group_members
+
+        return group_members(self.bootstrap, f"{self.prefix}-scorer", self.sec)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """The run summaries the scorers printed on exit (one JSON line each; a killed
+        scorer prints none), in the order they exited."""
+        text, out = self.log_tail(10**9), []
+        dec = json.JSONDecoder()
+        i = text.find('{"consumed"')
+        while i >= 0:
+            try:
+                out.append(dec.raw_decode(text, i)[0])
+            except ValueError:
+                pass
+            i = text.find('{"consumed"', i + 1)
+        return out
+
+    def wait(
+        self,
+        pred: Callable[[], bool],
+        timeout: float,
+        what: str,
+        p: subprocess.Popen | Sequence[subprocess.Popen] | None,
+    ) -> None:
+        """Until ``pred()``; a :class:`FaultError` when one of ``p`` (a service or several)
+        exits meanwhile or after ``timeout`` seconds."""
+        procs = [] if p is None else [p] if isinstance(p, subprocess.Popen) else list(p)
         deadline = time.monotonic() + timeout
         while not pred():
-            if p is not None and p.poll() is not None:
+            dead = next((q for q in procs if q.poll() is not None), None)
+            if dead is not None:
                 raise FaultError(
-                    f"the service exited ({p.returncode}) waiting for {what}: {self.log_tail(600)}"
+                    f"the service exited ({dead.returncode}) waiting for {what}: {self.log_tail(600)}"
                 )
             if time.monotonic() > deadline:
                 raise FaultError(f"timed out after {timeout:.0f} s waiting for {what}")
@@ -314,4 +371,6 @@ class Bed:
         }
         if truncated:  # histories dropped their oldest events: lost/twice are estimates
             row["histories_truncated"] = truncated
+        if row["lost"] > 0:  # what a person looks for in the kept log
+            row["lost_examples"] = sorted(good_ids - set(in_history))[:5]
         return row

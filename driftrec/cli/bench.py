@@ -1,6 +1,7 @@
-"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka|state|catalog``: the flags and the command
-(the measurements: :mod:`driftrec.bench.speed`, :mod:`driftrec.bench.fuzz`,
-:mod:`driftrec.bench.kafka`)."""
+"""``driftrec bench scorer|swap|reencode|learner|fuzz|kafka|state|scale|cache|catalog``: the
+flags and the command (the measurements: :mod:`driftrec.bench.speed`, :mod:`driftrec.bench.fuzz`,
+:mod:`driftrec.bench.kafka`, :mod:`driftrec.bench.state`, :mod:`driftrec.bench.scale`,
+:mod:`driftrec.bench.cache`, :mod:`driftrec.bench.catalog`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from driftrec.app.process import tune_gc
+from driftrec.app.settings import Settings
 from driftrec.bench import kafka as bench_kafka
 from driftrec.bench import speed
 from driftrec.bench.fuzz import run_fuzz
@@ -118,6 +120,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(res, separators=(",", ":")))
         return 0
+    elif kind == "cache":
+        from driftrec.bench.cache import run_cache_bench
+
+        with tqdm(total=args.users, desc="users", unit="user", file=sys.stderr) as bar:
+            res = run_cache_bench(
+                args.users,
+                args.cache_users,
+                args.batch,
+                args.history,
+                progress=lambda n: bar.update(n - bar.n),
+            )
+        print("driftrec bench cache")
+        print(json.dumps(res, indent=1))
+        if args.json:
+            print(json.dumps(res, separators=(",", ":")))
+        return 0
+    elif kind == "scale":
+        from driftrec.bench import scale
+
+        res = scale.run(options(scale.ScaleBenchArgs, args))
+        print("driftrec bench scale")
+        print(scale.format_table(res))
+        if args.json:
+            print(json.dumps(res, separators=(",", ":")))
+        return 0
     elif kind == "kafka":
         res = bench_kafka.run(options(KafkaBenchArgs, args))
         print("driftrec bench kafka")
@@ -156,7 +183,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
-        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka, state, catalog",
+        help="speed and memory figures: scorer, swap, reencode, learner, fuzz, kafka, state, scale, "
+        "cache, catalog",
         description=speed.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -292,6 +320,64 @@ def add_parser(sub: Any) -> None:
     )
     q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
     _kafka_arguments(q)
+    q.set_defaults(func=cmd_bench)
+    _scale_parser(benches)
+    text = "the scorer's user cache (SCORER_CACHE_USERS) at a million users: RSS and its length"
+    q = benches.add_parser("cache", help=text, description=text)
+    q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+    q.add_argument("--users", type=flag_int(1), default=1_000_000, help="distinct users (default 1,000,000)")
+    q.add_argument(
+        "--cache-users",
+        type=flag_int(0),
+        default=Settings.scorer_cache_users,
+        help=f"SCORER_CACHE_USERS (default {Settings.scorer_cache_users:,}, the service's)",
+    )
+    q.add_argument("--batch", type=flag_int(1), default=4096, help="records per batch (default 4,096)")
+    q.add_argument(
+        "--history", type=flag_int(0, 50), default=10, help="interactions each user comes back with"
+    )
+    q.set_defaults(func=cmd_bench)
+
+
+def _counts(raw: str) -> list[int]:
+    """``--scorers 1,2,4``: scorer counts, each 1 to 64."""
+    try:
+        out = [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        out = []
+    if not out or any(not 1 <= k <= 64 for k in out):
+        raise argparse.ArgumentTypeError(f"{raw!r}: allowed: counts from 1 to 64, comma-separated (1,2,4)")
+    return out
+
+
+def _scale_parser(benches: Any) -> None:
+    """``driftrec bench scale`` (:class:`driftrec.bench.scale.ScaleBenchArgs`)."""
+    from driftrec.bench import scale
+
+    text = "events/s and per CPU core, and event-to-update latency, by scorer processes in one group"
+    q = benches.add_parser(
+        "scale", help=text, description=scale.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    q.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+    q.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP)")
+    q.add_argument(
+        "--redis",
+        default=None,
+        help="the scorers' state: redis://HOST:PORT/DB or redis+cluster://HOST:PORT[,...] "
+        "(default: $REDIS_URL)",
+    )
+    q.add_argument("--model", default=None, help="encoder (default: $DRIFTREC_MODEL or the bundled MiniLM)")
+    q.add_argument(
+        "--scorers", type=_counts, default=[1, 2, 4], help="scorer processes per run (default 1,2,4)"
+    )
+    q.add_argument("--partitions", type=flag_int(1, 10_000), default=12, help="partitions of each topic")
+    q.add_argument("--events", type=flag_int(1), default=100_000, help="backlog drained per run")
+    q.add_argument(
+        "--rate", type=flag_float(above=0), default=1000.0, help="steady rate of the latency run (events/s)"
+    )
+    q.add_argument("--seconds", type=flag_float(above=0), default=20.0, help="length of the latency run")
+    q.add_argument("--users", type=flag_int(1), default=10_000, help="users in the synthetic stream")
+    q.add_argument("--items", type=flag_int(8), default=2000, help="catalog size")
     q.set_defaults(func=cmd_bench)
 
 

@@ -22,7 +22,12 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP)")
-    p.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
+    p.add_argument(
+        "--redis",
+        default=None,
+        help="the state's Redis: redis://HOST:PORT/DB or a cluster, redis+cluster://HOST:PORT[,...] "
+        "(default: $REDIS_URL)",
+    )
     p.add_argument("--model", default=None, help="encoder (default: $DRIFTREC_MODEL or the bundled MiniLM)")
     p.add_argument(
         "--events",
@@ -38,7 +43,8 @@ def add_parser(sub: Any) -> None:
         nargs="+",
         choices=faults.FAULTS,
         metavar="FAULT",
-        help=f"run these faults only (default: all): {', '.join(faults.FAULTS)}",
+        help=f"run these faults only (default: all that the --redis backend allows): "
+        f"{', '.join(faults.FAULTS)}",
     )
     ctl = Controls()
     for name, what in (
@@ -46,12 +52,19 @@ def add_parser(sub: Any) -> None:
         ("kafka-start", "start it again"),
         ("redis-stop", "stop Redis, keeping its data"),
         ("redis-start", "start it again"),
+        ("cluster-start", "bring a killed cluster node back"),
     ):
         p.add_argument(
             f"--{name}",
             default=getattr(ctl, name.replace("-", "_")),
             help=f"command to {what} (default: scripts/services.sh; e.g. 'docker compose stop kafka')",
         )
+    p.add_argument(
+        "--master-kill",
+        default=ctl.master_kill,
+        help="command that kills a Redis Cluster master, with {host} and {port} in it (default: "
+        "SIGKILL of the process the master names, on this host)",
+    )
     p.add_argument("--json", action="store_true", help='last line: {"faults": [{"fault", "sent", ...}, ...]}')
     p.set_defaults(func=cmd_faults)
 

@@ -185,3 +185,64 @@ def test_secure_variant_wiring_agrees(secure):
     script = (ROOT / "scripts" / "services.sh").read_text()
     for f in ("ca.pem", "server.pem", "server.key", "kafka-client.password", "redis.acl", "kafka_jaas.conf"):
         assert f in script, f
+
+
+# ------------------------------------------------------------ the cluster variant ---
+CLUSTER = ROOT / "docker-compose.cluster.yml"
+
+
+@pytest.fixture(scope="module")
+def cluster(compose) -> dict:
+    return _merge(compose, yaml.safe_load(CLUSTER.read_text()))
+
+
+def _nodes(cluster) -> dict:
+    return {n: s for n, s in cluster["services"].items() if "--cluster-enabled" in (s.get("command") or [])}
+
+
+def test_cluster_variant_has_three_masters_and_three_replicas(cluster):
+    nodes = _nodes(cluster)
+    assert len(nodes) == 6 and "redis" in nodes  # the base file's redis is the first node
+    volumes = set()
+    for name, svc in nodes.items():
+        cmd = svc["command"]
+        assert cmd[0] == "redis-server" and cmd[cmd.index("--cluster-enabled") + 1] == "yes", name
+        assert cmd[cmd.index("--appendonly") + 1] == "yes", name  # AOF, as the single Redis
+        assert cmd[cmd.index("--cluster-announce-hostname") + 1] == name, name
+        assert cmd[cmd.index("--cluster-preferred-endpoint-type") + 1] == "hostname", name
+        assert "ping" in svc["healthcheck"]["test"], name
+        target = [v for v in svc["volumes"] if v.endswith(":/data")]
+        assert len(target) == 1, name
+        volumes.add(target[0].split(":")[0])
+    assert len(volumes) == 6 and volumes <= set(cluster["volumes"])  # one volume each
+    create = cluster["services"]["redis-cluster-create"]
+    assert create["restart"] == "no"
+    assert {n: d["condition"] for n, d in create["depends_on"].items()} == dict.fromkeys(
+        nodes, "service_healthy"
+    )
+    script = create["command"][-1]
+    assert "--cluster-replicas 1" in script and "--cluster-yes" in script
+    assert all(f" {n}" in script for n in nodes)  # every node joins
+    assert "cluster_known_nodes:6" in script  # a later start leaves the cluster as it is
+
+
+def test_cluster_variant_state_url_names_the_nodes(cluster):
+    from driftrec.app import checks
+    from driftrec.state.redis_cluster import parse_cluster_url
+
+    nodes = _nodes(cluster)
+    apps = _app_services(cluster)
+    assert {"scorer", "learner", "learner-gpu", "replay", "topics"} <= set(apps)
+    urls = {svc["environment"]["STATE_URL"] for svc in apps.values()}
+    assert len(urls) == 1, urls
+    (url,) = urls
+    checks.state_url(url)  # STATE_URL's own check passes
+    d = parse_cluster_url(url)
+    assert d["wait_replicas"] == 1  # a commit is on a replica before it counts
+    assert d["nodes"] and all(host in nodes and port == 6379 for host, port in d["nodes"])
+    for name in ("scorer", "learner", "learner-gpu", "replay"):
+        dep = apps[name]["depends_on"]["redis-cluster-create"]
+        assert dep["condition"] == "service_completed_successfully", name
+    # everything else is the base file's: one broker, one artifact store
+    for key in ("KAFKA_BOOTSTRAP", "TOPIC_PREFIX", "ARTIFACT_DIR"):
+        assert len({str(s["environment"].get(key)) for s in apps.values()}) == 1, key
