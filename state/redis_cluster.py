@@ -423,7 +423,8 @@ class RedisClusterStateStore:
     # ---- UserEraser ---------------------------------------------------------------------
     def forget(self, user_ids: Sequence[str], at_ms: int) -> int:
         """Notes the users as forgotten, then deletes their state from every shard (one
-        MULTI/EXEC per shard); a forget cut short is finished by running it again."""
+        MULTI/EXEC per shard, each on a replica before the next, as a commit); a forget cut
+        short is finished by running it again."""
         ids = list(dict.fromkeys(user_ids))
         if not ids:
             return 0
@@ -436,6 +437,7 @@ class RedisClusterStateStore:
                 pipe.hdel(self._key(s, "users:vec"), *ids)
                 pipe.zrem(self._key(s, "users:seen"), *ids)
                 n += int(pipe.execute()[0])
+                self._replicated(s)  # a forget acknowledged is not undone by a failover
         return n
 
     def forgotten(self) -> dict[str, int]:
@@ -488,6 +490,7 @@ class RedisClusterStateStore:
             pipe.rpush(self._k_order, version)
             pipe.hset(self._k_reg, version, json.dumps(dict(record), sort_keys=True))
             pipe.execute()
+            self._replicated(None)
 
     def records(self) -> list[dict[str, Any]]:
         with map_redis_errors(self.where):
@@ -501,6 +504,7 @@ class RedisClusterStateStore:
     def set_current(self, version: str) -> None:
         with map_redis_errors(self.where):
             self._r.set(self._k_cur, version)
+            self._replicated(None)
 
     def current(self) -> str | None:
         with map_redis_errors(self.where):
