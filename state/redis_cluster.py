@@ -425,7 +425,8 @@ class RedisClusterStateStore(RedisRegistry):
     # ---- UserEraser ---------------------------------------------------------------------
     def forget(self, user_ids: Sequence[str], at_ms: int) -> int:
         """Notes the users as forgotten, then deletes their state from every shard (one
-        MULTI/EXEC per shard); a forget cut short is finished by running it again."""
+        MULTI/EXEC per shard, each on a replica before the next, as a commit); a forget cut
+        short is finished by running it again."""
         ids = list(dict.fromkeys(user_ids))
         if not ids:
             return 0
@@ -438,6 +439,7 @@ class RedisClusterStateStore(RedisRegistry):
                 pipe.hdel(self._key(s, "users:vec"), *ids)
                 pipe.zrem(self._key(s, "users:seen"), *ids)
                 n += int(pipe.execute()[0])
+                self._replicated(s)  # a forget acknowledged is not undone by a failover
         return n
 
     def forgotten(self) -> dict[str, int]:
@@ -480,6 +482,17 @@ class RedisClusterStateStore(RedisRegistry):
     def item_pop(self) -> dict[str, float]:
         """Per item, the log-sum of the shards' accumulators (and of an unsharded write's)."""
         return merge_pop({_s(k): float(v) for k, v in raw.items()} for raw in self._over_shards("pop"))
+
+    # ---- ModelRegistry (RedisRegistry's, each write on a replica before it returns) -------
+    def register(self, record: Mapping[str, Any]) -> None:
+        super().register(record)
+        with map_redis_errors(self.where):
+            self._replicated(None)
+
+    def set_current(self, version: str) -> None:
+        super().set_current(version)
+        with map_redis_errors(self.where):
+            self._replicated(None)
 
     # ---- reports, tests, lifecycle -------------------------------------------------------
     def users(self) -> dict[str, UserState]:
