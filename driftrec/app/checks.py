@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfigError",
+    "answers",
     "artifact_key",
     "bool_value",
     "bootstrap",
@@ -249,6 +250,46 @@ def check_kafka(
         f"{label}={bootstrap!r}: no Kafka broker reachable ({why}); allowed: the address of a "
         f"running broker (scripts/services.sh up kafka)"
     )
+
+
+def answers(s: Settings, timeout_s: float = 0.5) -> Callable[[str], bool]:
+    """``dependency -> whether it accepts a TCP connection now`` (``kafka``: one of the
+    bootstrap servers; ``redis``: a Redis ``STATE_URL``'s server, always True for the other
+    backends), each within ``timeout_s``: how a service backing off during an outage
+    (:class:`~driftrec.app.supervision.Retry`) sees it end before its next attempt is due."""
+    import socket
+
+    def tcp(host: str, port: int) -> bool:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            return True
+        except OSError:
+            return False
+
+    def kafka() -> bool:
+        for hp in s.kafka_bootstrap.split(","):
+            host, _, port = hp.strip().rpartition(":")
+            if port.isdigit() and tcp(host.strip("[]"), int(port)):
+                return True
+        return False
+
+    def redis() -> bool:
+        parts = urlsplit(s.state_url)
+        if parts.scheme in ("redis", "rediss"):
+            return tcp(parts.hostname or "127.0.0.1", parts.port or 6379)
+        if parts.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(timeout_s)
+            try:
+                sock.connect(parts.path)
+                return True
+            except OSError:
+                return False
+            finally:
+                sock.close()
+        return True
+
+    return lambda dep: kafka() if dep == "kafka" else redis()
 
 
 def check_services(s: Settings) -> list[str]:

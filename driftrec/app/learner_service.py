@@ -42,7 +42,7 @@ def run_learner(
     offsets (the window's start), as after a crash."""
     checks.writable_directory(s.artifact_dir, "ARTIFACT_DIR")  # at start, not at the first training
     stop = stop or stop_flag()
-    retry = Retry("learner", s.service_retry_s, metrics, stop)
+    retry = Retry("learner", s.service_retry_s, metrics, stop, answers=checks.answers(s))
     return retry.run(lambda: _run_learner_once(s, group, metrics, exit_when_idle, train_on_exit, stop, retry))
 
 

@@ -29,6 +29,7 @@ from driftrec.stream import StreamUnavailable, TopicNames
 from driftrec.stream.kafka import KafkaSource, group_committed
 
 from .admin import load_catalog
+from .checks import answers
 from .health import Probe
 from .metrics import Metrics
 from .process import tune_gc
@@ -370,7 +371,7 @@ def run_scorer(
     (:class:`Retry`): the service is built again and resumes at the offsets stored with
     its state, so no event is lost or applied twice."""
     stop = stop or stop_flag()
-    retry = Retry("scorer", s.service_retry_s, metrics, stop)
+    retry = Retry("scorer", s.service_retry_s, metrics, stop, answers=answers(s))
     t_start = time.monotonic()
 
     def attempt() -> dict[str, Any]:

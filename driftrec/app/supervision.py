@@ -47,8 +47,12 @@ class Retry:
         stop: threading.Event | None = None,
         first_delay_s: float = 0.5,
         max_delay_s: float = 10.0,
+        answers: Callable[[str], bool] | None = None,
     ) -> None:
         self.service, self.limit_s, self.metrics, self.stop = service, limit_s, metrics, stop
+        #: dependency -> whether it accepts connections now (:func:`checks.answers`): ends a
+        #: back-off early
+        self.answers = answers
         self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
         self.since: float | None = None
         self.attempts = 0
@@ -120,11 +124,26 @@ class Retry:
             self.limit_s - waited,
             redact(str(exc)).replace("\n", " ")[:500],
         )
-        if self.stop is not None:
-            self.stop.wait(delay)
-        else:
-            time.sleep(delay)
+        self._back_off(delay, dep)
         return not (self.stop is not None and self.stop.is_set())
+
+    def _back_off(self, delay: float, dep: str) -> None:
+        """Sleep ``delay``, or less: with :attr:`answers`, the wait ends (and the gauge says
+        1) as soon as ``dep`` accepts connections again, so that a service waiting 10 s
+        between two attempts is back within a second of its dependency."""
+        end = time.monotonic() + delay
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or (self.stop is not None and self.stop.is_set()):
+                return
+            step = min(left, 0.5) if self.answers is not None else left
+            if self.stop is not None:
+                self.stop.wait(step)
+            else:
+                time.sleep(step)
+            if self.answers is not None and left > step and self.answers(dep):
+                self.health.regained(dep)
+                return
 
     def run(
         self,

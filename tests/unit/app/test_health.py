@@ -131,3 +131,23 @@ def test_an_outage_the_probe_saw_counts_from_then(caplog):
     time.sleep(0.25)
     assert not r.failed(StreamUnavailable("no Kafka broker answered for 0 s"))
     assert "giving up" in caplog.text
+
+
+def test_a_back_off_ends_when_the_dependency_answers_again():
+    """A service waiting 10 s between two attempts is back (gauge 1, next attempt) within a
+    second of its dependency answering again."""
+    m = Metrics("scorer")
+    back_at = time.monotonic() + 0.6
+    r = Retry(
+        "scorer",
+        limit_s=60,
+        metrics=m,
+        stop=threading.Event(),
+        first_delay_s=10.0,
+        answers=lambda dep: time.monotonic() >= back_at,
+    )
+    r.started()
+    t0 = time.monotonic()
+    assert r.failed(StateUnavailable("cannot reach Redis"))
+    assert time.monotonic() - t0 < 2.0 and _gauge(m, "redis") == 1.0
+    assert r.since is not None  # the outage itself ends with the next attempt's progress
