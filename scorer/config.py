@@ -17,7 +17,11 @@ class ScorerConfig:
     on; what the services use) or ``off``.
     ``rank_precision``: the first pass over large score matrices: ``float32``, ``bfloat16``
     (candidates from a bfloat16 product, ranked exactly; see :mod:`scorer.ranking`) or
-    ``auto`` (bfloat16 where the CPU multiplies it natively)."""
+    ``auto`` (bfloat16 where the CPU multiplies it natively).
+    ``reencode_precision``, ``reencode_batching``: how the background re-encoding after a
+    swap encodes (:meth:`driftrec.model.TextEncoder.encode`): ``float32`` or ``bfloat16``
+    (the vectors within cosine 0.9999 of float32's), batches by ``tokens`` (token count,
+    the least padding) or ``chars``."""
 
     top_k: int = 10
     seen_limit: int = 500
@@ -27,6 +31,8 @@ class ScorerConfig:
     comment_cache: int = 20_000
     comments: str = "sync"
     rank_precision: str = "auto"
+    reencode_precision: str = "float32"
+    reencode_batching: str = "tokens"
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -37,5 +43,9 @@ class ScorerConfig:
             raise ScorerConfigError("SCORER_COMMENTS must be sync, async or off")
         if self.rank_precision not in ("auto", "float32", "bfloat16"):
             raise ScorerConfigError("SCORER_RANK_PRECISION must be auto, float32 or bfloat16")
+        if self.reencode_precision not in ("float32", "bfloat16"):
+            raise ScorerConfigError("the re-encoding precision must be float32 or bfloat16")
+        if self.reencode_batching not in ("tokens", "chars"):
+            raise ScorerConfigError("the re-encoding batching must be tokens or chars")
         if self.batch_size < 1 or self.batch_ms < 0:
             raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")

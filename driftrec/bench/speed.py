@@ -314,6 +314,9 @@ def bench_reencode(
     seed: int = 0,
     device: str = "cpu",
     before_s: float = 10.0,
+    precision: str = "float32",
+    batching: str = "tokens",
+    first_rows: int = 20_000,
 ) -> dict[str, Any]:
     """After a swap to a version with a new adapter, how long until the whole catalog is on
     it, and the scorer's events/s meanwhile (issue 14, item 6).
@@ -324,7 +327,10 @@ def bench_reencode(
     encoder (``max_len`` tokens per text), while one thread serves a stream as fast as it
     can. The previous version's vectors are random (their values do not change the
     timing). With ``limit_s`` reached first, the time to the full catalog is extrapolated
-    from the rows re-encoded so far (``extrapolated``: true)."""
+    from the rows re-encoded so far (``extrapolated``: true). ``precision``, ``batching``:
+    how the scorer re-encodes (``ScorerConfig.reencode_precision``/``reencode_batching``);
+    ``first_rows_s``: seconds from the swap until the ``first_rows`` most urgent rows (newest and
+    most engaged at the swap) all serve the new version."""
     import torch
 
     from driftrec.app.system import build_scorer, build_swaps, load_encoder
@@ -341,7 +347,8 @@ def bench_reencode(
     standby = load_encoder(model, lora_r=8, max_len=max_len, device=device)
     dim = serving.dim
     old = ItemTable.from_text(ids, _unit(rng, n_items, dim))
-    sc = build_scorer(ScorerConfig(batch_size=batch), old, Representation(), serving, item_ts=pub)
+    cfg = ScorerConfig(batch_size=batch, reencode_precision=precision, reencode_batching=batching)
+    sc = build_scorer(cfg, old, Representation(), serving, item_ts=pub)
     store = tempfile.mkdtemp(prefix="driftrec-bench-reencode-")
     mgr = build_swaps(sc, texts, standby, background=True, store=store)
     g = torch.Generator().manual_seed(seed)
@@ -395,9 +402,17 @@ def bench_reencode(
     assert ev is not None, mgr.rejected
     t_swap = time.perf_counter()
     deadline = t_swap + limit_s
-    n_during, s_during, worst_during = serve(  # one batch at least: a fast re-encode still gets a figure
-        lambda: sc.model.table.stale is None or time.perf_counter() > deadline, at_least=1
-    )
+    urgent = priority_order(sc.publication_times, sc.popularity, n_items)[: min(first_rows, n_items)]
+    first_s: list[float] = []
+
+    def done_or_late() -> bool:
+        st = sc.model.table.stale
+        if not first_s and (st is None or not st[urgent].any()):
+            first_s.append(time.perf_counter() - t_swap)
+        return st is None or time.perf_counter() > deadline
+
+    # one batch at least: a fast re-encode still gets a figure
+    n_during, s_during, worst_during = serve(done_or_late, at_least=1)
     took = time.perf_counter() - t_swap
     st = sc.model.table.stale
     left = int(st.sum()) if st is not None else 0
@@ -413,6 +428,8 @@ def bench_reencode(
         "model": serving.base_model,
         "max_len": max_len,
         "device": serving.device,
+        "reencode_precision": precision,
+        "reencode_batching": batching,
         "learner_encoded": budget,
         "learner_encode_s": round(learner_encode_s, 2),
         "stale_at_swap": n_items - budget,
@@ -423,6 +440,8 @@ def bench_reencode(
         "extrapolated": not finished,
         "reencode_items_per_s": round(rate, 1),
         "full_catalog_s": round(full_s, 3),
+        "first_rows": len(urgent),
+        "first_rows_s": round(first_s[0], 3) if first_s else None,
         "events_per_s_before": round(n_before / s_before, 0),
         "events_per_s_during": round(n_during / s_during, 0) if s_during > 0 else None,
         "batch_max_ms_before": round(worst_before, 1),
