@@ -15,7 +15,7 @@ import numpy as np
 
 from driftrec.model import ItemTable
 
-from .gate import better, means
+from .gate import RANK_CELLS, better, means
 from .pairs import Pair
 
 #: Left edges (ms) of the age bins of the freshness prior: 0, then 1 s to a year, about x2 apart.
@@ -98,8 +98,11 @@ def cross_fit(
         if not idx.size:
             continue
         lr = fit([*train_p, *val_p[1 - half :: 2]])
-        prior = table.with_age(AGE_EDGES_MS, lr, 1.0).age_prior((vts[idx, None] - pub[None, :]).ravel())
-        curve[idx] = prior.reshape(len(idx), -1)
+        aged = table.with_age(AGE_EDGES_MS, lr, 1.0)
+        step = max(1, RANK_CELLS // max(len(table.item_ids), 1))  # its float64 ages a block at a time
+        for s in range(0, idx.size, step):
+            rows = idx[s : s + step]
+            curve[rows] = aged.age_prior((vts[rows, None] - pub[None, :]).ravel()).reshape(len(rows), -1)
     return lograte, curve
 
 

@@ -25,7 +25,11 @@ class ScorerConfig:
     fewest lists whose measured recall@10 reaches ``ann_recall``, at most ``ann_scan`` rows
     a query; ``index_spec``: a faiss index factory string, or ``auto`` (by catalog size);
     ``popular_k``: popular candidates; ``fresh_ms``/``fresh_max``: items published within
-    that horizon (at most the newest ``fresh_max``) are candidates for every user."""
+    that horizon (at most the newest ``fresh_max``) are candidates for every user.
+    ``reencode_precision``, ``reencode_batching``: how the background re-encoding after a
+    swap encodes (:meth:`driftrec.model.TextEncoder.encode`): ``float32`` or ``bfloat16``
+    (the vectors within cosine 0.9999 of float32's), batches by ``tokens`` (token count,
+    the least padding) or ``chars``."""
 
     top_k: int = 10
     seen_limit: int = 500
@@ -44,6 +48,8 @@ class ScorerConfig:
     popular_k: int = 256
     fresh_ms: int = 24 * 3600 * 1000
     fresh_max: int = 1024
+    reencode_precision: str = "float32"
+    reencode_batching: str = "tokens"
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -63,5 +69,9 @@ class ScorerConfig:
             raise ScorerConfigError("the candidate settings (SCORER_EXACT_BELOW, ...) must be >= 0")
         if not 0.0 <= self.ann_recall <= 1.0:
             raise ScorerConfigError("SCORER_ANN_RECALL must be in [0, 1]")
+        if self.reencode_precision not in ("float32", "bfloat16"):
+            raise ScorerConfigError("the re-encoding precision must be float32 or bfloat16")
+        if self.reencode_batching not in ("tokens", "chars"):
+            raise ScorerConfigError("the re-encoding batching must be tokens or chars")
         if self.batch_size < 1 or self.batch_ms < 0:
             raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")

@@ -43,6 +43,9 @@ import numpy as np
 EPS_BF16 = 1.01 * 2.0**-8
 #: The smallest score matrix (rows x columns) worth a bfloat16 pass.
 MIN_CELLS = 1 << 22
+#: Rows of the item side whose norms are taken at a time (:meth:`Bf16Ranker._build`):
+#: two float32 copies of the whole side were made at once (3 GB at a million items).
+SIDE_ROWS = 1 << 16
 #: Candidates beyond k to start with; doubled (up to MAX_MARGIN) while more than
 #: 2 % of a batch's rows are not certified.
 MARGIN, MAX_MARGIN = 6, 64
@@ -168,14 +171,14 @@ class Bf16Ranker:
         d = X.shape[1] - 1
         Xt = torch.from_numpy(X)
         Xh = Xt.bfloat16()
-        v, vh = Xt[:, :d], Xh[:, :d].float()
-        return _Side(
-            vectors,
-            Xh,
-            float(v.norm(dim=1).max()),
-            float(vh.norm(dim=1).max()),
-            float((v - vh).norm(dim=1).max()),
-        )
+        n_x = n_xh = n_xl = 0.0
+        for s in range(0, max(len(X), 1), SIDE_ROWS):  # the float32 temporaries a block at a time
+            v, vh = Xt[s : s + SIDE_ROWS, :d], Xh[s : s + SIDE_ROWS, :d].float()
+            if len(v):
+                n_x = max(n_x, float(v.norm(dim=1).max()))
+                n_xh = max(n_xh, float(vh.norm(dim=1).max()))
+                n_xl = max(n_xl, float((v - vh).norm(dim=1).max()))
+        return _Side(vectors, Xh, n_x, n_xh, n_xl)
 
     def prepare(self, X: np.ndarray, vectors: np.ndarray) -> None:
         """Build the bfloat16 item side of a version about to be swapped in (~10 ms for

@@ -51,6 +51,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.batch,
             args.limit_s,
             device=args.device,
+            precision=args.reencode_precision,
+            batching=args.reencode_batching,
         )
     elif kind == "fuzz":
         with tqdm(
@@ -244,6 +246,18 @@ def add_parser(sub: Any) -> None:
             )
             q.add_argument(
                 "--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where it encodes"
+            )
+            q.add_argument(
+                "--reencode-precision",
+                default="float32",
+                choices=("float32", "bfloat16"),
+                help="how the scorer re-encodes (bfloat16: autocast, within cosine 0.9999 of float32)",
+            )
+            q.add_argument(
+                "--reencode-batching",
+                default="tokens",
+                choices=("tokens", "chars"),
+                help="batches of texts sorted by token count (tokens) or character length (chars)",
             )
         if name == "fuzz":
             q.add_argument("--records", type=flag_int(1), default=100_000, help="fuzzed records")

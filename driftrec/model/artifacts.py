@@ -32,12 +32,11 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError
-from .table import ItemTable
+from .table import ItemTable, zero_rows
 from .trust import (
     check_arrays,
     check_version,
     read_verified,
-    safetensors_views,
     sign_manifest,
     verified_manifest,
 )
@@ -100,11 +99,13 @@ def write_artifact(
     save_torch({k: v.contiguous() for k, v in lora.items()}, str(tmp / FILES[0]))
     (tmp / FILES[1]).write_text(json.dumps(dict(lora_config) if lora_config else {}, sort_keys=True))
     assert items.context is not None
+    # the arrays as they are where they are float32 already (safetensors writes from their
+    # memory: no copy); a zero residual is written as zeros the process never touches
     arrays = {
-        "text": items.text.astype(np.float32),
-        "residual": items.residual.astype(np.float32),
-        "bias": items.bias.astype(np.float32),
-        "context": items.context.astype(np.float32),
+        "text": _f32(items.text),
+        "residual": _f32(items.residual) if items.has_residual else np.zeros(items.text.shape, np.float32),
+        "bias": _f32(items.bias),
+        "context": _f32(items.context),
         "cooc_weight": np.array([items.cooc_weight], np.float32),
     }
     if items.nbr_idx is not None and items.nbr_w is not None:
@@ -152,6 +153,31 @@ def write_artifact(
     return record
 
 
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, np.float32)
+
+
+#: rows compared at a time by :func:`_same` (its temporary stays small)
+_ROWS = 1 << 14
+
+
+def _all_zero(a: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether ``a`` is a float32 array of ``shape`` whose every element is zero."""
+    return a.dtype == np.float32 and a.shape == shape and not a.any()
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` are float32 arrays of equal shape and values.
+
+    >>> x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    >>> _same(x, x.copy()), _same(x, x + 1), _same(x, x.astype(np.float64))
+    (True, False, False)
+    """
+    if a.dtype != np.float32 or b.dtype != np.float32 or a.shape != b.shape:
+        return False
+    return all(np.array_equal(a[s : s + _ROWS], b[s : s + _ROWS]) for s in range(0, len(a), _ROWS))
+
+
 def load_artifact(
     record: Mapping[str, Any],
     expect_dim: int | None = None,
@@ -173,7 +199,7 @@ def load_artifact(
     from safetensors.torch import load as load_torch
 
     version, path, manifest = verified_manifest(record, store, key)
-    data = read_verified(path, version, manifest, FILES)
+    data = read_verified(path, version, manifest, FILES, tensors=FILES[2])
     if expect_base and manifest.get("base_model") != expect_base:
         raise ArtifactError(
             f"artifact {version}: base model {str(manifest.get('base_model'))[:200]!r} "
@@ -199,10 +225,9 @@ def load_artifact(
                 )
     try:
         lora = load_torch(data[FILES[0]])
-        # writable copies of views into the file's bytes (numpy copies without holding the
-        # interpreter lock; safetensors.numpy.load held it for ~15 ms copying a 10,000-item
-        # table)
-        arrays = {k: np.array(v) for k, v in safetensors_views(data.pop(FILES[2])).items()}
+        # read straight into writable arrays of their own, without the interpreter lock
+        # (safetensors.numpy.load held it for ~15 ms copying a 10,000-item table)
+        arrays = data.pop(FILES[2]).arrays()
         ids = json.loads(data[FILES[3]])
     except (SafetensorError, OSError, KeyError, ValueError, RecursionError) as exc:
         raise ArtifactError(f"artifact {version}: cannot load: {str(exc)[:300]}") from exc
@@ -211,12 +236,13 @@ def load_artifact(
         cw = arrays.get("cooc_weight")
         aw = arrays.get("age_weight")
         cs = arrays.get("context_shift")
+        text, residual, context = arrays["text"], arrays["residual"], arrays["context"]
         table = ItemTable(
             ids,
-            arrays["text"],
-            arrays["residual"],
+            text,
+            zero_rows(text.shape) if _all_zero(residual, text.shape) else residual,  # nothing learned
             arrays["bias"],
-            arrays["context"],
+            None if _same(context, text) else context,  # the text itself: held once
             arrays.get("nbr_idx"),
             arrays.get("nbr_w"),
             float(cw[0]) if cw is not None else 0.0,

@@ -33,6 +33,11 @@ class ItemTable:
       rate of items whose age is in ``[age_edges[b], age_edges[b + 1])`` (ms; the last bin
       open), relative to the average; ``age_weight`` times it is added to scores
       (:meth:`age_prior`);
+    - storage: nothing is held twice where it is equal. A zero residual (the base version:
+      :func:`zero_rows`, or ``None``) is a read-only view that takes no memory, and
+      ``vectors`` then *is* ``text``; ``context=None`` means the text vectors themselves
+      (``context`` *is* ``text``). Tables are values: their arrays are never written in
+      place (every ``with_*`` builds new ones), so sharing them is safe;
     - re-encoding: optional ``stale`` (bool ``[n]``): rows whose ``text`` is still a
       previous version's (the learner encoded only the newest and most engaged items under
       this version's adapter); the scorer re-encodes them in the background after a swap;
@@ -59,8 +64,14 @@ class ItemTable:
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
+        text = self.text
+        # the text as float32 rows (the text itself where it is that already): what the
+        # vectors and the context are where nothing was learned
+        as32 = text if _f32c(text) else np.ascontiguousarray(text, np.float32)
+        if _is_zero(self.residual):
+            self.residual = zero_rows(np.shape(text))
         if self.context is None:
-            self.context = np.asarray(self.text, np.float32).copy()
+            self.context = as32
         if (
             self.text.shape[0] != n
             or self.residual.shape != self.text.shape
@@ -109,16 +120,29 @@ class ItemTable:
             if not self.stale.any():
                 self.stale = None
         self._index = {i: k for k, i in enumerate(self.item_ids)}
-        self.vectors = (self.text + self.residual).astype(np.float32)
+        if self.has_residual:
+            v = self.text + self.residual
+            self.vectors: np.ndarray = v if v.dtype == np.float32 else v.astype(np.float32)
+        else:  # text + 0: the text rows themselves
+            self.vectors = as32
         self.context = np.ascontiguousarray(self.context, np.float32)
+
+    @property
+    def has_residual(self) -> bool:
+        """Whether a learned residual is held (else ``residual`` is a zero view and
+        ``vectors`` the text vectors themselves).
+
+        >>> t = ItemTable.from_text(["a"], np.ones((1, 2), np.float32))
+        >>> t.has_residual, t.vectors is t.text, t.context is t.text, t.residual.tolist()
+        (False, True, True, [[0.0, 0.0]])
+        """
+        return not _is_zero(self.residual)
 
     @classmethod
     def from_text(cls, item_ids: list[str], text: np.ndarray) -> ItemTable:
         """The base version: text vectors on both sides, nothing learned yet."""
         text = np.asarray(text, np.float32)
-        return cls(
-            list(item_ids), text, np.zeros_like(text), np.zeros(len(item_ids), np.float32), text.copy()
-        )
+        return cls(list(item_ids), text, zero_rows(text.shape), np.zeros(len(item_ids), np.float32), None)
 
     @property
     def has_age_prior(self) -> bool:
@@ -195,31 +219,40 @@ class ItemTable:
         the new text's, so that ``context - context_shift * (text - base_text)`` stays what
         was learned."""
         base_text = text if base_text is None else base_text
+        shift = np.float32(self.context_shift)
         prev = dict(prev_base) if prev_base is not None and self.context_shift else {}
         ids = list(self.item_ids)
         assert self.context is not None
-        t, r, b, c = self.text.copy(), self.residual.copy(), self.bias.copy(), self.context.copy()
-        st = None if self.stale is None else self.stale.copy()
-        new_t, new_c = [], []
+        edits, new_t, new_c = [], [], []
         for iid, vec, cvec in zip(item_ids, text, base_text):
             k = self._index.get(iid, -1)
             if k >= 0:
-                if iid in prev:
-                    c[k] += np.float32(self.context_shift) * ((vec - cvec) - (t[k] - prev[iid]))
-                    prev[iid] = np.asarray(cvec, np.float32)  # an id twice in one call
-                t[k] = vec
-                if st is not None:
-                    st[k] = False  # encoded now, under this version's adapter
+                edits.append((k, iid, vec, cvec))
             else:
                 ids.append(iid)
                 new_t.append(vec)
-                new_c.append(cvec + np.float32(self.context_shift) * (np.asarray(vec) - cvec))
-        if new_t:
-            nv = np.asarray(new_t, np.float32)
-            t = np.vstack([t, nv])
-            r = np.vstack([r, np.zeros_like(nv)])
+                new_c.append(cvec + shift * (np.asarray(vec) - cvec))
+        nv = np.asarray(new_t, np.float32) if new_t else None
+        nc = np.asarray(new_c, np.float32) if new_c else None
+        # only what changes is copied, each array once (appending by vstack copied twice)
+        t = _grown(self.text, nv)
+        c = self.context
+        if c is self.text and not edits and (nc is None or (nv is not None and np.array_equal(nc, nv))):
+            c = t  # the context is still the text vectors
+        elif nc is not None or prev:
+            c = _grown(c, nc)
+        st = None if self.stale is None else self.stale.copy()
+        for k, iid, vec, cvec in edits:
+            if iid in prev:
+                c[k] += shift * ((vec - cvec) - (t[k] - prev[iid]))
+                prev[iid] = np.asarray(cvec, np.float32)  # an id twice in one call
+            t[k] = vec
+            if st is not None:
+                st[k] = False  # encoded now, under this version's adapter
+        r, b = self.residual, self.bias
+        if nv is not None:
+            r = _grown(r, np.zeros_like(nv)) if self.has_residual else zero_rows(t.shape)
             b = np.concatenate([b, np.zeros(len(nv), np.float32)])
-            c = np.vstack([c, np.asarray(new_c, np.float32)])
         ni, nw = self.nbr_idx, self.nbr_w
         if ni is not None and nw is not None and len(ids) > ni.shape[0]:
             pad = len(ids) - ni.shape[0]
@@ -267,3 +300,39 @@ class ItemTable:
     def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> ItemTable:
         """The same item parts with other co-engagement neighbours and weight."""
         return replace(self, nbr_idx=nbr_idx, nbr_w=nbr_w, cooc_weight=float(weight))
+
+
+def _f32c(a: np.ndarray) -> bool:
+    """Whether ``a`` is a C-contiguous float32 array (shared as it is)."""
+    return isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+
+
+def zero_rows(shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only float32 zero array of ``shape`` that takes no memory (a broadcast view):
+    the residual of a table where nothing was learned.
+
+    >>> z = zero_rows((1_000_000, 384))
+    >>> z.shape, float(z.sum()), z.base.nbytes
+    ((1000000, 384), 0.0, 4)
+    """
+    return np.broadcast_to(np.float32(0.0), shape)
+
+
+def _is_zero(a: np.ndarray | None) -> bool:
+    """``None``, empty, or a view made by :func:`zero_rows` (every element the one zero)."""
+    if a is None:
+        return True
+    if not isinstance(a, np.ndarray):
+        return False
+    return a.size == 0 or (all(s == 0 for s in a.strides) and not a.flat[0])
+
+
+def _grown(a: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """A new array: ``a`` with ``rows`` appended below (a copy of ``a`` when ``rows`` is None)."""
+    if rows is None:
+        same: np.ndarray = a.copy()
+        return same
+    out = np.empty((a.shape[0] + rows.shape[0],) + a.shape[1:], np.result_type(a, rows))
+    out[: a.shape[0]] = a
+    out[a.shape[0] :] = rows
+    return out

@@ -70,3 +70,4 @@ def test_bench_reencode_tiny(tiny_model: str) -> None:
     assert r["stale_at_swap"] == 300 and r["finished"] and not r["extrapolated"]
     assert r["reencoded"] == r["reencoded_served"] == 300
     assert r["full_catalog_s"] == r["seconds"] > 0 and r["events_per_s_during"] > 0
+    assert r["first_rows"] == 400 and 0 < r["first_rows_s"] <= r["seconds"]
