@@ -157,15 +157,19 @@ def best_text_weight(
     return best_w, best_e
 
 
-def popular_instead(cand: ItemTable, each: EvaluateEach, log: RoundLog) -> ItemTable:
-    """``cand``, or live popularity alone (:func:`popularity_only`) where that beats it on
-    the pairs ``each`` judges (HR@10, then MRR): a version below popularity is not served.
-    ``log.m_new`` holds ``cand``'s metrics on those pairs; ``log`` gets popularity's, and
-    which won."""
-    assert log.m_new is not None
+def popular_instead(
+    cand: ItemTable, e_cand: tuple[np.ndarray, np.ndarray], each: EvaluateEach, z: float, log: RoundLog
+) -> ItemTable:
+    """``cand``, where it beats live popularity alone (:func:`popularity_only`) beyond noise
+    on the pairs ``each`` judges (``e_cand``: its per-pair metrics there; ``z`` standard
+    errors, :func:`~driftrec.learner.gate.paired_gain`), else popularity: a version is not
+    served below popularity, nor on a win over it too small to tell from chance (which
+    costs on the events that follow, where the popularity is live and the candidate's
+    learned parts are frozen). ``log`` gets popularity's metrics and which won."""
     pop_t = popularity_only(cand)
-    log.m_pop = means(each(pop_t))
-    if not better(log.m_pop, log.m_new, 0.0):
+    e_pop = each(pop_t)
+    log.m_pop = means(e_pop)
+    if paired_gain(e_cand, e_pop, z):
         return cand
     log.m_new, log.popularity = log.m_pop, True
     log.cooc_weight = log.age_weight = 0.0

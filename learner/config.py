@@ -119,7 +119,7 @@ class LearnerConfig:
     #: window validates; 0: off). Until the first training the base version is served, and
     #: counting engagements already says more than text similarity on a catalog whose text
     #: is weak
-    calibrate_every: int = 250
+    calibrate_every: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:

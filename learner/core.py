@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -437,25 +438,25 @@ class Learner:
         validation pairs the serving version has not seen (:func:`.gate.unseen`), each
         knowing the same past: the candidate's co-engagement neighbours for this
         comparison have every event before those pairs, as the serving version's have.
-        Live popularity alone is a candidate too (:func:`.blend.popularity_only`): where it
-        beats the candidate on those pairs, it is what is compared with ``cur`` (and
-        served). Returns the verdict and the table it is about."""
+        Live popularity alone is a candidate too (:func:`.blend.popular_instead`): unless
+        the candidate beats it on those pairs beyond noise, it is what is compared with
+        ``cur`` (and served). Returns the verdict and the table it is about."""
         mask = unseen(val.pairs, self.served_to_ts)
         log.val_pairs_unseen = int(mask.sum())
         judged = [p for p, u in zip(val.pairs, mask) if u]
         lp = None if val.lp is None else val.lp[mask]
         log.m_cur = means(self.evaluate_each(judged, cur, val.pop, pop_at=lp))
-        if not mask.all():  # else m_new: the candidate as judged before, on every pair
-            jt = cand.with_age(None, None, 0.0)
-            if self.neighbours is not None and log.cooc_weight:
-                jt = jt.with_cooc(*self.neighbours.before(jt.item_ids, judged[0].ts), log.cooc_weight)
-            extra = None
-            if log.age_weight and age_fit is not None:
-                extra = np.float32(log.age_weight) * age_fit[1][mask]
-            log.m_new = means(self.evaluate_each(judged, jt, val.pop, extra=extra, pop_at=lp))
-        assert log.m_new is not None
+        jt = cand.with_age(None, None, 0.0)  # on every pair: the candidate as judged before
+        if self.neighbours is not None and log.cooc_weight:
+            jt = jt.with_cooc(*self.neighbours.before(jt.item_ids, judged[0].ts), log.cooc_weight)
+        extra = None
+        if log.age_weight and age_fit is not None:
+            extra = np.float32(log.age_weight) * age_fit[1][mask]
+        e_new = self.evaluate_each(judged, jt, val.pop, extra=extra, pop_at=lp)
+        log.m_new = means(e_new)
         if self.rep.pop_weight > 0:  # live popularity alone: a candidate too
-            cand = popular_instead(cand, lambda t: self.evaluate_each(judged, t, val.pop, pop_at=lp), log)
+            each = partial(self.evaluate_each, judged, pop=val.pop, pop_at=lp)
+            cand = popular_instead(cand, e_new, each, self.config.blend_gate_z, log)
         return better(log.m_new, log.m_cur, self.config.min_gain), cand
 
     def _catch_up(

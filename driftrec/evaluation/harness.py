@@ -234,6 +234,10 @@ def summarise(
             d["swaps"] = len(r.swaps)
             d["trainings"] = len(s.trainings)
             d["train_s"] = round(s.train_s, 1)
+            first = s.trainings[0]  # the cost of the first round (a day-one calibration, or a training)
+            d["first_train_s"] = first.get("train_s")
+            d["first_train_reason"] = first.get("reason")
+            d["day_one_rounds"] = sum(t.get("reason") == "day_one" for t in s.trainings)
             ups = [t.get("adapter_update") for t in s.trainings]
             if any(u in ("kept", "dropped") for u in ups):  # what the adapters added
                 d["adapter_rounds"] = sum(u in ("kept", "dropped") for u in ups)
