@@ -126,6 +126,11 @@ class SyntheticStream:
     #: ``emerging``: each invented name's topic (what only engagement reveals to a system;
     #: for reference experiments such as ``experiments/name_oracle.py``)
     name_topics: dict[str, str] = field(default_factory=dict)
+    #: ``popular``: what only engagement reveals (for reference experiments such as
+    #: ``experiments/popular_oracle.py``): ``department`` (item id -> its department),
+    #: ``weight`` and ``weight_after`` (item id -> its popularity weight before and after
+    #: the shift), ``departments`` (user id -> the departments they shop in), ``share``
+    truth: dict[str, Any] = field(default_factory=dict)
 
 
 def _text(rng: np.random.Generator, words: list[str], n: int) -> str:
@@ -508,6 +513,13 @@ def popular(
         frozenset(f"u{u}" for u in range(n_users)),
         "popular",
         {"share": share, "zipf": zipf, "departments": departments, "launched": n_new},
+        truth={
+            "department": {it.item_id: int(d) for it, d in zip(items, dept)},
+            "weight": {it.item_id: float(w) for it, w in zip(items, w_before)},
+            "weight_after": {it.item_id: float(w) for it, w in zip(items, w_after)},
+            "departments": {f"u{u}": [int(d) for d in t] for u, t in enumerate(taste)},
+            "share": share,
+        },
     )
 
 

@@ -63,3 +63,17 @@ def test_users_follow_popularity_more_than_their_own_history() -> None:
     users = {e.user_id for e in s.events}
     reached = {e.user_id for e in s.events if e.item_id in top}
     assert len(reached) > 0.5 * len(users)
+
+
+def test_the_truth_is_kept_for_reference_experiments() -> None:
+    s = _stream()
+    t = s.truth
+    assert set(t["department"]) == {it.item_id for it in s.items}
+    assert set(t["departments"]) >= {e.user_id for e in s.events}
+    # the launches weigh nothing before the shift
+    launched = [it.item_id for it in s.items if it.ts == s.shift_ts]
+    assert all(t["weight"][i] == 0 < t["weight_after"][i] for i in launched)
+    # a user's own share of engagement lands in their departments more often than chance
+    mine = [t["department"][e.item_id] in t["departments"][e.user_id] for e in s.events]
+    chance = np.mean([len(v) for v in t["departments"].values()]) / s.params["departments"]
+    assert np.mean(mine) > chance + 0.1
