@@ -85,4 +85,5 @@ def shifted(
         context,
         stale=stale,
         context_shift=float(beta),
+        text_weight=items_only.text_weight,
     )

@@ -109,6 +109,19 @@ class LearnerConfig:
     context_shift: float = 1.0
     min_gain: float = 0.0
     lora_gate_z: float = 1.64
+    #: the text weights tried on validation (``ItemTable.text_weight``: the user-item term
+    #: against bias, live popularity, freshness and co-engagement; :mod:`learner.blend`); a
+    #: round serves one other than the serving version's only when it wins by
+    #: ``blend_gate_z`` standard errors of the per-pair difference. () = off. Where the
+    #: text says little about what users engage, its term is noise beside popularity
+    text_weights: tuple[float, ...] = (0.0, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
+    blend_gate_z: float = 1.64
+    #: before the first training, a calibration round every this many events picks the
+    #: serving table's text weight on the events so far (nothing trained: every pair of the
+    #: window validates; 0: off). Until the first training the base version is served, and
+    #: counting engagements already says more than text similarity on a catalog whose text
+    #: is weak
+    calibrate_every: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -129,8 +142,12 @@ class LearnerConfig:
             bad("epochs", ", max_steps and item_max_steps must be >= 1")
         if self.cooc_neighbours < 0 or self.cooc_history < 1:
             bad("cooc_neighbours", "must be >= 0 (0 = off) and cooc_history >= 1")
-        if self.lora_gate_z < 0:
-            bad("lora_gate_z", "must be >= 0")
+        if self.lora_gate_z < 0 or self.blend_gate_z < 0:
+            bad("lora_gate_z", "and blend_gate_z must be >= 0")
+        if any(not 0.0 <= w <= 16.0 for w in self.text_weights):
+            bad("text_weights", "must be between 0 and 16")
+        if self.calibrate_every < 0:
+            bad("calibrate_every", "must be >= 0 (0 = off)")
         if not 0.0 <= self.context_shift <= 4.0:
             bad("context_shift", "must be between 0 (off) and 4")
         if self.text_loss < 0 or self.text_fresh < 0 or self.encode_budget < 0:

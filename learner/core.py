@@ -14,14 +14,16 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from driftrec.model import ItemTable, Representation, TextEncoder, logaddexp
+from driftrec.model import ItemTable, Representation, TextEncoder
 from driftrec.stream import Event, Item
 
 from .age import AgeFit, best_age_weight, cross_fit, with_age
+from .blend import PopularityLog, Validation, best_text_weight, calibrate, popular_instead
 from .candidate import encode_rows, shifted
 from .config import LearnerConfig
 from .gate import better, means, paired_gain, rank_each, unseen
@@ -82,6 +84,8 @@ class Learner:
         self._hist: dict[str, deque[tuple[str, str, int]]] = {}
         self._seen: dict[str, set[str]] = {}
         self._pop: dict[str, float] = {}
+        #: the window's popularity increments: validation sees popularity as each pair did
+        self._pop_log = PopularityLog(config.window_events)
         self.triggers = Triggers(config)
         #: co-engagement mined from the stream, shipped as neighbours (None: off)
         self.neighbours = (
@@ -92,13 +96,10 @@ class Learner:
         self.trainings = 0
         self.last_ts = 0
         self.n_events = 0
-        #: the newest event time the serving version was built from (None: the base
-        #: version, or unknown after a restart): a candidate is compared with it only on
-        #: validation pairs newer than that, since its co-engagement neighbours and its
-        #: freshness curve have seen the older ones
+        #: the newest event time the serving version was built from (None: base, or unknown):
+        #: a candidate is compared with it only on validation pairs newer than that
         self.served_to_ts: int | None = None
-        #: item id -> its text vector under the base encoder, kept while ``context_shift``
-        #: is on: training takes the shift back out of the context vectors (see train)
+        #: item id -> base-encoder text vector, while ``context_shift`` is on (see train)
         self._base_text: dict[str, np.ndarray] = {}
 
     # ---- observing -------------------------------------------------------------------
@@ -120,16 +121,15 @@ class Learner:
                 self.neighbours.observe(e.user_id, e.item_id, e.ts)
             seen.add(e.item_id)
             self.triggers.observe(e.item_id, self.texts)
-            self._pop[e.item_id] = logaddexp(
-                self._pop.get(e.item_id, -math.inf), rep.pop_increment(e.type, e.ts)
+            self._pop[e.item_id] = self._pop_log.add(
+                e.ts, e.item_id, rep.pop_increment(e.type, e.ts), self._pop.get(e.item_id, -math.inf)
             )
             self.last_ts = max(self.last_ts, e.ts)
             self.n_events += 1
 
     def forget_users(self, user_ids: Sequence[str]) -> None:
-        """Drop what the learner holds per user (recent history, seen items, co-engagement
-        history). Their pairs in the window go through ``window.retain`` by the caller,
-        which knows whose each pair is (the learner worker)."""
+        """Drop what the learner holds per user (history, seen items, co-engagement); their
+        window pairs go through ``window.retain`` by the caller, who knows whose each is."""
         for u in user_ids:
             self._hist.pop(u, None)
             self._seen.pop(u, None)
@@ -217,6 +217,8 @@ class Learner:
         ``lora_catchup`` more passes over the validation pairs before it is shipped (the
         newest pairs, where a name engaged since the last round mostly is).
         """
+        if reason == "day_one":
+            return self._calibrate()
         cfg, enc = self.config, self.encoder
         t0 = time.perf_counter()
         rng = self._start_round()
@@ -229,7 +231,7 @@ class Learner:
             )
         device = enc.device if enc is not None else "cpu"
         log = RoundLog(reason, len(pairs), len(train_p), len(val_p), device, use_lora=enc is not None)
-        val = _Validation(self, val_p, self._pop_vector(cur))
+        val = self._validation(val_p, cur)
         run = self._round(cur, train_p, rng, progress)
         log.loss_before = run.loss(cur)
 
@@ -244,8 +246,9 @@ class Learner:
         log.train_s = time.perf_counter() - t0 - log.encode_s
         log.loss_after = run.loss(cand)
 
-        log.accepted = self._against_serving(cur, cand, val, age_fit, log)
+        log.accepted, cand = self._against_serving(cur, cand, val, age_fit, log)
         log.new_word_jump, log.context_shift = self.new_word_jump(), cand.context_shift
+        log.text_weight = cand.text_weight
         metrics = log.metrics(run.steps)
         if log.adapter_update == "kept":
             assert enc is not None
@@ -254,6 +257,30 @@ class Learner:
             elif cfg.lora_catchup > 0:
                 cand, lora = self._catch_up(run, enc, items_only, cand, val_p, log, metrics)
         return TrainResult(log.accepted, cand, lora, metrics, window, reason)
+
+    def _calibrate(self) -> TrainResult:
+        """A calibration round (before the first training, :mod:`.blend`): the serving
+        table's text weight picked on every pair of the window (nothing is trained: all of
+        them validate), served where it beats the serving one beyond noise. Its cost is
+        the metrics' ``train_s``."""
+        t0 = time.perf_counter()
+        self.triggers.calibrated()
+        pairs, window = self._window_pairs()
+        cur, enc = self.table, self.encoder
+        device = enc.device if enc is not None else "cpu"
+        log = RoundLog("day_one", len(pairs), 0, len(pairs), device, use_lora=enc is not None)
+        if not pairs or not self.config.text_weights:
+            return TrainResult(
+                False,
+                cur,
+                self._lora,
+                {"pairs": len(pairs), "why": "nothing to calibrate"},
+                window,
+                "day_one",
+            )
+        cand = calibrate(cur, self._validation(pairs, cur), self.config, log)
+        log.train_s = time.perf_counter() - t0
+        return TrainResult(log.accepted, cand, self._lora, log.metrics(0), window, "day_one")
 
     def _start_round(self) -> np.random.Generator:
         """Count the round, reset the triggers and seed the round's random draws."""
@@ -309,7 +336,7 @@ class Learner:
         )
 
     def _item_stage(
-        self, run: Round, train_p: Sequence[Pair], val: _Validation, log: RoundLog, t0: float
+        self, run: Round, train_p: Sequence[Pair], val: Validation, log: RoundLog, t0: float
     ) -> tuple[ItemTable, AgeFit | None, tuple[np.ndarray, np.ndarray]]:
         """Stage 1: train the item parts; returns their table, the freshness curve and the
         item parts' per-pair validation metrics (with their best freshness weight)."""
@@ -351,7 +378,7 @@ class Learner:
         enc: TextEncoder,
         items_only: ItemTable,
         e_items: tuple[np.ndarray, np.ndarray],
-        val: _Validation,
+        val: Validation,
         age_fit: AgeFit | None,
         log: RoundLog,
     ) -> ItemTable | None:
@@ -386,7 +413,7 @@ class Learner:
         return None
 
     def _weights_stage(
-        self, cand: ItemTable, val: _Validation, age_fit: AgeFit | None, log: RoundLog
+        self, cand: ItemTable, val: Validation, age_fit: AgeFit | None, log: RoundLog
     ) -> ItemTable:
         """Stage 3: the co-engagement neighbours and the freshness prior, each with the
         weight that wins on validation (0 where it does not help)."""
@@ -401,29 +428,47 @@ class Learner:
             cand, log.m_new, log.age_weight = with_age(
                 cand, val_table, log.m_new, age_fit, val.each, cfg.age_weights
             )
+        if cfg.text_weights:  # the blend, judged as the weights above were
+            extra = None
+            if log.age_weight and age_fit is not None:
+                extra = np.float32(log.age_weight) * age_fit[1]
+            w, e = best_text_weight(
+                lambda t: val.each(t, extra=extra),
+                val_table.with_age(None, None, 0.0),
+                cfg.text_weights,
+                cfg.blend_gate_z,
+            )
+            if w != cand.text_weight:
+                cand, log.m_new = cand.with_text_weight(w), means(e)
         return cand
 
     def _against_serving(
-        self, cur: ItemTable, cand: ItemTable, val: _Validation, age_fit: AgeFit | None, log: RoundLog
-    ) -> bool:
+        self, cur: ItemTable, cand: ItemTable, val: Validation, age_fit: AgeFit | None, log: RoundLog
+    ) -> tuple[bool, ItemTable]:
         """Whether the candidate beats the serving version ``cur`` by ``min_gain``, on the
         validation pairs the serving version has not seen (:func:`.gate.unseen`), each
         knowing the same past: the candidate's co-engagement neighbours for this
-        comparison have every event before those pairs, as the serving version's have."""
+        comparison have every event before those pairs, as the serving version's have.
+        Live popularity alone is a candidate too (:func:`.blend.popular_instead`): unless
+        the candidate beats it on those pairs beyond noise, it is what is compared with
+        ``cur`` (and served). Returns the verdict and the table it is about."""
         mask = unseen(val.pairs, self.served_to_ts)
         log.val_pairs_unseen = int(mask.sum())
         judged = [p for p, u in zip(val.pairs, mask) if u]
-        log.m_cur = self.evaluate(judged, cur, val.pop)
-        if not mask.all():  # else m_new: the candidate as judged before, on every pair
-            jt = cand.with_age(None, None, 0.0)
-            if self.neighbours is not None and log.cooc_weight:
-                jt = jt.with_cooc(*self.neighbours.before(jt.item_ids, judged[0].ts), log.cooc_weight)
-            extra = None
-            if log.age_weight and age_fit is not None:
-                extra = np.float32(log.age_weight) * age_fit[1][mask]
-            log.m_new = means(self.evaluate_each(judged, jt, val.pop, extra=extra))
-        assert log.m_new is not None
-        return better(log.m_new, log.m_cur, self.config.min_gain)
+        lp = None if val.lp is None else val.lp[mask]
+        log.m_cur = means(self.evaluate_each(judged, cur, val.pop, pop_at=lp))
+        jt = cand.with_age(None, None, 0.0)  # on every pair: the candidate as judged before
+        if self.neighbours is not None and log.cooc_weight:
+            jt = jt.with_cooc(*self.neighbours.before(jt.item_ids, judged[0].ts), log.cooc_weight)
+        extra = None
+        if log.age_weight and age_fit is not None:
+            extra = np.float32(log.age_weight) * age_fit[1][mask]
+        e_new = self.evaluate_each(judged, jt, val.pop, extra=extra, pop_at=lp)
+        log.m_new = means(e_new)
+        if self.rep.pop_weight > 0:  # live popularity alone: a candidate too
+            each = partial(self.evaluate_each, judged, pop=val.pop, pop_at=lp)
+            cand = popular_instead(cand, e_new, each, self.config.blend_gate_z, log)
+        return better(log.m_new, log.m_cur, self.config.min_gain), cand
 
     def _catch_up(
         self,
@@ -491,14 +536,11 @@ class Learner:
             self._lora = result.lora
 
     def _age_fit(self, table: ItemTable, train_p: Sequence[Pair], val_p: Sequence[Pair]) -> AgeFit | None:
-        """The freshness curve of the window and its cross-fitted values on validation
-        (:func:`.age.cross_fit`); None without publication times, weights to try,
-        validation pairs or a curve."""
+        """The window's freshness curve, cross-fitted on validation (:func:`.age.cross_fit`)."""
         if not (self.item_ts and self.config.age_weights and val_p and train_p):
             return None
         return cross_fit(table, self._pub_vector(table), train_p, val_p)
 
-    # ---- evaluation --------------------------------------------------------------------
     def evaluate(
         self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray, k: int = 10
     ) -> dict[str, float]:
@@ -514,22 +556,34 @@ class Learner:
         pop: np.ndarray,
         k: int = 10,
         extra: np.ndarray | None = None,
+        pop_at: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per pair: HR@k (expected over ties) and reciprocal rank (:func:`.gate.rank_each`).
-        With publication times, each pair ranks the items published by its time, with
-        ``table``'s freshness prior of their age then; ``extra``: a ``[pairs, items]``
-        addition to the scores."""
+        """Per pair: HR@k (expected over ties) and reciprocal rank (:func:`.gate.rank_each`),
+        among the items published by the pair's time; ``extra``: ``[pairs, items]`` added to
+        the scores; popularity ``pop`` now, or ``pop_at`` as each pair saw it."""
         if not pairs:
             return np.zeros(0), np.zeros(0)
         ctx_idx, ctx_w, tgt = pair_arrays(pairs, table)
-        prior = self.rep.pop_prior(pop, self.last_ts)
+        if pop_at is None:
+            prior = self.rep.pop_prior(pop, self.last_ts)
+        else:
+            prior = np.zeros(len(table.item_ids), np.float32)
+            p = np.float32(self.rep.pop_weight) * pop_at
+            extra = p if extra is None else extra + p
         pub = ts = None
         if self.item_ts:
             pub = self._pub_vector(table)
             ts = np.array([p.ts for p in pairs], np.float64)
         return rank_each(table, ctx_idx, ctx_w, tgt, prior, self.rep.temperature, pub, ts, k, extra)
 
-    # ---- helpers -----------------------------------------------------------------------
+    def _validation(self, val_p: Sequence[Pair], table: ItemTable) -> Validation:
+        """A round's validation pairs, with popularity as each of them saw it."""
+        pop = self._pop_vector(table)
+        lp = None
+        if val_p:
+            lp = self._pop_log.before([p.ts for p in val_p], table.item_ids, pop, self.rep)
+        return Validation(self, list(val_p), pop, lp)
+
     def _pop_vector(self, table: ItemTable) -> np.ndarray:
         return np.array([self._pop.get(i, -np.inf) for i in table.item_ids], np.float64)
 
@@ -544,20 +598,3 @@ class Learner:
                 np.array([get(i, -np.inf) for i in table.item_ids], np.float64),
             )
         return c[2]
-
-
-@dataclass
-class _Validation:
-    """A round's validation pairs, scored by ``learner`` with the round's popularity."""
-
-    learner: Learner
-    pairs: list[Pair]
-    pop: np.ndarray
-
-    def each(self, table: ItemTable, extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pair (HR@10, reciprocal rank) of ``table`` (:meth:`Learner.evaluate_each`)."""
-        return self.learner.evaluate_each(self.pairs, table, self.pop, extra=extra)
-
-    def evaluate(self, table: ItemTable) -> dict[str, float]:
-        """Mean HR@10 and MRR of ``table`` (:meth:`Learner.evaluate`)."""
-        return self.learner.evaluate(self.pairs, table, self.pop)

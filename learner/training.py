@@ -137,8 +137,8 @@ class Round:
         return item_steps
 
     def items_table(self) -> ItemTable:
-        """``cur`` with the trained item parts (its text vectors; the context shift put back
-        on the contexts)."""
+        """``cur`` with the trained item parts (its text vectors and blend; the context
+        shift put back on the contexts)."""
         cur, unshift = self.cur, self.unshift
         return ItemTable(
             list(cur.item_ids),
@@ -148,6 +148,7 @@ class Round:
             self.C.numpy() + unshift if unshift.size else self.C.numpy().copy(),
             stale=cur.stale,
             context_shift=cur.context_shift,
+            text_weight=cur.text_weight,
         )
 
     # ---- 2. the adapters ---------------------------------------------------------------------
@@ -252,6 +253,11 @@ class RoundLog:
     encode_s: float = 0.0
     adapter_update: str = "none"
     context_shift: float = 0.0
+    text_weight: float = 1.0
+    #: live popularity alone on the pairs the candidate is judged on, and whether it was
+    #: served instead of the candidate (which it beat)
+    m_pop: dict[str, float] | None = None
+    popularity: bool = False
     accepted: bool = False
 
     def metrics(self, steps: int) -> dict[str, Any]:
@@ -288,5 +294,8 @@ class RoundLog:
             "use_lora": self.use_lora,
             "adapter_update": self.adapter_update,
             "context_shift": self.context_shift,
+            "text_weight": self.text_weight,
+            "val_hr_popularity": None if self.m_pop is None else round(self.m_pop["hr"], 5),
+            "popularity": self.popularity,
             "accepted": self.accepted,
         }

@@ -54,6 +54,9 @@ class Triggers:
         self.drift_pending = False
         self.pending_reason = "drift"
         self.detector = HitRateDrift(config.drift) if config.drift else None
+        #: events since the last calibration round (None: a training has run since, no
+        #: more calibration rounds)
+        self.since_calibration: int | None = 0
         # novelty: items engaged so far; whether each of the last novelty_events
         # engagements was its item's first, and how many were; that share when the
         # serving candidate was trained (None: no training yet)
@@ -82,6 +85,8 @@ class Triggers:
         self._observe_new_words(item_id, texts)
         self.since_train += 1
         self.since_drift += 1
+        if self.since_calibration is not None:
+            self.since_calibration += 1
 
     def observe_hits(self, hits: Sequence[bool]) -> bool:
         """Feed the live hit signal; returns True when drift was detected."""
@@ -149,8 +154,9 @@ class Triggers:
 
     # ---- deciding ------------------------------------------------------------------------
     def due(self, n_pairs: int) -> str | None:
-        """Why a training should run now ("drift", "novelty", "new_words", "every_n") or
-        None; ``n_pairs``: the pairs in the window (none below ``min_pairs``)."""
+        """Why a training should run now ("drift", "novelty", "new_words", "every_n"), or a
+        calibration round ("day_one": before the first training, every ``calibrate_every``
+        events), or None; ``n_pairs``: the pairs in the window (none below ``min_pairs``)."""
         cfg = self.config
         if n_pairs < cfg.min_pairs:
             return None
@@ -162,6 +168,9 @@ class Triggers:
             if self.drift_pending:
                 return self.pending_reason
             return "new_words" if self.new_words_pending else "every_n"
+        c = self.since_calibration
+        if c is not None and cfg.calibrate_every and c >= cfg.calibrate_every:
+            return "day_one"
         return None
 
     # ---- a training round ----------------------------------------------------------------
@@ -170,9 +179,15 @@ class Triggers:
         now is the one later shares are compared with."""
         self.since_train = 0
         self.since_drift = 0
+        self.since_calibration = None
         self.drift_pending = False
         self.new_words_pending = False
         self.novel_at_train = self.novel_share()
+
+    def calibrated(self) -> None:
+        """A calibration round starts: the next one is ``calibrate_every`` events later."""
+        if self.since_calibration is not None:
+            self.since_calibration = 0
 
     def words_trained(self, adapter_round: bool, target_texts: Iterable[str]) -> float | None:
         """The round's training pairs have these target texts: an adapter round learns

@@ -22,11 +22,18 @@ the scenario moves interests:
   topics (each post engaged about once or twice), the rest to the back catalog as before;
   comments on new posts use the post's name (a share ``comment_names`` of them) beside
   topical words. Nothing but engagement says which topic a name belongs to.
+- ``popular``: as in a small shop whose catalog is known by product codes and variant
+  strings ("B07K3QZ9XL Size: 7.0 oz"): the text says little about what users engage.
+  Engagement is heavy-tailed (Zipf over the items); a share ``POPULAR_SHARE`` of each
+  user's engagements follows that global popularity, the rest goes to the user's own few
+  preferred products (any of their variants). At the shift new products launch (a few of
+  them become hits). See :func:`popular`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +41,7 @@ import numpy as np
 
 from .events import Event, Item, ItemId, UserId
 
-SCENARIOS = ("abrupt", "gradual", "coengagement", "fresh", "emerging")
+SCENARIOS = ("abrupt", "gradual", "coengagement", "fresh", "emerging", "popular")
 
 #: One line per scenario, for ``--help`` (argparse text: ``%%`` is a percent sign).
 SCENARIO_HELP = (
@@ -42,7 +49,10 @@ SCENARIO_HELP = (
     "of the stream; coengagement: users go on from an item of topic A to a fixed partner "
     "item of topic B; fresh: as coengagement, but to any fresh, rarely engaged item of "
     "topic B (cold items); emerging: after the shift new posts keep arriving, each one new "
-    "invented name plus generic words, and users engage their topics' newest posts"
+    "invented name plus generic words, and users engage their topics' newest posts; "
+    "popular: a shop catalog known by product codes and variant strings (weak text), "
+    "heavy-tailed engagement that mostly follows popularity, some personal taste, new "
+    "products launched at the shift"
 )
 
 VOCAB: dict[str, list[str]] = {
@@ -116,6 +126,11 @@ class SyntheticStream:
     #: ``emerging``: each invented name's topic (what only engagement reveals to a system;
     #: for reference experiments such as ``experiments/name_oracle.py``)
     name_topics: dict[str, str] = field(default_factory=dict)
+    #: ``popular``: what only engagement reveals (for reference experiments such as
+    #: ``experiments/popular_oracle.py``): ``department`` (item id -> its department),
+    #: ``weight`` and ``weight_after`` (item id -> its popularity weight before and after
+    #: the shift), ``departments`` (user id -> the departments they shop in), ``share``
+    truth: dict[str, Any] = field(default_factory=dict)
 
 
 def _text(rng: np.random.Generator, words: list[str], n: int) -> str:
@@ -162,6 +177,8 @@ def generate(
             raise ValueError(f"{name}={v} must be in [0, 1]")
     if names_per_topic < 1 or posts_per_name < 0:
         raise ValueError("names_per_topic must be >= 1 and posts_per_name >= 0 (0 = auto)")
+    if scenario == "popular":
+        return popular(n_events, n_users, n_items, seed, shift_at, start_ts, gap_ms, max_lag_ms)
     rng = np.random.default_rng(seed)
     topics = list(VOCAB)
     T = len(topics)
@@ -364,3 +381,153 @@ def _emerging_posts(
     by_topic = [n_items + np.flatnonzero(topic_of == t) for t in range(T)]
     ts_all = np.array([r[0] for r in recs], np.int64)
     return _Posts(items, topic_of, name_of, by_topic, [ts_all[b - n_items] for b in by_topic], posts_per_name)
+
+
+#: The ``popular`` scenario: the share of engagements that follow global popularity (the
+#: rest follow each user's own departments), the Zipf exponent of item popularity, and the
+#: shop's departments.
+POPULAR_SHARE = 0.75
+POPULAR_ZIPF = 1.0
+POPULAR_DEPARTMENTS = 20
+#: The variant strings of the ``popular`` scenario's products: each product varies along
+#: one of these attributes; its items are its variants.
+VARIANTS: dict[str, list[str]] = {
+    "Size": "3.4 oz|5.0 oz|7.0 oz|12 oz|16 oz|32 oz|Small|Medium|Large|XL".split("|"),
+    "Color": "Black|White|Blue|Red|Green|Navy|Grey|Pink|Beige|Brown".split("|"),
+    "Pack": "Pack of 1|Pack of 2|Pack of 3|Pack of 6|Pack of 12".split("|"),
+    "Scent": "Lavender|Unscented|Citrus|Vanilla|Eucalyptus|Rose|Sandalwood".split("|"),
+    "Flavor": "Original|Mint|Vanilla|Chocolate|Strawberry|Berry|Lemon".split("|"),
+    "Style": "Classic|Modern|Travel|Deluxe|Refill|Starter Kit".split("|"),
+}
+_CODE = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+
+
+def _products(
+    rng: np.random.Generator, n_items: int, first: int, ts: int, dept_attr: Sequence[str]
+) -> tuple[list[Item], np.ndarray]:
+    """``n_items`` shop items ``i{first}``... published at ``ts``: products of 1 to 4
+    variants, each of a department (whose products vary mostly along the attribute
+    ``dept_attr[d]``), each item's text its product's code and its variant ("B07K3QZ9XL
+    Size: 7.0 oz"); returns the items and each item's department."""
+    items: list[Item] = []
+    dept: list[int] = []
+    attrs = list(VARIANTS)
+    while len(items) < n_items:
+        code = "B0" + "".join(rng.choice(list(_CODE), size=8))
+        d = int(rng.integers(len(dept_attr)))
+        attr = dept_attr[d] if rng.random() < 0.7 else attrs[int(rng.integers(len(attrs)))]
+        k = min(int(rng.integers(1, 5)), n_items - len(items), len(VARIANTS[attr]))
+        for v in rng.choice(VARIANTS[attr], size=k, replace=False):
+            text = f"{code} {attr}: {v}" if attr != "Pack" else f"{code} {v}"
+            items.append(Item(ItemId(f"i{first + len(items)}"), text, ts))
+            dept.append(d)
+    return items, np.asarray(dept, np.int64)
+
+
+def popular(
+    n_events: int = 20_000,
+    n_users: int = 400,
+    n_items: int = 1_600,
+    seed: int = 0,
+    shift_at: float = 0.5,
+    start_ts: int = 1_700_000_000_000,
+    gap_ms: int = 500,
+    max_lag_ms: int = 2_000,
+    share: float = POPULAR_SHARE,
+    zipf: float = POPULAR_ZIPF,
+    departments: int = POPULAR_DEPARTMENTS,
+) -> SyntheticStream:
+    """The ``popular`` scenario: a shop whose item texts say little about what users engage.
+
+    ``n_items`` items (variants of products, see :func:`_products`) in ``departments``
+    departments, with Zipf(``zipf``) popularity in a random order (text and popularity are
+    unrelated; a department's products vary mostly along one attribute, the little the
+    text says about taste). Each user shops in one or two departments. Of a user's
+    engagements, a share ``share`` is drawn by global popularity, the rest by popularity
+    within one of the user's departments; an item the user already engaged is drawn again
+    (a shop rarely sees one product reviewed twice by a user). At ``shift_at`` of the
+    stream ``n_items // 100`` new items (new products) launch, each taking a place in the
+    popularity order at a log-uniform rank from the 10th on: a few become hits, most join
+    the tail.
+
+    Examples
+    --------
+    >>> s = popular(n_events=2000, n_users=40, n_items=200, seed=1)
+    >>> len(s.events), len(s.items), s.items[0].text.split()[0][:2]
+    (2000, 202, 'B0')
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share={share} must be in [0, 1]")
+    rng = np.random.default_rng([seed, 3])
+    shift_idx = int(n_events * shift_at)
+    shift_ts = start_ts + shift_idx * gap_ms
+    dept_attr = [str(a) for a in rng.choice(list(VARIANTS), size=departments)]
+    items, dept = _products(rng, n_items, 0, start_ts - max_lag_ms, dept_attr)
+    n_new = max(1, n_items // 100)
+    new, new_dept = _products(rng, n_new, n_items, shift_ts, dept_attr)
+    items += new
+    dept = np.concatenate([dept, new_dept])
+    # popularity: a random order of the catalog; the launches are put in at log-uniform
+    # ranks (an eighth of them in the top 20 of a catalog of 1,600)
+    order = list(rng.permutation(n_items))
+    for j in range(n_items, n_items + n_new):
+        order.insert(int(np.exp(rng.uniform(np.log(10), np.log(n_items)))) - 1, j)
+    w_after = np.zeros(len(items))
+    w_after[np.asarray(order)] = 1.0 / np.arange(1, len(order) + 1) ** zipf
+    w_before = w_after.copy()
+    w_before[n_items:] = 0.0
+    cdf = [_cdf(w) for w in (w_before, w_after)]
+    rows = [np.flatnonzero(dept == d) for d in range(departments)]
+    dept_cdf = [[_cdf(w[r]) for r in rows] for w in (w_before, w_after)]
+    taste = [rng.choice(departments, size=int(rng.integers(1, 3)), replace=False) for _ in range(n_users)]
+    activity = 1.0 / np.arange(1, n_users + 1) ** 0.5
+    activity = rng.permutation(activity / activity.sum())
+    users = rng.choice(n_users, size=n_events, p=activity)
+    seen: list[set[int]] = [set() for _ in range(n_users)]
+    events: list[Event] = []
+    for n in range(n_events):
+        u = int(users[n])
+        after = int(n >= shift_idx)
+        d = int(taste[u][int(rng.integers(len(taste[u])))])
+        own = rng.random() >= share and len(rows[d]) > 0
+        for _ in range(20):
+            if own:
+                j = int(rows[d][_draw(dept_cdf[after][d], rng.random())])
+            else:
+                j = _draw(cdf[after], rng.random())
+            if j not in seen[u]:
+                break
+        seen[u].add(j)
+        r = rng.random()
+        etype = "click" if r < 0.6 else ("like" if r < 0.9 else "comment")
+        text = None
+        if etype == "comment":
+            text = f"{rng.choice(OPINION)} " + " ".join(rng.choice(FILLER, size=3))
+        ts = start_ts + n * gap_ms + int(rng.integers(0, max_lag_ms + 1)) - max_lag_ms // 2
+        events.append(Event(f"e{seed}-{n}", etype, UserId(f"u{u}"), items[j].item_id, ts, text))
+    events.sort(key=lambda e: e.ts)
+    return SyntheticStream(
+        events,
+        items,
+        shift_ts,
+        frozenset(f"u{u}" for u in range(n_users)),
+        "popular",
+        {"share": share, "zipf": zipf, "departments": departments, "launched": n_new},
+        truth={
+            "department": {it.item_id: int(d) for it, d in zip(items, dept)},
+            "weight": {it.item_id: float(w) for it, w in zip(items, w_before)},
+            "weight_after": {it.item_id: float(w) for it, w in zip(items, w_after)},
+            "departments": {f"u{u}": [int(d) for d in t] for u, t in enumerate(taste)},
+            "share": share,
+        },
+    )
+
+
+def _cdf(w: np.ndarray) -> np.ndarray:
+    c = np.cumsum(w)
+    return c / c[-1] if len(c) and c[-1] > 0 else np.linspace(1.0 / max(1, len(c)), 1.0, len(c))
+
+
+def _draw(cdf: np.ndarray, x: float) -> int:
+    """The index ``cdf`` (a cumulative distribution) gives the uniform draw ``x``."""
+    return min(int(np.searchsorted(cdf, x, side="right")), len(cdf) - 1)

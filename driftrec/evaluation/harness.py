@@ -204,6 +204,9 @@ def summarise(
         "shift_index": shift_index,
         "systems": {},
     }
+    below = pq.windows_below({s.name: res.systems[s.name].positions for s in systems}, k, window)
+    if below is not None:
+        out["guard"] = {"systems": [n for n in pq.GUARD_SYSTEMS if n in below], "margin": pq.GUARD_MARGIN}
     for s in systems:
         r = res.systems[s.name]
         m = pq.metrics(r.positions, k)
@@ -224,10 +227,17 @@ def summarise(
             "pre_shift_hr": None if rec["pre"] is None else round(rec["pre"], 4),
             "seconds": round(r.seconds, 1),
         }
+        if below is not None:  # the per-window guard: windows below the best of the counts
+            d["windows_below_popularity"] = len(below[s.name])
+            d["windows_below_popularity_at"] = below[s.name]
         if r.swaps or (isinstance(s, ScorerSystem) and s.trainings):
             d["swaps"] = len(r.swaps)
             d["trainings"] = len(s.trainings)
             d["train_s"] = round(s.train_s, 1)
+            first = s.trainings[0]  # the cost of the first round (a day-one calibration, or a training)
+            d["first_train_s"] = first.get("train_s")
+            d["first_train_reason"] = first.get("reason")
+            d["day_one_rounds"] = sum(t.get("reason") == "day_one" for t in s.trainings)
             ups = [t.get("adapter_update") for t in s.trainings]
             if any(u in ("kept", "dropped") for u in ups):  # what the adapters added
                 d["adapter_rounds"] = sum(u in ("kept", "dropped") for u in ups)
@@ -270,6 +280,21 @@ def format_tables(
         f"cold HR: HR@{k} on the {summary.get('cold_targets', 0)} targets whose item had fewer "
         f"than {pq.COLD_EVENTS} earlier events; post HR: on the targets after the shift"
     )
+    guard = summary.get("guard")
+    if guard:
+        below = ", ".join(
+            f"{n} {summary['systems'][n]['windows_below_popularity']}"
+            + (
+                f" ({' '.join(map(str, at))})"
+                if (at := summary["systems"][n]["windows_below_popularity_at"])
+                else ""
+            )
+            for n in names
+        )
+        lines.append(
+            f"windows below the best of {'/'.join(guard['systems'])} by more than {guard['margin']} "
+            f"(HR@{k}; which windows): {below}"
+        )
     lines.append("")
     blocks = {n: pq.tumbling(res.systems[n].positions, k, window) for n in names}
     nb = len(next(iter(blocks.values()))) if blocks else 0

@@ -252,6 +252,40 @@ def tumbling(positions: np.ndarray, k: int, window: int) -> list[dict[str, float
     ]
 
 
+#: The systems a per-window guard compares every system with (:func:`windows_below`), and
+#: by how much HR@k may fall short of the best of them in a window before it counts.
+GUARD_SYSTEMS = ("popularity", "recent_popularity")
+GUARD_MARGIN = 0.02
+
+
+def windows_below(
+    positions: dict[str, np.ndarray],
+    k: int,
+    window: int,
+    reference: Sequence[str] = GUARD_SYSTEMS,
+    margin: float = GUARD_MARGIN,
+) -> dict[str, list[int]] | None:
+    """Per system, the tumbling windows (of ``window`` targets; a last window of fewer than
+    half as many is left out) in which its HR@k is below the best of the ``reference``
+    systems' by more than ``margin``: a regression against what counting engagements
+    gives, window by window. None when no reference system ran.
+
+    Examples
+    --------
+    >>> pos = {"popularity": np.array([0, 0, -1, -1]), "x": np.array([-1, -1, -1, -1])}
+    >>> windows_below(pos, 10, 2)
+    {'popularity': [], 'x': [0]}
+    """
+    ref = [r for r in reference if r in positions]
+    if not ref:
+        return None
+    blocks = {n: tumbling(p, k, window) for n, p in positions.items()}
+    nb = len(next(iter(blocks.values())))
+    best = [max(blocks[r][b]["hr"] for r in ref) for b in range(nb)]
+    full = [b for b in range(nb) if blocks[ref[0]][b]["n"] * 2 >= window]
+    return {n: [b for b in full if bl[b]["hr"] < best[b] - margin - 1e-12] for n, bl in blocks.items()}
+
+
 def recovery(
     positions: np.ndarray,
     k: int,

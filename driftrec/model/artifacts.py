@@ -117,6 +117,8 @@ def write_artifact(
         arrays["age_weight"] = np.array([items.age_weight], np.float64)
     if items.context_shift:
         arrays["context_shift"] = np.array([items.context_shift], np.float64)
+    if items.text_weight != 1.0:
+        arrays["text_weight"] = np.array([items.text_weight], np.float64)
     if items.stale is not None:
         arrays["stale"] = items.stale.astype(np.uint8)
     save_np(arrays, str(tmp / FILES[2]))
@@ -236,6 +238,7 @@ def load_artifact(
         cw = arrays.get("cooc_weight")
         aw = arrays.get("age_weight")
         cs = arrays.get("context_shift")
+        tw = arrays.get("text_weight")
         text, residual, context = arrays["text"], arrays["residual"], arrays["context"]
         table = ItemTable(
             ids,
@@ -251,6 +254,7 @@ def load_artifact(
             float(aw[0]) if aw is not None else 0.0,
             None if arrays.get("stale") is None else arrays["stale"] != 0,
             float(cs[0]) if cs is not None else 0.0,
+            float(tw[0]) if tw is not None else 1.0,
         )
     except ArtifactError as exc:
         raise ArtifactError(str(exc), "bad_tensor") from exc

@@ -45,6 +45,11 @@ class ItemTable:
       much of (its text vector - its base-encoder text vector), so that a history of posts
       named by a word the adapter has learned says that word's topic. Items added to the
       table (:meth:`with_items`) and rows re-encoded (:meth:`with_text`) keep that so.
+    - the blend: ``text_weight`` scales the user-item term (``vectors`` are ``text_weight``
+      times ``text + residual``) against the rest of the score (bias, live popularity,
+      freshness, co-engagement); chosen on validation (``LearnerConfig.text_weights``): a
+      catalog whose text says little about what users engage is served mostly by its
+      popularity. 0: the text term is off.
     """
 
     item_ids: list[str]
@@ -60,6 +65,7 @@ class ItemTable:
     age_weight: float = 0.0
     stale: np.ndarray | None = None
     context_shift: float = 0.0
+    text_weight: float = 1.0
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +114,8 @@ class ItemTable:
             )
         if not (math.isfinite(self.context_shift) and 0.0 <= self.context_shift <= 4.0):
             raise ArtifactError(f"item table context_shift {self.context_shift!r} is not in [0, 4]")
+        if not (math.isfinite(self.text_weight) and 0.0 <= self.text_weight <= 16.0):
+            raise ArtifactError(f"item table text_weight {self.text_weight!r} is not in [0, 16]")
         if e is not None:
             self.age_edges = np.asarray(e, np.float64)
             self.age_lograte = np.asarray(g, np.float32)
@@ -125,6 +133,8 @@ class ItemTable:
             self.vectors: np.ndarray = v if v.dtype == np.float32 else v.astype(np.float32)
         else:  # text + 0: the text rows themselves
             self.vectors = as32
+        if self.text_weight != 1.0:  # a new array: the text rows stay as they are
+            self.vectors = self.vectors * np.float32(self.text_weight)
         self.context = np.ascontiguousarray(self.context, np.float32)
 
     @property
@@ -274,6 +284,7 @@ class ItemTable:
             self.age_weight,
             st,
             self.context_shift,
+            self.text_weight,
         )
 
     def with_text(self, rows: np.ndarray, text: np.ndarray) -> ItemTable:
@@ -296,6 +307,15 @@ class ItemTable:
             c = c.copy()
             c[rows] += np.float32(self.context_shift) * (t[rows] - self.text[rows])
         return replace(self, text=t, stale=st, context=c)
+
+    def with_text_weight(self, weight: float) -> ItemTable:
+        """The same item parts with another blend (``text_weight``).
+
+        >>> t = ItemTable.from_text(["a"], np.array([[1.0, 2.0]], np.float32)).with_text_weight(0.5)
+        >>> t.vectors.tolist(), t.text.tolist()
+        ([[0.5, 1.0]], [[1.0, 2.0]])
+        """
+        return replace(self, text_weight=float(weight))
 
     def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> ItemTable:
         """The same item parts with other co-engagement neighbours and weight."""

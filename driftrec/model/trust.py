@@ -420,6 +420,7 @@ _TABLE_FLOATS = (
     "age_lograte",
     "age_weight",
     "context_shift",
+    "text_weight",
 )
 
 
@@ -460,7 +461,7 @@ def check_arrays(
             raise ArtifactError(f"artifact {version}: {k} has dtype {a.dtype}, not float", "bad_tensor")
         if not np.isfinite(a).all():
             raise ArtifactError(f"artifact {version}: {k} holds NaN or infinite values", "bad_tensor")
-    for k in ("cooc_weight", "age_weight", "context_shift"):
+    for k in ("cooc_weight", "age_weight", "context_shift", "text_weight"):
         if arrays.get(k) is not None and arrays[k].size != 1:
             raise ArtifactError(f"artifact {version}: {k} must hold one value", "bad_tensor")
     check_ranges(version, arrays)

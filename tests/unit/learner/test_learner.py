@@ -85,8 +85,12 @@ def test_item_residuals_learn_co_engagement_without_lora(setup) -> None:
 
 def test_gate_rejects_a_useless_candidate(setup) -> None:
     texts, events, enc, table = setup
-    # learning rate zero: the candidate equals the current version, so it is not better
-    cfg = LearnerConfig(min_pairs=16, lr_lora=0.0, lr_items=0.0, drift=None, epochs=1, cooc_neighbours=0)
+    # learning rate zero and no blend to choose: the candidate equals the current version,
+    # so it is not better (text similarity ranks this pattern below chance: the blend would
+    # rightly turn the text term off, see test_blend.py)
+    cfg = LearnerConfig(
+        min_pairs=16, lr_lora=0.0, lr_items=0.0, drift=None, epochs=1, cooc_neighbours=0, text_weights=()
+    )
     ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, enc)
     ln.observe_many(events)
     res = ln.train("test")
@@ -168,8 +172,9 @@ def test_the_new_words_trigger_backs_off_after_rounds_the_gate_dropped(setup) ->
 
 def test_co_engagement_neighbours_ship_with_a_weight_picked_on_validation(setup, tmp_path) -> None:
     texts, events, _, table = setup
-    # nothing trainable moves (lr 0): only the mined co-engagement can lift validation
-    cfg = LearnerConfig(min_pairs=16, use_lora=False, lr_items=0.0, epochs=1, drift=None)
+    # nothing trainable moves (lr 0) and the blend stays: only the mined co-engagement can
+    # lift validation
+    cfg = LearnerConfig(min_pairs=16, use_lora=False, lr_items=0.0, epochs=1, drift=None, text_weights=())
     ln = Learner(cfg, Representation(pop_weight=0.0), table, texts, None)
     ln.observe_many(events)
     res = ln.train("test")

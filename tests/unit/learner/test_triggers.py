@@ -100,7 +100,13 @@ def test_engagement_moving_to_new_items_triggers_a_training() -> None:
     old = [f"o{j}" for j in range(50)]
     t = ItemTable.from_text(old, np.ones((50, 4), np.float32))
     cfg = LearnerConfig(
-        min_pairs=8, train_every=10_000, drift=None, drift_cooldown=300, use_lora=False, item_max_steps=2
+        min_pairs=8,
+        train_every=10_000,
+        drift=None,
+        drift_cooldown=300,
+        use_lora=False,
+        item_max_steps=2,
+        calibrate_every=0,
     )
     ln = Learner(cfg, Representation(), t, {i: i for i in old})
     rng = np.random.default_rng(0)
@@ -130,7 +136,7 @@ def test_engagement_moving_to_new_items_triggers_a_training() -> None:
     steady.observe_many(evs[1000:])
     assert steady.due() is None and not steady.triggers.drift_pending
     # off
-    cfg_off = LearnerConfig(min_pairs=8, train_every=10_000, drift=None, novelty_jump=0.0, use_lora=False)
+    cfg_off = replace(cfg, novelty_jump=0.0)
     off = Learner(cfg_off, Representation(), t, {i: i for i in old})
     off.observe_many([Event(f"b{n}", "like", "u", old[n % 50], n) for n in range(2000)])
     off.triggers.novel_at_train = 0.0
@@ -161,6 +167,7 @@ def test_a_wave_of_new_words_asks_for_an_adapter_round() -> None:
         lora_every=1,
         use_lora=False,
         item_max_steps=2,
+        calibrate_every=0,
     )  # validation: the newest 50 pairs of 250
     ln = Learner(cfg, Representation(), t, texts)
     ev = [Event(f"b{n}", "like", f"u{n % 97}", old[n % 50], n) for n in range(500)]
@@ -225,7 +232,10 @@ def test_a_caller_may_lower_the_count_since_training() -> None:
     ids = [f"i{j}" for j in range(20)]
     t = ItemTable.from_text(ids, np.eye(20, dtype=np.float32))
     ln = Learner(
-        LearnerConfig(train_every=100, min_pairs=10, drift=None, use_lora=False), Representation(), t, {}
+        LearnerConfig(train_every=100, min_pairs=10, drift=None, use_lora=False, calibrate_every=0),
+        Representation(),
+        t,
+        {},
     )
     ln.observe_many([Event(f"e{n}", "like", f"u{n % 9}", ids[n % 20], n) for n in range(100)])
     assert ln.since_train == 100 and ln.due() == "every_n"

@@ -1,0 +1,60 @@
+"""The per-window guard of ``driftrec eval``: per system, the windows in which its HR@k
+falls below the best of popularity and recent popularity by more than a margin."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from driftrec.evaluation import harness
+from driftrec.evaluation import prequential as pq
+from driftrec.stream import Event
+
+
+class Fixed:
+    """Recommends the same list to everyone."""
+
+    def __init__(self, name: str, items: list[str]) -> None:
+        self.name, self.items = name, items
+
+    def rank_many(self, users, now, k):
+        return [self.items[:k] for _ in users]
+
+    def learn_many(self, events) -> None:
+        pass
+
+
+def _run():
+    # targets: "a" for the first 40 events, then "b" for the next 40, then 9 more "a"
+    items = ["a"] * 40 + ["b"] * 40 + ["a"] * 9
+    ev = [Event(f"e{n}", "like", f"u{n}", i, n) for n, i in enumerate(items)]
+    systems = [Fixed("popularity", ["a"]), Fixed("recent_popularity", ["b"]), Fixed("driftrec", ["a"])]
+    return pq.run(ev, systems, k=1), systems
+
+
+def test_windows_below_counts_each_system_against_the_best_count() -> None:
+    res, _ = _run()
+    pos = {n: r.positions for n, r in res.systems.items()}
+    below = pq.windows_below(pos, k=1, window=20)
+    # windows 0-1: "a" (popularity and driftrec hit), 2-3: "b" (recent_popularity hits);
+    # the last window holds 9 targets, fewer than half a window: left out
+    assert below == {"popularity": [2, 3], "recent_popularity": [0, 1], "driftrec": [2, 3]}
+    assert pq.windows_below(pos, k=1, window=20, margin=1.0) == {n: [] for n in pos}
+    assert pq.windows_below({"x": pos["driftrec"]}, k=1, window=20) is None
+
+
+def test_the_summary_and_the_table_report_the_guard() -> None:
+    res, systems = _run()
+    summary = harness.summarise(res, systems, 20, None, None)
+    d = summary["systems"]["driftrec"]
+    assert d["windows_below_popularity"] == 2 and d["windows_below_popularity_at"] == [2, 3]
+    assert summary["guard"] == {"systems": ["popularity", "recent_popularity"], "margin": 0.02}
+    table = harness.format_tables(res, summary, 20)
+    assert "windows below the best of popularity/recent_popularity by more than 0.02" in table
+    assert "driftrec 2 (2 3)" in table
+    # without a count to compare with, no guard
+    only = [s for s in systems if s.name == "driftrec"]
+    res1 = pq.run([Event("e", "like", "u", "a", 0)], only, k=1)
+    assert (
+        "windows_below_popularity" not in harness.summarise(res1, only, 20, None, None)["systems"]["driftrec"]
+    )
+    assert np.isfinite(d["hr_at_1"])
