@@ -154,15 +154,18 @@ def _run_learner_once(
         source.close()
         sink.close()
         state.close()
+        # a day-one calibration round trains nothing: counted apart
+        trained_here = [res for res, _ in worker.results if res.reason != "day_one"]
         print(
             json.dumps(
                 {
                     "seen": worker.seen,
-                    "trainings": len(worker.results),
+                    "trainings": len(trained_here),
+                    "calibrations": len(worker.results) - len(trained_here),
                     "trainings_total": worker.trainings,
                     "window": len(lrn.window),
                     "dropped_forgotten": worker.dropped_forgotten,
-                    "last_training_window": worker.results[-1][0].window if worker.results else None,
+                    "last_training_window": trained_here[-1].window if trained_here else None,
                     "published": [r["version"] for _, r in worker.results if r],
                 }
             ),

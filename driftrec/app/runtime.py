@@ -456,7 +456,8 @@ class LearnerWorker:
 
     @property
     def trainings(self) -> int:
-        return self.trainings_before + len(self.results)
+        """Trainings so far (a day-one calibration round trains nothing: not counted)."""
+        return self.trainings_before + sum(res.reason != "day_one" for res, _ in self.results)
 
     def restore(self) -> None:
         """Read back :meth:`checkpoint` and the forgotten users (before the first poll)."""
