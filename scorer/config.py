@@ -29,7 +29,10 @@ class ScorerConfig:
     ``reencode_precision``, ``reencode_batching``: how the background re-encoding after a
     swap encodes (:meth:`driftrec.model.TextEncoder.encode`): ``float32`` or ``bfloat16``
     (the vectors within cosine 0.9999 of float32's), batches by ``tokens`` (token count,
-    the least padding) or ``chars``."""
+    the least padding) or ``chars``.
+    ``item_storage``: how the served item tables hold their text and context rows:
+    ``float32``, or ``float16`` (half the memory; scores computed from the rounded rows,
+    :meth:`driftrec.model.ItemTable.stored`)."""
 
     top_k: int = 10
     seen_limit: int = 500
@@ -50,6 +53,7 @@ class ScorerConfig:
     fresh_max: int = 1024
     reencode_precision: str = "float32"
     reencode_batching: str = "tokens"
+    item_storage: str = "float32"
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -73,5 +77,7 @@ class ScorerConfig:
             raise ScorerConfigError("the re-encoding precision must be float32 or bfloat16")
         if self.reencode_batching not in ("tokens", "chars"):
             raise ScorerConfigError("the re-encoding batching must be tokens or chars")
+        if self.item_storage not in ("float32", "float16"):
+            raise ScorerConfigError("the item storage must be float32 or float16")
         if self.batch_size < 1 or self.batch_ms < 0:
             raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")

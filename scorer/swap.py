@@ -149,6 +149,7 @@ class SwapManager:
                     key=self.key,
                 )
                 table, lora, manifest = art.items, art.lora, dict(art.manifest)
+                table = table.stored(self.scorer.config.item_storage)
             if enc is not None:
                 same_adapter = _same_adapter(lora, cur.encoder)
                 if lora:

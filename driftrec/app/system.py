@@ -282,7 +282,11 @@ def build_scorer(
     if base_model is None:
         base_model = encoder.base_model if encoder is not None else "none"
     model = ServingModel(
-        BASE_VERSION, table, rep, encoder, {"base_model": base_model, "version": BASE_VERSION}
+        BASE_VERSION,
+        table.stored(config.item_storage),
+        rep,
+        encoder,
+        {"base_model": base_model, "version": BASE_VERSION},
     )
     scorer = Scorer(config, model, item_pop, item_ts)
     if not scorer.ranking_ready():

@@ -71,9 +71,10 @@ class ItemTable:
     def __post_init__(self) -> None:
         n = len(self.item_ids)
         text = self.text
-        # the text as float32 rows (the text itself where it is that already): what the
-        # vectors and the context are where nothing was learned
-        as32 = text if _f32c(text) else np.ascontiguousarray(text, np.float32)
+        # the text as rows held as they are (float32, or float16 for a table stored so:
+        # :meth:`stored`), else as float32: what the vectors and the context are where
+        # nothing was learned
+        as32 = _rows(text)
         if _is_zero(self.residual):
             self.residual = zero_rows(np.shape(text))
         if self.context is None:
@@ -133,9 +134,34 @@ class ItemTable:
             self.vectors: np.ndarray = v if v.dtype == np.float32 else v.astype(np.float32)
         else:  # text + 0: the text rows themselves
             self.vectors = as32
-        if self.text_weight != 1.0:  # a new array: the text rows stay as they are
-            self.vectors = self.vectors * np.float32(self.text_weight)
-        self.context = np.ascontiguousarray(self.context, np.float32)
+        if self.text_weight != 1.0:  # a new array (in the rows' own precision): the text stays
+            self.vectors = (self.vectors * self.vectors.dtype.type(self.text_weight)).astype(
+                self.vectors.dtype, copy=False
+            )
+        self.context = _rows(self.context)
+
+    def stored(self, dtype: str = "float32") -> ItemTable:
+        """This table with its text and context rows held in ``dtype``: ``float32`` (as
+        every table is made), or ``float16`` (half the memory; the scorer's
+        ``ScorerConfig.item_storage``): the vectors are then the float16 text where
+        nothing was learned, else text + residual in float32, and every number computed
+        from them is rounded so. Itself where it is held so already.
+
+        >>> t = ItemTable.from_text(["a"], np.array([[0.1, 0.2]], np.float32)).stored("float16")
+        >>> t.text.dtype.name, t.vectors is t.text, t.context is t.text, t.vectors.tolist()
+        ('float16', True, True, [[0.0999755859375, 0.199951171875]])
+        >>> t.with_items(["b"], np.array([[1.0, 0.0]], np.float32)).text.dtype.name
+        'float16'
+        """
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"item storage {dtype!r}: float32 or float16")
+        dt = np.dtype(dtype)
+        assert self.context is not None
+        if self.text.dtype == dt and self.context.dtype == dt:
+            return self
+        text = np.ascontiguousarray(self.text, dt)
+        context = text if self.context is self.text else np.ascontiguousarray(self.context, dt)
+        return replace(self, text=text, context=context)
 
     @property
     def has_residual(self) -> bool:
@@ -322,9 +348,12 @@ class ItemTable:
         return replace(self, nbr_idx=nbr_idx, nbr_w=nbr_w, cooc_weight=float(weight))
 
 
-def _f32c(a: np.ndarray) -> bool:
-    """Whether ``a`` is a C-contiguous float32 array (shared as it is)."""
-    return isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+def _rows(a: np.ndarray) -> np.ndarray:
+    """``a`` itself where it is a C-contiguous float32 or float16 array, else ``a`` as float32."""
+    if isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float16) and a.flags.c_contiguous:
+        return a
+    out: np.ndarray = np.ascontiguousarray(a, np.float32)
+    return out
 
 
 def zero_rows(shape: tuple[int, ...]) -> np.ndarray:
@@ -352,7 +381,8 @@ def _grown(a: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
     if rows is None:
         same: np.ndarray = a.copy()
         return same
-    out = np.empty((a.shape[0] + rows.shape[0],) + a.shape[1:], np.result_type(a, rows))
+    dt = a.dtype if a.dtype == np.float16 else np.result_type(a, rows)  # a float16 table stays so
+    out = np.empty((a.shape[0] + rows.shape[0],) + a.shape[1:], dt)
     out[: a.shape[0]] = a
     out[a.shape[0] :] = rows
     return out

@@ -201,3 +201,44 @@ def test_read_tensors_hashes_every_byte_once(tmp_path: Path) -> None:
     assert h.hexdigest() == hashlib.sha256(bad.read_bytes()).hexdigest()  # hashed to the end
     with pytest.raises(ValueError):
         tf.arrays()
+
+
+def test_float16_storage_is_the_float32_table_of_its_rounded_rows() -> None:
+    from driftrec.model import user_vectors
+
+    rng = np.random.default_rng(3)
+    ids = [f"i{j}" for j in range(50)]
+    base = ItemTable.from_text(ids, unit(rng, 50))
+    half = base.stored("float16")
+    assert half.text.dtype == np.float16 and half.vectors is half.text and half.context is half.text
+    assert half.stored("float16") is half and base.stored("float32") is base
+    same = ItemTable.from_text(ids, half.text.astype(np.float32))  # what half holds, in float32
+    idx, w = rng.integers(-1, 50, (7, 9)), rng.random((7, 9)).astype(np.float32)
+    assert np.array_equal(user_vectors(idx, w, half.context), user_vectors(idx, w, same.context))
+    # a learned residual: vectors in float32 from the rounded text; derived tables stay float16
+    learned = ItemTable(ids, base.text, unit(rng, 50) * 0.1, base.bias, unit(rng, 50)).stored("float16")
+    assert learned.vectors.dtype == np.float32 and learned.context.dtype == np.float16
+    assert np.array_equal(learned.vectors, learned.text.astype(np.float32) + learned.residual)
+    more = learned.with_items(["i0", "new"], unit(rng, 2)).with_text(np.array([3]), unit(rng, 1))
+    assert more.text.dtype == more.context.dtype == np.float16 and len(more.item_ids) == 51
+    with pytest.raises(ValueError):
+        base.stored("bfloat16")
+
+
+def test_a_float16_scorer_ranks_as_float32_over_the_rounded_rows() -> None:
+    from driftrec.model import Representation
+    from driftrec.scorer import Scorer, ScorerConfig, ServingModel
+    from driftrec.stream import Event
+
+    rng = np.random.default_rng(4)
+    ids = [f"i{j}" for j in range(300)]
+    half = ItemTable.from_text(ids, unit(rng, 300, 16)).stored("float16")
+    same = ItemTable.from_text(ids, half.text.astype(np.float32))
+    events = [
+        Event(f"e{k}", "like", f"u{k % 9}", ids[int(rng.integers(0, 300))], 1000 + k) for k in range(60)
+    ]
+    out = []
+    for t in (half, same):
+        sc = Scorer(ScorerConfig(rank_precision="float32"), ServingModel("v", t, Representation()))
+        out.append(sc.learn_many(events, {}).recs)
+    assert out[0] == out[1] and out[0]
