@@ -423,6 +423,8 @@ class LearnerWorker:
         counters = reg.offsets(g_counters)
         self.seen = int(counters.get("seen", 0))
         self.trainings_before = int(counters.get("trainings", 0))
+        if self.trainings_before:  # a version of this stream may be serving: no day one
+            self.learner.skip_day_one()
         self.refresh_forgotten()
 
     def start_offsets(self) -> dict[tuple[str, int], int]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from driftrec.learner import Learner, LearnerConfig
-from driftrec.learner.blend import PopularityLog, best_text_weight, popularity_only
+from driftrec.learner.blend import PopularityLog, best_text_weight
+from driftrec.learner.gate import popularity_only
 from driftrec.model import ItemTable, Representation, load_artifact, write_artifact
 from driftrec.stream import Event
 
@@ -154,3 +155,20 @@ def test_the_blend_travels_with_the_version_and_the_scorer_serves_it(tmp_path) -
     sc.learn_many(warm, {})
     r = sc.learn_many([Event("n1", "like", "new", "i0", 100)], {})
     assert [x["item_id"] for x in r.recs[0]["items"]] == ["i5", "i7", "i9"]
+
+
+def test_a_restarted_learner_has_no_day_one() -> None:
+    # a learner that trained before its restart (the worker's counters say so) may have a
+    # trained version serving: a calibrated base version must not replace it
+    from driftrec.app.runtime import LearnerWorker
+    from driftrec.state import MemoryStateStore, StateWrite
+
+    for before, calibrating in ((0, True), (3, False)):
+        store = MemoryStateStore()
+        if before:
+            store.commit(StateWrite(offsets={"seen": 10, "trainings": before}, group="g/counters"))
+        ln = _learner(_table(False))
+        w = LearnerWorker(ln, None, "/nonexistent", store, "m", time_bounds=None, group="g")
+        w.restore()
+        ln.observe_many(_events("popular", 200))
+        assert (ln.due() == "day_one") is calibrating
