@@ -165,7 +165,7 @@ class Learner:
     def skip_day_one(self) -> None:
         """No calibration rounds (:mod:`.blend`): a version trained on this stream may be
         serving (a restarted learner), and a calibrated base version must not replace it."""
-        self.triggers.since_calibration = None
+        self.triggers.day_one_events = None
 
     def add_items(self, items: Sequence[Item]) -> None:
         """New or changed catalog items, encoded under the current adapter."""

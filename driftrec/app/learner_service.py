@@ -150,7 +150,8 @@ def _run_learner_once(
             json.dumps(
                 {
                     "seen": worker.seen,
-                    "trainings": len(worker.results),
+                    "trainings": worker.trainings - worker.trainings_before,
+                    "calibrations": sum(res.reason == "day_one" for res, _ in worker.results),
                     "trainings_total": worker.trainings,
                     "window": len(lrn.window),
                     "dropped_forgotten": worker.dropped_forgotten,

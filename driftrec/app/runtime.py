@@ -292,7 +292,7 @@ class LearnerWorker:
         self._topk: dict[str, set[str]] = {}
         self.results: list[tuple[TrainResult, dict[str, Any] | None]] = []
         self.seen = 0
-        #: trainings before this process (restored), plus len(results)
+        #: trainings before this process (restored), plus those of results (:attr:`trainings`)
         self.trainings_before = 0
         #: (partition key, offset, user) of each pair of the learner's window, oldest first
         self._origin: deque[tuple[str, int, str]] = deque()
@@ -410,7 +410,9 @@ class LearnerWorker:
 
     @property
     def trainings(self) -> int:
-        return self.trainings_before + len(self.results)
+        """Training rounds of this group (restored) and of this process; a day-one
+        calibration round (reason ``day_one``, nothing trained) is not one."""
+        return self.trainings_before + sum(res.reason != "day_one" for res, _ in self.results)
 
     def restore(self) -> None:
         """Read back :meth:`checkpoint` and the forgotten users (before the first poll)."""
