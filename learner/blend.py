@@ -16,24 +16,24 @@ Popularity on validation is counted as each pair saw it, from the events before 
 engagement (and every later one) would count for its target, and popularity would look
 better than any live ranking can be.
 
-The gate compares every candidate with live popularity alone (:func:`popularity_only`,
-:func:`~driftrec.learner.gate.popularity_floor`): a version below it on the same pairs is
-not served; the popularity candidate is, if it beats the serving version.
+The gate compares every candidate with live popularity alone
+(:func:`~driftrec.learner.gate.popular_instead`): a candidate that does not beat it beyond
+noise on the same pairs is not served; popularity is, if it beats the serving version.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from driftrec.model import LN2, ItemTable, Representation
+from driftrec.model import LN2, ItemTable, Representation, logaddexp
 
 from .config import LearnerConfig
-from .gate import better, means, paired_gain
+from .gate import better, means, paired_gain, popularity_only
 from .pairs import Pair
 
 if TYPE_CHECKING:
@@ -63,8 +63,6 @@ class PopularityLog:
     def add(self, ts: int, item: str, inc: float, acc: float) -> float:
         """Record one event of ``item`` (log increment ``inc``) and return the item's new
         log accumulator (``acc``: the previous one)."""
-        from driftrec.model import logaddexp
-
         self._ev.append((ts, item, inc))
         return logaddexp(acc, inc)
 
@@ -115,22 +113,6 @@ class PopularityLog:
         return out
 
 
-def popularity_only(table: ItemTable) -> ItemTable:
-    """``table`` as live popularity alone: no text term, no bias, no co-engagement, no
-    freshness (the candidate the gate compares every version with)."""
-    return replace(
-        table,
-        bias=np.zeros_like(table.bias),
-        nbr_idx=None,
-        nbr_w=None,
-        cooc_weight=0.0,
-        age_edges=None,
-        age_lograte=None,
-        age_weight=0.0,
-        text_weight=0.0,
-    )
-
-
 def best_text_weight(
     each: EvaluateEach,
     cand: ItemTable,
@@ -155,25 +137,6 @@ def best_text_weight(
     if best_w != own and not paired_gain(best_e, e_own, z):
         return own, e_own
     return best_w, best_e
-
-
-def popular_instead(
-    cand: ItemTable, e_cand: tuple[np.ndarray, np.ndarray], each: EvaluateEach, z: float, log: RoundLog
-) -> ItemTable:
-    """``cand``, where it beats live popularity alone (:func:`popularity_only`) beyond noise
-    on the pairs ``each`` judges (``e_cand``: its per-pair metrics there; ``z`` standard
-    errors, :func:`~driftrec.learner.gate.paired_gain`), else popularity: a version is not
-    served below popularity, nor on a win over it too small to tell from chance (which
-    costs on the events that follow, where the popularity is live and the candidate's
-    learned parts are frozen). ``log`` gets popularity's metrics and which won."""
-    pop_t = popularity_only(cand)
-    e_pop = each(pop_t)
-    log.m_pop = means(e_pop)
-    if paired_gain(e_cand, e_pop, z):
-        return cand
-    log.m_new, log.popularity = log.m_pop, True
-    log.cooc_weight = log.age_weight = 0.0
-    return pop_t
 
 
 def calibrate(cur: ItemTable, val: Validation, config: LearnerConfig, log: RoundLog) -> ItemTable:

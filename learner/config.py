@@ -116,11 +116,11 @@ class LearnerConfig:
     #: text says little about what users engage, its term is noise beside popularity
     text_weights: tuple[float, ...] = (0.0, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
     blend_gate_z: float = 1.64
-    #: before the first training, a calibration round every this many events picks the
-    #: serving table's text weight on the events so far (nothing trained: every pair of the
-    #: window validates; 0: off). Until the first training the base version is served, and
-    #: counting engagements already says more than text similarity on a catalog whose text
-    #: is weak
+    #: before the first training, a calibration round at this many events observed, then at
+    #: twice, four times as many..., picks the serving table's text weight on the events so
+    #: far (nothing trained: every pair of the window validates; 0: off). Until the first
+    #: training the base version is served, and counting engagements already says more
+    #: than text similarity on a catalog whose text is weak
     calibrate_every: int = 100
     seed: int = 0
 

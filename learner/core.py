@@ -23,10 +23,10 @@ from driftrec.model import ItemTable, Representation, TextEncoder
 from driftrec.stream import Event, Item
 
 from .age import AgeFit, best_age_weight, cross_fit, with_age
-from .blend import PopularityLog, Validation, best_text_weight, calibrate, popular_instead
+from .blend import PopularityLog, Validation, best_text_weight, calibrate
 from .candidate import encode_rows, shifted
 from .config import LearnerConfig
-from .gate import better, means, paired_gain, rank_each, unseen
+from .gate import better, means, paired_gain, popular_instead, rank_each, unseen
 from .neighbours import Neighbours
 from .pairs import Pair, pair_arrays, pair_tensors, split
 from .training import Round, RoundLog
@@ -167,6 +167,11 @@ class Learner:
         for i in item_ids:
             self._pop.pop(i, None)
 
+    def skip_day_one(self) -> None:
+        """No calibration rounds (:mod:`.blend`): a version trained on this stream may be
+        serving (a restarted learner), and a calibrated base version must not replace it."""
+        self.triggers.day_one_events = None
+
     def add_items(self, items: Sequence[Item]) -> None:
         """New or changed catalog items, encoded under the current adapter."""
         if not items:
@@ -270,14 +275,8 @@ class Learner:
         device = enc.device if enc is not None else "cpu"
         log = RoundLog("day_one", len(pairs), 0, len(pairs), device, use_lora=enc is not None)
         if not pairs or not self.config.text_weights:
-            return TrainResult(
-                False,
-                cur,
-                self._lora,
-                {"pairs": len(pairs), "why": "nothing to calibrate"},
-                window,
-                "day_one",
-            )
+            why = {"pairs": len(pairs), "why": "nothing to calibrate"}
+            return TrainResult(False, cur, self._lora, why, window, "day_one")
         cand = calibrate(cur, self._validation(pairs, cur), self.config, log)
         log.train_s = time.perf_counter() - t0
         return TrainResult(log.accepted, cand, self._lora, log.metrics(0), window, "day_one")
@@ -449,7 +448,7 @@ class Learner:
         validation pairs the serving version has not seen (:func:`.gate.unseen`), each
         knowing the same past: the candidate's co-engagement neighbours for this
         comparison have every event before those pairs, as the serving version's have.
-        Live popularity alone is a candidate too (:func:`.blend.popular_instead`): unless
+        Live popularity alone is a candidate too (:func:`.gate.popular_instead`): unless
         the candidate beats it on those pairs beyond noise, it is what is compared with
         ``cur`` (and served). Returns the verdict and the table it is about."""
         mask = unseen(val.pairs, self.served_to_ts)

@@ -3,20 +3,26 @@ decide what is kept.
 
 Every choice of a round is made on validation: whether the adapter update is kept
 (:func:`paired_gain`, a win beyond noise over the item parts alone), the weights of
-co-engagement and freshness, and whether the candidate replaces the serving version
-(:func:`better`), judged on the pairs the serving version has not seen
-(:func:`unseen`).
+co-engagement and freshness, whether the candidate or live popularity alone is what is
+offered (:func:`popular_instead`: a candidate that does not beat popularity beyond noise is
+not served), and whether that replaces the serving version (:func:`better`), judged on the
+pairs the serving version has not seen (:func:`unseen`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from driftrec.model import ItemTable, add_cooc, scores, user_vectors
 
 from .pairs import Pair
+
+if TYPE_CHECKING:
+    from .training import RoundLog
 
 
 def rank_each(
@@ -166,3 +172,42 @@ def unseen(val_p: Sequence[Pair], served_to_ts: int | None) -> np.ndarray:
         if not out.any():  # nothing newer: the only evidence there is
             out[:] = True
     return out
+
+
+def popularity_only(table: ItemTable) -> ItemTable:
+    """``table`` as live popularity alone: no text term, no bias, no co-engagement, no
+    freshness (the candidate the gate compares every version with)."""
+    return replace(
+        table,
+        bias=np.zeros_like(table.bias),
+        nbr_idx=None,
+        nbr_w=None,
+        cooc_weight=0.0,
+        age_edges=None,
+        age_lograte=None,
+        age_weight=0.0,
+        text_weight=0.0,
+    )
+
+
+def popular_instead(
+    cand: ItemTable,
+    e_cand: tuple[np.ndarray, np.ndarray],
+    each: Callable[[ItemTable], tuple[np.ndarray, np.ndarray]],
+    z: float,
+    log: RoundLog,
+) -> ItemTable:
+    """``cand``, where it beats live popularity alone (:func:`popularity_only`) beyond noise
+    on the pairs ``each`` judges (``e_cand``: its per-pair metrics there; ``z`` standard
+    errors, :func:`~driftrec.learner.gate.paired_gain`), else popularity: a version is not
+    served below popularity, nor on a win over it too small to tell from chance (which
+    costs on the events that follow, where the popularity is live and the candidate's
+    learned parts are frozen). ``log`` gets popularity's metrics and which won."""
+    pop_t = popularity_only(cand)
+    e_pop = each(pop_t)
+    log.m_pop = means(e_pop)
+    if paired_gain(e_cand, e_pop, z):
+        return cand
+    log.m_new, log.popularity = log.m_pop, True
+    log.cooc_weight = log.age_weight = 0.0
+    return pop_t

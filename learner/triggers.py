@@ -54,9 +54,11 @@ class Triggers:
         self.drift_pending = False
         self.pending_reason = "drift"
         self.detector = HitRateDrift(config.drift) if config.drift else None
-        #: events since the last calibration round (None: a training has run since, no
-        #: more calibration rounds)
-        self.since_calibration: int | None = 0
+        #: events observed before the first training (None: a training has run, or the
+        #: learner restarted: no calibration rounds), and the count at which the next
+        #: calibration round is due (``calibrate_every``, then twice that, four times...)
+        self.day_one_events: int | None = 0
+        self.next_calibration = config.calibrate_every
         # novelty: items engaged so far; whether each of the last novelty_events
         # engagements was its item's first, and how many were; that share when the
         # serving candidate was trained (None: no training yet)
@@ -85,8 +87,8 @@ class Triggers:
         self._observe_new_words(item_id, texts)
         self.since_train += 1
         self.since_drift += 1
-        if self.since_calibration is not None:
-            self.since_calibration += 1
+        if self.day_one_events is not None:
+            self.day_one_events += 1
 
     def observe_hits(self, hits: Sequence[bool]) -> bool:
         """Feed the live hit signal; returns True when drift was detected."""
@@ -155,8 +157,9 @@ class Triggers:
     # ---- deciding ------------------------------------------------------------------------
     def due(self, n_pairs: int) -> str | None:
         """Why a training should run now ("drift", "novelty", "new_words", "every_n"), or a
-        calibration round ("day_one": before the first training, every ``calibrate_every``
-        events), or None; ``n_pairs``: the pairs in the window (none below ``min_pairs``)."""
+        calibration round ("day_one": before the first training, at ``calibrate_every``
+        events observed, twice that, four times...), or None; ``n_pairs``: the pairs in the
+        window (none below ``min_pairs``)."""
         cfg = self.config
         if n_pairs < cfg.min_pairs:
             return None
@@ -168,8 +171,8 @@ class Triggers:
             if self.drift_pending:
                 return self.pending_reason
             return "new_words" if self.new_words_pending else "every_n"
-        c = self.since_calibration
-        if c is not None and cfg.calibrate_every and c >= cfg.calibrate_every:
+        c = self.day_one_events
+        if c is not None and cfg.calibrate_every and c >= self.next_calibration:
             return "day_one"
         return None
 
@@ -179,15 +182,19 @@ class Triggers:
         now is the one later shares are compared with."""
         self.since_train = 0
         self.since_drift = 0
-        self.since_calibration = None
+        self.day_one_events = None
         self.drift_pending = False
         self.new_words_pending = False
         self.novel_at_train = self.novel_share()
 
     def calibrated(self) -> None:
-        """A calibration round starts: the next one is ``calibrate_every`` events later."""
-        if self.since_calibration is not None:
-            self.since_calibration = 0
+        """A calibration round starts: the next one is due when the events observed reach
+        the next of ``calibrate_every`` times 1, 2, 4... (a few rounds while the first
+        events come, each on a window twice as large, whatever ``train_every`` is)."""
+        c, step = self.day_one_events, self.config.calibrate_every
+        if c is not None and step:
+            while self.next_calibration <= c:
+                self.next_calibration *= 2
 
     def words_trained(self, adapter_round: bool, target_texts: Iterable[str]) -> float | None:
         """The round's training pairs have these target texts: an adapter round learns

@@ -160,8 +160,8 @@ def _run_learner_once(
             json.dumps(
                 {
                     "seen": worker.seen,
-                    "trainings": len(trained_here),
-                    "calibrations": len(worker.results) - len(trained_here),
+                    "trainings": worker.trainings - worker.trainings_before,
+                    "calibrations": sum(res.reason == "day_one" for res, _ in worker.results),
                     "trainings_total": worker.trainings,
                     "window": len(lrn.window),
                     "dropped_forgotten": worker.dropped_forgotten,

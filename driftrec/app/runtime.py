@@ -329,7 +329,7 @@ class LearnerWorker:
         self._topk: dict[str, set[str]] = {}
         self.results: list[tuple[TrainResult, dict[str, Any] | None]] = []
         self.seen = 0
-        #: trainings before this process (restored), plus len(results)
+        #: trainings before this process (restored), plus those of results (:attr:`trainings`)
         self.trainings_before = 0
         #: (partition key, offset, user) of each pair of the learner's window, oldest first
         self._origin: deque[tuple[str, int, str]] = deque()
@@ -456,7 +456,8 @@ class LearnerWorker:
 
     @property
     def trainings(self) -> int:
-        """Trainings so far (a day-one calibration round trains nothing: not counted)."""
+        """Training rounds of this group (restored) and of this process; a day-one
+        calibration round (reason ``day_one``, nothing trained) is not one."""
         return self.trainings_before + sum(res.reason != "day_one" for res, _ in self.results)
 
     def restore(self) -> None:
@@ -470,6 +471,8 @@ class LearnerWorker:
         counters = reg.offsets(g_counters)
         self.seen = int(counters.get("seen", 0))
         self.trainings_before = int(counters.get("trainings", 0))
+        if self.trainings_before:  # a version of this stream may be serving: no day one
+            self.learner.skip_day_one()
         self.refresh_forgotten()
 
     def start_offsets(self) -> dict[tuple[str, int], int]:

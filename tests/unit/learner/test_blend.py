@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from driftrec.learner import Learner, LearnerConfig
-from driftrec.learner.blend import PopularityLog, best_text_weight, popularity_only
+from driftrec.learner.blend import PopularityLog, best_text_weight
+from driftrec.learner.gate import popularity_only
 from driftrec.model import ItemTable, Representation, load_artifact, write_artifact
 from driftrec.stream import Event
 
@@ -107,11 +108,17 @@ def test_day_one_serves_popularity_where_the_text_says_nothing() -> None:
     assert m["val_hr_candidate"] > m["val_hr_current"] and m["train_s"] > 0
     assert m["steps"] == 0 and ln.trainings == 0  # nothing trained: the schedule is untouched
     ln.accept(res)
-    assert ln.due() is None  # the next calibration 200 events on, until the first training
-    ln.observe_many(_events("popular", 1000)[200:400])
+    assert ln.due() is None  # the next calibration at twice as many events, 400
+    evs = _events("popular", 1400)
+    ln.observe_many(evs[200:400])
+    assert ln.due() == "day_one"
+    ln.train("day_one")
+    ln.observe_many(evs[400:600])
+    assert ln.due() is None  # then at 800
+    ln.observe_many(evs[600:800])
     assert ln.due() == "day_one"
     ln.train("every_n")
-    ln.observe_many(_events("popular", 1400)[400:])
+    ln.observe_many(evs[800:])
     assert ln.due() != "day_one"  # a training ran: no more calibration rounds
 
 
@@ -154,3 +161,24 @@ def test_the_blend_travels_with_the_version_and_the_scorer_serves_it(tmp_path) -
     sc.learn_many(warm, {})
     r = sc.learn_many([Event("n1", "like", "new", "i0", 100)], {})
     assert [x["item_id"] for x in r.recs[0]["items"]] == ["i5", "i7", "i9"]
+
+
+def test_a_restarted_learner_has_no_day_one(tmp_path) -> None:
+    # a learner that trained before its restart (the worker's counters say so) may have a
+    # trained version serving: a calibrated base version must not replace it
+    from driftrec.app.runtime import LearnerWorker
+    from driftrec.state import MemoryStateStore, StateWrite
+    from driftrec.stream import MemoryBroker
+
+    for before, calibrating in ((0, True), (3, False)):
+        store = MemoryStateStore()
+        if before:
+            store.commit(StateWrite(offsets={"seen": 10, "trainings": before}, group="g/counters"))
+        ln = _learner(_table(False))
+        w = LearnerWorker(ln, MemoryBroker(), str(tmp_path), store, "m", time_bounds=None, group="g")
+        w.restore()
+        ln.observe_many(_events("popular", 200))
+        assert (ln.due() == "day_one") is calibrating
+        if calibrating:  # a calibration round is no training in the worker's counts
+            w.train("day_one")
+            assert len(w.results) == 1 and w.trainings == 0

@@ -131,3 +131,37 @@ def _pairs_learner(n_items: int, n_pairs: int) -> tuple[Learner, list[Event]]:
         min_pairs=16, use_lora=False, item_max_steps=4, drift=None, window_events=4096, cooc_neighbours=20
     )
     return Learner(cfg, Representation(pop_weight=0.0), table, {i: i for i in ids}, None, pub), events
+
+
+def test_live_popularity_is_a_candidate_the_gate_compares_with() -> None:
+    from driftrec.learner.gate import popular_instead, popularity_only
+    from driftrec.learner.training import RoundLog
+
+    t = ItemTable.from_text(["a", "b"], np.eye(2, dtype=np.float32)).with_cooc(
+        np.array([[1], [0]]), np.ones((2, 1), np.float32), 2.0
+    )
+    pop = popularity_only(t)
+    assert pop.text_weight == 0.0 and pop.cooc_weight == 0.0 and not pop.bias.any()
+    assert not pop.vectors.any() and np.array_equal(pop.text, t.text)  # the item parts are kept
+    hr_pop = np.zeros(200)
+    hr_pop[:40] = 1.0
+
+    def each(table: ItemTable) -> tuple[np.ndarray, np.ndarray]:
+        assert table.text_weight == 0.0
+        return hr_pop, hr_pop
+
+    def log() -> RoundLog:
+        lg = RoundLog("t", 0, 0, 0, "cpu", False)
+        lg.m_new, lg.cooc_weight = {"hr": 0.0, "mrr": 0.0}, 2.0
+        return lg
+
+    # pairs won and lost against popularity: a clear win, noise, a loss
+    for won, lost, served in ((40, 0, t), (4, 2, pop), (0, 10, pop)):
+        hr = hr_pop.copy()
+        hr[40 : 40 + won] = 1.0
+        hr[:lost] = 0.0
+        lg = log()
+        out = popular_instead(t, (hr, hr), each, 1.64, lg)
+        assert out is served or (served is pop and out.text_weight == 0.0), (won, lost)
+        assert lg.m_pop == {"hr": 0.2, "mrr": 0.2}
+        assert lg.popularity == (served is pop) and lg.cooc_weight == (2.0 if served is t else 0.0)
