@@ -9,7 +9,9 @@ thread marks the columns of the row it works on in its own ``[N]`` stamp array, 
 nothing is reset between rows or batches.
 
 The function releases the GIL (``nogil``): :func:`gather` splits the rows between threads.
-It is compiled once per machine and cached on disk.
+It is compiled once per machine and cached on disk. Item rows held in float16
+(``ScorerConfig.item_storage``) are read through a table of their 65,536 values as float32
+(exact), by a second function that takes the dot products once the columns are chosen.
 """
 
 from __future__ import annotations
@@ -103,7 +105,30 @@ def _rows(
             out_a[b, q] = 0.0
 
 
+_SIG16 = "void(int64, int64, float32[:, ::1], uint16[:, ::1], float32[::1], int64[:, ::1], float32[:, ::1])"
+
+
+def _dots16(r0, r1, U, V, lut, out_c, out_d):  # pragma: no cover - compiled
+    """``out_d[b, q] = U[b] . V[out_c[b, q]]`` for rows ``r0:r1`` (up to the first -1), with
+    ``V`` the bits of float16 rows and ``lut`` each bit pattern's float32 value: the same
+    sums, in the same order, as :func:`_rows` over the rows converted to float32."""
+    D = V.shape[1]
+    for b in range(r0, r1):
+        u = U[b]
+        for q in range(out_c.shape[1]):
+            c = out_c[b, q]
+            if c < 0:
+                break
+            x = V[c]
+            acc = np.float32(0.0)
+            for t in range(D):
+                acc += u[t] * lut[x[t]]
+            out_d[b, q] = acc
+
+
 _compiled = None
+_compiled16 = None
+_LUT16: np.ndarray | None = None
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
@@ -122,6 +147,22 @@ def kernel():
                     _SIG, nogil=True, cache=True, fastmath={"reassoc", "nsz", "contract", "arcp"}
                 )(_rows)
     return _compiled
+
+
+def kernel16():
+    """The compiled dot products over float16 rows, and its table of their values."""
+    global _compiled16, _LUT16
+    if _compiled16 is None:
+        with _lock:
+            if _compiled16 is None:
+                if _nb is None:  # pragma: no cover - numba is a dependency
+                    raise RuntimeError("the candidate path needs numba: pip install numba")
+                _LUT16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+                _compiled16 = _nb.njit(
+                    _SIG16, nogil=True, cache=True, fastmath={"reassoc", "nsz", "contract", "arcp"}
+                )(_dots16)
+    assert _LUT16 is not None
+    return _compiled16, _LUT16
 
 
 def warm() -> None:
@@ -170,6 +211,9 @@ def gather(
     global _pool
     f = kernel()
     B, N = U.shape[0], V.shape[0]
+    half = V.dtype == np.float16
+    if half:  # the columns first (no dot products: rows of width 0), then their dots
+        V16, V = V, np.empty((N, 0), np.float32)
     C = max(1, int(np.max(np.diff(cptr), initial=0)) + ann.shape[1])
     out_c = np.empty((B, C), np.int64)
     out_d = np.empty((B, C), np.float32)
@@ -183,6 +227,9 @@ def gather(
     outs = (out_c, out_d, out_a, sh_add)
     if threads == 1:
         f(0, B, stamp0, *args, mark[0], slot[0], *outs)
+        if half:
+            f16, lut = kernel16()
+            f16(0, B, U, V16.view(np.uint16), lut, out_c, out_d)
         return outs
     with _lock:
         if _pool is None or _pool._max_workers < threads:
@@ -194,4 +241,10 @@ def gather(
     ]
     for fu in futs:
         fu.result()
+    if half:
+        f16, lut = kernel16()
+        bits = V16.view(np.uint16)
+        futs = [pool.submit(f16, cuts[i], cuts[i + 1], U, bits, lut, out_c, out_d) for i in range(threads)]
+        for fu in futs:
+            fu.result()
     return outs

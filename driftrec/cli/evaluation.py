@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from driftrec.evaluation import harness
-from driftrec.evaluation.harness import ALL_SYSTEMS
+from driftrec.evaluation.harness import ALL_SYSTEMS, KNOWN_SYSTEMS, VARIANTS
 from driftrec.evaluation.prequential import DEFAULT_TARGETS
 from driftrec.stream import SCENARIO_HELP, SCENARIOS
 from driftrec.stream.synthetic import emerging_kwargs
@@ -38,7 +38,28 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="use the first N events of the log (synthetic: generate N; default 20000)",
     )
-    p.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated: %(default)s")
+    p.add_argument(
+        "--systems",
+        default=",".join(ALL_SYSTEMS),
+        help="comma-separated: %(default)s; also, when named, "
+        + ", ".join(VARIANTS)
+        + " (driftrec ranking from the candidate index, serving float16 item rows)",
+    )
+    p.add_argument(
+        "--candidates",
+        choices=("auto", "exact", "index"),
+        default="auto",
+        help="the scorer systems' path (SCORER_CANDIDATES): exact ranks every item, index ranks "
+        "the candidates of the ANN index (fresh, co-engaged, popular items too) with the same "
+        "score; auto: index from SCORER_EXACT_BELOW items on (default)",
+    )
+    p.add_argument(
+        "--item-storage",
+        choices=("float32", "float16"),
+        default=None,
+        help="how the scorer systems hold their item rows (SCORER_ITEM_STORAGE; default float32 "
+        "on these catalogs)",
+    )
     p.add_argument("--model", default=None, help="local encoder path (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="where the learner trains")
     p.add_argument("--train-every", type=flag_int(1), default=None, help="events between trainings")
@@ -78,9 +99,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run_cmd(args: argparse.Namespace) -> int:
-        bad = [n for n in args.systems.split(",") if n.strip() and n.strip() not in ALL_SYSTEMS]
+        bad = [n for n in args.systems.split(",") if n.strip() and n.strip() not in KNOWN_SYSTEMS]
         if bad:
-            p.error(f"unknown systems {bad}; choose from {', '.join(ALL_SYSTEMS)}")
+            p.error(f"unknown systems {bad}; choose from {', '.join(KNOWN_SYSTEMS)}")
         if not args.log and not args.scenario:
             args.scenario = "abrupt"
         if args.log and args.format in ("jsonl", "csv") and not args.items:

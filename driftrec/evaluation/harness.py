@@ -6,6 +6,9 @@ One prequential pass over the same events evaluates, side by side:
   learned item residuals/biases) trained at its triggers on events already applied;
   every accepted version is hot-swapped into the scorer between two batches;
 - ``driftrec_no_lora``: the same with every learned part but the adapters (ablation);
+- when named, the variants of :data:`driftrec.evaluation.systems.VARIANTS`: ``driftrec``
+  ranking from the candidate index (``driftrec_index``) or serving float16 item rows
+  (``driftrec_f16``);
 - ``frozen``: the scorer alone (base encoder, real-time user vectors, popularity prior);
 - the baselines of :mod:`driftrec.evaluation.baselines`.
 
@@ -32,157 +35,21 @@ import numpy as np
 from driftrec.stream import Event, Item
 
 from . import prequential as pq
+from .systems import ALL_SYSTEMS, KNOWN_SYSTEMS, VARIANTS, ScorerSystem, build_systems
+
+__all__ = [
+    "ALL_SYSTEMS",
+    "KNOWN_SYSTEMS",
+    "VARIANTS",
+    "EvalArgs",
+    "ScorerSystem",
+    "build_systems",
+    "format_tables",
+    "run_eval",
+    "summarise",
+]
 
 log = logging.getLogger("driftrec.eval")
-
-ALL_SYSTEMS = (
-    "driftrec",
-    "driftrec_no_lora",
-    "frozen",
-    "popularity",
-    "recent_popularity",
-    "newest",
-    "content_tfidf",
-    "item_knn",
-    "river_mf",
-)
-
-
-class ScorerSystem:
-    """The scorer (and optionally a learner) behind the loop's small interface.
-
-    Training is synchronous and deterministic: it runs when the learner's trigger fires, on
-    events the scorer has already applied. An accepted version goes the way it goes in the
-    services (:mod:`driftrec.app.adaptation`): written to the artifact store, announced,
-    verified and prepared by the scorer's swap manager, and swapped in before the next batch.
-    """
-
-    def __init__(
-        self, name: str, scorer: Any, learner: Any = None, swaps: Any = None, artifact_dir: str | None = None
-    ) -> None:
-        self.name = name
-        self.scorer = scorer
-        self.learner = learner
-        self.users: dict[str, Any] = {}
-        self.swaps: list[int] = []
-        self.trainings: list[dict[str, Any]] = []
-        self.train_s = 0.0
-        self.adaptation: Any = None
-        if learner is not None:
-            from driftrec.app.adaptation import LocalAdaptation
-
-            if swaps is None or artifact_dir is None:
-                raise ValueError(
-                    f"{name}: a system with a learner needs its swap manager and an artifact store"
-                )
-            self.adaptation = LocalAdaptation(
-                learner, swaps, artifact_dir, scorer.model.manifest.get("base_model", "none")
-            )
-
-    def rank_many(self, users: Sequence[str], now: int, k: int) -> list[list[str]]:
-        from driftrec.state import UserState
-
-        states = [self.users.get(u) or UserState(u) for u in users]
-        return [[i for i, _ in items] for items in self.scorer.rank_many(states, now, k)]
-
-    def learn_many(self, events: Sequence[Event]) -> None:
-        r = self.scorer.learn_many(events, self.users)
-        self.users.update(r.users)
-        L = self.learner
-        if L is None:
-            return
-        L.observe_many(events)
-        L.observe_hits([h for _, h in r.hits])
-        t0 = time.perf_counter()
-        res, swap = self.adaptation.maybe_train()
-        if res is None:
-            return
-        self.train_s += time.perf_counter() - t0
-        self.trainings.append(res.metrics)
-        if swap is not None:
-            self.swaps.append(max(e.ts for e in events))
-
-
-# ---- building the systems -----------------------------------------------------------------
-def build_systems(
-    names: Sequence[str],
-    items: Sequence[Item],
-    *,
-    model: str | None = None,
-    cache_dir: str | None = None,
-    learner_config: Any = None,
-    rep: Any = None,
-    scorer_config: Any = None,
-    device: str = "auto",
-    lora_r: int = 8,
-    max_len: int = 32,
-    seed: int = 0,
-    artifact_dir: str | None = None,
-    progress: Any = None,
-) -> list[Any]:
-    """The systems named in ``names``, ready for :func:`driftrec.evaluation.prequential.run`."""
-    from driftrec.app.system import SystemSpec, build_system, publication_times
-    from driftrec.learner import LearnerConfig
-    from driftrec.model import Representation
-    from driftrec.scorer import ScorerConfig
-
-    from . import baselines
-
-    unknown = [n for n in names if n not in ALL_SYSTEMS]
-    if unknown:
-        raise ValueError(f"unknown systems {unknown}; choose from {', '.join(ALL_SYSTEMS)}")
-    ids = [it.item_id for it in items]
-    texts = {it.item_id: it.text for it in items}
-    pub = publication_times(items)  # an item is a candidate from its ts on, in every system
-    lcfg = learner_config or LearnerConfig(seed=seed)
-    # Seen items are excluded without a cap in the eval (every system alike).
-    spec = SystemSpec(
-        model=model,
-        lora_r=lora_r,
-        max_len=max_len,
-        device=device,
-        cache_dir=cache_dir,
-        rep=rep or Representation(),
-        scorer=scorer_config or ScorerConfig(seen_limit=1_000_000),
-        learner=lcfg,
-    )
-    frozen = replace(spec, lora_r=0)  # the base encoder, no adapters
-    out: list[Any] = []
-    need_enc = [n for n in names if n in ("driftrec", "driftrec_no_lora", "frozen")]
-    if artifact_dir is None and ("driftrec" in names or "driftrec_no_lora" in names):
-        artifact_dir = tempfile.mkdtemp(prefix="driftrec-eval-artifacts-")
-    # one base table (and base encoder) shared by the three systems
-    base = build_system(frozen, items, serve=False, learn=False, progress=progress) if need_enc else None
-    shared: dict[str, Any] = {"encoder": base.encoder, "table": base.table} if base else {}
-    for n in names:
-        if n == "frozen":
-            s = build_system(frozen, items, learn=False, standby=False, **shared)
-            out.append(ScorerSystem(n, s.scorer))
-        elif n == "driftrec_no_lora":
-            cfg = replace(lcfg, use_lora=False, train_items=True)
-            s = build_system(
-                replace(frozen, learner=cfg), items, standby=False, trainer=None, background=False, **shared
-            )
-            out.append(ScorerSystem(n, s.scorer, s.learner, s.swaps, os.path.join(artifact_dir, n)))
-        elif n == "driftrec":
-            # its own encoder with adapters (seeded by the learner's seed) serves and trains
-            cfg = replace(lcfg, use_lora=lora_r > 0)
-            s = build_system(
-                replace(spec, learner=cfg),
-                items,
-                standby=False,
-                trainer="serving",
-                background=False,
-                table=shared["table"],
-            )
-            out.append(ScorerSystem(n, s.scorer, s.learner, s.swaps, os.path.join(artifact_dir, n)))
-        elif n == "river_mf":
-            out.append(baselines.RiverMF(ids, seed=seed, item_ts=pub))
-        elif n == "content_tfidf":
-            out.append(baselines.ContentTfidf(ids, texts=texts, item_ts=pub))
-        else:
-            out.append(baselines.BASELINES[n](ids, item_ts=pub))
-    return out
 
 
 # ---- reporting ---------------------------------------------------------------------------
@@ -250,6 +117,8 @@ def summarise(
                 (t["age_weight"] for t in reversed(s.trainings) if t.get("accepted") and "age_weight" in t),
                 None,
             )
+        if isinstance(s, ScorerSystem):
+            d.update(s.serving())
         out["systems"][s.name] = d
     return out
 
@@ -302,6 +171,8 @@ def format_tables(
     short = {
         "driftrec": "driftrec",
         "driftrec_no_lora": "no_lora",
+        "driftrec_index": "index",
+        "driftrec_f16": "f16",
         "frozen": "frozen",
         "popularity": "pop",
         "recent_popularity": "recent",
@@ -430,6 +301,19 @@ class EvalArgs:
     report: str  # folder for the PNG, table.txt, summary.json
     json: bool  # print the summary as JSON on the last line
     no_progress: bool
+    #: the scorer systems' ``ScorerConfig.candidates`` (auto: the index from
+    #: ``exact_below`` items on) and ``item_storage`` (None: the config's default)
+    candidates: str = "auto"
+    item_storage: str | None = None
+
+
+def eval_scorer_config(args: EvalArgs) -> Any:
+    """The scorer systems' configuration: seen items excluded without a cap (every system
+    alike), on the path and with the item storage of the flags."""
+    from driftrec.scorer import ScorerConfig
+
+    cfg = ScorerConfig(seen_limit=1_000_000, candidates=args.candidates)
+    return cfg if args.item_storage is None else replace(cfg, item_storage=args.item_storage)
 
 
 def load_stream(args: EvalArgs) -> tuple[list[Event], list[Item], int | None, str]:
@@ -497,6 +381,7 @@ def run_eval(args: EvalArgs) -> int:
             cache_dir=st.cache_dir,
             learner_config=lcfg,
             rep=Representation(),
+            scorer_config=eval_scorer_config(args),
             device=args.device or st.device,
             lora_r=st.lora_r,
             max_len=st.max_len,
