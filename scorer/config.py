@@ -31,8 +31,10 @@ class ScorerConfig:
     (the vectors within cosine 0.9999 of float32's), batches by ``tokens`` (token count,
     the least padding) or ``chars``.
     ``item_storage``: how the served item tables hold their text and context rows:
-    ``float32``, or ``float16`` (half the memory; scores computed from the rounded rows,
-    :meth:`driftrec.model.ItemTable.stored`)."""
+    ``float32``, ``float16`` (half the memory; scores computed from the rounded rows,
+    :meth:`driftrec.model.ItemTable.stored`) or ``auto`` (float16 from ``exact_below``
+    items on, float32 below: a smaller catalog is served exactly as with ``float32``;
+    :meth:`storage_for`)."""
 
     top_k: int = 10
     seen_limit: int = 500
@@ -53,7 +55,7 @@ class ScorerConfig:
     fresh_max: int = 1024
     reencode_precision: str = "float32"
     reencode_batching: str = "tokens"
-    item_storage: str = "float32"
+    item_storage: str = "auto"
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -77,7 +79,20 @@ class ScorerConfig:
             raise ScorerConfigError("the re-encoding precision must be float32 or bfloat16")
         if self.reencode_batching not in ("tokens", "chars"):
             raise ScorerConfigError("the re-encoding batching must be tokens or chars")
-        if self.item_storage not in ("float32", "float16"):
-            raise ScorerConfigError("the item storage must be float32 or float16")
+        if self.item_storage not in ("auto", "float32", "float16"):
+            raise ScorerConfigError("SCORER_ITEM_STORAGE must be auto, float32 or float16")
         if self.batch_size < 1 or self.batch_ms < 0:
             raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")
+
+    def storage_for(self, n_items: int) -> str:
+        """The storage of a served table of ``n_items`` items: ``item_storage``, with
+        ``auto`` resolved (float16 from ``exact_below`` items on).
+
+        >>> ScorerConfig().storage_for(49_999), ScorerConfig().storage_for(50_000)
+        ('float32', 'float16')
+        >>> ScorerConfig(item_storage="float32").storage_for(10**6)
+        'float32'
+        """
+        if self.item_storage != "auto":
+            return self.item_storage
+        return "float16" if n_items >= self.exact_below else "float32"

@@ -149,7 +149,7 @@ class SwapManager:
                     key=self.key,
                 )
                 table, lora, manifest = art.items, art.lora, dict(art.manifest)
-                table = table.stored(self.scorer.config.item_storage)
+                table = table.stored(self.scorer.config.storage_for(len(table.item_ids)))
             if enc is not None:
                 same_adapter = _same_adapter(lora, cur.encoder)
                 if lora:

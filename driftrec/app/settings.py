@@ -171,6 +171,15 @@ VARS: tuple[Var, ...] = (
         choices=("auto", "float32", "bfloat16"),
     ),
     Var(
+        "SCORER_ITEM_STORAGE",
+        "scorer.item_storage",
+        "choice",
+        _SC.item_storage,
+        f"served item rows: float32, float16 (half the memory) or auto (float16 from {_SC.exact_below:,} "
+        "items on, as the candidate path)",
+        choices=("auto", "float32", "float16"),
+    ),
+    Var(
         "SCORER_THREADS", "scorer_threads", "int", 1, "BLAS/torch threads of a scorer process", lo=1, hi=1024
     ),
     Var(

@@ -283,7 +283,7 @@ def build_scorer(
         base_model = encoder.base_model if encoder is not None else "none"
     model = ServingModel(
         BASE_VERSION,
-        table.stored(config.item_storage),
+        table.stored(config.storage_for(len(table.item_ids))),
         rep,
         encoder,
         {"base_model": base_model, "version": BASE_VERSION},
