@@ -9,6 +9,8 @@ a training. Warm-up events give every user a history, then timed batches run thr
 :meth:`Scorer.learn_many`. On the candidate path the index is built first (its build
 time and the recall/speed curve its ``nprobe`` was chosen on are reported), and after the
 timed batches the served top-10 of ``recall_users`` users is compared with the exact one.
+``item_storage`` (``ScorerConfig.item_storage``) holds the item rows in float32 or float16;
+the memory the scorer holds is broken down by part (:mod:`driftrec.bench.memory`).
 
 Run it alone: ``python -m driftrec.bench.catalog --items 100000`` (``--json`` prints the
 figures as JSON on the last line).
@@ -85,6 +87,7 @@ def run_catalog_bench(
     index_spec: str = "auto",
     ann_scan: int | None = None,
     ann_k: int | None = None,
+    item_storage: str | None = None,
 ) -> dict[str, Any]:
     """The figures of one catalog size (see the module doc). ``candidates``: the scorer's
     ``ScorerConfig.candidates`` (``auto``, ``exact`` or ``index``); ``progress(n)``: timed
@@ -94,6 +97,8 @@ def run_catalog_bench(
     from driftrec.scorer import ScorerConfig
     from driftrec.scorer.candidates import recall_at_k
 
+    from .memory import memory_breakdown
+
     rng = np.random.default_rng(seed)
     vectors, topic = _catalog(rng, items, dim, catalog)
     table = ItemTable.from_text([f"i{j}" for j in range(items)], vectors)
@@ -102,6 +107,8 @@ def run_catalog_bench(
     table = table.with_cooc(nbr, rng.random((items, 50)).astype(np.float32), 2.0)
     del nbr
     cfg = ScorerConfig(batch_size=batch, candidates=candidates, index_spec=index_spec)
+    if item_storage is not None:
+        cfg = replace(cfg, item_storage=item_storage)
     if ann_scan is not None:
         cfg = replace(cfg, ann_scan=ann_scan)
     if ann_k is not None:
@@ -155,6 +162,7 @@ def run_catalog_bench(
             progress(applied)
     wall = time.perf_counter() - t_all
     rss = _peak_rss_mb()
+    mem = memory_breakdown(sc)  # as served (the recall check below adds the exact path's operands)
     st = cand.stats
     out: dict[str, Any] = {
         "bench": "catalog",
@@ -165,6 +173,7 @@ def run_catalog_bench(
         "events": applied,
         "batch": batch,
         "path": path,
+        "item_storage": sc.model.table.text.dtype.name,
         "events_per_s": round(applied / wall, 0),
         "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 1),
         "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 1),
@@ -183,14 +192,19 @@ def run_catalog_bench(
         out["recall_s"] = round(time.perf_counter() - t0, 1)
         out["peak_rss_mb_with_recall"] = round(_peak_rss_mb(), 0)
         out.update(index)
+    out["memory"] = mem
     return out
 
 
 def format_result(res: dict[str, Any]) -> str:
     """The figures as a table, and the index's recall/speed curve under it."""
-    rows = {k: v for k, v in res.items() if k != "ann_curve"}
+    rows = {k: v for k, v in res.items() if k not in ("ann_curve", "memory")}
     w = max(len(k) for k in rows)
     text = "\n".join(f"{k:<{w}}  {v}" for k, v in rows.items())
+    mem = res.get("memory")
+    if mem:
+        text += "\n\nmemory held by the scorer, MB (arrays counted once; ids: an estimate):\n"
+        text += "\n".join(f"  {k.removesuffix('_mb'):<18} {v:>9.1f}" for k, v in mem.items())
     curve = res.get("ann_curve")
     if curve:
         text += "\n\nindex recall/speed curve (pseudo-queries; the chosen nprobe is marked):\n"

@@ -98,6 +98,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 index_spec=args.index_spec,
                 ann_scan=args.ann_scan,
                 ann_k=args.ann_k,
+                item_storage=args.item_storage,
             )
         print(f"driftrec bench catalog (--items {args.items})")
         print(format_result(res))
@@ -303,6 +304,13 @@ def add_parser(sub: Any) -> None:
         "--ann-scan", type=flag_int(1), default=None, help="lists scanned per query (default: tuned)"
     )
     q.add_argument("--ann-k", type=flag_int(1), default=None, help="candidates taken from the index per user")
+    q.add_argument(
+        "--item-storage",
+        choices=("auto", "float32", "float16"),
+        default=None,
+        help="SCORER_ITEM_STORAGE: the item rows in float32 or float16 (half the memory); auto "
+        "(default): float16 from SCORER_EXACT_BELOW items on",
+    )
     q.add_argument("--batch", type=flag_int(1), default=1024, help="micro-batch size")
     q.add_argument("--recall-users", type=flag_int(1), default=256, help="users sampled for recall@10")
     q.add_argument("--seed", type=flag_int(0), default=0, help="random seed")
