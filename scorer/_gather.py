@@ -130,6 +130,7 @@ _compiled = None
 _compiled16 = None
 _LUT16: np.ndarray | None = None
 _lock = threading.Lock()
+_lock16 = threading.Lock()  # its own: compiling it never holds up the pool or the row function
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -153,7 +154,7 @@ def kernel16():
     """The compiled dot products over float16 rows, and its table of their values."""
     global _compiled16, _LUT16
     if _compiled16 is None:
-        with _lock:
+        with _lock16:
             if _compiled16 is None:
                 if _nb is None:  # pragma: no cover - numba is a dependency
                     raise RuntimeError("the candidate path needs numba: pip install numba")
@@ -168,8 +169,13 @@ def kernel16():
 def warm() -> None:
     """Compile (or load from the cache) the row function on a background thread, so that
     the first batch on the candidate path does not wait for it."""
-    if _compiled is None and _nb is not None:
-        threading.Thread(target=kernel, name="driftrec-cand-compile", daemon=True).start()
+    if (_compiled is None or _compiled16 is None) and _nb is not None:
+        threading.Thread(target=_compile_both, name="driftrec-cand-compile", daemon=True).start()
+
+
+def _compile_both() -> None:
+    kernel()
+    kernel16()  # the dot products over float16 rows
 
 
 class Marks:

@@ -8,7 +8,7 @@
 - ``swap``: a steady stream through the scorer in one thread while artifacts written with
   :func:`learner.write_artifact` are prepared by :class:`scorer.SwapManager` and swapped
   in between batches: the serving pause (largest idle gap between consecutive batches),
-  and events dropped or applied twice (events in vs applied).
+  and events dropped or applied twice (events in vs applied); see :mod:`driftrec.bench.swap`.
 - ``learner``: one micro-fine-tune of a 4,096-event window (:meth:`learner.Learner.train`)
   with the default encoder (or ``--model``) on cuda or cpu, whichever is there: seconds
   per fine-tune and per step, peak memory.
@@ -21,11 +21,9 @@ Each prints a table; ``--json`` adds the figures as JSON on the last line.
 
 from __future__ import annotations
 
-import gc
 import resource
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -185,120 +183,6 @@ def bench_scorer(
         "share_of_bound": round(eps / bound["bound_events_per_s"], 3),
         **bf16,
         "peak_rss_mb": round(_peak_rss_mb(), 0),
-    }
-
-
-# ---- swap ----------------------------------------------------------------------------------
-def bench_swap(
-    n_items: int = 10_000,
-    dim: int = 384,
-    n_users: int = 10_000,
-    n_events: int = 60_000,
-    batch: int = 256,
-    swaps: int = 5,
-    rate: float = 4_000.0,
-    seed: int = 0,
-    precision: str = "auto",
-) -> dict[str, Any]:
-    """Serving pause and lost/duplicated events while versions are hot-swapped.
-
-    The stream is steady: batch ``n`` is released at ``n * batch / rate`` seconds (or as
-    soon as the previous one is done, when the scorer falls behind). A pause is the time a
-    released batch waited while nothing was served (``max_pause_ms``; at a swap:
-    ``max_pause_at_swap_ms``); ``max_gap_incl_idle_ms`` also counts a scorer that was ahead
-    of the stream idling until the next release."""
-    from driftrec.app.system import build_swaps
-    from driftrec.model import ItemTable, write_artifact
-
-    sc = _scorer(n_items, dim, seed, precision=precision, batch=batch)
-    mgr = build_swaps(sc, background=True)
-    rng = np.random.default_rng(seed + 2)
-    evs = _events(rng, n_events, n_users, n_items)
-    gc.collect()
-    gc.freeze()  # the generated stream stays out of the collector's walks (as a service's input would)
-    # The learner's side (writing artifacts) is done up front; announcing, preparing (in
-    # SwapManager's background thread) and swapping happen while the stream is served.
-    store = tempfile.mkdtemp(prefix="driftrec-bench-swap-")
-    base = sc.model.table
-    records = []
-    for v in range(swaps):
-        r = np.random.default_rng(v)
-        table = ItemTable(
-            list(base.item_ids),
-            base.text,
-            0.01 * _unit(r, n_items, dim),
-            r.standard_normal(n_items).astype(np.float32) * 0.01,
-            base.context,
-            base.nbr_idx,
-            base.nbr_w,
-            base.cooc_weight,
-        )
-        records.append(
-            write_artifact(
-                store, f"v{v + 1}", {}, None, table, "bench", {"from_ts": 0, "to_ts": 0, "n_events": 0}, {}
-            )
-        )
-    n_batches = -(-n_events // batch)
-    announce = {int((v + 1) * n_batches / (swaps + 1)): rec for v, rec in enumerate(records)}
-    users: dict[str, Any] = {}
-    ends: list[float] = []
-    starts: list[float] = []
-    released: list[float] = []  # each batch's release time (when its first event is due)
-    applied = dups = 0
-    swap_at: list[int] = []
-
-    def serve() -> None:
-        nonlocal applied, dups
-        t_start = time.perf_counter()
-        for n, s in enumerate(range(0, n_events, batch)):
-            if n in announce:
-                mgr.submit(announce[n])  # returns at once; prepared in the background
-            release = t_start + s / rate
-            wait = release - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            released.append(release)
-            if mgr.maybe_swap() is not None:
-                swap_at.append(len(ends))
-            starts.append(time.perf_counter())
-            r = sc.learn_many(evs[s : s + batch], users)
-            ends.append(time.perf_counter())
-            users.update(r.users)
-            applied += r.applied
-            dups += r.duplicates
-
-    t = threading.Thread(target=serve, name="bench-serve")
-    t.start()
-    t.join()
-    mgr.wait()
-    # A pause is time in which a batch was waiting and not being served: from the later of
-    # the previous batch's end and this batch's release to this batch's start. (A scorer
-    # ahead of the stream idles until the next release: that wait is not a pause.)
-    gaps = np.array([s - max(e, r) for s, e, r in zip(starts[1:], ends[:-1], released[1:])]) * 1e3
-    idle = np.array([s - e for s, e in zip(starts[1:], ends[:-1])]) * 1e3
-    dur = np.array([e - s for s, e in zip(starts, ends)]) * 1e3
-    at_swap = [gaps[i - 1] for i in swap_at if 0 < i <= len(gaps)]
-    return {
-        "bench": "swap",
-        "items": n_items,
-        "dim": dim,
-        "rate": rate,
-        "events_in": n_events,
-        "applied": applied,
-        "dropped": n_events - applied - dups,
-        "duplicated": dups,
-        "batch": batch,
-        "swaps": len(mgr.swaps),
-        "rejected": len(mgr.rejected),
-        "max_pause_ms": round(float(gaps.max()) if gaps.size else 0.0, 3),
-        "max_pause_at_swap_ms": round(float(max(at_swap)) if at_swap else 0.0, 3),
-        "pauses_at_swaps_ms": [round(float(x), 3) for x in at_swap],
-        "median_gap_ms": round(float(np.median(gaps)) if gaps.size else 0.0, 3),
-        "max_gap_incl_idle_ms": round(float(idle.max()) if idle.size else 0.0, 3),
-        "swap_ms": round(max((s.swap_ms for s in mgr.swaps), default=0.0), 3),
-        "prepare_s": round(max((s.prepare_s for s in mgr.swaps), default=0.0), 3),
-        "batch_p50_ms": round(float(np.median(dur)), 2),
-        "batch_max_ms": round(float(dur.max()), 2),
     }
 
 

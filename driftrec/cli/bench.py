@@ -31,7 +31,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.items, args.dim, args.users, args.events, args.batch, precision=args.precision
         )
     elif kind == "swap":
-        res = speed.bench_swap(
+        from driftrec.bench.swap import bench_swap
+
+        res = bench_swap(
             args.items,
             args.dim,
             args.users,
@@ -40,6 +42,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.swaps,
             args.rate,
             precision=args.precision,
+            candidates=args.candidates,
+            item_storage=args.item_storage,
         )
     elif kind == "reencode":
         res = speed.bench_reencode(
@@ -226,6 +230,19 @@ def add_parser(sub: Any) -> None:
             q.add_argument("--swaps", type=flag_int(0), default=5, help="hot-swaps during the run")
             q.add_argument(
                 "--rate", type=flag_float(above=0), default=4_000.0, help="steady stream rate, events/s"
+            )
+            q.add_argument(
+                "--candidates",
+                choices=("auto", "exact", "index"),
+                default="auto",
+                help="SCORER_CANDIDATES (index: each version's candidate index is built in the "
+                "background before it serves; auto: index from SCORER_EXACT_BELOW items on)",
+            )
+            q.add_argument(
+                "--item-storage",
+                choices=("auto", "float32", "float16"),
+                default=None,
+                help="SCORER_ITEM_STORAGE (default auto: float16 from SCORER_EXACT_BELOW items on)",
             )
         if name == "reencode":
             q.add_argument("--items", type=flag_int(2), default=100_000, help="catalog size")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 from driftrec.bench import speed as bench
+from driftrec.bench.swap import bench_swap
 
 
 def test_bench_scorer_tiny() -> None:
@@ -18,7 +19,7 @@ def test_bench_scorer_tiny() -> None:
 
 
 def test_bench_swap_tiny_drops_and_duplicates_nothing() -> None:
-    r = bench.bench_swap(n_items=300, dim=16, n_users=50, n_events=4000, batch=32, swaps=2, rate=8000.0)
+    r = bench_swap(n_items=300, dim=16, n_users=50, n_events=4000, batch=32, swaps=2, rate=8000.0)
     assert r["applied"] == r["events_in"] == 4000
     assert r["dropped"] == 0 and r["duplicated"] == 0 and r["rejected"] == 0
     assert r["swaps"] >= 1 and r["max_pause_ms"] >= 0
