@@ -32,7 +32,10 @@ class ScorerConfig:
     the least padding) or ``chars``.
     ``item_storage``: how the served item tables hold their text and context rows:
     ``float32``, or ``float16`` (half the memory; scores computed from the rounded rows,
-    :meth:`driftrec.model.ItemTable.stored`)."""
+    :meth:`driftrec.model.ItemTable.stored`).
+    ``item_max_age_ms``: items published more than this before the stream's time expire
+    (never served; their rows released at the next compaction: :mod:`scorer.expiry`);
+    0: never."""
 
     top_k: int = 10
     seen_limit: int = 500
@@ -54,6 +57,7 @@ class ScorerConfig:
     reencode_precision: str = "float32"
     reencode_batching: str = "tokens"
     item_storage: str = "float32"
+    item_max_age_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -79,5 +83,7 @@ class ScorerConfig:
             raise ScorerConfigError("the re-encoding batching must be tokens or chars")
         if self.item_storage not in ("float32", "float16"):
             raise ScorerConfigError("the item storage must be float32 or float16")
+        if self.item_max_age_ms < 0:
+            raise ScorerConfigError("ITEM_MAX_AGE_DAYS must be >= 0")
         if self.batch_size < 1 or self.batch_ms < 0:
             raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")
