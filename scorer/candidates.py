@@ -143,7 +143,7 @@ class CandidateRanker:
         self._marks = Marks()
         self._slot = np.zeros(0, np.int32)
         self._fresh: tuple[Any, np.ndarray, np.ndarray] | None = None  # (pub, order, sorted pub)
-        self._expired_out: tuple[Any, int] | None = None  # (index, expired rows taken out of it)
+        self._expired_out: tuple[Any, int, int] | None = None  # (index, folds, expired rows out)
         self._lp: tuple[Any, int, int, np.ndarray] | None = None  # (index, folds, batch, per list)
         self._plock = threading.Lock()  # guards _next
         self._ilock = threading.Lock()  # a serving index changed in place, or copied
@@ -366,12 +366,12 @@ class CandidateRanker:
         _, order, times = self._by_time(pub)
         lo = int(np.searchsorted(times, -np.inf, "right"))  # no time: never expires
         hi = int(np.searchsorted(times, cut, "left"))
-        c = self._expired_out
-        done = c[1] if c is not None and c[0] is st.index else 0
+        c, folds = self._expired_out, self.stats.folds  # a fold may index expired rows again
+        done = c[2] if c is not None and c[0] is st.index and c[1] == folds else 0
         if hi - lo - done >= max(EXPIRED_DROP, st.index.n_rows // 100):
             with self._ilock:
                 st.index.remove(order[lo:hi])
-            self._expired_out = (st.index, hi - lo)
+            self._expired_out = (st.index, folds, hi - lo)
 
     def _list_popular(self, sc: Scorer, index: AnnIndex) -> np.ndarray | None:
         """``[nlist, LIST_POPULAR]``: each list's most popular rows (-1: fewer)."""
