@@ -218,11 +218,11 @@ class SwapManager:
             return None
         t0 = time.perf_counter()
         based_on = rows[0]() if rows is not None else None
-        old = self.scorer.swap(
-            model,
-            same_as() if same_as is not None else None,
-            (based_on, rows[1]) if rows is not None and based_on is not None else None,
-        )
+        args = (model, same_as() if same_as is not None else None)
+        if rows is not None and based_on is not None:  # another catalog: gathered by row
+            old = self.scorer.swap(*args, rows=(based_on, rows[1]))
+        else:
+            old = self.scorer.swap(*args)
         ev = SwapEvent(model.version, old.version, prep, (time.perf_counter() - t0) * 1000, time.time())
         if model.encoder is not None and old.encoder is not model.encoder:
             self._standby = old.encoder  # the old serving encoder is free now

@@ -42,7 +42,9 @@ def _scorer(n: int, mode: str, max_age: int = 10 * DAY, seed: int = 0, **cfg: ob
     t = ItemTable(ids, t.text, t.residual, rng.normal(0, 0.3, n).astype(np.float32), t.context)
     config = ScorerConfig(top_k=10, candidates=mode, item_max_age_ms=max_age, **cfg)  # type: ignore[arg-type]
     rep = Representation(pop_weight=0.0)
-    return Scorer(config, ServingModel("v0", t, rep, HashEncoder()), None, {i: j * DAY for j, i in enumerate(ids)})  # type: ignore[arg-type]
+    return Scorer(
+        config, ServingModel("v0", t, rep, HashEncoder()), None, {i: j * DAY for j, i in enumerate(ids)}
+    )  # type: ignore[arg-type]
 
 
 def _events(tag: str, day: float, n_users: int = 6, item: str = "i0") -> list[Event]:
@@ -139,7 +141,9 @@ OPS = st.lists(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=OPS, seed=st.integers(0, 2**16))
-def test_index_and_table_agree_through_add_expire_remove_swap(ops: list[tuple[str, object]], seed: int) -> None:
+def test_index_and_table_agree_through_add_expire_remove_swap(
+    ops: list[tuple[str, object]], seed: int
+) -> None:
     """After every step the index path serves the exact path's top-10 over live items,
     and never an expired, removed or unknown one."""
     rng = np.random.default_rng(seed)

@@ -18,7 +18,9 @@ def _learner(n: int = 8, max_age: int = 3 * DAY) -> Learner:
     ids = [f"i{j}" for j in range(n)]
     t = ItemTable.from_text(ids, np.eye(n, dtype=np.float32))
     cfg = LearnerConfig(window_events=64, item_max_age_ms=max_age)
-    return Learner(cfg, Representation(), t, {i: i for i in ids}, None, {i: j * DAY for j, i in enumerate(ids)})
+    return Learner(
+        cfg, Representation(), t, {i: i for i in ids}, None, {i: j * DAY for j, i in enumerate(ids)}
+    )
 
 
 def test_learner_drops_expired_targets_popularity_and_rows() -> None:
