@@ -122,12 +122,18 @@ class LearnerConfig:
     #: training the base version is served, and counting engagements already says more
     #: than text similarity on a catalog whose text is weak
     calibrate_every: int = 100
+    #: items published more than this before the newest event are no training target, no
+    #: popularity, and their rows leave the table once they are a quarter of it
+    #: (:mod:`learner.catalog`); 0: never (``ITEM_MAX_AGE_DAYS``)
+    item_max_age_ms: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> None:
             raise LearnerConfigError(f"LearnerConfig.{field} {why}")
 
+        if self.item_max_age_ms < 0:
+            bad("item_max_age_ms", "must be >= 0")
         if self.window_events < 8:
             bad("window_events", "must be >= 8")
         if self.train_every < 1:

@@ -25,6 +25,7 @@ from driftrec.stream import Event, Item
 from .age import AgeFit, best_age_weight, cross_fit, with_age
 from .blend import PopularityLog, Validation, best_text_weight, calibrate
 from .candidate import encode_rows, shifted
+from .catalog import LearnerExpiry, add_items, remove_items
 from .config import LearnerConfig
 from .gate import better, means, paired_gain, popular_instead, rank_each, unseen
 from .neighbours import Neighbours
@@ -78,6 +79,8 @@ class Learner:
         #: items deleted from the catalog (remove_items): no training target, no popularity
         self.removed: set[str] = set()
         self.item_ts: dict[str, int] = dict(item_ts or {})
+        #: item expiry (``config.item_max_age_ms``; None: off), :mod:`.catalog`
+        self.expiry = LearnerExpiry(config.item_max_age_ms, self.item_ts) if config.item_max_age_ms else None
         self.encoder = encoder if config.use_lora else None
         self._lora = encoder.lora_state() if (encoder is not None and config.use_lora) else {}
         self.window: RollingWindow[Pair] = RollingWindow(config.window_events, config.window_ms)
@@ -126,6 +129,8 @@ class Learner:
             )
             self.last_ts = max(self.last_ts, e.ts)
             self.n_events += 1
+        if self.expiry is not None:
+            self.expiry.advance(self)
 
     def forget_users(self, user_ids: Sequence[str]) -> None:
         """Drop what the learner holds per user (history, seen items, co-engagement); their
@@ -163,9 +168,7 @@ class Learner:
         """Items deleted from the catalog (an items-topic tombstone): no longer a training
         target nor counted as popular. Their rows stay in the table (every scorer masks a
         deleted id, in every version); publishing an item again brings it back."""
-        self.removed.update(item_ids)
-        for i in item_ids:
-            self._pop.pop(i, None)
+        remove_items(self, item_ids)
 
     def skip_day_one(self) -> None:
         """No calibration rounds (:mod:`.blend`): a version trained on this stream may be
@@ -174,35 +177,7 @@ class Learner:
 
     def add_items(self, items: Sequence[Item]) -> None:
         """New or changed catalog items, encoded under the current adapter."""
-        if not items:
-            return
-        enc = self.encoder
-        # an edited item's context swaps its old text's shift for the new one's
-        # (ItemTable.with_items): the old text's base vector, taken before the text changes
-        edited = [it.item_id for it in items if self.table.index(it.item_id) >= 0]
-        prev = (
-            dict(zip(edited, self._base_rows(edited)))
-            if enc is not None and edited and self.table.context_shift
-            else None
-        )
-        self.removed.difference_update(it.item_id for it in items)  # published again: back
-        for it in items:
-            self.texts[it.item_id] = it.text
-            if self.item_ts or it.ts:
-                self.item_ts[it.item_id] = it.ts
-        if enc is not None:
-            texts = [it.text for it in items]
-            base = enc.encode(texts, base=True)
-            if self.config.context_shift > 0 or self.table.context_shift:
-                self._base_text.update((it.item_id, v) for it, v in zip(items, base))
-            else:
-                for it in items:
-                    self._base_text.pop(it.item_id, None)
-            self.table = self.table.with_items([it.item_id for it in items], enc.encode(texts), base, prev)
-        else:
-            known = [it for it in items if self.table.index(it.item_id) < 0]
-            if known:
-                raise ValueError("adding items without an encoder: give the learner the encoder")
+        add_items(self, items)
 
     # ---- training --------------------------------------------------------------------
     def train(self, reason: str = "manual", progress: Any = None) -> TrainResult:

@@ -28,7 +28,8 @@ The index's lifecycle: built in :meth:`CandidateRanker.prepare` (the swap manage
 off the serving thread for each version) and taken with its table when that table is
 served; items added through :meth:`Scorer.add_items` are scored for every user until more
 than ``SIDE_MAX`` have gathered, then folded into the index; removed items
-(:meth:`Scorer.remove_items`) are never candidates, on either path. Rows whose vector or
+(:meth:`Scorer.remove_items`) and expired ones (:mod:`.expiry`; taken out of the index
+``EXPIRED_DROP`` at a time) are never candidates, on either path. Rows whose vector or
 bias is not finite are never indexed and never served.
 """
 
@@ -68,6 +69,8 @@ SYNC_BUILD_MAX = 200_000
 #: on a topical catalog the items that win are a topic's popular ones. Recomputed every
 #: ``LIST_POP_EVERY`` batches.
 LIST_LISTS, LIST_POPULAR, LIST_POP_EVERY = 8, 16, 8
+#: Expired rows (``item_max_age_ms``) are taken out of the serving index this many at a time.
+EXPIRED_DROP = 1024
 
 
 @dataclass
@@ -140,6 +143,7 @@ class CandidateRanker:
         self._marks = Marks()
         self._slot = np.zeros(0, np.int32)
         self._fresh: tuple[Any, np.ndarray, np.ndarray] | None = None  # (pub, order, sorted pub)
+        self._expired_out: tuple[Any, int, int] | None = None  # (index, folds, expired rows out)
         self._lp: tuple[Any, int, int, np.ndarray] | None = None  # (index, folds, batch, per list)
         self._plock = threading.Lock()  # guards _next
         self._ilock = threading.Lock()  # a serving index changed in place, or copied
@@ -334,16 +338,40 @@ class CandidateRanker:
             parts.append(seen)
         pub = sc._pub
         if pub is not None and cfg.fresh_ms > 0 and cfg.fresh_max > 0:
-            f = self._fresh
-            if f is None or f[0] is not pub:
-                order = np.argsort(pub, kind="stable")
-                f = self._fresh = (pub, order, pub[order])
+            f = self._by_time(pub)
             lo = int(np.searchsorted(f[2], now - cfg.fresh_ms, "right"))
+            lo = max(lo, int(np.searchsorted(f[2], sc.expiry_cutoff, "left")))  # expired: out
             hi = int(np.searchsorted(f[2], now, "right"))
             parts.append(f[1][max(lo, hi - cfg.fresh_max) : hi])
         rows = np.unique(np.concatenate(parts).astype(np.int64, copy=False))
         out: np.ndarray = rows[~excl[rows]]
         return out
+
+    def _by_time(self, pub: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+        """(pub, the rows in time order, their times), cached for ``pub``."""
+        f = self._fresh
+        if f is None or f[0] is not pub:
+            order = np.argsort(pub, kind="stable")
+            f = self._fresh = (pub, order, pub[order])
+        return f
+
+    def _drop_expired(self, sc: Scorer, st: _State) -> None:
+        """Take the expired rows (``item_max_age_ms``) out of the serving index once
+        ``EXPIRED_DROP`` more (or a hundredth of its rows) have expired since: they are
+        never served (their score is -inf) but would take candidate slots until the
+        table is compacted. One faiss removal scans the index once, whatever its size."""
+        cut, pub = sc.expiry_cutoff, sc._pub
+        if cut == -np.inf or pub is None or st.index is None:
+            return
+        _, order, times = self._by_time(pub)
+        lo = int(np.searchsorted(times, -np.inf, "right"))  # no time: never expires
+        hi = int(np.searchsorted(times, cut, "left"))
+        c, folds = self._expired_out, self.stats.folds  # a fold may index expired rows again
+        done = c[2] if c is not None and c[0] is st.index and c[1] == folds else 0
+        if hi - lo - done >= max(EXPIRED_DROP, st.index.n_rows // 100):
+            with self._ilock:
+                st.index.remove(order[lo:hi])
+            self._expired_out = (st.index, folds, hi - lo)
 
     def _list_popular(self, sc: Scorer, index: AnnIndex) -> np.ndarray | None:
         """``[nlist, LIST_POPULAR]``: each list's most popular rows (-1: fewer)."""
@@ -385,6 +413,8 @@ class CandidateRanker:
             if t.has_age_prior:
                 prior += t.age_prior(now - p)
             prior[p > now] = -np.inf
+            if sc.expiry_cutoff > -np.inf:  # expired (item_max_age_ms)
+                prior[(p < sc.expiry_cutoff) & (p > -np.inf)] = -np.inf
         base: np.ndarray = np.add(t.bias[cols], prior, dtype=np.float32)
         base[excl[cols]] = -np.inf
         return base
@@ -401,6 +431,7 @@ class CandidateRanker:
         m = sc._model
         t, rep, cfg = m.table, m.rep, self.config
         st = self._sync(t, rep)
+        self._drop_expired(sc, st)
         excl = self._excluded_rows(st)
         U, hist_idx, hist_w = sc._user_vectors(states, now)
         B, N = len(states), len(t.item_ids)

@@ -34,7 +34,10 @@ class ScorerConfig:
     ``float32``, ``float16`` (half the memory; scores computed from the rounded rows,
     :meth:`driftrec.model.ItemTable.stored`) or ``auto`` (float16 from ``exact_below``
     items on, float32 below: a smaller catalog is served exactly as with ``float32``;
-    :meth:`storage_for`)."""
+    :meth:`storage_for`).
+    ``item_max_age_ms``: items published more than this before the stream's time expire
+    (never served; their rows released at the next compaction: :mod:`scorer.expiry`);
+    0: never."""
 
     top_k: int = 10
     seen_limit: int = 500
@@ -56,6 +59,7 @@ class ScorerConfig:
     reencode_precision: str = "float32"
     reencode_batching: str = "tokens"
     item_storage: str = "auto"
+    item_max_age_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -81,6 +85,8 @@ class ScorerConfig:
             raise ScorerConfigError("the re-encoding batching must be tokens or chars")
         if self.item_storage not in ("auto", "float32", "float16"):
             raise ScorerConfigError("SCORER_ITEM_STORAGE must be auto, float32 or float16")
+        if self.item_max_age_ms < 0:
+            raise ScorerConfigError("ITEM_MAX_AGE_DAYS must be >= 0")
         if self.batch_size < 1 or self.batch_ms < 0:
             raise ScorerConfigError("SCORER_BATCH_SIZE must be >= 1 and SCORER_BATCH_MS >= 0")
 

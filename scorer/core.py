@@ -31,6 +31,7 @@ from driftrec.stream import Event, Item
 from .candidates import CandidateRanker
 from .comments import CommentWorker
 from .config import ScorerConfig
+from .expiry import align_pop, align_ts, realign, stream_time
 from .history import copy_state, flat_weights, item_of
 from .popularity import StreamPopularity
 from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, resolve_precision
@@ -96,10 +97,11 @@ class Scorer:
         self.config = config
         self._model = model
         self._popularity = StreamPopularity(item_pop)
-        self._pop = self._align_pop(model.table)
+        self._pop = align_pop(self._pop_by_id, model.table)
         # publication times (DESIGN.md, items' ts): an item is a candidate from its ts on
         self._ts_by_id: dict[str, int] = dict(item_ts or {})
-        self._pub, self._pub_max = self._align_ts(model.table)
+        self._pub, self._pub_max = align_ts(self._ts_by_id, model.table)
+        self._cutoff = -np.inf  # items published before this have expired (item_max_age_ms)
         self._comment_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._comments: CommentWorker | None = None
         self._lock = threading.Lock()  # held for a whole batch; swaps wait for it
@@ -182,45 +184,51 @@ class Scorer:
         again in float32 (``None`` where the first pass is float32)."""
         return self._ranker.stats if self._ranker is not None else None
 
-    def swap(self, model: ServingModel, same_catalog_as: ItemTable | None = None) -> ServingModel:
+    def swap(
+        self,
+        model: ServingModel,
+        same_catalog_as: ItemTable | None = None,
+        rows: tuple[ItemTable, np.ndarray] | None = None,
+    ) -> ServingModel:
         """Replace the serving model between two batches; returns the previous one.
 
         ``same_catalog_as``: a table whose item ids the caller has already found equal to
         ``model``'s (off the serving thread); if it is the one being served, the ids are
         not compared again here (10,000 string comparisons cost the serving thread a few
-        milliseconds of its pause)."""
+        milliseconds of its pause). ``rows``: (a table, :func:`.expiry.rows_from` it), found
+        off the serving thread: if that table is served, the rows' times and popularity
+        are gathered from it, not looked up by id."""
         cur = self._model.table
         ids = model.table.item_ids
         # A new version of the same catalog (the usual case) keeps the live popularity
         # vector; another catalog gets it realigned, before taking the lock.
         same = same_catalog_as is cur or ids is cur.item_ids or ids == cur.item_ids
-        pop = None if same else self._align_pop(model.table)
-        pub = None if same else self._align_ts(model.table)
+        aligned = None if same else self._aligned(model.table, cur, rows)
         with self._lock:
             if self._model.table is not cur:  # changed meanwhile (another thread's swap)
                 cur = self._model.table
                 same = ids == cur.item_ids
-                pop = None if same else self._align_pop(model.table)
-                pub = None if same else self._align_ts(model.table)
-            if pop is None:
-                pop = self._pop
-            if pub is None:
-                pub = (self._pub, self._pub_max)
+                aligned = None if same else self._aligned(model.table, cur, rows)
+            pop, pub = aligned if aligned is not None else (self._pop, (self._pub, self._pub_max))
             old, self._model, self._pop = self._model, model, pop
             self._pub, self._pub_max = pub
         return old
 
-    def _align_pop(self, table: ItemTable) -> np.ndarray:
-        return np.array([self._pop_by_id.get(i, -np.inf) for i in table.item_ids], np.float64)
+    def _aligned(
+        self, table: ItemTable, cur: ItemTable, rows: tuple[ItemTable, np.ndarray] | None
+    ) -> tuple[np.ndarray, tuple[np.ndarray | None, float]]:
+        if rows is None or rows[0] is not cur:
+            return align_pop(self._pop_by_id, table), align_ts(self._ts_by_id, table)
+        r, ids = rows[1], table.item_ids
+        pop, pub = realign(self._pop, r, ids, self._pop_by_id), self._pub
+        if pub is None:  # no item has a time
+            return pop, align_ts(self._ts_by_id, table)
+        return pop, (p := realign(pub, r, ids, self._ts_by_id), float(p.max(initial=-np.inf)))
 
-    def _align_ts(self, table: ItemTable) -> tuple[np.ndarray | None, float]:
-        """Publication times of ``table``'s items (float64 ms; -inf: unknown, always a
-        candidate) and the latest of them; ``(None, -inf)`` when no item has one."""
-        if not self._ts_by_id:
-            return None, -np.inf
-        get = self._ts_by_id.get
-        pub = np.array([get(i, -np.inf) for i in table.item_ids], np.float64)
-        return pub, float(pub.max()) if pub.size else -np.inf
+    @property
+    def expiry_cutoff(self) -> float:
+        """Items published before this (ms) have expired (``-inf``: none; ``item_max_age_ms``)."""
+        return self._cutoff
 
     def add_items(self, items: Sequence[Item]) -> int:
         """Add or update catalog items, encoded under the serving version. Returns how many."""
@@ -246,7 +254,7 @@ class Scorer:
             self._cand.expect(table, ids)
         self.swap(ServingModel(m.version, table, m.rep, m.encoder, m.manifest))
         with self._lock:  # a text (and time) changed in place: the swap kept the old times
-            self._pub, self._pub_max = self._align_ts(self._model.table)
+            self._pub, self._pub_max = align_ts(self._ts_by_id, self._model.table)
         return len(items)
 
     def remove_items(self, item_ids: Sequence[str]) -> int:
@@ -312,6 +320,8 @@ class Scorer:
             clock = self._pop_clock
             if clock is not None and now > clock:  # records far ahead do not age everyone's prior
                 now = max((e.ts for e in last_event.values() if e.ts <= clock), default=clock)
+            if cfg.item_max_age_ms:
+                self._cutoff = max(self._cutoff, stream_time(now, clock, rep) - cfg.item_max_age_ms)
             states = [st for u, st in out.items() if u in last_event]
             U, id_rows, score_rows = self._rank(states, now, cfg.top_k, digits=5)
             version = m.version
@@ -438,6 +448,8 @@ class Scorer:
             prior += t.age_prior(now - pub)
         if future:
             prior[pub > now] = -np.inf
+        if self._cutoff > -np.inf:  # expired (item_max_age_ms); -inf: no time, never expires
+            prior[(pub < self._cutoff) & (pub > -np.inf)] = -np.inf
         return prior
 
     def _cooc_range(self, t: ItemTable, rep: Representation) -> tuple[float, float] | None:

@@ -33,8 +33,10 @@ from driftrec.model import (
     priority_order,
     zero_at_init,
 )
+from driftrec.model.expiry import COMPACT_SHARE, expired_mask, without_rows
 
 from .core import Scorer, ServingModel
+from .expiry import align_ts, rows_from
 
 log = logging.getLogger("driftrec.scorer.swap")
 
@@ -83,6 +85,7 @@ class SwapManager:
         self._lock = threading.Lock()
         self._ready: ServingModel | None = None
         self._same_as: Any = None  # weakref to the table the ready model's ids were compared with
+        self._rows: tuple[Any, np.ndarray] | None = None  # (weakref to that table, rows_from it)
         self._thread: threading.Thread | None = None
         self.swaps: list[SwapEvent] = []
         self.rejected: list[tuple[str, str]] = []
@@ -106,6 +109,13 @@ class SwapManager:
         #: called between two batches after each re-encoded block is served: (version,
         #: rows re-encoded so far, rows still stale)
         self.on_reencode: Callable[[str, int, int], None] | None = None
+        # compaction: the serving table without its expired rows (item_max_age_ms)
+        self._compactor: threading.Thread | None = None
+        self._compacted: tuple[ServingModel, Any, np.ndarray, list[str]] | None = None
+        self._next_compact = 0.0
+        self.compact_every_s = COMPACT_CHECK_S
+        #: (rows released, seconds to build the table and its index) of each compaction
+        self.compactions: list[tuple[int, float]] = []
 
     @property
     def busy(self) -> bool:
@@ -118,6 +128,8 @@ class SwapManager:
         log.info("preparing adapter %r", str(record.get("version"))[:80])
         if self._background:
             self.wait()
+            if self._compactor is not None:
+                self._compactor.join()
             self._thread = threading.Thread(
                 target=self._prepare, args=(dict(record),), name="driftrec-swap-prepare", daemon=True
             )
@@ -157,11 +169,15 @@ class SwapManager:
                 elif enc.lora_config:
                     enc.reset_lora()
                 missing = [i for i in cur.table.item_ids if table.index(i) < 0 and i in self.texts]
+                missing = self._unexpired(missing)
                 if missing:
                     texts = [self.texts[i] for i in missing]
                     table = table.with_items(missing, enc.encode(texts), enc.encode(texts, base=True))
                 if table.stale is not None:
                     table = self._fill_stale(table, cur, same_adapter, enc)
+            drop = expired_mask(align_ts(self.scorer._ts_by_id, table)[0], self.scorer.expiry_cutoff)
+            if drop is not None:  # expired rows are not carried into the new version
+                table = without_rows(table, drop)[0]
             model = ServingModel(version, table, cur.rep, enc, manifest)
             self.scorer.prepare(model)
         except (ArtifactError, ModelLoadError, OSError, ValueError, RuntimeError) as exc:
@@ -182,9 +198,11 @@ class SwapManager:
                     log.exception("on_reject hook failed")
             return
         # compared here, off the serving thread; the swap only checks it is still that table
-        same_as = weakref.ref(cur.table) if model.table.item_ids == cur.table.item_ids else None
+        same = model.table.item_ids == cur.table.item_ids
+        same_as = weakref.ref(cur.table) if same else None
+        rows = None if same else (weakref.ref(cur.table), rows_from(cur.table, model.table))
         with self._lock:
-            self._ready, self._same_as = model, same_as
+            self._ready, self._same_as, self._rows = model, same_as, rows
             self._prepare_s = time.perf_counter() - t0
 
     def maybe_swap(self) -> SwapEvent | None:
@@ -192,12 +210,19 @@ class SwapManager:
         with self._lock:
             model, self._ready = self._ready, None
             same_as, self._same_as = self._same_as, None
+            rows, self._rows = self._rows, None
             prep = self._prepare_s
         if model is None:
             self._apply_patch()
+            self._compact()
             return None
         t0 = time.perf_counter()
-        old = self.scorer.swap(model, same_as() if same_as is not None else None)
+        based_on = rows[0]() if rows is not None else None
+        args = (model, same_as() if same_as is not None else None)
+        if rows is not None and based_on is not None:  # another catalog: gathered by row
+            old = self.scorer.swap(*args, rows=(based_on, rows[1]))
+        else:
+            old = self.scorer.swap(*args)
         ev = SwapEvent(model.version, old.version, prep, (time.perf_counter() - t0) * 1000, time.time())
         if model.encoder is not None and old.encoder is not model.encoder:
             self._standby = old.encoder  # the old serving encoder is free now
@@ -215,6 +240,68 @@ class SwapManager:
         if self.on_swap:
             self.on_swap(ev)
         return ev
+
+    # ---- compaction (item_max_age_ms) -------------------------------------------------
+    def _unexpired(self, ids: list[str]) -> list[str]:
+        """``ids`` without the expired items (by the scorer's times and cutoff)."""
+        cut, get = self.scorer.expiry_cutoff, self.scorer._ts_by_id.get
+        if cut == -np.inf:
+            return ids
+        return [i for i in ids if not -np.inf < get(i, -np.inf) < cut]
+
+    def _compact(self) -> None:
+        """Between two batches: serve the compacted table if one is ready (and the table
+        it compacts is still served, and no version is being prepared: that one drops
+        the expired rows itself); else, at most every ``COMPACT_CHECK_S``, start building
+        one where expired rows are ``COMPACT_SHARE`` of the served table or more. The
+        table and its index are built off the serving thread (with ``background``); the
+        swap gathers the rows' times and popularity (:meth:`Scorer.swap`'s ``rows``)."""
+        with self._lock:
+            c, self._compacted = self._compacted, None
+        sc = self.scorer
+        if c is not None:
+            model, based_on, kept, gone = c
+            if sc.model.table is based_on and not self.busy:
+                old = sc.swap(model, rows=(based_on, kept))
+                self._retire(old)
+                del old
+                for i in gone:
+                    self.texts.pop(i, None)
+                log.info("compacted the item table: %d expired rows released", len(gone))
+            return
+        t = self._compactor
+        now = time.monotonic()
+        if (
+            sc.expiry_cutoff == -np.inf
+            or now < self._next_compact
+            or self.busy
+            or (t is not None and t.is_alive())
+            or (self._reencoder is not None and self._reencoder[0].is_alive())
+        ):
+            return
+        self._next_compact = now + self.compact_every_s
+        m = sc.model
+        drop = expired_mask(sc.publication_times, sc.expiry_cutoff)
+        if drop is None or drop.sum() < COMPACT_SHARE * len(m.table.item_ids):
+            return
+        if not self._background:
+            self._build_compacted(m, drop)
+            self._compact()
+            return
+        self._compactor = threading.Thread(
+            target=self._build_compacted, args=(m, drop), name="driftrec-compact", daemon=True
+        )
+        self._compactor.start()
+
+    def _build_compacted(self, m: ServingModel, drop: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        table, kept = without_rows(m.table, drop)
+        model = ServingModel(m.version, table, m.rep, m.encoder, m.manifest)
+        self.scorer.prepare(model)
+        gone = [m.table.item_ids[j] for j in np.flatnonzero(drop).tolist()]
+        self.compactions.append((len(gone), time.perf_counter() - t0))
+        with self._lock:
+            self._compacted = (model, m.table, kept, gone)
 
     # ---- background re-encoding ---------------------------------------------------------
     def _fill_stale(self, table: Any, cur: ServingModel, same_adapter: bool, enc: TextEncoder) -> Any:
@@ -335,9 +422,9 @@ class SwapManager:
     def close(self, timeout: float = 30.0) -> None:
         """Wait for a version being prepared and stop the re-encoding: no thread of this
         manager is left inside the encoder when the process exits."""
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
+        for t in (self._thread, self._compactor):
+            if t is not None:
+                t.join(timeout)
         self.stop_reencode(timeout)
 
     def stop_reencode(self, timeout: float | None = None) -> None:
@@ -431,6 +518,8 @@ def _same_adapter(lora: Mapping[str, Any], enc: TextEncoder | None) -> bool:
     return cur.keys() == lora.keys() and all(bool((cur[n] == lora[n].to(cur[n].dtype)).all()) for n in cur)
 
 
+#: How often the served table's expired rows are counted (for compaction).
+COMPACT_CHECK_S = 1.0
 #: How long a replaced version is kept before a timer thread frees it (the serving thread
 #: has long dropped its own reference by then).
 RETIRE_AFTER_S = 0.5

@@ -290,6 +290,17 @@ VARS: tuple[Var, ...] = (
         hi=100 * 365,
     ),
     Var(
+        "ITEM_MAX_AGE_DAYS",
+        "item_max_age_days",
+        "float",
+        0.0,
+        "items published more than this many days before the stream's own time (not the wall "
+        "clock) are never served nor trained towards, and their rows are released "
+        '(docs/operations.md, "Item expiry"); 0: never (replays keep the whole catalog)',
+        lo=0.0,
+        hi=100 * 365,
+    ),
+    Var(
         "SERVICE_RETRY_S",
         "service_retry_s",
         "int",
@@ -414,6 +425,7 @@ class Settings:
     artifact_key: str | None = None
     event_max_skew_s: int = 3600
     event_max_age_days: int = 0
+    item_max_age_days: float = 0.0
     service_retry_s: int = 300
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "PLAIN"
@@ -516,6 +528,10 @@ class Settings:
             learner = top.pop("learner", None) or replace(base.learner, **sub["learner"])
         except ValueError as exc:  # a combination the core refuses (each value alone was fine)
             raise ConfigError(str(exc)) from None
+        age_ms = round(top.get("item_max_age_days", 0.0) * 86_400_000)
+        if age_ms:  # ITEM_MAX_AGE_DAYS: one setting, both cores
+            scorer = replace(scorer, item_max_age_ms=age_ms)
+            learner = replace(learner, item_max_age_ms=age_ms)
         return cls(scorer=scorer, learner=learner, **top)
 
 
