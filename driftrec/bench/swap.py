@@ -14,7 +14,8 @@ first table), and its build time reported.
 A version is announced at its place in the stream, or as soon as the previous one serves
 (an announcement made while another version is being prepared waits for it in
 :meth:`SwapManager.submit`, on the serving thread); a stream too short for a slow prepare
-reports fewer swaps than asked (``swaps`` against ``swaps_asked``).
+reports fewer swaps than asked (``swaps`` against ``swaps_asked``). ``memory``: what the
+scorer holds by part at the end (:mod:`driftrec.bench.memory`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .memory import memory_breakdown
 from .speed import _events, _peak_rss_mb, _unit
 
 
@@ -219,4 +221,5 @@ def _run(
         out["first_index_build_s"] = round(first_build_s, 1)
         out["index_builds"] = st.builds
         out["index_build_s_last"] = round(st.build_s, 1)
+    out["memory"] = memory_breakdown(sc)  # MB by part, as the last version serves
     return out

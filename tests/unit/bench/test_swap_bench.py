@@ -35,6 +35,7 @@ def test_swap_bench_on_the_candidate_path(storage: str) -> None:
     assert len(r["serves_after_s"]) == len(r["prepares_s"]) == r["swaps"]
     assert all(s >= p for s, p in zip(r["serves_after_s"], r["prepares_s"]))
     assert r["max_pause_at_swap_ms"] <= r["max_pause_ms"] <= r["max_gap_incl_idle_ms"]
+    assert r["memory"]["index_mb"] > 0 and r["memory"]["table_residual_mb"] > 0  # a learned version
 
 
 def test_swap_bench_flags(capsys) -> None:
