@@ -11,10 +11,12 @@ until it serves (``serves_after_s``) and how long it took to prepare. On the can
 the base version's index is built before the stream starts (as a scorer that prepares its
 first table), and its build time reported.
 
-A version is announced at its place in the stream, or as soon as the previous one serves
-(an announcement made while another version is being prepared waits for it in
-:meth:`SwapManager.submit`, on the serving thread); a stream too short for a slow prepare
-reports fewer swaps than asked (``swaps`` against ``swaps_asked``). ``memory``: what the
+A version is announced at its place in the stream, or as soon as the previous one serves;
+a stream too short for a slow prepare reports fewer swaps than asked (``swaps`` against
+``swaps_asked``). With ``at_once``, each is announced at its place whatever the previous
+one is doing, as the scorer service submits every announcement it reads: one that comes
+while another version is being prepared waits for it in :meth:`SwapManager.submit`, on the
+serving thread (a pause as long as the rest of that preparation). ``memory``: what the
 scorer holds by part at the end (:mod:`driftrec.bench.memory`).
 """
 
@@ -75,6 +77,7 @@ def bench_swap(
     candidates: str = "auto",
     item_storage: str | None = None,
     cooc: int = 50,
+    at_once: bool = False,
 ) -> dict[str, Any]:
     """The figures (see the module doc). The stream is steady: batch ``n`` is released at
     ``n * batch / rate`` seconds (or as soon as the previous one is done, when the scorer
@@ -93,7 +96,18 @@ def bench_swap(
     store = tempfile.mkdtemp(prefix="driftrec-bench-swap-")
     try:
         return _run(
-            table, store, swaps, n_users, n_events, batch, rate, seed, precision, candidates, item_storage
+            table,
+            store,
+            swaps,
+            n_users,
+            n_events,
+            batch,
+            rate,
+            seed,
+            precision,
+            candidates,
+            item_storage,
+            at_once,
         )
     finally:
         shutil.rmtree(store, ignore_errors=True)
@@ -111,6 +125,7 @@ def _run(
     precision: str,
     candidates: str,
     item_storage: str | None,
+    at_once: bool,
 ) -> dict[str, Any]:
     from dataclasses import replace
 
@@ -153,7 +168,7 @@ def _run(
         t_start = time.perf_counter()
         for n, s in enumerate(range(0, n_events, batch)):
             v = len(announced)
-            if v < swaps and n >= due[v] and len(served) == v and not mgr.busy:
+            if v < swaps and n >= due[v] and (at_once or (len(served) == v and not mgr.busy)):
                 announced.append(time.perf_counter())
                 mgr.submit(records[v])  # returns at once; prepared in the background
             release = t_start + s / rate
@@ -208,7 +223,8 @@ def _run(
         "swap_ms": round(max((s.swap_ms for s in mgr.swaps), default=0.0), 3),
         "prepare_s": round(max((s.prepare_s for s in mgr.swaps), default=0.0), 3),
         "prepares_s": [round(s.prepare_s, 3) for s in mgr.swaps],
-        "serves_after_s": [round(b - a, 3) for a, b in zip(announced, served)],
+        "announced": len(announced),
+        "serves_after_s": [] if at_once else [round(b - a, 3) for a, b in zip(announced, served)],
         "batch_p50_ms": round(float(np.median(dur)), 2) if dur.size else 0.0,
         "batch_max_ms": round(float(dur.max()), 2) if dur.size else 0.0,
         "first_batch_after_swap_max_ms": round(float(max(after_swap)), 2) if after_swap else 0.0,

@@ -44,6 +44,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             precision=args.precision,
             candidates=args.candidates,
             item_storage=args.item_storage,
+            at_once=args.at_once,
         )
     elif kind == "reencode":
         res = speed.bench_reencode(
@@ -243,6 +244,12 @@ def add_parser(sub: Any) -> None:
                 choices=("auto", "float32", "float16"),
                 default=None,
                 help="SCORER_ITEM_STORAGE (default auto: float16 from SCORER_EXACT_BELOW items on)",
+            )
+            q.add_argument(
+                "--at-once",
+                action="store_true",
+                help="announce each version at its place even while the previous one is being "
+                "prepared (as the scorer service does); default: once the previous one serves",
             )
         if name == "reencode":
             q.add_argument("--items", type=flag_int(2), default=100_000, help="catalog size")

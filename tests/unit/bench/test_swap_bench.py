@@ -42,8 +42,12 @@ def test_swap_bench_flags(capsys) -> None:
     from driftrec.cli import main
 
     argv = ["bench", "swap", "--items", "1500", "--dim", "16", "--users", "40", "--events", "1200"]
-    argv += ["--batch", "64", "--swaps", "1", "--rate", "8000", "--candidates", "exact", "--json"]
-    assert main(argv) == 0
+    argv += ["--batch", "64", "--rate", "8000", "--candidates", "exact", "--json"]
+    assert main([*argv, "--swaps", "1"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["path"] == "exact" and r["item_storage"] == "float32" and r["swaps"] == 1
     assert "first_index_build_s" not in r
+    # every version announced at its place, whatever the previous one is doing
+    assert main([*argv, "--swaps", "3", "--at-once"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["announced"] == 3 and r["serves_after_s"] == [] and r["dropped"] == r["duplicated"] == 0
