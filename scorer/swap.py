@@ -87,6 +87,9 @@ class SwapManager:
         self._same_as: Any = None  # weakref to the table the ready model's ids were compared with
         self._rows: tuple[Any, np.ndarray] | None = None  # (weakref to that table, rows_from it)
         self._thread: threading.Thread | None = None
+        self._pending: dict[str, Any] | None = None  # the next announcement (submit)
+        #: versions replaced by a later announcement before they were prepared
+        self.superseded: list[str] = []
         self.swaps: list[SwapEvent] = []
         self.rejected: list[tuple[str, str]] = []
         #: the reason code of each entry of :attr:`rejected` (``REJECT_REASONS``)
@@ -119,28 +122,79 @@ class SwapManager:
 
     @property
     def busy(self) -> bool:
-        """A version is being prepared or is ready and waits for the next batch boundary."""
-        return (self._thread is not None and self._thread.is_alive()) or self._ready is not None
+        """A version is being prepared, is ready and waits for the next batch boundary, or
+        waits to be prepared."""
+        return (
+            (self._thread is not None and self._thread.is_alive())
+            or self._ready is not None
+            or self._pending is not None
+        )
 
     def submit(self, record: Mapping[str, Any]) -> None:
         """Start preparing ``record`` (an ``adapters`` announcement). Never raises for a bad
-        artifact: it is logged and listed in :attr:`rejected`."""
+        artifact: it is logged and listed in :attr:`rejected`. Never waits (with
+        ``background``): while another version is being prepared, or is ready and waits
+        for its swap, or the table is being compacted, ``record`` waits as the next one
+        and starts at the first batch boundary after that (:meth:`maybe_swap`); a later
+        announcement replaces a waiting one (listed in :attr:`superseded`: the newest
+        version is the one to serve, and preparing one at 1M items takes minutes)."""
         log.info("preparing adapter %r", str(record.get("version"))[:80])
-        if self._background:
-            self.wait()
-            if self._compactor is not None:
-                self._compactor.join()
-            self._thread = threading.Thread(
-                target=self._prepare, args=(dict(record),), name="driftrec-swap-prepare", daemon=True
-            )
-            self._thread.start()
-        else:
+        if not self._background:
             self._prepare(dict(record))
+            return
+        with self._lock:
+            if self._occupied():
+                if self._pending is not None:
+                    skipped = str(self._pending.get("version"))[:80]
+                    self.superseded.append(skipped)
+                    log.info("adapter %r superseded before it was prepared", skipped)
+                self._pending = dict(record)
+                return
+            self._start(dict(record))
+
+    def _occupied(self) -> bool:
+        """A version is being prepared or waits for its swap, or a compaction is built."""
+        return (
+            (self._thread is not None and self._thread.is_alive())
+            or self._ready is not None
+            or (self._compactor is not None and self._compactor.is_alive())
+        )
+
+    def _start(self, record: dict[str, Any]) -> None:
+        self._thread = threading.Thread(
+            target=self._prepare, args=(record,), name="driftrec-swap-prepare", daemon=True
+        )
+        self._thread.start()
+
+    def _start_pending(self) -> None:
+        """Between two batches: start the waiting announcement once nothing occupies the
+        preparation (a thread start, well under a millisecond)."""
+        if self._pending is None:
+            return
+        with self._lock:
+            if self._pending is not None and not self._occupied():
+                record, self._pending = self._pending, None
+                self._start(record)
+
+    @property
+    def pending(self) -> str | None:
+        """The version of the announcement waiting to be prepared, if any."""
+        p = self._pending
+        return None if p is None else str(p.get("version"))[:80]
 
     def wait(self, timeout: float | None = None) -> None:
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
+        """Until the version being prepared is ready (or ``timeout`` seconds); a waiting
+        announcement is started and waited for too where nothing is ready to swap."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for t in (self._compactor, self._thread):
+                if t is not None:
+                    t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if self._pending is None or self._ready is not None:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            self._start_pending()
 
     def _prepare(self, record: dict[str, Any]) -> None:
         t0 = time.perf_counter()
@@ -215,6 +269,7 @@ class SwapManager:
         if model is None:
             self._apply_patch()
             self._compact()
+            self._start_pending()
             return None
         t0 = time.perf_counter()
         based_on = rows[0]() if rows is not None else None
@@ -237,6 +292,7 @@ class SwapManager:
             ev.swap_ms,
         )
         self._start_reencode(model)
+        self._start_pending()
         if self.on_swap:
             self.on_swap(ev)
         return ev

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +309,44 @@ def test_a_replaced_version_is_freed_off_the_serving_thread(tmp_path: Path, monk
         time.sleep(0.05)
     assert v1() is None and freed_on
     assert threading.current_thread().name not in freed_on  # only timer threads freed
+
+
+def test_an_announcement_during_a_slow_prepare_never_blocks_serving(tmp_path: Path, monkeypatch) -> None:
+    """At a large catalog a version takes minutes to prepare (its index): announcements
+    that arrive meanwhile return at once, the newest waits and is prepared after the one
+    in progress has served; the ones in between are superseded, never served."""
+    s, swaps = make_scorer()
+    gate = threading.Event()
+    real = s.prepare
+
+    def slow_prepare(model: ServingModel) -> None:
+        if model.version == "v1":
+            assert gate.wait(10)
+        real(model)
+
+    monkeypatch.setattr(s, "prepare", slow_prepare)
+    recs = [publish(tmp_path, f"v{k}", seed=k) for k in range(1, 4)]
+    swaps.submit(recs[0])
+    for rec in recs[1:]:
+        t0 = time.perf_counter()
+        swaps.submit(rec)  # v1 still preparing: returns at once
+        assert time.perf_counter() - t0 < 0.05
+    assert swaps.pending == "v3" and swaps.superseded == ["v2"] and swaps.busy
+    assert swaps.maybe_swap() is None and s.version == "base"  # serving goes on meanwhile
+    gate.set()
+    swaps.wait()
+    assert swaps.maybe_swap().version == "v1"  # the one in progress serves, then the newest starts
+    swaps.wait()
+    assert swaps.maybe_swap().version == "v3"
+    assert [e.version for e in swaps.swaps] == ["v1", "v3"] and not swaps.busy
+
+
+def test_wait_starts_the_waiting_announcement_when_nothing_is_ready(tmp_path: Path) -> None:
+    s, swaps = make_scorer()
+    rec = publish(tmp_path, "v1", seed=1)
+    swaps._compactor = threading.Thread(target=time.sleep, args=(0.2,))
+    swaps._compactor.start()  # a compaction being built occupies the preparation
+    swaps.submit(rec)
+    assert swaps.pending == "v1"
+    swaps.wait()
+    assert swaps.maybe_swap().version == "v1"
