@@ -64,6 +64,29 @@ def _peak_rss_mb() -> float:
     return r / 1024.0 if sys.platform != "darwin" else r / (1024.0 * 1024.0)
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set (Linux: ``/proc/self/clear_refs``), so that
+    :func:`peak_rss_since_reset_mb` measures from here; False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset_mb() -> float | None:
+    """The peak resident set since :func:`reset_peak_rss` (``VmHWM``; Linux), in MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 #: The most item columns :func:`matmul_rate` multiplies: a larger catalog is timed on this
 #: many and the time scaled (the rate is flat well before it; the product of a million
 #: items took as much memory as the scorer being measured).
