@@ -123,9 +123,12 @@ class AnnIndex:
         scan: int = 8192,
         seed: int = 0,
         ok: np.ndarray | None = None,
+        held: np.ndarray | None = None,
     ) -> AnnIndex:
         """Index the rows of ``vectors``/``bias`` (``ok``: the rows that may be indexed;
-        default: the finite ones) and choose ``nprobe`` on the measured curve."""
+        default: the finite ones) and choose ``nprobe`` on the measured curve. ``held``:
+        rows left out for now (items not yet published); the lists, the index type and
+        the curve are those of all the ``ok`` rows, which the index will hold."""
         faiss = _faiss()
         t0 = time.perf_counter()
         N, d = vectors.shape
@@ -176,6 +179,8 @@ class AnnIndex:
             if "PQ" in spec:
                 scan *= CODES_PER_ROW
             out._choose(vectors, bias, rows, temperature, k, recall, scan, rng)
+        if held is not None:
+            out.remove(np.flatnonzero(held & ok))
         out.build_s = time.perf_counter() - t0
         return out
 

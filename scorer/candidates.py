@@ -30,15 +30,17 @@ served; items added through :meth:`Scorer.add_items` are scored for every user u
 than ``SIDE_MAX`` have gathered, then folded into the index; removed items
 (:meth:`Scorer.remove_items`) and expired ones (:mod:`.expiry`; taken out of the index
 ``EXPIRED_DROP`` at a time) are never candidates, on either path. Rows whose vector or
-bias is not finite are never indexed and never served.
+bias is not finite are never indexed and never served. Items published after the ranking
+time are held out of the index until it passes their time (:mod:`.pending`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,9 @@ from driftrec.model import ItemTable, Representation, cooc_entries, top_k
 from driftrec.state import UserState
 
 from .ann import AnnIndex, finite_rows, query_side
+from .expiry import align_ts
+from .pending import IndexState as _State
+from .pending import fold, held, no_pending, publish, with_pending
 
 if TYPE_CHECKING:
     from .config import ScorerConfig
@@ -86,16 +91,6 @@ class CandidateStats:
     builds: int = 0
     build_s: float = 0.0
     folds: int = 0
-
-
-@dataclass
-class _State:
-    """The index and what goes with it for one table."""
-
-    table: ItemTable
-    index: AnnIndex | None
-    ok: np.ndarray  # rows with a finite vector and bias
-    side: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # changed rows
 
 
 def _ptr(rows: np.ndarray, B: int) -> np.ndarray:
@@ -139,7 +134,8 @@ class CandidateRanker:
         self._removed: set[str] = set()
         self._removed_n = 0  # changes of the removed set, for the cached masks
         self._gone: tuple[Any, int, np.ndarray] | None = None  # (table, _removed_n, mask)
-        self._excl: tuple[Any, np.ndarray] | None = None  # (state, rows never served)
+        self._excl: tuple[Any, np.ndarray] | None = None  # (state's ok, rows never served)
+        self._clock: float | None = None  # the latest ranking time
         self._marks = Marks()
         self._slot = np.zeros(0, np.int32)
         self._fresh: tuple[Any, np.ndarray, np.ndarray] | None = None  # (pub, order, sorted pub)
@@ -165,16 +161,20 @@ class CandidateRanker:
         return nxt.index if nxt is not None else self.index
 
     # ---- lifecycle -----------------------------------------------------------------------
-    def prepare(self, table: ItemTable, rep: Representation) -> None:
+    def prepare(
+        self, table: ItemTable, rep: Representation, item_ts: Mapping[str, int] | None = None
+    ) -> None:
         """The index of ``table`` before it is served (off the serving thread): the serving
         one with the changed rows scored for everyone where ``table`` only adds or edits up
         to ``SIDE_MAX`` rows, a copy of it with them indexed again where it changes up to a
-        quarter of them (a re-encoded block), a new one otherwise."""
+        quarter of them (a re-encoded block), a new one otherwise. ``item_ts``: the items'
+        publication times (those after the latest ranking time are held out)."""
         cur = self._state
+        pub = align_ts(item_ts, table)[0] if item_ts else None
         reindex = max(SIDE_MAX, len(table.item_ids) // 4)
-        st = self._derive(cur, table, reindex) if cur is not None else None
+        st = self._derive(cur, table, reindex, pub) if cur is not None else None
         if st is None:
-            st = self._build(table, rep)
+            st = self._build(table, rep, pub, self._clock)
         with self._plock:
             self._next = st
 
@@ -212,9 +212,12 @@ class CandidateRanker:
         self._gone = (table, self._removed_n, gone)
         return gone
 
-    def _build(self, table: ItemTable, rep: Representation) -> _State:
+    def _build(
+        self, table: ItemTable, rep: Representation, pub: np.ndarray | None, clock: float | None
+    ) -> _State:
         cfg = self.config
         ok = finite_rows(table.vectors, table.bias)
+        hold = held(ok, pub, clock)
         index = AnnIndex.build(
             table.vectors,
             table.bias,
@@ -224,6 +227,7 @@ class CandidateRanker:
             recall=cfg.ann_recall,
             scan=cfg.ann_scan,
             ok=ok,
+            held=hold,
         )
         self.stats.builds += 1
         self.stats.build_s = index.build_s
@@ -234,9 +238,14 @@ class CandidateRanker:
             index.nprobe,
             index.build_s,
         )
-        return _State(table, index, ok)
+        st = _State(table, index, ok)
+        if hold is not None and pub is not None and clock is not None:  # published after clock: out
+            st.pend, st.until = with_pending(no_pending(), np.flatnonzero(hold), pub), float(clock)
+        return st
 
-    def _derive(self, cur: _State, table: ItemTable, reindex: int = 0) -> _State | None:
+    def _derive(
+        self, cur: _State, table: ItemTable, reindex: int = 0, pub: np.ndarray | None = None
+    ) -> _State | None:
         """``cur``'s index for ``table`` (the same leading items): the changed rows (with
         those already changed) scored for everyone where they are at most ``SIDE_MAX``,
         indexed again in a copy of the index where at most ``reindex``; else None."""
@@ -255,19 +264,30 @@ class CandidateRanker:
         ok = np.concatenate([cur.ok, np.zeros(n - n_old, bool)])
         ok[side] = finite_rows(table.vectors[side], table.bias[side])
         if len(side) <= SIDE_MAX:
-            return _State(table, cur.index, ok, side)
+            return _State(table, cur.index, ok, side, cur.pend, cur.until)
         with self._ilock:  # not while the serving thread folds rows into it
             index = cur.index.copy()
-        index.add(side[ok[side]], table.vectors, table.bias)
-        index.remove(side[~ok[side]])
-        return _State(table, index, ok)
+        return fold(_State(table, index, ok, side, cur.pend, cur.until), pub, nullcontext())
 
-    def _sync(self, table: ItemTable, rep: Representation) -> _State:
-        """The state of the table being served: prepared, derived from the serving one,
-        or (the first batch, or a swap that was not prepared) built here."""
+    def _sync(self, table: ItemTable, rep: Representation, pub: np.ndarray | None, now: int) -> _State:
+        """The state of the table being served (``pub``: its rows' publication times) at
+        ranking time ``now``: prepared, derived from the serving one, or (the first batch,
+        or a swap that was not prepared) built here; the rows published by ``now`` in it,
+        and the changed rows folded into the index once there are more than ``SIDE_MAX``."""
         st = self._state
-        if st is not None and st.table is table:
-            return st
+        if st is None or st.table is not table:
+            st = self._take(table, rep, pub, now)
+        st = publish(st, pub, now, self._ilock)
+        if len(st.side) > SIDE_MAX and st.index is not None:  # fold the changed rows in
+            st = fold(st, pub, self._ilock)
+            self.stats.folds += 1
+        self._state = st
+        self._clock = now if self._clock is None else max(self._clock, now)
+        return st
+
+    def _take(self, table: ItemTable, rep: Representation, pub: np.ndarray | None, now: int) -> _State:
+        """The state of a table served for the first time."""
+        st = self._state
         with self._plock:
             nxt, self._next = self._next, None
         exp, self._expect = self._expect, None
@@ -279,13 +299,13 @@ class CandidateRanker:
             side = np.union1d(np.union1d(st.side, rows), np.arange(n_old, n, dtype=np.int64))
             ok = np.concatenate([st.ok, np.zeros(n - n_old, bool)])
             ok[side] = finite_rows(table.vectors[side], table.bias[side])
-            st = _State(table, st.index, ok, side)
+            st = _State(table, st.index, ok, side, st.pend, st.until)
         else:
             if nxt is not None:  # prepared for another table: kept for it
                 with self._plock:
                     self._next = self._next or nxt
             base = st
-            st = self._derive(base, table) if base is not None else None
+            st = self._derive(base, table, 0, pub) if base is not None else None
             if (
                 st is None
                 and base is not None
@@ -300,28 +320,21 @@ class CandidateRanker:
                     "(the swap was not prepared)",
                     len(table.item_ids),
                 )
-                st = _State(table, base.index, np.ones(len(table.item_ids), bool))
+                st = _State(table, base.index, np.ones(len(table.item_ids), bool), until=float(now))
             elif st is None:
-                st = self._build(table, rep)
-        if len(st.side) > SIDE_MAX and st.index is not None:  # fold the changed rows in
-            with self._ilock:
-                st.index.add(st.side[st.ok[st.side]], table.vectors, table.bias)
-                st.index.remove(st.side[~st.ok[st.side]])
-            st = _State(table, st.index, st.ok)
-            self.stats.folds += 1
-        self._state = st
+                st = self._build(table, rep, pub, now)
         self._excl = None
         return st
 
     def _excluded_rows(self, st: _State) -> np.ndarray:
         """Rows never served from ``st``'s table: non-finite and removed ones."""
-        if self._excl is not None and self._excl[0] is st:
+        if self._excl is not None and self._excl[0] is st.ok:
             return self._excl[1]
         excl = ~st.ok
         gone = self.excluded(st.table)
         if gone is not None:
             excl |= gone
-        self._excl = (st, excl)
+        self._excl = (st.ok, excl)
         return excl
 
     # ---- the sources ---------------------------------------------------------------------
@@ -430,7 +443,7 @@ class CandidateRanker:
 
         m = sc._model
         t, rep, cfg = m.table, m.rep, self.config
-        st = self._sync(t, rep)
+        st = self._sync(t, rep, sc._pub, now)
         self._drop_expired(sc, st)
         excl = self._excluded_rows(st)
         U, hist_idx, hist_w = sc._user_vectors(states, now)

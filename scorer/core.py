@@ -473,7 +473,7 @@ class Scorer:
         its first batch does not build them (a 15 MB copy, and the bfloat16 side)."""
         t = model.table
         if self._cand.active(len(t.item_ids)):  # its candidate index instead
-            self._cand.prepare(t, model.rep)
+            self._cand.prepare(t, model.rep, self._ts_by_id)
             return
         aug = (t.vectors, self._augmented(t.vectors))
         self._next_aug = aug

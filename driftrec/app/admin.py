@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from driftrec.model import path_from_uri
 from driftrec.scorer import BASE_RECORD
 from driftrec.state import open_state
-from driftrec.stream import Item, Message, TopicNames, decode_item, read_log
+from driftrec.stream import (
+    Item,
+    ItemTombstone,
+    Message,
+    Record,
+    TopicNames,
+    decode_item_record,
+    read_log,
+)
 from driftrec.stream.kafka import RETENTION_MS, KafkaSink, create_topics, read_topic
 from driftrec.stream.replay import replay_to_kafka
 
@@ -49,21 +58,47 @@ def ensure_topics(
     )
 
 
-def load_catalog(bootstrap: str, topic: str, security: Any = None) -> list[Any]:
-    """The latest valid item per key of the (compacted) items topic."""
-    catalog: dict[str, Item] = {}
-    bad = 0
-    for r in read_topic(bootstrap, topic, security=security):
-        d = decode_item(r.value)
-        if isinstance(d, Item):
-            catalog[d.item_id] = d
-        else:
-            bad += 1
+def load_catalog(bootstrap: str, topic: str, security: Any = None) -> list[Item]:
+    """The catalog on the (compacted) items topic: :func:`catalog_of` its records."""
+    items, bad = catalog_of(read_topic(bootstrap, topic, security=security))
     if bad:
         log.warning(
             "%d invalid records on %s ignored for the catalog (the scorer dead-letters them)", bad, topic
         )
-    return list(catalog.values())
+    return items
+
+
+def catalog_of(records: Iterable[Record]) -> tuple[list[Item], int]:
+    """The items a run of the items topic leaves, and how many of its records are invalid.
+
+    The records are applied in offset order (per partition, where a key's records are): an
+    item record sets its item, a tombstone (a key, no value) deletes the key's item, so that
+    an item deleted after it was published is not brought back while compaction has not yet
+    removed its earlier records.
+
+    >>> from driftrec.stream import Item, Record, encode_item
+    >>> rec = lambda o, k, v: Record("items", 0, o, k, v)
+    >>> a, b = Item("a", "first"), Item("b", "second")
+    >>> items, bad = catalog_of([rec(0, b"a", encode_item(a)), rec(1, b"b", encode_item(b)),
+    ...                          rec(2, b"a", b""), rec(3, None, b"")])
+    >>> [i.item_id for i in items], bad
+    (['b'], 1)
+    """
+    catalog: dict[str, Item] = {}
+    bad = 0
+    for r in sorted(records, key=_position):
+        d = decode_item_record(r.key, r.value)
+        if isinstance(d, Item):
+            catalog[d.item_id] = d
+        elif isinstance(d, ItemTombstone):
+            catalog.pop(d.item_id, None)
+        else:
+            bad += 1
+    return list(catalog.values()), bad
+
+
+def _position(r: Record) -> tuple[int, int]:
+    return r.partition, r.offset
 
 
 # ------------------------------------------------------------------- replay ---

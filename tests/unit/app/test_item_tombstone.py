@@ -119,3 +119,38 @@ def test_the_learner_stops_training_towards_a_deleted_item() -> None:
     assert {p.target for p in ln._window_pairs()[0]} == before - {"i3"}
     ln.add_items([Item("i3", "i3")])  # published again
     assert {p.target for p in ln._window_pairs()[0]} == before
+
+
+def test_a_restart_reads_the_catalog_without_deleted_items(monkeypatch) -> None:
+    """load_catalog (both services start with it) applies the items topic in offset order
+    per key: a tombstone deletes the item whose earlier records compaction has not yet
+    removed, and a later record brings it back."""
+    from driftrec.app import admin
+
+    def rec(part: int, off: int, key: bytes | None, item: Item | bytes | None) -> Record:
+        value = encode_item(item) if isinstance(item, Item) else item
+        return Record(NAMES.items, part, off, key, value or b"")  # no value: b"" (to_record)
+
+    a, b, c = Item("a", "first a", 1), Item("b", "b", 2), Item("c", "c", 3)
+    records = [  # two partitions, read interleaved and not in offset order
+        rec(1, 1, b"c", None),
+        rec(0, 2, b"a", None),
+        rec(0, 0, b"a", a),
+        rec(1, 0, b"c", c),
+        rec(0, 1, b"b", b),
+        rec(0, 3, b"b", None),
+        rec(0, 4, b"b", Item("b", "b again", 5)),
+        rec(0, 5, None, None),  # a tombstone without a key: invalid
+        rec(1, 2, b"d", b"{not json"),
+    ]
+    seen: dict[str, object] = {}
+
+    def read_topic(bootstrap: str, topic: str, security: object = None) -> list[Record]:
+        seen.update(bootstrap=bootstrap, topic=topic)
+        return list(records)
+
+    monkeypatch.setattr(admin, "read_topic", read_topic)
+    items = admin.load_catalog("broker:9092", NAMES.items)
+    assert seen == {"bootstrap": "broker:9092", "topic": NAMES.items}
+    assert [(i.item_id, i.text) for i in items] == [("b", "b again")]
+    assert admin.catalog_of(records)[1] == 2

@@ -117,6 +117,53 @@ def test_fresh_items_surface_without_index_or_engagement() -> None:
     assert [i for i, _ in sc.rank_many([r.users["u"]], now, 2)[0]] in (["i1", "i2"], ["i2", "i1"])
 
 
+@pytest.mark.parametrize("prepared", [False, True])
+def test_items_published_over_time_take_no_index_slot(prepared: bool) -> None:
+    """A catalog known up front and published over time (a replay): items not yet published
+    stay out of the index until the stream reaches their time, so that the served top-10 is
+    the exact path's (the index is exact at this size) and nobody gets fewer than
+    min(top_k, published items they have not seen). ``prepared``: the index is built
+    before the first batch (no stream time yet), else in it."""
+    rng = np.random.default_rng(3)
+    n, day = 300, 86_400_000
+    ids = [f"i{j}" for j in range(n)]
+    t = ItemTable.from_text(ids, _unit(rng, n))
+    t = ItemTable(ids, t.text, t.residual, rng.normal(0, 0.3, n).astype(np.float32), t.context)
+    sc = Scorer(
+        ScorerConfig(top_k=10, candidates="index", ann_k=12, popular_k=0, fresh_ms=0),
+        ServingModel("v0", t, Representation(pop_weight=0.0), HashEncoder()),  # type: ignore[arg-type]
+        item_ts={f"i{j}": j * day for j in range(n)},  # i{j} published on day j
+    )
+    if prepared:
+        sc.prepare(sc.model)
+    old_side = cand_mod.SIDE_MAX
+    cand_mod.SIDE_MAX = 8  # fold often
+    users: dict[str, UserState] = {}
+    try:
+        for d in [2, 3, 5, 9, 20, 21, 40, 80, 81, 150, 299, 400]:
+            now = d * day
+            evs = [
+                Event(f"e{d}-{u}", "like", f"u{u}", f"i{rng.integers(min(d, n - 1) + 1)}", now)
+                for u in range(6)
+            ]
+            users.update(sc.learn_many(evs, users).users)
+            states = list(users.values())
+            served = sc.rank_many(states, now, 10)
+            sc.candidates.mode = "exact"
+            try:
+                exact = sc.rank_many(states, now, 10)
+            finally:
+                sc.candidates.mode = "index"
+            for s, g, e in zip(states, served, exact):
+                unseen = sum(j <= d and f"i{j}" not in s.seen for j in range(n))
+                assert len(g) == len(e) == min(10, unseen)
+                assert [x for _, x in g] == pytest.approx([x for _, x in e], abs=1e-4)
+        idx = sc.candidates.index
+        assert idx is not None and idx.index.ntotal + len(sc.candidates._state.side) >= n - 1
+    finally:
+        cand_mod.SIDE_MAX = old_side
+
+
 def test_malformed_vectors_never_reach_a_user() -> None:
     rng = np.random.default_rng(0)
     n = 300

@@ -56,6 +56,15 @@ def _live(sc: Scorer, ids: list[str]) -> bool:
     return all(not -np.inf < ts.get(i, -np.inf) < sc.expiry_cutoff for i in ids)
 
 
+def _servable(sc: Scorer, out: set[str], now: int) -> int:
+    """Items of the served table published by ``now``, not expired, not in ``out``."""
+    ts, cut = sc._ts_by_id, sc.expiry_cutoff
+    return sum(
+        i not in out and ts.get(i, -np.inf) <= now and not -np.inf < ts.get(i, -np.inf) < cut
+        for i in sc.model.table.item_ids
+    )
+
+
 def test_item_clock_and_without_rows() -> None:
     c = ItemClock(10, {"a": 0, "b": 5, "c": 30})
     assert c.advance(12) == ["a"] and c.advance(5) == [] and c.cutoff == 2
@@ -128,7 +137,7 @@ def test_restarted_scorer_replaying_the_items_topic_expires_at_once() -> None:
 
 OPS = st.lists(
     st.one_of(
-        st.tuples(st.just("add"), st.integers(0, 40)),  # an item published that many days ago
+        st.tuples(st.just("add"), st.integers(-8, 40)),  # published that many days ago (< 0: ahead)
         st.tuples(st.just("time"), st.integers(0, 6)),  # the stream moves on that many days
         st.tuples(st.just("remove"), st.integers(0, 10_000)),
         st.tuples(st.just("swap"), st.booleans()),  # a new version (prepared or not)
@@ -145,10 +154,12 @@ def test_index_and_table_agree_through_add_expire_remove_swap(
     ops: list[tuple[str, object]], seed: int
 ) -> None:
     """After every step the index path serves the exact path's top-10 over live items,
-    and never an expired, removed or unknown one."""
+    and never an expired, removed, unknown or not yet published one; nobody gets fewer than
+    min(10, the live published items they have not seen). The catalog is known up front:
+    i40..i99 are published as the stream's days pass, and items are added ahead of it."""
     rng = np.random.default_rng(seed)
-    sc = _scorer(40, "index", max_age=30 * DAY, seed=seed, ann_k=24, popular_k=0, fresh_ms=0)
-    swaps = SwapManager(sc, {f"i{j}": f"t{j}" for j in range(40)}, background=False)
+    sc = _scorer(100, "index", max_age=30 * DAY, seed=seed, ann_k=24, popular_k=0, fresh_ms=0)
+    swaps = SwapManager(sc, {f"i{j}": f"t{j}" for j in range(100)}, background=False)
     old_side, old_drop = cand_mod.SIDE_MAX, cand_mod.EXPIRED_DROP
     cand_mod.SIDE_MAX, cand_mod.EXPIRED_DROP = 3, 1  # fold and take out often
     try:
@@ -184,11 +195,12 @@ def test_index_and_table_agree_through_add_expire_remove_swap(
             finally:
                 sc.candidates.mode = "index"
             table = sc.model.table
-            for g, e in zip(served, exact):
+            for s, g, e in zip(states, served, exact):
                 ids = [i for i, _ in g]
                 assert all(table.index(i) >= 0 for i in ids) and not set(ids) & removed
                 assert _live(sc, ids) and _live(sc, [i for i, _ in e])
-                assert len(g) == len(e)
+                assert all(sc._ts_by_id[i] <= day * DAY for i in ids)
+                assert len(g) == len(e) == min(10, _servable(sc, set(s.seen) | removed, day * DAY))
                 assert [s for _, s in g] == pytest.approx([s for _, s in e], abs=1e-4)
     finally:
         cand_mod.SIDE_MAX, cand_mod.EXPIRED_DROP = old_side, old_drop
