@@ -203,17 +203,27 @@ class AnnIndex:
         picks = [rng.choice(rows, h, replace=False) for h in hist]
         U = np.stack([vectors[p].mean(0) for p in picks]).astype(np.float32) * np.float32(1 / temperature)
         Q = query_side(U, self.D)
-        truth = np.empty((nq, 10), np.int64)
         gone = np.ones(self.n_rows, bool)
         gone[rows] = False
-        for s in range(0, nq, 64):  # exact over the indexed rows, the picked ones left out
-            S = U[s : s + 64] @ vectors.T
-            S += bias
-            S[:, gone] = -np.inf
-            for i, p in enumerate(picks[s : s + 64]):
-                S[i, p] = -np.inf
-            top = np.argpartition(-S, 9, axis=1)[:, :10]
-            truth[s : s + 64] = top
+        # exact over the indexed rows, the picked ones left out: by blocks of CHUNK rows (the
+        # rows as float32 one block at a time, never the whole catalog), the best ten of
+        # each block kept and merged
+        best_s = np.full((nq, 10), -np.inf, np.float32)
+        best_i = np.zeros((nq, 10), np.int64)
+        for c in range(0, self.n_rows, CHUNK):
+            S = U @ np.asarray(vectors[c : c + CHUNK], np.float32).T
+            S += bias[c : c + CHUNK]
+            S[:, gone[c : c + CHUNK]] = -np.inf
+            for i, p in enumerate(picks):
+                p = p[(p >= c) & (p < c + CHUNK)]
+                S[i, p - c] = -np.inf
+            m = min(10, S.shape[1])
+            top = np.argpartition(-S, m - 1, axis=1)[:, :m]
+            cand_s = np.concatenate([best_s, np.take_along_axis(S, top, 1)], 1)
+            cand_i = np.concatenate([best_i, top + c], 1)
+            keep = np.argpartition(-cand_s, 9, axis=1)[:, :10]
+            best_s, best_i = np.take_along_axis(cand_s, keep, 1), np.take_along_axis(cand_i, keep, 1)
+        truth = best_i
         per_list = n / nlist
         best = 1
         p = 1
