@@ -25,6 +25,7 @@ cost ~20 us a query on the project's 2-core machine), then scanned by faiss.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -144,6 +145,12 @@ class AnnIndex:
                 nlist = max(16, min(int(round(2 * math.sqrt(n))), n // 40))
                 codes = f"PQ{D // DIM_PER_CODE}x4fs" if n >= PQ_FROM else "Flat"
                 spec = f"IVF{nlist},{codes}"
+        m = re.search(r"PQ(\d+)", spec)
+        if m and (D % int(m.group(1)) or ("fs" in spec and int(m.group(1)) % 2)):
+            raise ValueError(
+                f"index {spec!r}: the product quantiser's {m.group(1)} codes must divide the "
+                f"index's width {D} (an even count for x4fs), e.g. PQ{D // DIM_PER_CODE}x4fs"
+            )
         rng = np.random.default_rng(seed)
         base = faiss.index_factory(D, spec, faiss.METRIC_INNER_PRODUCT)
         index = base if "IVF" in spec else faiss.IndexIDMap(base)

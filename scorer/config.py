@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .errors import ScorerConfigError
+
+#: The candidate index's faiss factory strings a setting may name (an exact flat product,
+#: or lists of vectors, 8-bit scalars or product-quantised codes).
+INDEX_SPEC = re.compile(r"auto|Flat|IVF[1-9][0-9]{0,5},(Flat|SQ8|SQfp16|PQ[1-9][0-9]{0,3}(x4fs|x8)?)")
+INDEX_SPEC_ALLOWED = "auto, Flat, or IVF<lists>,<codes> with codes Flat, SQ8, SQfp16, PQ<m>x8 or PQ<m>x4fs"
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class ScorerConfig:
             < 0
         ):
             raise ScorerConfigError("the candidate settings (SCORER_EXACT_BELOW, ...) must be >= 0")
+        if not INDEX_SPEC.fullmatch(self.index_spec):
+            raise ScorerConfigError(f"SCORER_INDEX_SPEC: {INDEX_SPEC_ALLOWED}")
         if not 0.0 <= self.ann_recall <= 1.0:
             raise ScorerConfigError("SCORER_ANN_RECALL must be in [0, 1]")
         if self.reencode_precision not in ("float32", "bfloat16"):

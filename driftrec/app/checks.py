@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from driftrec.scorer.config import INDEX_SPEC
 from driftrec.state import BACKENDS, PERCENT_ENCODE, StateError, open_state, redact_url, unencoded_userinfo
 from driftrec.state import redact as _redact
 from driftrec.stream import StreamError, StreamSecurityError
@@ -203,6 +204,12 @@ def artifact_key(raw: str) -> str:
 def topic_prefix(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9._-]{0,200}", raw):
         raise ValueError("not a Kafka topic name")
+    return raw
+
+
+def index_spec(raw: str) -> str:
+    if not INDEX_SPEC.fullmatch(raw):
+        raise ValueError("not a candidate index this scorer builds")
     return raw
 
 

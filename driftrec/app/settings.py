@@ -28,6 +28,7 @@ from typing import Any
 from driftrec.learner import LearnerConfig
 from driftrec.model import Representation
 from driftrec.scorer import ScorerConfig
+from driftrec.scorer.config import INDEX_SPEC_ALLOWED
 from driftrec.stream import KafkaSecurity, StreamConfigError, TimeBounds
 
 from . import checks
@@ -178,6 +179,42 @@ VARS: tuple[Var, ...] = (
         f"served item rows: float32, float16 (half the memory) or auto (float16 from {_SC.exact_below:,} "
         "items on, as the candidate path)",
         choices=("auto", "float32", "float16"),
+    ),
+    Var(
+        "SCORER_CANDIDATES",
+        "scorer.candidates",
+        "choice",
+        _SC.candidates,
+        "exact scores every item; index ranks candidates (ANN index, fresh, co-engaged, popular "
+        "items) with the same score; auto: index from SCORER_EXACT_BELOW items on",
+        choices=("auto", "exact", "index"),
+    ),
+    Var(
+        "SCORER_EXACT_BELOW",
+        "scorer.exact_below",
+        "int",
+        _SC.exact_below,
+        "catalog size from which auto ranks from candidates",
+        lo=0,
+        hi=10**9,
+    ),
+    Var(
+        "SCORER_ANN_K",
+        "scorer.ann_k",
+        "int",
+        _SC.ann_k,
+        "candidates a user takes from the index (more: recall up, events/s down)",
+        lo=1,
+        hi=4096,
+    ),
+    Var(
+        "SCORER_INDEX_SPEC",
+        "scorer.index_spec",
+        "str",
+        _SC.index_spec,
+        "the candidate index as a faiss factory string; auto: by catalog size (docs/performance.md)",
+        check=checks.index_spec,
+        allowed_text=INDEX_SPEC_ALLOWED,
     ),
     Var(
         "SCORER_THREADS", "scorer_threads", "int", 1, "BLAS/torch threads of a scorer process", lo=1, hi=1024

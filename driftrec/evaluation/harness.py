@@ -305,6 +305,8 @@ class EvalArgs:
     #: ``exact_below`` items on) and ``item_storage`` (None: the config's default)
     candidates: str = "auto"
     item_storage: str | None = None
+    #: the index's faiss factory string (``ScorerConfig.index_spec``; auto: by catalog size)
+    index_spec: str = "auto"
 
 
 def eval_scorer_config(args: EvalArgs) -> Any:
@@ -312,7 +314,7 @@ def eval_scorer_config(args: EvalArgs) -> Any:
     alike), on the path and with the item storage of the flags."""
     from driftrec.scorer import ScorerConfig
 
-    cfg = ScorerConfig(seen_limit=1_000_000, candidates=args.candidates)
+    cfg = ScorerConfig(seen_limit=1_000_000, candidates=args.candidates, index_spec=args.index_spec)
     return cfg if args.item_storage is None else replace(cfg, item_storage=args.item_storage)
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from driftrec.app.settings import VARS, ConfigError, Settings, Var, check_env, redact
@@ -249,3 +250,32 @@ def test_the_command_exits_2_with_one_line() -> None:
     assert out.stderr.strip().splitlines() == [
         "driftrec scorer: error: SCORER_BATCH_SIZE='0': out of range; allowed: an integer from 1 to 1000000"
     ]
+
+
+def test_the_candidate_settings_reach_the_scorer_and_a_bad_index_is_one_line() -> None:
+
+    s = Settings.from_env(
+        {
+            "SCORER_CANDIDATES": "index",
+            "SCORER_EXACT_BELOW": "1000",
+            "SCORER_ANN_K": "64",
+            "SCORER_INDEX_SPEC": "IVF1000,PQ194x4fs",
+        }
+    )
+    assert (s.scorer.candidates, s.scorer.exact_below, s.scorer.ann_k, s.scorer.index_spec) == (
+        "index",
+        1000,
+        64,
+        "IVF1000,PQ194x4fs",
+    )
+    with pytest.raises(ConfigError) as e:
+        Settings.from_env({"SCORER_INDEX_SPEC": "IVF10,HNSW32;x"})
+    assert "SCORER_INDEX_SPEC='IVF10,HNSW32;x'" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_product_quantiser_that_does_not_divide_the_width_says_which_would() -> None:
+    from driftrec.scorer.ann import AnnIndex
+
+    v = np.random.default_rng(0).random((5000, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match="PQ6x4fs"):
+        AnnIndex.build(v, np.zeros(5000, np.float32), 1.0, spec="IVF16,PQ5x4fs")
