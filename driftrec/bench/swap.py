@@ -15,9 +15,10 @@ A version is announced at its place in the stream, or as soon as the previous on
 a stream too short for a slow prepare reports fewer swaps than asked (``swaps`` against
 ``swaps_asked``). With ``at_once``, each is announced at its place whatever the previous
 one is doing, as the scorer service submits every announcement it reads: one that comes
-while another version is being prepared waits for it in :meth:`SwapManager.submit`, on the
-serving thread (a pause as long as the rest of that preparation). ``memory``: what the
-scorer holds by part at the end (:mod:`driftrec.bench.memory`).
+while another version is being prepared waits as the next one (:meth:`SwapManager.submit`
+returns at once) and is prepared once the one in progress serves; a later one supersedes
+it (``superseded``). ``memory``: what the scorer holds by part at the end
+(:mod:`driftrec.bench.memory`).
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ def _run(
         "batch": batch,
         "swaps_asked": swaps,
         "swaps": len(mgr.swaps),
+        "superseded": len(mgr.superseded),
         "rejected": len(mgr.rejected),
         "max_pause_ms": round(float(gaps.max()) if gaps.size else 0.0, 3),
         "max_pause_at_swap_ms": round(float(max(at_swap)) if at_swap else 0.0, 3),
