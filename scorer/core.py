@@ -377,7 +377,7 @@ class Scorer:
         if self._cand.active(len(m.table.item_ids)):
             return self._cand.rank(self, states, now, k, digits)
         U, hist_idx, hist_w = self._user_vectors(states, now)
-        prior = self._time_prior(m.table, m.rep.pop_prior(self._pop, now), now)
+        prior = self._time_prior(m.table, self.pop_prior(m.table, m.rep, now), now)
         gone = self._cand.excluded(m.table)
         if gone is not None:
             prior[gone] = -np.inf
@@ -424,6 +424,16 @@ class Scorer:
                 n = int((sc[b] != -np.inf).sum())
                 id_rows[b], sc_l[b] = id_rows[b][:n], sc_l[b][:n]
         return U, id_rows, sc_l
+
+    def pop_prior(
+        self, t: ItemTable, rep: Representation, now: int, cols: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The live popularity term of ``t``'s rows at ``now`` (``cols``: those rows only)."""
+        pop, share = self._pop if cols is None else self._pop[cols], t.pop_recent_share
+        if not share:
+            return rep.pop_prior(pop, now)
+        recent = self._popularity.recent_log(t, rep)
+        return rep.pop_prior(pop, now, recent if cols is None else recent[cols], share)
 
     def _time_prior(self, t: ItemTable, prior: np.ndarray, now: int) -> np.ndarray:
         """``prior`` (a fresh array) plus the version's learned freshness prior of each
