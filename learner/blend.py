@@ -34,7 +34,7 @@ from driftrec.model import ItemTable
 from .config import LearnerConfig
 from .gate import better, means, paired_gain, popularity_only
 from .pairs import Pair
-from .popularity import PopAt, PopularityLog
+from .popularity import PooledEvidence, PopAt, PopularityLog
 
 __all__ = ["PopularityLog", "Validation", "best_blend", "best_text_weight", "calibrate"]
 
@@ -84,17 +84,26 @@ def best_text_weight(
 
 
 def fit_blend(
-    each: EvaluateEach, cand: ItemTable, config: LearnerConfig
+    each: EvaluateEach,
+    cand: ItemTable,
+    config: LearnerConfig,
+    pooled: tuple[PooledEvidence, Sequence[int]] | None = None,
 ) -> tuple[ItemTable, tuple[np.ndarray, np.ndarray] | None]:
-    """``cand`` with the text weight, then the popularity mix (``pop_recent_share``), that
-    win on validation beyond noise (:func:`best_blend`), and its per-pair metrics (None
-    where neither is tried)."""
+    """``cand`` with the text weight that wins on validation beyond noise
+    (:func:`best_blend`), then the popularity mix (``pop_recent_share``) that does, on
+    the pairs pooled over rounds where ``pooled`` is given (the pool and this round's
+    pair times: :meth:`PooledEvidence.fit`), and its per-pair metrics (None where
+    neither is tried)."""
     e = None
     if config.text_weights:
         w, e = best_blend(each, cand, config.text_weights, config.blend_gate_z)
         cand = cand.with_text_weight(w)
     if config.pop_recent_shares:
-        s, e = best_blend(each, cand, config.pop_recent_shares, config.blend_gate_z, "pop_recent_share")
+        shares, z = config.pop_recent_shares, config.blend_gate_z
+        if pooled is None:
+            s, e = best_blend(each, cand, shares, z, "pop_recent_share")
+        else:
+            s, e = pooled[0].fit(each, cand, shares, z, pooled[1])
         cand = cand.with_pop_recent_share(s)
     return cand, e
 
@@ -103,7 +112,7 @@ def calibrate(cur: ItemTable, val: Validation, config: LearnerConfig, log: Round
     """A calibration round's verdict (:meth:`Learner.train` with reason ``day_one``): the
     serving table ``cur`` with the text weight and popularity mix that win on ``val``
     beyond noise (then ``log.accepted``), else ``cur``; ``log`` gets what was measured."""
-    cand, e = fit_blend(val.each, cur, config)
+    cand, e = fit_blend(val.each, cur, config, val.pooled())
     log.m_cur = log.m_items = val.evaluate(cur)
     log.m_new, log.m_pop = means(e) if e is not None else log.m_cur, val.evaluate(popularity_only(cand))
     log.val_pairs_unseen, log.text_weight = len(val.pairs), cand.text_weight
@@ -126,6 +135,10 @@ class Validation:
     def each(self, table: ItemTable, extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-pair (HR@10, reciprocal rank) of ``table`` (:meth:`Learner.evaluate_each`)."""
         return self.learner.evaluate_each(self.pairs, table, self.pop, extra=extra, pop_at=self.lp)
+
+    def pooled(self) -> tuple[PooledEvidence, list[int]]:
+        """The learner's pool of the popularity mixes' evidence, and these pairs' times."""
+        return self.learner.popularity.evidence, [p.ts for p in self.pairs]
 
     def evaluate(self, table: ItemTable) -> dict[str, float]:
         """Mean HR@10 and MRR of ``table``."""

@@ -121,6 +121,10 @@ class LearnerConfig:
     #: popularity, decayed by events, against the long term, decayed by the clock): 0 =
     #: the long term alone, 1 = the recent one alone. () = off
     pop_recent_shares: tuple[float, ...] = (0.0, 0.5, 1.0)
+    #: the mix is chosen on the validation pairs of the rounds so far, each pair once, the
+    #: newest this many (:class:`~driftrec.learner.popularity.PooledEvidence`): one round's
+    #: pairs rarely tell the two terms apart beyond noise
+    pop_recent_evidence: int = 4096
     #: before the first training, a calibration round at this many events observed, then at
     #: twice, four times as many..., picks the serving table's text weight and popularity
     #: mix on the events so far (nothing trained: every pair of the window validates; 0:
@@ -154,6 +158,8 @@ class LearnerConfig:
             bad("text_weights", "must be between 0 and 16")
         if any(not 0.0 <= s <= 1.0 for s in self.pop_recent_shares):
             bad("pop_recent_shares", "must be between 0 and 1")
+        if self.pop_recent_evidence < 1:
+            bad("pop_recent_evidence", "must be >= 1")
         if self.calibrate_every < 0:
             bad("calibrate_every", "must be >= 0 (0 = off)")
         if not 0.0 <= self.context_shift <= 4.0:

@@ -84,7 +84,7 @@ class Learner:
         self._hist: dict[str, deque[tuple[str, str, int]]] = {}
         self._seen: dict[str, set[str]] = {}
         #: both popularity terms; validation sees them as each pair did
-        self.popularity = LivePopularity(rep, config.window_events)
+        self.popularity = LivePopularity(rep, config.window_events, config.pop_recent_evidence)
         self.triggers = Triggers(config)
         #: co-engagement mined from the stream, shipped as neighbours (None: off)
         self.neighbours = (
@@ -427,7 +427,8 @@ class Learner:
             extra = None
             if log.age_weight and age_fit is not None:
                 extra = np.float32(log.age_weight) * age_fit[1]
-            fit, e = fit_blend(lambda t: val.each(t, extra=extra), val_table.with_age(None, None, 0.0), cfg)
+            each = partial(val.each, extra=extra)
+            fit, e = fit_blend(each, val_table.with_age(None, None, 0.0), cfg, val.pooled())
             blend = {"text_weight": fit.text_weight, "pop_recent_share": fit.pop_recent_share}
             if e is not None and blend != {k: getattr(cand, k) for k in blend}:
                 cand, log.m_new = replace(cand, **blend), means(e)

@@ -5,21 +5,29 @@ by the clock, ``Representation.pop_half_life_ms``) and the recent term (decayed 
 A version's popularity term is ``pop_weight * ((1 - s) * log1p(long) + s * log1p(recent))``
 with ``s = ItemTable.pop_recent_share``. The long term is all-time popularity on a stream
 that lasts less than its half-life; the recent term follows what is engaged now (a
-launch, a fading hit) at any pace. Which mix ranks better is the stream's to say: each
-round picks ``s`` on validation (:func:`~driftrec.learner.blend.best_blend`).
+launch, a fading hit) at any pace. Which mix ranks better is the stream's to say, and it
+says so slowly: the two terms rank alike on most pairs, and one round's validation pairs
+rarely tell them apart beyond noise. So each round scores every mix on its validation
+pairs and :class:`PooledEvidence` keeps those per-pair metrics over rounds (each pair
+once, the newest ``LearnerConfig.pop_recent_evidence`` of them): a mix replaces the
+serving one when the pooled pairs say it wins beyond noise.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from driftrec.model import LN2, ItemTable, Representation, logaddexp
 from driftrec.stream import Event
+
+from .gate import better, means, paired_gain
+
+Metrics = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -133,8 +141,10 @@ class LivePopularity:
     """Both popularity terms of every item the learner has seen, and the window's
     increments (:class:`PopularityLog` of ``maxlen`` events)."""
 
-    def __init__(self, rep: Representation, maxlen: int) -> None:
+    def __init__(self, rep: Representation, maxlen: int, evidence_pairs: int = 4096) -> None:
         self.rep = rep
+        #: the popularity mixes' per-pair validation metrics, pooled over rounds
+        self.evidence = PooledEvidence(evidence_pairs)
         #: item id -> the long term's log accumulator
         self.acc: dict[str, float] = {}
         #: item id -> the recent term's log accumulator
@@ -146,8 +156,8 @@ class LivePopularity:
     def add(self, e: Event) -> None:
         """Count one event (events in time order)."""
         rep, item = self.rep, e.item_id
-        rinc = rep.pop_recent_increment(e.type, self.n)
         self.n += 1
+        rinc = rep.pop_recent_increment(e.type, self.n)
         self.recent[item] = logaddexp(self.recent.get(item, -math.inf), rinc)
         self.acc[item] = self.log.add(
             e.ts, item, rep.pop_increment(e.type, e.ts), self.acc.get(item, -math.inf), rinc
@@ -182,3 +192,68 @@ class LivePopularity:
         return PopAt(
             self.log.before(times, ids, acc, rep), self.log.before(times, ids, acc, rep, (racc, self.n))
         )
+
+
+class PooledEvidence:
+    """Per-pair validation metrics (HR@10, reciprocal rank) of each value of the popularity
+    mix (``ItemTable.pop_recent_share``), pooled over rounds: the newest ``max_pairs``
+    pairs, each counted once (a calibration round validates on every pair of the window,
+    and rounds soon after one another share pairs).
+
+    >>> ev = PooledEvidence(100)
+    >>> hr = {0.0: np.zeros(40), 1.0: np.r_[np.ones(12), np.zeros(28)]}
+    >>> each = lambda t: (hr[t.pop_recent_share], hr[t.pop_recent_share])
+    >>> t = ItemTable.from_text(["a"], np.ones((1, 2), np.float32))
+    >>> ev.fit(each, t, (0.0, 1.0), 1.64, list(range(40)))[0]  # 12 pairs of 40 win: beyond noise
+    1.0
+    >>> ev.fit(each, t, (0.0, 1.0), 1.64, list(range(40)))[0]  # the same pairs: counted once
+    1.0
+    >>> len(ev.by_value[1.0][0])
+    40
+    """
+
+    def __init__(self, max_pairs: int) -> None:
+        self.max_pairs = max_pairs
+        #: share -> (HR@10, reciprocal rank) of the pooled pairs, oldest first
+        self.by_value: dict[float, Metrics] = {}
+        #: the newest pair time recorded (later rounds add only newer pairs)
+        self.newest: float = -math.inf
+
+    def fit(
+        self,
+        each: Callable[[ItemTable], Metrics],
+        cand: ItemTable,
+        values: Sequence[float],
+        z: float,
+        times: Sequence[int],
+    ) -> tuple[float, Metrics]:
+        """The share ``cand`` is served with, and its per-pair metrics on this round's pairs
+        (``times``: theirs): each of ``values`` (and ``cand``'s own) is scored by ``each``
+        and its metrics of the pairs not recorded before are added to the pool; the best on
+        the pool (HR@10, then MRR) where it beats ``cand``'s own there by ``z`` standard
+        errors of the per-pair difference, else ``cand``'s own."""
+        own = cand.pop_recent_share
+        fresh = np.asarray(times, np.float64) > self.newest
+        e = {}
+        for v in dict.fromkeys([own, *map(float, values)]):
+            e[v] = each(cand if v == own else replace(cand, pop_recent_share=v))
+            self._add(v, (e[v][0][fresh], e[v][1][fresh]))
+        if fresh.any():
+            self.newest = float(np.max(np.asarray(times, np.float64)[fresh]))
+        n = min(len(self.by_value[v][0]) for v in e)  # the pairs every value was scored on
+        pool = {v: (self.by_value[v][0][-n:], self.by_value[v][1][-n:]) for v in e} if n else {}
+        if not pool:
+            return own, e[own]
+        best = own
+        for v in e:
+            if v != own and better(means(pool[v]), means(pool[best]), 0.0):
+                best = v
+        if best != own and not paired_gain(pool[best], pool[own], z):
+            best = own
+        return best, e[best]
+
+    def _add(self, v: float, m: Metrics) -> None:
+        old = self.by_value.get(v)
+        if old is not None:
+            m = (np.concatenate([old[0], m[0]]), np.concatenate([old[1], m[1]]))
+        self.by_value[v] = (m[0][-self.max_pairs :], m[1][-self.max_pairs :])

@@ -94,8 +94,8 @@ class StreamPopularity:
                 added.append((e.user_id, item, inc))
             by_id[item] = new
             touched[item] = new
-            r = recent[item] = logaddexp(rget(item, neg_inf), rinc_of(e.type, n))
             n += 1
+            r = recent[item] = logaddexp(rget(item, neg_inf), rinc_of(e.type, n))
             if row_of is not None and racc is not None:
                 k = row_of(item)
                 if k is not None:

@@ -78,7 +78,7 @@ class Representation:
 
     def pop_recent_increment(self, etype: str, n: int) -> float:
         """Log-space increment of an item's recent popularity for one event, the ``n``-th
-        (from 0) of the events that count it."""
+        (from 1) of the events that count it: its full weight after ``n`` events."""
         return (
             math.log(max(self.type_weights.get(etype, 1.0), 1e-6))
             + LN2 * n / self.pop_recent_half_life_events
