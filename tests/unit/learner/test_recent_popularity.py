@@ -175,3 +175,23 @@ def test_the_scorer_serves_the_share() -> None:
             np.testing.assert_array_equal(
                 sc.pop_prior(sc.model.table, rep, 200), rep.pop_prior(sc.popularity, 200)
             )
+
+
+def test_a_small_steady_win_is_taken_once_the_pooled_pairs_show_it() -> None:
+    from driftrec.learner.popularity import PooledEvidence
+
+    t = _table()
+    ev = PooledEvidence(4096)
+    chosen = []
+    for r in range(4):  # each round: 2 pairs of 200 won, none lost (alone: noise at z 1.64)
+        hr = {0.0: np.zeros(200), 0.5: np.zeros(200), 1.0: np.zeros(200)}
+        hr[1.0][:2] = 1.0
+
+        def each(table: ItemTable, hr=hr) -> tuple[np.ndarray, np.ndarray]:
+            h = hr[table.pop_recent_share]
+            return h, h
+
+        times = list(range(200 * r, 200 * (r + 1)))
+        chosen.append(ev.fit(each, t, (0.0, 0.5, 1.0), 1.64, times)[0])
+        ev.fit(each, t, (0.0, 0.5, 1.0), 1.64, times)  # the same pairs again: counted once
+    assert chosen == [0.0, 1.0, 1.0, 1.0] and len(ev.by_value[1.0][0]) == 800
