@@ -111,10 +111,18 @@ def fit_blend(
 def calibrate(cur: ItemTable, val: Validation, config: LearnerConfig, log: RoundLog) -> ItemTable:
     """A calibration round's verdict (:meth:`Learner.train` with reason ``day_one``): the
     serving table ``cur`` with the text weight and popularity mix that win on ``val``
-    beyond noise (then ``log.accepted``), else ``cur``; ``log`` gets what was measured."""
+    beyond noise, or live popularity alone (:func:`~driftrec.learner.gate.popularity_only`)
+    where that table does not beat it beyond noise, as a training's gate does (then
+    ``log.accepted`` where it differs from ``cur``), else ``cur``; ``log`` gets what was
+    measured."""
     cand, e = fit_blend(val.each, cur, config, val.pooled())
+    e_cand = e if e is not None else val.each(cand)
+    pop_t = popularity_only(cand)
+    e_pop = val.each(pop_t)
     log.m_cur = log.m_items = val.evaluate(cur)
-    log.m_new, log.m_pop = means(e) if e is not None else log.m_cur, val.evaluate(popularity_only(cand))
+    log.m_new, log.m_pop = means(e_cand), means(e_pop)
+    if cand.text_weight and not paired_gain(e_cand, e_pop, config.blend_gate_z):
+        cand, log.m_new, log.popularity = cand.with_text_weight(0.0), log.m_pop, True
     log.val_pairs_unseen, log.text_weight = len(val.pairs), cand.text_weight
     log.pop_recent_share = cand.pop_recent_share
     log.accepted = (cand.text_weight, cand.pop_recent_share) != (cur.text_weight, cur.pop_recent_share)
