@@ -23,18 +23,20 @@ noise on the same pairs is not served; popularity is, if it beats the serving ve
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from driftrec.model import LN2, ItemTable, Representation, logaddexp
+from driftrec.model import ItemTable
 
 from .config import LearnerConfig
 from .gate import better, means, paired_gain, popularity_only
 from .pairs import Pair
+from .popularity import PooledEvidence, PopAt, PopularityLog
+
+__all__ = ["PopularityLog", "Validation", "best_blend", "best_text_weight", "calibrate"]
 
 if TYPE_CHECKING:
     from .core import Learner
@@ -43,74 +45,32 @@ if TYPE_CHECKING:
 EvaluateEach = Callable[[ItemTable], tuple[np.ndarray, np.ndarray]]
 
 
-class PopularityLog:
-    """The live popularity's increments of the last ``maxlen`` events (time, item, log
-    increment), so that popularity can be counted as it was at an earlier time.
-
-    >>> rep = Representation(pop_half_life_ms=1e12)
-    >>> log = PopularityLog(8)
-    >>> acc = {}
-    >>> for ts, item in [(1, "a"), (2, "a"), (3, "b")]:
-    ...     acc[item] = log.add(ts, item, rep.pop_increment("click", ts), acc.get(item, -np.inf))
-    >>> lp = log.before([2, 4], ["a", "b"], np.array([acc["a"], acc["b"]]), rep)
-    >>> np.round(np.expm1(lp), 3).tolist()  # "a" once before ts 2; twice and "b" once before 4
-    [[1.0, 0.0], [2.0, 1.0]]
-    """
-
-    def __init__(self, maxlen: int) -> None:
-        self._ev: deque[tuple[int, str, float]] = deque(maxlen=maxlen)
-
-    def add(self, ts: int, item: str, inc: float, acc: float) -> float:
-        """Record one event of ``item`` (log increment ``inc``) and return the item's new
-        log accumulator (``acc``: the previous one)."""
-        self._ev.append((ts, item, inc))
-        return logaddexp(acc, inc)
-
-    def __len__(self) -> int:
-        return len(self._ev)
-
-    def before(
-        self, times: Sequence[int], item_ids: Sequence[str], acc_now: np.ndarray, rep: Representation
-    ) -> np.ndarray:
-        """``log1p(popularity)`` ``[len(times), len(item_ids)]`` (float32) of each item at
-        each time, from the events strictly before it (``acc_now``: the items' log
-        accumulators now, every logged event included). Times older than the log's oldest
-        event count what the log cannot take back (the older events) as if they were
-        before them."""
-        n_t, n = len(times), len(item_ids)
-        out = np.zeros((n_t, n), np.float32)
-        if n_t == 0 or n == 0:
-            return out
-        order = np.argsort(np.asarray(times, np.int64), kind="stable")
-        t_sorted = np.asarray(times, np.int64)[order]
-        row = {i: k for k, i in enumerate(item_ids)}
-        later = [(ts, row.get(item, -1), inc) for ts, item, inc in self._ev if ts >= t_sorted[0]]
-        later.sort(key=lambda x: x[0])
-        acc = np.asarray(acc_now, np.float64).copy()
-        if later:  # take the later events back out: acc * (1 - their share of it)
-            rows = np.array([r for _, r, _ in later], np.int64)
-            incs = np.array([x for _, _, x in later], np.float64)
-            ok = rows >= 0
-            rows, incs = rows[ok], incs[ok]
-            with np.errstate(invalid="ignore", over="ignore"):
-                share = np.zeros(n)
-                np.add.at(share, rows, np.exp(incs - acc[rows]))
-            rest = 1.0 - share
-            touched = share > 0
-            gone = touched & (rest <= 1e-9)
-            keep = touched & ~gone
-            acc[keep] = acc[keep] + np.log(rest[keep])
-            acc[gone] = -np.inf
-        j = 0
-        inv = LN2 / rep.pop_half_life_ms
-        for b, t in zip(order.tolist(), t_sorted.tolist()):
-            while j < len(later) and later[j][0] < t:
-                _, r, inc = later[j]
-                if r >= 0:
-                    acc[r] = np.logaddexp(acc[r], inc)
-                j += 1
-            out[b] = np.logaddexp(0.0, acc - inv * t)
-        return out
+def best_blend(
+    each: EvaluateEach,
+    cand: ItemTable,
+    values: Sequence[float],
+    z: float,
+    field: str = "text_weight",
+) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+    """The value of the blend's ``field`` (``text_weight`` or ``pop_recent_share``) that
+    ``cand`` is served with, and its per-pair validation metrics: the best of ``values``
+    on validation (HR@10, then MRR) where it beats ``cand``'s own value by ``z`` standard
+    errors of the per-pair difference (:func:`~driftrec.learner.gate.paired_gain`), else
+    ``cand``'s own."""
+    own = getattr(cand, field)
+    e_own = each(cand)
+    best_v, best_e = own, e_own
+    m_best = means(e_own)
+    for v in values:
+        if v == own:
+            continue
+        e = each(replace(cand, **{field: float(v)}))
+        m = means(e)
+        if better(m, m_best, 0.0):
+            best_v, best_e, m_best = float(v), e, m
+    if best_v != own and not paired_gain(best_e, e_own, z):
+        return own, e_own
+    return best_v, best_e
 
 
 def best_text_weight(
@@ -119,51 +79,74 @@ def best_text_weight(
     weights: Sequence[float],
     z: float,
 ) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
-    """The text weight ``cand`` is served with, and its per-pair validation metrics: the
-    best of ``weights`` on validation (HR@10, then MRR) where it beats ``cand``'s own
-    weight by ``z`` standard errors of the per-pair difference
-    (:func:`~driftrec.learner.gate.paired_gain`), else ``cand``'s own."""
-    own = cand.text_weight
-    e_own = each(cand)
-    best_w, best_e = own, e_own
-    m_best = means(e_own)
-    for w in weights:
-        if w == own:
-            continue
-        e = each(cand.with_text_weight(w))
-        m = means(e)
-        if better(m, m_best, 0.0):
-            best_w, best_e, m_best = float(w), e, m
-    if best_w != own and not paired_gain(best_e, e_own, z):
-        return own, e_own
-    return best_w, best_e
+    """:func:`best_blend` of the text weight."""
+    return best_blend(each, cand, weights, z, "text_weight")
+
+
+def fit_blend(
+    each: EvaluateEach,
+    cand: ItemTable,
+    config: LearnerConfig,
+    pooled: tuple[PooledEvidence, Sequence[int]] | None = None,
+) -> tuple[ItemTable, tuple[np.ndarray, np.ndarray] | None]:
+    """``cand`` with the text weight that wins on validation beyond noise
+    (:func:`best_blend`), then the popularity mix (``pop_recent_share``) that does, on
+    the pairs pooled over rounds where ``pooled`` is given (the pool and this round's
+    pair times: :meth:`PooledEvidence.fit`), and its per-pair metrics (None where
+    neither is tried)."""
+    e = None
+    if config.text_weights:
+        w, e = best_blend(each, cand, config.text_weights, config.blend_gate_z)
+        cand = cand.with_text_weight(w)
+    if config.pop_recent_shares:
+        shares, z = config.pop_recent_shares, config.blend_gate_z
+        if pooled is None:
+            s, e = best_blend(each, cand, shares, z, "pop_recent_share")
+        else:
+            s, e = pooled[0].fit(each, cand, shares, z, pooled[1])
+        cand = cand.with_pop_recent_share(s)
+    return cand, e
 
 
 def calibrate(cur: ItemTable, val: Validation, config: LearnerConfig, log: RoundLog) -> ItemTable:
     """A calibration round's verdict (:meth:`Learner.train` with reason ``day_one``): the
-    serving table ``cur`` with the text weight that wins on ``val`` beyond noise (then
-    ``log.accepted``), else ``cur``; ``log`` gets what was measured."""
-    w, e = best_text_weight(val.each, cur, config.text_weights, config.blend_gate_z)
+    serving table ``cur`` with the text weight and popularity mix that win on ``val``
+    beyond noise, or live popularity alone (:func:`~driftrec.learner.gate.popularity_only`)
+    where that table does not beat it beyond noise, as a training's gate does (then
+    ``log.accepted`` where it differs from ``cur``), else ``cur``; ``log`` gets what was
+    measured."""
+    cand, e = fit_blend(val.each, cur, config, val.pooled())
+    e_cand = e if e is not None else val.each(cand)
+    pop_t = popularity_only(cand)
+    e_pop = val.each(pop_t)
     log.m_cur = log.m_items = val.evaluate(cur)
-    log.m_new, log.m_pop = means(e), val.evaluate(popularity_only(cur))
-    log.val_pairs_unseen, log.text_weight = len(val.pairs), w
-    log.accepted = w != cur.text_weight
-    return cur.with_text_weight(w) if log.accepted else cur
+    log.m_new, log.m_pop = means(e_cand), means(e_pop)
+    if cand.text_weight and not paired_gain(e_cand, e_pop, config.blend_gate_z):
+        cand, log.m_new, log.popularity = cand.with_text_weight(0.0), log.m_pop, True
+    log.val_pairs_unseen, log.text_weight = len(val.pairs), cand.text_weight
+    log.pop_recent_share = cand.pop_recent_share
+    log.accepted = (cand.text_weight, cand.pop_recent_share) != (cur.text_weight, cur.pop_recent_share)
+    return cand if log.accepted else cur
 
 
 @dataclass
 class Validation:
     """A round's validation pairs, scored by ``learner`` with the round's popularity:
-    ``pop`` (log accumulators) now, ``lp`` as each pair saw it (None: ``pop``)."""
+    ``pop`` (the long term's log accumulators) now, ``lp`` both terms as each pair saw
+    them (None: now)."""
 
     learner: Learner
     pairs: list[Pair]
     pop: np.ndarray
-    lp: np.ndarray | None = None
+    lp: PopAt | None = None
 
     def each(self, table: ItemTable, extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-pair (HR@10, reciprocal rank) of ``table`` (:meth:`Learner.evaluate_each`)."""
         return self.learner.evaluate_each(self.pairs, table, self.pop, extra=extra, pop_at=self.lp)
+
+    def pooled(self) -> tuple[PooledEvidence, list[int]]:
+        """The learner's pool of the popularity mixes' evidence, and these pairs' times."""
+        return self.learner.popularity.evidence, [p.ts for p in self.pairs]
 
     def evaluate(self, table: ItemTable) -> dict[str, float]:
         """Mean HR@10 and MRR of ``table``."""

@@ -65,8 +65,7 @@ def add_items(learner: Learner, items: Sequence[Item]) -> None:
 def remove_items(learner: Learner, item_ids: Sequence[str]) -> None:
     """:meth:`Learner.remove_items`."""
     learner.removed.update(item_ids)
-    for i in item_ids:
-        learner._pop.pop(i, None)
+    learner.popularity.remove(item_ids)
 
 
 class LearnerExpiry:

@@ -116,9 +116,19 @@ class LearnerConfig:
     #: text says little about what users engage, its term is noise beside popularity
     text_weights: tuple[float, ...] = (0.0, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
     blend_gate_z: float = 1.64
+    #: the popularity mixes tried on validation after the text weight, as it is
+    #: (``ItemTable.pop_recent_share``: how much of the popularity term is recent
+    #: popularity, decayed by events, against the long term, decayed by the clock): 0 =
+    #: the long term alone, 1 = the recent one alone. () = off
+    pop_recent_shares: tuple[float, ...] = (0.0, 0.5, 1.0)
+    #: the mix is chosen on the validation pairs of the rounds so far, each pair once, the
+    #: newest this many (:class:`~driftrec.learner.popularity.PooledEvidence`): one round's
+    #: pairs rarely tell the two terms apart beyond noise
+    pop_recent_evidence: int = 4096
     #: before the first training, a calibration round at this many events observed, then at
-    #: twice, four times as many..., picks the serving table's text weight on the events so
-    #: far (nothing trained: every pair of the window validates; 0: off). Until the first
+    #: twice, four times as many..., picks the serving table's text weight and popularity
+    #: mix on the events so far (nothing trained: every pair of the window validates; 0:
+    #: off). Until the first
     #: training the base version is served, and counting engagements already says more
     #: than text similarity on a catalog whose text is weak
     calibrate_every: int = 100
@@ -152,6 +162,10 @@ class LearnerConfig:
             bad("lora_gate_z", "and blend_gate_z must be >= 0")
         if any(not 0.0 <= w <= 16.0 for w in self.text_weights):
             bad("text_weights", "must be between 0 and 16")
+        if any(not 0.0 <= s <= 1.0 for s in self.pop_recent_shares):
+            bad("pop_recent_shares", "must be between 0 and 1")
+        if self.pop_recent_evidence < 1:
+            bad("pop_recent_evidence", "must be >= 1")
         if self.calibrate_every < 0:
             bad("calibrate_every", "must be >= 0 (0 = off)")
         if not 0.0 <= self.context_shift <= 4.0:

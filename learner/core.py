@@ -9,7 +9,6 @@ with the rules of :mod:`.gate`; the freshness prior it may ship is :mod:`.age`'s
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -23,13 +22,14 @@ from driftrec.model import ItemTable, Representation, TextEncoder
 from driftrec.stream import Event, Item
 
 from .age import AgeFit, best_age_weight, cross_fit, with_age
-from .blend import PopularityLog, Validation, best_text_weight, calibrate
+from .blend import Validation, calibrate, fit_blend
 from .candidate import encode_rows, shifted
 from .catalog import LearnerExpiry, add_items, remove_items
 from .config import LearnerConfig
 from .gate import better, means, paired_gain, popular_instead, rank_each, unseen
 from .neighbours import Neighbours
 from .pairs import Pair, pair_arrays, pair_tensors, split
+from .popularity import LivePopularity, PopAt
 from .training import Round, RoundLog
 from .triggers import Triggers
 from .windows import RollingWindow
@@ -86,9 +86,8 @@ class Learner:
         self.window: RollingWindow[Pair] = RollingWindow(config.window_events, config.window_ms)
         self._hist: dict[str, deque[tuple[str, str, int]]] = {}
         self._seen: dict[str, set[str]] = {}
-        self._pop: dict[str, float] = {}
-        #: the window's popularity increments: validation sees popularity as each pair did
-        self._pop_log = PopularityLog(config.window_events)
+        #: both popularity terms; validation sees them as each pair did
+        self.popularity = LivePopularity(rep, config.window_events, config.pop_recent_evidence)
         self.triggers = Triggers(config)
         #: co-engagement mined from the stream, shipped as neighbours (None: off)
         self.neighbours = (
@@ -124,9 +123,7 @@ class Learner:
                 self.neighbours.observe(e.user_id, e.item_id, e.ts)
             seen.add(e.item_id)
             self.triggers.observe(e.item_id, self.texts)
-            self._pop[e.item_id] = self._pop_log.add(
-                e.ts, e.item_id, rep.pop_increment(e.type, e.ts), self._pop.get(e.item_id, -math.inf)
-            )
+            self.popularity.add(e)
             self.last_ts = max(self.last_ts, e.ts)
             self.n_events += 1
         if self.expiry is not None:
@@ -228,7 +225,7 @@ class Learner:
 
         log.accepted, cand = self._against_serving(cur, cand, val, age_fit, log)
         log.new_word_jump, log.context_shift = self.new_word_jump(), cand.context_shift
-        log.text_weight = cand.text_weight
+        log.text_weight, log.pop_recent_share = cand.text_weight, cand.pop_recent_share
         metrics = log.metrics(run.steps)
         if log.adapter_update == "kept":
             assert enc is not None
@@ -249,7 +246,7 @@ class Learner:
         cur, enc = self.table, self.encoder
         device = enc.device if enc is not None else "cpu"
         log = RoundLog("day_one", len(pairs), 0, len(pairs), device, use_lora=enc is not None)
-        if not pairs or not self.config.text_weights:
+        if not pairs or not (self.config.text_weights or self.config.pop_recent_shares):
             why = {"pairs": len(pairs), "why": "nothing to calibrate"}
             return TrainResult(False, cur, self._lora, why, window, "day_one")
         cand = calibrate(cur, self._validation(pairs, cur), self.config, log)
@@ -283,7 +280,7 @@ class Learner:
         """The round's trainable state over ``cur`` and the training pairs."""
         import torch
 
-        prior = torch.from_numpy(self.rep.pop_prior(self._pop_vector(cur), self.last_ts))
+        prior = torch.from_numpy(self.popularity.prior(cur, self._pop_vector(cur), self.last_ts))
         ctx_idx, ctx_w, tgt = pair_tensors(train_p, cur)
         # an item is no negative of a pair before its publication: else every post
         # published after the training pairs (the ones the next events go to) is pushed
@@ -402,18 +399,16 @@ class Learner:
             cand, log.m_new, log.age_weight = with_age(
                 cand, val_table, log.m_new, age_fit, val.each, cfg.age_weights
             )
-        if cfg.text_weights:  # the blend, judged as the weights above were
+        if cfg.text_weights or cfg.pop_recent_shares:  # the blend, judged as the weights above were
             extra = None
             if log.age_weight and age_fit is not None:
                 extra = np.float32(log.age_weight) * age_fit[1]
-            w, e = best_text_weight(
-                lambda t: val.each(t, extra=extra),
-                val_table.with_age(None, None, 0.0),
-                cfg.text_weights,
-                cfg.blend_gate_z,
-            )
-            if w != cand.text_weight:
-                cand, log.m_new = cand.with_text_weight(w), means(e)
+            each = partial(val.each, extra=extra)
+            fit, e = fit_blend(each, val_table.with_age(None, None, 0.0), cfg, val.pooled())
+            blend = {"text_weight": fit.text_weight, "pop_recent_share": fit.pop_recent_share}
+            if e is not None and blend != {k: getattr(cand, k) for k in blend}:
+                cand = replace(cand, text_weight=fit.text_weight, pop_recent_share=fit.pop_recent_share)
+                log.m_new = means(e)
         return cand
 
     def _against_serving(
@@ -530,7 +525,7 @@ class Learner:
         pop: np.ndarray,
         k: int = 10,
         extra: np.ndarray | None = None,
-        pop_at: np.ndarray | None = None,
+        pop_at: PopAt | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per pair: HR@k (expected over ties) and reciprocal rank (:func:`.gate.rank_each`),
         among the items published by the pair's time; ``extra``: ``[pairs, items]`` added to
@@ -539,10 +534,10 @@ class Learner:
             return np.zeros(0), np.zeros(0)
         ctx_idx, ctx_w, tgt = pair_arrays(pairs, table)
         if pop_at is None:
-            prior = self.rep.pop_prior(pop, self.last_ts)
+            prior = self.popularity.prior(table, pop, self.last_ts)
         else:
             prior = np.zeros(len(table.item_ids), np.float32)
-            p = np.float32(self.rep.pop_weight) * pop_at
+            p = pop_at.term(self.rep.pop_weight, table.pop_recent_share)
             extra = p if extra is None else extra + p
         pub = ts = None
         if self.item_ts:
@@ -555,11 +550,11 @@ class Learner:
         pop = self._pop_vector(table)
         lp = None
         if val_p:
-            lp = self._pop_log.before([p.ts for p in val_p], table.item_ids, pop, self.rep)
+            lp = self.popularity.at([p.ts for p in val_p], table, pop)
         return Validation(self, list(val_p), pop, lp)
 
     def _pop_vector(self, table: ItemTable) -> np.ndarray:
-        return np.array([self._pop.get(i, -np.inf) for i in table.item_ids], np.float64)
+        return self.popularity.vector(table)
 
     def _pub_vector(self, table: ItemTable) -> np.ndarray:
         """Publication times of ``table``'s items (-inf: unknown), cached per catalog."""

@@ -149,6 +149,7 @@ class Round:
             stale=cur.stale,
             context_shift=cur.context_shift,
             text_weight=cur.text_weight,
+            pop_recent_share=cur.pop_recent_share,
         )
 
     # ---- 2. the adapters ---------------------------------------------------------------------
@@ -254,6 +255,7 @@ class RoundLog:
     adapter_update: str = "none"
     context_shift: float = 0.0
     text_weight: float = 1.0
+    pop_recent_share: float = 0.0
     #: live popularity alone on the pairs the candidate is judged on, and whether it was
     #: served instead of the candidate (which it beat)
     m_pop: dict[str, float] | None = None
@@ -295,6 +297,7 @@ class RoundLog:
             "adapter_update": self.adapter_update,
             "context_shift": self.context_shift,
             "text_weight": self.text_weight,
+            "pop_recent_share": self.pop_recent_share,
             "val_hr_popularity": None if self.m_pop is None else round(self.m_pop["hr"], 5),
             "popularity": self.popularity,
             "accepted": self.accepted,

@@ -419,7 +419,7 @@ class CandidateRanker:
         """``bias + prior`` of columns ``cols``: the item-side column of the exact path's
         operands (:meth:`Scorer._operands` with :meth:`Scorer._time_prior`), on these
         columns only; -inf for items not yet published and excluded rows."""
-        prior = rep.pop_prior(sc._pop[cols], now)
+        prior = sc.pop_prior(t, rep, now, cols)
         pub = sc._pub
         if pub is not None:
             p = pub[cols]

@@ -34,7 +34,7 @@ from .config import ScorerConfig
 from .expiry import align_pop, align_ts, realign, stream_time
 from .history import copy_state, flat_weights, item_of
 from .popularity import StreamPopularity
-from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, RankStats, RowAdds, resolve_precision
+from .ranking import MAX_MARGIN, MIN_CELLS, Bf16Ranker, CoocRange, RankStats, RowAdds, resolve_precision
 
 _log = logging.getLogger("driftrec.scorer")
 MAX_COMMENT_CHARS = 512
@@ -114,7 +114,7 @@ class Scorer:
             from ._select import warm
 
             warm()  # batches of the configured size will take the bfloat16 pass
-        self._crange: tuple[Any, float, float, float] | None = None  # (nbr_w, weight, down, up)
+        self._crange = CoocRange()
         self._cand = CandidateRanker(config)  # large catalogs: candidates, then the exact score
         if self._cand.active(len(model.table.item_ids)):
             from ._gather import warm as warm_gather
@@ -387,7 +387,7 @@ class Scorer:
         if self._cand.active(len(m.table.item_ids)):
             return self._cand.rank(self, states, now, k, digits)
         U, hist_idx, hist_w = self._user_vectors(states, now)
-        prior = self._time_prior(m.table, m.rep.pop_prior(self._pop, now), now)
+        prior = self._time_prior(m.table, self.pop_prior(m.table, m.rep, now), now)
         gone = self._cand.excluded(m.table)
         if gone is not None:
             prior[gone] = -np.inf
@@ -413,7 +413,7 @@ class Scorer:
         )
         adds = RowAdds.build(B, cooc_e, seen_rc)
         Ua, X = self._operands(U, m, prior)
-        crange = self._cooc_range(t, m.rep) if cooc else (0.0, 0.0)
+        crange = self._crange(t, m.rep) if cooc else (0.0, 0.0)
         if self._ranker is not None and B * N >= MIN_CELLS and N > k + MAX_MARGIN and crange is not None:
             idx, sc = self._ranker.topk(Ua, X, t.vectors, k, adds, crange)
         else:
@@ -435,6 +435,16 @@ class Scorer:
                 id_rows[b], sc_l[b] = id_rows[b][:n], sc_l[b][:n]
         return U, id_rows, sc_l
 
+    def pop_prior(
+        self, t: ItemTable, rep: Representation, now: int, cols: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The live popularity term of ``t``'s rows at ``now`` (``cols``: those rows only)."""
+        pop, share = self._pop if cols is None else self._pop[cols], t.pop_recent_share
+        if not share:
+            return rep.pop_prior(pop, now)
+        recent = self._popularity.recent_log(t, rep)
+        return rep.pop_prior(pop, now, recent if cols is None else recent[cols], share)
+
     def _time_prior(self, t: ItemTable, prior: np.ndarray, now: int) -> np.ndarray:
         """``prior`` (a fresh array) plus the version's learned freshness prior of each
         item's age at ``now``, and ``-inf`` for items published after ``now`` (not yet
@@ -451,21 +461,6 @@ class Scorer:
         if self._cutoff > -np.inf:  # expired (item_max_age_ms); -inf: no time, never expires
             prior[(pub < self._cutoff) & (pub > -np.inf)] = -np.inf
         return prior
-
-    def _cooc_range(self, t: ItemTable, rep: Representation) -> tuple[float, float] | None:
-        """How far co-engagement can move a score (down, up), for the bfloat16 pass's
-        bound; ``None`` where it is not bounded by the neighbour weights alone (a negative
-        type weight: :func:`driftrec.model.add_cooc` normalises history weights by their sum)."""
-        if any(v < 0 for v in rep.type_weights.values()):
-            return None
-        cached = self._crange
-        if t.nbr_w is None:
-            return 0.0, 0.0
-        w = float(t.cooc_weight)
-        if cached is None or cached[0] is not t.nbr_w or cached[1] != w:
-            ends = (w * float(np.min(t.nbr_w)), w * float(np.max(t.nbr_w)))
-            self._crange = cached = (t.nbr_w, w, max(0.0, -min(ends)), max(0.0, max(ends)))
-        return cached[2], cached[3]
 
     def prepare(self, model: ServingModel) -> None:
         """Build the item-side operands of ``model`` before :meth:`swap` serves it (may run

@@ -1,5 +1,14 @@
 """Item popularity as the scorer keeps it: a decayed count per item in log space, bounded
-by the stream's own clock so that records far ahead of the stream cannot poison it."""
+by the stream's own clock so that records far ahead of the stream cannot poison it.
+
+Two terms (:mod:`driftrec.model.representation`): the long one decays by the clock and is
+shared (the state backend holds it, every scorer adds to it); the recent one decays by
+the events this scorer counts and lives in its memory only. A restarted scorer counts the
+recent term again from nothing: until about a half-life of events
+(``Representation.pop_recent_half_life_events``) has passed, a version that weighs it
+(``ItemTable.pop_recent_share``) ranks mostly by the long term's share. Several scorers
+each count their own partitions' events: the recent term's half-life is then that many
+times longer in time than on one scorer (the ranking it gives is the same in expectation)."""
 
 from __future__ import annotations
 
@@ -8,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from driftrec.model import Representation, logaddexp
+from driftrec.model import ItemTable, Representation, logaddexp
 from driftrec.stream import Event
 
 #: Popularity's time bound (StreamPopularity.update): the stream's clock is the POP_BOUND_RANK-th newest
@@ -23,11 +32,17 @@ POP_SLACK_HALF_LIVES = 3.0
 
 
 class StreamPopularity:
-    """The items' decayed log-popularity (``by_id``) and the stream's clock (``clock``: the
-    latest time an event adds to popularity at; ``None`` before the first batch)."""
+    """The items' decayed log-popularity (``by_id``), their recent popularity
+    (``recent_by_id``, log accumulators of :meth:`Representation.pop_recent_increment`
+    over the ``events`` counted) and the stream's clock (``clock``: the latest time an
+    event adds to popularity at; ``None`` before the first batch)."""
 
     def __init__(self, item_pop: Mapping[str, float] | None = None) -> None:
         self.by_id: dict[str, float] = dict(item_pop or {})
+        self.recent_by_id: dict[str, float] = {}
+        self.events = 0
+        #: the recent term's accumulators of a table's rows: (its item ids, row index, values)
+        self._rows: tuple[list[str], Mapping[str, int], np.ndarray] | None = None
         #: (time, item) of the last POP_CLOCK_EVENTS events, as sent
         self.recent: deque[tuple[int, str]] = deque(maxlen=POP_CLOCK_EVENTS)
         self.clock: int | None = None
@@ -53,11 +68,17 @@ class StreamPopularity:
         by_id = self.by_id
         get = by_id.get
         inc_of = rep.pop_increment
+        rinc_of = rep.pop_recent_increment
+        recent = self.recent_by_id
+        rget = recent.get
+        n = self.events
+        rows = self._rows
+        row_of, racc = (rows[1].get, rows[2]) if rows is not None else (None, None)
         neg_inf = -np.inf
-        recent = self.recent
-        recent.extend((e.ts, e.item_id) for e in events)
+        last = self.recent
+        last.extend((e.ts, e.item_id) for e in events)
         latest: dict[str, int] = {}
-        for ts, item in recent:  # the items' latest times (one point per item)
+        for ts, item in last:  # the items' latest times (one point per item)
             if ts > latest.get(item, -1):
                 latest[item] = ts
         times = np.fromiter(latest.values(), np.float64, count=len(latest))
@@ -73,5 +94,22 @@ class StreamPopularity:
                 added.append((e.user_id, item, inc))
             by_id[item] = new
             touched[item] = new
+            n += 1
+            r = recent[item] = logaddexp(rget(item, neg_inf), rinc_of(e.type, n))
+            if row_of is not None and racc is not None:
+                k = row_of(item)
+                if k is not None:
+                    racc[k] = r
+        self.events = n
         self.clock = cap
         return touched
+
+    def recent_log(self, table: ItemTable, rep: Representation) -> np.ndarray:
+        """The log of the recent popularity of ``table``'s rows now (float64; -inf: none
+        counted since this scorer started)."""
+        rows = self._rows
+        if rows is None or rows[0] is not table.item_ids:
+            get = self.recent_by_id.get
+            acc = np.array([get(i, -np.inf) for i in table.item_ids], np.float64)
+            rows = self._rows = (table.item_ids, table.row_index, acc)
+        return rep.pop_recent_now(rows[2], self.events)

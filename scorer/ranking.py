@@ -37,8 +37,12 @@ from __future__ import annotations
 import functools
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from driftrec.model import ItemTable, Representation
 
 EPS_BF16 = 1.01 * 2.0**-8
 #: The smallest score matrix (rows x columns) worth a bfloat16 pass.
@@ -283,3 +287,24 @@ class Bf16Ranker:
         self.stats.rows += B
         self.stats.fallback_rows += int(redo.size)
         return idx_n, val_n
+
+
+class CoocRange:
+    """How far co-engagement can move a score (down, up), for the bfloat16 pass's bound;
+    ``None`` where it is not bounded by the neighbour weights alone (a negative type
+    weight: :func:`driftrec.model.add_cooc` normalises history weights by their sum).
+    Kept for the table's neighbour weights it was computed from."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[Any, float, float, float] | None = None  # (nbr_w, weight, down, up)
+
+    def __call__(self, t: ItemTable, rep: Representation) -> tuple[float, float] | None:
+        if any(v < 0 for v in rep.type_weights.values()):
+            return None
+        if t.nbr_w is None:
+            return 0.0, 0.0
+        w, cached = float(t.cooc_weight), self._cached
+        if cached is None or cached[0] is not t.nbr_w or cached[1] != w:
+            ends = (w * float(np.min(t.nbr_w)), w * float(np.max(t.nbr_w)))
+            self._cached = cached = (t.nbr_w, w, max(0.0, -min(ends)), max(0.0, max(ends)))
+        return cached[2], cached[3]

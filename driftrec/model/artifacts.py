@@ -119,6 +119,8 @@ def write_artifact(
         arrays["context_shift"] = np.array([items.context_shift], np.float64)
     if items.text_weight != 1.0:
         arrays["text_weight"] = np.array([items.text_weight], np.float64)
+    if items.pop_recent_share:
+        arrays["pop_recent_share"] = np.array([items.pop_recent_share], np.float64)
     if items.stale is not None:
         arrays["stale"] = items.stale.astype(np.uint8)
     save_np(arrays, str(tmp / FILES[2]))
@@ -239,6 +241,7 @@ def load_artifact(
         aw = arrays.get("age_weight")
         cs = arrays.get("context_shift")
         tw = arrays.get("text_weight")
+        rs = arrays.get("pop_recent_share")
         text, residual, context = arrays["text"], arrays["residual"], arrays["context"]
         table = ItemTable(
             ids,
@@ -255,6 +258,7 @@ def load_artifact(
             None if arrays.get("stale") is None else arrays["stale"] != 0,
             float(cs[0]) if cs is not None else 0.0,
             float(tw[0]) if tw is not None else 1.0,
+            float(rs[0]) if rs is not None else 0.0,
         )
     except ArtifactError as exc:
         raise ArtifactError(str(exc), "bad_tensor") from exc

@@ -3,7 +3,10 @@
 user vector  u = sum_j w_j * v(item_j) / sum_j w_j  over the user's recent history, with
              w_j = type_weight * 0.5 ** (age_j / half_life) * position_decay ** (rank from newest)
              plus comment texts (encoded) as extra evidence
-score(i)     = u . v_i / temperature + bias_i + pop_weight * log1p(recent_popularity_i)
+score(i)     = u . v_i / temperature + bias_i
+             + pop_weight * ((1 - s) * log1p(popularity_i) + s * log1p(recent_popularity_i))
+             popularity decays by the clock (pop_half_life_ms), recent popularity by events
+             (pop_recent_half_life_events); s is the version's ItemTable.pop_recent_share
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ class Representation:
     comment_weight: float = 1.0
     temperature: float = 0.1
     pop_weight: float = 0.5
+    #: the long popularity term decays by the stream's clock: half its weight after a day
     pop_half_life_ms: float = 24 * 3600 * 1000.0
+    #: the recent popularity term decays by events (the ones that count it): half its
+    #: weight after this many, whatever the stream's pace (a replay as a live stream). How
+    #: much of the popularity term it is: ``ItemTable.pop_recent_share``, fitted on
+    #: validation (``LearnerConfig.pop_recent_shares``)
+    pop_recent_half_life_events: float = 5000.0
 
     def __post_init__(self) -> None:
         from .errors import ModelError
@@ -41,6 +50,8 @@ class Representation:
             raise ModelError("position_decay must be in (0, 1]")
         if self.half_life_ms <= 0 or self.pop_half_life_ms <= 0:
             raise ModelError("half-lives must be > 0 ms")
+        if not self.pop_recent_half_life_events >= 1:
+            raise ModelError("pop_recent_half_life_events must be >= 1")
         if self.temperature <= 0:
             raise ModelError("temperature must be > 0")
 
@@ -65,8 +76,25 @@ class Representation:
         """Log-space increment of an item's decayed popularity for one event."""
         return math.log(max(self.type_weights.get(etype, 1.0), 1e-6)) + LN2 * ts / self.pop_half_life_ms
 
-    def pop_prior(self, log_acc: np.ndarray, now: int) -> np.ndarray:
-        """``pop_weight * log1p(popularity at now)`` from log accumulators (-inf = never seen).
+    def pop_recent_increment(self, etype: str, n: int) -> float:
+        """Log-space increment of an item's recent popularity for one event, the ``n``-th
+        (from 1) of the events that count it: its full weight after ``n`` events."""
+        return (
+            math.log(max(self.type_weights.get(etype, 1.0), 1e-6))
+            + LN2 * n / self.pop_recent_half_life_events
+        )
+
+    def pop_recent_now(self, log_acc: np.ndarray, n: int) -> np.ndarray:
+        """The log of each item's recent popularity after ``n`` events, from the log
+        accumulators of :meth:`pop_recent_increment` (-inf = never seen)."""
+        return np.asarray(log_acc, np.float64) - LN2 * n / self.pop_recent_half_life_events
+
+    def pop_prior(
+        self, log_acc: np.ndarray, now: int, recent: np.ndarray | None = None, share: float = 0.0
+    ) -> np.ndarray:
+        """``pop_weight * log1p(popularity at now)`` from log accumulators (-inf = never seen);
+        with ``recent`` (the log of each item's recent popularity: :meth:`pop_recent_now`)
+        and ``share`` > 0, that share of the term is recent popularity instead.
 
         Examples
         --------
@@ -74,11 +102,16 @@ class Representation:
         >>> acc = np.array([-np.inf, r.pop_increment("click", 0)])
         >>> [round(float(x), 3) for x in r.pop_prior(acc, now=1000)]
         [0.0, 0.405]
+        >>> [round(float(x), 3) for x in r.pop_prior(acc, 1000, np.array([np.log(3.0), -np.inf]), share=0.5)]
+        [0.693, 0.203]
         """
         if self.pop_weight == 0:
             return np.zeros(len(log_acc), np.float32)
         x = log_acc - LN2 * now / self.pop_half_life_ms
-        return (self.pop_weight * np.logaddexp(0.0, x)).astype(np.float32)
+        if not share or recent is None:
+            return (self.pop_weight * np.logaddexp(0.0, x)).astype(np.float32)
+        mixed: np.ndarray = (1.0 - share) * np.logaddexp(0.0, x) + share * np.logaddexp(0.0, recent)
+        return (self.pop_weight * mixed).astype(np.float32)
 
 
 def logaddexp(x: float, y: float) -> float:

@@ -49,7 +49,11 @@ class ItemTable:
       times ``text + residual``) against the rest of the score (bias, live popularity,
       freshness, co-engagement); chosen on validation (``LearnerConfig.text_weights``): a
       catalog whose text says little about what users engage is served mostly by its
-      popularity. 0: the text term is off.
+      popularity. 0: the text term is off;
+    - ``pop_recent_share``: how much of the live popularity term is recent popularity
+      (decayed by events, ``Representation.pop_recent_half_life_events``) rather than the
+      long one (decayed by the clock, ``pop_half_life_ms``), in [0, 1]; chosen on
+      validation (``LearnerConfig.pop_recent_shares``). 0: the long term alone.
     """
 
     item_ids: list[str]
@@ -66,6 +70,7 @@ class ItemTable:
     stale: np.ndarray | None = None
     context_shift: float = 0.0
     text_weight: float = 1.0
+    pop_recent_share: float = 0.0
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +122,8 @@ class ItemTable:
             raise ArtifactError(f"item table context_shift {self.context_shift!r} is not in [0, 4]")
         if not (math.isfinite(self.text_weight) and 0.0 <= self.text_weight <= 16.0):
             raise ArtifactError(f"item table text_weight {self.text_weight!r} is not in [0, 16]")
+        if not (math.isfinite(self.pop_recent_share) and 0.0 <= self.pop_recent_share <= 1.0):
+            raise ArtifactError(f"item table pop_recent_share {self.pop_recent_share!r} is not in [0, 1]")
         if e is not None:
             self.age_edges = np.asarray(e, np.float64)
             self.age_lograte = np.asarray(g, np.float32)
@@ -311,6 +318,7 @@ class ItemTable:
             st,
             self.context_shift,
             self.text_weight,
+            self.pop_recent_share,
         )
 
     def with_text(self, rows: np.ndarray, text: np.ndarray) -> ItemTable:
@@ -342,6 +350,14 @@ class ItemTable:
         ([[0.5, 1.0]], [[1.0, 2.0]])
         """
         return replace(self, text_weight=float(weight))
+
+    def with_pop_recent_share(self, share: float) -> ItemTable:
+        """The same item parts with another mix of the popularity term (``pop_recent_share``).
+
+        >>> ItemTable.from_text(["a"], np.ones((1, 2), np.float32)).with_pop_recent_share(0.5).pop_recent_share
+        0.5
+        """
+        return replace(self, pop_recent_share=float(share))
 
     def with_cooc(self, nbr_idx: np.ndarray | None, nbr_w: np.ndarray | None, weight: float) -> ItemTable:
         """The same item parts with other co-engagement neighbours and weight."""

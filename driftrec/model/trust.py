@@ -44,7 +44,7 @@ REJECT_REASONS: dict[str, str] = {
     "bad_tensor": "a tensor holds NaN/inf or has a shape that disagrees with the catalog",
     "bad_index": "a co-engagement neighbour index is outside the item table",
     "out_of_range": "a value is beyond what training can produce (VALUE_RANGES: biases, row norms, "
-    "co-engagement and freshness weights, the age curve, the context shift)",
+    "co-engagement and freshness weights, the age curve, the context shift, the blend)",
     "load_error": "a file cannot be parsed or loaded",
 }
 
@@ -70,7 +70,9 @@ SIGNATURE_PREFIX = "hmac-sha256:"
 #: - ``age_lograte``: ``log((n_b + 1) / (exposure_b + 1/r0) / r0)``, within
 #:   +-log(pairs + 1) (about 16 for a window of 10 million);
 #: - ``age_edges``: bin starts in ms from 0 (the learner's reach 30 days);
-#: - ``context_shift``: ``LearnerConfig.context_shift``, 0 to 4.
+#: - ``context_shift``: ``LearnerConfig.context_shift``, 0 to 4;
+#: - ``text_weight``: one of ``LearnerConfig.text_weights`` (the config allows 0 to 16);
+#: - ``pop_recent_share``: 0 or one of ``LearnerConfig.pop_recent_shares``, a share: 0 to 1.
 VALUE_RANGES: dict[str, tuple[float, float]] = {
     "text": (0.0, 100.0),
     "residual": (0.0, 100.0),
@@ -82,6 +84,8 @@ VALUE_RANGES: dict[str, tuple[float, float]] = {
     "age_lograte": (-50.0, 50.0),
     "age_edges": (0.0, 1e14),
     "context_shift": (0.0, 4.0),
+    "text_weight": (0.0, 16.0),
+    "pop_recent_share": (0.0, 1.0),
 }
 #: The arrays whose rows' L2 norms :data:`VALUE_RANGES` bounds (the others: every value).
 _ROW_NORMS = ("text", "residual", "context")
@@ -421,6 +425,7 @@ _TABLE_FLOATS = (
     "age_weight",
     "context_shift",
     "text_weight",
+    "pop_recent_share",
 )
 
 
@@ -461,7 +466,7 @@ def check_arrays(
             raise ArtifactError(f"artifact {version}: {k} has dtype {a.dtype}, not float", "bad_tensor")
         if not np.isfinite(a).all():
             raise ArtifactError(f"artifact {version}: {k} holds NaN or infinite values", "bad_tensor")
-    for k in ("cooc_weight", "age_weight", "context_shift", "text_weight"):
+    for k in ("cooc_weight", "age_weight", "context_shift", "text_weight", "pop_recent_share"):
         if arrays.get(k) is not None and arrays[k].size != 1:
             raise ArtifactError(f"artifact {version}: {k} must hold one value", "bad_tensor")
     check_ranges(version, arrays)

@@ -26,9 +26,9 @@ def _learner(n: int = 8, max_age: int = 3 * DAY) -> Learner:
 def test_learner_drops_expired_targets_popularity_and_rows() -> None:
     lr = _learner()
     lr.observe_many([Event(f"a{k}", "like", f"u{k % 3}", f"i{k % 2}", k) for k in range(6)])
-    assert lr.expiry is not None and lr.expiry.expired == 0 and "i0" in lr._pop
+    assert lr.expiry is not None and lr.expiry.expired == 0 and "i0" in lr.popularity.acc
     lr.observe_many([Event(f"b{k}", "like", f"u{k % 3}", "i5", 3 * DAY + k) for k in range(6)])
-    assert lr.expiry.expired == 1 and "i0" in lr.removed and "i0" not in lr._pop  # i0 (day 0)
+    assert lr.expiry.expired == 1 and "i0" in lr.removed and "i0" not in lr.popularity.acc  # i0 (day 0)
     pairs, _ = lr._window_pairs()
     assert pairs and all(p.target != "i0" for p in pairs)
     assert "i0" in lr.table.item_ids  # one row of eight: not compacted yet

@@ -195,10 +195,10 @@ def test_a_swapped_in_version_finds_its_item_side_prepared(tmp_path) -> None:
 def test_co_engagement_range_follows_the_weight_with_the_same_neighbours() -> None:
     m = _model(neg=True)
     s = Scorer(ScorerConfig(rank_precision="bfloat16"), m)
-    lo, hi = s._cooc_range(m.table, m.rep)
+    lo, hi = s._crange(m.table, m.rep)
     assert lo > 0 and hi > 0
     t2 = m.table.with_cooc(m.table.nbr_idx, m.table.nbr_w, 8.0)  # the same arrays, weight 4x
-    lo2, hi2 = s._cooc_range(t2, m.rep)
+    lo2, hi2 = s._crange(t2, m.rep)
     assert lo2 == pytest.approx(4 * lo) and hi2 == pytest.approx(4 * hi)
 
 
