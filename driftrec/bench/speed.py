@@ -237,7 +237,8 @@ def bench_reencode(
     from the rows re-encoded so far (``extrapolated``: true). ``precision``, ``batching``:
     how the scorer re-encodes (``ScorerConfig.reencode_precision``/``reencode_batching``);
     ``first_rows_s``: seconds from the swap until the ``first_rows`` most urgent rows (newest and
-    most engaged at the swap) all serve the new version."""
+    most engaged at the swap) all serve the new version; ``newest_rows_s``: until the
+    ``first_rows`` newest do."""
     import torch
 
     from driftrec.app.system import build_scorer, build_swaps, load_encoder
@@ -310,12 +311,15 @@ def bench_reencode(
     t_swap = time.perf_counter()
     deadline = t_swap + limit_s
     urgent = priority_order(sc.publication_times, sc.popularity, n_items)[: min(first_rows, n_items)]
+    newest = np.argsort(-np.asarray(sc.publication_times), kind="stable")[: min(first_rows, n_items)]
     first_s: list[float] = []
+    newest_s: list[float] = []
 
     def done_or_late() -> bool:
         st = sc.model.table.stale
-        if not first_s and (st is None or not st[urgent].any()):
-            first_s.append(time.perf_counter() - t_swap)
+        for rows, at in ((urgent, first_s), (newest, newest_s)):
+            if not at and (st is None or not st[rows].any()):
+                at.append(time.perf_counter() - t_swap)
         return st is None or time.perf_counter() > deadline
 
     # one batch at least: a fast re-encode still gets a figure
@@ -349,6 +353,7 @@ def bench_reencode(
         "full_catalog_s": round(full_s, 3),
         "first_rows": len(urgent),
         "first_rows_s": round(first_s[0], 3) if first_s else None,
+        "newest_rows_s": round(newest_s[0], 3) if newest_s else None,
         "events_per_s_before": round(n_before / s_before, 0),
         "events_per_s_during": round(n_during / s_during, 0) if s_during > 0 else None,
         "batch_max_ms_before": round(worst_before, 1),

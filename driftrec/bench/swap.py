@@ -18,7 +18,9 @@ one is doing, as the scorer service submits every announcement it reads: one tha
 while another version is being prepared waits as the next one (:meth:`SwapManager.submit`
 returns at once) and is prepared once the one in progress serves; a later one supersedes
 it (``superseded``). ``memory``: what the scorer holds by part at the end
-(:mod:`driftrec.bench.memory`).
+(:mod:`driftrec.bench.memory`). ``serving_peak_rss_mb``: the peak from the stream's start
+(the scorer serving, loading and swapping versions; Linux), apart from the bench's writing
+of the versions before it (``peak_rss_mb``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .memory import memory_breakdown
-from .speed import _events, _peak_rss_mb, _unit
+from .speed import _events, _peak_rss_mb, _unit, peak_rss_since_reset_mb, reset_peak_rss
 
 
 def _versions(table: Any, swaps: int, store: str) -> list[dict[str, Any]]:
@@ -152,6 +154,7 @@ def _run(
     evs = _events(np.random.default_rng(seed + 2), n_events, n_users, n_items)
     gc.collect()
     gc.freeze()  # the generated stream stays out of the collector's walks (as a service's input would)
+    reset_peak_rss()  # from here on: the scorer serving and swapping (the versions' writing is the bench's)
     n_batches = -(-n_events // batch)
     due = [int((v + 1) * n_batches / (swaps + 1)) for v in range(swaps)]
     users: dict[str, Any] = {}
@@ -232,7 +235,8 @@ def _run(
         "first_batch_after_swap_max_ms": round(float(max(after_swap)), 2) if after_swap else 0.0,
         "batch_p50_ms_while_preparing": round(float(np.median(busy)), 2) if busy.size else None,
         "batch_max_ms_while_preparing": round(float(busy.max()), 2) if busy.size else None,
-        "peak_rss_mb": round(_peak_rss_mb(), 0),
+        "peak_rss_mb": round(_peak_rss_mb(), 0),  # the process, the versions' writing included
+        "serving_peak_rss_mb": None if (p := peak_rss_since_reset_mb()) is None else round(p, 0),
     }
     if first_build_s is not None:
         st = sc.candidates.stats

@@ -137,8 +137,8 @@ class ItemTable:
                 self.stale = None
         self._index = {i: k for k, i in enumerate(self.item_ids)}
         if self.has_residual:
-            v = self.text + self.residual
-            self.vectors: np.ndarray = v if v.dtype == np.float32 else v.astype(np.float32)
+            v = self.text + self.residual  # float16 where both are (a table stored so)
+            self.vectors: np.ndarray = v if v.dtype in (np.float32, np.float16) else v.astype(np.float32)
         else:  # text + 0: the text rows themselves
             self.vectors = as32
         if self.text_weight != 1.0:  # a new array (in the rows' own precision): the text stays
@@ -150,9 +150,9 @@ class ItemTable:
     def stored(self, dtype: str = "float32") -> ItemTable:
         """This table with its text and context rows held in ``dtype``: ``float32`` (as
         every table is made), or ``float16`` (half the memory; the scorer's
-        ``ScorerConfig.item_storage``): the vectors are then the float16 text where
-        nothing was learned, else text + residual in float32, and every number computed
-        from them is rounded so. Itself where it is held so already.
+        ``ScorerConfig.item_storage``): the learned residual too, and the vectors are then
+        the float16 text where nothing was learned, else text + residual in float16; every
+        number computed from them is rounded so. Itself where it is held so already.
 
         >>> t = ItemTable.from_text(["a"], np.array([[0.1, 0.2]], np.float32)).stored("float16")
         >>> t.text.dtype.name, t.vectors is t.text, t.context is t.text, t.vectors.tolist()
@@ -164,11 +164,13 @@ class ItemTable:
             raise ValueError(f"item storage {dtype!r}: float32 or float16")
         dt = np.dtype(dtype)
         assert self.context is not None
-        if self.text.dtype == dt and self.context.dtype == dt:
+        learned = self.has_residual
+        if self.text.dtype == dt and self.context.dtype == dt and (not learned or self.residual.dtype == dt):
             return self
         text = np.ascontiguousarray(self.text, dt)
         context = text if self.context is self.text else np.ascontiguousarray(self.context, dt)
-        return replace(self, text=text, context=context)
+        residual = np.ascontiguousarray(self.residual, dt) if learned else self.residual
+        return replace(self, text=text, residual=residual, context=context)
 
     @property
     def has_residual(self) -> bool:

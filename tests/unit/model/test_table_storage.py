@@ -215,10 +215,11 @@ def test_float16_storage_is_the_float32_table_of_its_rounded_rows() -> None:
     same = ItemTable.from_text(ids, half.text.astype(np.float32))  # what half holds, in float32
     idx, w = rng.integers(-1, 50, (7, 9)), rng.random((7, 9)).astype(np.float32)
     assert np.array_equal(user_vectors(idx, w, half.context), user_vectors(idx, w, same.context))
-    # a learned residual: vectors in float32 from the rounded text; derived tables stay float16
+    # a learned residual: held in float16 too, and the vectors the float16 sum; derived
+    # tables stay float16
     learned = ItemTable(ids, base.text, unit(rng, 50) * 0.1, base.bias, unit(rng, 50)).stored("float16")
-    assert learned.vectors.dtype == np.float32 and learned.context.dtype == np.float16
-    assert np.array_equal(learned.vectors, learned.text.astype(np.float32) + learned.residual)
+    assert learned.vectors.dtype == learned.residual.dtype == learned.context.dtype == np.float16
+    assert np.array_equal(learned.vectors, learned.text + learned.residual)
     more = learned.with_items(["i0", "new"], unit(rng, 2)).with_text(np.array([3]), unit(rng, 1))
     assert more.text.dtype == more.context.dtype == np.float16 and len(more.item_ids) == 51
     with pytest.raises(ValueError):
@@ -242,3 +243,18 @@ def test_a_float16_scorer_ranks_as_float32_over_the_rounded_rows() -> None:
         sc = Scorer(ScorerConfig(rank_precision="float32"), ServingModel("v", t, Representation()))
         out.append(sc.learn_many(events, {}).recs)
     assert out[0] == out[1] and out[0]
+
+
+def test_a_learned_version_stored_in_float16_holds_its_residual_and_vectors_so() -> None:
+    rng = np.random.default_rng(0)
+    text = rng.standard_normal((50, 8)).astype(np.float32)
+    res = np.zeros_like(text)
+    res[:5] = 0.01 * rng.standard_normal((5, 8))  # learned rows, the rest zero
+    t = ItemTable([f"i{j}" for j in range(50)], text, res, np.zeros(50, np.float32), text)
+    h = t.stored("float16")
+    assert h.text.dtype == h.residual.dtype == h.vectors.dtype == np.float16
+    assert h.vectors.nbytes == t.vectors.nbytes // 2  # no float32 copy kept
+    np.testing.assert_allclose(h.vectors, t.vectors, atol=2e-3)
+    grown = h.with_items(["new"], np.ones((1, 8), np.float32))
+    assert grown.vectors.dtype == np.float16 and grown.residual[-1].tolist() == [0.0] * 8
+    assert h.stored("float16") is h and h.stored("float32").vectors.dtype == np.float32

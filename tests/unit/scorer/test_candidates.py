@@ -4,12 +4,11 @@ malformed vectors."""
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from item_vectors import D, HashEncoder, unit_rows
 
 from driftrec.model import ItemTable, Representation
 from driftrec.scorer import Scorer, ScorerConfig, ScorerConfigError, ServingModel
@@ -18,26 +17,6 @@ from driftrec.scorer.ann import AnnIndex, padded_dim
 from driftrec.scorer.candidates import recall_at_k
 from driftrec.state import UserState
 from driftrec.stream import Event, Item
-
-D = 16
-
-
-def _unit(rng: np.random.Generator, n: int, d: int = D) -> np.ndarray:
-    x = rng.standard_normal((n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-class HashEncoder:
-    """Deterministic vectors from the text (``nan`` in the text: a malformed vector)."""
-
-    def encode(self, texts: list[str], base: bool = False) -> np.ndarray:
-        out = np.empty((len(texts), D), np.float32)
-        for i, t in enumerate(texts):
-            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
-            out[i] = _unit(np.random.default_rng(seed), 1)[0]
-            if "nan" in t:
-                out[i, 0] = np.nan
-        return out
 
 
 def _scorer(table: ItemTable, rep: Representation | None = None, **cfg: object) -> Scorer:
@@ -62,7 +41,7 @@ def _warm(sc: Scorer, n_items: int, n_users: int, n_events: int, seed: int = 1) 
 def test_recall_against_exact_on_a_random_catalog() -> None:
     rng = np.random.default_rng(0)
     n = 8000
-    t = ItemTable.from_text([f"i{j}" for j in range(n)], _unit(rng, n))
+    t = ItemTable.from_text([f"i{j}" for j in range(n)], unit_rows(rng, n))
     t = t.with_cooc(rng.integers(0, n, (n, 8)).astype(np.int32), rng.random((n, 8)).astype(np.float32), 0.5)
     # the index is searched on u.v / temperature + bias alone: an item that ranks on the
     # popularity it has and its neighbours lack can be missed; a deeper scan finds more
@@ -87,7 +66,7 @@ def test_recall_against_exact_on_a_random_catalog() -> None:
 
 def test_auto_uses_the_index_only_from_exact_below() -> None:
     rng = np.random.default_rng(0)
-    t = ItemTable.from_text([f"i{j}" for j in range(100)], _unit(rng, 100))
+    t = ItemTable.from_text([f"i{j}" for j in range(100)], unit_rows(rng, 100))
     assert not _scorer(t, candidates="auto").candidates.active(100)
     assert _scorer(t, candidates="auto", exact_below=100).candidates.active(100)
     assert not _scorer(t, candidates="exact", exact_below=0).candidates.active(10**7)
@@ -100,7 +79,7 @@ def test_auto_uses_the_index_only_from_exact_below() -> None:
 def test_fresh_items_surface_without_index_or_engagement() -> None:
     rng = np.random.default_rng(0)
     n, now = 400, 10_000_000
-    vec = _unit(rng, n)
+    vec = unit_rows(rng, n)
     vec[1] = vec[0]  # i1 is what the user's history (i0) points at
     vec[2] = vec[0]  # and so is i2, but it is old
     t = ItemTable.from_text([f"i{j}" for j in range(n)], vec)
@@ -127,7 +106,7 @@ def test_items_published_over_time_take_no_index_slot(prepared: bool) -> None:
     rng = np.random.default_rng(3)
     n, day = 300, 86_400_000
     ids = [f"i{j}" for j in range(n)]
-    t = ItemTable.from_text(ids, _unit(rng, n))
+    t = ItemTable.from_text(ids, unit_rows(rng, n))
     t = ItemTable(ids, t.text, t.residual, rng.normal(0, 0.3, n).astype(np.float32), t.context)
     sc = Scorer(
         ScorerConfig(top_k=10, candidates="index", ann_k=12, popular_k=0, fresh_ms=0),
@@ -167,13 +146,13 @@ def test_items_published_over_time_take_no_index_slot(prepared: bool) -> None:
 def test_malformed_vectors_never_reach_a_user() -> None:
     rng = np.random.default_rng(0)
     n = 300
-    vec = _unit(rng, n)
+    vec = unit_rows(rng, n)
     bias = np.zeros(n, np.float32)
     vec[5] = np.nan
     vec[6, 3] = np.inf
     bias[7] = np.nan
     t = ItemTable(
-        [f"i{j}" for j in range(n)], vec, np.zeros_like(vec), bias, _unit(rng, n)
+        [f"i{j}" for j in range(n)], vec, np.zeros_like(vec), bias, unit_rows(rng, n)
     )  # context finite: users are built from it
     nbr = np.tile(np.array([[5, 6, 7]], np.int32), (n, 1))  # co-engagement points at them too
     t = t.with_cooc(nbr, np.ones((n, 3), np.float32), 5.0)
@@ -185,7 +164,7 @@ def test_malformed_vectors_never_reach_a_user() -> None:
         assert all(np.isfinite(s) for _, s in ranked)
     # an item whose encoded vector is malformed is not added (either path)
     for mode in ("index", "exact"):
-        s2 = _scorer(ItemTable.from_text(["a", "b"], _unit(rng, 2)), candidates=mode)
+        s2 = _scorer(ItemTable.from_text(["a", "b"], unit_rows(rng, 2)), candidates=mode)
         assert s2.add_items([Item("x", "nan text", ts=0), Item("y", "fine", ts=0)]) == 1
         assert s2.model.table.index("x") < 0 and s2.model.table.index("y") >= 0
 
@@ -193,7 +172,7 @@ def test_malformed_vectors_never_reach_a_user() -> None:
 def test_removed_items_are_never_served_on_either_path() -> None:
     rng = np.random.default_rng(0)
     n = 200
-    t = ItemTable.from_text([f"i{j}" for j in range(n)], _unit(rng, n))
+    t = ItemTable.from_text([f"i{j}" for j in range(n)], unit_rows(rng, n))
     for mode in ("exact", "index"):
         sc = _scorer(t, candidates=mode)
         users = _warm(sc, n, 20, 300)
@@ -230,7 +209,7 @@ def test_add_remove_swap_sequences_agree_with_exact(ops: list[tuple[str, object]
     missed), and no removed, unknown or malformed item is served."""
     rng = np.random.default_rng(seed)
     n = 60
-    t = ItemTable.from_text([f"i{j}" for j in range(n)], _unit(rng, n))
+    t = ItemTable.from_text([f"i{j}" for j in range(n)], unit_rows(rng, n))
     t = ItemTable(t.item_ids, t.text, t.residual, rng.normal(0, 0.3, n).astype(np.float32), t.context)
     rep = Representation(pop_weight=0.0)
     sc = _scorer(t, rep, ann_k=4, popular_k=0, fresh_ms=0)
@@ -259,7 +238,7 @@ def test_add_remove_swap_sequences_agree_with_exact(ops: list[tuple[str, object]
                 removed.add(iid)
             elif op == "patch":
                 rows = rng.choice(len(cur.item_ids), min(int(arg), len(cur.item_ids)), replace=False)
-                new = cur.with_text(rows, _unit(rng, len(rows)))
+                new = cur.with_text(rows, unit_rows(rng, len(rows)))
                 bad -= {cur.item_ids[r] for r in rows}  # a finite text again
                 model = ServingModel(sc.model.version, new, rep, HashEncoder())  # type: ignore[arg-type]
                 if int(arg) % 2 == 0:
@@ -306,7 +285,7 @@ def test_add_remove_swap_sequences_agree_with_exact(ops: list[tuple[str, object]
 def test_ann_index_add_remove_and_curve() -> None:
     rng = np.random.default_rng(0)
     n = 5000
-    v = _unit(rng, n)
+    v = unit_rows(rng, n)
     b = np.zeros(n, np.float32)
     idx = AnnIndex.build(v, b, 0.1, recall=0.95, scan=n)
     assert idx.spec.startswith("IVF") and idx.curve[-1][2] >= 0.95
@@ -331,8 +310,8 @@ def test_fast_scan_index_finds_a_topics_neighbours() -> None:
     topics the measured curve climbs (rows misfiled or codes mispacked would keep it flat)."""
     rng = np.random.default_rng(0)
     n, T = 6000, 30
-    centres = _unit(rng, T)
-    v = centres[rng.integers(0, T, n)] * 0.8 + _unit(rng, n) * 0.6
+    centres = unit_rows(rng, T)
+    v = centres[rng.integers(0, T, n)] * 0.8 + unit_rows(rng, n) * 0.6
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     D_idx = padded_dim(D)
     idx = AnnIndex.build(

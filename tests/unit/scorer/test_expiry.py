@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from item_vectors import HashEncoder, unit_rows
 
 from driftrec.model import ItemTable, Representation
 from driftrec.model.expiry import ItemClock, without_rows
@@ -16,29 +17,13 @@ from driftrec.state import UserState
 from driftrec.stream import Event, Item
 
 DAY = 86_400_000
-D = 16
-
-
-def _unit(rng: np.random.Generator, n: int, d: int = D) -> np.ndarray:
-    x = rng.standard_normal((n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-class HashEncoder:
-    """Deterministic vectors from the text."""
-
-    def encode(self, texts: list[str], base: bool = False) -> np.ndarray:
-        out = np.empty((len(texts), D), np.float32)
-        for i, t in enumerate(texts):
-            out[i] = _unit(np.random.default_rng(abs(hash(t)) % 2**32), 1)[0]
-        return out
 
 
 def _scorer(n: int, mode: str, max_age: int = 10 * DAY, seed: int = 0, **cfg: object) -> Scorer:
     """``n`` items, item ``i{j}`` published on day ``j``."""
     rng = np.random.default_rng(seed)
     ids = [f"i{j}" for j in range(n)]
-    t = ItemTable.from_text(ids, _unit(rng, n))
+    t = ItemTable.from_text(ids, unit_rows(rng, n))
     t = ItemTable(ids, t.text, t.residual, rng.normal(0, 0.3, n).astype(np.float32), t.context)
     config = ScorerConfig(top_k=10, candidates=mode, item_max_age_ms=max_age, **cfg)  # type: ignore[arg-type]
     rep = Representation(pop_weight=0.0)
