@@ -57,7 +57,7 @@ def add_parser(sub: Any) -> None:
         "--index-spec",
         default="auto",
         help="the candidate index as a faiss factory string (SCORER_INDEX_SPEC), e.g. "
-        "IVF64,PQ194x4fs to rank a small catalog from product-quantised lists as a large one "
+        "IVF40,PQ386x4fs to rank a small catalog from product-quantised lists as a large one "
         "is; auto: by catalog size (a catalog under 4,096 items gets an exact flat index)",
     )
     p.add_argument(
