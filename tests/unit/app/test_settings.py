@@ -277,5 +277,5 @@ def test_a_product_quantiser_that_does_not_divide_the_width_says_which_would() -
     from driftrec.scorer.ann import AnnIndex
 
     v = np.random.default_rng(0).random((5000, 8)).astype(np.float32)
-    with pytest.raises(ValueError, match="PQ6x4fs"):
+    with pytest.raises(ValueError, match="PQ10x4fs"):
         AnnIndex.build(v, np.zeros(5000, np.float32), 1.0, spec="IVF16,PQ5x4fs")

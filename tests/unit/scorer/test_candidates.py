@@ -314,7 +314,5 @@ def test_fast_scan_index_finds_a_topics_neighbours() -> None:
     v = centres[rng.integers(0, T, n)] * 0.8 + unit_rows(rng, n) * 0.6
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     D_idx = padded_dim(D)
-    idx = AnnIndex.build(
-        v, np.zeros(n, np.float32), 0.1, spec=f"IVF60,PQ{D_idx // 2}x4fs", recall=0.99, scan=n
-    )
+    idx = AnnIndex.build(v, np.zeros(n, np.float32), 0.1, spec=f"IVF60,PQ{D_idx}x4fs", recall=0.99, scan=n)
     assert max(r for _, _, r, _ in idx.curve) >= 0.8
