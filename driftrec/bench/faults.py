@@ -35,7 +35,7 @@ Faults:
 - ``learner_sigkill``: SIGKILL the learner as soon as a training starts, restart it;
 - ``garbage_flood``: as many hostile records as good events (``driftrec bench fuzz``'s
   kinds, only those the decoder must reject), interleaved on the event topics;
-- ``forged_artifacts``: six forged adapter announcements mid-stream (no sha256, a uri outside
+- ``forged_artifacts``: six forged adapter announcements mid-stream, one at a time (no sha256, a uri outside
   the artifact store, a path-traversal version, a wrong checksum, NaN tensors and an
   out-of-range neighbour index behind correct checksums); all must be refused
   (``driftrec_artifacts_rejected_total``) and no update may name a forged version;
@@ -423,18 +423,21 @@ def fault_forged_artifacts(bed: Bed, ctl: Controls, args: FaultArgs) -> dict:
     bed.send_events(first)
     p = bed.start(extra_env={"METRICS_PORT": str(port)})
     bed.wait(lambda: bed.covered() >= len(first) // 2, 300, "a quarter of the stream", p)
-    bed.send(
-        [
-            Message(bed.names.adapters, json.dumps(r).encode(), str(r.get("version", "")).encode())
-            for r in forged
-        ]
-    )
-    bed.send_events(second)
-    bed.wait(lambda: bed.covered() >= len(bed.events), 300, "the stream after the forgeries", p)
 
     def rejected() -> dict[str, float]:
         pat = re.compile(r'driftrec_artifacts_rejected_total\{reason="(\w+)"\}')
         return {m[1]: v for k, v in scrape(port).items() if (m := pat.fullmatch(k)) and v}
+
+    # one at a time, each checked before the next: announcements that come while another is
+    # being prepared are superseded by the newest, unchecked (never served either way)
+    for k, r in enumerate(forged):
+        key = str(r.get("version", "")).encode()
+        bed.send([Message(bed.names.adapters, json.dumps(r).encode(), key)])
+        until = time.monotonic() + 60
+        while sum(rejected().values()) <= k and time.monotonic() < until and p.poll() is None:
+            time.sleep(0.2)
+    bed.send_events(second)
+    bed.wait(lambda: bed.covered() >= len(bed.events), 300, "the stream after the forgeries", p)
 
     deadline = time.monotonic() + 60  # refusals are checked off the hot path
     while sum(rejected().values()) < len(forged) and time.monotonic() < deadline and p.poll() is None:
