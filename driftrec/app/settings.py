@@ -212,7 +212,7 @@ VARS: tuple[Var, ...] = (
         "scorer.index_spec",
         "str",
         _SC.index_spec,
-        "the candidate index as a faiss factory string; auto: by catalog size (docs/performance.md)",
+        "the candidate index as a faiss factory string; auto: by catalog size (docs/catalogs.md)",
         check=checks.index_spec,
         allowed_text=INDEX_SPEC_ALLOWED,
     ),
