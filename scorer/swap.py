@@ -213,6 +213,7 @@ class SwapManager:
                     expect_lora=enc.lora_config if enc is not None else None,
                     store=self.store,
                     key=self.key,
+                    storage=self.scorer.config.storage_for,
                 )
                 table, lora, manifest = art.items, art.lora, dict(art.manifest)
                 table = table.stored(self.scorer.config.storage_for(len(table.item_ids)))

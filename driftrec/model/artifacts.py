@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,18 +166,20 @@ _ROWS = 1 << 14
 
 
 def _all_zero(a: np.ndarray, shape: tuple[int, ...]) -> bool:
-    """Whether ``a`` is a float32 array of ``shape`` whose every element is zero."""
-    return a.dtype == np.float32 and a.shape == shape and not a.any()
+    """Whether ``a`` is a float32 (or narrowed float16) array of ``shape`` whose every
+    element is zero."""
+    return a.dtype in (np.float32, np.float16) and a.shape == shape and not a.any()
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether ``a`` and ``b`` are float32 arrays of equal shape and values.
+    """Whether ``a`` and ``b`` are float arrays of one dtype (float32, or float16 where
+    they were narrowed as read), of equal shape and values.
 
     >>> x = np.arange(6, dtype=np.float32).reshape(3, 2)
     >>> _same(x, x.copy()), _same(x, x + 1), _same(x, x.astype(np.float64))
     (True, False, False)
     """
-    if a.dtype != np.float32 or b.dtype != np.float32 or a.shape != b.shape:
+    if a.dtype != b.dtype or a.dtype not in (np.float32, np.float16) or a.shape != b.shape:
         return False
     return all(np.array_equal(a[s : s + _ROWS], b[s : s + _ROWS]) for s in range(0, len(a), _ROWS))
 
@@ -189,10 +191,16 @@ def load_artifact(
     expect_lora: Mapping[str, Any] | None = None,
     store: str | os.PathLike[str] | None = None,
     key: bytes | str | None = None,
+    storage: Callable[[int], str] | None = None,
 ) -> Artifact:
     """Verify the announcement, checksums, signature, shapes, values and compatibility,
     then load. Raises :class:`ArtifactError` with a ``reason`` of
     :data:`~driftrec.model.trust.REJECT_REASONS`.
+
+    ``storage(n_items)``: how the caller holds the item rows (``float32`` or ``float16``,
+    :meth:`driftrec.scorer.ScorerConfig.storage_for`); float16 rows are narrowed as each
+    is read, so the float32 table is never in memory whole (checked in float16: a row
+    norm within ``VALUE_RANGES`` is exact enough there).
 
     ``store``: the artifact store (``ARTIFACT_DIR``); the ``uri`` must resolve to
     ``<store>/<version>`` (every service passes it; ``None`` skips only that check, for
@@ -203,7 +211,14 @@ def load_artifact(
     from safetensors.torch import load as load_torch
 
     version, path, manifest = verified_manifest(record, store, key)
-    data = read_verified(path, version, manifest, FILES, tensors=FILES[2])
+    narrow = None
+    if storage is not None:
+
+        def narrow(name: str, shape: tuple[int, ...]) -> bool:
+            rows = name in ("text", "residual", "context") and len(shape) == 2
+            return rows and storage(shape[0]) == "float16"
+
+    data = read_verified(path, version, manifest, FILES, tensors=FILES[2], narrow=narrow)
     if expect_base and manifest.get("base_model") != expect_base:
         raise ArtifactError(
             f"artifact {version}: base model {str(manifest.get('base_model'))[:200]!r} "

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,7 @@ def read_verified(
     manifest: Mapping[str, Any],
     names: Sequence[str],
     tensors: str | None = None,
+    narrow: Narrow | None = None,
 ) -> dict[str, Any]:
     """The bytes of each file ``names`` of the artifact at ``path``, each a regular file
     inside it whose sha256 is the one ``manifest`` lists. The file named ``tensors`` (a
@@ -240,7 +241,7 @@ def read_verified(
         h = hashlib.sha256()
         try:
             if f == tensors:
-                data[f] = read_tensors(_inside(path, f), h)
+                data[f] = read_tensors(_inside(path, f), h, narrow)
             else:
                 data[f] = read_inside(path, f)
                 h.update(data[f])
@@ -289,11 +290,17 @@ READ_CHUNK = 1 << 24
 MAX_HEADER = 1 << 26
 
 
-def read_tensors(path: str, h: Any) -> TensorFile:
+#: ``narrow(name, shape)``: whether a float32 tensor is kept in float16 once read
+Narrow = Callable[[str, tuple[int, ...]], bool]
+
+
+def read_tensors(path: str, h: Any, narrow: Narrow | None = None) -> TensorFile:
     """The tensors of the safetensors file at ``path``, each read straight into a writable
     array of its own while ``h`` (a hashlib object) hashes the same bytes, the file's
     every byte: the arrays are exactly the bytes hashed, and the file is in memory once
-    (its bytes and then copies of them took twice its size). Where the file is not what
+    (its bytes and then copies of them took twice its size). A float32 tensor that
+    ``narrow(name, shape)`` names is kept in float16 as soon as it is read (a scorer that
+    holds its rows so never holds the whole float32 table). Where the file is not what
     :func:`safetensors_views` reads, the rest of it is still hashed and the
     :class:`TensorFile` holds the error.
 
@@ -311,7 +318,7 @@ def read_tensors(path: str, h: Any) -> TensorFile:
         arrays: dict[str, np.ndarray] | None = None
         error: ValueError | None = None
         try:
-            arrays = _read_tensors(fh, size, h)
+            arrays = _read_tensors(fh, size, h, narrow)
         except ValueError as exc:  # (json's errors are ValueErrors too)
             error = exc
         except (KeyError, TypeError, RecursionError, OverflowError) as exc:
@@ -321,7 +328,7 @@ def read_tensors(path: str, h: Any) -> TensorFile:
     return TensorFile(arrays, error)
 
 
-def _read_tensors(fh: Any, size: int, h: Any) -> dict[str, np.ndarray]:
+def _read_tensors(fh: Any, size: int, h: Any, narrow: Narrow | None = None) -> dict[str, np.ndarray]:
     def exact(buf: memoryview) -> None:
         for s in range(0, len(buf), READ_CHUNK):
             part = buf[s : s + READ_CHUNK]
@@ -364,6 +371,8 @@ def _read_tensors(fh: Any, size: int, h: Any) -> dict[str, np.ndarray]:
             exact(memoryview(bytearray(begin - pos)))
         a = np.empty(shape, dt)
         exact(memoryview(a.reshape(-1).view(np.uint8).data))
+        if narrow is not None and a.dtype == np.float32 and narrow(name, shape):
+            a = a.astype(np.float16)
         out[name], pos = a, end
     return out
 

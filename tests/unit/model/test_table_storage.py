@@ -258,3 +258,32 @@ def test_a_learned_version_stored_in_float16_holds_its_residual_and_vectors_so()
     grown = h.with_items(["new"], np.ones((1, 8), np.float32))
     assert grown.vectors.dtype == np.float16 and grown.residual[-1].tolist() == [0.0] * 8
     assert h.stored("float16") is h and h.stored("float32").vectors.dtype == np.float32
+
+
+def test_an_artifact_read_for_float16_storage_is_narrowed_as_read_and_still_checked(tmp_path) -> None:
+    from driftrec.model import ArtifactError, load_artifact, write_artifact
+
+    rng = np.random.default_rng(5)
+    n = 200
+    ids = [f"i{j}" for j in range(n)]
+    res = np.zeros((n, 16), np.float32)
+    res[:7] = 0.02 * rng.standard_normal((7, 16))
+    t = ItemTable(ids, unit(rng, n, 16), res, np.zeros(n, np.float32), unit(rng, n, 16))
+    meta = {"from_ts": 0, "to_ts": 1, "n_events": 1}
+    rec = write_artifact(tmp_path, "v1", {}, None, t, "none", meta, {})
+    half = load_artifact(rec, store=tmp_path, storage=lambda n_items: "float16").items
+    whole = load_artifact(rec, store=tmp_path).items.stored("float16")
+    for name in ("text", "residual", "context", "vectors"):
+        got, want = getattr(half, name), getattr(whole, name)
+        assert got.dtype == np.float16 and np.array_equal(got, want), name
+    assert (
+        load_artifact(rec, store=tmp_path, storage=lambda n_items: "float32").items.text.dtype == np.float32
+    )
+    bad = t.text.copy()
+    bad[3, 0] = np.nan
+    rec2 = write_artifact(
+        tmp_path, "v2", {}, None, ItemTable(ids, bad, res, t.bias, t.context), "none", meta, {}
+    )
+    with pytest.raises(ArtifactError) as e:
+        load_artifact(rec2, store=tmp_path, storage=lambda n_items: "float16")
+    assert e.value.reason == "bad_tensor"
