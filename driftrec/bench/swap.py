@@ -97,9 +97,11 @@ def bench_swap(
         table = table.with_cooc(nbr, rng.random((n_items, cooc)).astype(np.float32), 2.0)
         del nbr
     store = tempfile.mkdtemp(prefix="driftrec-bench-swap-")
+    tables = [table]  # _run takes it: the base float32 table is not held while serving
+    del table
     try:
         return _run(
-            table,
+            tables,
             store,
             swaps,
             n_users,
@@ -117,7 +119,7 @@ def bench_swap(
 
 
 def _run(
-    table: Any,
+    tables: list[Any],
     store: str,
     swaps: int,
     n_users: int,
@@ -136,6 +138,7 @@ def _run(
     from driftrec.model import Representation
     from driftrec.scorer import ScorerConfig
 
+    table = tables.pop()
     n_items, dim = table.text.shape
     records = _versions(table, swaps, store)
     cfg = ScorerConfig(rank_precision=precision, batch_size=batch, candidates=candidates)

@@ -473,7 +473,7 @@ def check_arrays(
             continue
         if a.dtype.kind != "f":
             raise ArtifactError(f"artifact {version}: {k} has dtype {a.dtype}, not float", "bad_tensor")
-        if not np.isfinite(a).all():
+        if not all_finite(a):
             raise ArtifactError(f"artifact {version}: {k} holds NaN or infinite values", "bad_tensor")
     for k in ("cooc_weight", "age_weight", "context_shift", "text_weight", "pop_recent_share"):
         if arrays.get(k) is not None and arrays[k].size != 1:
@@ -504,6 +504,35 @@ def check_arrays(
             )
 
 
+#: Rows checked at a time: the checks' float64 and bool temporaries stay a few MB however
+#: large the table (whole, a 1M x 384 table's float64 copy alone is 3 GB).
+CHECK_ROWS = 16_384
+
+
+def row_norms(a: np.ndarray) -> np.ndarray:
+    """The L2 norm of each row of ``a`` (float64), computed a block of rows at a time.
+
+    >>> row_norms(np.array([[3.0, 4.0], [0.0, 0.0]], np.float16)).tolist()
+    [5.0, 0.0]
+    """
+    out = np.empty(a.shape[0], np.float64)
+    for s in range(0, a.shape[0], CHECK_ROWS):
+        b = a[s : s + CHECK_ROWS].astype(np.float64)
+        out[s : s + CHECK_ROWS] = np.sqrt(np.einsum("ij,ij->i", b, b))
+    return out
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every value of ``a`` is finite, checked a block of rows at a time.
+
+    >>> all_finite(np.ones((3, 2), np.float16)), all_finite(np.array([1.0, np.nan]))
+    (True, False)
+    """
+    if a.ndim < 2:
+        return bool(np.isfinite(a).all())
+    return all(bool(np.isfinite(a[s : s + CHECK_ROWS]).all()) for s in range(0, a.shape[0], CHECK_ROWS))
+
+
 def check_ranges(version: str, arrays: Mapping[str, np.ndarray]) -> None:
     """:class:`ArtifactError` (``out_of_range``) when a value, or a row's L2 norm for
     ``text``/``residual``/``context``, is outside :data:`VALUE_RANGES` (finite values only:
@@ -520,7 +549,7 @@ def check_ranges(version: str, arrays: Mapping[str, np.ndarray]) -> None:
         if a is None or a.size == 0:
             continue
         if k in _ROW_NORMS and a.ndim == 2:
-            a = np.linalg.norm(a.astype(np.float64), axis=1)
+            a = row_norms(a)
             what = f"a row of {k} has an L2 norm of"
         else:
             what = f"{k} holds"
