@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,10 +52,6 @@ CURVE_ROWS = 16_384
 #: rows allows this many times as many codes.
 CODES_PER_ROW = 2
 
-
-#: Queries a thread from which a batch's index search is split over threads.
-SPLIT_FROM = 64
-_pool: ThreadPoolExecutor | None = None
 
 #: Doubling ``nprobe`` must add this much recall@10 to be worth it (where the curve is flat,
 #: as on a catalog of random vectors, the index scans one list).
@@ -281,9 +276,8 @@ class AnnIndex:
         :func:`query_side`), best first; -1 where there are fewer."""
         return self.search_lists(Q, k)[0]
 
-    def search_lists(self, Q: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`search`, and the lists each query scanned, best first (None: no lists);
-        ``threads``: the queries are split over this many threads (:meth:`_preassigned`)."""
+    def search_lists(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`search`, and the lists each query scanned, best first (None: no lists)."""
         lists = None
         if self.index.ntotal == 0 or len(Q) == 0:
             return np.full((len(Q), k), -1, np.int64), lists
@@ -299,29 +293,9 @@ class AnnIndex:
             dis = np.einsum("bd,bpd->bp", Q, self.centres[lists])
             faiss = _faiss()
             faiss.extract_index_ivf(self.index).nprobe = p
-            idx = self._preassigned(Q, k, lists, dis, threads)
+            _, idx = self.index.search_preassigned(Q, k, lists, dis)
         out: np.ndarray = idx.astype(np.int64, copy=False)
         return out, lists
-
-    def _preassigned(
-        self, Q: np.ndarray, k: int, lists: np.ndarray, dis: np.ndarray, threads: int
-    ) -> np.ndarray:
-        """faiss's search of the lists ``lists`` (``dis``: their centres' products), the
-        queries split over ``threads`` threads from ``SPLIT_FROM`` queries each on (faiss
-        releases the GIL; its fast-scan search of preassigned lists uses one core however
-        many it is given: half the time of a 1M-item batch went there)."""
-        parts = min(threads, len(Q) // SPLIT_FROM)
-        if parts <= 1:
-            return self.index.search_preassigned(Q, k, lists, dis)[1]
-        global _pool
-        if _pool is None or _pool._max_workers < parts:
-            _pool = ThreadPoolExecutor(parts, thread_name_prefix="driftrec-ann")
-        cuts = np.linspace(0, len(Q), parts + 1).astype(int)
-        futs = [
-            _pool.submit(self.index.search_preassigned, Q[a:b], k, lists[a:b], dis[a:b])
-            for a, b in zip(cuts[:-1], cuts[1:])
-        ]
-        return np.concatenate([f.result()[1] for f in futs])
 
     def add(self, rows: np.ndarray, vectors: np.ndarray, bias: np.ndarray) -> None:
         """(Re)index ``rows`` with their current vector and bias: rows of a longer table,

@@ -456,9 +456,7 @@ class CandidateRanker:
         if st.index is not None and cfg.ann_k:
             # a user's history is what its vector is nearest to: seen items come first
             extra = min(int(lens.max(initial=0)), SEEN_EXTRA)
-            ann, lists = st.index.search_lists(
-                query_side(Ut, st.index.D), cfg.ann_k + extra, torch.get_num_threads()
-            )
+            ann, lists = st.index.search_lists(query_side(Ut, st.index.D), cfg.ann_k + extra)
             lp = self._list_popular(sc, st.index) if lists is not None else None
             if lp is not None and lists is not None:
                 ann = np.concatenate(

@@ -316,23 +316,3 @@ def test_fast_scan_index_finds_a_topics_neighbours() -> None:
     D_idx = padded_dim(D)
     idx = AnnIndex.build(v, np.zeros(n, np.float32), 0.1, spec=f"IVF60,PQ{D_idx}x4fs", recall=0.99, scan=n)
     assert max(r for _, _, r, _ in idx.curve) >= 0.8
-
-
-@pytest.mark.parametrize("spec", ["IVF40,Flat", f"IVF40,PQ{padded_dim(D)}x4fs"])
-def test_index_search_split_over_threads_finds_the_same_rows(spec: str) -> None:
-    """A batch's queries searched in parts on several threads get the rows one search gets."""
-    from driftrec.scorer import ann
-
-    rng = np.random.default_rng(1)
-    n = 4000
-    v = unit_rows(rng, n)
-    idx = AnnIndex.build(v, rng.standard_normal(n).astype(np.float32) * 0.1, 0.1, spec=spec, scan=n)
-    idx.nprobe = 3
-    Q = np.zeros((3 * ann.SPLIT_FROM + 5, idx.D), np.float32)
-    Q[:, :D] = unit_rows(rng, len(Q)) * 10
-    Q[:, D] = 1
-    one, lists1 = idx.search_lists(Q, 20, threads=1)
-    split, lists2 = idx.search_lists(Q, 20, threads=3)
-    assert lists1 is not None and lists2 is not None
-    assert np.array_equal(lists1, lists2)
-    assert np.array_equal(one, split)
