@@ -226,3 +226,22 @@ def test_load_artifact_checks_without_a_store_too(tmp_path: Path):
     with pytest.raises(ArtifactError) as ei:
         load_artifact({k: v for k, v in rec.items() if k != "sha256"})
     assert ei.value.reason == "missing_sha256"
+
+
+def test_checks_by_blocks_of_rows_find_a_bad_row_past_the_first_block() -> None:
+    """The row norms and the finiteness are checked a block of rows at a time (no float64
+    copy of a whole table): a bad row in a later block is still found, and named."""
+    from driftrec.model import ArtifactError
+    from driftrec.model.trust import CHECK_ROWS, all_finite, check_ranges, row_norms
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((CHECK_ROWS + 37, 8)).astype(np.float16)
+    assert np.allclose(row_norms(a), np.linalg.norm(a.astype(np.float64), axis=1))
+    assert all_finite(a)
+    b = a.copy()
+    b[CHECK_ROWS + 5, 3] = np.nan
+    assert not all_finite(b)
+    c = a.copy()
+    c[CHECK_ROWS + 9] = 1000.0
+    with pytest.raises(ArtifactError, match=f"row {CHECK_ROWS + 9}"):
+        check_ranges("v1", {"text": c})
