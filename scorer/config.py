@@ -11,6 +11,9 @@ from .errors import ScorerConfigError
 #: or lists of vectors, 8-bit scalars or product-quantised codes).
 INDEX_SPEC = re.compile(r"auto|Flat|IVF[1-9][0-9]{0,5},(Flat|SQ8|SQfp16|PQ[1-9][0-9]{0,3}(x4fs|x8)?)")
 INDEX_SPEC_ALLOWED = "auto, Flat, or IVF<lists>,<codes> with codes Flat, SQ8, SQfp16, PQ<m>x8 or PQ<m>x4fs"
+#: ``candidates`` (SCORER_CANDIDATES) and ``item_storage`` (SCORER_ITEM_STORAGE) values.
+CANDIDATE_MODES = ("auto", "exact", "index")
+ITEM_STORAGES = ("auto", "float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class ScorerConfig:
             raise ScorerConfigError("SCORER_COMMENTS must be sync, async or off")
         if self.rank_precision not in ("auto", "float32", "bfloat16"):
             raise ScorerConfigError("SCORER_RANK_PRECISION must be auto, float32 or bfloat16")
-        if self.candidates not in ("auto", "exact", "index"):
+        if self.candidates not in CANDIDATE_MODES:
             raise ScorerConfigError("SCORER_CANDIDATES must be auto, exact or index")
         if (
             min(self.exact_below, self.ann_k, self.ann_scan, self.popular_k, self.fresh_ms, self.fresh_max)
@@ -91,7 +94,7 @@ class ScorerConfig:
             raise ScorerConfigError("the re-encoding precision must be float32 or bfloat16")
         if self.reencode_batching not in ("tokens", "chars"):
             raise ScorerConfigError("the re-encoding batching must be tokens or chars")
-        if self.item_storage not in ("auto", "float32", "float16"):
+        if self.item_storage not in ITEM_STORAGES:
             raise ScorerConfigError("SCORER_ITEM_STORAGE must be auto, float32 or float16")
         if self.item_max_age_ms < 0:
             raise ScorerConfigError("ITEM_MAX_AGE_DAYS must be >= 0")

@@ -28,7 +28,7 @@ from typing import Any
 from driftrec.learner import LearnerConfig
 from driftrec.model import Representation
 from driftrec.scorer import ScorerConfig
-from driftrec.scorer.config import INDEX_SPEC_ALLOWED
+from driftrec.scorer.config import CANDIDATE_MODES, INDEX_SPEC_ALLOWED, ITEM_STORAGES
 from driftrec.stream import KafkaSecurity, StreamConfigError, TimeBounds
 
 from . import checks
@@ -178,7 +178,7 @@ VARS: tuple[Var, ...] = (
         _SC.item_storage,
         f"served item rows: float32, float16 (half the memory) or auto (float16 from {_SC.exact_below:,} "
         "items on, as the candidate path)",
-        choices=("auto", "float32", "float16"),
+        choices=ITEM_STORAGES,
     ),
     Var(
         "SCORER_CANDIDATES",
@@ -187,7 +187,7 @@ VARS: tuple[Var, ...] = (
         _SC.candidates,
         "exact scores every item; index ranks candidates (ANN index, fresh, co-engaged, popular "
         "items) with the same score; auto: index from SCORER_EXACT_BELOW items on",
-        choices=("auto", "exact", "index"),
+        choices=CANDIDATE_MODES,
     ),
     Var(
         "SCORER_EXACT_BELOW",

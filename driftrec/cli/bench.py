@@ -19,6 +19,7 @@ from driftrec.bench import speed
 from driftrec.bench.fuzz import run_fuzz
 from driftrec.bench.kafka import KafkaBenchArgs
 from driftrec.learner import LearnerConfig
+from driftrec.scorer.config import CANDIDATE_MODES, ITEM_STORAGES
 
 from .flags import flag_float, flag_int, options
 
@@ -234,14 +235,14 @@ def add_parser(sub: Any) -> None:
             )
             q.add_argument(
                 "--candidates",
-                choices=("auto", "exact", "index"),
+                choices=CANDIDATE_MODES,
                 default="auto",
                 help="SCORER_CANDIDATES (index: each version's candidate index is built in the "
                 "background before it serves; auto: index from SCORER_EXACT_BELOW items on)",
             )
             q.add_argument(
                 "--item-storage",
-                choices=("auto", "float32", "float16"),
+                choices=ITEM_STORAGES,
                 default=None,
                 help="SCORER_ITEM_STORAGE (default auto: float16 from SCORER_EXACT_BELOW items on)",
             )
@@ -311,7 +312,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--users", type=flag_int(1), default=10_000, help="users")
     q.add_argument(
         "--candidates",
-        choices=("auto", "exact", "index"),
+        choices=CANDIDATE_MODES,
         default="auto",
         help="SCORER_CANDIDATES: exact ranks every item; index takes candidates from the ANN "
         "index, fresh, co-engaged and popular items and re-ranks them exactly; auto: index from "
@@ -330,7 +331,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--ann-k", type=flag_int(1), default=None, help="candidates taken from the index per user")
     q.add_argument(
         "--item-storage",
-        choices=("auto", "float32", "float16"),
+        choices=ITEM_STORAGES,
         default=None,
         help="SCORER_ITEM_STORAGE: the item rows in float32 or float16 (half the memory); auto "
         "(default): float16 from SCORER_EXACT_BELOW items on",

@@ -8,6 +8,7 @@ from typing import Any
 from driftrec.evaluation import harness
 from driftrec.evaluation.harness import ALL_SYSTEMS, KNOWN_SYSTEMS, VARIANTS
 from driftrec.evaluation.prequential import DEFAULT_TARGETS
+from driftrec.scorer.config import CANDIDATE_MODES
 from driftrec.stream import SCENARIO_HELP, SCENARIOS
 from driftrec.stream.synthetic import emerging_kwargs
 
@@ -47,7 +48,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--candidates",
-        choices=("auto", "exact", "index"),
+        choices=CANDIDATE_MODES,
         default="auto",
         help="the scorer systems' path (SCORER_CANDIDATES): exact ranks every item, index ranks "
         "the candidates of the ANN index (fresh, co-engaged, popular items too) with the same "
