@@ -34,6 +34,7 @@ import numpy as np
 from .errors import ArtifactError
 from .table import ItemTable, zero_rows
 from .trust import (
+    CHECK_ROWS,
     check_arrays,
     check_version,
     read_verified,
@@ -161,10 +162,6 @@ def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, np.float32)
 
 
-#: rows compared at a time by :func:`_same` (its temporary stays small)
-_ROWS = 1 << 14
-
-
 def _all_zero(a: np.ndarray, shape: tuple[int, ...]) -> bool:
     """Whether ``a`` is a float32 (or narrowed float16) array of ``shape`` whose every
     element is zero."""
@@ -181,7 +178,9 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     """
     if a.dtype != b.dtype or a.dtype not in (np.float32, np.float16) or a.shape != b.shape:
         return False
-    return all(np.array_equal(a[s : s + _ROWS], b[s : s + _ROWS]) for s in range(0, len(a), _ROWS))
+    return all(
+        np.array_equal(a[s : s + CHECK_ROWS], b[s : s + CHECK_ROWS]) for s in range(0, len(a), CHECK_ROWS)
+    )
 
 
 def load_artifact(

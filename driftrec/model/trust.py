@@ -504,8 +504,8 @@ def check_arrays(
             )
 
 
-#: Rows checked at a time: the checks' float64 and bool temporaries stay a few MB however
-#: large the table (whole, a 1M x 384 table's float64 copy alone is 3 GB).
+#: Rows checked or compared at a time: the temporaries stay a few MB however large the
+#: table (whole, a 1M x 384 table's float64 copy alone is 3 GB).
 CHECK_ROWS = 16_384
 
 
