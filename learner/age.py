@@ -69,7 +69,11 @@ def fit_age_curve(
 
 
 def cross_fit(
-    table: ItemTable, pub: np.ndarray, train_p: Sequence[Pair], val_p: Sequence[Pair]
+    table: ItemTable,
+    pub: np.ndarray,
+    train_p: Sequence[Pair],
+    val_p: Sequence[Pair],
+    catalog_pub: np.ndarray | None = None,
 ) -> AgeFit | None:
     """How engagement varies with an item's age (:func:`fit_age_curve`): the log-rate
     curve to ship, fitted on every pair of the window, and, for judging its weight, its
@@ -78,15 +82,17 @@ def cross_fit(
     *other* half of the validation pairs (every second one), never on itself. After a
     shift towards fresh posts only the newest pairs (the validation share) show it: a
     curve fitted on the training pairs alone lags the shift by the whole validation share.
-    ``pub``: publication times of ``table``'s items (-inf: unknown). None when the window
-    shows no curve.
+    ``pub``: publication times of ``table``'s items (-inf: unknown); ``catalog_pub``: of
+    the whole catalog where ``table`` holds a sample of it (the exposure by age is the
+    catalog's). None when the window shows no curve.
     """
+    exposed = pub if catalog_pub is None else catalog_pub
 
     def fit(ps: Sequence[Pair]) -> np.ndarray:
         tgt = np.array([table.index(p.target) for p in ps], np.int64)
         ts = np.array([p.ts for p in ps], np.float64)
         ok = tgt >= 0
-        return fit_age_curve(ts[ok] - pub[tgt[ok]], pub, float(ts.min()), float(ts.max()), AGE_EDGES_MS)
+        return fit_age_curve(ts[ok] - pub[tgt[ok]], exposed, float(ts.min()), float(ts.max()), AGE_EDGES_MS)
 
     lograte = fit([*train_p, *val_p])
     if not np.any(lograte):

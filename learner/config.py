@@ -136,6 +136,11 @@ class LearnerConfig:
     #: popularity, and their rows leave the table once they are a quarter of it
     #: (:mod:`learner.catalog`); 0: never (``ITEM_MAX_AGE_DAYS``)
     item_max_age_ms: int = 0
+    #: above this many items a round trains and validates on a sample of the catalog of
+    #: about this many rows (:mod:`~driftrec.learner.sample`: the rows the window touches,
+    #: the newest, the most popular and a uniform draw of the rest, each counted for the
+    #: rows it stands for); its memory and time stop growing with the catalog. 0: never
+    round_items: int = 20_000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -174,6 +179,8 @@ class LearnerConfig:
             bad("text_loss", ", text_fresh and encode_budget must be >= 0")
         if self.lora_every < 1:
             bad("lora_every", "must be >= 1")
+        if self.round_items < 0:
+            bad("round_items", "must be >= 0 (0 = never sample)")
         if not (self.use_lora or self.train_items):
             bad("use_lora", "and train_items cannot both be off: nothing would be learned")
         if not 0.0 <= self.novelty_jump <= 1.0:

@@ -30,6 +30,7 @@ from .gate import better, means, paired_gain, popular_instead, rank_each, unseen
 from .neighbours import Neighbours
 from .pairs import Pair, pair_arrays, pair_tensors, split
 from .popularity import LivePopularity, PopAt
+from .sample import RoundSample, sample_round
 from .training import Round, RoundLog
 from .triggers import Triggers
 from .windows import RollingWindow
@@ -103,6 +104,8 @@ class Learner:
         self.served_to_ts: int | None = None
         #: item id -> base-encoder text vector, while ``context_shift`` is on (see train)
         self._base_text: dict[str, np.ndarray] = {}
+        #: the sample of the catalog the round in progress works on (None: all of it)
+        self._sample: RoundSample | None = None
 
     # ---- observing -------------------------------------------------------------------
     def observe_many(self, events: Sequence[Event]) -> None:
@@ -196,16 +199,36 @@ class Learner:
         """
         if reason == "day_one":
             return self._calibrate()
-        cfg, enc = self.config, self.encoder
         t0 = time.perf_counter()
         rng = self._start_round()
         pairs, window = self._window_pairs()
+        if len(pairs) - max(1, int(len(pairs) * self.config.val_share)) < 2:
+            why = {"pairs": len(pairs), "why": "too few pairs"}
+            return TrainResult(False, self.table, self._lora, why, window, reason)
+        smp = self._sampled(pairs, rng)
+        try:
+            res = self._train(reason, pairs, window, rng, progress, t0)
+        finally:
+            self._sample = None
+        if smp is not None:
+            res.table = self._expanded(smp, res.table)
+            res.metrics["round_items"] = len(smp.rows)
+        return res
+
+    def _train(
+        self,
+        reason: str,
+        pairs: list[Pair],
+        window: dict[str, int],
+        rng: np.random.Generator,
+        progress: Any,
+        t0: float,
+    ) -> TrainResult:
+        """:meth:`train` over the round's table: the catalog, or the sample of it the round
+        works on (:mod:`.sample`)."""
+        cfg, enc = self.config, self.encoder
         train_p, val_p = split(pairs, cfg.val_share)
-        cur = self.table
-        if len(train_p) < 2:
-            return TrainResult(
-                False, cur, self._lora, {"pairs": len(pairs), "why": "too few pairs"}, window, reason
-            )
+        cur = self.table if self._sample is None else self._sample.table
         device = enc.device if enc is not None else "cpu"
         log = RoundLog(reason, len(pairs), len(train_p), len(val_p), device, use_lora=enc is not None)
         val = self._validation(val_p, cur)
@@ -249,9 +272,31 @@ class Learner:
         if not pairs or not (self.config.text_weights or self.config.pop_recent_shares):
             why = {"pairs": len(pairs), "why": "nothing to calibrate"}
             return TrainResult(False, cur, self._lora, why, window, "day_one")
-        cand = calibrate(cur, self._validation(pairs, cur), self.config, log)
+        smp = self._sampled(pairs, np.random.default_rng(self.config.seed + self.n_events))
+        try:
+            sub = cur if smp is None else smp.table
+            cand = calibrate(sub, self._validation(pairs, sub), self.config, log)
+        finally:
+            self._sample = None
+        if smp is not None:
+            cand = cur if cand is sub else self._expanded(smp, cand)
         log.train_s = time.perf_counter() - t0
         return TrainResult(log.accepted, cand, self._lora, log.metrics(0), window, "day_one")
+
+    def _sampled(self, pairs: Sequence[Pair], rng: np.random.Generator) -> RoundSample | None:
+        """The sample of the catalog a round over ``pairs`` works on, above
+        ``round_items`` rows (:mod:`.sample`); None below (the whole catalog)."""
+        full, size = self.table, self.config.round_items
+        if not size or len(full.item_ids) <= size:
+            return None
+        pub = self._pub_vector(full) if self.item_ts else None
+        self._sample = sample_round(full, pairs, pub, self._pop_vector(full), size, rng)
+        self._sample.full_pub = pub
+        return self._sample
+
+    def _expanded(self, smp: RoundSample, cand: ItemTable) -> ItemTable:
+        """A round's table over the sample as a table of the whole catalog."""
+        return smp.expand(cand, None if self.neighbours is None else self.neighbours.neighbours)
 
     def _start_round(self) -> np.random.Generator:
         """Count the round, reset the triggers and seed the round's random draws."""
@@ -280,7 +325,11 @@ class Learner:
         """The round's trainable state over ``cur`` and the training pairs."""
         import torch
 
-        prior = torch.from_numpy(self.popularity.prior(cur, self._pop_vector(cur), self.last_ts))
+        prior_np = self.popularity.prior(cur, self._pop_vector(cur), self.last_ts)
+        smp = self._sample
+        if smp is not None:  # a sampled row stands for ``weight`` rows of the catalog
+            prior_np = prior_np + smp.log_weight
+        prior = torch.from_numpy(prior_np)
         ctx_idx, ctx_w, tgt = pair_tensors(train_p, cur)
         # an item is no negative of a pair before its publication: else every post
         # published after the training pairs (the ones the next events go to) is pushed
@@ -304,6 +353,7 @@ class Learner:
             unshift,
             rng,
             progress,
+            None if smp is None else smp.trained,
         )
 
     def _item_stage(
@@ -508,7 +558,9 @@ class Learner:
         """The window's freshness curve, cross-fitted on validation (:func:`.age.cross_fit`)."""
         if not (self.item_ts and self.config.age_weights and val_p and train_p):
             return None
-        return cross_fit(table, self._pub_vector(table), train_p, val_p)
+        smp = self._sample  # the exposure by age is the whole catalog's
+        catalog = None if smp is None else smp.full_pub
+        return cross_fit(table, self._pub_vector(table), train_p, val_p, catalog)
 
     def evaluate(
         self, pairs: Sequence[Pair], table: ItemTable, pop: np.ndarray, k: int = 10
@@ -543,7 +595,9 @@ class Learner:
         if self.item_ts:
             pub = self._pub_vector(table)
             ts = np.array([p.ts for p in pairs], np.float64)
-        return rank_each(table, ctx_idx, ctx_w, tgt, prior, self.rep.temperature, pub, ts, k, extra)
+        smp = self._sample  # a sampled row that outranks the target counts its weight
+        sampled = smp.sampled if smp is not None and len(smp.rows) == len(table.item_ids) else None
+        return rank_each(table, ctx_idx, ctx_w, tgt, prior, self.rep.temperature, pub, ts, k, extra, sampled)
 
     def _validation(self, val_p: Sequence[Pair], table: ItemTable) -> Validation:
         """A round's validation pairs, with popularity as each of them saw it."""

@@ -36,12 +36,16 @@ def rank_each(
     ts: np.ndarray | None = None,
     k: int = 10,
     extra: np.ndarray | None = None,
+    sampled: tuple[int, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per pair (rows of :func:`~driftrec.learner.pairs.pair_arrays`): HR@k (expected over
     ties) and reciprocal rank of the target under ``table``, the pair's seen items
     excluded. With publication times ``pub`` and pair times ``ts``, each pair ranks the
     items published by its time, with ``table``'s freshness prior of their age then;
-    ``extra``: a ``[pairs, items]`` addition to the scores.
+    ``extra``: a ``[pairs, items]`` addition to the scores; ``sampled``: ``(f, w)`` where
+    ``table`` is a sample of the catalog whose rows from ``f`` on are drawn uniformly, each
+    standing for ``w`` items (:mod:`.sample`): a row that outranks the target counts ``w``
+    (the rank estimated against the whole catalog).
 
     >>> V = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], np.float32)
     >>> t = ItemTable.from_text(["a", "b", "c"], V)
@@ -55,7 +59,7 @@ def rank_each(
     """
     n, step = len(tgt), max(1, RANK_CELLS // max(len(table.item_ids), 1))
     if n <= step:
-        return _rank_block(table, ctx_idx, ctx_w, tgt, prior, temperature, pub, ts, k, extra)
+        return _rank_block(table, ctx_idx, ctx_w, tgt, prior, temperature, pub, ts, k, extra, sampled)
     parts = [
         _rank_block(
             table,
@@ -68,6 +72,7 @@ def rank_each(
             None if ts is None else ts[s : s + step],
             k,
             None if extra is None else extra[s : s + step],
+            sampled,
         )
         for s in range(0, n, step)
     ]
@@ -91,6 +96,7 @@ def _rank_block(
     ts: np.ndarray | None,
     k: int,
     extra: np.ndarray | None,
+    sampled: tuple[int, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`rank_each` of a block of pairs."""
     assert table.context is not None
@@ -110,11 +116,21 @@ def _rank_block(
         ex = ctx_idx[b][ctx_idx[b] >= 0]
         S[b, ex] = -np.inf
     tsc = S[rows, tgt][:, None]
-    greater = (S > tsc).sum(1)
-    equal = np.maximum((S == tsc).sum(1), 1)  # ties are broken at random: expected values
+    greater, equal = _count(S > tsc, sampled), _count(S == tsc, sampled)
+    equal = np.maximum(equal, 1)  # ties are broken at random: expected values
     hr = np.clip((k - greater) / equal, 0.0, 1.0)
     mrr = 1.0 / (greater + (equal + 1) / 2.0)
     return hr, mrr
+
+
+def _count(hit: np.ndarray, sampled: tuple[int, float] | None) -> np.ndarray:
+    """Per row of ``hit`` (bool ``[pairs, items]``): the items it marks, those of a uniform
+    sample (``sampled``: from column ``f`` on, each standing for ``w`` items) weighted."""
+    if sampled is None:
+        return np.count_nonzero(hit, axis=1)
+    f, w = sampled
+    out: np.ndarray = np.count_nonzero(hit[:, :f], axis=1) + w * np.count_nonzero(hit[:, f:], axis=1)
+    return out
 
 
 def means(each: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:

@@ -36,6 +36,8 @@ class Round:
     from contexts without the context shift), the training pairs as tensors, the popularity
     prior, and with publication times ``pub`` the pairs' times (an item is no negative of
     a pair before its publication). ``progress(steps)`` is called after every step.
+    ``trained``: the rows whose parts are trained (None: all); the others are negatives
+    only (a round on a sample of the catalog, :mod:`.sample`).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class Round:
         unshift: np.ndarray,
         rng: np.random.Generator,
         progress: Callable[[int], object] | None = None,
+        trained: np.ndarray | None = None,
     ) -> None:
         import torch
 
@@ -58,11 +61,20 @@ class Round:
         self.prior, self.pub, self.unshift, self.rng = prior, pub, unshift, rng
         self.progress = progress
         self.T0 = torch.from_numpy(cur.text.copy())
-        self.R = torch.nn.Parameter(torch.from_numpy(cur.residual.copy()))
-        self.bias = torch.nn.Parameter(torch.from_numpy(cur.bias.copy()))
-        self.C = torch.nn.Parameter(
-            torch.from_numpy(cur.context - unshift if unshift.size else cur.context.copy())
-        )
+        R = torch.from_numpy(cur.residual.copy())
+        bias = torch.from_numpy(cur.bias.copy())
+        C = torch.from_numpy(cur.context - unshift if unshift.size else cur.context.copy())
+        #: the rows whose parts are trained (None: all): the rows a sampled round does not
+        #: train are negatives only (:mod:`.sample`), and neither they nor their optimiser
+        #: state are parameters
+        self._rows = None
+        if trained is not None and not trained.all():
+            self._rows = torch.from_numpy(np.flatnonzero(trained))
+            self._fixed = (R, bias, C)
+            R, bias, C = R[self._rows], bias[self._rows], C[self._rows]
+        self.R = torch.nn.Parameter(R)
+        self.bias = torch.nn.Parameter(bias)
+        self.C = torch.nn.Parameter(C)
         n = len(self.tgt)
         self.B = min(config.batch_size, n)
         self.steps = 0
@@ -95,6 +107,15 @@ class Round:
                 n += 1
                 yield torch.from_numpy(order[s : s + self.B])
 
+    def parts(self) -> tuple[Any, Any, Any]:
+        """Every row's residual, bias and context vector (the trained rows' from the
+        parameters): what the losses take."""
+        if self._rows is None:
+            return self.R, self.bias, self.C
+        rows = (self._rows,)
+        R, bias, C = self._fixed
+        return R.index_put(rows, self.R), bias.index_put(rows, self.bias), C.index_put(rows, self.C)
+
     def loss(self, table: ItemTable) -> float:
         """``table``'s loss on (the first 1,024 of) the training pairs, without gradients."""
         return table_loss(table, self.ctx_idx, self.ctx_w, self.tgt, self.prior, self.temperature)
@@ -119,10 +140,11 @@ class Round:
         if cfg.train_items:
             opt = torch.optim.Adam([self.R, self.bias, self.C], lr=cfg.lr_items)
             for bi in self.batches(cfg.item_max_steps):
+                R, bias, C = self.parts()
                 loss = softmax_loss(
-                    self.C,
-                    self.T0 + self.R,
-                    self.bias,
+                    C,
+                    self.T0 + R,
+                    bias,
                     self.prior,
                     self.ctx_idx[bi],
                     self.ctx_w[bi],
@@ -134,6 +156,10 @@ class Round:
                 item_steps += 1
         for p in (self.R, self.bias, self.C):
             p.requires_grad_(False)
+        if self._rows is not None:  # every row's parts, fixed from here on
+            self._fixed = self.parts()
+            self._rows = None
+            self.R, self.bias, self.C = self._fixed
         return item_steps
 
     def items_table(self) -> ItemTable:

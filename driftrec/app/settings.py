@@ -277,6 +277,17 @@ VARS: tuple[Var, ...] = (
         hi=4.0,
     ),
     Var(
+        "LEARNER_ROUND_ITEMS",
+        "learner.round_items",
+        "int",
+        _LC.round_items,
+        "above this many items a training round works on a sample of the catalog of about this "
+        "many rows (the window's items, the newest, the most popular, a uniform draw of the "
+        "rest): its memory and time stop growing with the catalog (0: never sample)",
+        lo=0,
+        hi=100_000_000,
+    ),
+    Var(
         "LEARNER_LORA_R",
         "lora_r",
         "int",

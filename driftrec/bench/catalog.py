@@ -74,6 +74,29 @@ def _topic_events(
     ]
 
 
+def topical_window(
+    n: int, window: int, seed: int, dim: int = 384
+) -> tuple[Any, dict[str, str], list[Event], dict[str, int]]:
+    """A learner's catalog and window at any size (``driftrec bench learner --catalog
+    topics``): the ``topics`` catalog's vectors as text rows, each item's text naming its
+    topic, publication times spread over the week before the window, and ``window``
+    events following each user's topic (one user per 4 events)."""
+    from driftrec.model import ItemTable
+
+    rng = np.random.default_rng(seed)
+    vectors, topic = _catalog(rng, n, dim, "topics")
+    assert topic is not None
+    ids = [f"i{j}" for j in range(n)]
+    t0 = 1_700_000_000_000
+    week = 7 * 24 * 3_600_000
+    pub = t0 - rng.integers(0, week, n)
+    texts = {i: f"post {j} about topic {t}" for j, (i, t) in enumerate(zip(ids, topic.tolist()))}
+    item_ts = dict(zip(ids, pub.tolist()))
+    by_topic = [np.flatnonzero(topic == t) for t in range(int(topic.max()) + 1)]
+    events = _topic_events(rng, window, max(1, window // 4), by_topic, t0=t0)
+    return ItemTable.from_text(ids, vectors), texts, events, item_ts
+
+
 def run_catalog_bench(
     items: int = 100_000,
     events: int = 60_000,

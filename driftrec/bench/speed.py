@@ -372,27 +372,41 @@ def bench_learner(
     seed: int = 0,
     use_lora: bool = True,
     progress: Callable[[int], None] | None = None,
+    catalog: str = "text",
 ) -> dict[str, Any]:
-    """One micro-fine-tune of a ``window``-event window (synthetic stream, real encoder)."""
+    """One micro-fine-tune of a ``window``-event window (synthetic stream, real encoder).
+    ``catalog``: ``text``, the ``abrupt`` scenario's catalog encoded by the encoder; or
+    ``topics``, the topical vectors of ``driftrec bench catalog`` (no encoding: a catalog of
+    a million rows in seconds) with publication times over the week before the window and
+    events that follow each user's topic."""
     import torch
 
     from driftrec.app.system import build_learner, load_encoder
     from driftrec.learner import LearnerConfig
     from driftrec.model import ItemTable, Representation
-    from driftrec.stream.synthetic import generate
 
-    s = generate("abrupt", n_events=window, n_items=n_items, seed=seed)
     enc = load_encoder(model, lora_r=8 if use_lora else 0, device=device)
     t0 = time.perf_counter()
-    table = ItemTable.from_text([it.item_id for it in s.items], enc.encode([it.text for it in s.items]))
+    if catalog == "text":
+        from driftrec.stream.synthetic import generate
+
+        s = generate("abrupt", n_events=window, n_items=n_items, seed=seed)
+        texts = {it.item_id: it.text for it in s.items}
+        table = ItemTable.from_text(list(texts), enc.encode(list(texts.values())))
+        events, item_ts = s.events, None
+    else:
+        from .catalog import topical_window
+
+        table, texts, events, item_ts = topical_window(n_items, window, seed, enc.dim)
     encode_s = time.perf_counter() - t0
     # lora_every=1: a full fine-tune, item parts then adapters (the default trains the
     # adapters on every 5th training only)
     cfg = LearnerConfig(
         window_events=window, train_every=window, drift=None, use_lora=use_lora, seed=seed, lora_every=1
     )
-    L = build_learner(cfg, Representation(), table, {it.item_id: it.text for it in s.items}, enc)
-    L.observe_many(s.events)
+    L = build_learner(cfg, Representation(), table, texts, enc, item_ts)
+    del table, texts
+    L.observe_many(events)
     if enc.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t1 = time.perf_counter()
@@ -408,6 +422,7 @@ def bench_learner(
         "model": enc.base_model,
         "window": window,
         "items": n_items,
+        "catalog": catalog,
         "use_lora": use_lora,
         "finetune_s": round(wall, 2),
         "train_s": m.get("train_s"),

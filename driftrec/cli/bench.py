@@ -181,6 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 args.items,
                 use_lora=not args.no_lora,
                 progress=lambda n: bar.update(n - bar.n),
+                catalog=args.catalog,
             )
     print(f"driftrec bench {kind}")
     print(speed.format_table(res))
@@ -300,6 +301,13 @@ def add_parser(sub: Any) -> None:
                 "--device", default="auto", choices=("auto", "cpu", "cuda"), help="where it trains"
             )
             q.add_argument("--no-lora", action="store_true", help="train the item parts only (no adapters)")
+            q.add_argument(
+                "--catalog",
+                default="text",
+                choices=("text", "topics"),
+                help="text: a synthetic catalog encoded by the encoder; topics: topical vectors, "
+                "no encoding (for catalogs of a million items)",
+            )
         q.set_defaults(func=cmd_bench)
     text = (
         "a catalog of N items through the scorer: events/s, batch p50/p99, peak RSS, the candidate "
