@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from driftrec.model import ItemTable, Representation, TextEncoder
+from driftrec.model import ItemTable, Representation, TextEncoder, priority_order
 from driftrec.stream import Event, Item
 
 from .age import AgeFit, best_age_weight, cross_fit, with_age
@@ -295,8 +295,25 @@ class Learner:
         return self._sample
 
     def _expanded(self, smp: RoundSample, cand: ItemTable) -> ItemTable:
-        """A round's table over the sample as a table of the whole catalog."""
-        return smp.expand(cand, None if self.neighbours is None else self.neighbours.neighbours)
+        """A round's table over the sample as a table of the whole catalog; under a new
+        adapter, the catalog's rows within ``encode_budget`` encoded (:func:`encode_rows`'s
+        choice, over the whole catalog)."""
+        enc, full = self.encoder, smp.full
+
+        def encode(stale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            assert enc is not None
+            budget, n = self.config.encode_budget, len(full.item_ids)
+            pub = smp.full_pub
+            order = (
+                np.arange(n) if budget == 0 or n <= budget else priority_order(pub, self._pop_vector(full), n)
+            )
+            rows = np.sort(order[: budget or n])
+            rows = rows[stale[rows]]
+            texts = [self.texts.get(full.item_ids[int(j)], "") for j in rows]
+            return rows, enc.encode(texts) if len(rows) else np.zeros((0, full.dim), np.float32)
+
+        nbrs = None if self.neighbours is None else self.neighbours.neighbours
+        return smp.expand(cand, nbrs, None if enc is None else encode)
 
     def _start_round(self) -> np.random.Generator:
         """Count the round, reset the triggers and seed the round's random draws."""

@@ -18,8 +18,10 @@ The sampled rows are negatives only: their parts are not trained (a row a round 
 not see keeps its parts, as every untouched row does). The round's candidate is put back
 into the whole catalog by :meth:`RoundSample.expand`: the trained rows replaced, the
 rest as served, the round's scalars (blend, freshness curve) taken over, co-engagement
-neighbours built for every row, and, where the adapter changed, every row the round did
-not encode marked stale (re-encoded by the scorer after the swap).
+neighbours built for every row, and, where the adapter changed, the rows of the whole
+catalog within the encode budget encoded under it (the newest and most engaged first, as
+without a sample) and every other row marked stale (re-encoded by the scorer after the
+swap).
 """
 
 from __future__ import annotations
@@ -72,11 +74,14 @@ class RoundSample:
         self,
         cand: ItemTable,
         neighbours: Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]] | None = None,
+        encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> ItemTable:
         """``cand`` (a table over the sample's rows) as a table of the whole catalog: its
         rows in place of theirs, every other row as ``full`` has it; where ``cand`` has
         co-engagement neighbours, ``neighbours(ids)`` builds them for every row (else
-        ``full``'s are kept).
+        ``full``'s are kept). Where ``cand`` has new text vectors (a new adapter), every
+        other row is stale but those ``encode(stale)`` returns (rows, their vectors under
+        the new adapter), whose context vectors move with their text.
 
         >>> full = ItemTable.from_text(["a", "b", "c"], np.eye(3, dtype=np.float32))
         >>> s = sample_round(full, [Pair(("a",), np.ones(1, np.float32), "b", 1)], None,
@@ -122,6 +127,12 @@ class RoundSample:
         if new_text:  # a new adapter: rows the round did not encode are stale
             stale = np.ones(n, bool)
             stale[r] = False if cand.stale is None else cand.stale
+            if encode is not None:
+                rows, vecs = encode(stale)
+                if len(rows):
+                    context[rows] += np.float32(cand.context_shift) * (vecs - text[rows])
+                    text[rows] = vecs
+                    stale[rows] = False
         elif F.stale is not None or cand.stale is not None:
             stale = np.zeros(n, bool) if F.stale is None else F.stale.copy()
             stale[r] = False if cand.stale is None else cand.stale

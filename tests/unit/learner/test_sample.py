@@ -122,6 +122,14 @@ def test_a_new_adapter_on_a_sample_marks_the_rows_it_did_not_encode_stale(tiny_m
     assert out.stale is not None and out.stale.sum() == n - len(smp.rows)
     assert not out.stale[smp.rows].any()
     assert np.allclose(out.text[smp.rows], full.text[smp.rows] + 0.01)
+    # the rows the learner encodes within its budget: no longer stale, their context moved
+    outside = np.setdiff1d(np.arange(n), smp.rows)[:5]
+    vecs = full.text[outside] + 1.0
+    cand = replace(cand, context_shift=0.5)
+    out = smp.expand(cand, encode=lambda stale: (outside[stale[outside]], vecs[stale[outside]]))
+    assert out.stale.sum() == n - len(smp.rows) - 5 and not out.stale[outside].any()
+    assert np.allclose(out.text[outside], vecs)
+    assert np.allclose(out.context[outside], full.context[outside] + 0.5)
 
 
 def test_round_items_refuses_a_negative_size() -> None:
