@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from driftrec.model import ItemTable, Representation, TextEncoder, priority_order
+from driftrec.model import ItemTable, Representation, TextEncoder
 from driftrec.stream import Event, Item
 
 from .age import AgeFit, best_age_weight, cross_fit, with_age
@@ -30,7 +30,7 @@ from .gate import better, means, paired_gain, popular_instead, rank_each, unseen
 from .neighbours import Neighbours
 from .pairs import Pair, pair_arrays, pair_tensors, split
 from .popularity import LivePopularity, PopAt
-from .sample import RoundSample, sample_round
+from .sample import RoundSample, expanded, on_sample
 from .training import Round, RoundLog
 from .triggers import Triggers
 from .windows import RollingWindow
@@ -205,24 +205,15 @@ class Learner:
         if len(pairs) - max(1, int(len(pairs) * self.config.val_share)) < 2:
             why = {"pairs": len(pairs), "why": "too few pairs"}
             return TrainResult(False, self.table, self._lora, why, window, reason)
-        smp = self._sampled(pairs, rng)
-        try:
+        with on_sample(self, pairs, rng) as smp:
             res = self._train(reason, pairs, window, rng, progress, t0)
-        finally:
-            self._sample = None
         if smp is not None:
-            res.table = self._expanded(smp, res.table)
+            res.table = expanded(self, smp, res.table)
             res.metrics["round_items"] = len(smp.rows)
         return res
 
     def _train(
-        self,
-        reason: str,
-        pairs: list[Pair],
-        window: dict[str, int],
-        rng: np.random.Generator,
-        progress: Any,
-        t0: float,
+        self, reason: str, pairs: list[Pair], window: dict[str, int], rng: Any, progress: Any, t0: float
     ) -> TrainResult:
         """:meth:`train` over the round's table: the catalog, or the sample of it the round
         works on (:mod:`.sample`)."""
@@ -272,48 +263,13 @@ class Learner:
         if not pairs or not (self.config.text_weights or self.config.pop_recent_shares):
             why = {"pairs": len(pairs), "why": "nothing to calibrate"}
             return TrainResult(False, cur, self._lora, why, window, "day_one")
-        smp = self._sampled(pairs, np.random.default_rng(self.config.seed + self.n_events))
-        try:
+        with on_sample(self, pairs, np.random.default_rng(self.config.seed + self.n_events)) as smp:
             sub = cur if smp is None else smp.table
             cand = calibrate(sub, self._validation(pairs, sub), self.config, log)
-        finally:
-            self._sample = None
         if smp is not None:
-            cand = cur if cand is sub else self._expanded(smp, cand)
+            cand = cur if cand is sub else expanded(self, smp, cand)
         log.train_s = time.perf_counter() - t0
         return TrainResult(log.accepted, cand, self._lora, log.metrics(0), window, "day_one")
-
-    def _sampled(self, pairs: Sequence[Pair], rng: np.random.Generator) -> RoundSample | None:
-        """The sample of the catalog a round over ``pairs`` works on, above
-        ``round_items`` rows (:mod:`.sample`); None below (the whole catalog)."""
-        full, size = self.table, self.config.round_items
-        if not size or len(full.item_ids) <= size:
-            return None
-        pub = self._pub_vector(full) if self.item_ts else None
-        self._sample = sample_round(full, pairs, pub, self._pop_vector(full), size, rng)
-        self._sample.full_pub = pub
-        return self._sample
-
-    def _expanded(self, smp: RoundSample, cand: ItemTable) -> ItemTable:
-        """A round's table over the sample as a table of the whole catalog; under a new
-        adapter, the catalog's rows within ``encode_budget`` encoded (:func:`encode_rows`'s
-        choice, over the whole catalog)."""
-        enc, full = self.encoder, smp.full
-
-        def encode(stale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            assert enc is not None
-            budget, n = self.config.encode_budget, len(full.item_ids)
-            pub = smp.full_pub
-            order = (
-                np.arange(n) if budget == 0 or n <= budget else priority_order(pub, self._pop_vector(full), n)
-            )
-            rows = np.sort(order[: budget or n])
-            rows = rows[stale[rows]]
-            texts = [self.texts.get(full.item_ids[int(j)], "") for j in rows]
-            return rows, enc.encode(texts) if len(rows) else np.zeros((0, full.dim), np.float32)
-
-        nbrs = None if self.neighbours is None else self.neighbours.neighbours
-        return smp.expand(cand, nbrs, None if enc is None else encode)
 
     def _start_round(self) -> np.random.Generator:
         """Count the round, reset the triggers and seed the round's random draws."""

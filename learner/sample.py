@@ -26,14 +26,19 @@ swap).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from driftrec.model import ItemTable
+from driftrec.model import ItemTable, priority_order
 
 from .pairs import Pair
+
+if TYPE_CHECKING:
+    from .core import Learner
 
 #: the share of a sample given to the newest rows, and to the most popular ones
 NEWEST_SHARE = 0.125
@@ -188,6 +193,54 @@ def sample_round(
     weight = np.ones(len(rows), np.float64)
     weight[len(rows) - s :] = len(rest) / s if s else 1.0
     return RoundSample(full, rows, _rows_of(full, rows), weight, trained[rows])
+
+
+def sample_for(learner: Learner, pairs: Sequence[Pair], rng: np.random.Generator) -> RoundSample | None:
+    """The sample of ``learner``'s catalog a round over ``pairs`` works on, above
+    ``round_items`` rows; None below (the whole catalog)."""
+    full, size = learner.table, learner.config.round_items
+    if not size or len(full.item_ids) <= size:
+        return None
+    pub = learner._pub_vector(full) if learner.item_ts else None
+    smp = sample_round(full, pairs, pub, learner._pop_vector(full), size, rng)
+    smp.full_pub = pub
+    return smp
+
+
+@contextmanager
+def on_sample(
+    learner: Learner, pairs: Sequence[Pair], rng: np.random.Generator
+) -> Iterator[RoundSample | None]:
+    """The round of ``learner`` over ``pairs`` on :func:`sample_for`'s sample (None: the
+    whole catalog) while the block runs: its validation ranks count the drawn rows'
+    weights (:meth:`Learner.evaluate_each`)."""
+    smp = learner._sample = sample_for(learner, pairs, rng)
+    try:
+        yield smp
+    finally:
+        learner._sample = None
+
+
+def expanded(learner: Learner, smp: RoundSample, cand: ItemTable) -> ItemTable:
+    """A round's table over the sample ``smp`` as a table of the whole catalog
+    (:meth:`RoundSample.expand`); under a new adapter, the catalog's rows within
+    ``encode_budget`` encoded, newest and most engaged first (as
+    :func:`~driftrec.learner.candidate.encode_rows` picks them without a sample)."""
+    enc, full = learner.encoder, smp.full
+
+    def encode(stale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert enc is not None
+        budget, n = learner.config.encode_budget, len(full.item_ids)
+        order = np.arange(n)
+        if budget and n > budget:
+            order = priority_order(smp.full_pub, learner._pop_vector(full), n)[:budget]
+        rows = np.sort(order)
+        rows = rows[stale[rows]]
+        texts = [learner.texts.get(full.item_ids[int(j)], "") for j in rows]
+        return rows, enc.encode(texts) if len(rows) else np.zeros((0, full.dim), np.float32)
+
+    nbrs = None if learner.neighbours is None else learner.neighbours.neighbours
+    return smp.expand(cand, nbrs, None if enc is None else encode)
 
 
 def _rows_of(t: ItemTable, rows: np.ndarray) -> ItemTable:
