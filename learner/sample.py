@@ -14,9 +14,11 @@ trainable copy of every row's parts with its optimiser state (about 51 KB an ite
   from the sample), in validation a row that outranks the target counts ``weight`` times
   (the rank estimated against the whole catalog).
 
-The sampled rows are negatives only: their parts are not trained (a row a round does
-not see keeps its parts, as every untouched row does). The round's candidate is put back
-into the whole catalog by :meth:`RoundSample.expand`: the trained rows replaced, the
+Only the window's rows are trained; the other rows of the sample are negatives (a row
+the window does not touch keeps its parts, as every row outside the sample does: training
+every row of the sample, or moving every row outside it as the drawn rows moved on
+average, did worse on ``emerging``, docs/catalogs.md). The round's candidate is put back
+into the whole catalog by :meth:`RoundSample.expand`: the sample's rows replaced, the
 rest as served, the round's scalars (blend, freshness curve) taken over, co-engagement
 neighbours built for every row, and, where the adapter changed, the rows of the whole
 catalog within the encode budget encoded under it (the newest and most engaged first, as
