@@ -334,7 +334,11 @@ def add_parser(sub: Any) -> None:
     )
     q.add_argument("--index-spec", default="auto", help="a faiss index factory string, or auto")
     q.add_argument(
-        "--ann-scan", type=flag_int(1), default=None, help="lists scanned per query (default: tuned)"
+        "--ann-scan",
+        type=flag_int(1),
+        default=None,
+        help="the most rows a query may scan in the index (default 1,024; the lists scanned are "
+        "tuned within it)",
     )
     q.add_argument("--ann-k", type=flag_int(1), default=None, help="candidates taken from the index per user")
     q.add_argument(
