@@ -208,6 +208,16 @@ VARS: tuple[Var, ...] = (
         hi=4096,
     ),
     Var(
+        "SCORER_ANN_SCAN",
+        "scorer.ann_scan",
+        "int",
+        _SC.ann_scan,
+        "the most rows a query may scan in the index; the lists it scans are chosen within it "
+        "(more: recall up on large catalogs, events/s down)",
+        lo=1,
+        hi=1_000_000,
+    ),
+    Var(
         "SCORER_INDEX_SPEC",
         "scorer.index_spec",
         "str",
