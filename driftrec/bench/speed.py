@@ -423,6 +423,8 @@ def bench_learner(
         "window": window,
         "items": n_items,
         "catalog": catalog,
+        # the rows the round worked on where it took a sample of the catalog (LEARNER_ROUND_ITEMS)
+        "round_items": m.get("round_items", n_items),
         "use_lora": use_lora,
         "finetune_s": round(wall, 2),
         "train_s": m.get("train_s"),

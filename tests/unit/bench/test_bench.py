@@ -37,6 +37,14 @@ def test_bench_learner_tiny(tiny_model: str) -> None:
     assert r["train_s"] <= r["finetune_s"] + 0.01 and r["peak_rss_mb"] > 100  # torch alone is more
 
 
+def test_bench_learner_on_a_topical_catalog_above_round_items_trains_on_a_sample(tiny_model: str) -> None:
+    r = bench.bench_learner(
+        tiny_model, window=512, device="cpu", n_items=25_000, use_lora=False, catalog="topics"
+    )
+    assert r["catalog"] == "topics" and r["items"] == 25_000 and r["item_steps"] >= 1
+    assert r["round_items"] < 25_000  # the default LEARNER_ROUND_ITEMS is 20,000
+
+
 def test_bench_command_json(capsys) -> None:
     from driftrec.cli import main
 
