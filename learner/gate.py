@@ -126,10 +126,12 @@ def _rank_block(
 def _count(hit: np.ndarray, sampled: tuple[int, float] | None) -> np.ndarray:
     """Per row of ``hit`` (bool ``[pairs, items]``): the items it marks, those of a uniform
     sample (``sampled``: from column ``f`` on, each standing for ``w`` items) weighted."""
+    out: np.ndarray
     if sampled is None:
-        return np.count_nonzero(hit, axis=1)
-    f, w = sampled
-    out: np.ndarray = np.count_nonzero(hit[:, :f], axis=1) + w * np.count_nonzero(hit[:, f:], axis=1)
+        out = np.count_nonzero(hit, axis=1)
+    else:
+        f, w = sampled
+        out = np.count_nonzero(hit[:, :f], axis=1) + w * np.count_nonzero(hit[:, f:], axis=1)
     return out
 
 

@@ -72,9 +72,10 @@ class Round:
             self._rows = torch.from_numpy(np.flatnonzero(trained))
             self._fixed = (R, bias, C)
             R, bias, C = R[self._rows], bias[self._rows], C[self._rows]
-        self.R = torch.nn.Parameter(R)
-        self.bias = torch.nn.Parameter(bias)
-        self.C = torch.nn.Parameter(C)
+        #: parameters while the item stage trains them, fixed tensors after it
+        self.R: Any = torch.nn.Parameter(R)
+        self.bias: Any = torch.nn.Parameter(bias)
+        self.C: Any = torch.nn.Parameter(C)
         n = len(self.tgt)
         self.B = min(config.batch_size, n)
         self.steps = 0
