@@ -1,4 +1,4 @@
-"""One environment variable as :mod:`driftrec.app.settings` declares it: its type, default,
+"""One environment variable as :mod:`driftrec.app.declarations` declares it: its type, default,
 bounds or choices, meaning, and how a raw value is parsed and shown (secrets masked)."""
 
 from __future__ import annotations
