@@ -60,16 +60,12 @@ class RoundSample:
     table: ItemTable
     weight: np.ndarray
     trained: np.ndarray
+    #: ``(f, w)``: the rows from ``f`` on are the uniform draw, each standing for ``w`` rows
+    #: of the catalog (:func:`~driftrec.learner.gate.rank_each`)
+    sampled: tuple[int, float]
     #: publication times of ``full``'s rows (-inf: unknown; None: none known), set by the
     #: learner: the freshness curve's exposure is the whole catalog's
     full_pub: np.ndarray | None = None
-
-    @property
-    def sampled(self) -> tuple[int, float]:
-        """``(f, w)``: the rows from ``f`` on are the uniform draw, each standing for ``w``
-        rows of the catalog (:func:`~driftrec.learner.gate.rank_each`)."""
-        f = int(np.count_nonzero(self.weight == 1.0))
-        return f, float(self.weight[f]) if f < len(self.weight) else 1.0
 
     @property
     def log_weight(self) -> np.ndarray:
@@ -193,8 +189,9 @@ def sample_round(
     drawn = np.sort(rng.choice(rest, s, replace=False)) if s else np.zeros(0, np.int64)
     rows = np.concatenate([np.flatnonzero(forced), drawn])
     weight = np.ones(len(rows), np.float64)
-    weight[len(rows) - s :] = len(rest) / s if s else 1.0
-    return RoundSample(full, rows, _rows_of(full, rows), weight, trained[rows])
+    w = len(rest) / s if s else 1.0
+    weight[len(rows) - s :] = w
+    return RoundSample(full, rows, _rows_of(full, rows), weight, trained[rows], (len(rows) - s, w))
 
 
 def sample_for(learner: Learner, pairs: Sequence[Pair], rng: np.random.Generator) -> RoundSample | None:
