@@ -74,6 +74,7 @@ def summarise(
     below = pq.windows_below({s.name: res.systems[s.name].positions for s in systems}, k, window)
     if below is not None:
         out["guard"] = {"systems": [n for n in pq.GUARD_SYSTEMS if n in below], "margin": pq.GUARD_MARGIN}
+    versus = pq.versus_best({s.name: res.systems[s.name].positions for s in systems}, k)
     for s in systems:
         r = res.systems[s.name]
         m = pq.metrics(r.positions, k)
@@ -97,6 +98,14 @@ def summarise(
         if below is not None:  # the per-window guard: windows below the best of the counts
             d["windows_below_popularity"] = len(below[s.name])
             d["windows_below_popularity_at"] = below[s.name]
+        if versus is not None:  # overall, against the best count, with the noise of the difference
+            v = versus[s.name]
+            d["hr_vs_best_count"] = {
+                "reference": v["reference"],
+                "diff": round(v["diff"], 4),
+                "se": round(v["se"], 4),
+                "z": None if v["z"] is None else round(v["z"], 2),
+            }
         if r.swaps or (isinstance(s, ScorerSystem) and s.trainings):
             d["swaps"] = len(r.swaps)
             d["trainings"] = len(s.trainings)
@@ -164,6 +173,14 @@ def format_tables(
             f"windows below the best of {'/'.join(guard['systems'])} by more than {guard['margin']} "
             f"(HR@{k}; which windows): {below}"
         )
+        vs = [(n, summary["systems"][n].get("hr_vs_best_count")) for n in names]
+        if any(v for _, v in vs):
+            ref = next(v["reference"] for _, v in vs if v)
+            lines.append(
+                f"HR@{k} against the best count overall ({ref}), +/- one standard error of the "
+                "paired difference: "
+                + ", ".join(f"{n} {v['diff']:+.4f} +/- {v['se']:.4f}" for n, v in vs if v and n != ref)
+            )
     lines.append("")
     blocks = {n: pq.tumbling(res.systems[n].positions, k, window) for n in names}
     nb = len(next(iter(blocks.values()))) if blocks else 0

@@ -286,6 +286,37 @@ def windows_below(
     return {n: [b for b in full if bl[b]["hr"] < best[b] - margin - 1e-12] for n, bl in blocks.items()}
 
 
+def versus_best(
+    positions: dict[str, np.ndarray], k: int, reference: Sequence[str] = GUARD_SYSTEMS
+) -> dict[str, dict[str, Any]] | None:
+    """Per system, its HR@k less that of the best of the ``reference`` systems overall,
+    with the standard error of that difference over the same targets (each target's hit
+    or miss paired): ``{"reference", "diff", "se", "z"}`` (``z`` = diff / se; None where
+    the two never differ). A difference within about two standard errors is what two
+    rankings that are equally good give by chance on this many targets. None when no
+    reference system ran.
+
+    Examples
+    --------
+    >>> pos = {"popularity": np.array([0, 0, -1, -1]), "x": np.array([0, -1, 0, 0])}
+    >>> v = versus_best(pos, 10)["x"]
+    >>> v["reference"], v["diff"], round(v["se"], 3)
+    ('popularity', 0.25, 0.479)
+    """
+    ref = [r for r in reference if r in positions]
+    if not ref:
+        return None
+    hits = {n: ((p >= 0) & (p < k)).astype(np.float64) for n, p in positions.items()}
+    best = max(ref, key=lambda r: float(hits[r].mean()) if hits[r].size else 0.0)
+    out: dict[str, dict[str, Any]] = {}
+    for n, h in hits.items():
+        d = h - hits[best]
+        se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0
+        diff = float(d.mean()) if d.size else 0.0
+        out[n] = {"reference": best, "diff": diff, "se": se, "z": diff / se if se > 0 else None}
+    return out
+
+
 def recovery(
     positions: np.ndarray,
     k: int,

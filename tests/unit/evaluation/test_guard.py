@@ -58,3 +58,21 @@ def test_the_summary_and_the_table_report_the_guard() -> None:
         "windows_below_popularity" not in harness.summarise(res1, only, 20, None, None)["systems"]["driftrec"]
     )
     assert np.isfinite(d["hr_at_1"])
+
+
+def test_each_system_is_compared_with_the_best_count_overall_with_its_noise() -> None:
+    res, systems = _run()
+    summary = harness.summarise(res, systems, 20, None, None)
+    # overall: popularity hits 49 of 89 targets ("a"), recent_popularity 40 ("b")
+    v = summary["systems"]["recent_popularity"]["hr_vs_best_count"]
+    assert v["reference"] == "popularity"
+    assert v["diff"] == round((40 - 49) / 89, 4)
+    # every target differs (+1 or -1): the paired difference's standard error
+    d = np.array([-1.0] * 49 + [1.0] * 40)
+    assert v["se"] == round(float(d.std(ddof=1) / np.sqrt(89)), 4)
+    assert v["z"] == round(((40 - 49) / 89) / float(d.std(ddof=1) / np.sqrt(89)), 2)
+    same = summary["systems"]["driftrec"]["hr_vs_best_count"]
+    assert same == {"reference": "popularity", "diff": 0.0, "se": 0.0, "z": None}
+    table = harness.format_tables(res, summary, 20)
+    assert "HR@1 against the best count overall (popularity)" in table
+    assert "recent_popularity -0.1011 +/- 0.1061, driftrec +0.0000 +/- 0.0000" in table
