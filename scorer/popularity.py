@@ -3,10 +3,11 @@ by the stream's own clock so that records far ahead of the stream cannot poison 
 
 Two terms (:mod:`driftrec.model.representation`): the long one decays by the clock and is
 shared (the state backend holds it, every scorer adds to it); the recent one decays by
-the events this scorer counts and lives in its memory only. A restarted scorer counts the
-recent term again from nothing: until about a half-life of events
-(``Representation.pop_recent_half_life_events``) has passed, a version that weighs it
-(``ItemTable.pop_recent_share``) ranks mostly by the long term's share. Several scorers
+the events this scorer counts and lives in its memory only. A restarted scorer starts the
+recent term from the long term's counts it was given (the state backend's), as they stand
+at its first batch, and counts on from there: a version that weighs it
+(``ItemTable.pop_recent_share``) ranks by what is popular from the first batch on, not by
+counts that start from nothing. Several scorers
 each count their own partitions' events: the recent term's half-life is then that many
 times longer in time than on one scorer (the ranking it gives is the same in expectation)."""
 
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from driftrec.model import ItemTable, Representation, logaddexp
+from driftrec.model.representation import LN2
 from driftrec.stream import Event
 
 #: Popularity's time bound (StreamPopularity.update): the stream's clock is the POP_BOUND_RANK-th newest
@@ -65,6 +67,8 @@ class StreamPopularity:
         touched: dict[str, float] = {}
         if not events:
             return touched
+        if self.clock is None and self.by_id and not self.recent_by_id:
+            self._seed_recent(events, rep)
         by_id = self.by_id
         get = by_id.get
         inc_of = rep.pop_increment
@@ -103,6 +107,22 @@ class StreamPopularity:
         self.events = n
         self.clock = cap
         return touched
+
+    def _seed_recent(self, events: Sequence[Event], rep: Representation) -> None:
+        """A scorer that starts with the long term's counts (a restart: the state backend
+        holds them) starts its recent term from them, as they stand at the first batch's
+        time (the ``POP_BOUND_RANK``-th newest of its items' times, as the clock): a
+        version that weighs the recent term then ranks by what is popular from the first
+        batch on, not by counts that start from nothing."""
+        latest: dict[str, int] = {}
+        for e in events:
+            latest[e.item_id] = max(e.ts, latest.get(e.item_id, e.ts))
+        times = np.fromiter(latest.values(), np.float64, count=len(latest))
+        k = min(POP_BOUND_RANK, len(times))
+        now = float(np.partition(times, -k)[-k])
+        shift = LN2 * now / rep.pop_half_life_ms
+        self.recent_by_id.update((i, x - shift) for i, x in self.by_id.items() if np.isfinite(x))
+        self._rows = None
 
     def recent_log(self, table: ItemTable, rep: Representation) -> np.ndarray:
         """The log of the recent popularity of ``table``'s rows now (float64; -inf: none

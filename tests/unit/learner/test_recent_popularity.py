@@ -195,3 +195,21 @@ def test_a_small_steady_win_is_taken_once_the_pooled_pairs_show_it() -> None:
         chosen.append(ev.fit(each, t, (0.0, 0.5, 1.0), 1.64, times)[0])
         ev.fit(each, t, (0.0, 0.5, 1.0), 1.64, times)  # the same pairs again: counted once
     assert chosen == [0.0, 1.0, 1.0, 1.0] and len(ev.by_value[1.0][0]) == 800
+
+
+def test_a_restarted_scorer_starts_the_recent_term_from_the_long_terms_counts() -> None:
+    rep = Representation(pop_recent_half_life_events=1000.0)
+    t = _table()
+    before = Scorer(ScorerConfig(top_k=3), ServingModel("p", t.with_text_weight(0.0), rep))
+    hits = [Event(f"o{k}", "like", f"x{k}", f"i{5 + k % 3}", 1_000 * k) for k in range(30)]
+    before.learn_many(hits, {})
+    long_term = {f"i{j}": float(x) for j, x in enumerate(before.popularity)}
+    # the restart: the long term comes back from the state backend, the recent term from nothing
+    served = t.with_text_weight(0.0).with_pop_recent_share(1.0)
+    after = Scorer(ScorerConfig(top_k=3), ServingModel("p", served, rep), item_pop=long_term)
+    r = after.learn_many([Event("q", "like", "new", "i0", 31_000)], {})
+    assert sorted(x["item_id"] for x in r.recs[0]["items"]) == ["i5", "i6", "i7"]
+    # the recent term as it stands then: the long term's popularity at the first batch's time
+    now = rep.pop_prior(before.popularity, 31_000) / rep.pop_weight
+    got = np.logaddexp(0.0, after._popularity.recent_log(after.model.table, rep))
+    np.testing.assert_allclose(got[[5, 6, 7]], now[[5, 6, 7]], rtol=1e-3)
