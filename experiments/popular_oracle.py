@@ -107,23 +107,20 @@ class PopKNN(B.ItemKNN):
         return self._top(lp[None, :] + self.gamma * S, users, k, now)
 
 
-class _Recent(B._Base):
-    """Recent popularity's ``log1p`` (as ``B.RecentPopularity``) for the rankers below."""
+class _Recent(B.RecentPopularity):
+    """``B.RecentPopularity`` counting one event at a time (``count``), with the ``log1p``
+    of its counts now (``lp``) for the rankers below to add to."""
 
-    def __init__(self, ids: list[str], item_ts: dict[str, int] | None, half_life: float = 5000.0) -> None:
+    def __init__(self, ids: list[str], item_ts: dict[str, int] | None) -> None:
         super().__init__(ids, item_ts=item_ts)
-        self.c = math.log(2.0) / half_life
-        self.acc = np.full(len(ids), -np.inf)
-        self.n = 0
 
     def count(self, e: Event) -> int:
-        k, _ = self._see(e)
-        self.acc[k] = np.logaddexp(self.acc[k], self.c * self.n)
-        self.n += 1
-        return k
+        super().learn_many([e])
+        return self.cat.index[e.item_id]
 
     def lp(self) -> np.ndarray:
-        return np.asarray(np.logaddexp(0.0, self.acc - self.c * self.n))
+        n = len(self.cat)
+        return np.asarray(np.logaddexp(0.0, self.counts[:n] - math.log(2.0) / self.half_life * self.n))
 
 
 class Taste(_Recent):

@@ -67,8 +67,18 @@ class StreamPopularity:
         touched: dict[str, float] = {}
         if not events:
             return touched
+        last = self.recent
+        last.extend((e.ts, e.item_id) for e in events)
+        latest: dict[str, int] = {}
+        for ts, item in last:  # the items' latest times (one point per item)
+            if ts > latest.get(item, -1):
+                latest[item] = ts
+        times = np.fromiter(latest.values(), np.float64, count=len(latest))
+        k = min(POP_BOUND_RANK, len(times))
+        now = int(np.partition(times, -k)[-k])
+        cap = now + int(POP_SLACK_HALF_LIVES * rep.pop_half_life_ms)
         if self.clock is None and self.by_id and not self.recent_by_id:
-            self._seed_recent(events, rep)
+            self._seed_recent(now, rep)
         by_id = self.by_id
         get = by_id.get
         inc_of = rep.pop_increment
@@ -79,15 +89,6 @@ class StreamPopularity:
         rows = self._rows
         row_of, racc = (rows[1].get, rows[2]) if rows is not None else (None, None)
         neg_inf = -np.inf
-        last = self.recent
-        last.extend((e.ts, e.item_id) for e in events)
-        latest: dict[str, int] = {}
-        for ts, item in last:  # the items' latest times (one point per item)
-            if ts > latest.get(item, -1):
-                latest[item] = ts
-        times = np.fromiter(latest.values(), np.float64, count=len(latest))
-        k = min(POP_BOUND_RANK, len(times))
-        cap = int(np.partition(times, -k)[-k]) + int(POP_SLACK_HALF_LIVES * rep.pop_half_life_ms)
         for e in events:
             if e.ts > cap:  # far ahead of the stream: no popularity (its user has it)
                 continue
@@ -108,18 +109,11 @@ class StreamPopularity:
         self.clock = cap
         return touched
 
-    def _seed_recent(self, events: Sequence[Event], rep: Representation) -> None:
+    def _seed_recent(self, now: int, rep: Representation) -> None:
         """A scorer that starts with the long term's counts (a restart: the state backend
-        holds them) starts its recent term from them, as they stand at the first batch's
-        time (the ``POP_BOUND_RANK``-th newest of its items' times, as the clock): a
-        version that weighs the recent term then ranks by what is popular from the first
-        batch on, not by counts that start from nothing."""
-        latest: dict[str, int] = {}
-        for e in events:
-            latest[e.item_id] = max(e.ts, latest.get(e.item_id, e.ts))
-        times = np.fromiter(latest.values(), np.float64, count=len(latest))
-        k = min(POP_BOUND_RANK, len(times))
-        now = float(np.partition(times, -k)[-k])
+        holds them) starts its recent term from them, as they stand at ``now`` (the first
+        batch's clock): a version that weighs the recent term then ranks by what is
+        popular from the first batch on, not by counts that start from nothing."""
         shift = LN2 * now / rep.pop_half_life_ms
         self.recent_by_id.update((i, x - shift) for i, x in self.by_id.items() if np.isfinite(x))
         self._rows = None

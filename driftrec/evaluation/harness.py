@@ -71,10 +71,11 @@ def summarise(
         "shift_index": shift_index,
         "systems": {},
     }
-    below = pq.windows_below({s.name: res.systems[s.name].positions for s in systems}, k, window)
+    positions = {s.name: res.systems[s.name].positions for s in systems}
+    below = pq.windows_below(positions, k, window)
     if below is not None:
         out["guard"] = {"systems": [n for n in pq.GUARD_SYSTEMS if n in below], "margin": pq.GUARD_MARGIN}
-    versus = pq.versus_best({s.name: res.systems[s.name].positions for s in systems}, k)
+    versus = pq.versus_best(positions, k)
     for s in systems:
         r = res.systems[s.name]
         m = pq.metrics(r.positions, k)
